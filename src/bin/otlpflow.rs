@@ -1,0 +1,377 @@
+//! The `otlpflow` command: `demo` (the embedded receiver plus producers
+//! through the real pipeline), `gen` (producers against any OTLP/gRPC
+//! endpoint) and `sink` (the embedded receiver, standalone).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use otlpflow::sink::{Sink, SinkCounts, SinkOptions, Verify};
+use otlpflow::{workload, Compression, Pipeline, Policy, Stats};
+
+#[derive(Parser)]
+#[command(
+    name = "otlpflow",
+    version,
+    about = "Lock-free, high-throughput OTLP ingestion engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the embedded receiver and push spans through the real pipeline.
+    Demo(Load),
+    /// Push generated spans to an external OTLP/gRPC endpoint.
+    Gen {
+        /// The receiver, e.g. http://127.0.0.1:4317.
+        #[arg(long)]
+        endpoint: String,
+        #[command(flatten)]
+        load: Load,
+    },
+    /// Run the embedded receiver until the duration ends or Ctrl-C.
+    Sink {
+        /// Address for OTLP/gRPC.
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        grpc: std::net::SocketAddr,
+        /// Stop after this many seconds (default: run until interrupted).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Print the counts as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    Block,
+    Drop,
+}
+
+#[derive(Args, Clone)]
+struct Load {
+    /// Spans to record.
+    #[arg(long, default_value_t = 1_000_000)]
+    spans: u64,
+    /// Producer threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Compression of requests.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    compression: CompressionArg,
+    /// What producers do on a full ring.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Block)]
+    policy: PolicyArg,
+    /// Records per batch.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    offered: u64,
+    accepted: u64,
+    exported: u64,
+    dropped: u64,
+    dropped_by_reason: otlpflow::Dropped,
+    failed: u64,
+    rejected: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<u64>,
+    spans_per_sec: f64,
+    elapsed_s: f64,
+    raw_bytes: u64,
+    wire_bytes: u64,
+    compression_ratio: f64,
+    requests: u64,
+    retries: u64,
+    export_latency_p50_ms: f64,
+    export_latency_p99_ms: f64,
+    last_error: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(load) => demo(load),
+        Command::Gen { endpoint, load } => {
+            run_load(&endpoint, &load, None).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Sink {
+            grpc,
+            duration,
+            json,
+        } => sink(grpc, duration, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("otlpflow: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn demo(load: Load) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 64 },
+        ..SinkOptions::default()
+    })?;
+    let report = run_load(&sink.endpoint(), &load, Some(&sink))?;
+    let counts = sink.stop();
+    if counts.spans != report.exported || counts.errors != 0 {
+        eprintln!(
+            "otlpflow demo: MISMATCH: receiver counted {} spans ({} bad requests), pipeline exported {}",
+            counts.spans, counts.errors, report.exported
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_load(
+    endpoint: &str,
+    load: &Load,
+    sink: Option<&Sink>,
+) -> Result<Report, Box<dyn std::error::Error>> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = load.threads.unwrap_or(cpus).max(1);
+    let compression = match load.compression {
+        CompressionArg::None => Compression::None,
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+    };
+    let policy = match load.policy {
+        PolicyArg::Block => Policy::Block {
+            max_wait: Duration::from_secs(30),
+        },
+        PolicyArg::Drop => Policy::DropNewest,
+    };
+    let mut builder = Pipeline::builder()
+        .endpoint(endpoint)
+        .service_name("otlpflow-demo")
+        .resource_attribute(
+            "service.instance.id",
+            format!("otlpflow-{}", std::process::id()),
+        )
+        .compression(compression)
+        .policy(policy)
+        .max_batch_items(load.batch);
+    if let Some(w) = load.workers {
+        builder = builder.workers(w);
+    }
+    let pipeline = builder.start()?;
+    let scope = pipeline.scope("otlpflow.demo", otlpflow::VERSION);
+
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let monitor = spawn_progress(pipeline.clone(), load.spans, done.clone(), load.json);
+    let per_thread = load.spans / threads as u64;
+    let extra = load.spans % threads as u64;
+    let producers: Vec<_> = (0..threads)
+        .map(|t| {
+            let p = pipeline.clone();
+            let n = per_thread + u64::from((t as u64) < extra);
+            std::thread::spawn(move || {
+                let seed = workload::splitmix(t as u64 + 1);
+                let mut now = workload::now_unix_nano();
+                for i in 0..n {
+                    if i % 1024 == 0 {
+                        now = workload::now_unix_nano();
+                    }
+                    // Refusals are counted by the pipeline and reported below.
+                    let _ = workload::record_benchmark_span(&p, &scope, seed, i, now);
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().map_err(|_| "a producer thread panicked")?;
+    }
+    let stats = pipeline.shutdown(Duration::from_secs(60))?;
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = monitor.join();
+    let received = sink.map(|s| s.counts());
+    let report = make_report(&stats, elapsed, received, pipeline.last_error());
+    print_report(&report, &stats, received, load.json);
+    Ok(report)
+}
+
+fn spawn_progress(
+    p: Pipeline,
+    total: u64,
+    done: Arc<AtomicBool>,
+    quiet: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(total)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} exported  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut last = (Instant::now(), 0u64, 0u64);
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let s = p.stats();
+            let now = Instant::now();
+            let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
+            let rate = (s.exported - last.1.min(s.exported)) as f64 / dt;
+            let mbps = (s.bytes_wire - last.2.min(s.bytes_wire)) as f64 / dt / 1e6;
+            last = (now, s.exported, s.bytes_wire);
+            bar.set_position(s.exported);
+            bar.set_message(format!(
+                "{:.0} spans/s  {:.1} MB/s  dropped {}  in flight {}  p99 {:.2} ms",
+                rate,
+                mbps,
+                s.dropped.total(),
+                s.in_flight,
+                s.export_latency.p99_ns as f64 / 1e6
+            ));
+        }
+        bar.finish_and_clear();
+    })
+}
+
+fn make_report(
+    s: &Stats,
+    elapsed: Duration,
+    received: Option<SinkCounts>,
+    last_error: Option<String>,
+) -> Report {
+    let secs = elapsed.as_secs_f64();
+    Report {
+        offered: s.offered,
+        accepted: s.accepted,
+        exported: s.exported,
+        dropped: s.dropped.total(),
+        dropped_by_reason: s.dropped,
+        failed: s.failed,
+        rejected: s.rejected,
+        received: received.map(|r| r.spans),
+        spans_per_sec: s.exported as f64 / secs,
+        elapsed_s: secs,
+        raw_bytes: s.bytes_raw,
+        wire_bytes: s.bytes_wire,
+        compression_ratio: if s.bytes_wire == 0 {
+            0.0
+        } else {
+            s.bytes_raw as f64 / s.bytes_wire as f64
+        },
+        requests: s.requests,
+        retries: s.retries,
+        export_latency_p50_ms: s.export_latency.p50_ns as f64 / 1e6,
+        export_latency_p99_ms: s.export_latency.p99_ns as f64 / 1e6,
+        last_error,
+    }
+}
+
+fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool) {
+    if json {
+        match serde_json::to_string(r) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("otlpflow: report: {e}"),
+        }
+        return;
+    }
+    println!("otlpflow {}", otlpflow::VERSION);
+    println!("  offered            {:>14}", r.offered);
+    println!("  accepted           {:>14}", r.accepted);
+    println!("  exported           {:>14}", r.exported);
+    println!(
+        "  dropped            {:>14}   (full {}, too large {}, shutdown {}, invalid {})",
+        r.dropped, s.dropped.full, s.dropped.too_large, s.dropped.shutdown, s.dropped.invalid
+    );
+    println!("  failed             {:>14}", r.failed);
+    println!("  rejected by server {:>14}", r.rejected);
+    if let Some(c) = received {
+        println!(
+            "  received (sink)    {:>14}   in {} requests, {} bad",
+            c.spans, c.requests, c.errors
+        );
+    }
+    println!("  elapsed            {:>14.3} s", r.elapsed_s);
+    println!("  throughput         {:>14.0} spans/s", r.spans_per_sec);
+    println!(
+        "  bytes raw / wire   {:>8.1} MB / {:.1} MB   (ratio {:.2}x)",
+        r.raw_bytes as f64 / 1e6,
+        r.wire_bytes as f64 / 1e6,
+        r.compression_ratio
+    );
+    println!(
+        "  requests           {:>14}   ({} retried)",
+        r.requests, r.retries
+    );
+    println!(
+        "  export latency     p50 {:.2} ms   p99 {:.2} ms",
+        r.export_latency_p50_ms, r.export_latency_p99_ms
+    );
+    if let Some(e) = &r.last_error {
+        println!("  last error         {e}");
+    }
+}
+
+fn sink(
+    addr: std::net::SocketAddr,
+    duration: Option<f64>,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let sink = Sink::start(SinkOptions {
+        grpc_addr: addr,
+        verify: Verify::Walk { sample_every: 64 },
+        keep_requests: false,
+    })?;
+    eprintln!("otlpflow sink: OTLP/gRPC on {}", sink.addr());
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to a static atomic, which is
+        // async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) && !SIGNALLED.load(Ordering::Relaxed) {
+        if duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {
+            stop.store(true, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = sink.stop();
+    if json {
+        println!("{}", serde_json::to_string(&c)?);
+    } else {
+        println!(
+            "spans {}  requests {}  bytes wire {}  raw {}  bad requests {}  connections {}",
+            c.spans, c.requests, c.bytes_wire, c.bytes_raw, c.errors, c.connections
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::Relaxed);
+}

@@ -1,0 +1,189 @@
+//! Batches: records copied once out of the rings, grouped by scope, and
+//! framed into an OTLP export request around the already-encoded records.
+//!
+//! The three OTLP export requests share one shape, with the same field
+//! numbers: `Export*ServiceRequest { 1: Resource* { 1: resource,
+//! 2: Scope* { 1: scope, 2: records..., 3: schema_url }, 3: schema_url } }`.
+//! A batch keeps one buffer per scope whose first bytes are left free; when
+//! the batch closes, the `Scope*` key and length are written right-aligned
+//! into that headroom, so each scope buffer becomes one request chunk with no
+//! further copy. The request is then `head + chunks`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::record::wire;
+
+/// Room at the front of a scope buffer for its key and length (a key byte
+/// and a varint of at most 5 bytes for a length below 4 GiB).
+const HEADROOM: usize = 8;
+/// Field number of `records` inside `Scope*` (spans, log_records, metrics).
+const RECORDS_FIELD: u32 = 2;
+/// Field number of `Scope*` inside `Resource*`.
+const SCOPE_FIELD: u32 = 2;
+/// Field number of `Resource*` inside the request.
+const RESOURCE_FIELD: u32 = 1;
+
+struct ScopeBuf {
+    tag: u32,
+    /// `HEADROOM` free bytes, the encoded scope field, then records.
+    body: Vec<u8>,
+}
+
+/// A closed batch, ready to compress and send.
+pub struct Request {
+    /// The request's first bytes: `Resource*` key, length and resource.
+    pub head: Vec<u8>,
+    /// One chunk per scope: `Scope*` key, length and body.
+    pub chunks: Vec<Bytes>,
+    /// Records in the request.
+    pub items: u64,
+    /// Length of the whole OTLP message.
+    pub message_len: usize,
+}
+
+impl Request {
+    /// The message as slices, in order.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        let mut v = Vec::with_capacity(1 + self.chunks.len());
+        v.push(&self.head[..]);
+        v.extend(self.chunks.iter().map(|c| &c[..]));
+        v
+    }
+}
+
+/// The batch a worker is filling.
+pub struct Batch {
+    scopes: Vec<ScopeBuf>,
+    /// `slot_of[tag]` is the index in `scopes` + 1, or 0.
+    slot_of: Vec<u32>,
+    items: usize,
+    bytes: usize,
+    opened: Option<Instant>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch {
+            scopes: Vec::new(),
+            slot_of: Vec::new(),
+            items: 0,
+            bytes: 0,
+            opened: None,
+        }
+    }
+
+    /// Records in the batch.
+    pub fn items(&self) -> usize {
+        self.items
+    }
+
+    /// Encoded bytes in the batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
+    /// When the first record of this batch arrived.
+    pub fn opened(&self) -> Option<Instant> {
+        self.opened
+    }
+
+    /// Appends one encoded record under scope `tag`. `scope_field` gives the
+    /// encoded `scope` field (key, length, `InstrumentationScope`) of a tag
+    /// the batch has not seen yet. This is the one copy out of the ring.
+    pub fn push(&mut self, tag: u32, record: &[u8], scope_field: impl FnOnce(u32) -> Bytes) {
+        let t = tag as usize;
+        if t >= self.slot_of.len() {
+            self.slot_of.resize(t + 1, 0);
+        }
+        if self.slot_of[t] == 0 {
+            let scope = scope_field(tag);
+            let mut body = Vec::with_capacity(64 * 1024);
+            body.resize(HEADROOM, 0);
+            body.extend_from_slice(&scope);
+            self.bytes += scope.len();
+            self.scopes.push(ScopeBuf { tag, body });
+            self.slot_of[t] = self.scopes.len() as u32;
+        }
+        let buf = &mut self.scopes[self.slot_of[t] as usize - 1].body;
+        let before = buf.len();
+        wire::put_len_header(buf, RECORDS_FIELD, record.len());
+        buf.extend_from_slice(record);
+        self.bytes += buf.len() - before;
+        self.items += 1;
+        if self.opened.is_none() {
+            self.opened = Some(Instant::now());
+        }
+    }
+
+    /// Closes the batch into a request around `resource_field` (the encoded
+    /// `resource` field of `Resource*`), leaving the batch empty.
+    pub fn take(&mut self, resource_field: &[u8]) -> Request {
+        let mut chunks = Vec::with_capacity(self.scopes.len());
+        let mut resource_body = resource_field.len();
+        for scope in self.scopes.drain(..) {
+            self.slot_of[scope.tag as usize] = 0;
+            let mut body = scope.body;
+            let body_len = body.len() - HEADROOM;
+            let mut header = Vec::with_capacity(HEADROOM);
+            wire::put_len_header(&mut header, SCOPE_FIELD, body_len);
+            let start = HEADROOM - header.len();
+            body[start..HEADROOM].copy_from_slice(&header);
+            resource_body += body.len() - start;
+            chunks.push(Bytes::from(body).slice(start..));
+        }
+        let mut head = Vec::with_capacity(16 + resource_field.len());
+        wire::put_len_header(&mut head, RESOURCE_FIELD, resource_body);
+        head.extend_from_slice(resource_field);
+        let message_len = head.len() + chunks.iter().map(|c| c.len()).sum::<usize>();
+        let items = self.items as u64;
+        self.items = 0;
+        self.bytes = 0;
+        self.opened = None;
+        Request {
+            head,
+            chunks,
+            items,
+            message_len,
+        }
+    }
+}
+
+/// Encodes the `resource` field of `Resource*` for a resource's attributes.
+pub(crate) fn resource_field(attributes: &[(String, crate::record::OwnedValue)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    crate::record::value::encode_owned_attributes(&mut body, 1, attributes);
+    let mut out = Vec::with_capacity(body.len() + 8);
+    wire::put_len_header(&mut out, 1, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Encodes the `scope` field of `Scope*` for an instrumentation scope.
+pub(crate) fn scope_field(
+    name: &str,
+    version: &str,
+    attributes: &[(String, crate::record::OwnedValue)],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    if !name.is_empty() {
+        wire::put_len_header(&mut body, 1, name.len());
+        body.extend_from_slice(name.as_bytes());
+    }
+    if !version.is_empty() {
+        wire::put_len_header(&mut body, 2, version.len());
+        body.extend_from_slice(version.as_bytes());
+    }
+    crate::record::value::encode_owned_attributes(&mut body, 3, attributes);
+    let mut out = Vec::with_capacity(body.len() + 8);
+    wire::put_len_header(&mut out, 1, body.len());
+    out.extend_from_slice(&body);
+    out
+}

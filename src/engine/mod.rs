@@ -1,0 +1,481 @@
+//! The engine: host threads record into per-core shard rings; worker threads
+//! (one per core by default, each owning a disjoint set of shards) drain
+//! them, batch, frame, compress and export.
+//!
+//! Recording is the hot path: pick the thread's shard, size the record, claim
+//! ring space, encode the OTLP `Span` in place, commit. No allocation, no
+//! lock, no system call. A full ring applies the policy; every refusal is
+//! counted by reason. Producers wake an idle worker only when it sleeps with
+//! nothing to do, or when a ring crosses its high-water mark.
+
+pub(crate) mod batch;
+mod worker;
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::config::{Config, PipelineBuilder, Policy};
+use crate::error::{Error, RecordError};
+use crate::record::{OwnedValue, Span};
+use crate::ring::{ClaimError, Consumer, Ring};
+use crate::stats::{self, ShardCounters, Stats, WorkerCounters};
+
+/// Worker sleep modes, read by producers after each commit.
+const AWAKE: u32 = 0;
+/// Sleeping with an empty batch: the next record wakes it.
+const IDLE: u32 = 1;
+/// Sleeping until its batch's linger ends: only a ring crossing the
+/// high-water mark wakes it early.
+const LINGER: u32 = 2;
+
+/// One shard: a ring and what its producers count and wait on.
+struct Shard {
+    ring: Arc<Ring>,
+    counters: ShardCounters,
+    worker: usize,
+    /// High-water mark in ring bytes.
+    high_water: usize,
+    /// Producers parked waiting for space (`Policy::Block`).
+    waiters: AtomicU32,
+    lock: Mutex<()>,
+    space: Condvar,
+}
+
+/// What a worker shares with producers and control calls.
+struct WorkerShared {
+    /// `AWAKE`, `IDLE` or `LINGER`; set by the worker before it sleeps,
+    /// swapped back to `AWAKE` by whoever wakes it.
+    mode: AtomicU32,
+    notify: tokio::sync::Notify,
+    counters: WorkerCounters,
+    /// The last flush epoch this worker has completed.
+    flush_done: AtomicU64,
+}
+
+/// An instrumentation scope registered with a pipeline: a cheap, `Copy`
+/// handle naming the library that records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    id: u32,
+    pipeline: u64,
+}
+
+/// The counts of a `record_batch` call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Records taken into the pipeline.
+    pub accepted: u64,
+    /// Records refused (each counted in the stats by reason).
+    pub dropped: u64,
+}
+
+struct Inner {
+    id: u64,
+    config: Config,
+    shards: Box<[Shard]>,
+    workers: Box<[WorkerShared]>,
+    /// Encoded `scope` fields by scope id, append-only.
+    scopes: RwLock<Vec<(String, String, Bytes)>>,
+    resource_field: Vec<u8>,
+    /// Set once by shutdown; producers check it after claiming.
+    closed: AtomicBool,
+    /// Set when workers should exit after their final flush.
+    stop: AtomicBool,
+    /// Workers give up sending at this instant (nanoseconds since `epoch`);
+    /// zero while no shutdown is running.
+    stop_deadline_ns: AtomicU64,
+    epoch: Instant,
+    /// The latest flush requested.
+    flush_requested: AtomicU64,
+    flush_lock: Mutex<()>,
+    flush_cv: Condvar,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A running pipeline. Cheap to clone (an `Arc`); share it between threads
+/// freely: every method takes `&self`.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+static NEXT_PIPELINE: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's shard hint: the CPU it first recorded on. A thread keeps
+    /// its shard so that its records stay in order and its cache lines warm.
+    static SHARD_HINT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn thread_shard(n: usize) -> usize {
+    SHARD_HINT.with(|h| {
+        let mut v = h.get();
+        if v == usize::MAX {
+            // SAFETY: sched_getcpu has no preconditions; it returns -1 on
+            // error, which we map to shard 0.
+            let cpu = unsafe { libc::sched_getcpu() };
+            v = cpu.max(0) as usize;
+            h.set(v);
+        }
+        v % n
+    })
+}
+
+impl Pipeline {
+    /// Starts configuring a pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    pub(crate) fn start(config: Config) -> Result<Pipeline, Error> {
+        let id = NEXT_PIPELINE.fetch_add(1, Ordering::Relaxed);
+        let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
+        let shards: Box<[Shard]> = (0..config.shards)
+            .map(|i| Shard {
+                ring: Arc::new(Ring::new(config.ring_bytes)),
+                counters: ShardCounters::default(),
+                worker: i % config.workers,
+                high_water,
+                waiters: AtomicU32::new(0),
+                lock: Mutex::new(()),
+                space: Condvar::new(),
+            })
+            .collect();
+        let workers = (0..config.workers)
+            .map(|_| WorkerShared {
+                mode: AtomicU32::new(AWAKE),
+                notify: tokio::sync::Notify::new(),
+                counters: WorkerCounters::default(),
+                flush_done: AtomicU64::new(0),
+            })
+            .collect();
+        let inner = Arc::new(Inner {
+            id,
+            resource_field: batch::resource_field(&config.resource),
+            config,
+            shards,
+            workers,
+            scopes: RwLock::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stop_deadline_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+            flush_requested: AtomicU64::new(0),
+            flush_lock: Mutex::new(()),
+            flush_cv: Condvar::new(),
+            last_error: Mutex::new(None),
+        });
+        let mut threads = Vec::new();
+        for w in 0..inner.config.workers {
+            let consumers: Vec<(usize, Consumer)> = inner
+                .shards
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.worker == w)
+                // SAFETY: each shard is assigned to exactly one worker, and
+                // this is the only place consumers are made.
+                .map(|(i, s)| (i, unsafe { Consumer::new(s.ring.clone()) }))
+                .collect();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::internal(format!("starting worker runtime: {e}")))?;
+            let inner2 = inner.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("otlpflow-worker-{w}"))
+                .spawn(move || worker::run(inner2, w, consumers, runtime));
+            match handle {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    // Stop the workers already started before reporting.
+                    inner.stop.store(true, Ordering::SeqCst);
+                    inner.closed.store(true, Ordering::SeqCst);
+                    for wk in inner.workers.iter() {
+                        wk.notify.notify_one();
+                    }
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(Error::internal(format!("spawning worker thread: {e}")));
+                }
+            }
+        }
+        Ok(Pipeline {
+            inner,
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
+    /// Registers (or finds) an instrumentation scope.
+    pub fn scope(&self, name: &str, version: &str) -> Scope {
+        self.scope_with_attributes(name, version, &[])
+    }
+
+    /// Registers (or finds) an instrumentation scope with attributes.
+    pub fn scope_with_attributes(
+        &self,
+        name: &str,
+        version: &str,
+        attributes: &[(String, OwnedValue)],
+    ) -> Scope {
+        let encoded = Bytes::from(batch::scope_field(name, version, attributes));
+        let mut scopes = self.inner.scopes.write();
+        let id = match scopes.iter().position(|(_, _, e)| *e == encoded) {
+            Some(i) => i,
+            None => {
+                scopes.push((name.to_owned(), version.to_owned(), encoded));
+                scopes.len() - 1
+            }
+        };
+        Scope {
+            id: id as u32,
+            pipeline: self.inner.id,
+        }
+    }
+
+    /// Records one finished span. Never allocates or takes a lock on the
+    /// common path; under `Policy::Block` a full ring parks the caller up to
+    /// the configured wait.
+    #[inline]
+    pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
+        let inner = &*self.inner;
+        let shard = &inner.shards[thread_shard(inner.shards.len())];
+        if scope.pipeline != inner.id {
+            shard.counters.drops.invalid.fetch_add(1, Ordering::Relaxed);
+            return Err(RecordError::InvalidScope);
+        }
+        let len = span.encoded_len();
+        let mut deadline = None;
+        loop {
+            match shard.ring.claim(len, scope.id) {
+                Ok(mut claim) => {
+                    // SeqCst pairs with the SeqCst store of `closed` and load
+                    // of the ring tail in `shutdown`: either shutdown sees our
+                    // claim and drains it, or we see `closed` and back out.
+                    if inner.closed.load(Ordering::SeqCst) {
+                        drop(claim);
+                        shard
+                            .counters
+                            .drops
+                            .shutdown
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(RecordError::Shutdown);
+                    }
+                    span.encode(claim.buf());
+                    let (before, after) = claim.fill();
+                    claim.commit(scope.id);
+                    shard.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    inner.maybe_wake(shard, before, after);
+                    return Ok(());
+                }
+                Err(ClaimError::TooLarge) => {
+                    shard
+                        .counters
+                        .drops
+                        .too_large
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(RecordError::TooLarge);
+                }
+                Err(ClaimError::Full) => {
+                    if inner.closed.load(Ordering::Relaxed) {
+                        shard
+                            .counters
+                            .drops
+                            .shutdown
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(RecordError::Shutdown);
+                    }
+                    let max_wait = match inner.config.policy {
+                        Policy::DropNewest => None,
+                        Policy::Block { max_wait } => Some(max_wait),
+                    };
+                    let until = match (max_wait, deadline) {
+                        (None, _) => None,
+                        (Some(_), Some(d)) => Some(d),
+                        (Some(w), None) => {
+                            let d = Instant::now() + w;
+                            deadline = Some(d);
+                            Some(d)
+                        }
+                    };
+                    match until {
+                        Some(d) if Instant::now() < d => inner.wait_for_space(shard, len, d),
+                        _ => {
+                            shard.counters.drops.full.fetch_add(1, Ordering::Relaxed);
+                            return Err(RecordError::Full);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records many spans; returns how many were accepted and dropped. One
+    /// refusal does not stop the others.
+    pub fn record_batch(&self, scope: &Scope, spans: &[Span<'_>]) -> BatchResult {
+        let mut r = BatchResult::default();
+        for s in spans {
+            match self.record_span(scope, s) {
+                Ok(()) => r.accepted += 1,
+                Err(_) => r.dropped += 1,
+            }
+        }
+        r
+    }
+
+    /// A snapshot of the counters, taken without stopping anything.
+    pub fn stats(&self) -> Stats {
+        let inner = &*self.inner;
+        stats::snapshot(
+            inner.shards.iter().map(|s| (&s.counters, s.ring.used())),
+            inner.workers.iter().map(|w| &w.counters),
+        )
+    }
+
+    /// The last export error seen, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.last_error.lock().clone()
+    }
+
+    /// Waits until every record accepted before this call has been exported
+    /// or has failed for good, or until `timeout`. Returns the stats then.
+    pub fn flush(&self, timeout: Duration) -> Result<Stats, Error> {
+        let deadline = Instant::now() + timeout;
+        if self.inner.stop.load(Ordering::Acquire) {
+            return Err(Error::shutdown());
+        }
+        self.inner.flush_until(deadline)?;
+        Ok(self.stats())
+    }
+
+    /// Refuses new records, flushes what was accepted (up to `timeout`), stops
+    /// and joins the workers. Records still unsent at the deadline are counted
+    /// as failed (`failed_shutdown`), so that afterwards `in_flight` is zero.
+    /// A second call returns `Error::is_shutdown`.
+    pub fn shutdown(&self, timeout: Duration) -> Result<Stats, Error> {
+        let inner = &*self.inner;
+        if inner.closed.swap(true, Ordering::SeqCst) {
+            return Err(Error::shutdown());
+        }
+        let deadline = Instant::now() + timeout;
+        let deadline_ns = (deadline - inner.epoch).as_nanos() as u64;
+        inner
+            .stop_deadline_ns
+            .store(deadline_ns.max(1), Ordering::SeqCst);
+        // Wake producers parked on full rings: they will see `closed`.
+        for s in inner.shards.iter() {
+            let _g = s.lock.lock();
+            s.space.notify_all();
+        }
+        let flushed = inner.flush_until(deadline);
+        inner.stop.store(true, Ordering::SeqCst);
+        inner.wake_all();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            if t.join().is_err() {
+                return Err(Error::internal("a worker thread panicked"));
+            }
+        }
+        let stats = self.stats();
+        match flushed {
+            Err(e) if !e.is_timeout() => Err(e),
+            _ => Ok(stats),
+        }
+    }
+}
+
+impl Inner {
+    /// Wakes the shard's worker if it sleeps idle, or lingers and the ring
+    /// just crossed its high-water mark. Called after every commit; costs one
+    /// load of a line that changes only when the worker sleeps or wakes.
+    #[inline]
+    fn maybe_wake(&self, shard: &Shard, before: usize, after: usize) {
+        let w = &self.workers[shard.worker];
+        // SeqCst pairs with the worker's SeqCst store of `mode` before its
+        // final check of the rings (`worker::sleep`): either it sees our
+        // record, or we see it asleep.
+        let mode = w.mode.load(Ordering::SeqCst);
+        if mode == AWAKE {
+            return;
+        }
+        let crossed = before < shard.high_water && after >= shard.high_water;
+        if (mode == IDLE || crossed) && w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+            w.notify.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        for w in self.workers.iter() {
+            w.mode.store(AWAKE, Ordering::SeqCst);
+            w.notify.notify_one();
+        }
+    }
+
+    /// Parks the producer until the worker frees space or `deadline` passes.
+    #[cold]
+    fn wait_for_space(&self, shard: &Shard, len: usize, deadline: Instant) {
+        // Make sure the worker is draining before we sleep.
+        let w = &self.workers[shard.worker];
+        if w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+            w.notify.notify_one();
+        }
+        let mut guard = shard.lock.lock();
+        // SeqCst pairs with the worker's fence after it moves `head`: either
+        // it sees us waiting, or our re-check below sees the space.
+        shard.waiters.fetch_add(1, Ordering::SeqCst);
+        let free = shard.ring.capacity() - shard.ring.used();
+        // A claim may need the rest of the buffer as padding plus the record:
+        // wait while less than twice the record is free.
+        if free < 2 * (len + crate::ring::HEADER + crate::ring::ALIGN)
+            && !self.closed.load(Ordering::SeqCst)
+        {
+            // A short timed wait bounds the cost of any missed wake-up.
+            let until = deadline.min(Instant::now() + Duration::from_millis(5));
+            shard.space.wait_until(&mut guard, until);
+        }
+        shard.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Asks every worker to flush and waits for all of them.
+    fn flush_until(&self, deadline: Instant) -> Result<(), Error> {
+        let epoch = self.flush_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake_all();
+        let mut guard = self.flush_lock.lock();
+        loop {
+            let done = self
+                .workers
+                .iter()
+                .all(|w| w.flush_done.load(Ordering::Acquire) >= epoch);
+            if done {
+                return Ok(());
+            }
+            if self.flush_cv.wait_until(&mut guard, deadline).timed_out() {
+                let done = self
+                    .workers
+                    .iter()
+                    .all(|w| w.flush_done.load(Ordering::Acquire) >= epoch);
+                return if done {
+                    Ok(())
+                } else {
+                    Err(Error::timeout(
+                        "flush: records still in flight at the deadline",
+                    ))
+                };
+            }
+        }
+    }
+
+    fn stop_deadline(&self) -> Option<Instant> {
+        match self.stop_deadline_ns.load(Ordering::SeqCst) {
+            0 => None,
+            ns => Some(self.epoch + Duration::from_nanos(ns)),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The errors of the safe Rust API.
+//!
+//! Setup and control calls return [`Error`], an opaque value that says whose
+//! fault a failure was (the caller's, the configuration's, the remote end's,
+//! or otlpflow's own) and carries context. Recording returns [`RecordError`],
+//! a plain value: a refusal on the hot path never allocates.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Config,
+    Timeout,
+    Shutdown,
+    Internal,
+}
+
+/// An error from configuring, starting, flushing or stopping a pipeline.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: Kind,
+    message: String,
+}
+
+impl Error {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Config,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn timeout(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Timeout,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn shutdown() -> Self {
+        Error {
+            kind: Kind::Shutdown,
+            message: "the pipeline has been shut down".into(),
+        }
+    }
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Error {
+            kind: Kind::Internal,
+            message: message.into(),
+        }
+    }
+
+    /// An invalid setting: the message names it.
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
+    }
+    /// A deadline passed before the work was done.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
+    }
+    /// The pipeline was already shut down.
+    pub fn is_shutdown(&self) -> bool {
+        self.kind == Kind::Shutdown
+    }
+    /// A failure inside otlpflow itself (a thread could not start, say).
+    pub fn is_internal(&self) -> bool {
+        self.kind == Kind::Internal
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whose = match self.kind {
+            Kind::Config => "configuration error",
+            Kind::Timeout => "timed out",
+            Kind::Shutdown => "shut down",
+            Kind::Internal => "internal error",
+        };
+        write!(f, "{whose}: {}", self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why a record was refused on the hot path. Each refusal is also counted in
+/// the stats under the same reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordError {
+    /// The shard ring was full (after waiting, under the `Block` policy).
+    Full,
+    /// The encoded record is larger than a ring can hold.
+    TooLarge,
+    /// The pipeline is shut down.
+    Shutdown,
+    /// The scope handle belongs to another pipeline.
+    InvalidScope,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordError::Full => "ring full: record dropped",
+            RecordError::TooLarge => "record larger than the ring's maximum record size",
+            RecordError::Shutdown => "pipeline is shut down",
+            RecordError::InvalidScope => "scope handle belongs to another pipeline",
+        })
+    }
+}
+
+impl std::error::Error for RecordError {}

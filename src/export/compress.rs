@@ -1,0 +1,173 @@
+//! Compression of request bodies: zstd (a context reused for every batch of a
+//! worker) and gzip. The input is the request as a list of chunks (the head
+//! and one chunk per scope), so nothing is concatenated before compressing.
+
+use std::io::Write;
+
+use zstd::zstd_safe::{self, CCtx, CParameter, InBuffer, OutBuffer};
+
+use crate::config::Compression;
+
+/// One worker's compressor. Not shared: each worker owns its contexts.
+pub struct Compressor {
+    kind: Compression,
+    level: i32,
+    zstd: Option<CCtx<'static>>,
+}
+
+impl Compressor {
+    /// A compressor for `kind` at `level` (ignored for `None`).
+    pub fn new(kind: Compression, level: i32) -> Compressor {
+        let zstd = (kind == Compression::Zstd).then(|| {
+            let mut cctx = CCtx::create();
+            // The level was validated by the builder; a failure here leaves
+            // zstd's default level, which still produces a valid stream.
+            let _ = cctx.set_parameter(CParameter::CompressionLevel(level));
+            cctx
+        });
+        Compressor { kind, level, zstd }
+    }
+
+    /// The configured algorithm.
+    pub fn kind(&self) -> Compression {
+        self.kind
+    }
+
+    /// Compresses the concatenation of `chunks` (`total` bytes) and returns it
+    /// after `reserve` zeroed bytes that the caller fills with framing.
+    pub fn compress(
+        &mut self,
+        chunks: &[&[u8]],
+        total: usize,
+        reserve: usize,
+    ) -> std::io::Result<Vec<u8>> {
+        match self.kind {
+            Compression::None => {
+                let mut out = Vec::with_capacity(reserve + total);
+                out.resize(reserve, 0);
+                for c in chunks {
+                    out.extend_from_slice(c);
+                }
+                Ok(out)
+            }
+            Compression::Zstd => {
+                let cctx = self
+                    .zstd
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::other("no zstd context"))?;
+                let mut out = Vec::with_capacity(reserve + zstd_safe::compress_bound(total) + 64);
+                out.resize(reserve, 0);
+                let zerr = |code: usize| {
+                    std::io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
+                };
+                for c in chunks {
+                    let mut input = InBuffer::around(c);
+                    while input.pos < c.len() {
+                        reserve_more(&mut out);
+                        let pos = out.len();
+                        let mut output = OutBuffer::around_pos(&mut out, pos);
+                        cctx.compress_stream2(
+                            &mut output,
+                            &mut input,
+                            zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_continue,
+                        )
+                        .map_err(zerr)?;
+                    }
+                }
+                loop {
+                    reserve_more(&mut out);
+                    let pos = out.len();
+                    let mut output = OutBuffer::around_pos(&mut out, pos);
+                    let mut input = InBuffer::around(&[]);
+                    let left = cctx
+                        .compress_stream2(
+                            &mut output,
+                            &mut input,
+                            zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_end,
+                        )
+                        .map_err(zerr)?;
+                    if left == 0 {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+            Compression::Gzip => {
+                let mut out = Vec::with_capacity(reserve + total / 3 + 64);
+                out.resize(reserve, 0);
+                let mut enc = flate2::write::GzEncoder::new(
+                    out,
+                    flate2::Compression::new(self.level.clamp(0, 9) as u32),
+                );
+                for c in chunks {
+                    enc.write_all(c)?;
+                }
+                enc.finish()
+            }
+        }
+    }
+}
+
+/// Makes sure `out` has room to grow.
+fn reserve_more(out: &mut Vec<u8>) {
+    if out.capacity() - out.len() < 4096 {
+        out.reserve(out.capacity().max(64 * 1024));
+    }
+}
+
+/// Decompresses a body with the named encoding, refusing to produce more than
+/// `limit` bytes.
+pub fn decompress(encoding: Compression, data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let read = match encoding {
+        Compression::None => {
+            if data.len() > limit {
+                return Err(std::io::Error::other("message larger than the limit"));
+            }
+            return Ok(data.to_vec());
+        }
+        Compression::Gzip => flate2::read::GzDecoder::new(data)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)?,
+        Compression::Zstd => zstd::stream::read::Decoder::new(data)?
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)?,
+    };
+    if read > limit {
+        return Err(std::io::Error::other(
+            "decompressed message larger than the limit",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_each_algorithm() {
+        let a: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let b = b"tail bytes".to_vec();
+        for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let mut c = Compressor::new(kind, 1);
+            for _ in 0..3 {
+                let out = c.compress(&[&a, &b], a.len() + b.len(), 5).unwrap();
+                assert_eq!(&out[..5], &[0; 5]);
+                let back = decompress(kind, &out[5..], 1 << 20).unwrap();
+                assert_eq!(back.len(), a.len() + b.len());
+                assert_eq!(&back[..a.len()], &a[..]);
+                assert_eq!(&back[a.len()..], &b[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let big = vec![0u8; 1 << 20];
+        let mut c = Compressor::new(Compression::Zstd, 1);
+        let out = c.compress(&[&big], big.len(), 0).unwrap();
+        assert!(decompress(Compression::Zstd, &out, 1000).is_err());
+    }
+}

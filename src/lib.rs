@@ -1,0 +1,63 @@
+//! otlpflow: a lock-free, high-throughput telemetry ingestion engine.
+//!
+//! Host threads record spans on their hot path; otlpflow encodes them as OTLP
+//! protobuf straight into per-core lock-free rings, worker threads batch,
+//! compress and export them over HTTP/2 (OTLP/gRPC) to any OTLP receiver.
+//!
+//! ```no_run
+//! use otlpflow::{Pipeline, Span, SpanKind, KeyValue, Value};
+//! use std::time::Duration;
+//!
+//! let pipeline = Pipeline::builder()
+//!     .endpoint("http://localhost:4317")
+//!     .service_name("checkout")
+//!     .start()?;
+//! let scope = pipeline.scope("my-lib", "1.0");
+//! let attrs = [KeyValue::new("http.request.method", Value::Str("GET"))];
+//! let span = Span {
+//!     trace_id: [1; 16],
+//!     span_id: [2; 8],
+//!     name: "GET /items",
+//!     kind: SpanKind::Server,
+//!     start_time_unix_nano: 1,
+//!     end_time_unix_nano: 2,
+//!     attributes: &attrs,
+//!     ..Default::default()
+//! };
+//! pipeline.record_span(&scope, &span)?;
+//! pipeline.shutdown(Duration::from_secs(5))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod config;
+mod engine;
+mod error;
+mod export;
+pub mod record;
+pub mod ring;
+pub mod sink;
+mod stats;
+#[allow(dead_code)]
+mod sync;
+pub mod workload;
+
+pub use config::{Compression, Config, Endpoint, PipelineBuilder, Policy, Protocol, RetryConfig};
+pub use engine::{BatchResult, Pipeline, Scope};
+pub use error::{Error, RecordError};
+pub use record::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};
+pub use stats::{Dropped, Latency, Stats};
+
+/// The `User-Agent` otlpflow sends.
+pub const USER_AGENT: &str = concat!("otlpflow/", env!("CARGO_PKG_VERSION"));
+
+/// The version of this crate.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[doc(hidden)]
+pub mod __private {
+    //! Internals exposed for benches and tests only; not a stable API.
+    pub use crate::engine::batch::{Batch, Request};
+    pub use crate::export::compress::Compressor;
+}

@@ -1,0 +1,343 @@
+//! Spans: the data a host records, borrowed so that recording allocates
+//! nothing, and their encoding as the body of an OTLP `Span` message
+//! (opentelemetry/proto/trace/v1/trace.proto).
+
+use super::value::{attributes_len, encode_attributes, KeyValue};
+use super::wire::{self, Writer};
+
+/// What a span represents (OTLP `Span.SpanKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum SpanKind {
+    /// Unspecified.
+    #[default]
+    Unspecified = 0,
+    /// Internal operation.
+    Internal = 1,
+    /// Server side of a request.
+    Server = 2,
+    /// Client side of a request.
+    Client = 3,
+    /// Producer of a message.
+    Producer = 4,
+    /// Consumer of a message.
+    Consumer = 5,
+}
+
+/// Status code of a span (OTLP `Status.StatusCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum StatusCode {
+    /// No status set.
+    #[default]
+    Unset = 0,
+    /// The operation succeeded.
+    Ok = 1,
+    /// The operation failed.
+    Error = 2,
+}
+
+/// Status of a span: a code and an optional message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Status<'a> {
+    /// The code.
+    pub code: StatusCode,
+    /// A developer-facing message, usually set only with `Error`.
+    pub message: &'a str,
+}
+
+/// A time-stamped event inside a span.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Event<'a> {
+    /// When it happened, in nanoseconds since the Unix epoch.
+    pub time_unix_nano: u64,
+    /// Its name.
+    pub name: &'a str,
+    /// Its attributes.
+    pub attributes: &'a [KeyValue<'a>],
+    /// Attributes the caller discarded before recording.
+    pub dropped_attributes_count: u32,
+}
+
+/// A link from a span to another span.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Link<'a> {
+    /// Trace id of the linked span.
+    pub trace_id: [u8; 16],
+    /// Span id of the linked span.
+    pub span_id: [u8; 8],
+    /// W3C trace state of the linked span.
+    pub trace_state: &'a str,
+    /// Attributes of the link.
+    pub attributes: &'a [KeyValue<'a>],
+    /// Attributes the caller discarded before recording.
+    pub dropped_attributes_count: u32,
+    /// W3C trace flags and OTLP span flags of the link.
+    pub flags: u32,
+}
+
+/// A finished span, as everything OTLP's `Span` carries. All data is borrowed:
+/// build it on the stack and hand it to `record_span`.
+///
+/// An all-zero `parent_span_id` means "no parent" (a root span).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Span<'a> {
+    /// Trace id (16 bytes, not all zero).
+    pub trace_id: [u8; 16],
+    /// Span id (8 bytes, not all zero).
+    pub span_id: [u8; 8],
+    /// W3C trace state.
+    pub trace_state: &'a str,
+    /// Parent span id; all zero for a root span.
+    pub parent_span_id: [u8; 8],
+    /// W3C trace flags and OTLP span flags.
+    pub flags: u32,
+    /// Operation name.
+    pub name: &'a str,
+    /// Kind.
+    pub kind: SpanKind,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_time_unix_nano: u64,
+    /// End, in nanoseconds since the Unix epoch.
+    pub end_time_unix_nano: u64,
+    /// Attributes.
+    pub attributes: &'a [KeyValue<'a>],
+    /// Attributes the caller discarded before recording.
+    pub dropped_attributes_count: u32,
+    /// Events.
+    pub events: &'a [Event<'a>],
+    /// Events the caller discarded before recording.
+    pub dropped_events_count: u32,
+    /// Links.
+    pub links: &'a [Link<'a>],
+    /// Links the caller discarded before recording.
+    pub dropped_links_count: u32,
+    /// Status.
+    pub status: Status<'a>,
+}
+
+// Span fields (trace.proto).
+mod field {
+    pub const TRACE_ID: u32 = 1;
+    pub const SPAN_ID: u32 = 2;
+    pub const TRACE_STATE: u32 = 3;
+    pub const PARENT_SPAN_ID: u32 = 4;
+    pub const NAME: u32 = 5;
+    pub const KIND: u32 = 6;
+    pub const START: u32 = 7;
+    pub const END: u32 = 8;
+    pub const ATTRIBUTES: u32 = 9;
+    pub const DROPPED_ATTRIBUTES: u32 = 10;
+    pub const EVENTS: u32 = 11;
+    pub const DROPPED_EVENTS: u32 = 12;
+    pub const LINKS: u32 = 13;
+    pub const DROPPED_LINKS: u32 = 14;
+    pub const STATUS: u32 = 15;
+    pub const FLAGS: u32 = 16;
+    // Event.
+    pub const EVENT_TIME: u32 = 1;
+    pub const EVENT_NAME: u32 = 2;
+    pub const EVENT_ATTRIBUTES: u32 = 3;
+    pub const EVENT_DROPPED: u32 = 4;
+    // Link.
+    pub const LINK_TRACE_ID: u32 = 1;
+    pub const LINK_SPAN_ID: u32 = 2;
+    pub const LINK_TRACE_STATE: u32 = 3;
+    pub const LINK_ATTRIBUTES: u32 = 4;
+    pub const LINK_DROPPED: u32 = 5;
+    pub const LINK_FLAGS: u32 = 6;
+    // Status.
+    pub const STATUS_MESSAGE: u32 = 2;
+    pub const STATUS_CODE: u32 = 3;
+}
+
+/// Proto3 leaves default values off the wire; these helpers size and write
+/// a field only when it differs from its default.
+#[inline]
+fn str_len(f: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        wire::len_field(f, s.len())
+    }
+}
+#[inline]
+fn uint_len(f: u32, v: u64) -> usize {
+    if v == 0 {
+        0
+    } else {
+        wire::varint_field(f, v)
+    }
+}
+#[inline]
+fn fixed64_len(f: u32, v: u64) -> usize {
+    if v == 0 {
+        0
+    } else {
+        wire::key_len(f) + 8
+    }
+}
+#[inline]
+fn fixed32_len(f: u32, v: u32) -> usize {
+    if v == 0 {
+        0
+    } else {
+        wire::key_len(f) + 4
+    }
+}
+#[inline]
+fn put_str(w: &mut Writer<'_>, f: u32, s: &str) {
+    if !s.is_empty() {
+        w.bytes_field(f, s.as_bytes());
+    }
+}
+#[inline]
+fn put_uint(w: &mut Writer<'_>, f: u32, v: u64) {
+    if v != 0 {
+        w.varint_field(f, v);
+    }
+}
+#[inline]
+fn put_fixed64(w: &mut Writer<'_>, f: u32, v: u64) {
+    if v != 0 {
+        w.fixed64_field(f, v);
+    }
+}
+#[inline]
+fn put_fixed32(w: &mut Writer<'_>, f: u32, v: u32) {
+    if v != 0 {
+        w.fixed32_field(f, v);
+    }
+}
+#[inline]
+fn id_len(f: u32, id: &[u8]) -> usize {
+    if id.iter().all(|b| *b == 0) {
+        0
+    } else {
+        wire::len_field(f, id.len())
+    }
+}
+#[inline]
+fn put_id(w: &mut Writer<'_>, f: u32, id: &[u8]) {
+    if !id.iter().all(|b| *b == 0) {
+        w.bytes_field(f, id);
+    }
+}
+
+impl Event<'_> {
+    fn encoded_len(&self) -> usize {
+        use field::*;
+        fixed64_len(EVENT_TIME, self.time_unix_nano)
+            + str_len(EVENT_NAME, self.name)
+            + attributes_len(EVENT_ATTRIBUTES, self.attributes)
+            + uint_len(EVENT_DROPPED, self.dropped_attributes_count as u64)
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) {
+        use field::*;
+        put_fixed64(w, EVENT_TIME, self.time_unix_nano);
+        put_str(w, EVENT_NAME, self.name);
+        encode_attributes(w, EVENT_ATTRIBUTES, self.attributes);
+        put_uint(w, EVENT_DROPPED, self.dropped_attributes_count as u64);
+    }
+}
+
+impl Link<'_> {
+    fn encoded_len(&self) -> usize {
+        use field::*;
+        id_len(LINK_TRACE_ID, &self.trace_id)
+            + id_len(LINK_SPAN_ID, &self.span_id)
+            + str_len(LINK_TRACE_STATE, self.trace_state)
+            + attributes_len(LINK_ATTRIBUTES, self.attributes)
+            + uint_len(LINK_DROPPED, self.dropped_attributes_count as u64)
+            + fixed32_len(LINK_FLAGS, self.flags)
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) {
+        use field::*;
+        put_id(w, LINK_TRACE_ID, &self.trace_id);
+        put_id(w, LINK_SPAN_ID, &self.span_id);
+        put_str(w, LINK_TRACE_STATE, self.trace_state);
+        encode_attributes(w, LINK_ATTRIBUTES, self.attributes);
+        put_uint(w, LINK_DROPPED, self.dropped_attributes_count as u64);
+        put_fixed32(w, LINK_FLAGS, self.flags);
+    }
+}
+
+impl Status<'_> {
+    fn encoded_len(&self) -> usize {
+        use field::*;
+        str_len(STATUS_MESSAGE, self.message) + uint_len(STATUS_CODE, self.code as u64)
+    }
+}
+
+impl Span<'_> {
+    /// Size in bytes of the encoded `Span` message body.
+    pub fn encoded_len(&self) -> usize {
+        use field::*;
+        let status = self.status.encoded_len();
+        id_len(TRACE_ID, &self.trace_id)
+            + id_len(SPAN_ID, &self.span_id)
+            + str_len(TRACE_STATE, self.trace_state)
+            + id_len(PARENT_SPAN_ID, &self.parent_span_id)
+            + str_len(NAME, self.name)
+            + uint_len(KIND, self.kind as u64)
+            + fixed64_len(START, self.start_time_unix_nano)
+            + fixed64_len(END, self.end_time_unix_nano)
+            + attributes_len(ATTRIBUTES, self.attributes)
+            + uint_len(DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64)
+            + self
+                .events
+                .iter()
+                .map(|e| wire::len_field(EVENTS, e.encoded_len()))
+                .sum::<usize>()
+            + uint_len(DROPPED_EVENTS, self.dropped_events_count as u64)
+            + self
+                .links
+                .iter()
+                .map(|l| wire::len_field(LINKS, l.encoded_len()))
+                .sum::<usize>()
+            + uint_len(DROPPED_LINKS, self.dropped_links_count as u64)
+            + if status == 0 {
+                0
+            } else {
+                wire::len_field(STATUS, status)
+            }
+            + fixed32_len(FLAGS, self.flags)
+    }
+
+    /// Writes the `Span` message body into `buf`, which must be exactly
+    /// [`Span::encoded_len`] bytes long.
+    pub fn encode(&self, buf: &mut [u8]) {
+        use field::*;
+        let w = &mut Writer::new(buf);
+        put_id(w, TRACE_ID, &self.trace_id);
+        put_id(w, SPAN_ID, &self.span_id);
+        put_str(w, TRACE_STATE, self.trace_state);
+        put_id(w, PARENT_SPAN_ID, &self.parent_span_id);
+        put_str(w, NAME, self.name);
+        put_uint(w, KIND, self.kind as u64);
+        put_fixed64(w, START, self.start_time_unix_nano);
+        put_fixed64(w, END, self.end_time_unix_nano);
+        encode_attributes(w, ATTRIBUTES, self.attributes);
+        put_uint(w, DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64);
+        for e in self.events {
+            w.message_header(EVENTS, e.encoded_len());
+            e.encode(w);
+        }
+        put_uint(w, DROPPED_EVENTS, self.dropped_events_count as u64);
+        for l in self.links {
+            w.message_header(LINKS, l.encoded_len());
+            l.encode(w);
+        }
+        put_uint(w, DROPPED_LINKS, self.dropped_links_count as u64);
+        let status = self.status.encoded_len();
+        if status != 0 {
+            w.message_header(STATUS, status);
+            put_str(w, STATUS_MESSAGE, self.status.message);
+            put_uint(w, STATUS_CODE, self.status.code as u64);
+        }
+        put_fixed32(w, FLAGS, self.flags);
+        debug_assert_eq!(w.position(), self.encoded_len());
+    }
+}

@@ -1,0 +1,167 @@
+//! Protocol Buffers wire format: the few primitives the hot path needs to
+//! write OTLP messages straight into a ring record, and the sizes that let it
+//! claim exactly the right number of bytes first.
+//!
+//! Reference: <https://protobuf.dev/programming-guides/encoding/>. A field
+//! key is `(field_number << 3) | wire_type`; length-delimited fields carry a
+//! varint length before their bytes.
+
+/// Wire type of varint fields (int64, uint32, bool, enum).
+pub const VARINT: u32 = 0;
+/// Wire type of fixed 64-bit fields (fixed64, double).
+pub const FIXED64: u32 = 1;
+/// Wire type of length-delimited fields (string, bytes, messages, packed).
+pub const LEN: u32 = 2;
+/// Wire type of fixed 32-bit fields (fixed32, float).
+pub const FIXED32: u32 = 5;
+
+/// Bytes a varint of `v` takes (1..=10).
+#[inline]
+pub const fn varint_len(v: u64) -> usize {
+    // Each byte carries 7 bits; `| 1` makes zero take one byte.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Bytes a field key takes.
+#[inline]
+pub const fn key_len(field: u32) -> usize {
+    varint_len((field as u64) << 3)
+}
+
+/// Bytes a length-delimited field with a body of `body` bytes takes.
+#[inline]
+pub const fn len_field(field: u32, body: usize) -> usize {
+    key_len(field) + varint_len(body as u64) + body
+}
+
+/// Bytes a varint field takes.
+#[inline]
+pub const fn varint_field(field: u32, v: u64) -> usize {
+    key_len(field) + varint_len(v)
+}
+
+/// A writer over a slice whose exact size was computed beforehand. Writing
+/// past the end is a bug in a size function and panics in debug builds' slice
+/// checks; release builds keep the bounds checks too (they are cheap and keep
+/// this module free of `unsafe`).
+pub struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    /// Starts writing at the beginning of `buf`.
+    #[inline]
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Writer { buf, pos: 0 }
+    }
+
+    /// Bytes written so far.
+    #[inline]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Writes a varint.
+    #[inline]
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf[self.pos] = (v as u8) | 0x80;
+            self.pos += 1;
+            v >>= 7;
+        }
+        self.buf[self.pos] = v as u8;
+        self.pos += 1;
+    }
+
+    /// Writes a field key.
+    #[inline]
+    pub fn key(&mut self, field: u32, wire_type: u32) {
+        let k = (field << 3) | wire_type;
+        if k < 0x80 {
+            self.buf[self.pos] = k as u8;
+            self.pos += 1;
+        } else {
+            self.varint(k as u64);
+        }
+    }
+
+    /// Writes raw bytes.
+    #[inline]
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+
+    /// Writes a length-delimited field whose body is `bytes`.
+    #[inline]
+    pub fn bytes_field(&mut self, field: u32, bytes: &[u8]) {
+        self.key(field, LEN);
+        self.varint(bytes.len() as u64);
+        self.raw(bytes);
+    }
+
+    /// Writes the key and length of a nested message of `body` bytes; the
+    /// caller writes the body next.
+    #[inline]
+    pub fn message_header(&mut self, field: u32, body: usize) {
+        self.key(field, LEN);
+        self.varint(body as u64);
+    }
+
+    /// Writes a varint field.
+    #[inline]
+    pub fn varint_field(&mut self, field: u32, v: u64) {
+        self.key(field, VARINT);
+        self.varint(v);
+    }
+
+    /// Writes a fixed64 field.
+    #[inline]
+    pub fn fixed64_field(&mut self, field: u32, v: u64) {
+        self.key(field, FIXED64);
+        self.raw(&v.to_le_bytes());
+    }
+
+    /// Writes a fixed32 field.
+    #[inline]
+    pub fn fixed32_field(&mut self, field: u32, v: u32) {
+        self.key(field, FIXED32);
+        self.raw(&v.to_le_bytes());
+    }
+}
+
+/// Appends a varint to a growable buffer (used off the hot path, by workers
+/// framing requests).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends the key and length of a length-delimited field.
+pub fn put_len_header(out: &mut Vec<u8>, field: u32, len: usize) {
+    put_varint(out, ((field << 3) | LEN) as u64);
+    put_varint(out, len as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths_match_the_encoding() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "v = {v}");
+            let mut buf = vec![0; out.len()];
+            let mut w = Writer::new(&mut buf);
+            w.varint(v);
+            assert_eq!(buf, out);
+        }
+    }
+}

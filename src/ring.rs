@@ -1,0 +1,571 @@
+//! The shard ring: a bounded multi-producer single-consumer byte ring of
+//! variable-length records. Host threads encode telemetry straight into it on
+//! their hot path; one worker thread drains it.
+//!
+//! Where the algorithm comes from: Aeron's `ManyToOneRingBuffer` (a record
+//! header carrying the length, space claimed by a CAS on the tail, a padding
+//! record at the wrap, the consumer zeroing what it consumed so that a zero
+//! header always means "not yet committed") and the Linux BPF ring buffer
+//! (reserve/commit, commits may land out of order, the consumer stops at the
+//! first uncommitted record).
+//!
+//! Layout: `capacity` bytes (a power of two), records aligned to 8 bytes. A
+//! record is an 8-byte header word followed by the payload:
+//!
+//! ```text
+//! bit 63      committed (0 while the producer is still writing)
+//! bits 32..63 tag: the caller's record kind, or PAD for padding/aborted records
+//! bits 0..32  payload length in bytes
+//! ```
+//!
+//! Positions (`head`, `tail`) are byte counts that only grow; the index in the
+//! buffer is `position & (capacity - 1)`. Free space is always zeroed.
+//!
+//! This file holds all of the ring's `unsafe`. Under `cfg(loom)` it is
+//! compiled by `loom-tests/` with loom's atomics and cells, where the header
+//! words and the payload bytes live in separate arrays so that loom can track
+//! every access; otherwise the header is the first word of the record itself.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::atomic::{AtomicU64, Ordering};
+
+/// Records start at multiples of this many bytes.
+pub const ALIGN: usize = 8;
+/// Size of the header word in front of every record.
+pub const HEADER: usize = 8;
+/// Largest tag a caller may use; higher values are reserved by the ring.
+pub const MAX_TAG: u32 = PAD_TAG - 1;
+
+const COMMITTED: u64 = 1 << 63;
+const PAD_TAG: u32 = 0x7FFF_FFFF;
+const TAG_MASK: u64 = 0x7FFF_FFFF;
+
+const fn align_up(n: u64) -> u64 {
+    (n + (ALIGN as u64 - 1)) & !(ALIGN as u64 - 1)
+}
+
+const fn header_word(tag: u32, len: u32) -> u64 {
+    COMMITTED | ((tag as u64 & TAG_MASK) << 32) | len as u64
+}
+
+/// Why a claim was refused. Refusals are values, never allocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Not enough free space right now; the consumer will make some.
+    Full,
+    /// The record can never fit: larger than [`Ring::max_payload`].
+    TooLarge,
+}
+
+/// The backing memory. With std atomics the header is the first word of the
+/// record; under loom the headers and bytes are separate, tracked arrays.
+struct Storage {
+    #[cfg(not(loom))]
+    words: Box<[AtomicU64]>,
+    #[cfg(loom)]
+    words: Box<[AtomicU64]>,
+    #[cfg(loom)]
+    bytes: Box<[crate::sync::UnsafeCell<u8>]>,
+}
+
+impl Storage {
+    fn new(capacity: usize) -> Self {
+        let words = (0..capacity / 8).map(|_| AtomicU64::new(0)).collect();
+        Storage {
+            words,
+            #[cfg(loom)]
+            bytes: (0..capacity)
+                .map(|_| crate::sync::UnsafeCell::new(0u8))
+                .collect(),
+        }
+    }
+
+    /// The header word of the record starting at `index` (a multiple of 8).
+    fn header(&self, index: usize) -> &AtomicU64 {
+        &self.words[index / 8]
+    }
+
+    #[cfg(not(loom))]
+    fn base(&self) -> *mut u8 {
+        // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through a
+        // pointer derived from a shared reference to them is permitted.
+        self.words.as_ptr().cast::<u8>().cast_mut()
+    }
+
+    /// Zeroes `len` bytes from `index`, which do not cross the end.
+    ///
+    /// # Safety
+    /// The caller is the single consumer and every record in the range has
+    /// been committed and read: no producer may touch it until `head` moves.
+    unsafe fn zero(&self, index: usize, len: usize) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: by the caller's contract the range is inside the buffer
+            // (index + len <= capacity) and no other thread accesses it until
+            // the consumer publishes the new head with a Release store.
+            unsafe { std::ptr::write_bytes(self.base().add(index), 0, len) };
+        }
+        #[cfg(loom)]
+        {
+            for w in &self.words[index / 8..(index + len) / 8] {
+                w.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A bounded MPSC ring of variable-length byte records.
+///
+/// Share it between producers through an `Arc`; exactly one [`Consumer`]
+/// exists for it (see [`Ring::new`]).
+pub struct Ring {
+    /// Written by producers (CAS) to claim space; read by producers. Counts
+    /// every byte ever claimed, padding included.
+    tail: CachePadded<AtomicU64>,
+    /// Written only by the consumer, after it has zeroed what it consumed;
+    /// read by producers to compute free space.
+    head: CachePadded<AtomicU64>,
+    storage: Storage,
+    capacity: u64,
+    mask: u64,
+}
+
+// SAFETY: all shared mutation goes through atomics or through byte ranges
+// that the claim protocol hands to exactly one thread at a time (a producer
+// between its claim and commit, the consumer between the Acquire load of a
+// committed header and the Release store of head).
+unsafe impl Sync for Ring {}
+// SAFETY: the ring owns its memory; nothing in it is tied to a thread.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// Creates a ring of `capacity` bytes (a power of two, at least 64) and
+    /// its one consumer handle.
+    pub fn new(capacity: usize) -> Ring {
+        assert!(
+            capacity.is_power_of_two() && capacity >= 64,
+            "ring capacity must be a power of two >= 64, got {capacity}"
+        );
+        Ring {
+            tail: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            storage: Storage::new(capacity),
+            capacity: capacity as u64,
+            mask: capacity as u64 - 1,
+        }
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The largest payload a single record may have: half the ring less the
+    /// header, so that a record always fits once the consumer catches up,
+    /// wherever the wrap falls.
+    pub fn max_payload(&self) -> usize {
+        (self.capacity / 2) as usize - HEADER
+    }
+
+    /// Bytes claimed and not yet consumed (an instantaneous estimate).
+    pub fn used(&self) -> usize {
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
+        tail.saturating_sub(head) as usize
+    }
+
+    /// Claims space for a record of `len` payload bytes with `tag`
+    /// (at most [`MAX_TAG`]). The claim must be committed (or dropped, which
+    /// turns it into padding) promptly: the consumer cannot pass it until then.
+    ///
+    /// The claiming CAS is `SeqCst` so that a caller can pair it with a
+    /// `SeqCst` load of a "closed" flag (see the pipeline's shutdown): either
+    /// the closer sees this claim in `tail`, or this thread sees the flag.
+    pub fn claim(&self, len: usize, tag: u32) -> Result<Claim<'_>, ClaimError> {
+        debug_assert!(tag <= MAX_TAG);
+        if len > self.max_payload() {
+            return Err(ClaimError::TooLarge);
+        }
+        let record = align_up((HEADER + len) as u64);
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            // Acquire pairs with the consumer's Release store of `head` in
+            // `Consumer::read`: the zeroing of the space we are about to
+            // reuse happens-before our writes to it.
+            let head = self.head.load(Ordering::Acquire);
+            let index = tail & self.mask;
+            let to_end = self.capacity - index;
+            let needed = if record > to_end {
+                to_end + record
+            } else {
+                record
+            };
+            if tail + needed - head > self.capacity {
+                return Err(ClaimError::Full);
+            }
+            match self.tail.compare_exchange_weak(
+                tail,
+                tail + needed,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let start = if record > to_end {
+                        // Fill the rest of the buffer with one committed padding
+                        // record. Release pairs with the consumer's Acquire load
+                        // of the header.
+                        let pad_len = (to_end - HEADER as u64) as u32;
+                        self.storage
+                            .header(index as usize)
+                            .store(header_word(PAD_TAG, pad_len), Ordering::Release);
+                        0
+                    } else {
+                        index as usize
+                    };
+                    return Ok(Claim {
+                        ring: self,
+                        index: start,
+                        len,
+                        used_before: tail - head,
+                        used_after: tail + needed - head,
+                        committed: false,
+                        #[cfg(loom)]
+                        scratch: vec![0; len],
+                    });
+                }
+                Err(current) => tail = current,
+            }
+        }
+    }
+
+    /// Publishes the record at `index`.
+    fn publish(&self, index: usize, tag: u32, len: usize) {
+        // Release pairs with the consumer's Acquire load of this header: the
+        // payload writes happen-before the consumer reads them.
+        self.storage
+            .header(index)
+            .store(header_word(tag, len as u32), Ordering::Release);
+    }
+}
+
+/// Space claimed in a ring by one producer. Write the payload through
+/// [`Claim::buf`], then [`Claim::commit`]. Dropping an uncommitted claim turns
+/// it into padding, so that a producer that bails out never stalls the ring.
+pub struct Claim<'r> {
+    ring: &'r Ring,
+    index: usize,
+    len: usize,
+    used_before: u64,
+    used_after: u64,
+    committed: bool,
+    #[cfg(loom)]
+    scratch: Vec<u8>,
+}
+
+impl Claim<'_> {
+    /// The payload bytes to fill, exactly as long as was claimed. They are
+    /// zero on entry.
+    #[cfg(not(loom))]
+    pub fn buf(&mut self) -> &mut [u8] {
+        // SAFETY: [index + HEADER, index + HEADER + len) lies inside the buffer
+        // (claim never lets a record cross the end) and belongs to this claim
+        // alone: the CAS on `tail` gave it to us, producers never touch
+        // claimed space, and the consumer does not read past our uncommitted
+        // (zero) header. `&mut self` keeps the slice unique on our side.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ring.storage.base().add(self.index + HEADER),
+                self.len,
+            )
+        }
+    }
+
+    /// The payload bytes to fill (loom: a scratch buffer copied on commit).
+    #[cfg(loom)]
+    pub fn buf(&mut self) -> &mut [u8] {
+        &mut self.scratch
+    }
+
+    /// Bytes in the ring before and after this claim, for high-water checks.
+    pub fn fill(&self) -> (usize, usize) {
+        (self.used_before as usize, self.used_after as usize)
+    }
+
+    /// Publishes the record to the consumer under `tag`.
+    pub fn commit(mut self, tag: u32) {
+        debug_assert!(tag <= MAX_TAG);
+        #[cfg(loom)]
+        for (i, b) in self.scratch.iter().enumerate() {
+            let cell = &self.ring.storage.bytes[self.index + HEADER + i];
+            // SAFETY: this byte belongs to our claim (see `buf`).
+            cell.with_mut(|p| unsafe { *p = *b });
+        }
+        self.committed = true;
+        self.ring.publish(self.index, tag, self.len);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.ring.publish(self.index, PAD_TAG, self.len);
+        }
+    }
+}
+
+/// The single consumer of a ring. Not `Clone`: whoever holds it is the only
+/// thread that reads records and moves `head`.
+pub struct Consumer {
+    ring: std::sync::Arc<Ring>,
+    #[cfg(loom)]
+    scratch: Vec<u8>,
+}
+
+impl Consumer {
+    /// Makes the consumer of `ring`.
+    ///
+    /// # Safety
+    /// At most one `Consumer` may exist per ring at any time.
+    pub unsafe fn new(ring: std::sync::Arc<Ring>) -> Consumer {
+        Consumer {
+            ring,
+            #[cfg(loom)]
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The ring this consumer drains.
+    pub fn ring(&self) -> &std::sync::Arc<Ring> {
+        &self.ring
+    }
+
+    /// Position up to which producers have claimed space.
+    pub fn tail(&self) -> u64 {
+        self.ring.tail.load(Ordering::SeqCst)
+    }
+
+    /// Position up to which this consumer has read.
+    pub fn head(&self) -> u64 {
+        self.ring.head.load(Ordering::Relaxed)
+    }
+
+    /// Hands committed records to `f` in order as `(tag, payload)`, stopping
+    /// at the first uncommitted one, after about `max_bytes` of records, or
+    /// when `f` returns `false` (that record is then left in the ring). Frees
+    /// the space read. Returns the number of records handed over.
+    pub fn read(&mut self, max_bytes: usize, mut f: impl FnMut(u32, &[u8]) -> bool) -> usize {
+        let ring = &*self.ring;
+        let head = ring.head.load(Ordering::Relaxed);
+        let mut pos = head;
+        let mut records = 0;
+        while ((pos - head) as usize) < max_bytes {
+            let index = (pos & ring.mask) as usize;
+            // Acquire pairs with the Release store in `Ring::publish` or the
+            // padding store in `Ring::claim`.
+            let word = ring.storage.header(index).load(Ordering::Acquire);
+            if word & COMMITTED == 0 {
+                break;
+            }
+            let len = word as u32 as usize;
+            let tag = ((word >> 32) & TAG_MASK) as u32;
+            if tag != PAD_TAG {
+                #[cfg(not(loom))]
+                // SAFETY: the header is committed, so the producer's payload
+                // writes happened-before (Acquire above) and nobody writes the
+                // record again until we move `head` past it.
+                let payload = unsafe {
+                    std::slice::from_raw_parts(ring.storage.base().add(index + HEADER), len)
+                };
+                #[cfg(loom)]
+                let payload = {
+                    self.scratch.clear();
+                    for cell in &ring.storage.bytes[index + HEADER..index + HEADER + len] {
+                        // SAFETY: as above, the byte is ours to read.
+                        self.scratch.push(cell.with(|p| unsafe { *p }));
+                    }
+                    &self.scratch[..]
+                };
+                if !f(tag, payload) {
+                    break;
+                }
+                records += 1;
+            }
+            pos += align_up((HEADER + len) as u64);
+        }
+        if pos != head {
+            self.release(head, pos);
+        }
+        records
+    }
+
+    /// Zeroes `[from, to)` and publishes `to` as the new head.
+    fn release(&self, from: u64, to: u64) {
+        let ring = &*self.ring;
+        let start = (from & ring.mask) as usize;
+        let len = (to - from) as usize;
+        let first = len.min(ring.capacity as usize - start);
+        // SAFETY: every record in [from, to) was committed and has been read;
+        // producers cannot claim it before the Release store below.
+        unsafe {
+            ring.storage.zero(start, first);
+            if len > first {
+                ring.storage.zero(0, len - first);
+            }
+        }
+        // Release pairs with the Acquire load of `head` in `Ring::claim`.
+        ring.head.store(to, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ring(cap: usize) -> (Arc<Ring>, Consumer) {
+        let r = Arc::new(Ring::new(cap));
+        // SAFETY: the only consumer of this ring.
+        let c = unsafe { Consumer::new(r.clone()) };
+        (r, c)
+    }
+
+    fn put(r: &Ring, tag: u32, data: &[u8]) -> Result<(), ClaimError> {
+        let mut c = r.claim(data.len(), tag)?;
+        c.buf().copy_from_slice(data);
+        c.commit(tag);
+        Ok(())
+    }
+
+    fn drain(c: &mut Consumer) -> Vec<(u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        c.read(usize::MAX, |t, p| {
+            out.push((t, p.to_vec()));
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn records_come_out_in_order_with_tags() {
+        let (r, mut c) = ring(256);
+        put(&r, 1, b"hello").unwrap();
+        put(&r, 2, b"").unwrap();
+        put(&r, 3, &[7; 17]).unwrap();
+        let got = drain(&mut c);
+        assert_eq!(
+            got,
+            vec![(1, b"hello".to_vec()), (2, vec![]), (3, vec![7; 17])]
+        );
+        assert_eq!(r.used(), 0);
+    }
+
+    #[test]
+    fn full_ring_refuses_then_accepts_after_drain() {
+        let (r, mut c) = ring(64);
+        // 8 header + 24 payload = 32 bytes each: two fill the ring.
+        put(&r, 0, &[1; 24]).unwrap();
+        put(&r, 0, &[2; 24]).unwrap();
+        assert_eq!(put(&r, 0, &[3; 1]), Err(ClaimError::Full));
+        assert_eq!(drain(&mut c).len(), 2);
+        put(&r, 0, &[3; 1]).unwrap();
+        assert_eq!(drain(&mut c), vec![(0, vec![3])]);
+    }
+
+    #[test]
+    fn too_large_is_refused() {
+        let (r, _c) = ring(64);
+        assert_eq!(r.max_payload(), 24);
+        assert!(matches!(r.claim(25, 0), Err(ClaimError::TooLarge)));
+    }
+
+    #[test]
+    fn wrap_inserts_padding_and_keeps_data_intact() {
+        let (r, mut c) = ring(128);
+        for round in 0..50u8 {
+            let len = (round as usize * 7) % 40;
+            let data: Vec<u8> = (0..len as u8).map(|b| b ^ round).collect();
+            put(&r, round as u32, &data).unwrap();
+            assert_eq!(drain(&mut c), vec![(round as u32, data)]);
+        }
+    }
+
+    #[test]
+    fn out_of_order_commit_is_not_read_early() {
+        let (r, mut c) = ring(256);
+        let mut a = r.claim(4, 1).unwrap();
+        put(&r, 2, b"bbbb").unwrap();
+        assert!(
+            drain(&mut c).is_empty(),
+            "must stop at the uncommitted record"
+        );
+        a.buf().copy_from_slice(b"aaaa");
+        a.commit(1);
+        assert_eq!(
+            drain(&mut c),
+            vec![(1, b"aaaa".to_vec()), (2, b"bbbb".to_vec())]
+        );
+    }
+
+    #[test]
+    fn dropped_claim_becomes_padding() {
+        let (r, mut c) = ring(256);
+        drop(r.claim(10, 1).unwrap());
+        put(&r, 2, b"x").unwrap();
+        assert_eq!(drain(&mut c), vec![(2, b"x".to_vec())]);
+    }
+
+    #[test]
+    fn read_stops_when_callback_refuses() {
+        let (r, mut c) = ring(256);
+        put(&r, 1, b"a").unwrap();
+        put(&r, 2, b"b").unwrap();
+        let n = c.read(usize::MAX, |t, _| t == 1);
+        assert_eq!(n, 1);
+        assert_eq!(drain(&mut c), vec![(2, b"b".to_vec())]);
+    }
+
+    #[test]
+    fn concurrent_producers_lose_nothing() {
+        let (r, mut c) = ring(1024);
+        const PER: u32 = if cfg!(miri) { 50 } else { 20_000 };
+        let producers: Vec<_> = (0..3u32)
+            .map(|p| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        let bytes = i.to_le_bytes();
+                        let len = 4 + (i % 13) as usize;
+                        loop {
+                            match r.claim(len, p) {
+                                Ok(mut cl) => {
+                                    cl.buf()[..4].copy_from_slice(&bytes);
+                                    cl.commit(p);
+                                    break;
+                                }
+                                Err(ClaimError::Full) => std::thread::yield_now(),
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u32; 3];
+        let mut total = 0;
+        while total < 3 * PER {
+            total += c.read(usize::MAX, |t, p| {
+                let v = u32::from_le_bytes(p[..4].try_into().unwrap());
+                assert_eq!(v, next[t as usize], "per-producer order");
+                assert_eq!(p.len(), 4 + (v % 13) as usize);
+                next[t as usize] += 1;
+                true
+            }) as u32;
+            std::thread::yield_now();
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(next, [PER; 3]);
+    }
+}

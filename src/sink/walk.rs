@@ -1,0 +1,197 @@
+//! A zero-allocation walk of an `ExportTraceServiceRequest` in protobuf wire
+//! format: checks that every field is well formed and nested lengths stay in
+//! bounds, that span ids have their OTLP sizes, and counts spans. The sink
+//! uses it where decoding every span with prost would make the receiver,
+//! not the engine, the bottleneck.
+
+/// Why a message did not walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkError {
+    /// A varint ran past the end or over 10 bytes.
+    Varint,
+    /// A length ran past the end of its enclosing message.
+    Length,
+    /// A wire type protobuf does not define (or a deprecated group).
+    WireType,
+    /// A field had the wrong wire type for its number.
+    FieldType,
+    /// A trace id was not 16 bytes, or a span id not 8.
+    IdSize,
+}
+
+impl std::fmt::Display for WalkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WalkError::Varint => "malformed varint",
+            WalkError::Length => "length exceeds the enclosing message",
+            WalkError::WireType => "invalid wire type",
+            WalkError::FieldType => "field has the wrong wire type",
+            WalkError::IdSize => "trace id must be 16 bytes and span id 8",
+        })
+    }
+}
+
+struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+enum Field<'a> {
+    Varint,
+    Fixed,
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Fields { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, WalkError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = *self.buf.get(self.pos).ok_or(WalkError::Varint)?;
+            self.pos += 1;
+            v |= ((b & 0x7f) as u64) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(WalkError::Varint)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<&'a [u8], WalkError> {
+        let end = self.pos.checked_add(n).ok_or(WalkError::Length)?;
+        let s = self.buf.get(self.pos..end).ok_or(WalkError::Length)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// The next field as (number, value), or `None` at the end.
+    fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, WalkError> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let value = match key & 7 {
+            0 => {
+                self.varint()?;
+                Field::Varint
+            }
+            1 => {
+                self.skip(8)?;
+                Field::Fixed
+            }
+            2 => {
+                let n = self.varint()?;
+                Field::Bytes(self.skip(usize::try_from(n).map_err(|_| WalkError::Length)?)?)
+            }
+            5 => {
+                self.skip(4)?;
+                Field::Fixed
+            }
+            _ => return Err(WalkError::WireType),
+        };
+        Ok(Some((key >> 3, value)))
+    }
+}
+
+/// Checks a message's fields are well formed, without looking inside them.
+fn skim(buf: &[u8]) -> Result<(), WalkError> {
+    let mut f = Fields::new(buf);
+    while f.next()?.is_some() {}
+    Ok(())
+}
+
+fn expect_bytes<'a>(v: Field<'a>) -> Result<&'a [u8], WalkError> {
+    match v {
+        Field::Bytes(b) => Ok(b),
+        _ => Err(WalkError::FieldType),
+    }
+}
+
+/// Walks a span: known length-delimited fields are checked one level down.
+fn walk_span(buf: &[u8]) -> Result<(), WalkError> {
+    let mut f = Fields::new(buf);
+    while let Some((num, v)) = f.next()? {
+        match num {
+            1 => {
+                if expect_bytes(v)?.len() != 16 {
+                    return Err(WalkError::IdSize);
+                }
+            }
+            2 => {
+                if expect_bytes(v)?.len() != 8 {
+                    return Err(WalkError::IdSize);
+                }
+            }
+            4 => {
+                let id = expect_bytes(v)?;
+                if !id.is_empty() && id.len() != 8 {
+                    return Err(WalkError::IdSize);
+                }
+            }
+            9 | 11 | 13 | 15 => skim(expect_bytes(v)?)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Walks an `ExportTraceServiceRequest` and returns its number of spans.
+pub fn count_spans(request: &[u8]) -> Result<u64, WalkError> {
+    let mut spans = 0;
+    let mut top = Fields::new(request);
+    while let Some((num, v)) = top.next()? {
+        if num != 1 {
+            continue;
+        }
+        let mut rs = Fields::new(expect_bytes(v)?);
+        while let Some((num, v)) = rs.next()? {
+            match num {
+                1 => skim(expect_bytes(v)?)?,
+                2 => {
+                    let mut ss = Fields::new(expect_bytes(v)?);
+                    while let Some((num, v)) = ss.next()? {
+                        match num {
+                            1 => skim(expect_bytes(v)?)?,
+                            2 => {
+                                walk_span(expect_bytes(v)?)?;
+                                spans += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_truncation_without_panicking() {
+        // resource_spans { scope_spans { spans { trace_id: 16 bytes, span_id: 8 } } }
+        let mut span = vec![0x0a, 16];
+        span.extend_from_slice(&[1; 16]);
+        span.extend_from_slice(&[0x12, 8]);
+        span.extend_from_slice(&[2; 8]);
+        let mut ss = vec![0x12, span.len() as u8];
+        ss.extend_from_slice(&span);
+        let mut rs = vec![0x12, ss.len() as u8];
+        rs.extend_from_slice(&ss);
+        let mut req = vec![0x0a, rs.len() as u8];
+        req.extend_from_slice(&rs);
+        assert_eq!(count_spans(&req), Ok(1));
+        for cut in 0..req.len() {
+            assert!(count_spans(&req[..cut]).is_err() || cut == 0, "cut {cut}");
+        }
+        assert_eq!(count_spans(&[0x0b]), Err(WalkError::WireType));
+        assert_eq!(count_spans(&[0x08, 0xff]), Err(WalkError::Varint));
+    }
+}

@@ -1,0 +1,21 @@
+//! The one place the lock-free parts get their atomics and cells from.
+//!
+//! Under `cfg(loom)` (set only by the `loom-tests` crate, which compiles the
+//! real `ring.rs` and `flow` sources through `#[path]`), these are loom's
+//! model-checked types; otherwise they are the standard library's. This is
+//! the shim tokio keeps in `src/loom/` and crossbeam in `primitive`.
+
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) mod atomic {
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+}
+
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) mod atomic {
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+}
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;

@@ -1,0 +1,81 @@
+//! The benchmark span of DESIGN.md, shared by the demo, `gen`, the benches
+//! and the comparison harness so that their figures compare: `GET
+//! /api/v1/items/{id}`, kind SERVER, a parent span id, 5 attributes, one
+//! `cache.miss` event, status OK; a new trace id every 1000 spans.
+
+use crate::engine::{Pipeline, Scope};
+use crate::error::RecordError;
+use crate::record::{Event, KeyValue, Span, SpanKind, Status, StatusCode, Value};
+
+/// SplitMix64: a fast, well-spread hash for generating ids.
+#[inline]
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The trace id of span `i` of a producer seeded `seed`: a new one every
+/// 1000 spans.
+#[inline]
+pub fn trace_id(seed: u64, i: u64) -> [u8; 16] {
+    let t = i / 1000;
+    let a = splitmix(seed ^ t.wrapping_mul(0x1000_0000_01B3));
+    let b = splitmix(a ^ 0x5555);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&a.to_le_bytes());
+    id[8..].copy_from_slice(&(b | 1).to_le_bytes());
+    id
+}
+
+/// Records benchmark span number `i` (ids derived from `seed` and `i`;
+/// `now_ns` is its end time).
+#[inline]
+pub fn record_benchmark_span(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    seed: u64,
+    i: u64,
+    now_ns: u64,
+) -> Result<(), RecordError> {
+    let attrs = [
+        KeyValue::new("http.request.method", Value::Str("GET")),
+        KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
+        KeyValue::new("server.address", Value::Str("api.example.internal")),
+        KeyValue::new("http.response.status_code", Value::I64(200)),
+        KeyValue::new("app.item_id", Value::I64(i as i64)),
+    ];
+    let event_attrs = [KeyValue::new("cache.key", Value::I64((i % 4096) as i64))];
+    let events = [Event {
+        time_unix_nano: now_ns - 500_000,
+        name: "cache.miss",
+        attributes: &event_attrs,
+        dropped_attributes_count: 0,
+    }];
+    let span = Span {
+        trace_id: trace_id(seed, i),
+        span_id: (splitmix(seed ^ i.wrapping_mul(31)) | 1).to_le_bytes(),
+        parent_span_id: (splitmix(seed ^ (i / 1000) ^ 0xABCD) | 1).to_le_bytes(),
+        name: "GET /api/v1/items/{id}",
+        kind: SpanKind::Server,
+        start_time_unix_nano: now_ns - 1_000_000,
+        end_time_unix_nano: now_ns,
+        attributes: &attrs,
+        events: &events,
+        status: Status {
+            code: StatusCode::Ok,
+            message: "",
+        },
+        flags: 0x101,
+        ..Default::default()
+    };
+    pipeline.record_span(scope, &span)
+}
+
+/// The current time in nanoseconds since the Unix epoch.
+pub fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

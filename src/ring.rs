@@ -359,7 +359,11 @@ impl Consumer {
         let head = ring.head.load(Ordering::Relaxed);
         let mut pos = head;
         let mut records = 0;
-        while ((pos - head) as usize) < max_bytes {
+        // Never read more than one lap: in a completely full ring the record
+        // after the last one is the first one again, still committed until
+        // `release` zeroes it.
+        let limit = max_bytes.min(ring.capacity as usize);
+        while ((pos - head) as usize) < limit {
             let index = (pos & ring.mask) as usize;
             // Acquire pairs with the Release store in `Ring::publish` or the
             // padding store in `Ring::claim`.
@@ -470,6 +474,16 @@ mod tests {
         assert_eq!(drain(&mut c).len(), 2);
         put(&r, 0, &[3; 1]).unwrap();
         assert_eq!(drain(&mut c), vec![(0, vec![3])]);
+    }
+
+    #[test]
+    fn a_completely_full_ring_is_read_once() {
+        let (r, mut c) = ring(64);
+        put(&r, 1, &[1; 24]).unwrap();
+        put(&r, 2, &[2; 24]).unwrap();
+        assert_eq!(r.used(), 64);
+        assert_eq!(drain(&mut c), vec![(1, vec![1; 24]), (2, vec![2; 24])]);
+        assert!(drain(&mut c).is_empty());
     }
 
     #[test]

@@ -337,6 +337,8 @@ impl Span<'_> {
             put_str(w, STATUS_MESSAGE, self.status.message);
             put_uint(w, STATUS_CODE, self.status.code as u64);
         }
+        // Field 16 last: prost writes fields in tag order, and so do we, so
+        // that our bytes are identical to prost's.
         put_fixed32(w, FLAGS, self.flags);
         debug_assert_eq!(w.position(), self.encoded_len());
     }

@@ -194,6 +194,11 @@ impl Ring {
             // `Consumer::read`: the zeroing of the space we are about to
             // reuse happens-before our writes to it.
             let head = self.head.load(Ordering::Acquire);
+            if head > tail {
+                // Our `tail` is older than the consumer's progress: reload.
+                tail = self.tail.load(Ordering::Relaxed);
+                continue;
+            }
             let index = tail & self.mask;
             let to_end = self.capacity - index;
             let needed = if record > to_end {

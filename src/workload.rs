@@ -48,7 +48,7 @@ pub fn record_benchmark_span(
     ];
     let event_attrs = [KeyValue::new("cache.key", Value::I64((i % 4096) as i64))];
     let events = [Event {
-        time_unix_nano: now_ns - 500_000,
+        time_unix_nano: now_ns.saturating_sub(500_000),
         name: "cache.miss",
         attributes: &event_attrs,
         dropped_attributes_count: 0,
@@ -59,7 +59,7 @@ pub fn record_benchmark_span(
         parent_span_id: (splitmix(seed ^ (i / 1000) ^ 0xABCD) | 1).to_le_bytes(),
         name: "GET /api/v1/items/{id}",
         kind: SpanKind::Server,
-        start_time_unix_nano: now_ns - 1_000_000,
+        start_time_unix_nano: now_ns.saturating_sub(1_000_000),
         end_time_unix_nano: now_ns,
         attributes: &attrs,
         events: &events,

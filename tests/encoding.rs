@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::common::v1 as pc;
 use opentelemetry_proto::tonic::trace::v1 as pt;
 use otlpflow::__private::Batch;
 use otlpflow::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 /// An owned attribute tree; the test leaks it into `'static` borrowed values.
 #[derive(Debug, Clone)]
@@ -128,33 +128,51 @@ struct OwnedSpan {
 
 fn span_strategy() -> impl Strategy<Value = OwnedSpan> {
     (
-        (any::<[u8; 16]>(), any::<[u8; 8]>(), any::<[u8; 8]>(), ".{0,8}", any::<u32>()),
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 8]>(),
+            any::<[u8; 8]>(),
+            ".{0,8}",
+            any::<u32>(),
+        ),
         (".{0,20}", 0u8..6, any::<u64>(), any::<u64>()),
         attrs_strategy(),
         (any::<u32>(), any::<u32>(), any::<u32>()),
-        prop::collection::vec((any::<u64>(), ".{0,8}", attrs_strategy(), any::<u32>()), 0..3),
         prop::collection::vec(
-            (any::<[u8; 16]>(), any::<[u8; 8]>(), ".{0,8}", attrs_strategy(), any::<u32>(), any::<u32>()),
+            (any::<u64>(), ".{0,8}", attrs_strategy(), any::<u32>()),
+            0..3,
+        ),
+        prop::collection::vec(
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 8]>(),
+                ".{0,8}",
+                attrs_strategy(),
+                any::<u32>(),
+                any::<u32>(),
+            ),
             0..3,
         ),
         (0u8..3, ".{0,10}"),
     )
-        .prop_map(|(ids, times, attrs, dropped, events, links, status)| OwnedSpan {
-            trace_id: ids.0,
-            span_id: ids.1,
-            parent: ids.2,
-            trace_state: ids.3,
-            flags: ids.4,
-            name: times.0,
-            kind: times.1,
-            start: times.2,
-            end: times.3,
-            attrs,
-            dropped,
-            events,
-            links,
-            status,
-        })
+        .prop_map(
+            |(ids, times, attrs, dropped, events, links, status)| OwnedSpan {
+                trace_id: ids.0,
+                span_id: ids.1,
+                parent: ids.2,
+                trace_state: ids.3,
+                flags: ids.4,
+                name: times.0,
+                kind: times.1,
+                start: times.2,
+                end: times.3,
+                attrs,
+                dropped,
+                events,
+                links,
+                status,
+            },
+        )
 }
 
 const KINDS: [SpanKind; 6] = [
@@ -263,7 +281,11 @@ fn expect_span(o: &OwnedSpan) -> pt::Span {
 }
 
 /// Frames spans (by scope index) with the engine's batcher and decodes.
-fn frame_and_decode(spans: &[(u32, Vec<u8>)], scopes: &[Bytes], resource: &[u8]) -> ExportTraceServiceRequest {
+fn frame_and_decode(
+    spans: &[(u32, Vec<u8>)],
+    scopes: &[Bytes],
+    resource: &[u8],
+) -> ExportTraceServiceRequest {
     let mut batch = Batch::new();
     for (tag, rec) in spans {
         batch.push(*tag, rec, |t| scopes[t as usize].clone());
@@ -353,7 +375,13 @@ fn scopes_are_grouped_and_the_resource_is_kept() {
             ..Default::default()
         })
     };
-    let recs = vec![(0, span(1)), (1, span(2)), (0, span(3)), (1, span(4)), (0, span(5))];
+    let recs = vec![
+        (0, span(1)),
+        (1, span(2)),
+        (0, span(3)),
+        (1, span(4)),
+        (0, span(5)),
+    ];
     let req = frame_and_decode(&recs, &[a, b], &otlpflow_resource());
     let rs = &req.resource_spans[0];
     let attrs = &rs.resource.as_ref().unwrap().attributes;
@@ -373,7 +401,10 @@ fn owned_values_encode_like_prost() {
     let pipeline_resource = vec![
         ("s".to_owned(), OwnedValue::from("x")),
         ("i".to_owned(), OwnedValue::I64(-5)),
-        ("arr".to_owned(), OwnedValue::Array(vec![OwnedValue::Bool(true), OwnedValue::F64(1.5)])),
+        (
+            "arr".to_owned(),
+            OwnedValue::Array(vec![OwnedValue::Bool(true), OwnedValue::F64(1.5)]),
+        ),
     ];
     let mut ours = Vec::new();
     otlpflow::record::value::encode_owned_attributes(&mut ours, 1, &pipeline_resource);

@@ -1,0 +1,347 @@
+//! End-to-end tests of the engine over real loopback sockets: the pipeline
+//! exports to the embedded receiver, which decodes every request with the
+//! opentelemetry-proto types. Every load is bounded in count and time.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::{
+    workload, Compression, KeyValue, Pipeline, Policy, RecordError, RetryConfig, Span, Stats, Value,
+};
+
+fn sink() -> Sink {
+    Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .expect("sink starts")
+}
+
+fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
+    Pipeline::builder()
+        .endpoint(endpoint)
+        .service_name("itest")
+        .shards(2)
+        .workers(2)
+        .ring_bytes(1 << 16)
+        .max_batch_items(100)
+        .linger(Duration::from_millis(5))
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .retry(RetryConfig {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+            max_elapsed: Duration::from_secs(10),
+        })
+}
+
+fn assert_identity(s: &Stats) {
+    assert_eq!(s.offered, s.accepted + s.dropped.total(), "{s:?}");
+    assert_eq!(
+        s.accepted,
+        s.exported + s.failed + s.rejected + s.in_flight,
+        "{s:?}"
+    );
+}
+
+fn record_n(p: &Pipeline, threads: u64, per_thread: u64) {
+    let scope = p.scope("itest", "1");
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let p = p.clone();
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let _ = workload::record_benchmark_span(
+                        &p,
+                        &scope,
+                        t + 1,
+                        i,
+                        1_700_000_000_000_000_000,
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn every_span_is_delivered_exactly_once_with_each_compression() {
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let sink = sink();
+        let p = builder(&sink.endpoint())
+            .compression(compression)
+            .policy(Policy::Block {
+                max_wait: Duration::from_secs(10),
+            })
+            .start()
+            .unwrap();
+        record_n(&p, 4, 2_500);
+        let s = p.shutdown(Duration::from_secs(20)).unwrap();
+        assert_identity(&s);
+        assert_eq!(
+            (s.accepted, s.exported, s.failed),
+            (10_000, 10_000, 0),
+            "{compression:?}"
+        );
+        assert_eq!(s.in_flight, 0);
+        let counts = sink.counts();
+        assert_eq!(counts.spans, 10_000);
+        assert_eq!(counts.errors, 0);
+        // Each (trace, span) pair arrives once, with the resource and scope.
+        let mut ids = HashSet::new();
+        for req in sink.take_requests() {
+            for rs in req.resource_spans {
+                let res = rs.resource.expect("resource");
+                assert!(res.attributes.iter().any(|kv| kv.key == "service.name"));
+                for ss in rs.scope_spans {
+                    assert_eq!(ss.scope.expect("scope").name, "itest");
+                    for span in ss.spans {
+                        assert_eq!(span.name, "GET /api/v1/items/{id}");
+                        assert_eq!(span.attributes.len(), 5);
+                        assert_eq!(span.events.len(), 1);
+                        assert!(ids.insert((span.trace_id, span.span_id)), "duplicate span");
+                    }
+                }
+            }
+        }
+        assert_eq!(ids.len(), 10_000, "{compression:?}");
+        if compression != Compression::None {
+            assert!(s.bytes_wire < s.bytes_raw, "compression shrinks: {s:?}");
+        }
+    }
+}
+
+#[test]
+fn flush_returns_after_everything_accepted_before_it_is_acknowledged() {
+    let sink = sink();
+    let p = builder(&sink.endpoint())
+        .linger(Duration::from_secs(30))
+        .max_batch_items(10_000)
+        .start()
+        .unwrap();
+    record_n(&p, 1, 1_234);
+    // The linger is 30 s and the batch is not full: only flush sends it.
+    let s = p.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.exported, 1_234);
+    assert_eq!(sink.counts().spans, 1_234);
+    record_n(&p, 2, 100);
+    let s = p.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.exported, 1_434);
+    assert_eq!(sink.counts().spans, 1_434);
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn shutdown_refuses_later_records_with_a_clear_error() {
+    let sink = sink();
+    let p = builder(&sink.endpoint()).start().unwrap();
+    let scope = p.scope("itest", "1");
+    record_n(&p, 1, 10);
+    let s = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.exported, 10);
+    let r = workload::record_benchmark_span(&p, &scope, 1, 1, 1);
+    assert_eq!(r, Err(RecordError::Shutdown));
+    assert_eq!(p.stats().dropped.shutdown, 1);
+    assert!(p
+        .shutdown(Duration::from_secs(1))
+        .unwrap_err()
+        .is_shutdown());
+    assert!(p.flush(Duration::from_secs(1)).unwrap_err().is_shutdown());
+    assert_identity(&p.stats());
+}
+
+#[test]
+fn unavailable_is_retried_and_then_delivered() {
+    let sink = sink();
+    sink.fail_next(3, 14);
+    let p = builder(&sink.endpoint()).workers(1).start().unwrap();
+    record_n(&p, 1, 50);
+    let s = p.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.exported, 50);
+    assert_eq!(s.failed, 0);
+    assert!(s.retries >= 3, "{s:?}");
+    assert_eq!(sink.counts().injected, 3);
+    assert_eq!(sink.counts().spans, 50);
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_permanent_error_is_counted_as_failed_and_not_retried() {
+    let sink = sink();
+    sink.fail_next(1, 3); // INVALID_ARGUMENT
+    let p = builder(&sink.endpoint())
+        .workers(1)
+        .shards(1)
+        .start()
+        .unwrap();
+    record_n(&p, 1, 40);
+    let s = p.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.failed, 40, "{s:?}");
+    assert_eq!(s.retries, 0);
+    assert_eq!(s.exported, 0);
+    assert!(p.last_error().unwrap().contains("grpc-status 3"));
+    // The next batch goes through.
+    record_n(&p, 1, 5);
+    let s = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.exported, 5);
+    assert_identity(&s);
+}
+
+#[test]
+fn a_dead_endpoint_makes_flush_and_shutdown_return_on_time_with_counts() {
+    // A port with nothing listening: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = builder(&format!("http://127.0.0.1:{port}"))
+        .start()
+        .unwrap();
+    record_n(&p, 1, 30);
+    let t = Instant::now();
+    let e = p.flush(Duration::from_millis(300)).unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "flush overran: {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let s = p.shutdown(Duration::from_millis(300)).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown overran: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(s.exported, 0);
+    assert_eq!(s.failed, 30, "{s:?}");
+    assert_eq!(s.in_flight, 0);
+    assert!(s.request_errors > 0);
+    assert_identity(&s);
+}
+
+#[test]
+fn drop_newest_accounts_for_every_record() {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1 },
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let p = builder(&sink.endpoint())
+        .workers(1)
+        .ring_bytes(4096)
+        .policy(Policy::DropNewest)
+        .start()
+        .unwrap();
+    record_n(&p, 2, 20_000);
+    let s = p.shutdown(Duration::from_secs(20)).unwrap();
+    assert_eq!(s.offered, 40_000);
+    assert_identity(&s);
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(s.accepted, s.exported);
+    assert_eq!(sink.counts().spans, s.exported);
+    assert_eq!(s.dropped.total(), s.dropped.full);
+}
+
+#[test]
+fn block_policy_delivers_everything_through_a_tiny_ring() {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1 },
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let p = builder(&sink.endpoint())
+        .ring_bytes(4096)
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .unwrap();
+    record_n(&p, 3, 5_000);
+    let s = p.shutdown(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        (s.offered, s.exported, s.dropped.total()),
+        (15_000, 15_000, 0),
+        "{s:?}"
+    );
+    assert_eq!(sink.counts().spans, 15_000);
+}
+
+#[test]
+fn record_batch_reports_accepted_and_dropped() {
+    let sink = sink();
+    let p = builder(&sink.endpoint()).ring_bytes(4096).start().unwrap();
+    let scope = p.scope("itest", "1");
+    let big = "x".repeat(3000);
+    let small_attrs = [KeyValue::new("k", Value::I64(1))];
+    let big_attrs = [KeyValue::new("k", Value::Str(&big))];
+    let mk = |attrs| Span {
+        trace_id: [7; 16],
+        span_id: [8; 8],
+        name: "batch",
+        attributes: attrs,
+        ..Default::default()
+    };
+    let spans = [mk(&small_attrs), mk(&big_attrs), mk(&small_attrs)];
+    let r = p.record_batch(&scope, &spans);
+    assert_eq!((r.accepted, r.dropped), (2, 1));
+    assert_eq!(p.record_span(&scope, &spans[1]), Err(RecordError::TooLarge));
+    let s = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.dropped.too_large, 2);
+    assert_eq!(s.exported, 2);
+    assert_identity(&s);
+}
+
+#[test]
+fn a_scope_of_another_pipeline_is_refused() {
+    let sink = sink();
+    let a = builder(&sink.endpoint()).start().unwrap();
+    let b = builder(&sink.endpoint()).start().unwrap();
+    let foreign = b.scope("b", "1");
+    let span = Span {
+        trace_id: [1; 16],
+        span_id: [1; 8],
+        ..Default::default()
+    };
+    assert_eq!(
+        a.record_span(&foreign, &span),
+        Err(RecordError::InvalidScope)
+    );
+    assert_eq!(a.stats().dropped.invalid, 1);
+    a.shutdown(Duration::from_secs(5)).unwrap();
+    b.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_malformed_request_is_an_error_at_the_sink_not_a_crash() {
+    // Speak HTTP/2 to the sink by hand with a body that is not protobuf.
+    let sink = sink();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = sink.addr();
+    let status = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!("http://{addr}{}", otlpflow::sink::TRACE_PATH))
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = client.send_request(req, false).unwrap();
+        let garbage = bytes::Bytes::from_static(&[0, 0, 0, 0, 3, 0xff, 0xff, 0xff]);
+        stream.send_data(garbage, true).unwrap();
+        let resp = resp.await.unwrap();
+        resp.headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+    });
+    assert_eq!(status.as_deref(), Some("3"));
+    assert_eq!(sink.counts().errors, 1);
+    assert_eq!(sink.counts().spans, 0);
+}

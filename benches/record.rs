@@ -1,1 +1,201 @@
-fn main() {}
+//! The hot path: encoding the benchmark span, `record_span` through a live
+//! pipeline on 1 and 2 threads, and the shard ring against crossbeam's
+//! `ArrayQueue` and a `Mutex<VecDeque>` for the same 300-byte records.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use otlpflow::ring::{Consumer, Ring};
+use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::{workload, Pipeline, Policy};
+use prost::Message;
+
+const NOW: u64 = 1_700_000_000_000_000_000;
+
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(1));
+    let mut buf = vec![0u8; 1024];
+    let mut i = 0u64;
+    g.bench_function("otlpflow_span", |b| {
+        b.iter(|| {
+            i += 1;
+            workload::with_benchmark_span(1, i, NOW, |s| {
+                let n = s.encoded_len();
+                s.encode(&mut buf[..n]);
+                n
+            })
+        })
+    });
+    // The same span through prost: build the message structs, then encode.
+    let mut out = Vec::with_capacity(1024);
+    g.bench_function("prost_build_and_encode", |b| {
+        b.iter(|| {
+            i += 1;
+            let span = workload::with_benchmark_span(1, i, NOW, to_prost);
+            out.clear();
+            span.encode(&mut out).map(|_| out.len())
+        })
+    });
+    g.finish();
+}
+
+fn to_prost(s: &otlpflow::Span<'_>) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value as P, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1 as pt;
+    let kv = |k: &otlpflow::KeyValue<'_>| KeyValue {
+        key: k.key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(match k.value {
+                otlpflow::Value::Str(v) => P::StringValue(v.to_owned()),
+                otlpflow::Value::I64(v) => P::IntValue(v),
+                _ => P::BoolValue(false),
+            }),
+        }),
+        ..Default::default()
+    };
+    pt::Span {
+        trace_id: s.trace_id.to_vec(),
+        span_id: s.span_id.to_vec(),
+        parent_span_id: s.parent_span_id.to_vec(),
+        flags: s.flags,
+        name: s.name.to_owned(),
+        kind: s.kind as i32,
+        start_time_unix_nano: s.start_time_unix_nano,
+        end_time_unix_nano: s.end_time_unix_nano,
+        attributes: s.attributes.iter().map(kv).collect(),
+        events: s
+            .events
+            .iter()
+            .map(|e| pt::span::Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name.to_owned(),
+                attributes: e.attributes.iter().map(kv).collect(),
+                dropped_attributes_count: 0,
+            })
+            .collect(),
+        status: Some(pt::Status {
+            message: String::new(),
+            code: s.status.code as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+fn pipeline(sink: &Sink) -> Pipeline {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .service_name("bench")
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(30),
+        })
+        .start()
+        .expect("pipeline starts")
+}
+
+fn record_span(c: &mut Criterion) {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1024 },
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = pipeline(&sink);
+    let scope = p.scope("bench", "1");
+    let mut g = c.benchmark_group("record_span");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function("1_thread", |b| {
+        b.iter(|| {
+            i += 1;
+            workload::record_benchmark_span(&p, &scope, 1, i, NOW)
+        })
+    });
+    // Two producers at once: each iteration is one record per thread.
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let p = &p;
+                    s.spawn(move || {
+                        for i in 0..iters {
+                            let _ = workload::record_benchmark_span(p, &scope, t + 7, i, NOW);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.finish();
+    let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
+    assert_eq!(s.dropped.total(), 0);
+    assert_eq!(sink.counts().spans, s.exported);
+}
+
+fn queues(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue_300B_push_pop");
+    g.throughput(Throughput::Elements(64));
+    let record = [0x5au8; 300];
+    let ring = Arc::new(Ring::new(1 << 16));
+    // SAFETY: the only consumer of this ring.
+    let mut consumer = unsafe { Consumer::new(ring.clone()) };
+    g.bench_function("otlpflow_ring", |b| {
+        b.iter(|| {
+            for _ in 0..64 {
+                let mut c = ring.claim(record.len(), 1).expect("space");
+                c.buf().copy_from_slice(&record);
+                c.commit(1);
+            }
+            let mut sum = 0usize;
+            consumer.read(usize::MAX, |_, p| {
+                sum += p.len();
+                true
+            });
+            sum
+        })
+    });
+    let q = crossbeam_queue::ArrayQueue::<Box<[u8]>>::new(256);
+    g.bench_function("crossbeam_array_queue_boxed", |b| {
+        b.iter(|| {
+            for _ in 0..64 {
+                let _ = q.push(Box::from(&record[..]));
+            }
+            let mut sum = 0usize;
+            while let Some(r) = q.pop() {
+                sum += r.len();
+            }
+            sum
+        })
+    });
+    let m = Mutex::new(VecDeque::<Vec<u8>>::with_capacity(256));
+    g.bench_function("mutex_vecdeque_vec", |b| {
+        b.iter_batched(
+            || (),
+            |()| {
+                for _ in 0..64 {
+                    m.lock().expect("lock").push_back(record.to_vec());
+                }
+                let mut sum = 0usize;
+                while let Some(r) = m.lock().expect("lock").pop_front() {
+                    sum += r.len();
+                }
+                sum
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = encode, record_span, queues
+}
+criterion_main!(benches);

@@ -39,6 +39,12 @@ pub fn record_benchmark_span(
     i: u64,
     now_ns: u64,
 ) -> Result<(), RecordError> {
+    with_benchmark_span(seed, i, now_ns, |span| pipeline.record_span(scope, span))
+}
+
+/// Builds benchmark span number `i` on the stack and hands it to `f`.
+#[inline]
+pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Span<'_>) -> R) -> R {
     let attrs = [
         KeyValue::new("http.request.method", Value::Str("GET")),
         KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
@@ -70,7 +76,7 @@ pub fn record_benchmark_span(
         flags: 0x101,
         ..Default::default()
     };
-    pipeline.record_span(scope, &span)
+    f(&span)
 }
 
 /// The current time in nanoseconds since the Unix epoch.

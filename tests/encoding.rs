@@ -108,6 +108,12 @@ fn id_or_empty(id: &[u8]) -> Vec<u8> {
     }
 }
 
+type Attrs = Vec<(String, V)>;
+/// time, name, attributes, dropped attributes.
+type OwnedEvent = (u64, String, Attrs, u32);
+/// trace id, span id, trace state, attributes, dropped attributes, flags.
+type OwnedLink = ([u8; 16], [u8; 8], String, Attrs, u32, u32);
+
 #[derive(Debug, Clone)]
 struct OwnedSpan {
     trace_id: [u8; 16],
@@ -121,8 +127,8 @@ struct OwnedSpan {
     end: u64,
     attrs: Vec<(String, V)>,
     dropped: (u32, u32, u32),
-    events: Vec<(u64, String, Vec<(String, V)>, u32)>,
-    links: Vec<([u8; 16], [u8; 8], String, Vec<(String, V)>, u32, u32)>,
+    events: Vec<OwnedEvent>,
+    links: Vec<OwnedLink>,
     status: (u8, String),
 }
 

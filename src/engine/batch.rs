@@ -54,6 +54,7 @@ impl Request {
 }
 
 /// The batch a worker is filling.
+#[derive(Default)]
 pub struct Batch {
     scopes: Vec<ScopeBuf>,
     /// `slot_of[tag]` is the index in `scopes` + 1, or 0.
@@ -66,13 +67,7 @@ pub struct Batch {
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
-        Batch {
-            scopes: Vec::new(),
-            slot_of: Vec::new(),
-            items: 0,
-            bytes: 0,
-            opened: None,
-        }
+        Batch::default()
     }
 
     /// Records in the batch.

@@ -130,9 +130,7 @@ pub fn decompress(encoding: Compression, data: &[u8], limit: usize) -> std::io::
         Compression::Gzip => flate2::read::GzDecoder::new(data)
             .take(limit as u64 + 1)
             .read_to_end(&mut out)?,
-        Compression::Zstd => zstd::stream::read::Decoder::new(data)?
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)?,
+        Compression::Zstd => return decompress_zstd(data, limit),
     };
     if read > limit {
         return Err(std::io::Error::other(
@@ -140,6 +138,50 @@ pub fn decompress(encoding: Compression, data: &[u8], limit: usize) -> std::io::
         ));
     }
     Ok(out)
+}
+
+thread_local! {
+    /// A zstd decompression context per thread: creating one costs more
+    /// than decompressing a typical request.
+    static DCTX: std::cell::RefCell<zstd_safe::DCtx<'static>> = std::cell::RefCell::new(zstd_safe::DCtx::create());
+}
+
+/// Decompresses one or more zstd frames with the thread's context.
+fn decompress_zstd(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    let zerr =
+        |code: usize| std::io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)));
+    DCTX.with(|cell| {
+        let mut dctx = cell.borrow_mut();
+        // A previous error may have left a frame half-read.
+        dctx.reset(zstd_safe::ResetDirective::SessionOnly)
+            .map_err(zerr)?;
+        let mut out: Vec<u8> = Vec::with_capacity((data.len() * 8).min(limit) + 1024);
+        let mut input = InBuffer::around(data);
+        loop {
+            if out.capacity() - out.len() < 16 * 1024 {
+                out.reserve(out.capacity().max(64 * 1024));
+            }
+            let (before_in, before_out) = (input.pos, out.len());
+            let pos = out.len();
+            let mut output = OutBuffer::around_pos(&mut out, pos);
+            let hint = dctx
+                .decompress_stream(&mut output, &mut input)
+                .map_err(zerr)?;
+            drop(output);
+            if out.len() > limit {
+                return Err(std::io::Error::other(
+                    "decompressed message larger than the limit",
+                ));
+            }
+            let done_input = input.pos == data.len();
+            if hint == 0 && done_input {
+                return Ok(out);
+            }
+            if done_input && out.len() == before_out && input.pos == before_in {
+                return Err(std::io::Error::other("zstd: truncated frame"));
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -161,6 +203,22 @@ mod tests {
                 assert_eq!(&back[a.len()..], &b[..]);
             }
         }
+    }
+
+    #[test]
+    fn truncated_zstd_is_an_error_not_a_hang() {
+        let data = vec![7u8; 100_000];
+        let mut c = Compressor::new(Compression::Zstd, 1);
+        let out = c.compress(&[&data], data.len(), 0).unwrap();
+        for cut in [1, out.len() / 2, out.len() - 1] {
+            assert!(
+                decompress(Compression::Zstd, &out[..cut], 1 << 20).is_err(),
+                "cut {cut}"
+            );
+        }
+        // The context recovers for the next, valid frame.
+        assert_eq!(decompress(Compression::Zstd, &out, 1 << 20).unwrap(), data);
+        assert!(decompress(Compression::Zstd, b"not zstd at all", 1 << 20).is_err());
     }
 
     #[test]

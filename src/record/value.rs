@@ -76,6 +76,7 @@ const LIST_VALUES: u32 = 1;
 
 impl Value<'_> {
     /// Size of the `AnyValue` message body.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         match *self {
             Value::Str(s) => wire::len_field(STRING_VALUE, s.len()),
@@ -83,12 +84,12 @@ impl Value<'_> {
             Value::I64(v) => wire::varint_field(INT_VALUE, v as u64),
             Value::F64(_) => wire::key_len(DOUBLE_VALUE) + 8,
             Value::Bytes(b) => wire::len_field(BYTES_VALUE, b.len()),
-            Value::Array(vs) => wire::len_field(ARRAY_VALUE, array_body_len(vs)),
-            Value::KvList(kvs) => wire::len_field(KVLIST_VALUE, attributes_len(LIST_VALUES, kvs)),
+            Value::Array(_) | Value::KvList(_) => self.nested_len(),
         }
     }
 
     /// Writes the `AnyValue` message body.
+    #[inline]
     pub fn encode(&self, w: &mut Writer<'_>) {
         match *self {
             Value::Str(s) => w.bytes_field(STRING_VALUE, s.as_bytes()),
@@ -96,6 +97,24 @@ impl Value<'_> {
             Value::I64(v) => w.varint_field(INT_VALUE, v as u64),
             Value::F64(v) => w.fixed64_field(DOUBLE_VALUE, v.to_bits()),
             Value::Bytes(b) => w.bytes_field(BYTES_VALUE, b),
+            Value::Array(_) | Value::KvList(_) => self.encode_nested(w),
+        }
+    }
+
+    // Arrays and lists recurse; keeping them out of line lets the scalar
+    // cases above inline into the attribute loops.
+    #[inline(never)]
+    fn nested_len(&self) -> usize {
+        match *self {
+            Value::Array(vs) => wire::len_field(ARRAY_VALUE, array_body_len(vs)),
+            Value::KvList(kvs) => wire::len_field(KVLIST_VALUE, attributes_len(LIST_VALUES, kvs)),
+            _ => 0,
+        }
+    }
+
+    #[inline(never)]
+    fn encode_nested(&self, w: &mut Writer<'_>) {
+        match *self {
             Value::Array(vs) => {
                 w.message_header(ARRAY_VALUE, array_body_len(vs));
                 for v in vs {
@@ -107,6 +126,7 @@ impl Value<'_> {
                 w.message_header(KVLIST_VALUE, attributes_len(LIST_VALUES, kvs));
                 encode_attributes(w, LIST_VALUES, kvs);
             }
+            _ => {}
         }
     }
 }
@@ -118,25 +138,20 @@ fn array_body_len(vs: &[Value<'_>]) -> usize {
 }
 
 impl KeyValue<'_> {
-    /// Size of the `KeyValue` message body.
     #[inline]
-    pub fn encoded_len(&self) -> usize {
+    fn len_with_value(&self, value_len: usize) -> usize {
         let key = if self.key.is_empty() {
             0
         } else {
             wire::len_field(KV_KEY, self.key.len())
         };
-        key + wire::len_field(KV_VALUE, self.value.encoded_len())
+        key + wire::len_field(KV_VALUE, value_len)
     }
 
-    /// Writes the `KeyValue` message body.
+    /// Size of the `KeyValue` message body.
     #[inline]
-    pub fn encode(&self, w: &mut Writer<'_>) {
-        if !self.key.is_empty() {
-            w.bytes_field(KV_KEY, self.key.as_bytes());
-        }
-        w.message_header(KV_VALUE, self.value.encoded_len());
-        self.value.encode(w);
+    pub fn encoded_len(&self) -> usize {
+        self.len_with_value(self.value.encoded_len())
     }
 }
 
@@ -148,12 +163,18 @@ pub fn attributes_len(field: u32, kvs: &[KeyValue<'_>]) -> usize {
         .sum()
 }
 
-/// Writes a repeated `KeyValue` field numbered `field`.
+/// Writes a repeated `KeyValue` field numbered `field`. Each value is sized
+/// once here (the size pass sized it once before).
 #[inline]
 pub fn encode_attributes(w: &mut Writer<'_>, field: u32, kvs: &[KeyValue<'_>]) {
     for kv in kvs {
-        w.message_header(field, kv.encoded_len());
-        kv.encode(w);
+        let value_len = kv.value.encoded_len();
+        w.message_header(field, kv.len_with_value(value_len));
+        if !kv.key.is_empty() {
+            w.bytes_field(KV_KEY, kv.key.as_bytes());
+        }
+        w.message_header(KV_VALUE, value_len);
+        kv.value.encode(w);
     }
 }
 

@@ -18,6 +18,10 @@ pub const FIXED32: u32 = 5;
 /// Bytes a varint of `v` takes (1..=10).
 #[inline]
 pub const fn varint_len(v: u64) -> usize {
+    // Most lengths on the hot path are small: skip the arithmetic.
+    if v < 0x80 {
+        return 1;
+    }
     // Each byte carries 7 bits; `| 1` makes zero take one byte.
     let bits = 64 - (v | 1).leading_zeros() as usize;
     bits.div_ceil(7)
@@ -66,6 +70,11 @@ impl<'a> Writer<'a> {
     /// Writes a varint.
     #[inline]
     pub fn varint(&mut self, mut v: u64) {
+        if v < 0x80 {
+            self.buf[self.pos] = v as u8;
+            self.pos += 1;
+            return;
+        }
         while v >= 0x80 {
             self.buf[self.pos] = (v as u8) | 0x80;
             self.pos += 1;

@@ -36,6 +36,7 @@ struct Fields<'a> {
     pos: usize,
 }
 
+#[derive(Clone, Copy)]
 enum Field<'a> {
     Varint,
     Fixed,
@@ -47,7 +48,20 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WalkError> {
+        // One-byte varints (keys and short lengths) are the common case.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(b as u64);
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WalkError> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(WalkError::Varint)?;
@@ -68,6 +82,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field as (number, value), or `None` at the end.
+    #[inline]
     fn next(&mut self) -> Result<Option<(u64, Field<'a>)>, WalkError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -110,29 +125,54 @@ fn expect_bytes<'a>(v: Field<'a>) -> Result<&'a [u8], WalkError> {
     }
 }
 
-/// Walks a span: known length-delimited fields are checked one level down.
+/// Walks a span's fields: each must be well formed and inside the span, and
+/// the ids must have their sizes. Attributes, events and links are not
+/// opened here (the sampled full decode checks them): opening them doubles
+/// the walk's cost, and the walk must stay cheaper than the engine. This is
+/// the receiver's innermost loop, so it reads bytes directly rather than
+/// through `Fields`.
 fn walk_span(buf: &[u8]) -> Result<(), WalkError> {
-    let mut f = Fields::new(buf);
-    while let Some((num, v)) = f.next()? {
-        match num {
-            1 => {
-                if expect_bytes(v)?.len() != 16 {
-                    return Err(WalkError::IdSize);
-                }
+    let mut pos = 0;
+    let varint = |pos: &mut usize| -> Result<u64, WalkError> {
+        match buf.get(*pos) {
+            Some(&b) if b < 0x80 => {
+                *pos += 1;
+                Ok(b as u64)
             }
+            _ => {
+                let mut f = Fields { buf, pos: *pos };
+                let v = f.varint_slow()?;
+                *pos = f.pos;
+                Ok(v)
+            }
+        }
+    };
+    while pos < buf.len() {
+        let key = varint(&mut pos)?;
+        match key & 7 {
+            0 => {
+                varint(&mut pos)?;
+            }
+            1 => pos += 8,
+            5 => pos += 4,
             2 => {
-                if expect_bytes(v)?.len() != 8 {
+                let n = varint(&mut pos)?;
+                let n = usize::try_from(n).map_err(|_| WalkError::Length)?;
+                let need = match key >> 3 {
+                    1 => Some(16),
+                    2 => Some(8),
+                    4 if n != 0 => Some(8),
+                    _ => None,
+                };
+                if need.is_some_and(|want| want != n) {
                     return Err(WalkError::IdSize);
                 }
+                pos = pos.checked_add(n).ok_or(WalkError::Length)?;
             }
-            4 => {
-                let id = expect_bytes(v)?;
-                if !id.is_empty() && id.len() != 8 {
-                    return Err(WalkError::IdSize);
-                }
-            }
-            9 | 11 | 13 | 15 => skim(expect_bytes(v)?)?,
-            _ => {}
+            _ => return Err(WalkError::WireType),
+        }
+        if pos > buf.len() {
+            return Err(WalkError::Length);
         }
     }
     Ok(())

@@ -163,11 +163,11 @@ fn decompress_zstd(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
             }
             let (before_in, before_out) = (input.pos, out.len());
             let pos = out.len();
-            let mut output = OutBuffer::around_pos(&mut out, pos);
-            let hint = dctx
-                .decompress_stream(&mut output, &mut input)
-                .map_err(zerr)?;
-            drop(output);
+            let hint = {
+                let mut output = OutBuffer::around_pos(&mut out, pos);
+                dctx.decompress_stream(&mut output, &mut input)
+                    .map_err(zerr)?
+            };
             if out.len() > limit {
                 return Err(std::io::Error::other(
                     "decompressed message larger than the limit",

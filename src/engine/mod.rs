@@ -39,8 +39,10 @@ struct Shard {
     ring: Arc<Ring>,
     counters: ShardCounters,
     worker: usize,
-    /// High-water mark in ring bytes.
+    /// High-water mark in ring bytes: crossing it wakes a lingering worker.
     high_water: usize,
+    /// Low-water mark in ring bytes: blocked producers resume below it.
+    low_water: usize,
     /// Producers parked waiting for space (`Policy::Block`).
     waiters: AtomicU32,
     lock: Mutex<()>,
@@ -143,6 +145,7 @@ impl Pipeline {
                 counters: ShardCounters::default(),
                 worker: i % config.workers,
                 high_water,
+                low_water: config.ring_bytes / 2,
                 waiters: AtomicU32::new(0),
                 lock: Mutex::new(()),
                 space: Condvar::new(),
@@ -306,7 +309,7 @@ impl Pipeline {
                         }
                     };
                     match until {
-                        Some(d) if Instant::now() < d => inner.wait_for_space(shard, len, d),
+                        Some(d) if Instant::now() < d => inner.wait_for_space(shard, d),
                         _ => {
                             shard.counters.drops.full.fetch_add(1, Ordering::Relaxed);
                             return Err(RecordError::Full);
@@ -420,7 +423,7 @@ impl Inner {
 
     /// Parks the producer until the worker frees space or `deadline` passes.
     #[cold]
-    fn wait_for_space(&self, shard: &Shard, len: usize, deadline: Instant) {
+    fn wait_for_space(&self, shard: &Shard, deadline: Instant) {
         // Make sure the worker is draining before we sleep.
         let w = &self.workers[shard.worker];
         if w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
@@ -430,17 +433,21 @@ impl Inner {
         // SeqCst pairs with the worker's fence after it moves `head`: either
         // it sees us waiting, or our re-check below sees the space.
         shard.waiters.fetch_add(1, Ordering::SeqCst);
-        let free = shard.ring.capacity() - shard.ring.used();
-        // A claim may need the rest of the buffer as padding plus the record:
-        // wait while less than twice the record is free.
-        if free < 2 * (len + crate::ring::HEADER + crate::ring::ALIGN)
-            && !self.closed.load(Ordering::SeqCst)
-        {
+        // Hysteresis: once a ring is full, producers wait until the worker
+        // has drained it below the low-water mark, so that a full ring costs
+        // one wake-up per half ring rather than one per record.
+        if shard.ring.used() > shard.low_water && !self.closed.load(Ordering::SeqCst) {
             // A short timed wait bounds the cost of any missed wake-up.
             let until = deadline.min(Instant::now() + Duration::from_millis(5));
             shard.space.wait_until(&mut guard, until);
+            shard.waiters.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // Below low water yet the claim failed: the record needs the
+            // wrap's padding too. Let the worker run rather than spin.
+            shard.waiters.fetch_sub(1, Ordering::Relaxed);
+            drop(guard);
+            std::thread::yield_now();
         }
-        shard.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Asks every worker to flush and waits for all of them.

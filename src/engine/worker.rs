@@ -175,7 +175,8 @@ impl Worker {
                 // `waiters` in `wait_for_space`: either we see the waiter or
                 // it sees the space we just freed.
                 fence(Ordering::SeqCst);
-                if shard.waiters.load(Ordering::Relaxed) > 0 {
+                if shard.waiters.load(Ordering::Relaxed) > 0 && shard.ring.used() <= shard.low_water
+                {
                     let _g = shard.lock.lock();
                     shard.space.notify_all();
                 }

@@ -99,8 +99,30 @@ impl<'a> Writer<'a> {
     /// Writes raw bytes.
     #[inline]
     pub fn raw(&mut self, bytes: &[u8]) {
-        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
-        self.pos += bytes.len();
+        let n = bytes.len();
+        let dst = &mut self.buf[self.pos..self.pos + n];
+        // Attribute keys and values are mostly short: a call to memcpy costs
+        // more than the copy. Copy up to 32 bytes with two overlapping
+        // fixed-size moves instead, which compile to plain loads and stores.
+        if n <= 32 {
+            if n >= 16 {
+                dst[..16].copy_from_slice(&bytes[..16]);
+                dst[n - 16..].copy_from_slice(&bytes[n - 16..]);
+            } else if n >= 8 {
+                dst[..8].copy_from_slice(&bytes[..8]);
+                dst[n - 8..].copy_from_slice(&bytes[n - 8..]);
+            } else if n >= 4 {
+                dst[..4].copy_from_slice(&bytes[..4]);
+                dst[n - 4..].copy_from_slice(&bytes[n - 4..]);
+            } else {
+                for (d, s) in dst.iter_mut().zip(bytes) {
+                    *d = *s;
+                }
+            }
+        } else {
+            dst.copy_from_slice(bytes);
+        }
+        self.pos += n;
     }
 
     /// Writes a length-delimited field whose body is `bytes`.

@@ -73,7 +73,7 @@ struct Load {
     #[arg(long)]
     workers: Option<usize>,
     /// Compression of requests.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
     /// What producers do on a full ring.
     #[arg(long, value_enum, default_value_t = PolicyArg::Block)]

@@ -39,6 +39,9 @@ pub(crate) struct WorkerCounters {
     pub failed: AtomicU64,
     /// Records lost because shutdown's deadline passed before they were sent.
     pub failed_shutdown: AtomicU64,
+    /// Records a fork child inherited in flight from its parent (the parent
+    /// sends them; the child counts them as failed so its identity holds).
+    pub failed_fork: AtomicU64,
     /// Records the server rejected through partial success.
     pub rejected: AtomicU64,
     /// Records taken out of the rings by this worker.
@@ -197,6 +200,9 @@ pub struct Stats {
     pub failed: u64,
     /// Of `failed`, those lost because shutdown's deadline passed.
     pub failed_shutdown: u64,
+    /// Of `failed`, those a fork child inherited in flight (its parent
+    /// sends them).
+    pub failed_fork: u64,
     /// Records the server rejected (partial success).
     pub rejected: u64,
     /// Records accepted and not yet exported, failed or rejected.
@@ -236,8 +242,10 @@ pub(crate) fn snapshot<'a>(
     let mut max = 0;
     for w in workers {
         s.exported += w.exported.load(Relaxed);
-        s.failed += w.failed.load(Relaxed) + w.failed_shutdown.load(Relaxed);
+        s.failed +=
+            w.failed.load(Relaxed) + w.failed_shutdown.load(Relaxed) + w.failed_fork.load(Relaxed);
         s.failed_shutdown += w.failed_shutdown.load(Relaxed);
+        s.failed_fork += w.failed_fork.load(Relaxed);
         s.rejected += w.rejected.load(Relaxed);
         s.requests += w.requests.load(Relaxed);
         s.retries += w.retries.load(Relaxed);

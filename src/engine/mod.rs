@@ -9,6 +9,7 @@
 //! nothing to do, or when a ring crosses its high-water mark.
 
 pub(crate) mod batch;
+pub mod fork;
 mod worker;
 
 use std::cell::Cell;
@@ -101,11 +102,25 @@ struct Inner {
 }
 
 /// A running pipeline. Cheap to clone (an `Arc`); share it between threads
-/// freely: every method takes `&self`.
+/// freely: every method takes `&self`. Dropping the last clone shuts the
+/// pipeline down (flushing for up to 5 seconds) if `shutdown` was not called.
 #[derive(Clone)]
 pub struct Pipeline {
-    inner: Arc<Inner>,
-    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a pipeline points at. `current` is replaced only in a
+/// forked child, where the parent's workers do not exist (see `fork`).
+pub(crate) struct Shared {
+    /// The engine, from `Arc::into_raw`. Never freed while `Shared` lives:
+    /// an engine replaced after a fork is leaked, so references handed out
+    /// before the swap stay valid.
+    current: std::sync::atomic::AtomicPtr<Inner>,
+    /// The fork generation `current` was started in.
+    generation: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Serialises restarts after a fork.
+    restart: Mutex<()>,
 }
 
 static NEXT_PIPELINE: AtomicU64 = AtomicU64::new(1);
@@ -138,82 +153,25 @@ impl Pipeline {
 
     pub(crate) fn start(config: Config) -> Result<Pipeline, Error> {
         let id = NEXT_PIPELINE.fetch_add(1, Ordering::Relaxed);
-        let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
-        let shards: Box<[Shard]> = (0..config.shards)
-            .map(|i| Shard {
-                ring: Arc::new(Ring::new(config.ring_bytes)),
-                counters: ShardCounters::default(),
-                worker: i % config.workers,
-                high_water,
-                low_water: config.ring_bytes / 2,
-                waiters: AtomicU32::new(0),
-                lock: Mutex::new(()),
-                space: Condvar::new(),
-            })
-            .collect();
-        let workers = (0..config.workers)
-            .map(|_| WorkerShared {
-                mode: AtomicU32::new(AWAKE),
-                notify: tokio::sync::Notify::new(),
-                counters: WorkerCounters::default(),
-                flush_done: AtomicU64::new(0),
-            })
-            .collect();
-        let inner = Arc::new(Inner {
-            id,
-            resource_field: batch::resource_field(&config.resource),
-            config,
-            shards,
-            workers,
-            scopes: RwLock::new(Vec::new()),
-            closed: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            stop_deadline_ns: AtomicU64::new(0),
-            epoch: Instant::now(),
-            flush_requested: AtomicU64::new(0),
-            flush_lock: Mutex::new(()),
-            flush_cv: Condvar::new(),
-            last_error: Mutex::new(None),
+        let (inner, threads) = Inner::launch(config, id, Vec::new(), None)?;
+        let shared = Arc::new(Shared {
+            current: std::sync::atomic::AtomicPtr::new(Arc::into_raw(inner).cast_mut()),
+            generation: AtomicU64::new(fork::generation()),
+            threads: Mutex::new(threads),
+            restart: Mutex::new(()),
         });
-        let mut threads = Vec::new();
-        for w in 0..inner.config.workers {
-            let consumers: Vec<(usize, Consumer)> = inner
-                .shards
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.worker == w)
-                // SAFETY: each shard is assigned to exactly one worker, and
-                // this is the only place consumers are made.
-                .map(|(i, s)| (i, unsafe { Consumer::new(s.ring.clone()) }))
-                .collect();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::internal(format!("starting worker runtime: {e}")))?;
-            let inner2 = inner.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("otlpflow-worker-{w}"))
-                .spawn(move || worker::run(inner2, w, consumers, runtime));
-            match handle {
-                Ok(h) => threads.push(h),
-                Err(e) => {
-                    // Stop the workers already started before reporting.
-                    inner.stop.store(true, Ordering::SeqCst);
-                    inner.closed.store(true, Ordering::SeqCst);
-                    for wk in inner.workers.iter() {
-                        wk.notify.notify_one();
-                    }
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(Error::internal(format!("spawning worker thread: {e}")));
-                }
-            }
+        fork::register(&shared);
+        Ok(Pipeline { shared })
+    }
+
+    /// The engine, restarted first if this process is a fork child that has
+    /// not used the pipeline since the fork. One relaxed load on the hot path.
+    #[inline]
+    fn inner(&self) -> &Inner {
+        if fork::generation() != self.shared.generation.load(Ordering::Relaxed) {
+            self.shared.restart_after_fork();
         }
-        Ok(Pipeline {
-            inner,
-            threads: Arc::new(Mutex::new(threads)),
-        })
+        self.shared.inner()
     }
 
     /// Registers (or finds) an instrumentation scope.
@@ -229,7 +187,8 @@ impl Pipeline {
         attributes: &[(String, OwnedValue)],
     ) -> Scope {
         let encoded = Bytes::from(batch::scope_field(name, version, attributes));
-        let mut scopes = self.inner.scopes.write();
+        let inner = self.inner();
+        let mut scopes = inner.scopes.write();
         let id = match scopes.iter().position(|(_, _, e)| *e == encoded) {
             Some(i) => i,
             None => {
@@ -239,7 +198,7 @@ impl Pipeline {
         };
         Scope {
             id: id as u32,
-            pipeline: self.inner.id,
+            pipeline: inner.id,
         }
     }
 
@@ -248,7 +207,7 @@ impl Pipeline {
     /// the configured wait.
     #[inline]
     pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
-        let inner = &*self.inner;
+        let inner = self.inner();
         let shard = &inner.shards[thread_shard(inner.shards.len())];
         if scope.pipeline != inner.id {
             shard.counters.drops.invalid.fetch_add(1, Ordering::Relaxed);
@@ -335,27 +294,24 @@ impl Pipeline {
 
     /// A snapshot of the counters, taken without stopping anything.
     pub fn stats(&self) -> Stats {
-        let inner = &*self.inner;
-        stats::snapshot(
-            inner.shards.iter().map(|s| (&s.counters, s.ring.used())),
-            inner.workers.iter().map(|w| &w.counters),
-        )
+        self.inner().stats()
     }
 
     /// The last export error seen, if any.
     pub fn last_error(&self) -> Option<String> {
-        self.inner.last_error.lock().clone()
+        self.inner().last_error.lock().clone()
     }
 
     /// Waits until every record accepted before this call has been exported
     /// or has failed for good, or until `timeout`. Returns the stats then.
     pub fn flush(&self, timeout: Duration) -> Result<Stats, Error> {
         let deadline = Instant::now() + timeout;
-        if self.inner.stop.load(Ordering::Acquire) {
+        let inner = self.inner();
+        if inner.stop.load(Ordering::Acquire) {
             return Err(Error::shutdown());
         }
-        self.inner.flush_until(deadline)?;
-        Ok(self.stats())
+        inner.flush_until(deadline)?;
+        Ok(inner.stats())
     }
 
     /// Refuses new records, flushes what was accepted (up to `timeout`), stops
@@ -363,24 +319,238 @@ impl Pipeline {
     /// as failed (`failed_shutdown`), so that afterwards `in_flight` is zero.
     /// A second call returns `Error::is_shutdown`.
     pub fn shutdown(&self, timeout: Duration) -> Result<Stats, Error> {
-        let inner = &*self.inner;
-        if inner.closed.swap(true, Ordering::SeqCst) {
+        self.inner().shutdown(&self.shared.threads, timeout)
+    }
+
+    /// Whether `shutdown` has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner().closed.load(Ordering::Acquire)
+    }
+}
+
+impl Shared {
+    #[inline]
+    fn inner(&self) -> &Inner {
+        // SAFETY: `current` always holds a pointer from `Arc::into_raw` whose
+        // strong count we own; it is freed only in `Drop for Shared`, and a
+        // replaced engine is leaked, never freed (see `restart_after_fork`).
+        // Acquire pairs with the Release store in `restart_after_fork`.
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// In a fork child: the parent's worker threads do not exist here, and
+    /// its rings may hold half-written records. Start a fresh engine with the
+    /// same configuration and scopes, carrying the counts over, and leak the
+    /// old one (its locks or memory may be in any state).
+    #[cold]
+    fn restart_after_fork(&self) {
+        let _g = self.restart.lock();
+        let generation = fork::generation();
+        if self.generation.load(Ordering::Relaxed) == generation {
+            return;
+        }
+        let old = self.inner();
+        // The parent's thread handles name threads that do not exist here:
+        // forget them rather than join them.
+        std::mem::forget(std::mem::take(&mut *self.threads.lock()));
+        let scopes = fork::read_scopes(&old.scopes);
+        let config = old.config.clone();
+        let closed = old.closed.load(Ordering::Relaxed);
+        let carried = old.stats();
+        if closed {
+            // A pipeline shut down before the fork stays shut down.
+            self.generation.store(generation, Ordering::Relaxed);
+            return;
+        }
+        match Inner::launch(config, old.id, scopes, Some(carried)) {
+            Ok((inner, threads)) => {
+                *self.threads.lock() = threads;
+                // Release pairs with the Acquire load in `inner`.
+                self.current
+                    .store(Arc::into_raw(inner).cast_mut(), Ordering::Release);
+            }
+            Err(e) => {
+                *old.last_error.lock() = Some(format!("restart after fork: {e}"));
+                old.closed.store(true, Ordering::SeqCst);
+            }
+        }
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if fork::generation() != self.generation.load(Ordering::Relaxed) {
+            // A fork child that never used the pipeline: nothing of it runs
+            // here, and the parent owns its work.
+            std::mem::forget(std::mem::take(&mut *self.threads.lock()));
+            return;
+        }
+        let inner = self.inner();
+        if !inner.closed.load(Ordering::Acquire) {
+            let _ = inner.shutdown(&self.threads, Duration::from_secs(5));
+        }
+        // SAFETY: the pointer came from `Arc::into_raw` and this is the last
+        // use of it; the workers are joined and hold their own clones.
+        drop(unsafe { Arc::from_raw(self.current.load(Ordering::Acquire)) });
+    }
+}
+
+impl Inner {
+    /// Builds an engine and starts its workers. `scopes` and `carried` (the
+    /// counters of the engine it replaces after a fork) are kept.
+    fn launch(
+        config: Config,
+        id: u64,
+        scopes: Vec<(String, String, Bytes)>,
+        carried: Option<Stats>,
+    ) -> Result<(Arc<Inner>, Vec<JoinHandle<()>>), Error> {
+        let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
+        let shards: Box<[Shard]> = (0..config.shards)
+            .map(|i| Shard {
+                ring: Arc::new(Ring::new(config.ring_bytes)),
+                counters: ShardCounters::default(),
+                worker: i % config.workers,
+                high_water,
+                low_water: config.ring_bytes / 2,
+                waiters: AtomicU32::new(0),
+                lock: Mutex::new(()),
+                space: Condvar::new(),
+            })
+            .collect();
+        let workers = (0..config.workers)
+            .map(|_| WorkerShared {
+                mode: AtomicU32::new(AWAKE),
+                notify: tokio::sync::Notify::new(),
+                counters: WorkerCounters::default(),
+                flush_done: AtomicU64::new(0),
+            })
+            .collect();
+        let inner = Arc::new(Inner {
+            id,
+            resource_field: batch::resource_field(&config.resource),
+            config,
+            shards,
+            workers,
+            scopes: RwLock::new(scopes),
+            closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stop_deadline_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+            flush_requested: AtomicU64::new(0),
+            flush_lock: Mutex::new(()),
+            flush_cv: Condvar::new(),
+            last_error: Mutex::new(None),
+        });
+        if let Some(c) = carried {
+            inner.carry(&c);
+        }
+        let mut threads = Vec::new();
+        for w in 0..inner.config.workers {
+            let consumers: Vec<(usize, Consumer)> = inner
+                .shards
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.worker == w)
+                // SAFETY: each shard is assigned to exactly one worker, and
+                // this is the only place consumers are made.
+                .map(|(i, s)| (i, unsafe { Consumer::new(s.ring.clone()) }))
+                .collect();
+            let spawned = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::internal(format!("starting worker runtime: {e}")))
+                .and_then(|runtime| {
+                    let inner2 = inner.clone();
+                    std::thread::Builder::new()
+                        .name(format!("otlpflow-worker-{w}"))
+                        .spawn(move || worker::run(inner2, w, consumers, runtime))
+                        .map_err(|e| Error::internal(format!("spawning worker thread: {e}")))
+                });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    // Stop the workers already started before reporting.
+                    inner.stop.store(true, Ordering::SeqCst);
+                    inner.closed.store(true, Ordering::SeqCst);
+                    inner.wake_all();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((inner, threads))
+    }
+
+    /// Takes over the counts of a replaced engine, so that a fork child's
+    /// stats continue the parent's: what the parent had in flight at the
+    /// fork is counted as failed (`failed_fork`), since the child cannot
+    /// send it (the parent does).
+    fn carry(&self, c: &Stats) {
+        let shard = &self.shards[0].counters;
+        shard.accepted.store(c.accepted, Ordering::Relaxed);
+        shard.drops.full.store(c.dropped.full, Ordering::Relaxed);
+        shard
+            .drops
+            .too_large
+            .store(c.dropped.too_large, Ordering::Relaxed);
+        shard
+            .drops
+            .shutdown
+            .store(c.dropped.shutdown, Ordering::Relaxed);
+        shard
+            .drops
+            .invalid
+            .store(c.dropped.invalid, Ordering::Relaxed);
+        let w = &self.workers[0].counters;
+        w.exported.store(c.exported, Ordering::Relaxed);
+        w.failed.store(
+            c.failed - c.failed_shutdown - c.failed_fork,
+            Ordering::Relaxed,
+        );
+        w.failed_shutdown
+            .store(c.failed_shutdown, Ordering::Relaxed);
+        w.failed_fork
+            .store(c.failed_fork + c.in_flight, Ordering::Relaxed);
+        w.rejected.store(c.rejected, Ordering::Relaxed);
+        w.requests.store(c.requests, Ordering::Relaxed);
+        w.retries.store(c.retries, Ordering::Relaxed);
+        w.request_errors.store(c.request_errors, Ordering::Relaxed);
+        w.bytes_raw.store(c.bytes_raw, Ordering::Relaxed);
+        w.bytes_wire.store(c.bytes_wire, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> Stats {
+        stats::snapshot(
+            self.shards.iter().map(|s| (&s.counters, s.ring.used())),
+            self.workers.iter().map(|w| &w.counters),
+        )
+    }
+
+    /// Shutdown: refuse, flush until `deadline`, stop and join the workers.
+    fn shutdown(
+        &self,
+        threads: &Mutex<Vec<JoinHandle<()>>>,
+        timeout: Duration,
+    ) -> Result<Stats, Error> {
+        if self.closed.swap(true, Ordering::SeqCst) {
             return Err(Error::shutdown());
         }
         let deadline = Instant::now() + timeout;
-        let deadline_ns = (deadline - inner.epoch).as_nanos() as u64;
-        inner
-            .stop_deadline_ns
+        let deadline_ns = (deadline - self.epoch).as_nanos() as u64;
+        self.stop_deadline_ns
             .store(deadline_ns.max(1), Ordering::SeqCst);
         // Wake producers parked on full rings: they will see `closed`.
-        for s in inner.shards.iter() {
+        for s in self.shards.iter() {
             let _g = s.lock.lock();
             s.space.notify_all();
         }
-        let flushed = inner.flush_until(deadline);
-        inner.stop.store(true, Ordering::SeqCst);
-        inner.wake_all();
-        let threads = std::mem::take(&mut *self.threads.lock());
+        let flushed = self.flush_until(deadline);
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake_all();
+        let threads = std::mem::take(&mut *threads.lock());
         for t in threads {
             if t.join().is_err() {
                 return Err(Error::internal("a worker thread panicked"));
@@ -392,9 +562,7 @@ impl Pipeline {
             _ => Ok(stats),
         }
     }
-}
 
-impl Inner {
     /// Wakes the shard's worker if it sleeps idle, or lingers and the ring
     /// just crossed its high-water mark. Called after every commit; costs one
     /// load of a line that changes only when the worker sleeps or wakes.

@@ -1,0 +1,126 @@
+//! Fork safety: a process that forks (gunicorn, uwsgi, a prefork C server)
+//! keeps working in both parent and child.
+//!
+//! After `fork()` only the forking thread exists in the child: the worker
+//! threads are gone, a ring may hold a record some other thread was halfway
+//! through writing, and a lock may be held by a thread that no longer exists.
+//! The protocol, as with `pthread_atfork`:
+//!
+//! - [`prepare`] (before the fork, in the parent) takes the registry lock and
+//!   every pipeline's scope lock, so the child finds them consistent;
+//! - [`parent`] releases them in the parent, which carries on untouched;
+//! - [`child`] releases them in the child and bumps the fork generation. It
+//!   only does atomic operations, so it is safe in an atfork child handler.
+//!
+//! The first use of a pipeline in the child then notices the new generation
+//! and starts a fresh engine with the same configuration and scopes, carrying
+//! the counters over; whatever the parent had in flight at the fork is the
+//! parent's to send, so the child counts it as `failed_fork`. The hooks are
+//! registered with `pthread_atfork` when the first pipeline starts; calling
+//! them again by hand (the C hooks, Python's `os.register_at_fork`) is
+//! harmless.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Once, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use super::Shared;
+
+/// Bumped in every fork child.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Set between `prepare` and `parent`/`child`.
+static PREPARED: AtomicBool = AtomicBool::new(false);
+/// Every pipeline started in this process.
+static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+/// The pipelines whose scope locks `prepare` holds.
+static HELD: Mutex<Vec<Arc<Shared>>> = Mutex::new(Vec::new());
+static ATFORK: Once = Once::new();
+
+/// The current fork generation: 0 in the original process, +1 per fork.
+#[inline]
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
+pub(super) fn register(shared: &Arc<Shared>) {
+    ATFORK.call_once(|| {
+        // SAFETY: the three handlers are `extern "C" fn()` with static
+        // lifetime; pthread_atfork only stores them.
+        unsafe {
+            libc::pthread_atfork(Some(prepare_c), Some(parent_c), Some(child_c));
+        }
+    });
+    let mut reg = REGISTRY.lock();
+    reg.retain(|w| w.strong_count() > 0);
+    reg.push(Arc::downgrade(shared));
+}
+
+/// Call just before `fork()`. Blocks while another thread registers a
+/// scope; otherwise cheap.
+pub fn prepare() {
+    if PREPARED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let reg = REGISTRY.lock();
+    let live: Vec<Arc<Shared>> = reg.iter().filter_map(Weak::upgrade).collect();
+    for s in &live {
+        std::mem::forget(s.inner().scopes.write());
+    }
+    // Kept until `release`: the registry stays locked across the fork.
+    std::mem::forget(reg);
+    *HELD.lock() = live;
+}
+
+/// Call in the parent just after `fork()`.
+pub fn parent() {
+    release();
+}
+
+/// Call in the child just after `fork()`. Async-signal-safe.
+pub fn child() {
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    release();
+}
+
+fn release() {
+    if !PREPARED.load(Ordering::Acquire) {
+        return;
+    }
+    let held = HELD.lock();
+    for s in held.iter() {
+        // SAFETY: `prepare` write-locked this scope lock and forgot the
+        // guard; this thread (or its copy in the child) still owns it.
+        unsafe { s.inner().scopes.force_unlock_write() };
+    }
+    drop(held);
+    // SAFETY: `prepare` locked the registry and forgot the guard.
+    unsafe { REGISTRY.force_unlock() };
+    PREPARED.store(false, Ordering::Release);
+}
+
+extern "C" fn prepare_c() {
+    prepare();
+}
+extern "C" fn parent_c() {
+    parent();
+}
+extern "C" fn child_c() {
+    child();
+}
+
+/// Reads the scope table of an engine being replaced in a fork child.
+pub(super) fn read_scopes(
+    lock: &RwLock<Vec<(String, String, Bytes)>>,
+) -> Vec<(String, String, Bytes)> {
+    if let Some(g) = lock.try_read_for(Duration::from_millis(50)) {
+        return g.clone();
+    }
+    // The fork bypassed `prepare` (a raw clone, say) while another thread
+    // held the lock: that thread does not exist here, so nothing runs
+    // concurrently with this read; the table may only lack its last entry.
+    // SAFETY: single-threaded in the child as far as this lock is concerned.
+    unsafe { (*lock.data_ptr()).clone() }
+}

@@ -102,6 +102,20 @@ pub struct Config {
     pub(crate) policy: Policy,
     pub(crate) retry: RetryConfig,
     pub(crate) compression_level: i32,
+    pub(crate) headers: Headers,
+}
+
+/// Request headers added to every export (an API key, say). Their values
+/// are never printed: `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct Headers(pub(crate) Vec<(http::HeaderName, http::HeaderValue)>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}: <redacted>")))
+            .finish()
+    }
 }
 
 /// A parsed `http://host:port` endpoint.
@@ -177,6 +191,7 @@ pub struct PipelineBuilder {
     policy: Policy,
     retry: RetryConfig,
     compression_level: i32,
+    headers: Vec<(String, String)>,
 }
 
 impl Default for PipelineBuilder {
@@ -199,11 +214,95 @@ impl Default for PipelineBuilder {
             policy: Policy::DropNewest,
             retry: RetryConfig::default(),
             compression_level: 1,
+            headers: Vec::new(),
         }
     }
 }
 
 impl PipelineBuilder {
+    /// The OTLP/gRPC endpoint, e.g. `http://localhost:4317`.
+    /// Adds a header sent with every export request (e.g. an API key).
+    /// Values are never logged.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A builder configured from the standard OpenTelemetry environment
+    /// variables (see [`PipelineBuilder::apply_env`]).
+    pub fn from_env() -> Result<Self, Error> {
+        PipelineBuilder::default().apply_env()
+    }
+
+    /// Applies the standard environment variables: `OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, and `OTEL_EXPORTER_OTLP_{ENDPOINT,
+    /// PROTOCOL, HEADERS, COMPRESSION, TIMEOUT}` with their `_TRACES_`
+    /// variants taking precedence. Setters called afterwards override them
+    /// (explicit setting > per-signal variable > general variable >
+    /// default). A malformed variable is a configuration error naming it.
+    pub fn apply_env(self) -> Result<Self, Error> {
+        self.apply_env_from(|k| std::env::var(k).ok())
+    }
+
+    /// [`PipelineBuilder::apply_env`] with a custom variable lookup.
+    pub fn apply_env_from(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        // The per-signal variable wins over the general one; returns the
+        // name that was used, for error messages.
+        let pick = |suffix: &str| -> Option<(String, String)> {
+            let signal = format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}");
+            if let Some(v) = var(&signal).filter(|v| !v.trim().is_empty()) {
+                return Some((signal, v));
+            }
+            let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
+            var(&general)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (general, v))
+        };
+        if let Some((name, v)) = pick("ENDPOINT") {
+            Endpoint::parse(v.trim()).map_err(|e| Error::config(format!("{name}: {e}")))?;
+            self.endpoint = v.trim().to_owned();
+        }
+        if let Some((name, v)) = pick("PROTOCOL") {
+            match v.trim() {
+                "grpc" => self.protocol = Protocol::Grpc,
+                other => {
+                    return Err(Error::config(format!(
+                        "{name}: protocol {other:?} is not supported by this version (use grpc)"
+                    )))
+                }
+            }
+        }
+        if let Some((name, v)) = pick("COMPRESSION") {
+            self.compression =
+                Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+        }
+        if let Some((name, v)) = pick("TIMEOUT") {
+            let ms: u64 = v.trim().parse().map_err(|_| {
+                Error::config(format!("{name}: {v:?} is not a number of milliseconds"))
+            })?;
+            self.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some((name, v)) = pick("HEADERS") {
+            for (k, val) in parse_key_values(&name, &v)? {
+                self.headers.push((k, val));
+            }
+        }
+        if let Some(v) = var("OTEL_RESOURCE_ATTRIBUTES").filter(|v| !v.trim().is_empty()) {
+            for (k, val) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &v)? {
+                // service.name here yields to OTEL_SERVICE_NAME (below).
+                if k == "service.name" {
+                    self.service_name = Some(val);
+                } else {
+                    self.resource.push((k, OwnedValue::Str(val)));
+                }
+            }
+        }
+        if let Some(v) = var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
+            self.service_name = Some(v.trim().to_owned());
+        }
+        Ok(self)
+    }
+
     /// The OTLP/gRPC endpoint, e.g. `http://localhost:4317`.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = url.into();
@@ -348,6 +447,16 @@ impl PipelineBuilder {
                 "retry: initial_backoff must be > 0 and <= max_backoff",
             ));
         }
+        let mut headers = Vec::new();
+        for (k, v) in &self.headers {
+            let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
+                .map_err(|_| Error::config(format!("header: {k:?} is not a valid header name")))?;
+            let mut value = http::HeaderValue::from_str(v.trim()).map_err(|_| {
+                Error::config(format!("header {k}: the value is not a valid header value"))
+            })?;
+            value.set_sensitive(true);
+            headers.push((name, value));
+        }
         let mut resource = Vec::new();
         let service = self
             .service_name
@@ -382,6 +491,7 @@ impl PipelineBuilder {
             policy: self.policy,
             retry: self.retry,
             compression_level: self.compression_level,
+            headers: Headers(headers),
         })
     }
 
@@ -389,6 +499,44 @@ impl PipelineBuilder {
     pub fn start(self) -> Result<Pipeline, Error> {
         Pipeline::start(self.build()?)
     }
+}
+
+/// Parses `k1=v1,k2=v2` with percent-encoded keys and values (W3C baggage
+/// style, as the OpenTelemetry environment variables use).
+fn parse_key_values(var: &str, s: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| Error::config(format!("{var}: entry {item:?} has no '='")))?;
+        let k = percent_decode(k.trim())
+            .ok_or_else(|| Error::config(format!("{var}: bad percent-encoding in a key")))?;
+        let v = percent_decode(v.trim()).ok_or_else(|| {
+            Error::config(format!("{var}: bad percent-encoding in the value of {k:?}"))
+        })?;
+        if k.is_empty() {
+            return Err(Error::config(format!("{var}: empty key")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -427,6 +575,69 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("compression"));
+    }
+
+    #[test]
+    fn environment_variables_with_precedence() {
+        let env = |k: &str| -> Option<String> {
+            Some(
+                match k {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT" => "http://general:4317",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => "http://traces:4317",
+                    "OTEL_EXPORTER_OTLP_COMPRESSION" => "gzip",
+                    "OTEL_EXPORTER_OTLP_TIMEOUT" => "2500",
+                    "OTEL_EXPORTER_OTLP_HEADERS" => "api-key=s%3Dcret, x-team=core",
+                    "OTEL_RESOURCE_ATTRIBUTES" => {
+                        "service.name=from-attrs,deployment.environment=prod"
+                    }
+                    "OTEL_SERVICE_NAME" => "from-service-name",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let c = PipelineBuilder::default()
+            .apply_env_from(env)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.endpoint.host, "traces");
+        assert_eq!(c.compression, Compression::Gzip);
+        assert_eq!(c.request_timeout, Duration::from_millis(2500));
+        assert_eq!(c.headers.0[0].1.to_str().unwrap(), "s=cret");
+        assert!(
+            !format!("{c:?}").contains("s=cret"),
+            "header values are redacted"
+        );
+        assert!(c.resource.contains(&(
+            "service.name".into(),
+            OwnedValue::Str("from-service-name".into())
+        )));
+        assert!(c.resource.contains(&(
+            "deployment.environment".into(),
+            OwnedValue::Str("prod".into())
+        )));
+        // An explicit setting after the environment wins.
+        let c = PipelineBuilder::default()
+            .apply_env_from(env)
+            .unwrap()
+            .compression(Compression::None)
+            .build()
+            .unwrap();
+        assert_eq!(c.compression, Compression::None);
+        // Malformed variables name themselves.
+        let bad = |k: &str| (k == "OTEL_EXPORTER_OTLP_TIMEOUT").then(|| "soon".to_owned());
+        let e = PipelineBuilder::default().apply_env_from(bad).unwrap_err();
+        assert!(e.to_string().contains("OTEL_EXPORTER_OTLP_TIMEOUT"), "{e}");
+        let bad =
+            |k: &str| (k == "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").then(|| "http/json".to_owned());
+        let e = PipelineBuilder::default().apply_env_from(bad).unwrap_err();
+        assert!(
+            e.to_string().contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+            "{e}"
+        );
+        let bad = |k: &str| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "novalue".to_owned());
+        assert!(PipelineBuilder::default().apply_env_from(bad).is_err());
     }
 
     #[test]

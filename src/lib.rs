@@ -43,7 +43,9 @@ mod stats;
 mod sync;
 pub mod workload;
 
-pub use config::{Compression, Config, Endpoint, PipelineBuilder, Policy, Protocol, RetryConfig};
+pub use config::{
+    Compression, Config, Endpoint, Headers, PipelineBuilder, Policy, Protocol, RetryConfig,
+};
 pub use engine::{BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};
 pub use record::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};

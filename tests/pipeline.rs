@@ -345,3 +345,20 @@ fn a_malformed_request_is_an_error_at_the_sink_not_a_crash() {
     assert_eq!(sink.counts().errors, 1);
     assert_eq!(sink.counts().spans, 0);
 }
+
+#[test]
+fn user_headers_user_agent_and_timeout_reach_the_receiver() {
+    let sink = sink();
+    let p = builder(&sink.endpoint())
+        .header("x-api-key", "secret-value")
+        .request_timeout(Duration::from_millis(2500))
+        .start()
+        .unwrap();
+    record_n(&p, 1, 3);
+    p.shutdown(Duration::from_secs(5)).unwrap();
+    let h = sink.last_headers().expect("a request arrived");
+    assert_eq!(h.get("x-api-key").unwrap(), "secret-value");
+    assert_eq!(h.get("user-agent").unwrap(), otlpflow::USER_AGENT);
+    assert_eq!(h.get("grpc-timeout").unwrap(), "2500m");
+    assert_eq!(h.get("content-type").unwrap(), "application/grpc");
+}

@@ -71,9 +71,12 @@ pub(super) fn run(
 ) {
     let cfg = &inner.config;
     let exporter = match cfg.protocol {
-        Protocol::Grpc => {
-            GrpcExporter::new(cfg.endpoint.clone(), cfg.compression, cfg.request_timeout)
-        }
+        Protocol::Grpc => GrpcExporter::new(
+            cfg.endpoint.clone(),
+            cfg.compression,
+            cfg.request_timeout,
+            cfg.headers.clone(),
+        ),
     };
     let worker = Worker {
         compressor: Compressor::new(cfg.compression, cfg.compression_level),

@@ -96,11 +96,17 @@ pub(crate) struct GrpcExporter {
     uri: http::Uri,
     encoding: Option<&'static str>,
     timeout_header: String,
+    headers: crate::config::Headers,
     conn: tokio::sync::Mutex<Option<SendRequest<Bytes>>>,
 }
 
 impl GrpcExporter {
-    pub fn new(endpoint: Endpoint, compression: Compression, timeout: Duration) -> GrpcExporter {
+    pub fn new(
+        endpoint: Endpoint,
+        compression: Compression,
+        timeout: Duration,
+        headers: crate::config::Headers,
+    ) -> GrpcExporter {
         let uri = format!(
             "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             endpoint.authority
@@ -111,6 +117,7 @@ impl GrpcExporter {
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/")),
             endpoint,
             encoding: compression.token(),
+            headers,
             timeout_header: format!("{}m", timeout.as_millis().clamp(1, 99_999_999)),
             conn: tokio::sync::Mutex::new(None),
         }
@@ -172,6 +179,9 @@ impl GrpcExporter {
             .header("grpc-timeout", self.timeout_header.as_str());
         if let Some(enc) = self.encoding {
             req = req.header("grpc-encoding", enc);
+        }
+        for (k, v) in &self.headers.0 {
+            req = req.header(k, v);
         }
         let req = req
             .body(())

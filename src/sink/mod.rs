@@ -100,6 +100,7 @@ struct Shared {
     opts: SinkOptions,
     counters: Counters,
     kept: Mutex<Vec<ExportTraceServiceRequest>>,
+    last_headers: Mutex<Option<http::HeaderMap>>,
 }
 
 /// A running embedded receiver. Dropping it stops it.
@@ -122,6 +123,7 @@ impl Sink {
             opts,
             counters: Counters::default(),
             kept: Mutex::new(Vec::new()),
+            last_headers: Mutex::new(None),
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let s2 = shared.clone();
@@ -168,6 +170,12 @@ impl Sink {
     pub fn fail_next(&self, n: u64, code: u32) {
         self.shared.counters.fail_code.store(code, Relaxed);
         self.shared.counters.fail_next.store(n, Relaxed);
+    }
+
+    /// The headers of the last request received (tests check what clients
+    /// send).
+    pub fn last_headers(&self) -> Option<http::HeaderMap> {
+        self.shared.last_headers.lock().clone()
     }
 
     /// Takes the requests kept so far (with `keep_requests`).
@@ -287,6 +295,9 @@ async fn stream(
 async fn handle(req: http::Request<h2::RecvStream>, shared: &Shared) -> Result<(), Status> {
     let c = &shared.counters;
     let (parts, mut body) = req.into_parts();
+    if shared.opts.keep_requests {
+        *shared.last_headers.lock() = Some(parts.headers.clone());
+    }
     if parts.uri.path() != TRACE_PATH {
         return Err(Status::new(
             12,

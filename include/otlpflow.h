@@ -18,6 +18,19 @@
 #define OTLPFLOW_MUST_USE
 #endif
 
+// Most attributes one span, event or link may carry.
+#define OTLPFLOW_MAX_ATTRIBUTES 128
+
+// Most events one span may carry.
+#define OTLPFLOW_MAX_EVENTS 128
+
+// Most links one span may carry.
+#define OTLPFLOW_MAX_LINKS 128
+
+// Most attributes in a span with its events and links together, and most
+// array elements in all of its values together.
+#define OTLPFLOW_MAX_TOTAL_ATTRIBUTES 512
+
 // Result codes of fallible functions. Numbers are stable and never reused.
 enum otlpflow_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -42,8 +55,12 @@ enum otlpflow_result
   OTLPFLOW_RESULT_SHUTDOWN = 7,
   // A deadline passed first.
   OTLPFLOW_RESULT_TIMEOUT = 8,
-  // An argument was out of range.
+  // An argument was out of range (an unknown enum value, say).
   OTLPFLOW_RESULT_INVALID_ARGUMENT = 9,
+  // More attributes, events, links or array elements than allowed.
+  OTLPFLOW_RESULT_TOO_MANY_ATTRIBUTES = 10,
+  // The scope does not belong to this pipeline.
+  OTLPFLOW_RESULT_INVALID_SCOPE = 11,
   // otlpflow panicked; the call had no effect.
   OTLPFLOW_RESULT_PANIC = 100,
 };
@@ -54,6 +71,212 @@ typedef enum otlpflow_result otlpflow_result;
 typedef uint32_t otlpflow_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+// Kinds of [`otlpflow_value`]. Numbers are stable.
+enum otlpflow_value_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // `str`: UTF-8 text.
+  OTLPFLOW_VALUE_KIND_STR = 1,
+  // `boolean`.
+  OTLPFLOW_VALUE_KIND_BOOL = 2,
+  // `i64`.
+  OTLPFLOW_VALUE_KIND_I64 = 3,
+  // `f64`.
+  OTLPFLOW_VALUE_KIND_F64 = 4,
+  // `str` holding raw bytes (need not be UTF-8).
+  OTLPFLOW_VALUE_KIND_BYTES = 5,
+  // `array`/`array_len`: an array of scalar values (no nested arrays).
+  OTLPFLOW_VALUE_KIND_ARRAY = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_value_kind otlpflow_value_kind;
+#else
+typedef uint32_t otlpflow_value_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Pipeline settings, built up with setters and handed to
+// `otlpflow_pipeline_start`. A `Box` underneath; not thread-safe: use one
+// config from one thread at a time. Free it with `otlpflow_config_free`.
+typedef struct otlpflow_config otlpflow_config;
+
+// A running pipeline. An `Arc`-backed engine underneath; every function
+// taking a `const otlpflow_pipeline *` may be called from any number of
+// threads at once. Free it with `otlpflow_pipeline_free` (which shuts it
+// down first if needed) once no thread uses it any more.
+typedef struct otlpflow_pipeline otlpflow_pipeline;
+
+// A borrowed string from C: pointer and length, no NUL needed. `ptr` may be
+// NULL only when `len` is 0.
+typedef struct otlpflow_str {
+  // The first byte.
+  const char *ptr;
+  // The number of bytes.
+  size_t len;
+} otlpflow_str;
+
+// An attribute value: set `kind`, then the matching field.
+typedef struct otlpflow_value {
+  // An `otlpflow_value_kind`.
+  uint32_t kind;
+  // For `STR` and `BYTES`.
+  struct otlpflow_str str;
+  // For `I64`.
+  int64_t i64;
+  // For `F64`.
+  double f64;
+  // For `BOOL`.
+  bool boolean;
+  // For `ARRAY`: the elements (scalars only).
+  const struct otlpflow_value *array;
+  // For `ARRAY`: the number of elements.
+  size_t array_len;
+} otlpflow_value;
+
+// An instrumentation scope of a pipeline: a plain value, copy it freely.
+// Made by `otlpflow_pipeline_scope`; a scope of another pipeline (or
+// garbage) is refused with `OTLPFLOW_RESULT_INVALID_SCOPE`.
+typedef struct otlpflow_scope {
+  // Scope number inside its pipeline.
+  uint32_t id;
+  // The pipeline it belongs to.
+  uint64_t pipeline;
+} otlpflow_scope;
+
+// An attribute: a key and a value.
+typedef struct otlpflow_attribute {
+  // The key (UTF-8).
+  struct otlpflow_str key;
+  // The value.
+  struct otlpflow_value value;
+} otlpflow_attribute;
+
+// A time-stamped event of a span.
+typedef struct otlpflow_event {
+  // Nanoseconds since the Unix epoch.
+  uint64_t time_unix_nano;
+  // The name (UTF-8).
+  struct otlpflow_str name;
+  // Attributes (may be NULL when `attributes_len` is 0).
+  const struct otlpflow_attribute *attributes;
+  // Number of attributes.
+  size_t attributes_len;
+  // Attributes discarded before recording.
+  uint32_t dropped_attributes_count;
+} otlpflow_event;
+
+// A link to another span.
+typedef struct otlpflow_link {
+  // Trace id of the linked span.
+  uint8_t trace_id[16];
+  // Span id of the linked span.
+  uint8_t span_id[8];
+  // W3C trace state.
+  struct otlpflow_str trace_state;
+  // Attributes (may be NULL when `attributes_len` is 0).
+  const struct otlpflow_attribute *attributes;
+  // Number of attributes.
+  size_t attributes_len;
+  // Attributes discarded before recording.
+  uint32_t dropped_attributes_count;
+  // W3C trace flags.
+  uint32_t flags;
+} otlpflow_link;
+
+// A finished span. Zero-initialise it, then fill what you have; all
+// pointers are borrowed for the duration of the call only.
+typedef struct otlpflow_span {
+  // Trace id.
+  uint8_t trace_id[16];
+  // Span id.
+  uint8_t span_id[8];
+  // Parent span id; all zero for a root span.
+  uint8_t parent_span_id[8];
+  // W3C trace state.
+  struct otlpflow_str trace_state;
+  // W3C trace flags.
+  uint32_t flags;
+  // The operation name (UTF-8).
+  struct otlpflow_str name;
+  // 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+  uint32_t kind;
+  // Start, nanoseconds since the Unix epoch.
+  uint64_t start_time_unix_nano;
+  // End, nanoseconds since the Unix epoch.
+  uint64_t end_time_unix_nano;
+  // Attributes (may be NULL when `attributes_len` is 0).
+  const struct otlpflow_attribute *attributes;
+  // Number of attributes (at most `OTLPFLOW_MAX_ATTRIBUTES`).
+  size_t attributes_len;
+  // Attributes discarded before recording.
+  uint32_t dropped_attributes_count;
+  // Events (may be NULL when `events_len` is 0).
+  const struct otlpflow_event *events;
+  // Number of events (at most `OTLPFLOW_MAX_EVENTS`).
+  size_t events_len;
+  // Events discarded before recording.
+  uint32_t dropped_events_count;
+  // Links (may be NULL when `links_len` is 0).
+  const struct otlpflow_link *links;
+  // Number of links (at most `OTLPFLOW_MAX_LINKS`).
+  size_t links_len;
+  // Links discarded before recording.
+  uint32_t dropped_links_count;
+  // 0 unset, 1 ok, 2 error.
+  uint32_t status_code;
+  // Status message (UTF-8).
+  struct otlpflow_str status_message;
+} otlpflow_span;
+
+// Counters of a pipeline (see the Rust `Stats` for their meaning). The
+// identities `offered = accepted + dropped_*` and
+// `accepted = exported + failed + rejected + in_flight` hold.
+typedef struct otlpflow_stats {
+  // Records the host tried to record.
+  uint64_t offered;
+  // Records taken into a ring.
+  uint64_t accepted;
+  // Refused: ring full.
+  uint64_t dropped_full;
+  // Refused: larger than a ring record may be.
+  uint64_t dropped_too_large;
+  // Refused: offered after shutdown began.
+  uint64_t dropped_shutdown;
+  // Refused: invalid input.
+  uint64_t dropped_invalid;
+  // Acknowledged by the receiver.
+  uint64_t exported;
+  // Failed for good (including the two below).
+  uint64_t failed;
+  // Of `failed`: still unsent at shutdown's deadline.
+  uint64_t failed_shutdown;
+  // Of `failed`: in flight in the parent at a fork (the parent sends them).
+  uint64_t failed_fork;
+  // Rejected by the server (partial success).
+  uint64_t rejected;
+  // Accepted and not yet exported, failed or rejected.
+  uint64_t in_flight;
+  // Export requests sent, retries included.
+  uint64_t requests;
+  // Requests retried.
+  uint64_t retries;
+  // Failed request attempts.
+  uint64_t request_errors;
+  // Uncompressed OTLP bytes exported.
+  uint64_t bytes_raw;
+  // Bytes on the wire.
+  uint64_t bytes_wire;
+  // Export round-trip latency, median, nanoseconds.
+  uint64_t export_latency_p50_ns;
+  // 99th percentile.
+  uint64_t export_latency_p99_ns;
+  // Largest.
+  uint64_t export_latency_max_ns;
+} otlpflow_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,6 +290,188 @@ const char *otlpflow_version(void);
 // number: unknown codes get "unknown result code"). Never NULL; the caller
 // must not free it.
 const char *otlpflow_result_message(uint32_t result);
+
+// Makes a config with the defaults (endpoint `http://localhost:4317`,
+// OTLP/gRPC, no compression, `DROP_NEWEST`). Writes it to `*out`.
+OTLPFLOW_MUST_USE otlpflow_result otlpflow_config_new(struct otlpflow_config **out);
+
+// Frees a config. NULL and a second free are ignored.
+void otlpflow_config_free(struct otlpflow_config *config);
+
+// Applies the standard `OTEL_*` environment variables (endpoint, headers,
+// compression, timeout, protocol, service name, resource attributes). Call
+// it before the setters you want to win over the environment. A malformed
+// variable returns `OTLPFLOW_RESULT_INVALID_CONFIG`; the message naming it
+// is available from `otlpflow_config_error`.
+OTLPFLOW_MUST_USE otlpflow_result otlpflow_config_apply_env(struct otlpflow_config *config);
+
+// The OTLP/gRPC endpoint, e.g. `http://collector:4317` (checked at start).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_endpoint(struct otlpflow_config *config,
+                                             struct otlpflow_str value);
+
+// The `service.name` resource attribute.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_service_name(struct otlpflow_config *config,
+                                                 struct otlpflow_str value);
+
+// The `service.version` resource attribute.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_service_version(struct otlpflow_config *config,
+                                                    struct otlpflow_str value);
+
+// Compression: 0 none (the default), 1 gzip, 2 zstd.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_compression(struct otlpflow_config *config,
+                                                uint32_t compression);
+
+// Number of shard rings (0 = one per CPU, the default).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_shards(struct otlpflow_config *config,
+                                           size_t shards);
+
+// Number of worker threads (0 = one per CPU, the default).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_workers(struct otlpflow_config *config,
+                                            size_t workers);
+
+// Bytes per shard ring (a power of two from 4 KiB; checked at start).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_ring_bytes(struct otlpflow_config *config,
+                                               size_t bytes);
+
+// Records per batch (default 512).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_max_batch_items(struct otlpflow_config *config,
+                                                    size_t items);
+
+// How long a non-empty batch waits for more, in milliseconds (default 10).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_linger_ms(struct otlpflow_config *config,
+                                              uint64_t ms);
+
+// Requests in flight per worker (default 4).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_max_in_flight(struct otlpflow_config *config,
+                                                  size_t requests);
+
+// Timeout of one export request, in milliseconds (default 10000).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_request_timeout_ms(struct otlpflow_config *config,
+                                                       uint64_t ms);
+
+// What a full ring does: `policy` 0 refuses at once (`DROP_NEWEST`, the
+// default), 1 blocks the recording thread up to `max_wait_ms` (`BLOCK`).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_policy(struct otlpflow_config *config,
+                                           uint32_t policy,
+                                           uint64_t max_wait_ms);
+
+// Adds a header sent with every export (an API key, say). Its value is
+// never logged.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_add_header(struct otlpflow_config *config,
+                                           struct otlpflow_str name,
+                                           struct otlpflow_str value);
+
+// Adds a resource attribute with a scalar value (string, bool, int,
+// double or bytes).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_add_resource_attribute(struct otlpflow_config *config,
+                                                       struct otlpflow_str key,
+                                                       const struct otlpflow_value *value);
+
+// The message of the config's last failure (an empty string if none).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_error(const struct otlpflow_config *config,
+                                      char *buf,
+                                      size_t cap,
+                                      size_t *out_len);
+
+// Validates the config and starts a pipeline, written to `*out`. An
+// invalid setting returns `OTLPFLOW_RESULT_INVALID_CONFIG` and keeps the
+// message naming it for `otlpflow_config_error`. The config stays the
+// caller's (free it when done; the pipeline does not need it).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_start(struct otlpflow_config *config,
+                                        struct otlpflow_pipeline **out);
+
+// Frees a pipeline, shutting it down first (flushing for up to 5 s) if
+// `otlpflow_pipeline_shutdown` was not called. NULL and a second free are
+// ignored. No other thread may be using the pipeline.
+void otlpflow_pipeline_free(struct otlpflow_pipeline *pipeline);
+
+// Registers (or finds) an instrumentation scope, written to `*out`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_scope(const struct otlpflow_pipeline *pipeline,
+                                        struct otlpflow_str name,
+                                        struct otlpflow_str version,
+                                        struct otlpflow_scope *out);
+
+// Records one span (see `otlpflow_span`). Never blocks under the default
+// policy. Returns `OTLPFLOW_RESULT_FULL`, `_TOO_LARGE` or `_SHUTDOWN` when
+// the span was refused (and counted), or an argument error, in which case
+// nothing was recorded.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_span(const struct otlpflow_pipeline *pipeline,
+                                              const struct otlpflow_scope *scope,
+                                              const struct otlpflow_span *span);
+
+// Records `len` spans; writes how many were accepted and refused (each
+// refusal counted in the stats by reason, and an invalid span counted as
+// refused too). One bad span does not stop the others.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_batch(const struct otlpflow_pipeline *pipeline,
+                                               const struct otlpflow_scope *scope,
+                                               const struct otlpflow_span *spans,
+                                               size_t len,
+                                               size_t *out_accepted,
+                                               size_t *out_dropped);
+
+// Waits until everything recorded before the call is exported or failed
+// for good, or `timeout_ms` passes (`OTLPFLOW_RESULT_TIMEOUT`). Writes the
+// stats to `*out_stats` if it is not NULL (also on timeout).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_flush(const struct otlpflow_pipeline *pipeline,
+                                        uint64_t timeout_ms,
+                                        struct otlpflow_stats *out_stats);
+
+// Refuses new records, flushes for up to `timeout_ms`, and stops the
+// workers; anything unsent at the deadline is counted as failed, so
+// `in_flight` is 0 afterwards. A second call returns
+// `OTLPFLOW_RESULT_SHUTDOWN`. Writes the final stats to `*out_stats` if it
+// is not NULL.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_shutdown(const struct otlpflow_pipeline *pipeline,
+                                           uint64_t timeout_ms,
+                                           struct otlpflow_stats *out_stats);
+
+// Writes a snapshot of the counters to `*out`. Never blocks.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_stats(const struct otlpflow_pipeline *pipeline,
+                                        struct otlpflow_stats *out);
+
+// The last export error as text (empty if none): see `copy_text` rules:
+// `*out_len` gets the length; a buffer shorter than length + 1 returns
+// `OTLPFLOW_RESULT_BUFFER_TOO_SMALL` and writes nothing else.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_last_error(const struct otlpflow_pipeline *pipeline,
+                                             char *buf,
+                                             size_t cap,
+                                             size_t *out_len);
+
+// Call just before `fork()`. otlpflow registers these three hooks with
+// `pthread_atfork` itself when the first pipeline starts, so most programs
+// never call them; calling them as well is harmless.
+void otlpflow_fork_prepare(void);
+
+// Call in the parent just after `fork()`.
+void otlpflow_fork_parent(void);
+
+// Call in the child just after `fork()`: the child drops what the parent
+// had buffered (counted as `failed_fork`) and restarts its workers on its
+// next call. Async-signal-safe.
+void otlpflow_fork_child(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -46,7 +46,7 @@ pub mod workload;
 pub use config::{
     Compression, Config, Endpoint, Headers, PipelineBuilder, Policy, Protocol, RetryConfig,
 };
-pub use engine::{BatchResult, Pipeline, Scope};
+pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};
 pub use record::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};
 pub use stats::{Dropped, Latency, Stats};

@@ -1,13 +1,33 @@
-//! The C ABI of otlpflow: glue only, no engine logic. This first slice
-//! exports the version and the result codes; the pipeline, scope and span
-//! functions follow in the C ABI issue. Every export runs inside
-//! [`ffi_boundary!`], which turns a panic into `OTLPFLOW_RESULT_PANIC`.
+//! The C ABI of otlpflow: glue only, no engine logic (that lives in the
+//! `otlpflow` crate). Conventions, after rustls-ffi:
+//!
+//! - every symbol is `otlpflow_<type>_<verb>` and takes its type first;
+//! - handles are opaque, made by `_new`/`_start`, released by one
+//!   NULL-tolerant `_free` (a second free of the same handle is ignored);
+//! - fallible functions return an `otlpflow_result` and write outputs only
+//!   on success; strings are pointer + length, checked as UTF-8;
+//! - every export runs inside [`ffi_boundary!`], so a panic becomes
+//!   `OTLPFLOW_RESULT_PANIC` and never unwinds into C;
+//! - all raw-pointer conversions live in `ptr.rs`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // C names: `otlpflow_<type>`, as the header spells them.
 #![allow(non_camel_case_types)]
+// These functions are called from C, where every pointer argument is a raw
+// pointer; marking them `unsafe` would change nothing for C callers. Each
+// states its pointer contract in its doc, and `ptr.rs` checks what can be
+// checked (NULL, alignment, lengths, UTF-8). rustls-ffi does the same.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::os::raw::c_char;
+
+mod api;
+mod ptr;
+mod span;
+
+pub use api::*;
+pub use ptr::otlpflow_str;
+pub use span::*;
 
 /// Result codes of fallible functions. Numbers are stable and never reused.
 #[repr(u32)]
@@ -31,8 +51,12 @@ pub enum otlpflow_result {
     Shutdown = 7,
     /// A deadline passed first.
     Timeout = 8,
-    /// An argument was out of range.
+    /// An argument was out of range (an unknown enum value, say).
     InvalidArgument = 9,
+    /// More attributes, events, links or array elements than allowed.
+    TooManyAttributes = 10,
+    /// The scope does not belong to this pipeline.
+    InvalidScope = 11,
     /// otlpflow panicked; the call had no effect.
     Panic = 100,
 }
@@ -50,6 +74,10 @@ impl otlpflow_result {
             otlpflow_result::Shutdown => "the pipeline has been shut down\0",
             otlpflow_result::Timeout => "the deadline passed first\0",
             otlpflow_result::InvalidArgument => "an argument is out of range\0",
+            otlpflow_result::TooManyAttributes => {
+                "too many attributes, events, links or array elements\0"
+            }
+            otlpflow_result::InvalidScope => "the scope does not belong to this pipeline\0",
             otlpflow_result::Panic => "otlpflow panicked; the call had no effect\0",
         }
     }
@@ -67,6 +95,8 @@ impl otlpflow_result {
             Shutdown,
             Timeout,
             InvalidArgument,
+            TooManyAttributes,
+            InvalidScope,
             Panic,
         ]
         .into_iter()
@@ -76,6 +106,8 @@ impl otlpflow_result {
 
 /// Runs an export's body, turning a panic into `$on_panic` so that no
 /// unwinding ever crosses into C.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! ffi_boundary {
     ($on_panic:expr, $body:block) => {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {

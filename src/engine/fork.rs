@@ -38,6 +38,11 @@ static REGISTRY: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 /// The pipelines whose scope locks `prepare` holds.
 static HELD: Mutex<Vec<Arc<Shared>>> = Mutex::new(Vec::new());
 static ATFORK: Once = Once::new();
+/// What a fork child inherited from its parent and must not drop: engines
+/// whose workers did not survive the fork, and their thread handles.
+/// Keeping them here (rather than forgetting them) documents that they are
+/// retained on purpose, and keeps leak checkers quiet about them.
+static INHERITED: Mutex<Vec<Box<dyn std::any::Any + Send>>> = Mutex::new(Vec::new());
 
 /// The current fork generation: 0 in the original process, +1 per fork.
 #[inline]
@@ -109,6 +114,11 @@ extern "C" fn parent_c() {
 }
 extern "C" fn child_c() {
     child();
+}
+
+/// Keeps something a fork child inherited for the life of the process.
+pub(super) fn retain(inherited: Box<dyn std::any::Any + Send>) {
+    INHERITED.lock().push(inherited);
 }
 
 /// Reads the scope table of an engine being replaced in a fork child.

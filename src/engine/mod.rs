@@ -69,6 +69,21 @@ pub struct Scope {
     pipeline: u64,
 }
 
+impl Scope {
+    /// The handle as two numbers (scope id, pipeline id), for bindings that
+    /// keep it in a plain struct. Handing back other numbers is safe: a
+    /// handle that does not match the pipeline is refused with
+    /// [`RecordError::InvalidScope`].
+    pub fn to_parts(self) -> (u32, u64) {
+        (self.id, self.pipeline)
+    }
+
+    /// The inverse of [`Scope::to_parts`].
+    pub fn from_parts(id: u32, pipeline: u64) -> Scope {
+        Scope { id, pipeline }
+    }
+}
+
 /// The counts of a `record_batch` call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchResult {
@@ -85,6 +100,9 @@ struct Inner {
     workers: Box<[WorkerShared]>,
     /// Encoded `scope` fields by scope id, append-only.
     scopes: RwLock<Vec<(String, String, Bytes)>>,
+    /// `scopes.len()`, readable without the lock. Release/Acquire: a scope
+    /// id is accepted only after its entry is in `scopes`.
+    scope_count: AtomicU32,
     resource_field: Vec<u8>,
     /// Set once by shutdown; producers check it after claiming.
     closed: AtomicBool,
@@ -193,6 +211,9 @@ impl Pipeline {
             Some(i) => i,
             None => {
                 scopes.push((name.to_owned(), version.to_owned(), encoded));
+                inner
+                    .scope_count
+                    .store(scopes.len() as u32, Ordering::Release);
                 scopes.len() - 1
             }
         };
@@ -209,7 +230,7 @@ impl Pipeline {
     pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
         let inner = self.inner();
         let shard = &inner.shards[thread_shard(inner.shards.len())];
-        if scope.pipeline != inner.id {
+        if scope.pipeline != inner.id || scope.id >= inner.scope_count.load(Ordering::Acquire) {
             shard.counters.drops.invalid.fetch_add(1, Ordering::Relaxed);
             return Err(RecordError::InvalidScope);
         }
@@ -351,8 +372,8 @@ impl Shared {
         }
         let old = self.inner();
         // The parent's thread handles name threads that do not exist here:
-        // forget them rather than join them.
-        std::mem::forget(std::mem::take(&mut *self.threads.lock()));
+        // keep them, never join them.
+        fork::retain(Box::new(std::mem::take(&mut *self.threads.lock())));
         let scopes = fork::read_scopes(&old.scopes);
         let config = old.config.clone();
         let closed = old.closed.load(Ordering::Relaxed);
@@ -366,8 +387,13 @@ impl Shared {
             Ok((inner, threads)) => {
                 *self.threads.lock() = threads;
                 // Release pairs with the Acquire load in `inner`.
-                self.current
-                    .store(Arc::into_raw(inner).cast_mut(), Ordering::Release);
+                let previous = self
+                    .current
+                    .swap(Arc::into_raw(inner).cast_mut(), Ordering::AcqRel);
+                // SAFETY: `previous` came from `Arc::into_raw` and we owned
+                // its count; the `Arc` is kept forever, never dropped, so
+                // references to the old engine stay valid.
+                fork::retain(Box::new(unsafe { Arc::from_raw(previous) }));
             }
             Err(e) => {
                 *old.last_error.lock() = Some(format!("restart after fork: {e}"));
@@ -382,8 +408,12 @@ impl Drop for Shared {
     fn drop(&mut self) {
         if fork::generation() != self.generation.load(Ordering::Relaxed) {
             // A fork child that never used the pipeline: nothing of it runs
-            // here, and the parent owns its work.
-            std::mem::forget(std::mem::take(&mut *self.threads.lock()));
+            // here, and the parent owns its work. Keep the parent's engine.
+            fork::retain(Box::new(std::mem::take(&mut *self.threads.lock())));
+            // SAFETY: from `Arc::into_raw`; kept forever, never dropped.
+            fork::retain(Box::new(unsafe {
+                Arc::from_raw(self.current.load(Ordering::Acquire))
+            }));
             return;
         }
         let inner = self.inner();
@@ -432,6 +462,7 @@ impl Inner {
             config,
             shards,
             workers,
+            scope_count: AtomicU32::new(scopes.len() as u32),
             scopes: RwLock::new(scopes),
             closed: AtomicBool::new(false),
             stop: AtomicBool::new(false),

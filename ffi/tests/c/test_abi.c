@@ -1,0 +1,360 @@
+/* C tests of otlpflow's ABI, run by ffi/tests/c_abi.rs against the shared
+ * and the static library, under AddressSanitizer + UBSan and under valgrind.
+ *
+ * usage: test_abi ENDPOINT MODE SCALE
+ *   MODE  basic | threads | bad_input | fork
+ *   SCALE divides the span counts (valgrind is slow)
+ * Prints "expect_received=N": the spans the receiver must have counted. */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "otlpflow.h"
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define OK(call)                                                               \
+  do {                                                                         \
+    otlpflow_result r_ = (call);                                               \
+    if (r_ != OTLPFLOW_RESULT_OK) {                                            \
+      fprintf(stderr, "%s:%d: %s -> %u (%s)\n", __FILE__, __LINE__, #call,     \
+              (unsigned)r_, otlpflow_result_message(r_));                      \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+static otlpflow_str s(const char *text) {
+  otlpflow_str out = {text, strlen(text)};
+  return out;
+}
+
+static otlpflow_pipeline *start(const char *endpoint) {
+  otlpflow_config *cfg = NULL;
+  OK(otlpflow_config_new(&cfg));
+  OK(otlpflow_config_set_endpoint(cfg, s(endpoint)));
+  OK(otlpflow_config_set_service_name(cfg, s("c-test")));
+  OK(otlpflow_config_set_policy(cfg, 1, 10000));
+  OK(otlpflow_config_set_shards(cfg, 2));
+  OK(otlpflow_config_set_workers(cfg, 1));
+  OK(otlpflow_config_set_linger_ms(cfg, 5));
+  otlpflow_value v = {0};
+  v.kind = OTLPFLOW_VALUE_KIND_STR;
+  v.str = s("c-test-host");
+  OK(otlpflow_config_add_resource_attribute(cfg, s("host.name"), &v));
+  otlpflow_pipeline *p = NULL;
+  OK(otlpflow_pipeline_start(cfg, &p));
+  otlpflow_config_free(cfg);
+  return p;
+}
+
+/* Records span `i` of producer `seed` with every kind of value. */
+static otlpflow_result record(const otlpflow_pipeline *p, const otlpflow_scope *scope,
+                              uint64_t seed, uint64_t i) {
+  otlpflow_value arr[2];
+  memset(arr, 0, sizeof arr);
+  arr[0].kind = OTLPFLOW_VALUE_KIND_I64;
+  arr[0].i64 = 1;
+  arr[1].kind = OTLPFLOW_VALUE_KIND_STR;
+  arr[1].str = s("two");
+  otlpflow_attribute attrs[6];
+  memset(attrs, 0, sizeof attrs);
+  attrs[0].key = s("http.request.method");
+  attrs[0].value.kind = OTLPFLOW_VALUE_KIND_STR;
+  attrs[0].value.str = s("GET");
+  attrs[1].key = s("app.item_id");
+  attrs[1].value.kind = OTLPFLOW_VALUE_KIND_I64;
+  attrs[1].value.i64 = (int64_t)i;
+  attrs[2].key = s("cache.hit");
+  attrs[2].value.kind = OTLPFLOW_VALUE_KIND_BOOL;
+  attrs[2].value.boolean = true;
+  attrs[3].key = s("ratio");
+  attrs[3].value.kind = OTLPFLOW_VALUE_KIND_F64;
+  attrs[3].value.f64 = 0.5;
+  attrs[4].key = s("blob");
+  attrs[4].value.kind = OTLPFLOW_VALUE_KIND_BYTES;
+  attrs[4].value.str.ptr = "\x01\xff\x00";
+  attrs[4].value.str.len = 3;
+  attrs[5].key = s("list");
+  attrs[5].value.kind = OTLPFLOW_VALUE_KIND_ARRAY;
+  attrs[5].value.array = arr;
+  attrs[5].value.array_len = 2;
+
+  otlpflow_attribute ev_attr;
+  memset(&ev_attr, 0, sizeof ev_attr);
+  ev_attr.key = s("cache.key");
+  ev_attr.value.kind = OTLPFLOW_VALUE_KIND_I64;
+  ev_attr.value.i64 = (int64_t)(i % 4096);
+  otlpflow_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.time_unix_nano = 1700000000000000000ull + i;
+  ev.name = s("cache.miss");
+  ev.attributes = &ev_attr;
+  ev.attributes_len = 1;
+  otlpflow_link link;
+  memset(&link, 0, sizeof link);
+  memset(link.trace_id, 9, sizeof link.trace_id);
+  memset(link.span_id, 8, sizeof link.span_id);
+
+  otlpflow_span span;
+  memset(&span, 0, sizeof span);
+  memcpy(span.trace_id, &seed, sizeof seed);
+  span.trace_id[15] = 1;
+  memcpy(span.span_id, &i, sizeof i);
+  span.span_id[7] ^= 0x80;
+  span.name = s("GET /api/v1/items/{id}");
+  span.kind = 2;
+  span.start_time_unix_nano = 1700000000000000000ull;
+  span.end_time_unix_nano = 1700000000000000000ull + 1000;
+  span.attributes = attrs;
+  span.attributes_len = 6;
+  span.events = &ev;
+  span.events_len = 1;
+  span.links = &link;
+  span.links_len = 1;
+  span.status_code = 1;
+  return otlpflow_pipeline_record_span(p, scope, &span);
+}
+
+static int basic(const char *endpoint, uint64_t n) {
+  otlpflow_pipeline *p = start(endpoint);
+  otlpflow_scope scope;
+  OK(otlpflow_pipeline_scope(p, s("c.test"), s("1.0"), &scope));
+  for (uint64_t i = 0; i < n; i++) OK(record(p, &scope, 1, i));
+
+  otlpflow_span batch[10];
+  memset(batch, 0, sizeof batch);
+  for (int i = 0; i < 10; i++) {
+    memset(batch[i].trace_id, 3, 16);
+    memset(batch[i].span_id, i + 1, 8);
+    batch[i].name = s("batch");
+  }
+  batch[4].kind = 77; /* invalid: refused, the others go through */
+  size_t accepted = 0, dropped = 0;
+  OK(otlpflow_pipeline_record_batch(p, &scope, batch, 10, &accepted, &dropped));
+  CHECK(accepted == 9 && dropped == 1);
+
+  otlpflow_stats st;
+  OK(otlpflow_pipeline_flush(p, 10000, &st));
+  CHECK(st.accepted == n + 9);
+  CHECK(st.exported == n + 9);
+  CHECK(st.offered == st.accepted + st.dropped_full + st.dropped_too_large +
+                          st.dropped_shutdown + st.dropped_invalid);
+
+  OK(otlpflow_pipeline_shutdown(p, 10000, &st));
+  CHECK(st.in_flight == 0 && st.failed == 0);
+  CHECK(otlpflow_pipeline_shutdown(p, 1000, NULL) == OTLPFLOW_RESULT_SHUTDOWN);
+  CHECK(record(p, &scope, 1, 0) == OTLPFLOW_RESULT_SHUTDOWN);
+  CHECK(otlpflow_pipeline_flush(p, 1000, NULL) == OTLPFLOW_RESULT_SHUTDOWN);
+  OK(otlpflow_pipeline_stats(p, &st));
+  CHECK(st.dropped_shutdown == 1);
+  otlpflow_pipeline_free(p);
+  otlpflow_pipeline_free(p); /* a second free is ignored */
+  otlpflow_pipeline_free(NULL);
+  printf("expect_received=%" PRIu64 "\n", n + 9);
+  return 0;
+}
+
+struct worker_arg {
+  const otlpflow_pipeline *p;
+  otlpflow_scope scope;
+  uint64_t seed, n;
+};
+
+static void *worker(void *arg) {
+  struct worker_arg *w = arg;
+  for (uint64_t i = 0; i < w->n; i++) {
+    if (record(w->p, &w->scope, w->seed, i) != OTLPFLOW_RESULT_OK) return (void *)1;
+  }
+  return NULL;
+}
+
+static int threads(const char *endpoint, uint64_t n) {
+  otlpflow_pipeline *p = start(endpoint);
+  enum { T = 4 };
+  pthread_t t[T];
+  struct worker_arg args[T];
+  for (int i = 0; i < T; i++) {
+    args[i].p = p;
+    OK(otlpflow_pipeline_scope(p, s("c.threads"), s("1"), &args[i].scope));
+    args[i].seed = (uint64_t)i + 100;
+    args[i].n = n;
+    CHECK(pthread_create(&t[i], NULL, worker, &args[i]) == 0);
+  }
+  for (int i = 0; i < T; i++) {
+    void *ret = NULL;
+    CHECK(pthread_join(t[i], &ret) == 0);
+    CHECK(ret == NULL);
+  }
+  otlpflow_stats st;
+  OK(otlpflow_pipeline_shutdown(p, 10000, &st));
+  CHECK(st.exported == T * n && st.in_flight == 0);
+  otlpflow_pipeline_free(p);
+  printf("expect_received=%" PRIu64 "\n", (uint64_t)T * n);
+  return 0;
+}
+
+static int bad_input(const char *endpoint) {
+  /* Config errors: each names its problem. */
+  otlpflow_config *cfg = NULL;
+  CHECK(otlpflow_config_new(NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  OK(otlpflow_config_new(&cfg));
+  CHECK(otlpflow_config_set_endpoint(NULL, s("x")) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  otlpflow_str bad_utf8 = {"\xc3\x28", 2};
+  CHECK(otlpflow_config_set_endpoint(cfg, bad_utf8) == OTLPFLOW_RESULT_INVALID_UTF8);
+  otlpflow_str null_str = {NULL, 5};
+  CHECK(otlpflow_config_set_service_name(cfg, null_str) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  otlpflow_str huge = {"x", SIZE_MAX};
+  CHECK(otlpflow_config_set_service_name(cfg, huge) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_config_set_compression(cfg, 9) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_config_set_policy(cfg, 5, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  otlpflow_value v;
+  memset(&v, 0, sizeof v); /* kind 0 is no kind */
+  CHECK(otlpflow_config_add_resource_attribute(cfg, s("k"), &v) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_config_add_resource_attribute(cfg, s("k"), NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  OK(otlpflow_config_set_endpoint(cfg, s("ftp://nowhere")));
+  otlpflow_pipeline *p = NULL;
+  CHECK(otlpflow_pipeline_start(cfg, &p) == OTLPFLOW_RESULT_INVALID_CONFIG);
+  CHECK(p == NULL);
+  char small[4];
+  size_t len = 0;
+  CHECK(otlpflow_config_error(cfg, small, sizeof small, &len) == OTLPFLOW_RESULT_BUFFER_TOO_SMALL);
+  char msg[256];
+  OK(otlpflow_config_error(cfg, msg, sizeof msg, &len));
+  CHECK(len == strlen(msg) && strstr(msg, "endpoint") != NULL);
+  OK(otlpflow_config_set_ring_bytes(cfg, 1000));
+  OK(otlpflow_config_set_endpoint(cfg, s(endpoint)));
+  CHECK(otlpflow_pipeline_start(cfg, &p) == OTLPFLOW_RESULT_INVALID_CONFIG);
+  OK(otlpflow_config_error(cfg, msg, sizeof msg, &len));
+  CHECK(strstr(msg, "ring_bytes") != NULL);
+  otlpflow_config_free(cfg);
+  otlpflow_config_free(cfg); /* a second free is ignored */
+
+  /* Record errors. */
+  p = start(endpoint);
+  otlpflow_scope scope;
+  OK(otlpflow_pipeline_scope(p, s("c.bad"), s("1"), &scope));
+  otlpflow_span span;
+  memset(&span, 0, sizeof span);
+  memset(span.trace_id, 1, 16);
+  memset(span.span_id, 1, 8);
+  span.name = s("ok");
+  CHECK(otlpflow_pipeline_record_span(NULL, &scope, &span) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  CHECK(otlpflow_pipeline_record_span(p, NULL, &span) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  CHECK(otlpflow_pipeline_record_span(p, &scope, NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  otlpflow_scope foreign = scope;
+  foreign.pipeline ^= 0xdead;
+  CHECK(otlpflow_pipeline_record_span(p, &foreign, &span) == OTLPFLOW_RESULT_INVALID_SCOPE);
+  foreign = scope;
+  foreign.id = 4000000;
+  CHECK(otlpflow_pipeline_record_span(p, &foreign, &span) == OTLPFLOW_RESULT_INVALID_SCOPE);
+  span.name = bad_utf8;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_INVALID_UTF8);
+  span.name = s("ok");
+  span.kind = 6;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  span.kind = 0;
+  span.status_code = 3;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  span.status_code = 0;
+  span.attributes = NULL;
+  span.attributes_len = 3;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  static otlpflow_attribute many[OTLPFLOW_MAX_ATTRIBUTES + 1];
+  for (int i = 0; i < OTLPFLOW_MAX_ATTRIBUTES + 1; i++) {
+    many[i].key = s("k");
+    many[i].value.kind = OTLPFLOW_VALUE_KIND_BOOL;
+  }
+  span.attributes = many;
+  span.attributes_len = OTLPFLOW_MAX_ATTRIBUTES + 1;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_TOO_MANY_ATTRIBUTES);
+  span.attributes_len = 1;
+  many[0].value.kind = 42;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  many[0].value.kind = OTLPFLOW_VALUE_KIND_ARRAY;
+  many[0].value.array = NULL;
+  many[0].value.array_len = 2;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  many[0].value.kind = OTLPFLOW_VALUE_KIND_BOOL;
+  span.events_len = OTLPFLOW_MAX_EVENTS + 1;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_TOO_MANY_ATTRIBUTES);
+  span.events_len = 0;
+  /* A span too large for the ring. */
+  static char big[3 << 20];
+  memset(big, 'a', sizeof big);
+  otlpflow_str big_name = {big, sizeof big};
+  span.name = big_name;
+  CHECK(otlpflow_pipeline_record_span(p, &scope, &span) == OTLPFLOW_RESULT_TOO_LARGE);
+  span.name = s("ok");
+  OK(otlpflow_pipeline_record_span(p, &scope, &span));
+  size_t acc, drp;
+  CHECK(otlpflow_pipeline_record_batch(p, &scope, NULL, 2, &acc, &drp) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  CHECK(otlpflow_pipeline_record_batch(p, &scope, &span, 1, NULL, &drp) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  CHECK(otlpflow_pipeline_stats(p, NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
+  CHECK(otlpflow_pipeline_scope(p, bad_utf8, s("1"), &scope) == OTLPFLOW_RESULT_INVALID_UTF8);
+  CHECK(strcmp(otlpflow_result_message(123456), "unknown result code") == 0);
+  CHECK(strcmp(otlpflow_version(), OTLPFLOW_VERSION) == 0);
+  otlpflow_stats st;
+  OK(otlpflow_pipeline_shutdown(p, 10000, &st));
+  CHECK(st.exported == 1 && st.dropped_too_large == 1 && st.dropped_invalid == 2);
+  otlpflow_pipeline_free(p);
+  printf("expect_received=1\n");
+  return 0;
+}
+
+static int fork_test(const char *endpoint, uint64_t n) {
+  otlpflow_pipeline *p = start(endpoint);
+  otlpflow_scope scope;
+  OK(otlpflow_pipeline_scope(p, s("c.fork"), s("1"), &scope));
+  for (uint64_t i = 0; i < n; i++) OK(record(p, &scope, 7, i));
+  OK(otlpflow_pipeline_flush(p, 10000, NULL));
+  fflush(stdout);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    for (uint64_t i = 0; i < n; i++) OK(record(p, &scope, 8, i));
+    otlpflow_stats st;
+    OK(otlpflow_pipeline_shutdown(p, 10000, &st));
+    /* The parent's n were exported before the fork; the child adds n. */
+    int ok = st.exported == 2 * n && st.in_flight == 0;
+    otlpflow_pipeline_free(p);
+    _exit(ok ? 0 : 3);
+  }
+  for (uint64_t i = 0; i < n; i++) OK(record(p, &scope, 9, i));
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  otlpflow_stats st;
+  OK(otlpflow_pipeline_shutdown(p, 10000, &st));
+  CHECK(st.exported == 2 * n);
+  otlpflow_pipeline_free(p);
+  printf("expect_received=%" PRIu64 "\n", 3 * n);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s ENDPOINT MODE SCALE\n", argv[0]);
+    return 2;
+  }
+  const char *endpoint = argv[1];
+  const char *mode = argv[2];
+  uint64_t scale = strtoull(argv[3], NULL, 10);
+  if (scale == 0) scale = 1;
+  if (strcmp(mode, "basic") == 0) return basic(endpoint, 5000 / scale);
+  if (strcmp(mode, "threads") == 0) return threads(endpoint, 5000 / scale);
+  if (strcmp(mode, "bad_input") == 0) return bad_input(endpoint);
+  if (strcmp(mode, "fork") == 0) return fork_test(endpoint, 1000 / scale);
+  fprintf(stderr, "unknown mode %s\n", mode);
+  return 2;
+}

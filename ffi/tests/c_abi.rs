@@ -1,0 +1,168 @@
+//! Builds the C tests in `tests/c/` with the system C compiler against the
+//! shared and the static library, runs each mode against the embedded
+//! receiver under AddressSanitizer + UndefinedBehaviorSanitizer and under
+//! valgrind, and checks the receiver counted what the C program says it
+//! delivered.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use otlpflow::sink::{Sink, SinkOptions, Verify};
+
+/// target/<profile>, where cargo put libotlpflow_ffi.{so,a}.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    // target/<profile>/deps/c_abi-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Compiles the test program; `link` is "shared" or "static".
+fn compile(link: &str, sanitize: bool) -> PathBuf {
+    let dir = lib_dir();
+    let out = dir.join(format!(
+        "c_test_abi_{link}{}",
+        if sanitize { "_asan" } else { "" }
+    ));
+    let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cc.args([
+        "-std=c11",
+        "-g",
+        "-O1",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-fno-omit-frame-pointer",
+    ])
+    .arg("-I")
+    .arg(root().join("include"))
+    .arg(root().join("ffi/tests/c/test_abi.c"))
+    .arg("-o")
+    .arg(&out);
+    if sanitize {
+        cc.arg("-fsanitize=address,undefined")
+            .arg("-fno-sanitize-recover=undefined");
+    }
+    match link {
+        "shared" => {
+            cc.arg(format!("-L{}", dir.display()))
+                .arg("-lotlpflow_ffi")
+                .arg(format!("-Wl,-rpath,{}", dir.display()));
+        }
+        _ => {
+            cc.arg(dir.join("libotlpflow_ffi.a"));
+        }
+    }
+    cc.args(["-lpthread", "-ldl", "-lm"]);
+    let status = cc.status().expect("running the C compiler");
+    assert!(status.success(), "compiling the C test ({link}) failed");
+    out
+}
+
+/// Runs one mode against a fresh receiver and checks its count.
+fn run(program: &Path, wrapper: Option<&[&str]>, mode: &str, scale: u32) {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let mut cmd = match wrapper {
+        Some(w) => {
+            let mut c = Command::new(w[0]);
+            c.args(&w[1..]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.arg(sink.endpoint()).arg(mode).arg(scale.to_string());
+    // Rust's globals are reachable at exit, not leaked; anything leaked
+    // from C or through the ABI is reported.
+    cmd.env(
+        "ASAN_OPTIONS",
+        "detect_leaks=1:abort_on_error=0:halt_on_error=1",
+    )
+    .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    let out = cmd.output().expect("running the C test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} {mode} failed ({}):\n{stdout}\n{stderr}",
+        program.display(),
+        out.status
+    );
+    let expect: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("expect_received="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no expect_received line in:\n{stdout}\n{stderr}"));
+    let counts = sink.stop();
+    assert_eq!(counts.spans, expect, "{mode}: receiver count");
+    assert_eq!(counts.errors, 0, "{mode}: receiver saw bad requests");
+}
+
+const MODES: [&str; 4] = ["basic", "threads", "bad_input", "fork"];
+
+#[test]
+fn c_tests_under_asan_and_ubsan_shared_and_static() {
+    for link in ["shared", "static"] {
+        let program = compile(link, true);
+        for mode in MODES {
+            run(&program, None, mode, 1);
+        }
+    }
+}
+
+#[test]
+fn c_tests_under_valgrind() {
+    if !have("valgrind") {
+        // valgrind is on every machine of this project's kind and .ci/run
+        // installs it where missing; say so loudly if it is not.
+        panic!("valgrind not found: install it (apt-get install valgrind)");
+    }
+    let program = compile("shared", false);
+    let vg = [
+        "valgrind",
+        "-q",
+        "--error-exitcode=9",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "--child-silent-after-fork=yes",
+    ];
+    for mode in MODES {
+        if mode == "fork" {
+            // In a fork child, memory that only the parent's other threads
+            // pointed to (their thread-locals, the runtime state on their
+            // stacks) looks "definitely lost" to valgrind, because those
+            // threads do not exist there. That is fork's nature, not a leak:
+            // check the fork mode for memory errors only (AddressSanitizer's
+            // leak checker covers it above).
+            let no_leaks: Vec<&str> = vg
+                .iter()
+                .map(|a| {
+                    if a.starts_with("--leak-check") {
+                        "--leak-check=no"
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            run(&program, Some(&no_leaks), mode, 10);
+        } else {
+            run(&program, Some(&vg), mode, 10);
+        }
+    }
+}

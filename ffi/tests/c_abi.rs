@@ -1,4 +1,4 @@
-//! Builds the C tests in `tests/c/` with the system C compiler against the
+//! Builds the C tests in `tests/c/` (and the C++ wrapper's test) with the system C compiler against the
 //! shared and the static library, runs each mode against the embedded
 //! receiver under AddressSanitizer + UndefinedBehaviorSanitizer and under
 //! valgrind, and checks the receiver counted what the C program says it
@@ -74,6 +74,12 @@ fn compile(link: &str, sanitize: bool) -> PathBuf {
 
 /// Runs one mode against a fresh receiver and checks its count.
 fn run(program: &Path, wrapper: Option<&[&str]>, mode: &str, scale: u32) {
+    run_args(program, wrapper, &[mode, &scale.to_string()], mode)
+}
+
+/// Runs `program ENDPOINT args...` against a fresh receiver and checks that
+/// it counted the `expect_received=N` the program printed.
+fn run_args(program: &Path, wrapper: Option<&[&str]>, args: &[&str], mode: &str) {
     let sink = Sink::start(SinkOptions {
         verify: Verify::Full,
         ..SinkOptions::default()
@@ -87,7 +93,7 @@ fn run(program: &Path, wrapper: Option<&[&str]>, mode: &str, scale: u32) {
         }
         None => Command::new(program),
     };
-    cmd.arg(sink.endpoint()).arg(mode).arg(scale.to_string());
+    cmd.arg(sink.endpoint()).args(args);
     // Rust's globals are reachable at exit, not leaked; anything leaked
     // from C or through the ABI is reported.
     cmd.env(
@@ -165,4 +171,36 @@ fn c_tests_under_valgrind() {
             run(&program, Some(&vg), mode, 10);
         }
     }
+}
+
+#[test]
+fn cpp_wrapper_under_asan_and_ubsan() {
+    let dir = lib_dir();
+    let out = dir.join("cpp_test_asan");
+    let status = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()))
+        .args([
+            "-std=c++17",
+            "-g",
+            "-O1",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pthread",
+        ])
+        .args([
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined",
+        ])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("bindings/cpp/test.cpp"))
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("-L{}", dir.display()))
+        .arg("-lotlpflow_ffi")
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "compiling the C++ test failed");
+    run_args(&out, None, &[], "cpp");
 }

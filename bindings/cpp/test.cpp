@@ -1,0 +1,78 @@
+// Test of the C++ wrapper, run by ffi/tests/c_abi.rs under ASan/UBSan.
+// usage: test ENDPOINT; prints expect_received=N.
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "otlpflow.hpp"
+
+#define CHECK(c)                                                          \
+  do {                                                                    \
+    if (!(c)) {                                                           \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); \
+      return 1;                                                           \
+    }                                                                     \
+  } while (0)
+
+int main(int argc, char **argv) {
+  if (argc != 2) return 2;
+  // Invalid settings throw with the setting's name.
+  try {
+    otlpflow::Config().endpoint("nope://x").start();
+    CHECK(false);
+  } catch (const otlpflow::Error &e) {
+    CHECK(e.code() == OTLPFLOW_RESULT_INVALID_CONFIG);
+    CHECK(std::string(e.what()).find("endpoint") != std::string::npos);
+  }
+  try {
+    otlpflow::Config().compression(7);
+    CHECK(false);
+  } catch (const otlpflow::Error &e) {
+    CHECK(e.code() == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  }
+
+  otlpflow::Pipeline p = otlpflow::Config()
+                             .endpoint(argv[1])
+                             .service_name("cpp-test")
+                             .resource("deployment.environment", "test")
+                             .block(std::chrono::milliseconds(10000))
+                             .shards(2)
+                             .workers(1)
+                             .linger(std::chrono::milliseconds(5))
+                             .start();
+  otlpflow::Scope scope = p.scope("cpp.test", "1.0");
+  const int threads = 3, per = 1000;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; t++) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per; i++) {
+        otlpflow::SpanBuilder span("GET /items");
+        span.kind(otlpflow::Kind::Server)
+            .attr("http.request.method", "GET")
+            .attr("app.item_id", i)
+            .attr("thread", t)
+            .attr("ratio", 0.25)
+            .attr("ok", true)
+            .event("cache.miss")
+            .status(otlpflow::Code::Ok)
+            .end_now();
+        if (p.record(scope, span) != OTLPFLOW_RESULT_OK) std::abort();
+      }
+    });
+  }
+  for (auto &t : ts) t.join();
+  otlpflow_stats s = p.flush(10000);
+  CHECK(s.exported == threads * per);
+  s = p.shutdown(10000);
+  CHECK(s.in_flight == 0 && s.failed == 0);
+  otlpflow::SpanBuilder late("late");
+  CHECK(p.record(scope, late) == OTLPFLOW_RESULT_SHUTDOWN);
+  try {
+    p.shutdown(1000);
+    CHECK(false);
+  } catch (const otlpflow::Error &e) {
+    CHECK(e.code() == OTLPFLOW_RESULT_SHUTDOWN);
+  }
+  std::printf("expect_received=%d\n", threads * per);
+  return 0;
+}

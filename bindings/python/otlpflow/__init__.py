@@ -1,0 +1,387 @@
+"""otlpflow for Python: record spans through otlpflow's lock-free engine.
+
+    import otlpflow
+    with otlpflow.Pipeline(endpoint="http://localhost:4317", service_name="api") as p:
+        with p.span("GET /items", attributes={"http.request.method": "GET"}) as span:
+            span.set_attribute("http.response.status_code", 200)
+        print(p.stats())
+
+Recording never blocks by default (policy="drop"); a refused span is counted
+in stats() and `record_span` returns False. Setup and control errors raise
+OtlpflowError subclasses carrying the C result code. A Pipeline may be used
+from any number of threads at once, and keeps working in both processes after
+os.fork(): the child restarts the engine on its next call.
+"""
+
+import ctypes
+import os
+import random
+import threading
+import time
+
+from . import _ffi
+
+__all__ = ["Pipeline", "OtlpflowError", "ConfigError", "ShutdownError", "FlushTimeout", "version"]
+__version__ = "0.1.0"
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _library():
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            _lib = _ffi.load()
+        return _lib
+
+
+def version():
+    """The version of the loaded native library."""
+    return _library().otlpflow_version().decode()
+
+
+# Result codes (otlpflow_result).
+OK, NULL_ARGUMENT, INVALID_UTF8, BUFFER_TOO_SMALL, INVALID_CONFIG, FULL, TOO_LARGE, SHUTDOWN, TIMEOUT, \
+    INVALID_ARGUMENT, TOO_MANY_ATTRIBUTES, INVALID_SCOPE = range(12)
+PANIC = 100
+
+
+class OtlpflowError(Exception):
+    """A failed call; `code` is the C result code."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class ConfigError(OtlpflowError, ValueError):
+    """An invalid setting; the message names it."""
+
+
+class ShutdownError(OtlpflowError):
+    """The pipeline has been shut down."""
+
+
+class FlushTimeout(OtlpflowError, TimeoutError):
+    """flush() or shutdown() reached its timeout first; `stats` holds the counts then."""
+
+    def __init__(self, code, message, stats):
+        super().__init__(code, message)
+        self.stats = stats
+
+
+def _error(code, context):
+    msg = "%s: %s" % (context, _library().otlpflow_result_message(code).decode())
+    if code == INVALID_CONFIG:
+        return ConfigError(code, msg)
+    if code == SHUTDOWN:
+        return ShutdownError(code, msg)
+    if code in (INVALID_ARGUMENT, INVALID_UTF8, NULL_ARGUMENT, TOO_MANY_ATTRIBUTES, INVALID_SCOPE):
+        return ValueError(msg)
+    return OtlpflowError(code, msg)
+
+
+def _check(code, context):
+    if code != OK:
+        raise _error(code, context)
+
+
+def _str(text):
+    """A Str pointing into `data` (which the caller keeps alive)."""
+    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    return _ffi.Str(data, len(data)), data
+
+
+_KINDS = {"unspecified": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+_CODES = {"unset": 0, "ok": 1, "error": 2}
+_COMPRESSION = {"none": 0, "gzip": 1, "zstd": 2}
+
+
+class _Keep:
+    """Holds the Python objects a C struct points into, for one call."""
+
+    __slots__ = ("items",)
+
+    def __init__(self):
+        self.items = []
+
+    def str(self, text):
+        s, data = _str(text)
+        self.items.append(data)
+        return s
+
+
+def _fill_value(v, value, keep, allow_array=True):
+    if isinstance(value, bool):
+        v.kind, v.boolean = _ffi.BOOL, value
+    elif isinstance(value, int):
+        v.kind, v.i64 = _ffi.I64, value
+    elif isinstance(value, float):
+        v.kind, v.f64 = _ffi.F64, value
+    elif isinstance(value, str):
+        v.kind, v.str = _ffi.STR, keep.str(value)
+    elif isinstance(value, (bytes, bytearray)):
+        v.kind, v.str = _ffi.BYTES, keep.str(bytes(value))
+    elif allow_array and isinstance(value, (list, tuple)):
+        arr = (_ffi.Value * len(value))()
+        for i, item in enumerate(value):
+            _fill_value(arr[i], item, keep, allow_array=False)
+        keep.items.append(arr)
+        v.kind, v.array, v.array_len = _ffi.ARRAY, arr, len(value)
+    else:
+        raise TypeError("unsupported attribute value %r" % (value,))
+
+
+def _attributes(attributes, keep):
+    if not attributes:
+        return None, 0
+    items = list(attributes.items())
+    arr = (_ffi.Attribute * len(items))()
+    for i, (k, v) in enumerate(items):
+        arr[i].key = keep.str(k)
+        _fill_value(arr[i].value, v, keep)
+    keep.items.append(arr)
+    return arr, len(items)
+
+
+def _id(value, size):
+    if value is None:
+        while True:
+            raw = random.getrandbits(8 * size)
+            if raw:
+                return raw.to_bytes(size, "little")
+    value = bytes(value)
+    if len(value) != size:
+        raise ValueError("id must be %d bytes, got %d" % (size, len(value)))
+    return value
+
+
+class Span:
+    """A span being timed by Pipeline.span(); add attributes and events."""
+
+    __slots__ = ("name", "attributes", "events", "kind", "trace_id", "span_id", "parent_span_id",
+                 "start", "status", "status_message")
+
+    def __init__(self, name, attributes, kind, trace_id, parent_span_id):
+        self.name = name
+        self.attributes = dict(attributes or {})
+        self.events = []
+        self.kind = kind
+        self.trace_id = _id(trace_id, 16)
+        self.span_id = _id(None, 8)
+        self.parent_span_id = parent_span_id
+        self.start = time.time_ns()
+        self.status = "unset"
+        self.status_message = ""
+
+    def set_attribute(self, key, value):
+        self.attributes[key] = value
+
+    def add_event(self, name, attributes=None):
+        self.events.append((time.time_ns(), name, attributes or {}))
+
+    def set_status(self, status, message=""):
+        self.status, self.status_message = status, message
+
+
+class _SpanContext:
+    def __init__(self, pipeline, span, scope):
+        self._pipeline, self._span, self._scope = pipeline, span, scope
+
+    def __enter__(self):
+        return self._span
+
+    def __exit__(self, exc_type, exc, tb):
+        s = self._span
+        if exc_type is not None and s.status == "unset":
+            s.set_status("error", "%s: %s" % (exc_type.__name__, exc))
+        self._pipeline.record_span(
+            s.name, trace_id=s.trace_id, span_id=s.span_id, parent_span_id=s.parent_span_id,
+            kind=s.kind, start_time_unix_nano=s.start, end_time_unix_nano=time.time_ns(),
+            attributes=s.attributes, events=s.events, status=(s.status, s.status_message),
+            scope=self._scope)
+        return False
+
+
+class Pipeline:
+    """A running otlpflow pipeline (see the module docstring)."""
+
+    def __init__(self, endpoint=None, protocol="grpc", compression="none", service_name=None,
+                 service_version=None, resource=None, headers=None, policy="drop", max_wait=1.0,
+                 shards=0, workers=0, linger=None, from_env=True):
+        if protocol != "grpc":
+            raise ConfigError(INVALID_CONFIG, "protocol %r is not supported by this version (use grpc)" % protocol)
+        if compression not in _COMPRESSION:
+            raise ConfigError(INVALID_CONFIG, "compression must be one of none, gzip, zstd")
+        if policy not in ("drop", "block"):
+            raise ConfigError(INVALID_CONFIG, "policy must be 'drop' or 'block'")
+        lib = self._lib = _library()
+        cfg = ctypes.c_void_p()
+        _check(lib.otlpflow_config_new(ctypes.byref(cfg)), "config")
+        try:
+            def setting(code, what):
+                if code != OK:
+                    raise self._config_error(cfg, code, what)
+            if from_env:
+                setting(lib.otlpflow_config_apply_env(cfg), "environment")
+            keep = _Keep()
+            if endpoint is not None:
+                setting(lib.otlpflow_config_set_endpoint(cfg, keep.str(endpoint)), "endpoint")
+            if service_name is not None:
+                setting(lib.otlpflow_config_set_service_name(cfg, keep.str(service_name)), "service_name")
+            if service_version is not None:
+                setting(lib.otlpflow_config_set_service_version(cfg, keep.str(service_version)), "service_version")
+            for k, v in (resource or {}).items():
+                val = _ffi.Value()
+                _fill_value(val, v, keep, allow_array=False)
+                setting(lib.otlpflow_config_add_resource_attribute(cfg, keep.str(k), ctypes.byref(val)), "resource")
+            for k, v in (headers or {}).items():
+                setting(lib.otlpflow_config_add_header(cfg, keep.str(k), keep.str(v)), "headers")
+            if compression != "none" or not from_env:
+                setting(lib.otlpflow_config_set_compression(cfg, _COMPRESSION[compression]), "compression")
+            setting(lib.otlpflow_config_set_policy(cfg, 1 if policy == "block" else 0, int(max_wait * 1000)),
+                    "policy")
+            setting(lib.otlpflow_config_set_shards(cfg, shards), "shards")
+            setting(lib.otlpflow_config_set_workers(cfg, workers), "workers")
+            if linger is not None:
+                setting(lib.otlpflow_config_set_linger_ms(cfg, int(linger * 1000)), "linger")
+            handle = ctypes.c_void_p()
+            setting(lib.otlpflow_pipeline_start(cfg, ctypes.byref(handle)), "start")
+            self._handle = handle
+        finally:
+            lib.otlpflow_config_free(cfg)
+        self._default_scope = self.scope("otlpflow.python", __version__)
+
+    def _config_error(self, cfg, code, what):
+        buf = ctypes.create_string_buffer(1024)
+        n = ctypes.c_size_t()
+        if self._lib.otlpflow_config_error(cfg, buf, len(buf), ctypes.byref(n)) == OK and n.value:
+            return ConfigError(code, "%s: %s" % (what, buf.value.decode()))
+        err = _error(code, what)
+        return err if isinstance(err, Exception) else ConfigError(code, what)
+
+    def scope(self, name, version=""):
+        """Registers (or finds) an instrumentation scope."""
+        sc = _ffi.Scope()
+        keep = _Keep()
+        _check(self._lib.otlpflow_pipeline_scope(self._handle, keep.str(name), keep.str(version),
+                                                 ctypes.byref(sc)), "scope")
+        return sc
+
+    def record_span(self, name, *, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
+                    start_time_unix_nano=None, end_time_unix_nano=None, attributes=None, events=None,
+                    links=None, status=("unset", ""), scope=None):
+        """Records a finished span. Returns True if accepted, False if refused
+        (ring full or too large: counted in stats()). Raises ShutdownError
+        after shutdown and ValueError/TypeError for invalid arguments."""
+        keep = _Keep()
+        s = _ffi.Span()
+        ctypes.memmove(s.trace_id, _id(trace_id, 16), 16)
+        ctypes.memmove(s.span_id, _id(span_id, 8), 8)
+        if parent_span_id is not None:
+            ctypes.memmove(s.parent_span_id, _id(parent_span_id, 8), 8)
+        s.name = keep.str(name)
+        try:
+            s.kind = _KINDS[kind]
+            s.status_code = _CODES[status[0]]
+        except KeyError as e:
+            raise ValueError("unknown kind or status %s" % e) from None
+        s.status_message = keep.str(status[1])
+        now = time.time_ns()
+        s.end_time_unix_nano = now if end_time_unix_nano is None else end_time_unix_nano
+        s.start_time_unix_nano = s.end_time_unix_nano if start_time_unix_nano is None else start_time_unix_nano
+        s.attributes, s.attributes_len = _attributes(attributes, keep)
+        if events:
+            evs = (_ffi.Event * len(events))()
+            for i, (t, ename, eattrs) in enumerate(events):
+                evs[i].time_unix_nano = t
+                evs[i].name = keep.str(ename)
+                evs[i].attributes, evs[i].attributes_len = _attributes(eattrs, keep)
+            keep.items.append(evs)
+            s.events, s.events_len = evs, len(events)
+        if links:
+            ls = (_ffi.Link * len(links))()
+            for i, (tid, sid, lattrs) in enumerate(links):
+                ctypes.memmove(ls[i].trace_id, _id(tid, 16), 16)
+                ctypes.memmove(ls[i].span_id, _id(sid, 8), 8)
+                ls[i].attributes, ls[i].attributes_len = _attributes(lattrs, keep)
+            keep.items.append(ls)
+            s.links, s.links_len = ls, len(links)
+        sc = self._default_scope if scope is None else scope
+        code = self._lib.otlpflow_pipeline_record_span(self._handle, ctypes.byref(sc), ctypes.byref(s))
+        if code == OK:
+            return True
+        if code in (FULL, TOO_LARGE):
+            return False
+        raise _error(code, "record_span")
+
+    def span(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None, scope=None):
+        """A context manager that times a span and records it on exit (status
+        error if the block raised)."""
+        return _SpanContext(self, Span(name, attributes, kind, trace_id, parent_span_id), scope)
+
+    def stats(self):
+        """The counters as a dict (never blocks)."""
+        st = _ffi.Stats()
+        _check(self._lib.otlpflow_pipeline_stats(self._handle, ctypes.byref(st)), "stats")
+        return st.to_dict()
+
+    def last_error(self):
+        """The last export error, or None."""
+        buf = ctypes.create_string_buffer(4096)
+        n = ctypes.c_size_t()
+        _check(self._lib.otlpflow_pipeline_last_error(self._handle, buf, len(buf), ctypes.byref(n)), "last_error")
+        return buf.value.decode() or None
+
+    def _timed(self, fn, timeout, what):
+        st = _ffi.Stats()
+        code = fn(self._handle, int(timeout * 1000), ctypes.byref(st))
+        if code == TIMEOUT:
+            raise FlushTimeout(code, "%s: timed out after %ss" % (what, timeout), st.to_dict())
+        _check(code, what)
+        return st.to_dict()
+
+    def flush(self, timeout=10.0):
+        """Waits until everything recorded so far is exported or failed;
+        returns the stats. Raises FlushTimeout at the timeout."""
+        return self._timed(self._lib.otlpflow_pipeline_flush, timeout, "flush")
+
+    def shutdown(self, timeout=10.0):
+        """Flushes (up to `timeout`), stops the workers, returns the final stats."""
+        return self._timed(self._lib.otlpflow_pipeline_shutdown, timeout, "shutdown")
+
+    def close(self):
+        """Shuts down (if needed) and frees the native pipeline."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            self._lib.otlpflow_pipeline_free(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.shutdown()
+        except ShutdownError:
+            pass
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _after_fork_in_child():
+    # The native library restarts its engine in the child by itself (it
+    # registers pthread_atfork hooks); calling the hook again is harmless and
+    # covers a library loaded in a way that bypassed them.
+    if _lib is not None:
+        _lib.otlpflow_fork_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,161 @@
+"""Tests of the Python bindings against a real OTLP receiver.
+
+Run by ffi/tests/python.rs (part of `cargo test --workspace`), which starts
+the embedded receiver, passes its endpoint in OTLPFLOW_TEST_ENDPOINT, and
+checks that the receiver counted the spans these tests report delivering
+(one number per line in OTLPFLOW_TEST_REPORT).
+"""
+
+import os
+import socket
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import otlpflow  # noqa: E402
+
+ENDPOINT = os.environ.get("OTLPFLOW_TEST_ENDPOINT", "")
+REPORT = os.environ.get("OTLPFLOW_TEST_REPORT", "")
+
+
+def delivered(n):
+    """Tells the harness how many spans must have reached the receiver."""
+    if REPORT:
+        with open(REPORT, "a") as f:
+            f.write("%d\n" % n)
+
+
+def pipeline(**kw):
+    kw.setdefault("policy", "block")
+    kw.setdefault("max_wait", 10.0)
+    return otlpflow.Pipeline(endpoint=ENDPOINT, service_name="py-test", shards=2, workers=1,
+                             linger=0.005, from_env=False, **kw)
+
+
+@unittest.skipUnless(ENDPOINT, "needs OTLPFLOW_TEST_ENDPOINT (run through cargo test)")
+class PipelineTest(unittest.TestCase):
+    def test_record_every_kind_of_value(self):
+        with pipeline(compression="gzip", resource={"deployment.environment": "test"}) as p:
+            for i in range(1000):
+                ok = p.record_span(
+                    "GET /api/v1/items/{id}", kind="server",
+                    attributes={"http.request.method": "GET", "app.item_id": i, "ok": True,
+                                "ratio": 0.5, "blob": b"\x00\xff", "list": [1, "two", 3.0]},
+                    events=[(1, "cache.miss", {"cache.key": i % 4096})],
+                    links=[(b"\x01" * 16, b"\x02" * 8, {"rel": "follows"})],
+                    status=("ok", ""))
+                self.assertTrue(ok)
+            stats = p.flush()
+            self.assertEqual(stats["exported"], 1000)
+            self.assertEqual(stats["offered"], stats["accepted"])
+        delivered(1000)
+
+    def test_span_context_manager_times_and_marks_errors(self):
+        with pipeline() as p:
+            with p.span("work", attributes={"a": 1}) as s:
+                s.set_attribute("b", "two")
+                s.add_event("step", {"n": 1})
+            with self.assertRaises(RuntimeError):
+                with p.span("failing"):
+                    raise RuntimeError("boom")
+            stats = p.shutdown()
+            self.assertEqual(stats["exported"], 2)
+            self.assertEqual(stats["in_flight"], 0)
+        delivered(2)
+
+    def test_four_threads_record_at_once(self):
+        with pipeline() as p:
+            errors = []
+
+            def work(t):
+                try:
+                    for i in range(500):
+                        if not p.record_span("t%d" % t, attributes={"i": i}):
+                            errors.append("refused")
+                except Exception as e:  # reported below
+                    errors.append(repr(e))
+
+            threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            self.assertEqual(p.shutdown()["exported"], 2000)
+        delivered(2000)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_parent_and_child_both_deliver_after_fork(self):
+        p = pipeline()
+        for i in range(100):
+            p.record_span("before-fork", attributes={"i": i})
+        p.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for i in range(50):
+                    p.record_span("child", attributes={"i": i})
+                stats = p.shutdown()
+                code = 0 if stats["exported"] == 150 and stats["in_flight"] == 0 else 2
+            finally:
+                os._exit(code)
+        for i in range(70):
+            p.record_span("parent", attributes={"i": i})
+        _, status = os.waitpid(pid, 0)
+        self.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "child failed: %r" % status)
+        self.assertEqual(p.shutdown()["exported"], 170)
+        p.close()
+        delivered(220)
+
+    def test_errors_are_exceptions_with_codes(self):
+        with self.assertRaises(otlpflow.ConfigError) as cm:
+            otlpflow.Pipeline(endpoint="ftp://x", from_env=False)
+        self.assertIn("endpoint", str(cm.exception))
+        self.assertEqual(cm.exception.code, otlpflow.INVALID_CONFIG)
+        with self.assertRaises(otlpflow.ConfigError):
+            otlpflow.Pipeline(endpoint=ENDPOINT, compression="brotli", from_env=False)
+        p = pipeline()
+        with self.assertRaises(ValueError):
+            p.record_span("x", kind="sideways")
+        with self.assertRaises(TypeError):
+            p.record_span("x", attributes={"k": object()})
+        with self.assertRaises(ValueError):
+            p.record_span("x", trace_id=b"short")
+        p.shutdown()
+        with self.assertRaises(otlpflow.ShutdownError):
+            p.record_span("late")
+        with self.assertRaises(otlpflow.ShutdownError):
+            p.shutdown()
+        self.assertEqual(p.stats()["dropped_shutdown"], 1)
+        p.close()
+        p.close()  # a second close is harmless
+
+    def test_flush_times_out_against_a_dead_endpoint(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        p = otlpflow.Pipeline(endpoint="http://127.0.0.1:%d" % port, from_env=False)
+        p.record_span("nowhere")
+        with self.assertRaises(otlpflow.FlushTimeout) as cm:
+            p.flush(timeout=0.3)
+        self.assertEqual(cm.exception.stats["accepted"], 1)
+        stats = p.shutdown(timeout=0.3)
+        self.assertEqual(stats["failed"], 1)
+        self.assertEqual(stats["in_flight"], 0)
+        p.close()
+
+    def test_stats_and_version(self):
+        with pipeline() as p:
+            stats = p.stats()
+            for key in ("offered", "accepted", "exported", "dropped_full", "failed", "in_flight",
+                        "export_latency_p99_ns"):
+                self.assertIn(key, stats)
+        self.assertEqual(otlpflow.version(), otlpflow.__version__)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -204,3 +204,39 @@ fn cpp_wrapper_under_asan_and_ubsan() {
     assert!(status.success(), "compiling the C++ test failed");
     run_args(&out, None, &[], "cpp");
 }
+
+#[test]
+fn examples_build_and_the_install_script_writes_a_working_pkg_config() {
+    let dir = lib_dir();
+    for example in ["record", "bench_record"] {
+        let out = dir.join(format!("example_{example}"));
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(root().join(format!("ffi/examples/{example}.c")))
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("-L{}", dir.display()))
+            .arg("-lotlpflow_ffi")
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "example {example} does not build");
+    }
+    // The record example runs against a receiver and delivers its spans.
+    let sink = Sink::start(SinkOptions::default()).unwrap();
+    let out = Command::new(dir.join("example_record"))
+        .arg(sink.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sink.stop().spans, 1000);
+    // The pkg-config template names the library and the header folder.
+    let pc = std::fs::read_to_string(root().join("ffi/otlpflow.pc.in")).unwrap();
+    assert!(pc.contains("-lotlpflow_ffi") && pc.contains("Cflags: -I${includedir}"));
+}

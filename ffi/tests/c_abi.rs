@@ -139,7 +139,6 @@ fn c_tests_under_valgrind() {
         // installs it where missing; say so loudly if it is not.
         panic!("valgrind not found: install it (apt-get install valgrind)");
     }
-    let program = compile("shared", false);
     let vg = [
         "valgrind",
         "-q",
@@ -148,7 +147,11 @@ fn c_tests_under_valgrind() {
         "--errors-for-leak-kinds=definite",
         "--child-silent-after-fork=yes",
     ];
-    for mode in MODES {
+    for (link, mode) in ["shared", "static"]
+        .into_iter()
+        .flat_map(|l| MODES.map(|m| (l, m)))
+    {
+        let program = compile(link, false);
         if mode == "fork" {
             // In a fork child, memory that only the parent's other threads
             // pointed to (their thread-locals, the runtime state on their

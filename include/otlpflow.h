@@ -460,6 +460,13 @@ otlpflow_result otlpflow_pipeline_last_error(const struct otlpflow_pipeline *pip
                                              size_t cap,
                                              size_t *out_len);
 
+// Writes the export path's health to `*out`: 0 healthy, 1 degraded (some
+// attempts failing), 2 down (every worker's last 5 attempts or more failed).
+// It recovers by itself on the next successful export.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_health(const struct otlpflow_pipeline *pipeline,
+                                         uint32_t *out);
+
 // Call just before `fork()`. otlpflow registers these three hooks with
 // `pthread_atfork` itself when the first pipeline starts, so most programs
 // never call them; calling them as well is harmless.

@@ -49,7 +49,7 @@ pub use config::{
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};
 pub use record::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};
-pub use stats::{Dropped, Latency, Stats};
+pub use stats::{Dropped, Health, Latency, Stats};
 
 /// The `User-Agent` otlpflow sends.
 pub const USER_AGENT: &str = concat!("otlpflow/", env!("CARGO_PKG_VERSION"));

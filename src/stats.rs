@@ -52,6 +52,8 @@ pub(crate) struct WorkerCounters {
     pub retries: AtomicU64,
     /// Requests that failed (each attempt counts).
     pub request_errors: AtomicU64,
+    /// Failed attempts since the last success; 0 after a success.
+    pub consecutive_failures: AtomicU64,
     /// Uncompressed request bytes (the OTLP message).
     pub bytes_raw: AtomicU64,
     /// Request bytes on the wire (compressed message with gRPC framing).
@@ -160,6 +162,43 @@ impl Latency {
             p999_ns: at(0.999),
             max_ns: max,
         }
+    }
+}
+
+/// The state of the export path, from the workers' recent attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[repr(u32)]
+pub enum Health {
+    /// The last attempts succeeded (or none was made yet).
+    Healthy = 0,
+    /// Some workers see failing attempts, or a worker saw a few in a row.
+    Degraded = 1,
+    /// The last `DOWN_AFTER` attempts or more of every worker that has sent
+    /// anything failed.
+    Down = 2,
+}
+
+/// Consecutive failed attempts after which a worker's endpoint counts as down.
+pub const DOWN_AFTER: u64 = 5;
+
+pub(crate) fn health<'a>(workers: impl Iterator<Item = &'a WorkerCounters>) -> Health {
+    let (mut n, mut down, mut failing) = (0, 0, 0);
+    // A worker that has sent nothing yet says nothing about the endpoint.
+    for w in workers.filter(|w| w.requests.load(Relaxed) > 0) {
+        n += 1;
+        let f = w.consecutive_failures.load(Relaxed);
+        if f >= DOWN_AFTER {
+            down += 1;
+        } else if f > 0 {
+            failing += 1;
+        }
+    }
+    if n > 0 && down == n {
+        Health::Down
+    } else if down + failing > 0 {
+        Health::Degraded
+    } else {
+        Health::Healthy
     }
 }
 

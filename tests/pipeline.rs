@@ -162,6 +162,8 @@ fn unavailable_is_retried_and_then_delivered() {
     let s = p.flush(Duration::from_secs(10)).unwrap();
     assert_eq!(s.exported, 50);
     assert_eq!(s.failed, 0);
+    // The success after the failures makes the endpoint healthy again.
+    assert_eq!(p.health(), otlpflow::Health::Healthy);
     assert!(s.retries >= 3, "{s:?}");
     assert_eq!(sink.counts().injected, 3);
     assert_eq!(sink.counts().spans, 50);
@@ -221,6 +223,7 @@ fn a_dead_endpoint_makes_flush_and_shutdown_return_on_time_with_counts() {
     assert_eq!(s.failed, 30, "{s:?}");
     assert_eq!(s.in_flight, 0);
     assert!(s.request_errors > 0);
+    assert_eq!(p.health(), otlpflow::Health::Down);
     assert_identity(&s);
 }
 

@@ -199,6 +199,12 @@ class Pipeline {
     check(otlpflow_pipeline_stats(raw_.get(), &s), "otlpflow_pipeline_stats");
     return s;
   }
+  /// 0 healthy, 1 degraded, 2 down.
+  uint32_t health() const {
+    uint32_t h = 0;
+    check(otlpflow_pipeline_health(raw_.get(), &h), "otlpflow_pipeline_health");
+    return h;
+  }
   otlpflow_stats flush(uint64_t timeout_ms) const {
     otlpflow_stats s{};
     check(otlpflow_pipeline_flush(raw_.get(), timeout_ms, &s), "otlpflow_pipeline_flush");

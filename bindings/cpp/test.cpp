@@ -63,6 +63,7 @@ int main(int argc, char **argv) {
   for (auto &t : ts) t.join();
   otlpflow_stats s = p.flush(10000);
   CHECK(s.exported == threads * per);
+  CHECK(p.health() == 0);
   s = p.shutdown(10000);
   CHECK(s.in_flight == 0 && s.failed == 0);
   otlpflow::SpanBuilder late("late");

@@ -762,6 +762,29 @@ pub extern "C" fn otlpflow_pipeline_last_error(
     })
 }
 
+/// Writes the export path's health to `*out`: 0 healthy, 1 degraded (some
+/// attempts failing), 2 down (every worker's last 5 attempts or more failed).
+/// It recovers by itself on the next successful export.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn otlpflow_pipeline_health(
+    pipeline: *const otlpflow_pipeline,
+    out: *mut u32,
+) -> otlpflow_result {
+    ffi_boundary!(R::Panic, {
+        // SAFETY: NULL or a live pipeline.
+        let p = match unsafe { ref_of(pipeline) } {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        // SAFETY: NULL or writable.
+        match unsafe { write_out(out, p.pipeline.health() as u32) } {
+            Ok(()) => R::Ok,
+            Err(e) => e,
+        }
+    })
+}
+
 /// Call just before `fork()`. otlpflow registers these three hooks with
 /// `pthread_atfork` itself when the first pipeline starts, so most programs
 /// never call them; calling them as well is harmless.

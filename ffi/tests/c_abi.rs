@@ -5,23 +5,14 @@
 //! delivered.
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 
-/// target/<profile>, where cargo put libotlpflow_ffi.{so,a}.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe path");
-    // target/<profile>/deps/c_abi-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::{lib_dir, root};
 
 fn have(tool: &str) -> bool {
     Command::new(tool)

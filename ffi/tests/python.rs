@@ -2,20 +2,16 @@
 //! python3 against the embedded receiver and the library cargo just built,
 //! then checks the receiver counted exactly the spans they delivered.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 
 #[test]
 fn python_bindings() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let exe = std::env::current_exe().unwrap();
-    let lib = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("libotlpflow_ffi.so");
+    let root = common::root();
+    let lib = common::lib_dir().join("libotlpflow_ffi.so");
     assert!(lib.exists(), "{} was not built", lib.display());
     let sink = Sink::start(SinkOptions {
         verify: Verify::Full,

@@ -318,6 +318,14 @@ impl Pipeline {
         self.inner().stats()
     }
 
+    /// The export path's health, from each worker's run of failed attempts:
+    /// `Down` when every worker's last few attempts failed, `Degraded` when
+    /// some are failing, `Healthy` otherwise. Recovers by itself on the next
+    /// success.
+    pub fn health(&self) -> crate::stats::Health {
+        stats::health(self.inner().workers.iter().map(|w| &w.counters))
+    }
+
     /// The last export error seen, if any.
     pub fn last_error(&self) -> Option<String> {
         self.inner().last_error.lock().clone()

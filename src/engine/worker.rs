@@ -401,6 +401,7 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
                 counters
                     .export_latency
                     .record(t0.elapsed().as_nanos() as u64);
+                counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
                 counters
                     .exported
@@ -413,6 +414,9 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
             }
             Err(e) => {
                 counters.request_errors.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .consecutive_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 *inner.last_error.lock() = Some(e.to_string());
                 let delay = backoff.next_delay();
                 let mut give_up = started + cfg.retry.max_elapsed;

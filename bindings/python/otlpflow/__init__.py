@@ -327,6 +327,12 @@ class Pipeline:
         _check(self._lib.otlpflow_pipeline_stats(self._handle, ctypes.byref(st)), "stats")
         return st.to_dict()
 
+    def health(self):
+        """'healthy', 'degraded' (some export attempts failing) or 'down'."""
+        out = ctypes.c_uint32()
+        _check(self._lib.otlpflow_pipeline_health(self._handle, ctypes.byref(out)), "health")
+        return ("healthy", "degraded", "down")[out.value]
+
     def last_error(self):
         """The last export error, or None."""
         buf = ctypes.create_string_buffer(4096)

@@ -158,6 +158,7 @@ def _declare(lib):
         "otlpflow_pipeline_flush": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_shutdown": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_stats": (R, [pipe, POINTER(Stats)]),
+        "otlpflow_pipeline_health": (R, [pipe, POINTER(c_uint32)]),
         "otlpflow_pipeline_last_error": (R, [pipe, c_char_p, c_size_t, POINTER(c_size_t)]),
         "otlpflow_fork_prepare": (None, []),
         "otlpflow_fork_parent": (None, []),

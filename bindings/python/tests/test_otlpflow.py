@@ -49,6 +49,7 @@ class PipelineTest(unittest.TestCase):
                 self.assertTrue(ok)
             stats = p.flush()
             self.assertEqual(stats["exported"], 1000)
+            self.assertEqual(p.health(), "healthy")
             self.assertEqual(stats["offered"], stats["accepted"])
         delivered(1000)
 
@@ -143,6 +144,8 @@ class PipelineTest(unittest.TestCase):
         with self.assertRaises(otlpflow.FlushTimeout) as cm:
             p.flush(timeout=0.3)
         self.assertEqual(cm.exception.stats["accepted"], 1)
+        self.assertIn(p.health(), ("degraded", "down"))
+        self.assertIsNotNone(p.last_error())
         stats = p.shutdown(timeout=0.3)
         self.assertEqual(stats["failed"], 1)
         self.assertEqual(stats["in_flight"], 0)

@@ -146,6 +146,10 @@ static int basic(const char *endpoint, uint64_t n) {
 
   otlpflow_stats st;
   OK(otlpflow_pipeline_flush(p, 10000, &st));
+  uint32_t health = 99;
+  OK(otlpflow_pipeline_health(p, &health));
+  CHECK(health == 0);
+  CHECK(otlpflow_pipeline_health(p, NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
   CHECK(st.accepted == n + 9);
   CHECK(st.exported == n + 9);
   CHECK(st.offered == st.accepted + st.dropped_full + st.dropped_too_large +

@@ -11,8 +11,37 @@ use crate::record::OwnedValue;
 /// Wire protocol of the exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// OTLP/gRPC over HTTP/2.
+    /// OTLP/gRPC over HTTP/2 (default port 4317).
     Grpc,
+    /// OTLP/HTTP with protobuf bodies (default port 4318), over HTTP/1.1 or
+    /// HTTP/2 (see [`HttpVersion`]).
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// Parses the `OTEL_EXPORTER_OTLP_PROTOCOL` values `grpc` and
+    /// `http/protobuf` (`http/json` is not supported).
+    pub fn parse(s: &str) -> Result<Protocol, Error> {
+        match s.trim() {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            other => Err(Error::config(format!(
+                "protocol {other:?} is not supported (use grpc or http/protobuf)"
+            ))),
+        }
+    }
+}
+
+/// The HTTP version of OTLP/HTTP. HTTP/1.1 is the default because an
+/// OpenTelemetry Collector refuses cleartext HTTP/2 on its HTTP port unless
+/// configured to accept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpVersion {
+    /// HTTP/1.1 with keep-alive, one connection per request in flight.
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (h2c).
+    Http2,
 }
 
 /// Compression of request bodies.
@@ -64,7 +93,7 @@ pub enum Policy {
 }
 
 /// Retry of transient export failures: exponential backoff with jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryConfig {
     /// The first delay.
     pub initial_backoff: Duration,
@@ -72,6 +101,8 @@ pub struct RetryConfig {
     pub max_backoff: Duration,
     /// Give up on a batch after this long in total.
     pub max_elapsed: Duration,
+    /// Each delay is the previous one times this (at least 1).
+    pub multiplier: f64,
 }
 
 impl Default for RetryConfig {
@@ -80,6 +111,7 @@ impl Default for RetryConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             max_elapsed: Duration::from_secs(60),
+            multiplier: 2.0,
         }
     }
 }
@@ -89,6 +121,10 @@ impl Default for RetryConfig {
 pub struct Config {
     pub(crate) endpoint: Endpoint,
     pub(crate) protocol: Protocol,
+    pub(crate) http_version: HttpVersion,
+    /// The request path of OTLP/HTTP (`/v1/traces` appended to a base
+    /// endpoint, or a per-signal endpoint's path as given).
+    pub(crate) http_path: String,
     pub(crate) compression: Compression,
     pub(crate) resource: Vec<(String, OwnedValue)>,
     pub(crate) shards: usize,
@@ -125,6 +161,7 @@ pub struct Endpoint {
     pub(crate) port: u16,
     pub(crate) authority: String,
     pub(crate) scheme: &'static str,
+    pub(crate) path: String,
 }
 
 impl Endpoint {
@@ -135,7 +172,10 @@ impl Endpoint {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| bad("must start with http://"))?;
-        let authority = rest.split('/').next().unwrap_or("");
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
         if authority.is_empty() {
             return Err(bad("has no host"));
         }
@@ -157,6 +197,7 @@ impl Endpoint {
             port,
             authority: authority.to_owned(),
             scheme: "http",
+            path: path.to_owned(),
         })
     }
 
@@ -174,8 +215,10 @@ impl Endpoint {
 /// validates everything and starts the worker threads.
 #[derive(Debug, Clone)]
 pub struct PipelineBuilder {
-    endpoint: String,
+    endpoint: Option<String>,
+    traces_endpoint: Option<String>,
     protocol: Protocol,
+    http_version: HttpVersion,
     compression: Compression,
     service_name: Option<String>,
     service_version: Option<String>,
@@ -197,8 +240,10 @@ pub struct PipelineBuilder {
 impl Default for PipelineBuilder {
     fn default() -> Self {
         PipelineBuilder {
-            endpoint: "http://localhost:4317".into(),
+            endpoint: None,
+            traces_endpoint: None,
             protocol: Protocol::Grpc,
+            http_version: HttpVersion::Http1,
             compression: Compression::None,
             service_name: None,
             service_version: None,
@@ -258,19 +303,22 @@ impl PipelineBuilder {
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| (general, v))
         };
-        if let Some((name, v)) = pick("ENDPOINT") {
-            Endpoint::parse(v.trim()).map_err(|e| Error::config(format!("{name}: {e}")))?;
-            self.endpoint = v.trim().to_owned();
+        // A general endpoint is a base (OTLP/HTTP appends /v1/traces); a
+        // per-signal one is used as it is.
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty()) {
+            Endpoint::parse(v.trim())
+                .map_err(|e| Error::config(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?;
+            self.endpoint = Some(v.trim().to_owned());
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|v| !v.trim().is_empty())
+        {
+            Endpoint::parse(v.trim())
+                .map_err(|e| Error::config(format!("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: {e}")))?;
+            self.traces_endpoint = Some(v.trim().to_owned());
         }
         if let Some((name, v)) = pick("PROTOCOL") {
-            match v.trim() {
-                "grpc" => self.protocol = Protocol::Grpc,
-                other => {
-                    return Err(Error::config(format!(
-                        "{name}: protocol {other:?} is not supported by this version (use grpc)"
-                    )))
-                }
-            }
+            self.protocol =
+                Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
         }
         if let Some((name, v)) = pick("COMPRESSION") {
             self.compression =
@@ -303,9 +351,24 @@ impl PipelineBuilder {
         Ok(self)
     }
 
-    /// The OTLP/gRPC endpoint, e.g. `http://localhost:4317`.
+    /// The receiver's base endpoint, e.g. `http://localhost:4317` (gRPC) or
+    /// `http://localhost:4318` (OTLP/HTTP, which appends `/v1/traces`). The
+    /// default follows the protocol.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = url.into();
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The traces endpoint, used as it is (OTLP/HTTP: the full URL with its
+    /// path). Wins over `endpoint`.
+    pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.traces_endpoint = Some(url.into());
+        self
+    }
+
+    /// The HTTP version of OTLP/HTTP (default HTTP/1.1).
+    pub fn http_version(mut self, v: HttpVersion) -> Self {
+        self.http_version = v;
         self
     }
     /// The wire protocol.
@@ -395,7 +458,26 @@ impl PipelineBuilder {
 
     /// Validates the settings.
     pub fn build(self) -> Result<Config, Error> {
-        let endpoint = Endpoint::parse(&self.endpoint)?;
+        let default_endpoint = match self.protocol {
+            Protocol::Grpc => "http://localhost:4317",
+            Protocol::HttpProtobuf => "http://localhost:4318",
+        };
+        let (endpoint, http_path) = match (&self.traces_endpoint, &self.endpoint) {
+            (Some(t), _) => {
+                let e = Endpoint::parse(t)?;
+                let path = if e.path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    e.path.clone()
+                };
+                (e, path)
+            }
+            (None, base) => {
+                let e = Endpoint::parse(base.as_deref().unwrap_or(default_endpoint))?;
+                let path = format!("{}/v1/traces", e.path.trim_end_matches('/'));
+                (e, path)
+            }
+        };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = self.shards.unwrap_or(cpus);
         if shards == 0 || shards > 1024 {
@@ -442,9 +524,10 @@ impl PipelineBuilder {
         }
         if self.retry.initial_backoff.is_zero()
             || self.retry.max_backoff < self.retry.initial_backoff
+            || !(1.0..=100.0).contains(&self.retry.multiplier)
         {
             return Err(Error::config(
-                "retry: initial_backoff must be > 0 and <= max_backoff",
+                "retry: initial_backoff must be > 0 and <= max_backoff, multiplier in 1..=100",
             ));
         }
         let mut headers = Vec::new();
@@ -478,6 +561,8 @@ impl PipelineBuilder {
         Ok(Config {
             endpoint,
             protocol: self.protocol,
+            http_version: self.http_version,
+            http_path,
             compression: self.compression,
             resource,
             shards,
@@ -602,6 +687,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.endpoint.host, "traces");
+        assert_eq!(c.http_path, "/");
         assert_eq!(c.compression, Compression::Gzip);
         assert_eq!(c.request_timeout, Duration::from_millis(2500));
         assert_eq!(c.headers.0[0].1.to_str().unwrap(), "s=cret");
@@ -638,6 +724,35 @@ mod tests {
         );
         let bad = |k: &str| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "novalue".to_owned());
         assert!(PipelineBuilder::default().apply_env_from(bad).is_err());
+    }
+
+    #[test]
+    fn otlp_http_endpoint_rules() {
+        let b = || PipelineBuilder::default().protocol(Protocol::HttpProtobuf);
+        let c = b().build().unwrap();
+        assert_eq!(
+            (c.endpoint.port, c.http_path.as_str()),
+            (4318, "/v1/traces")
+        );
+        let c = b().endpoint("http://gw:9000/otlp/").build().unwrap();
+        assert_eq!(c.http_path, "/otlp/v1/traces");
+        let c = b()
+            .traces_endpoint("http://gw:9000/custom/traces")
+            .endpoint("http://x:1")
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.endpoint.host.as_str(), c.http_path.as_str()),
+            ("gw", "/custom/traces")
+        );
+        assert_eq!(
+            PipelineBuilder::default().build().unwrap().endpoint.port,
+            4317
+        );
+        assert!(Protocol::parse("http/json")
+            .unwrap_err()
+            .to_string()
+            .contains("http/json"));
     }
 
     #[test]

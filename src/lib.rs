@@ -44,7 +44,8 @@ mod sync;
 pub mod workload;
 
 pub use config::{
-    Compression, Config, Endpoint, Headers, PipelineBuilder, Policy, Protocol, RetryConfig,
+    Compression, Config, Endpoint, Headers, HttpVersion, PipelineBuilder, Policy, Protocol,
+    RetryConfig,
 };
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};

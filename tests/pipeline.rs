@@ -35,6 +35,7 @@ fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(50),
             max_elapsed: Duration::from_secs(10),
+            multiplier: 2.0,
         })
 }
 

@@ -21,10 +21,10 @@ use tokio::sync::Semaphore;
 
 use super::batch::Batch;
 use super::{Inner, AWAKE, IDLE, LINGER};
-use crate::config::{Compression, Protocol};
+use crate::config::Compression;
 use crate::export::compress::Compressor;
-use crate::export::grpc::{ExportError, GrpcExporter, GRPC_PREFIX};
 use crate::export::Backoff;
+use crate::export::{ExportError, Exporter};
 use crate::ring::Consumer;
 
 /// How long an idle worker sleeps before looking at its rings anyway (a
@@ -43,7 +43,7 @@ struct PendingFlush {
 struct TaskShared {
     inner: Arc<Inner>,
     idx: usize,
-    exporter: GrpcExporter,
+    exporter: Exporter,
     /// Outstanding requests: sequence number -> records.
     outstanding: RefCell<BTreeMap<u64, u64>>,
 }
@@ -70,14 +70,7 @@ pub(super) fn run(
     runtime: tokio::runtime::Runtime,
 ) {
     let cfg = &inner.config;
-    let exporter = match cfg.protocol {
-        Protocol::Grpc => GrpcExporter::new(
-            cfg.endpoint.clone(),
-            cfg.compression,
-            cfg.request_timeout,
-            cfg.headers.clone(),
-        ),
-    };
+    let exporter = Exporter::new(cfg);
     let worker = Worker {
         compressor: Compressor::new(cfg.compression, cfg.compression_level),
         permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
@@ -202,7 +195,7 @@ impl Worker {
         }
         let req = self.batch.take(&self.inner.resource_field);
         let counters = &self.inner.workers[self.idx].counters;
-        let framed = frame(&mut self.compressor, &req);
+        let framed = frame(&mut self.compressor, &self.shared.exporter, &req);
         let chunks = match framed {
             Ok(c) => c,
             Err(e) => {
@@ -361,22 +354,27 @@ fn scope_bytes(inner: &Inner, cache: &mut Vec<Option<Bytes>>, tag: u32) -> Bytes
     b
 }
 
-/// Frames a request as one gRPC message, compressing it if configured.
-fn frame(compressor: &mut Compressor, req: &super::batch::Request) -> std::io::Result<Vec<Bytes>> {
+/// Frames a request for the exporter's protocol (a gRPC length prefix, or
+/// nothing for OTLP/HTTP), compressing it if configured. Uncompressed, the
+/// scope chunks are sent as they are, without joining them.
+fn frame(
+    compressor: &mut Compressor,
+    exporter: &Exporter,
+    req: &super::batch::Request,
+) -> std::io::Result<Vec<Bytes>> {
+    let prefix = exporter.prefix_len();
     if compressor.kind() == Compression::None {
-        let mut head = Vec::with_capacity(GRPC_PREFIX + req.head.len());
-        head.push(0);
-        head.extend_from_slice(&(req.message_len as u32).to_be_bytes());
-        head.extend_from_slice(&req.head);
+        let mut head = vec![0; prefix + req.head.len()];
+        exporter.write_prefix(&mut head[..prefix], req.message_len, false);
+        head[prefix..].copy_from_slice(&req.head);
         let mut chunks = Vec::with_capacity(1 + req.chunks.len());
         chunks.push(Bytes::from(head));
         chunks.extend(req.chunks.iter().cloned());
         return Ok(chunks);
     }
-    let mut out = compressor.compress(&req.slices(), req.message_len, GRPC_PREFIX)?;
-    let len = (out.len() - GRPC_PREFIX) as u32;
-    out[0] = 1;
-    out[1..GRPC_PREFIX].copy_from_slice(&len.to_be_bytes());
+    let mut out = compressor.compress(&req.slices(), req.message_len, prefix)?;
+    let len = out.len() - prefix;
+    exporter.write_prefix(&mut out[..prefix], len, true);
     Ok(vec![Bytes::from(out)])
 }
 
@@ -417,8 +415,17 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
                 counters
                     .consecutive_failures
                     .fetch_add(1, Ordering::Relaxed);
-                *inner.last_error.lock() = Some(e.to_string());
-                let delay = backoff.next_delay();
+                *inner.last_error.lock() = Some(if e.refuses_encoding() {
+                    format!(
+                        "configuration error: the receiver refuses compression {:?} ({e}); use none or gzip",
+                        cfg.compression.token().unwrap_or("none")
+                    )
+                } else {
+                    e.to_string()
+                });
+                // The server's RetryInfo or Retry-After wins over our backoff.
+                let backoff_delay = backoff.next_delay();
+                let delay = e.retry_after().unwrap_or(backoff_delay);
                 let mut give_up = started + cfg.retry.max_elapsed;
                 if let Some(d) = inner.stop_deadline() {
                     give_up = give_up.min(d);

@@ -5,171 +5,54 @@
 //! References: gRPC over HTTP/2 (grpc/grpc `doc/PROTOCOL-HTTP2.md`) and the
 //! OTLP specification (opentelemetry-proto `docs/specification.md`).
 
-use std::time::Duration;
-
+use base64::Engine;
 use bytes::Bytes;
-use h2::client::SendRequest;
 use prost::Message;
-use tokio::net::TcpStream;
 
-use crate::config::{Compression, Endpoint};
+use super::h2conn::H2Conn;
+use super::{code, parse_export_response, retry_info_delay, Ack, ExportError, RpcStatus};
+use crate::config::Config;
+
+/// Base64 of `-bin` metadata: gRPC allows it with or without padding.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 /// gRPC's length-prefixed message header: a compressed flag and a 4-byte
 /// big-endian length.
 pub(crate) const GRPC_PREFIX: usize = 5;
-/// The largest response body we accept (a response is a few bytes; this only
-/// stops a broken server from making us buffer without bound).
-const MAX_RESPONSE: usize = 4 << 20;
-/// HTTP/2 flow-control windows. h2's default of 64 KiB caps loopback
-/// throughput near 1 GB/s; a batch is about 150 KB.
-const STREAM_WINDOW: u32 = 8 << 20;
-const CONNECTION_WINDOW: u32 = 32 << 20;
 
-/// gRPC status codes (grpc/grpc `doc/statuscodes.md`), the full table even
-/// where this exporter does not name a code yet.
-#[allow(dead_code)]
-pub(crate) mod code {
-    pub const OK: u32 = 0;
-    pub const CANCELLED: u32 = 1;
-    pub const UNKNOWN: u32 = 2;
-    pub const DEADLINE_EXCEEDED: u32 = 4;
-    pub const PERMISSION_DENIED: u32 = 7;
-    pub const RESOURCE_EXHAUSTED: u32 = 8;
-    pub const ABORTED: u32 = 10;
-    pub const OUT_OF_RANGE: u32 = 11;
-    pub const UNIMPLEMENTED: u32 = 12;
-    pub const INTERNAL: u32 = 13;
-    pub const UNAVAILABLE: u32 = 14;
-    pub const DATA_LOSS: u32 = 15;
-    pub const UNAUTHENTICATED: u32 = 16;
-}
-
-/// Why an export attempt failed.
-#[derive(Debug, Clone)]
-pub(crate) enum ExportError {
-    /// Could not connect, or the connection broke before a response.
-    Transport(String),
-    /// The server answered with a non-OK gRPC status.
-    Status { code: u32, message: String },
-    /// The attempt took longer than the request timeout.
-    Timeout,
-    /// The response was malformed (not gRPC, too large, undecodable).
-    Protocol(String),
-}
-
-impl ExportError {
-    /// Whether a later attempt could succeed. UNAVAILABLE and transport
-    /// failures are retried; the full OTLP retry table is the transport
-    /// issue's work.
-    pub fn retryable(&self) -> bool {
-        match self {
-            ExportError::Transport(_) | ExportError::Timeout => true,
-            ExportError::Status { code, .. } => *code == code::UNAVAILABLE,
-            ExportError::Protocol(_) => false,
-        }
-    }
-}
-
-impl std::fmt::Display for ExportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExportError::Transport(m) => write!(f, "transport: {m}"),
-            ExportError::Status { code, message } => write!(f, "grpc-status {code}: {message}"),
-            ExportError::Timeout => f.write_str("request timed out"),
-            ExportError::Protocol(m) => write!(f, "malformed response: {m}"),
-        }
-    }
-}
-
-/// What the server said about an accepted request.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Ack {
-    /// Records the server rejected (partial success).
-    pub rejected: u64,
-    /// The server's message about them.
-    pub message: String,
-}
-
-/// The exporter of one worker. Lives on the worker's thread.
+/// The OTLP/gRPC exporter of one worker. Lives on the worker's thread.
 pub(crate) struct GrpcExporter {
-    endpoint: Endpoint,
+    h2: H2Conn,
     uri: http::Uri,
     encoding: Option<&'static str>,
     timeout_header: String,
     headers: crate::config::Headers,
-    conn: tokio::sync::Mutex<Option<SendRequest<Bytes>>>,
 }
 
 impl GrpcExporter {
-    pub fn new(
-        endpoint: Endpoint,
-        compression: Compression,
-        timeout: Duration,
-        headers: crate::config::Headers,
-    ) -> GrpcExporter {
+    pub fn new(cfg: &Config) -> GrpcExporter {
         let uri = format!(
             "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            endpoint.authority
+            cfg.endpoint.authority
         );
         GrpcExporter {
+            h2: H2Conn::new(cfg.endpoint.address()),
             uri: uri
                 .parse()
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/")),
-            endpoint,
-            encoding: compression.token(),
-            headers,
-            timeout_header: format!("{}m", timeout.as_millis().clamp(1, 99_999_999)),
-            conn: tokio::sync::Mutex::new(None),
+            encoding: cfg.compression.token(),
+            headers: cfg.headers.clone(),
+            timeout_header: format!("{}m", cfg.request_timeout.as_millis().clamp(1, 99_999_999)),
         }
-    }
-
-    /// A ready handle on the connection, connecting first if there is none.
-    async fn connection(&self) -> Result<SendRequest<Bytes>, ExportError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(sr) = slot.as_ref() {
-            return Ok(sr.clone());
-        }
-        let tcp = TcpStream::connect(self.endpoint.address())
-            .await
-            .map_err(|e| {
-                ExportError::Transport(format!("connect {}: {e}", self.endpoint.address()))
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let (sr, connection) = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(1 << 20)
-            .handshake::<_, Bytes>(tcp)
-            .await
-            .map_err(|e| ExportError::Transport(format!("HTTP/2 handshake: {e}")))?;
-        tokio::task::spawn_local(async move {
-            let _ = connection.await;
-        });
-        *slot = Some(sr.clone());
-        Ok(sr)
-    }
-
-    /// Forgets a broken connection so that the next attempt reconnects.
-    async fn drop_connection(&self) {
-        *self.conn.lock().await = None;
     }
 
     /// Sends one framed gRPC message (`chunks`, the first starting with the
     /// 5-byte prefix) and waits for the status.
     pub async fn send(&self, chunks: &[Bytes]) -> Result<Ack, ExportError> {
-        let result = self.attempt(chunks).await;
-        if let Err(ExportError::Transport(_)) = &result {
-            self.drop_connection().await;
-        }
-        result
-    }
-
-    async fn attempt(&self, chunks: &[Bytes]) -> Result<Ack, ExportError> {
-        let sr = self.connection().await?;
-        let mut sr = sr
-            .ready()
-            .await
-            .map_err(|e| ExportError::Transport(format!("connection not ready: {e}")))?;
         let mut req = http::Request::builder()
             .method(http::Method::POST)
             .uri(self.uri.clone())
@@ -186,50 +69,29 @@ impl GrpcExporter {
         let req = req
             .body(())
             .map_err(|e| ExportError::Protocol(format!("building request: {e}")))?;
-        let (response, mut stream) = sr
-            .send_request(req, false)
-            .map_err(|e| ExportError::Transport(format!("send request: {e}")))?;
-        let last = chunks.len().saturating_sub(1);
-        for (i, c) in chunks.iter().enumerate() {
-            stream
-                .send_data(c.clone(), i == last)
-                .map_err(|e| ExportError::Transport(format!("send data: {e}")))?;
-        }
-        let response = response
-            .await
-            .map_err(|e| ExportError::Transport(format!("awaiting response: {e}")))?;
-        let (parts, mut body) = response.into_parts();
-        if parts.status != http::StatusCode::OK {
+        let resp = self.h2.round_trip(req, chunks).await?;
+        if resp.parts.status != http::StatusCode::OK {
+            let retry_after = resp
+                .parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
             return Err(ExportError::Status {
-                code: http_to_grpc(parts.status.as_u16()),
-                message: format!("HTTP status {}", parts.status),
+                code: http_to_grpc(resp.parts.status.as_u16()),
+                message: format!("HTTP status {}", resp.parts.status),
+                retry_after,
             });
         }
         // A trailers-only response carries grpc-status in the headers.
-        if let Some(status) = grpc_status(&parts.headers)? {
+        if let Some(status) = grpc_status(&resp.parts.headers)? {
             return status.map(|()| Ack::default());
         }
-        let mut data = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk =
-                chunk.map_err(|e| ExportError::Transport(format!("reading response: {e}")))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            if data.len() + chunk.len() > MAX_RESPONSE {
-                return Err(ExportError::Protocol(format!(
-                    "response larger than {MAX_RESPONSE} bytes"
-                )));
-            }
-            data.extend_from_slice(&chunk);
-        }
-        let trailers = body
-            .trailers()
-            .await
-            .map_err(|e| ExportError::Transport(format!("reading trailers: {e}")))?
-            .ok_or_else(|| {
-                ExportError::Protocol("no grpc-status: response has no trailers".into())
-            })?;
+        let trailers = resp.trailers.ok_or_else(|| {
+            ExportError::Protocol("no grpc-status: response has no trailers".into())
+        })?;
         match grpc_status(&trailers)? {
-            Some(Ok(())) => parse_response(&data),
+            Some(Ok(())) => parse_response(&resp.body),
             Some(Err(e)) => Err(e),
             None => Err(ExportError::Protocol(
                 "trailers carry no grpc-status".into(),
@@ -255,7 +117,17 @@ fn grpc_status(headers: &http::HeaderMap) -> Result<Option<Result<(), ExportErro
         .get("grpc-message")
         .map(|m| percent_decode(m.as_bytes()))
         .unwrap_or_default();
-    Ok(Some(Err(ExportError::Status { code, message })))
+    // google.rpc.Status with details, base64 (padding optional).
+    let retry_after = headers
+        .get("grpc-status-details-bin")
+        .and_then(|v| BASE64.decode(v.as_bytes()).ok())
+        .and_then(|raw| RpcStatus::decode(&raw[..]).ok())
+        .and_then(|st| retry_info_delay(&st));
+    Ok(Some(Err(ExportError::Status {
+        code,
+        message,
+        retry_after,
+    })))
 }
 
 /// Decodes the gRPC response message: an optional 5-byte-prefixed
@@ -276,16 +148,7 @@ fn parse_response(data: &[u8]) -> Result<Ack, ExportError> {
     let msg = data
         .get(GRPC_PREFIX..GRPC_PREFIX + len)
         .ok_or_else(|| ExportError::Protocol("gRPC message length exceeds the body".into()))?;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-    let resp = ExportTraceServiceResponse::decode(msg)
-        .map_err(|e| ExportError::Protocol(format!("ExportTraceServiceResponse: {e}")))?;
-    Ok(match resp.partial_success {
-        Some(p) => Ack {
-            rejected: p.rejected_spans.max(0) as u64,
-            message: p.error_message,
-        },
-        None => Ack::default(),
-    })
+    parse_export_response(msg)
 }
 
 /// gRPC's mapping of HTTP statuses to codes, for responses that are not gRPC.
@@ -343,18 +206,39 @@ mod tests {
     }
 
     #[test]
-    fn retry_classes() {
-        assert!(ExportError::Status {
-            code: code::UNAVAILABLE,
-            message: String::new()
-        }
-        .retryable());
-        assert!(!ExportError::Status {
-            code: code::INTERNAL,
-            message: String::new()
-        }
-        .retryable());
-        assert!(ExportError::Transport("x".into()).retryable());
+    fn http_statuses_map_to_grpc_codes() {
         assert_eq!(http_to_grpc(503), code::UNAVAILABLE);
+        assert_eq!(http_to_grpc(404), code::UNIMPLEMENTED);
+    }
+
+    #[test]
+    fn retry_info_in_status_details_with_or_without_padding() {
+        use super::super::{RetryInfo, RpcAny, RpcDuration, RETRY_INFO_TYPE};
+        let st = RpcStatus {
+            code: 8,
+            message: "busy".into(),
+            details: vec![RpcAny {
+                type_url: RETRY_INFO_TYPE.into(),
+                value: RetryInfo {
+                    retry_delay: Some(RpcDuration {
+                        seconds: 0,
+                        nanos: 250_000_000,
+                    }),
+                }
+                .encode_to_vec(),
+            }],
+        };
+        let raw = st.encode_to_vec();
+        for encoded in [
+            base64::engine::general_purpose::STANDARD.encode(&raw),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(&raw),
+        ] {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-status", http::HeaderValue::from_static("8"));
+            h.insert("grpc-status-details-bin", encoded.parse().unwrap());
+            let e = grpc_status(&h).unwrap().unwrap().unwrap_err();
+            assert_eq!(e.retry_after(), Some(std::time::Duration::from_millis(250)));
+            assert!(e.retryable());
+        }
     }
 }

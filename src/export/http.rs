@@ -1,0 +1,246 @@
+//! OTLP/HTTP with protobuf bodies: `POST /v1/traces`, `Content-Type:
+//! application/x-protobuf`, `Content-Encoding: gzip|zstd`, over HTTP/1.1
+//! (hyper's client connections, kept alive and pooled: one per request in
+//! flight) or over cleartext HTTP/2 (prior knowledge, through `h2conn`).
+//! The response is an `ExportTraceServiceResponse`; errors may carry a
+//! `google.rpc.Status` body and `Retry-After`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::client::conn::http1;
+use prost::Message;
+use tokio::net::TcpStream;
+
+use super::h2conn::H2Conn;
+use super::{parse_export_response, parse_retry_after, Ack, ExportError, RpcStatus, MAX_RESPONSE};
+use crate::config::{Config, HttpVersion};
+
+/// A request body made of the batch's chunks, sent without joining them.
+pub(crate) struct ChunkBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunkBody {
+    fn new(chunks: &[Bytes]) -> ChunkBody {
+        ChunkBody {
+            remaining: chunks.iter().map(|c| c.len() as u64).sum(),
+            chunks: chunks.iter().cloned().collect(),
+        }
+    }
+}
+
+impl Body for ChunkBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.chunks.pop_front();
+        if let Some(c) = &next {
+            self.remaining -= c.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The OTLP/HTTP exporter of one worker. Lives on the worker's thread.
+pub(crate) struct HttpExporter {
+    uri: http::Uri,
+    address: String,
+    version: HttpVersion,
+    encoding: Option<&'static str>,
+    headers: crate::config::Headers,
+    h2: H2Conn,
+    /// Idle HTTP/1.1 connections, reused for the next request.
+    idle: RefCell<Vec<http1::SendRequest<ChunkBody>>>,
+}
+
+impl HttpExporter {
+    pub fn new(cfg: &Config) -> HttpExporter {
+        let uri = format!("http://{}{}", cfg.endpoint.authority, cfg.http_path);
+        HttpExporter {
+            uri: uri
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("http://localhost/v1/traces")),
+            address: cfg.endpoint.address(),
+            version: cfg.http_version,
+            encoding: cfg.compression.token(),
+            headers: cfg.headers.clone(),
+            h2: H2Conn::new(cfg.endpoint.address()),
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn request<B>(&self, body: B) -> Result<http::Request<B>, ExportError> {
+        let mut req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(self.uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
+            .header(http::header::USER_AGENT, crate::USER_AGENT);
+        if let Some(enc) = self.encoding {
+            req = req.header(http::header::CONTENT_ENCODING, enc);
+        }
+        if self.version == HttpVersion::Http1 {
+            if let Some(host) = self.uri.authority() {
+                req = req.header(http::header::HOST, host.as_str());
+            }
+        }
+        for (k, v) in &self.headers.0 {
+            req = req.header(k, v);
+        }
+        req.body(body)
+            .map_err(|e| ExportError::Protocol(format!("building request: {e}")))
+    }
+
+    /// Sends one request body (the message, compressed or not) and reads
+    /// the answer.
+    pub async fn send(&self, chunks: &[Bytes]) -> Result<Ack, ExportError> {
+        let (status, headers, body) = match self.version {
+            HttpVersion::Http2 => {
+                let resp = self.h2.round_trip(self.request(())?, chunks).await?;
+                (
+                    resp.parts.status,
+                    resp.parts.headers,
+                    Bytes::from(resp.body),
+                )
+            }
+            HttpVersion::Http1 => self.send_http1(chunks).await?,
+        };
+        interpret(status, &headers, &body)
+    }
+
+    async fn send_http1(
+        &self,
+        chunks: &[Bytes],
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ExportError> {
+        let idle = self.idle.borrow_mut().pop();
+        let mut sender = match idle {
+            Some(s) if !s.is_closed() => s,
+            _ => self.connect_http1().await?,
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| ExportError::Transport(format!("connection not ready: {e}")))?;
+        let resp = sender
+            .send_request(self.request(ChunkBody::new(chunks))?)
+            .await
+            .map_err(|e| ExportError::Transport(format!("HTTP/1.1 request: {e}")))?;
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ExportError::Protocol(format!("response larger than {MAX_RESPONSE} bytes"))
+                } else {
+                    ExportError::Transport(format!("reading response: {e}"))
+                }
+            })?
+            .to_bytes();
+        // Keep-alive: the connection serves the next request.
+        if !sender.is_closed() {
+            self.idle.borrow_mut().push(sender);
+        }
+        Ok((parts.status, parts.headers, body))
+    }
+
+    async fn connect_http1(&self) -> Result<http1::SendRequest<ChunkBody>, ExportError> {
+        let tcp = TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| ExportError::Transport(format!("connect {}: {e}", self.address)))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| ExportError::Transport(format!("HTTP/1.1 handshake: {e}")))?;
+        tokio::task::spawn_local(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// Turns an OTLP/HTTP response into an acknowledgement or an error.
+fn interpret(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Ack, ExportError> {
+    if status.is_success() {
+        return parse_export_response(body);
+    }
+    let message = match RpcStatus::decode(body) {
+        Ok(st) if !st.message.is_empty() => st.message,
+        _ => String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned(),
+    };
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    Err(ExportError::Http {
+        status: status.as_u16(),
+        message,
+        retry_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_interpreted_without_panicking() {
+        let ok = interpret(http::StatusCode::OK, &http::HeaderMap::new(), &[]).unwrap();
+        assert_eq!(ok.rejected, 0);
+        // partial_success { rejected_spans: 2, error_message: "x" }
+        let ack = interpret(
+            http::StatusCode::OK,
+            &http::HeaderMap::new(),
+            &[0x0a, 0x05, 0x08, 0x02, 0x12, 0x01, b'x'],
+        )
+        .unwrap();
+        assert_eq!((ack.rejected, ack.message.as_str()), (2, "x"));
+        assert!(interpret(http::StatusCode::OK, &http::HeaderMap::new(), &[0xff, 0xff]).is_err());
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("3"),
+        );
+        let body = RpcStatus {
+            code: 8,
+            message: "slow down".into(),
+            details: vec![],
+        }
+        .encode_to_vec();
+        let e = interpret(http::StatusCode::TOO_MANY_REQUESTS, &h, &body).unwrap_err();
+        assert!(e.retryable());
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(3)));
+        assert!(e.to_string().contains("slow down"));
+        let e = interpret(
+            http::StatusCode::BAD_REQUEST,
+            &http::HeaderMap::new(),
+            b"bad things",
+        )
+        .unwrap_err();
+        assert!(!e.retryable());
+        assert!(e.to_string().contains("bad things"));
+    }
+}

@@ -39,6 +39,9 @@ enum Command {
         /// Address for OTLP/gRPC.
         #[arg(long, default_value = "127.0.0.1:4317")]
         grpc: std::net::SocketAddr,
+        /// Address for OTLP/HTTP (HTTP/1.1 and h2c), e.g. 127.0.0.1:4318.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
         /// Stop after this many seconds (default: run until interrupted).
         #[arg(long)]
         duration: Option<f64>,
@@ -46,6 +49,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProtocolArg {
+    Grpc,
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +82,15 @@ struct Load {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     workers: Option<usize>,
+    /// Wire protocol.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Grpc)]
+    protocol: ProtocolArg,
+    /// Use HTTP/2 (h2c) for http/protobuf instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// A header for every export request, as K=V (repeatable).
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
     /// Compression of requests.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     compression: CompressionArg,
@@ -118,9 +137,10 @@ fn main() -> ExitCode {
         }
         Command::Sink {
             grpc,
+            http,
             duration,
             json,
-        } => sink(grpc, duration, json),
+        } => sink(grpc, http, duration, json),
     };
     match result {
         Ok(code) => code,
@@ -131,12 +151,26 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("header {s:?} is not K=V"))
+}
+
 fn demo(load: Load) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let sink = Sink::start(SinkOptions {
         verify: Verify::Walk { sample_every: 64 },
+        http_addr: (load.protocol == ProtocolArg::HttpProtobuf)
+            .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         ..SinkOptions::default()
     })?;
-    let report = run_load(&sink.endpoint(), &load, Some(&sink))?;
+    let endpoint = match load.protocol {
+        ProtocolArg::Grpc => sink.endpoint(),
+        ProtocolArg::HttpProtobuf => sink
+            .http_endpoint()
+            .ok_or("the sink has no OTLP/HTTP port")?,
+    };
+    let report = run_load(&endpoint, &load, Some(&sink))?;
     let counts = sink.stop();
     if counts.spans != report.exported || counts.errors != 0 {
         eprintln!(
@@ -175,7 +209,19 @@ fn run_load(
         )
         .compression(compression)
         .policy(policy)
-        .max_batch_items(load.batch);
+        .max_batch_items(load.batch)
+        .protocol(match load.protocol {
+            ProtocolArg::Grpc => otlpflow::Protocol::Grpc,
+            ProtocolArg::HttpProtobuf => otlpflow::Protocol::HttpProtobuf,
+        })
+        .http_version(if load.http2 {
+            otlpflow::HttpVersion::Http2
+        } else {
+            otlpflow::HttpVersion::Http1
+        });
+    for (k, v) in &load.headers {
+        builder = builder.header(k, v);
+    }
     if let Some(w) = load.workers {
         builder = builder.workers(w);
     }
@@ -336,15 +382,20 @@ fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool)
 
 fn sink(
     addr: std::net::SocketAddr,
+    http: Option<std::net::SocketAddr>,
     duration: Option<f64>,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let sink = Sink::start(SinkOptions {
         grpc_addr: addr,
+        http_addr: http,
         verify: Verify::Walk { sample_every: 64 },
         keep_requests: false,
     })?;
     eprintln!("otlpflow sink: OTLP/gRPC on {}", sink.addr());
+    if let Some(h) = sink.http_endpoint() {
+        eprintln!("otlpflow sink: OTLP/HTTP on {h}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to a static atomic, which is

@@ -1,31 +1,42 @@
-//! The embedded OTLP receiver: an `h2` server for OTLP/gRPC on loopback that
-//! decompresses gzip and zstd, checks every request and counts spans,
-//! requests and bytes. Tests, benchmarks and the CLI's `demo` and `sink`
-//! start it; it runs on its own thread with its own runtime.
+//! The embedded OTLP receiver: OTLP/gRPC (an `h2` server) and, when asked,
+//! OTLP/HTTP (hyper, HTTP/1.1 and cleartext HTTP/2 on one port), on
+//! loopback. It decompresses gzip and zstd, checks every request, counts
+//! spans, requests and bytes, and can inject faults for tests. Tests,
+//! benchmarks and the CLI's `demo` and `sink` start it; it runs on its own
+//! thread with its own runtime.
 //!
 //! Checking: [`Verify::Full`] decodes every request with the
 //! `opentelemetry-proto` types (tests); [`Verify::Walk`] walks the wire format
 //! without allocating and fully decodes one request in `sample_every`
 //! (benchmarks and the demo). A request that does not decode is an error in
-//! the counts and in its gRPC status, never a crash.
+//! the counts and in its response, never a crash.
 
 pub mod walk;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use parking_lot::Mutex;
 use prost::Message;
 
 use crate::config::Compression;
 use crate::export::compress::decompress;
+use crate::export::{RetryInfo, RpcAny, RpcDuration, RpcStatus, RETRY_INFO_TYPE};
 
 /// gRPC path of the OTLP trace service.
 pub const TRACE_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// OTLP/HTTP path of traces.
+pub const HTTP_TRACE_PATH: &str = "/v1/traces";
 /// The largest decompressed message the sink accepts.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -44,8 +55,10 @@ pub enum Verify {
 /// Sink options.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    /// Address to listen on; port 0 picks a free one.
+    /// Address for OTLP/gRPC; port 0 picks a free one.
     pub grpc_addr: SocketAddr,
+    /// Address for OTLP/HTTP (HTTP/1.1 and h2c), if wanted.
+    pub http_addr: Option<SocketAddr>,
     /// How requests are checked.
     pub verify: Verify,
     /// Keep every decoded request (tests only: memory grows with traffic).
@@ -56,16 +69,55 @@ impl Default for SinkOptions {
     fn default() -> Self {
         SinkOptions {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: None,
             verify: Verify::Full,
             keep_requests: false,
         }
     }
 }
 
+/// A fault the sink answers one request with (tests of retries and
+/// recovery).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this gRPC status (over OTLP/HTTP: HTTP 500), with a
+    /// `RetryInfo` delay in `grpc-status-details-bin` if given.
+    GrpcStatus {
+        /// The gRPC code.
+        code: u32,
+        /// The RetryInfo delay.
+        retry_info: Option<Duration>,
+    },
+    /// Answer with this HTTP status and `Retry-After` value (both
+    /// protocols: gRPC clients map the status to a code).
+    HttpStatus {
+        /// The HTTP status.
+        status: u16,
+        /// The Retry-After header value, verbatim.
+        retry_after: Option<String>,
+    },
+    /// Accept, but report `rejected` spans as refused (partial success);
+    /// those are not counted as received.
+    PartialSuccess {
+        /// Spans refused.
+        rejected: u64,
+        /// The message.
+        message: String,
+    },
+    /// Wait this long, then accept.
+    Delay(Duration),
+    /// Reset the stream (gRPC, HTTP/2) or close the connection (HTTP/1.1)
+    /// without answering.
+    Reset,
+    /// Accept, then send GOAWAY on the connection (HTTP/2): later requests
+    /// must go to a new connection.
+    GoAway,
+}
+
 /// What the sink has counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SinkCounts {
-    /// Spans in requests that were accepted.
+    /// Spans in requests that were accepted (less any partial rejections).
     pub spans: u64,
     /// Requests accepted.
     pub requests: u64,
@@ -75,7 +127,7 @@ pub struct SinkCounts {
     pub bytes_raw: u64,
     /// Requests refused because they did not decode (or an unknown encoding).
     pub errors: u64,
-    /// Requests answered with an injected failure.
+    /// Requests answered with an injected fault.
     pub injected: u64,
     /// Connections accepted.
     pub connections: u64,
@@ -91,14 +143,12 @@ struct Counters {
     injected: AtomicU64,
     connections: AtomicU64,
     sampled: AtomicU64,
-    /// Injected failures still to answer, and their gRPC code.
-    fail_next: AtomicU64,
-    fail_code: AtomicU32,
 }
 
 struct Shared {
     opts: SinkOptions,
     counters: Counters,
+    faults: Mutex<VecDeque<Fault>>,
     kept: Mutex<Vec<ExportTraceServiceRequest>>,
     last_headers: Mutex<Option<http::HeaderMap>>,
 }
@@ -106,8 +156,9 @@ struct Shared {
 /// A running embedded receiver. Dropping it stops it.
 pub struct Sink {
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -119,36 +170,56 @@ impl Sink {
             .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(opts.grpc_addr))?;
         let addr = listener.local_addr()?;
+        let http_listener = match opts.http_addr {
+            Some(a) => Some(runtime.block_on(tokio::net::TcpListener::bind(a))?),
+            None => None,
+        };
+        let http_addr = match &http_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             opts,
             counters: Counters::default(),
+            faults: Mutex::new(VecDeque::new()),
             kept: Mutex::new(Vec::new()),
             last_headers: Mutex::new(None),
         });
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::watch::channel(false);
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("otlpflow-sink".into())
             .spawn(move || {
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&runtime, serve(listener, s2, rx));
+                local.block_on(&runtime, async move {
+                    if let Some(l) = http_listener {
+                        tokio::task::spawn_local(serve_http(l, s2.clone(), rx.clone()));
+                    }
+                    serve_grpc(listener, s2, rx).await;
+                });
             })?;
         Ok(Sink {
             addr,
+            http_addr,
             shared,
             stop: Some(tx),
             thread: Some(thread),
         })
     }
 
-    /// The address it listens on.
+    /// The OTLP/gRPC address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The `http://` endpoint to give a pipeline.
+    /// The `http://` endpoint of OTLP/gRPC.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The `http://` base endpoint of OTLP/HTTP, if it was started.
+    pub fn http_endpoint(&self) -> Option<String> {
+        self.http_addr.map(|a| format!("http://{a}"))
     }
 
     /// The counts so far.
@@ -165,15 +236,24 @@ impl Sink {
         }
     }
 
-    /// Answers the next `n` requests with gRPC status `code` instead of
-    /// accepting them (fault injection for tests).
-    pub fn fail_next(&self, n: u64, code: u32) {
-        self.shared.counters.fail_code.store(code, Relaxed);
-        self.shared.counters.fail_next.store(n, Relaxed);
+    /// Answers the next `times` requests with `fault`.
+    pub fn inject(&self, fault: Fault, times: usize) {
+        let mut q = self.shared.faults.lock();
+        q.extend(std::iter::repeat_n(fault, times));
     }
 
-    /// The headers of the last request received (tests check what clients
-    /// send).
+    /// Answers the next `n` requests with gRPC status `code`.
+    pub fn fail_next(&self, n: u64, code: u32) {
+        self.inject(
+            Fault::GrpcStatus {
+                code,
+                retry_info: None,
+            },
+            n as usize,
+        );
+    }
+
+    /// The headers of the last request received (with `keep_requests`).
     pub fn last_headers(&self) -> Option<http::HeaderMap> {
         self.shared.last_headers.lock().clone()
     }
@@ -191,7 +271,7 @@ impl Sink {
 
     fn shutdown(&mut self) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -205,25 +285,194 @@ impl Drop for Sink {
     }
 }
 
-async fn serve(
+/// The result of checking one request.
+enum Outcome {
+    /// Accepted: respond OK, with a partial success if `rejected > 0`.
+    Accept { rejected: u64, message: String },
+    /// Refused with a fault or an error.
+    Refuse(Refusal),
+}
+
+enum Refusal {
+    Grpc {
+        code: u32,
+        message: String,
+        retry_info: Option<Duration>,
+    },
+    Http {
+        status: u16,
+        message: String,
+        retry_after: Option<String>,
+    },
+    Reset,
+}
+
+impl Refusal {
+    fn bad(shared: &Shared, message: String) -> Refusal {
+        shared.counters.errors.fetch_add(1, Relaxed);
+        Refusal::Grpc {
+            code: 3,
+            message,
+            retry_info: None,
+        }
+    }
+}
+
+/// Checks and counts one OTLP message (`payload` as received, with its
+/// encoding), after applying any injected fault. Shared by both protocols.
+async fn process(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    encoding: Compression,
+    payload: &[u8],
+    wire: usize,
+) -> (Outcome, bool) {
+    if shared.opts.keep_requests {
+        *shared.last_headers.lock() = Some(headers.clone());
+    }
+    let c = &shared.counters;
+    let fault = shared.faults.lock().pop_front();
+    let mut goaway = false;
+    let mut partial = None;
+    if let Some(f) = fault {
+        c.injected.fetch_add(1, Relaxed);
+        match f {
+            Fault::GrpcStatus { code, retry_info } => {
+                return (
+                    Outcome::Refuse(Refusal::Grpc {
+                        code,
+                        message: "injected failure".into(),
+                        retry_info,
+                    }),
+                    false,
+                )
+            }
+            Fault::HttpStatus {
+                status,
+                retry_after,
+            } => {
+                return (
+                    Outcome::Refuse(Refusal::Http {
+                        status,
+                        message: "injected failure".into(),
+                        retry_after,
+                    }),
+                    false,
+                )
+            }
+            Fault::Reset => return (Outcome::Refuse(Refusal::Reset), false),
+            Fault::Delay(d) => tokio::time::sleep(d).await,
+            Fault::GoAway => goaway = true,
+            Fault::PartialSuccess { rejected, message } => partial = Some((rejected, message)),
+        }
+    }
+    let decompressed;
+    let message: &[u8] = match encoding {
+        Compression::None => payload,
+        enc => match decompress(enc, payload, MAX_MESSAGE) {
+            Ok(d) => {
+                decompressed = d;
+                &decompressed
+            }
+            Err(e) => {
+                return (
+                    Outcome::Refuse(Refusal::bad(shared, format!("decompressing: {e}"))),
+                    false,
+                )
+            }
+        },
+    };
+    let spans = match shared.opts.verify {
+        Verify::Full => decode_full(message, shared),
+        Verify::Walk { sample_every } => match walk::count_spans(message) {
+            Err(e) => Err(format!("malformed request: {e}")),
+            Ok(n) => {
+                let k = c.sampled.fetch_add(1, Relaxed);
+                if k % sample_every.max(1) == 0 {
+                    match decode_full(message, shared) {
+                        Ok(full) if full != n => {
+                            Err(format!("walk counted {n} spans, prost decoded {full}"))
+                        }
+                        Ok(_) => Ok(n),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(n)
+                }
+            }
+        },
+    };
+    let spans = match spans {
+        Ok(n) => n,
+        Err(m) => return (Outcome::Refuse(Refusal::bad(shared, m)), false),
+    };
+    let (rejected, msg) = partial.unwrap_or((0, String::new()));
+    let rejected = rejected.min(spans);
+    c.spans.fetch_add(spans - rejected, Relaxed);
+    c.requests.fetch_add(1, Relaxed);
+    c.bytes_wire.fetch_add(wire as u64, Relaxed);
+    c.bytes_raw.fetch_add(message.len() as u64, Relaxed);
+    (
+        Outcome::Accept {
+            rejected,
+            message: msg,
+        },
+        goaway,
+    )
+}
+
+fn response_message(rejected: u64, message: String) -> Vec<u8> {
+    let resp = ExportTraceServiceResponse {
+        partial_success: (rejected > 0 || !message.is_empty()).then_some(
+            ExportTracePartialSuccess {
+                rejected_spans: rejected as i64,
+                error_message: message,
+            },
+        ),
+    };
+    resp.encode_to_vec()
+}
+
+fn status_details(code: u32, message: &str, retry_info: Option<Duration>) -> Option<String> {
+    let d = retry_info?;
+    let st = RpcStatus {
+        code: code as i32,
+        message: message.to_owned(),
+        details: vec![RpcAny {
+            type_url: RETRY_INFO_TYPE.into(),
+            value: RetryInfo {
+                retry_delay: Some(RpcDuration {
+                    seconds: d.as_secs() as i64,
+                    nanos: d.subsec_nanos() as i32,
+                }),
+            }
+            .encode_to_vec(),
+        }],
+    };
+    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(st.encode_to_vec()))
+}
+
+// ---------------------------------------------------------------- OTLP/gRPC
+
+async fn serve_grpc(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = stop.changed() => return,
             accepted = listener.accept() => {
                 let Ok((tcp, _)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
                 shared.counters.connections.fetch_add(1, Relaxed);
-                tokio::task::spawn_local(connection(tcp, shared.clone()));
+                tokio::task::spawn_local(grpc_connection(tcp, shared.clone()));
             }
         }
     }
 }
 
-async fn connection(tcp: tokio::net::TcpStream, shared: Arc<Shared>) {
+async fn grpc_connection(tcp: tokio::net::TcpStream, shared: Arc<Shared>) {
     let handshake = h2::server::Builder::new()
         .initial_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
@@ -232,156 +481,284 @@ async fn connection(tcp: tokio::net::TcpStream, shared: Arc<Shared>) {
         .handshake::<_, Bytes>(tcp)
         .await;
     let Ok(mut conn) = handshake else { return };
-    while let Some(next) = conn.accept().await {
-        let Ok((req, respond)) = next else { return };
-        tokio::task::spawn_local(stream(req, respond, shared.clone()));
-    }
-}
-
-/// A gRPC status to answer with.
-struct Status {
-    code: u32,
-    message: String,
-}
-
-impl Status {
-    fn new(code: u32, message: impl Into<String>) -> Status {
-        Status {
-            code,
-            message: message.into(),
+    let goaway = Arc::new(tokio::sync::Notify::new());
+    loop {
+        tokio::select! {
+            next = conn.accept() => {
+                let Some(Ok((req, respond))) = next else { break };
+                tokio::task::spawn_local(grpc_stream(req, respond, shared.clone(), goaway.clone()));
+            }
+            _ = goaway.notified() => {
+                // GOAWAY: in-flight streams finish, new ones are refused.
+                conn.graceful_shutdown();
+            }
         }
     }
+    // Drive the connection until the peer is done with it.
+    let _ = std::future::poll_fn(|cx| conn.poll_closed(cx)).await;
 }
 
-async fn stream(
+async fn grpc_stream(
     req: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
     shared: Arc<Shared>,
+    goaway: Arc<tokio::sync::Notify>,
 ) {
-    let result = handle(req, &shared).await;
-    let ok = result.is_ok();
-    let mut headers = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/grpc");
-    match result {
-        Ok(()) => {
-            let Ok(resp) = headers.body(()) else { return };
+    let (parts, mut body) = req.into_parts();
+    let refusal = if parts.uri.path() != TRACE_PATH {
+        Some(Refusal::Grpc {
+            code: 12,
+            message: format!("unknown method {}", parts.uri.path()),
+            retry_info: None,
+        })
+    } else {
+        None
+    };
+    let encoding = match parts
+        .headers
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Ok(Compression::None),
+        Some("gzip") => Ok(Compression::Gzip),
+        Some("zstd") => Ok(Compression::Zstd),
+        Some(other) => Err(format!("grpc-encoding {other} is not supported")),
+    };
+    let mut data = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { return };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let outcome = match (refusal, encoding) {
+        (Some(r), _) => Outcome::Refuse(r),
+        (None, Err(m)) => {
+            shared.counters.errors.fetch_add(1, Relaxed);
+            Outcome::Refuse(Refusal::Grpc {
+                code: 12,
+                message: m,
+                retry_info: None,
+            })
+        }
+        (None, Ok(enc)) => {
+            if data.len() < 5 {
+                Outcome::Refuse(Refusal::bad(&shared, "truncated gRPC frame".into()))
+            } else {
+                let compressed = data[0] == 1;
+                let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+                if data.len() != 5 + len {
+                    Outcome::Refuse(Refusal::bad(
+                        &shared,
+                        format!("gRPC frame says {len} bytes, body has {}", data.len() - 5),
+                    ))
+                } else if compressed && enc == Compression::None {
+                    Outcome::Refuse(Refusal::bad(
+                        &shared,
+                        "compressed frame without grpc-encoding".into(),
+                    ))
+                } else {
+                    let enc = if compressed { enc } else { Compression::None };
+                    let (o, ga) =
+                        process(&shared, &parts.headers, enc, &data[5..], data.len()).await;
+                    if ga {
+                        goaway.notify_one();
+                    }
+                    o
+                }
+            }
+        }
+    };
+    let headers = http::Response::builder().header("content-type", "application/grpc");
+    match outcome {
+        Outcome::Accept { rejected, message } => {
+            let Ok(resp) = headers.status(200).body(()) else {
+                return;
+            };
             let Ok(mut send) = respond.send_response(resp, false) else {
                 return;
             };
-            // An empty ExportTraceServiceResponse, framed.
-            let _ = send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false);
+            let msg = response_message(rejected, message);
+            let mut framed = Vec::with_capacity(5 + msg.len());
+            framed.push(0);
+            framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&msg);
+            let _ = send.send_data(Bytes::from(framed), false);
             let mut trailers = http::HeaderMap::new();
             trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
             let _ = send.send_trailers(trailers);
         }
-        Err(status) => {
-            // Trailers-only response.
-            headers = headers.header("grpc-status", status.code.to_string());
-            let msg = status
-                .message
-                .replace(|c: char| !c.is_ascii_graphic() && c != ' ', "?");
-            if let Ok(v) = http::HeaderValue::from_str(&msg) {
-                headers = headers.header("grpc-message", v);
+        Outcome::Refuse(Refusal::Reset) => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        Outcome::Refuse(Refusal::Http {
+            status,
+            retry_after,
+            ..
+        }) => {
+            let mut b = headers.status(status);
+            if let Some(ra) = retry_after {
+                b = b.header(http::header::RETRY_AFTER, ra);
             }
-            if let Ok(resp) = headers.body(()) {
+            if let Ok(resp) = b.body(()) {
+                let _ = respond.send_response(resp, true);
+            }
+        }
+        Outcome::Refuse(Refusal::Grpc {
+            code,
+            message,
+            retry_info,
+        }) => {
+            // Trailers-only response.
+            let mut b = headers.status(200).header("grpc-status", code.to_string());
+            let msg = message.replace(|c: char| !c.is_ascii_graphic() && c != ' ', "?");
+            if let Ok(v) = http::HeaderValue::from_str(&msg) {
+                b = b.header("grpc-message", v);
+            }
+            if let Some(details) = status_details(code, &message, retry_info) {
+                b = b.header("grpc-status-details-bin", details);
+            }
+            if let Ok(resp) = b.body(()) {
                 let _ = respond.send_response(resp, true);
             }
         }
     }
-    let _ = ok;
 }
 
-async fn handle(req: http::Request<h2::RecvStream>, shared: &Shared) -> Result<(), Status> {
-    let c = &shared.counters;
-    let (parts, mut body) = req.into_parts();
-    if shared.opts.keep_requests {
-        *shared.last_headers.lock() = Some(parts.headers.clone());
+// ---------------------------------------------------------------- OTLP/HTTP
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                shared.counters.connections.fetch_add(1, Relaxed);
+                let shared = shared.clone();
+                tokio::task::spawn_local(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { http_request(req, &shared).await }
+                    });
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    builder
+                        .http2()
+                        .initial_stream_window_size(8 << 20)
+                        .initial_connection_window_size(32 << 20)
+                        .max_frame_size(1 << 20);
+                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await;
+                });
+            }
+        }
     }
-    if parts.uri.path() != TRACE_PATH {
-        return Err(Status::new(
+}
+
+type HttpResponse = http::Response<Full<Bytes>>;
+
+fn http_response(status: u16, body: Vec<u8>, retry_after: Option<String>) -> HttpResponse {
+    let mut b = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+    if let Some(ra) = retry_after {
+        b = b.header(http::header::RETRY_AFTER, ra);
+    }
+    b.body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+fn http_error(
+    status: u16,
+    code: i32,
+    message: String,
+    retry_after: Option<String>,
+) -> HttpResponse {
+    let body = RpcStatus {
+        code,
+        message,
+        details: vec![],
+    }
+    .encode_to_vec();
+    http_response(status, body, retry_after)
+}
+
+async fn http_request(
+    req: http::Request<hyper::body::Incoming>,
+    shared: &Shared,
+) -> Result<HttpResponse, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    if parts.uri.path() != HTTP_TRACE_PATH {
+        return Ok(http_error(
+            404,
             12,
-            format!("unknown method {}", parts.uri.path()),
+            format!("no such path {}", parts.uri.path()),
+            None,
+        ));
+    }
+    if parts.method != http::Method::POST {
+        return Ok(http_error(405, 12, "use POST".into(), None));
+    }
+    let ctype = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/x-protobuf") {
+        shared.counters.errors.fetch_add(1, Relaxed);
+        return Ok(http_error(
+            415,
+            3,
+            format!("unsupported content-type {ctype:?}"),
+            None,
         ));
     }
     let encoding = match parts
         .headers
-        .get("grpc-encoding")
+        .get(http::header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?"))
     {
         None | Some("identity") => Compression::None,
         Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
         Some(other) => {
-            c.errors.fetch_add(1, Relaxed);
-            return Err(Status::new(
-                12,
-                format!("grpc-encoding {other} is not supported"),
+            shared.counters.errors.fetch_add(1, Relaxed);
+            return Ok(http_error(
+                415,
+                3,
+                format!("unsupported content-encoding {other}"),
+                None,
             ));
         }
     };
-    let mut data = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| Status::new(1, format!("reading request: {e}")))?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
-    let wire = data.len() as u64;
-    if c.fail_next.load(Relaxed) > 0 {
-        let left = c.fail_next.fetch_sub(1, Relaxed);
-        if left > 0 {
-            c.injected.fetch_add(1, Relaxed);
-            return Err(Status::new(c.fail_code.load(Relaxed), "injected failure"));
-        }
-        c.fail_next.store(0, Relaxed);
-    }
-    let bad = |m: String| {
-        c.errors.fetch_add(1, Relaxed);
-        Status::new(3, m)
+    let data = match http_body_util::Limited::new(body, MAX_MESSAGE)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return Ok(http_error(400, 3, format!("reading body: {e}"), None)),
     };
-    if data.len() < 5 {
-        return Err(bad("truncated gRPC frame".into()));
-    }
-    let compressed = data[0] == 1;
-    let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
-    if data.len() != 5 + len {
-        return Err(bad(format!(
-            "gRPC frame says {len} bytes, body has {}",
-            data.len() - 5
-        )));
-    }
-    let payload = &data[5..];
-    let decompressed;
-    let message: &[u8] = if compressed {
-        if encoding == Compression::None {
-            return Err(bad("compressed frame without grpc-encoding".into()));
+    let (outcome, _) = process(shared, &parts.headers, encoding, &data, data.len()).await;
+    Ok(match outcome {
+        Outcome::Accept { rejected, message } => {
+            http_response(200, response_message(rejected, message), None)
         }
-        decompressed = decompress(encoding, payload, MAX_MESSAGE)
-            .map_err(|e| bad(format!("decompressing: {e}")))?;
-        &decompressed
-    } else {
-        payload
-    };
-    let spans = match shared.opts.verify {
-        Verify::Full => decode_full(message, shared).map_err(bad)?,
-        Verify::Walk { sample_every } => {
-            let n =
-                walk::count_spans(message).map_err(|e| bad(format!("malformed request: {e}")))?;
-            let k = c.sampled.fetch_add(1, Relaxed);
-            if k % sample_every.max(1) == 0 {
-                let full = decode_full(message, shared).map_err(bad)?;
-                if full != n {
-                    return Err(bad(format!("walk counted {n} spans, prost decoded {full}")));
-                }
-            }
-            n
+        Outcome::Refuse(Refusal::Reset) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            ))
         }
-    };
-    c.spans.fetch_add(spans, Relaxed);
-    c.requests.fetch_add(1, Relaxed);
-    c.bytes_wire.fetch_add(wire, Relaxed);
-    c.bytes_raw.fetch_add(message.len() as u64, Relaxed);
-    Ok(())
+        Outcome::Refuse(Refusal::Http {
+            status,
+            message,
+            retry_after,
+        }) => http_error(status, 14, message, retry_after),
+        Outcome::Refuse(Refusal::Grpc { code, message, .. }) => {
+            let status = if code == 3 { 400 } else { 500 };
+            http_error(status, code as i32, message, None)
+        }
+    })
 }
 
 fn decode_full(message: &[u8], shared: &Shared) -> Result<u64, String> {

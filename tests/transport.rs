@@ -1,0 +1,364 @@
+//! The transport over real loopback sockets: every protocol with every
+//! compression delivers each span exactly once, and the OTLP retry rules
+//! hold against faults injected by the embedded receiver.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use otlpflow::sink::{Fault, Sink, SinkOptions, Verify};
+use otlpflow::{
+    workload, Compression, HttpVersion, Pipeline, Policy, Protocol, RetryConfig, Stats,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    Grpc,
+    Http1,
+    Http2,
+}
+
+fn sink() -> Sink {
+    Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..SinkOptions::default()
+    })
+    .expect("sink starts")
+}
+
+fn pipeline(sink: &Sink, wire: Wire, compression: Compression) -> Pipeline {
+    let b = Pipeline::builder()
+        .service_name("transport-test")
+        .shards(2)
+        .workers(2)
+        .max_batch_items(100)
+        .linger(Duration::from_millis(5))
+        .compression(compression)
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .retry(RetryConfig {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+            max_elapsed: Duration::from_secs(10),
+            multiplier: 2.0,
+        });
+    let b = match wire {
+        Wire::Grpc => b.endpoint(sink.endpoint()),
+        Wire::Http1 | Wire::Http2 => b
+            .protocol(Protocol::HttpProtobuf)
+            .endpoint(sink.http_endpoint().unwrap())
+            .http_version(if matches!(wire, Wire::Http2) {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            }),
+    };
+    b.start().unwrap()
+}
+
+fn record(p: &Pipeline, seed: u64, n: u64) {
+    let scope = p.scope("transport", "1");
+    for i in 0..n {
+        workload::record_benchmark_span(p, &scope, seed, i, 1_700_000_000_000_000_000).unwrap();
+    }
+}
+
+fn assert_identity(s: &Stats) {
+    assert_eq!(s.offered, s.accepted + s.dropped.total(), "{s:?}");
+    assert_eq!(
+        s.accepted,
+        s.exported + s.failed + s.rejected + s.in_flight,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn every_protocol_and_compression_delivers_each_span_once() {
+    for wire in [Wire::Grpc, Wire::Http1, Wire::Http2] {
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let sink = sink();
+            let p = pipeline(&sink, wire, compression);
+            std::thread::scope(|s| {
+                for t in 0..3 {
+                    let p = &p;
+                    s.spawn(move || record(p, t + 1, 700));
+                }
+            });
+            let s = p.shutdown(Duration::from_secs(20)).unwrap();
+            assert_identity(&s);
+            assert_eq!(
+                (s.exported, s.failed),
+                (2100, 0),
+                "{wire:?} {compression:?}"
+            );
+            let mut ids = HashSet::new();
+            for req in sink.take_requests() {
+                for rs in req.resource_spans {
+                    for ss in rs.scope_spans {
+                        for span in ss.spans {
+                            assert!(
+                                ids.insert(span.span_id),
+                                "duplicate span over {wire:?} {compression:?}"
+                            );
+                        }
+                    }
+                }
+            }
+            assert_eq!(ids.len(), 2100, "{wire:?} {compression:?}");
+            let h = sink.last_headers().unwrap();
+            assert_eq!(h.get("user-agent").unwrap(), otlpflow::USER_AGENT);
+            if let Wire::Http1 | Wire::Http2 = wire {
+                assert_eq!(h.get("content-type").unwrap(), "application/x-protobuf");
+                assert_eq!(
+                    h.get("content-encoding")
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                    compression.token().map(str::to_owned)
+                );
+            }
+        }
+    }
+}
+
+/// Records `n` spans with `fault` injected `times` times; returns the stats
+/// after a flush and how long the flush took.
+fn with_fault(wire: Wire, fault: Fault, times: usize, n: u64) -> (Stats, Duration, Sink) {
+    let sink = sink();
+    sink.inject(fault, times);
+    let p = Pipeline::builder()
+        .service_name("fault-test")
+        .shards(1)
+        .workers(1)
+        .max_batch_items(1000)
+        .linger(Duration::from_millis(5))
+        .retry(RetryConfig {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            max_elapsed: Duration::from_secs(10),
+            multiplier: 2.0,
+        })
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        });
+    let p = match wire {
+        Wire::Grpc => p.endpoint(sink.endpoint()),
+        _ => p
+            .protocol(Protocol::HttpProtobuf)
+            .endpoint(sink.http_endpoint().unwrap())
+            .http_version(if matches!(wire, Wire::Http2) {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            }),
+    }
+    .start()
+    .unwrap();
+    record(&p, 9, n);
+    let t = Instant::now();
+    let s = p.flush(Duration::from_secs(15)).unwrap();
+    let took = t.elapsed();
+    let s2 = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert_identity(&s2);
+    assert_eq!(s2.in_flight, 0);
+    (s, took, sink)
+}
+
+#[test]
+fn retryable_grpc_codes_are_retried_and_delivered() {
+    for code in [1, 4, 10, 11, 14, 15] {
+        let (s, _, sink) = with_fault(
+            Wire::Grpc,
+            Fault::GrpcStatus {
+                code,
+                retry_info: None,
+            },
+            2,
+            50,
+        );
+        assert_eq!((s.exported, s.failed), (50, 0), "code {code}: {s:?}");
+        assert!(s.retries >= 2, "code {code}: {s:?}");
+        assert_eq!(sink.counts().spans, 50);
+    }
+}
+
+#[test]
+fn permanent_grpc_codes_fail_without_retry() {
+    for code in [2, 3, 7, 8, 12, 13, 16] {
+        let (s, _, sink) = with_fault(
+            Wire::Grpc,
+            Fault::GrpcStatus {
+                code,
+                retry_info: None,
+            },
+            1,
+            50,
+        );
+        assert_eq!(
+            (s.exported, s.failed, s.retries),
+            (0, 50, 0),
+            "code {code}: {s:?}"
+        );
+        assert_eq!(sink.counts().spans, 0);
+    }
+}
+
+#[test]
+fn resource_exhausted_with_retry_info_waits_as_told() {
+    let delay = Duration::from_millis(300);
+    let (s, took, _) = with_fault(
+        Wire::Grpc,
+        Fault::GrpcStatus {
+            code: 8,
+            retry_info: Some(delay),
+        },
+        1,
+        20,
+    );
+    assert_eq!((s.exported, s.failed, s.retries), (20, 0, 1), "{s:?}");
+    // The retry waited for the server's delay, not our 5 ms backoff.
+    assert!(
+        took >= delay,
+        "retried after {took:?}, RetryInfo said {delay:?}"
+    );
+}
+
+#[test]
+fn retryable_http_statuses_honour_retry_after() {
+    for wire in [Wire::Http1, Wire::Http2, Wire::Grpc] {
+        for status in [429, 502, 503, 504] {
+            let (s, _, sink) = with_fault(
+                wire,
+                Fault::HttpStatus {
+                    status,
+                    retry_after: None,
+                },
+                2,
+                30,
+            );
+            assert_eq!((s.exported, s.failed), (30, 0), "{wire:?} {status}: {s:?}");
+            assert_eq!(sink.counts().spans, 30);
+        }
+    }
+    // Retry-After in seconds is honoured.
+    let (s, took, _) = with_fault(
+        Wire::Http1,
+        Fault::HttpStatus {
+            status: 429,
+            retry_after: Some("1".into()),
+        },
+        1,
+        10,
+    );
+    assert_eq!((s.exported, s.retries), (10, 1));
+    assert!(
+        took >= Duration::from_secs(1),
+        "Retry-After: 1 but retried after {took:?}"
+    );
+    // ... and as an HTTP date (whole seconds: at least the remainder).
+    let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+    let (s, took, _) = with_fault(
+        Wire::Http2,
+        Fault::HttpStatus {
+            status: 503,
+            retry_after: Some(when),
+        },
+        1,
+        10,
+    );
+    assert_eq!((s.exported, s.retries), (10, 1));
+    assert!(took >= Duration::from_millis(900), "retried after {took:?}");
+}
+
+#[test]
+fn permanent_http_statuses_fail_without_retry() {
+    for status in [400, 401, 403, 404, 413, 500] {
+        let (s, _, _) = with_fault(
+            Wire::Http1,
+            Fault::HttpStatus {
+                status,
+                retry_after: None,
+            },
+            1,
+            25,
+        );
+        assert_eq!(
+            (s.exported, s.failed, s.retries),
+            (0, 25, 0),
+            "{status}: {s:?}"
+        );
+    }
+}
+
+#[test]
+fn partial_success_is_counted_and_not_retried() {
+    for wire in [Wire::Grpc, Wire::Http1] {
+        let (s, _, sink) = with_fault(
+            wire,
+            Fault::PartialSuccess {
+                rejected: 7,
+                message: "7 spans too old".into(),
+            },
+            1,
+            40,
+        );
+        assert_eq!(
+            (s.exported, s.rejected, s.failed, s.retries),
+            (33, 7, 0, 0),
+            "{wire:?}: {s:?}"
+        );
+        assert_eq!(sink.counts().spans, 33);
+    }
+}
+
+#[test]
+fn resets_and_goaway_lose_nothing() {
+    for wire in [Wire::Grpc, Wire::Http1, Wire::Http2] {
+        let (s, _, sink) = with_fault(wire, Fault::Reset, 2, 60);
+        assert_eq!(
+            (s.exported, s.failed),
+            (60, 0),
+            "reset over {wire:?}: {s:?}"
+        );
+        assert_eq!(sink.counts().spans, 60);
+    }
+    // GOAWAY after the first request: the next requests reconnect.
+    let sink = sink();
+    sink.inject(Fault::GoAway, 1);
+    let p = pipeline(&sink, Wire::Grpc, Compression::None);
+    for round in 0..3 {
+        record(&p, round, 200);
+        let s = p.flush(Duration::from_secs(10)).unwrap();
+        assert_eq!(s.failed, 0, "{s:?}");
+    }
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!((s.exported, s.failed), (600, 0));
+    assert_eq!(sink.counts().spans, 600);
+    assert!(
+        sink.counts().connections >= 2,
+        "GOAWAY made the client reconnect"
+    );
+}
+
+#[test]
+fn a_refused_encoding_is_a_clear_configuration_error() {
+    let sink = sink();
+    sink.inject(
+        Fault::HttpStatus {
+            status: 415,
+            retry_after: None,
+        },
+        1,
+    );
+    let p = pipeline(&sink, Wire::Http1, Compression::Zstd);
+    record(&p, 1, 5);
+    let s = p.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!((s.failed, s.retries), (5, 0));
+    let e = p.last_error().unwrap();
+    assert!(
+        e.contains("configuration error") && e.contains("zstd"),
+        "{e}"
+    );
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -139,6 +139,8 @@ pub struct Config {
     pub(crate) retry: RetryConfig,
     pub(crate) compression_level: i32,
     pub(crate) headers: Headers,
+    /// TLS client configuration, for `https://` endpoints.
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Request headers added to every export (an API key, say). Their values
@@ -169,9 +171,13 @@ impl Endpoint {
     /// version of the exporter.
     pub fn parse(url: &str) -> Result<Endpoint, Error> {
         let bad = |why: &str| Error::config(format!("endpoint {url:?}: {why}"));
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("must start with http://"))?;
+        let (scheme, rest, default_port) = if let Some(r) = url.strip_prefix("http://") {
+            ("http", r, 80)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            ("https", r, 443)
+        } else {
+            return Err(bad("must start with http:// or https://"));
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -187,7 +193,7 @@ impl Endpoint {
                     port,
                 )
             }
-            _ => (authority.to_owned(), 80),
+            _ => (authority.to_owned(), default_port),
         };
         if host.is_empty() {
             return Err(bad("has no host"));
@@ -196,7 +202,7 @@ impl Endpoint {
             host,
             port,
             authority: authority.to_owned(),
-            scheme: "http",
+            scheme,
             path: path.to_owned(),
         })
     }
@@ -235,6 +241,7 @@ pub struct PipelineBuilder {
     retry: RetryConfig,
     compression_level: i32,
     headers: Vec<(String, String)>,
+    tls: crate::export::tls::TlsSettings,
 }
 
 impl Default for PipelineBuilder {
@@ -260,6 +267,7 @@ impl Default for PipelineBuilder {
             retry: RetryConfig::default(),
             compression_level: 1,
             headers: Vec::new(),
+            tls: Default::default(),
         }
     }
 }
@@ -320,6 +328,18 @@ impl PipelineBuilder {
             self.protocol =
                 Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
         }
+        if let Some((_, v)) = pick("CERTIFICATE") {
+            self.tls.ca_file = Some(v.trim().into());
+        }
+        match (pick("CLIENT_CERTIFICATE"), pick("CLIENT_KEY")) {
+            (Some((_, c)), Some((_, k))) => self.tls.client_cert = Some((c.trim().into(), k.trim().into())),
+            (None, None) => {}
+            (Some((name, _)), None) | (None, Some((name, _))) => {
+                return Err(Error::config(format!(
+                    "{name}: a client certificate needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY"
+                )))
+            }
+        }
         if let Some((name, v)) = pick("COMPRESSION") {
             self.compression =
                 Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
@@ -363,6 +383,31 @@ impl PipelineBuilder {
     /// path). Wins over `endpoint`.
     pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {
         self.traces_endpoint = Some(url.into());
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file instead of the system's
+    /// (for `https://` endpoints).
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate chain and key (PEM files) for
+    /// mutual TLS.
+    pub fn tls_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Skips server certificate verification. Logs a warning; for tests and
+    /// emergencies only.
+    pub fn tls_insecure_skip_verify(mut self, skip: bool) -> Self {
+        self.tls.insecure_skip_verify = skip;
         self
     }
 
@@ -530,6 +575,15 @@ impl PipelineBuilder {
                 "retry: initial_backoff must be > 0 and <= max_backoff, multiplier in 1..=100",
             ));
         }
+        let tls = if endpoint.scheme == "https" {
+            let alpn: &[&[u8]] = match (self.protocol, self.http_version) {
+                (Protocol::HttpProtobuf, HttpVersion::Http1) => &[b"http/1.1"],
+                _ => &[b"h2"],
+            };
+            Some(crate::export::tls::client_config(&self.tls, alpn)?)
+        } else {
+            None
+        };
         let mut headers = Vec::new();
         for (k, v) in &self.headers {
             let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
@@ -577,6 +631,7 @@ impl PipelineBuilder {
             retry: self.retry,
             compression_level: self.compression_level,
             headers: Headers(headers),
+            tls,
         })
     }
 

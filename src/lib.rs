@@ -49,6 +49,7 @@ pub use config::{
 };
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};
+pub use export::tls::TlsSettings;
 pub use record::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};
 pub use stats::{Dropped, Health, Latency, Stats};
 

@@ -391,6 +391,7 @@ fn sink(
         http_addr: http,
         verify: Verify::Walk { sample_every: 64 },
         keep_requests: false,
+        tls: None,
     })?;
     eprintln!("otlpflow sink: OTLP/gRPC on {}", sink.addr());
     if let Some(h) = sink.http_endpoint() {

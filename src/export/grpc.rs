@@ -10,6 +10,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::h2conn::H2Conn;
+use super::tls::Connector;
 use super::{code, parse_export_response, retry_info_delay, Ack, ExportError, RpcStatus};
 use crate::config::Config;
 
@@ -36,11 +37,11 @@ pub(crate) struct GrpcExporter {
 impl GrpcExporter {
     pub fn new(cfg: &Config) -> GrpcExporter {
         let uri = format!(
-            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            cfg.endpoint.authority
+            "{}://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            cfg.endpoint.scheme, cfg.endpoint.authority
         );
         GrpcExporter {
-            h2: H2Conn::new(cfg.endpoint.address()),
+            h2: H2Conn::new(Connector::new(&cfg.endpoint, cfg.tls.clone())),
             uri: uri
                 .parse()
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/")),

@@ -3,11 +3,10 @@
 //! request after the connection breaks or the server sends GOAWAY (requests
 //! refused by a GOAWAY fail with a transport error, which is retried).
 
+use super::tls::Connector;
+use super::{ExportError, MAX_RESPONSE};
 use bytes::Bytes;
 use h2::client::SendRequest;
-use tokio::net::TcpStream;
-
-use super::{ExportError, MAX_RESPONSE};
 
 /// HTTP/2 flow-control windows. h2's default of 64 KiB caps loopback
 /// throughput near 1 GB/s; a batch is about 150 KB.
@@ -22,14 +21,14 @@ pub(crate) struct H2Response {
 }
 
 pub(crate) struct H2Conn {
-    address: String,
+    connector: Connector,
     conn: tokio::sync::Mutex<Option<SendRequest<Bytes>>>,
 }
 
 impl H2Conn {
-    pub fn new(address: String) -> H2Conn {
+    pub fn new(connector: Connector) -> H2Conn {
         H2Conn {
-            address,
+            connector,
             conn: tokio::sync::Mutex::new(None),
         }
     }
@@ -40,15 +39,12 @@ impl H2Conn {
         if let Some(sr) = slot.as_ref() {
             return Ok(sr.clone());
         }
-        let tcp = TcpStream::connect(&self.address)
-            .await
-            .map_err(|e| ExportError::Transport(format!("connect {}: {e}", self.address)))?;
-        let _ = tcp.set_nodelay(true);
+        let io = self.connector.connect().await?;
         let (sr, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(1 << 20)
-            .handshake::<_, Bytes>(tcp)
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| ExportError::Transport(format!("HTTP/2 handshake: {e}")))?;
         tokio::task::spawn_local(async move {
@@ -66,7 +62,7 @@ impl H2Conn {
         chunks: &[Bytes],
     ) -> Result<H2Response, ExportError> {
         let result = self.attempt(req, chunks).await;
-        if let Err(ExportError::Transport(_)) = &result {
+        if let Err(ExportError::Transport(_) | ExportError::Tls(_)) = &result {
             *self.conn.lock().await = None;
         }
         result

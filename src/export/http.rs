@@ -11,16 +11,15 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::h2conn::H2Conn;
+use super::tls::Connector;
+use super::{parse_export_response, parse_retry_after, Ack, ExportError, RpcStatus, MAX_RESPONSE};
+use crate::config::{Config, HttpVersion};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1;
 use prost::Message;
-use tokio::net::TcpStream;
-
-use super::h2conn::H2Conn;
-use super::{parse_export_response, parse_retry_after, Ack, ExportError, RpcStatus, MAX_RESPONSE};
-use crate::config::{Config, HttpVersion};
 
 /// A request body made of the batch's chunks, sent without joining them.
 pub(crate) struct ChunkBody {
@@ -64,7 +63,7 @@ impl Body for ChunkBody {
 /// The OTLP/HTTP exporter of one worker. Lives on the worker's thread.
 pub(crate) struct HttpExporter {
     uri: http::Uri,
-    address: String,
+    connector: Connector,
     version: HttpVersion,
     encoding: Option<&'static str>,
     headers: crate::config::Headers,
@@ -75,16 +74,20 @@ pub(crate) struct HttpExporter {
 
 impl HttpExporter {
     pub fn new(cfg: &Config) -> HttpExporter {
-        let uri = format!("http://{}{}", cfg.endpoint.authority, cfg.http_path);
+        let uri = format!(
+            "{}://{}{}",
+            cfg.endpoint.scheme, cfg.endpoint.authority, cfg.http_path
+        );
+        let connector = Connector::new(&cfg.endpoint, cfg.tls.clone());
         HttpExporter {
             uri: uri
                 .parse()
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/v1/traces")),
-            address: cfg.endpoint.address(),
+            connector: connector.clone(),
             version: cfg.http_version,
             encoding: cfg.compression.token(),
             headers: cfg.headers.clone(),
-            h2: H2Conn::new(cfg.endpoint.address()),
+            h2: H2Conn::new(connector),
             idle: RefCell::new(Vec::new()),
         }
     }
@@ -164,11 +167,8 @@ impl HttpExporter {
     }
 
     async fn connect_http1(&self) -> Result<http1::SendRequest<ChunkBody>, ExportError> {
-        let tcp = TcpStream::connect(&self.address)
-            .await
-            .map_err(|e| ExportError::Transport(format!("connect {}: {e}", self.address)))?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        let io = self.connector.connect().await?;
+        let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
             .map_err(|e| ExportError::Transport(format!("HTTP/1.1 handshake: {e}")))?;
         tokio::task::spawn_local(async move {

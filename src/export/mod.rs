@@ -9,6 +9,7 @@ pub(crate) mod compress;
 pub(crate) mod grpc;
 pub(crate) mod h2conn;
 pub(crate) mod http;
+pub(crate) mod tls;
 
 use std::time::Duration;
 
@@ -63,6 +64,9 @@ pub(crate) enum ExportError {
     Timeout,
     /// The response was malformed (not OTLP, too large, undecodable).
     Protocol(String),
+    /// TLS refused: the certificate is not valid for the endpoint, or the
+    /// handshake failed in a way a retry cannot fix.
+    Tls(String),
 }
 
 impl ExportError {
@@ -87,7 +91,7 @@ impl ExportError {
                 _ => false,
             },
             ExportError::Http { status, .. } => matches!(status, 429 | 502 | 503 | 504),
-            ExportError::Protocol(_) => false,
+            ExportError::Protocol(_) | ExportError::Tls(_) => false,
         }
     }
 
@@ -129,6 +133,7 @@ impl std::fmt::Display for ExportError {
             } => write!(f, "HTTP {status}: {message}"),
             ExportError::Timeout => f.write_str("request timed out"),
             ExportError::Protocol(m) => write!(f, "malformed response: {m}"),
+            ExportError::Tls(m) => write!(f, "TLS: {m}"),
         }
     }
 }

@@ -63,6 +63,19 @@ pub struct SinkOptions {
     pub verify: Verify,
     /// Keep every decoded request (tests only: memory grows with traffic).
     pub keep_requests: bool,
+    /// Serve both ports over TLS with this certificate chain and key (PEM).
+    pub tls: Option<SinkTls>,
+}
+
+/// The receiver's TLS identity (tests make one with rcgen).
+#[derive(Debug, Clone)]
+pub struct SinkTls {
+    /// The certificate chain, PEM.
+    pub cert_pem: String,
+    /// The private key, PEM.
+    pub key_pem: String,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    pub client_ca_pem: Option<String>,
 }
 
 impl Default for SinkOptions {
@@ -72,6 +85,7 @@ impl Default for SinkOptions {
             http_addr: None,
             verify: Verify::Full,
             keep_requests: false,
+            tls: None,
         }
     }
 }
@@ -147,6 +161,7 @@ struct Counters {
 
 struct Shared {
     opts: SinkOptions,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     counters: Counters,
     faults: Mutex<VecDeque<Fault>>,
     kept: Mutex<Vec<ExportTraceServiceRequest>>,
@@ -178,7 +193,18 @@ impl Sink {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let acceptor = match &opts.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                crate::export::tls::server_config(
+                    &t.cert_pem,
+                    &t.key_pem,
+                    t.client_ca_pem.as_deref(),
+                )?,
+            )),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            acceptor,
             opts,
             counters: Counters::default(),
             faults: Mutex::new(VecDeque::new()),
@@ -212,14 +238,22 @@ impl Sink {
         self.addr
     }
 
-    /// The `http://` endpoint of OTLP/gRPC.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+    fn scheme(&self) -> &'static str {
+        if self.shared.acceptor.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    /// The `http://` base endpoint of OTLP/HTTP, if it was started.
+    /// The `http://` (or `https://`) endpoint of OTLP/gRPC.
+    pub fn endpoint(&self) -> String {
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    /// The base endpoint of OTLP/HTTP, if it was started.
     pub fn http_endpoint(&self) -> Option<String> {
-        self.http_addr.map(|a| format!("http://{a}"))
+        self.http_addr.map(|a| format!("{}://{a}", self.scheme()))
     }
 
     /// The counts so far.
@@ -466,13 +500,32 @@ async fn serve_grpc(
                 let Ok((tcp, _)) = accepted else { continue };
                 let _ = tcp.set_nodelay(true);
                 shared.counters.connections.fetch_add(1, Relaxed);
-                tokio::task::spawn_local(grpc_connection(tcp, shared.clone()));
+                let shared = shared.clone();
+                tokio::task::spawn_local(async move {
+                    if let Some(io) = accept_io(tcp, &shared).await {
+                        grpc_connection(io, shared).await;
+                    }
+                });
             }
         }
     }
 }
 
-async fn grpc_connection(tcp: tokio::net::TcpStream, shared: Arc<Shared>) {
+/// The accepted connection, after the TLS handshake when serving TLS.
+async fn accept_io(
+    tcp: tokio::net::TcpStream,
+    shared: &Shared,
+) -> Option<Box<dyn crate::export::tls::IoStream>> {
+    match &shared.acceptor {
+        None => Some(Box::new(tcp)),
+        Some(a) => match a.accept(tcp).await {
+            Ok(s) => Some(Box::new(s)),
+            Err(_) => None,
+        },
+    }
+}
+
+async fn grpc_connection(tcp: Box<dyn crate::export::tls::IoStream>, shared: Arc<Shared>) {
     let handshake = h2::server::Builder::new()
         .initial_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
@@ -638,6 +691,7 @@ async fn serve_http(
                 shared.counters.connections.fetch_add(1, Relaxed);
                 let shared = shared.clone();
                 tokio::task::spawn_local(async move {
+                    let Some(io) = accept_io(tcp, &shared).await else { return };
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
                         async move { http_request(req, &shared).await }
@@ -648,7 +702,7 @@ async fn serve_http(
                         .initial_stream_window_size(8 << 20)
                         .initial_connection_window_size(32 << 20)
                         .max_frame_size(1 << 20);
-                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).await;
+                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).await;
                 });
             }
         }

@@ -132,6 +132,7 @@ pub struct Config {
     pub(crate) ring_bytes: usize,
     pub(crate) max_batch_items: usize,
     pub(crate) max_batch_bytes: usize,
+    pub(crate) max_request_bytes: usize,
     pub(crate) linger: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) request_timeout: Duration,
@@ -234,6 +235,7 @@ pub struct PipelineBuilder {
     ring_bytes: usize,
     max_batch_items: usize,
     max_batch_bytes: usize,
+    max_request_bytes: usize,
     linger: Duration,
     max_in_flight: usize,
     request_timeout: Duration,
@@ -260,6 +262,7 @@ impl Default for PipelineBuilder {
             ring_bytes: 4 << 20,
             max_batch_items: 512,
             max_batch_bytes: 1 << 20,
+            max_request_bytes: 64 << 20,
             linger: Duration::from_millis(10),
             max_in_flight: 4,
             request_timeout: Duration::from_secs(10),
@@ -470,6 +473,13 @@ impl PipelineBuilder {
         self.max_batch_items = n;
         self
     }
+    /// No export request is larger than this after compression (default
+    /// 64 MiB): batches close before they would exceed it, and a single
+    /// record that could not fit is refused as `TooLarge` (counted).
+    pub fn max_request_bytes(mut self, n: usize) -> Self {
+        self.max_request_bytes = n;
+        self
+    }
     /// A batch closes at this many encoded bytes (default 1 MiB).
     pub fn max_batch_bytes(mut self, n: usize) -> Self {
         self.max_batch_bytes = n;
@@ -543,6 +553,9 @@ impl PipelineBuilder {
         }
         if self.max_batch_items == 0 {
             return Err(Error::config("max_batch_items: must be at least 1"));
+        }
+        if self.max_request_bytes < 4096 {
+            return Err(Error::config("max_request_bytes: must be at least 4096"));
         }
         if self.max_batch_bytes < 1024 {
             return Err(Error::config("max_batch_bytes: must be at least 1024"));
@@ -624,6 +637,7 @@ impl PipelineBuilder {
             ring_bytes: self.ring_bytes,
             max_batch_items: self.max_batch_items,
             max_batch_bytes: self.max_batch_bytes,
+            max_request_bytes: self.max_request_bytes,
             linger: self.linger,
             max_in_flight: self.max_in_flight,
             request_timeout: self.request_timeout,

@@ -362,3 +362,49 @@ fn a_refused_encoding_is_a_clear_configuration_error() {
     );
     p.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn requests_never_exceed_the_size_limit_and_oversize_records_are_refused() {
+    let sink = sink();
+    let limit = 16 * 1024;
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .shards(1)
+        .workers(1)
+        .max_request_bytes(limit)
+        .max_batch_items(10_000)
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .unwrap();
+    record(&p, 3, 1000);
+    let big = "x".repeat(limit);
+    let attrs = [otlpflow::KeyValue::new("big", otlpflow::Value::Str(&big))];
+    let span = otlpflow::Span {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+        attributes: &attrs,
+        ..Default::default()
+    };
+    let scope = p.scope("transport", "1");
+    assert_eq!(
+        p.record_span(&scope, &span),
+        Err(otlpflow::RecordError::TooLarge)
+    );
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_identity(&s);
+    assert_eq!((s.exported, s.dropped.too_large), (1000, 1), "{s:?}");
+    let c = sink.counts();
+    assert_eq!(c.spans, 1000);
+    assert!(
+        c.max_request_bytes as usize <= limit,
+        "a request of {} bytes",
+        c.max_request_bytes
+    );
+    assert!(
+        c.requests >= 1000 * 290 / limit as u64,
+        "the batch was split into {} requests",
+        c.requests
+    );
+}

@@ -104,6 +104,11 @@ struct Inner {
     /// id is accepted only after its entry is in `scopes`.
     scope_count: AtomicU32,
     resource_field: Vec<u8>,
+    /// A batch's encoded records stay under this, so that the request,
+    /// framed and compressed, stays under `max_request_bytes`.
+    batch_limit: usize,
+    /// Records larger than this are refused at once (`TooLarge`).
+    max_record: usize,
     /// Set once by shutdown; producers check it after claiming.
     closed: AtomicBool,
     /// Set when workers should exit after their final flush.
@@ -235,6 +240,14 @@ impl Pipeline {
             return Err(RecordError::InvalidScope);
         }
         let len = span.encoded_len();
+        if len > inner.max_record {
+            shard
+                .counters
+                .drops
+                .too_large
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(RecordError::TooLarge);
+        }
         let mut deadline = None;
         loop {
             match shard.ring.claim(len, scope.id) {
@@ -464,9 +477,22 @@ impl Inner {
                 flush_done: AtomicU64::new(0),
             })
             .collect();
+        let resource_field = batch::resource_field(&config.resource);
+        // Room for the resource, the request's own fields and gRPC framing,
+        // and the worst-case growth of compressing incompressible data
+        // (zstd and deflate both stay under 1/128 plus a small header).
+        let overhead = resource_field.len() + 1024 + config.max_request_bytes / 128;
+        let batch_limit = config
+            .max_batch_bytes
+            .min(config.max_request_bytes.saturating_sub(overhead))
+            .max(256);
+        let max_record =
+            (config.ring_bytes / 2 - crate::ring::HEADER).min(batch_limit.saturating_sub(512));
         let inner = Arc::new(Inner {
             id,
-            resource_field: batch::resource_field(&config.resource),
+            batch_limit,
+            max_record,
+            resource_field,
             config,
             shards,
             workers,

@@ -136,7 +136,7 @@ impl Worker {
 
     fn batch_full(&self) -> bool {
         let cfg = &self.inner.config;
-        self.batch.items() >= cfg.max_batch_items || self.batch.bytes() >= cfg.max_batch_bytes
+        self.batch.items() >= cfg.max_batch_items || self.batch.bytes() >= self.inner.batch_limit
     }
 
     /// Moves committed records from this worker's rings into the batch, up to
@@ -153,12 +153,17 @@ impl Worker {
         let cfg = &inner.config;
         let mut total = 0;
         for (shard_idx, consumer) in consumers.iter_mut() {
-            let room = cfg.max_batch_bytes.saturating_sub(batch.bytes());
+            let limit = inner.batch_limit;
+            let room = limit.saturating_sub(batch.bytes());
             if room == 0 || batch.items() >= cfg.max_batch_items {
                 break;
             }
             let n = consumer.read(room, |tag, payload| {
-                if batch.items() >= cfg.max_batch_items {
+                // Close the batch before a record would take it past the
+                // request limit: the record waits in the ring for the next.
+                if batch.items() >= cfg.max_batch_items
+                    || (!batch.is_empty() && batch.bytes() + payload.len() + 16 > limit)
+                {
                     return false;
                 }
                 batch.push(tag, payload, |t| scope_bytes(inner, scope_cache, t));

@@ -145,6 +145,8 @@ pub struct SinkCounts {
     pub injected: u64,
     /// Connections accepted.
     pub connections: u64,
+    /// The largest request body received, in bytes on the wire.
+    pub max_request_bytes: u64,
 }
 
 #[derive(Default)]
@@ -156,6 +158,7 @@ struct Counters {
     errors: AtomicU64,
     injected: AtomicU64,
     connections: AtomicU64,
+    max_request: AtomicU64,
     sampled: AtomicU64,
 }
 
@@ -267,6 +270,7 @@ impl Sink {
             errors: c.errors.load(Relaxed),
             injected: c.injected.load(Relaxed),
             connections: c.connections.load(Relaxed),
+            max_request_bytes: c.max_request.load(Relaxed),
         }
     }
 
@@ -445,6 +449,7 @@ async fn process(
     c.spans.fetch_add(spans - rejected, Relaxed);
     c.requests.fetch_add(1, Relaxed);
     c.bytes_wire.fetch_add(wire as u64, Relaxed);
+    c.max_request.fetch_max(wire as u64, Relaxed);
     c.bytes_raw.fetch_add(message.len() as u64, Relaxed);
     (
         Outcome::Accept {

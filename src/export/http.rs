@@ -93,9 +93,20 @@ impl HttpExporter {
     }
 
     fn request<B>(&self, body: B) -> Result<http::Request<B>, ExportError> {
+        // HTTP/1.1 asks an origin server for the path alone (origin-form,
+        // RFC 9112 §3.2.1) with a Host header; HTTP/2 takes the full URI for
+        // its :scheme, :authority and :path.
+        let uri = match self.version {
+            HttpVersion::Http1 => self
+                .uri
+                .path_and_query()
+                .map(|pq| http::Uri::from(pq.clone()))
+                .unwrap_or_else(|| self.uri.clone()),
+            HttpVersion::Http2 => self.uri.clone(),
+        };
         let mut req = http::Request::builder()
             .method(http::Method::POST)
-            .uri(self.uri.clone())
+            .uri(uri)
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .header(http::header::USER_AGENT, crate::USER_AGENT);
         if let Some(enc) = self.encoding {

@@ -747,6 +747,17 @@ async fn http_request(
     shared: &Shared,
 ) -> Result<HttpResponse, std::io::Error> {
     let (parts, body) = req.into_parts();
+    if parts.version == http::Version::HTTP_11 && parts.uri.scheme().is_some() {
+        // An origin server is asked in origin-form (RFC 9112 §3.2.1); many
+        // (Python's http.server among them) refuse the absolute form.
+        shared.counters.errors.fetch_add(1, Relaxed);
+        return Ok(http_error(
+            400,
+            3,
+            "absolute-form request target sent to an origin server".into(),
+            None,
+        ));
+    }
     if parts.uri.path() != HTTP_TRACE_PATH {
         return Ok(http_error(
             404,

@@ -1,0 +1,139 @@
+//! The command-line tool end to end: `otlpflow sink` and `otlpflow gen`
+//! against each other over both protocols, and `demo --json`.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn gen_and_sink_work_against_each_other() {
+    let (grpc, http) = (free_port(), free_port());
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "sink",
+            "--grpc",
+            &format!("127.0.0.1:{grpc}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .args(["--duration", "60", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both ports accept.
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err()
+        || std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err()
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut sent = 0;
+    for args in [
+        vec![
+            "--endpoint".to_owned(),
+            format!("http://127.0.0.1:{grpc}"),
+            "--compression".into(),
+            "zstd".into(),
+        ],
+        vec![
+            "--endpoint".to_owned(),
+            format!("http://127.0.0.1:{http}"),
+            "--protocol".into(),
+            "http/protobuf".into(),
+        ],
+        vec![
+            "--endpoint".to_owned(),
+            format!("http://127.0.0.1:{http}"),
+            "--protocol".into(),
+            "http/protobuf".into(),
+            "--http2".into(),
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+            .arg("gen")
+            .args(&args)
+            .args(["--spans", "20000", "--header", "x-api-key=k", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["exported"], 20000, "{report}");
+        assert!(
+            report.get("received").is_none(),
+            "gen has no receiver of its own"
+        );
+        sent += 20000;
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(sink.id() as i32, libc::SIGTERM) };
+    let mut out = String::new();
+    sink.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(sink.wait().unwrap().success());
+    let counts: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(counts["spans"], sent, "{counts}");
+    assert_eq!(counts["errors"], 0, "{counts}");
+}
+
+#[test]
+fn demo_json_reports_what_the_receiver_counted() {
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "demo",
+            "--spans",
+            "30000",
+            "--threads",
+            "2",
+            "--json",
+            "--protocol",
+            "http/protobuf",
+            "--compression",
+            "gzip",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "offered",
+        "accepted",
+        "exported",
+        "dropped",
+        "failed",
+        "received",
+        "spans_per_sec",
+        "elapsed_s",
+        "raw_bytes",
+        "wire_bytes",
+        "requests",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key} in {r}");
+    }
+    assert_eq!(
+        (r["offered"].as_u64(), r["received"].as_u64()),
+        (Some(30000), Some(30000)),
+        "{r}"
+    );
+    assert_eq!(r["dropped"], 0);
+}

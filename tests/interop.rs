@@ -1,0 +1,108 @@
+//! Interop with a real receiver no one here wrote: grpcio (gRPC's C core)
+//! and Python's http.server, decoding with the opentelemetry-proto package
+//! (`tests/interop/receiver.py`). `.ci/run` installs them in a virtualenv
+//! and points OTLPFLOW_INTEROP_PYTHON at its python; without it this test
+//! says so and does nothing.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use otlpflow::{workload, Compression, Pipeline, Policy, Protocol};
+
+fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) -> otlpflow::Stats {
+    let p = Pipeline::builder()
+        .endpoint(endpoint)
+        .protocol(protocol)
+        .compression(compression)
+        .service_name("interop")
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .unwrap();
+    let scope = p.scope("interop", "1");
+    for i in 0..n {
+        workload::record_benchmark_span(&p, &scope, 11, i, 1_700_000_000_000_000_000).unwrap();
+    }
+    let s = p.shutdown(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        (s.exported, s.failed),
+        (n, 0),
+        "{protocol:?} {compression:?}: {:?}",
+        p.last_error()
+    );
+    s
+}
+
+#[test]
+fn grpcio_and_python_http_receivers_count_every_span() {
+    let Ok(python) = std::env::var("OTLPFLOW_INTEROP_PYTHON") else {
+        eprintln!("interop: OTLPFLOW_INTEROP_PYTHON not set; .ci/run sets it (skipped here)");
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/receiver.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the Python receiver");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ports: Vec<u16> = line
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("receiver said {line:?}"))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let grpc = format!("http://127.0.0.1:{}", ports[0]);
+    let http = format!("http://127.0.0.1:{}", ports[1]);
+    send(&grpc, Protocol::Grpc, Compression::None, 3000);
+    send(&grpc, Protocol::Grpc, Compression::Gzip, 2000);
+    send(&http, Protocol::HttpProtobuf, Compression::None, 1500);
+    send(&http, Protocol::HttpProtobuf, Compression::Gzip, 1000);
+    // The CLI's load generator against the same receivers.
+    for (endpoint, protocol) in [(&grpc, "grpc"), (&http, "http/protobuf")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+            .args([
+                "gen",
+                "--endpoint",
+                endpoint,
+                "--protocol",
+                protocol,
+                "--spans",
+                "700",
+                "--compression",
+                "gzip",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["exported"], 700, "{report}");
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let _ = child.wait();
+    let counts: serde_json::Value = serde_json::from_str(rest.trim()).expect("counts JSON");
+    assert_eq!(counts["grpc_spans"], 5700, "{counts}");
+    assert_eq!(counts["http_spans"], 3200, "{counts}");
+    assert_eq!(counts["http_errors"], 0, "{counts}");
+    assert!(
+        counts["grpc_user_agent"]
+            .as_str()
+            .unwrap()
+            .contains("otlpflow/"),
+        "{counts}"
+    );
+    assert_eq!(counts["http_user_agent"], otlpflow::USER_AGENT, "{counts}");
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""A real OTLP receiver no one in this project wrote the core of: gRPC's C
+core (grpcio) serving the TraceService from the opentelemetry-proto package,
+and Python's http.server for OTLP/HTTP, both decoding every request with the
+opentelemetry-proto types and counting spans.
+
+    receiver.py   -> prints "READY <grpc_port> <http_port>", then serves;
+                     on SIGTERM prints one JSON line of counts and exits.
+"""
+
+import gzip
+import json
+import signal
+import sys
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+lock = threading.Lock()
+counts = {"grpc_spans": 0, "grpc_requests": 0, "http_spans": 0, "http_requests": 0, "http_errors": 0,
+          "grpc_user_agent": "", "http_user_agent": ""}
+
+
+def spans_in(request):
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def Export(self, request, context):
+        n = spans_in(request)
+        agent = dict(context.invocation_metadata()).get("user-agent", "")
+        with lock:
+            counts["grpc_spans"] += n
+            counts["grpc_requests"] += 1
+            counts["grpc_user_agent"] = agent
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        try:
+            if self.path != "/v1/traces":
+                raise ValueError("no such path %s" % self.path)
+            if self.headers.get("Content-Type") != "application/x-protobuf":
+                raise ValueError("bad content type")
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            with lock:
+                counts["http_spans"] += spans_in(request)
+                counts["http_requests"] += 1
+                counts["http_user_agent"] = self.headers.get("User-Agent", "")
+            out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+        except Exception as e:  # answered as a 400, counted
+            with lock:
+                counts["http_errors"] += 1
+            out = str(e).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def main():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    grpc_port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    print("READY %d %d" % (grpc_port, http.server_address[1]), flush=True)
+    done.wait(timeout=600)
+    server.stop(grace=1)
+    http.shutdown()
+    with lock:
+        print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

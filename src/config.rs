@@ -133,6 +133,9 @@ pub struct Config {
     pub(crate) max_batch_items: usize,
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_request_bytes: usize,
+    pub(crate) connections_per_worker: usize,
+    pub(crate) keepalive: Duration,
+    pub(crate) idle_timeout: Duration,
     pub(crate) linger: Duration,
     pub(crate) max_in_flight: usize,
     pub(crate) request_timeout: Duration,
@@ -154,6 +157,16 @@ impl std::fmt::Debug for Headers {
         f.debug_list()
             .entries(self.0.iter().map(|(k, _)| format!("{k}: <redacted>")))
             .finish()
+    }
+}
+
+impl Config {
+    pub(crate) fn pool(&self) -> crate::export::h2conn::PoolSettings {
+        crate::export::h2conn::PoolSettings {
+            connections: self.connections_per_worker,
+            keepalive: self.keepalive,
+            idle_timeout: self.idle_timeout,
+        }
     }
 }
 
@@ -236,6 +249,9 @@ pub struct PipelineBuilder {
     max_batch_items: usize,
     max_batch_bytes: usize,
     max_request_bytes: usize,
+    connections_per_worker: usize,
+    keepalive: Duration,
+    idle_timeout: Duration,
     linger: Duration,
     max_in_flight: usize,
     request_timeout: Duration,
@@ -263,6 +279,9 @@ impl Default for PipelineBuilder {
             max_batch_items: 512,
             max_batch_bytes: 1 << 20,
             max_request_bytes: 64 << 20,
+            connections_per_worker: 1,
+            keepalive: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
             linger: Duration::from_millis(10),
             max_in_flight: 4,
             request_timeout: Duration::from_secs(10),
@@ -480,6 +499,23 @@ impl PipelineBuilder {
         self.max_request_bytes = n;
         self
     }
+    /// HTTP/2 connections each worker keeps to the endpoint, used in turn
+    /// (default 1; each carries many streams).
+    pub fn connections_per_worker(mut self, n: usize) -> Self {
+        self.connections_per_worker = n;
+        self
+    }
+    /// HTTP/2 PING interval; a connection whose PING goes unanswered is
+    /// replaced (default 30 s, zero: never).
+    pub fn keepalive(mut self, d: Duration) -> Self {
+        self.keepalive = d;
+        self
+    }
+    /// Close connections unused this long (default 90 s, zero: never).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
     /// A batch closes at this many encoded bytes (default 1 MiB).
     pub fn max_batch_bytes(mut self, n: usize) -> Self {
         self.max_batch_bytes = n;
@@ -553,6 +589,9 @@ impl PipelineBuilder {
         }
         if self.max_batch_items == 0 {
             return Err(Error::config("max_batch_items: must be at least 1"));
+        }
+        if self.connections_per_worker == 0 || self.connections_per_worker > 64 {
+            return Err(Error::config("connections_per_worker: must be in 1..=64"));
         }
         if self.max_request_bytes < 4096 {
             return Err(Error::config("max_request_bytes: must be at least 4096"));
@@ -638,6 +677,9 @@ impl PipelineBuilder {
             max_batch_items: self.max_batch_items,
             max_batch_bytes: self.max_batch_bytes,
             max_request_bytes: self.max_request_bytes,
+            connections_per_worker: self.connections_per_worker,
+            keepalive: self.keepalive,
+            idle_timeout: self.idle_timeout,
             linger: self.linger,
             max_in_flight: self.max_in_flight,
             request_timeout: self.request_timeout,

@@ -137,3 +137,64 @@ fn demo_json_reports_what_the_receiver_counted() {
     );
     assert_eq!(r["dropped"], 0);
 }
+
+#[test]
+fn gen_paces_to_the_rate_and_stops_at_the_duration() {
+    let port = free_port();
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "sink",
+            "--grpc",
+            &format!("127.0.0.1:{port}"),
+            "--duration",
+            "30",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "gen",
+            "--endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "--duration",
+            "1",
+            "--rate",
+            "4000",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let offered = r["offered"].as_u64().unwrap();
+    // Pacing never runs ahead of the rate (one 64-span check per thread of
+    // slack), and the duration ends the run.
+    assert!(
+        offered > 0 && offered <= 4000 + 2 * 64,
+        "offered {offered} in 1 s at 4000/s"
+    );
+    assert!(t.elapsed() < Duration::from_secs(20));
+    assert_eq!(r["exported"], offered);
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(sink.id() as i32, libc::SIGTERM) };
+    let mut s = String::new();
+    sink.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+    let _ = sink.wait();
+    let counts: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
+    assert_eq!(counts["spans"].as_u64(), Some(offered));
+}

@@ -408,3 +408,64 @@ fn requests_never_exceed_the_size_limit_and_oversize_records_are_refused() {
         c.requests
     );
 }
+
+fn pool_pipeline(sink: &Sink) -> otlpflow::PipelineBuilder {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .shards(1)
+        .workers(1)
+        .max_batch_items(100)
+        .linger(Duration::from_millis(2))
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+}
+
+#[test]
+fn a_worker_spreads_requests_over_its_k_connections() {
+    let sink = sink();
+    let p = pool_pipeline(&sink)
+        .connections_per_worker(3)
+        .start()
+        .unwrap();
+    record(&p, 1, 3000);
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.exported, 3000);
+    assert_eq!(sink.counts().connections, 3);
+}
+
+#[test]
+fn idle_connections_close_and_pinged_ones_stay() {
+    // Idle past the timeout: the next batch opens a new connection.
+    let sink = sink();
+    let p = pool_pipeline(&sink)
+        .keepalive(Duration::ZERO)
+        .idle_timeout(Duration::from_millis(150))
+        .start()
+        .unwrap();
+    record(&p, 1, 100);
+    p.flush(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    record(&p, 2, 100);
+    let s = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.exported, 200);
+    assert_eq!(
+        sink.counts().connections,
+        2,
+        "the idle connection was closed"
+    );
+    // Kept alive by PING (answered): the same connection serves both.
+    let sink = self::sink();
+    let p = pool_pipeline(&sink)
+        .keepalive(Duration::from_millis(50))
+        .idle_timeout(Duration::ZERO)
+        .start()
+        .unwrap();
+    record(&p, 1, 100);
+    p.flush(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    record(&p, 2, 100);
+    let s = p.shutdown(Duration::from_secs(5)).unwrap();
+    assert_eq!(s.exported, 200);
+    assert_eq!(sink.counts().connections, 1, "PINGs kept the connection");
+}

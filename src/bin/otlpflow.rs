@@ -76,6 +76,13 @@ struct Load {
     /// Spans to record.
     #[arg(long, default_value_t = 1_000_000)]
     spans: u64,
+    /// Stop after this many seconds instead (then --spans is a cap only if
+    /// given explicitly).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Offer at most this many spans per second in total (paced).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Producer threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -230,9 +237,20 @@ fn run_load(
 
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
-    let monitor = spawn_progress(pipeline.clone(), load.spans, done.clone(), load.json);
-    let per_thread = load.spans / threads as u64;
-    let extra = load.spans % threads as u64;
+    let spans = if load.duration.is_some() && load.spans == 1_000_000 {
+        u64::MAX
+    } else {
+        load.spans
+    };
+    let monitor = spawn_progress(pipeline.clone(), spans, done.clone(), load.json);
+    let per_thread = spans / threads as u64;
+    let extra = spans % threads as u64;
+    let deadline = load.duration.map(|d| started + Duration::from_secs_f64(d));
+    // Each thread's share of the rate, as the interval between its spans.
+    let interval = load
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(threads as f64 / r));
     let producers: Vec<_> = (0..threads)
         .map(|t| {
             let p = pipeline.clone();
@@ -240,9 +258,21 @@ fn run_load(
             std::thread::spawn(move || {
                 let seed = workload::splitmix(t as u64 + 1);
                 let mut now = workload::now_unix_nano();
+                let t0 = Instant::now();
                 for i in 0..n {
-                    if i % 1024 == 0 {
+                    if i % 64 == 0 {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
                         now = workload::now_unix_nano();
+                    }
+                    if let Some(iv) = interval {
+                        // Pace: span i is due at t0 + i * interval.
+                        let due = t0 + iv.mul_f64(i as f64);
+                        let now_i = Instant::now();
+                        if due > now_i {
+                            std::thread::sleep(due - now_i);
+                        }
                     }
                     // Refusals are counted by the pipeline and reported below.
                     let _ = workload::record_benchmark_span(&p, &scope, seed, i, now);

@@ -41,7 +41,7 @@ impl GrpcExporter {
             cfg.endpoint.scheme, cfg.endpoint.authority
         );
         GrpcExporter {
-            h2: H2Conn::new(Connector::new(&cfg.endpoint, cfg.tls.clone())),
+            h2: H2Conn::new(Connector::new(&cfg.endpoint, cfg.tls.clone()), cfg.pool()),
             uri: uri
                 .parse()
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/")),

@@ -1,12 +1,22 @@
-//! One HTTP/2 client connection with several streams in flight, shared by
-//! the OTLP/gRPC exporter and OTLP/HTTP over HTTP/2. Reconnects on the next
-//! request after the connection breaks or the server sends GOAWAY (requests
-//! refused by a GOAWAY fail with a transport error, which is retried).
+//! HTTP/2 client connections with several streams in flight, shared by the
+//! OTLP/gRPC exporter and OTLP/HTTP over HTTP/2: a small pool of K
+//! connections used in turn, each kept alive with PING (a connection whose
+//! PING goes unanswered is dropped), closed after an idle timeout, and
+//! re-established on the next request after it breaks or the server sends
+//! GOAWAY (requests refused by a GOAWAY fail with a transport error, which
+//! is retried on a new connection). The number of streams in flight on a
+//! connection is bounded by the server's SETTINGS_MAX_CONCURRENT_STREAMS
+//! through `SendRequest::ready`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::client::SendRequest;
 
 use super::tls::Connector;
 use super::{ExportError, MAX_RESPONSE};
-use bytes::Bytes;
-use h2::client::SendRequest;
 
 /// HTTP/2 flow-control windows. h2's default of 64 KiB caps loopback
 /// throughput near 1 GB/s; a batch is about 150 KB.
@@ -20,37 +30,81 @@ pub(crate) struct H2Response {
     pub trailers: Option<http::HeaderMap>,
 }
 
+/// Keepalive and idle settings of the pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    /// Connections per worker.
+    pub connections: usize,
+    /// Send a PING this often (zero: never).
+    pub keepalive: Duration,
+    /// Close a connection unused this long (zero: never).
+    pub idle_timeout: Duration,
+}
+
+/// One pooled connection: its handle, and when a request last used it.
+#[derive(Default)]
+struct Slot {
+    send: tokio::sync::Mutex<Option<SendRequest<Bytes>>>,
+    last_used: Cell<Option<Instant>>,
+    /// Bumped each time the slot gets a new connection, so that a keepalive
+    /// task of an older connection never clears a newer one.
+    generation: Cell<u64>,
+}
+
 pub(crate) struct H2Conn {
     connector: Connector,
-    conn: tokio::sync::Mutex<Option<SendRequest<Bytes>>>,
+    settings: PoolSettings,
+    slots: Vec<Rc<Slot>>,
+    next: Cell<usize>,
 }
 
 impl H2Conn {
-    pub fn new(connector: Connector) -> H2Conn {
+    pub fn new(connector: Connector, settings: PoolSettings) -> H2Conn {
         H2Conn {
             connector,
-            conn: tokio::sync::Mutex::new(None),
+            slots: (0..settings.connections.max(1))
+                .map(|_| Rc::new(Slot::default()))
+                .collect(),
+            settings,
+            next: Cell::new(0),
         }
     }
 
-    /// A handle on the connection, connecting first if there is none.
-    async fn connection(&self) -> Result<SendRequest<Bytes>, ExportError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(sr) = slot.as_ref() {
+    /// The slot the next request uses (round robin).
+    fn slot(&self) -> Rc<Slot> {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.slots.len());
+        self.slots[i].clone()
+    }
+
+    /// A handle on the slot's connection, connecting first if there is none.
+    async fn connection(&self, slot: &Rc<Slot>) -> Result<SendRequest<Bytes>, ExportError> {
+        let mut guard = slot.send.lock().await;
+        if let Some(sr) = guard.as_ref() {
             return Ok(sr.clone());
         }
         let io = self.connector.connect().await?;
-        let (sr, connection) = h2::client::Builder::new()
+        let (sr, mut connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(1 << 20)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| ExportError::Transport(format!("HTTP/2 handshake: {e}")))?;
+        let ping = connection.ping_pong();
         tokio::task::spawn_local(async move {
             let _ = connection.await;
         });
-        *slot = Some(sr.clone());
+        let generation = slot.generation.get() + 1;
+        slot.generation.set(generation);
+        slot.last_used.set(Some(Instant::now()));
+        tokio::task::spawn_local(keepalive(
+            Rc::downgrade(slot),
+            generation,
+            ping,
+            self.settings,
+        ));
+        *guard = Some(sr.clone());
         Ok(sr)
     }
 
@@ -61,19 +115,22 @@ impl H2Conn {
         req: http::Request<()>,
         chunks: &[Bytes],
     ) -> Result<H2Response, ExportError> {
-        let result = self.attempt(req, chunks).await;
+        let slot = self.slot();
+        let result = self.attempt(&slot, req, chunks).await;
+        slot.last_used.set(Some(Instant::now()));
         if let Err(ExportError::Transport(_) | ExportError::Tls(_)) = &result {
-            *self.conn.lock().await = None;
+            *slot.send.lock().await = None;
         }
         result
     }
 
     async fn attempt(
         &self,
+        slot: &Rc<Slot>,
         req: http::Request<()>,
         chunks: &[Bytes],
     ) -> Result<H2Response, ExportError> {
-        let sr = self.connection().await?;
+        let sr = self.connection(slot).await?;
         let mut sr = sr
             .ready()
             .await
@@ -112,5 +169,54 @@ impl H2Conn {
             body: data,
             trailers,
         })
+    }
+}
+
+/// Pings a connection every `keepalive`, and closes it (drops the slot's
+/// handle) when a PING goes unanswered or it sat idle past `idle_timeout`.
+/// Ends with the slot, or when the slot moves on to a newer connection.
+async fn keepalive(
+    slot: std::rc::Weak<Slot>,
+    generation: u64,
+    ping: Option<h2::PingPong>,
+    settings: PoolSettings,
+) {
+    let tick = match (
+        settings.keepalive.is_zero(),
+        settings.idle_timeout.is_zero(),
+    ) {
+        (true, true) => return,
+        (false, true) => settings.keepalive,
+        (true, false) => settings.idle_timeout / 4,
+        (false, false) => settings.keepalive.min(settings.idle_timeout / 4),
+    }
+    .max(Duration::from_millis(10));
+    let mut ping = ping;
+    let mut last_ping = Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(s) = slot.upgrade() else { return };
+        if s.generation.get() != generation {
+            return;
+        }
+        let idle = s.last_used.get().map_or(Duration::ZERO, |t| t.elapsed());
+        let mut close = !settings.idle_timeout.is_zero() && idle >= settings.idle_timeout;
+        if !close && !settings.keepalive.is_zero() && last_ping.elapsed() >= settings.keepalive {
+            last_ping = Instant::now();
+            if let Some(p) = ping.as_mut() {
+                let answered = tokio::time::timeout(
+                    settings.keepalive.max(Duration::from_secs(1)),
+                    p.ping(h2::Ping::opaque()),
+                )
+                .await;
+                close = !matches!(answered, Ok(Ok(_)));
+            }
+        }
+        if close {
+            if s.generation.get() == generation {
+                *s.send.lock().await = None;
+            }
+            return;
+        }
     }
 }

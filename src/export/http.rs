@@ -68,8 +68,10 @@ pub(crate) struct HttpExporter {
     encoding: Option<&'static str>,
     headers: crate::config::Headers,
     h2: H2Conn,
-    /// Idle HTTP/1.1 connections, reused for the next request.
-    idle: RefCell<Vec<http1::SendRequest<ChunkBody>>>,
+    /// Idle HTTP/1.1 connections and when each was last used, reused for
+    /// the next request unless idle past `idle_timeout`.
+    idle: RefCell<Vec<(http1::SendRequest<ChunkBody>, std::time::Instant)>>,
+    idle_timeout: std::time::Duration,
 }
 
 impl HttpExporter {
@@ -87,7 +89,8 @@ impl HttpExporter {
             version: cfg.http_version,
             encoding: cfg.compression.token(),
             headers: cfg.headers.clone(),
-            h2: H2Conn::new(connector),
+            h2: H2Conn::new(connector, cfg.pool()),
+            idle_timeout: cfg.idle_timeout,
             idle: RefCell::new(Vec::new()),
         }
     }
@@ -145,10 +148,16 @@ impl HttpExporter {
         &self,
         chunks: &[Bytes],
     ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ExportError> {
-        let idle = self.idle.borrow_mut().pop();
-        let mut sender = match idle {
-            Some(s) if !s.is_closed() => s,
-            _ => self.connect_http1().await?,
+        let reusable = {
+            let mut idle = self.idle.borrow_mut();
+            let timeout = self.idle_timeout;
+            // Connections idle too long, or closed by the server, are dropped.
+            idle.retain(|(s, at)| !s.is_closed() && (timeout.is_zero() || at.elapsed() < timeout));
+            idle.pop().map(|(s, _)| s)
+        };
+        let mut sender = match reusable {
+            Some(s) => s,
+            None => self.connect_http1().await?,
         };
         sender
             .ready()
@@ -172,7 +181,9 @@ impl HttpExporter {
             .to_bytes();
         // Keep-alive: the connection serves the next request.
         if !sender.is_closed() {
-            self.idle.borrow_mut().push(sender);
+            self.idle
+                .borrow_mut()
+                .push((sender, std::time::Instant::now()));
         }
         Ok((parts.status, parts.headers, body))
     }

@@ -256,6 +256,11 @@ typedef struct otlpflow_stats {
   uint64_t failed_shutdown;
   // Of `failed`: in flight in the parent at a fork (the parent sends them).
   uint64_t failed_fork;
+  // Of `failed`: retries ran out on a retryable error.
+  uint64_t failed_exhausted;
+  // Of `failed`: a permanent error (refused by the receiver, untrusted
+  // certificate, malformed response).
+  uint64_t failed_permanent;
   // Rejected by the server (partial success).
   uint64_t rejected;
   // Accepted and not yet exported, failed or rejected.

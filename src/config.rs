@@ -333,18 +333,45 @@ impl PipelineBuilder {
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| (general, v))
         };
+        // OTEL_EXPORTER_OTLP_INSECURE decides the scheme of an endpoint
+        // given without one (the spec's rule for gRPC endpoints).
+        let insecure = match pick("INSECURE") {
+            None => false,
+            Some((name, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(Error::config(format!(
+                        "{name}: {other:?} is not true or false"
+                    )))
+                }
+            },
+        };
+        let with_scheme = |v: &str| -> String {
+            let v = v.trim();
+            if v.contains("://") {
+                v.to_owned()
+            } else if insecure {
+                format!("http://{v}")
+            } else {
+                format!("https://{v}")
+            }
+        };
         // A general endpoint is a base (OTLP/HTTP appends /v1/traces); a
         // per-signal one is used as it is.
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|v| !v.trim().is_empty()) {
-            Endpoint::parse(v.trim())
-                .map_err(|e| Error::config(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?;
-            self.endpoint = Some(v.trim().to_owned());
-        }
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|v| !v.trim().is_empty())
-        {
-            Endpoint::parse(v.trim())
-                .map_err(|e| Error::config(format!("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: {e}")))?;
-            self.traces_endpoint = Some(v.trim().to_owned());
+        for (name, signal) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", false),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", true),
+        ] {
+            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+                let v = with_scheme(&v);
+                Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+                if signal {
+                    self.traces_endpoint = Some(v);
+                } else {
+                    self.endpoint = Some(v);
+                }
+            }
         }
         if let Some((name, v)) = pick("PROTOCOL") {
             self.protocol =
@@ -835,6 +862,29 @@ mod tests {
         );
         let bad = |k: &str| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "novalue".to_owned());
         assert!(PipelineBuilder::default().apply_env_from(bad).is_err());
+        // No scheme: INSECURE=true means cleartext, otherwise TLS.
+        let env = |insecure: &'static str| {
+            move |k: &str| match k {
+                "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("collector:4317".to_owned()),
+                "OTEL_EXPORTER_OTLP_INSECURE" => Some(insecure.to_owned()),
+                _ => None,
+            }
+        };
+        let c = PipelineBuilder::default()
+            .apply_env_from(env("true"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.endpoint.scheme, "http");
+        let c = PipelineBuilder::default()
+            .apply_env_from(env("false"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.endpoint.scheme, "https");
+        assert!(PipelineBuilder::default()
+            .apply_env_from(env("maybe"))
+            .is_err());
     }
 
     #[test]

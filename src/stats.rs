@@ -42,6 +42,9 @@ pub(crate) struct WorkerCounters {
     /// Records a fork child inherited in flight from its parent (the parent
     /// sends them; the child counts them as failed so its identity holds).
     pub failed_fork: AtomicU64,
+    /// Of `failed`: records whose retries ran out (time budget or shutdown)
+    /// on a retryable error; the rest of `failed` were permanent errors.
+    pub failed_exhausted: AtomicU64,
     /// Records the server rejected through partial success.
     pub rejected: AtomicU64,
     /// Records taken out of the rings by this worker.
@@ -242,6 +245,12 @@ pub struct Stats {
     /// Of `failed`, those a fork child inherited in flight (its parent
     /// sends them).
     pub failed_fork: u64,
+    /// Of `failed`, those whose retries ran out on a retryable error.
+    pub failed_exhausted: u64,
+    /// Of `failed`, those refused for good by the receiver or a permanent
+    /// error (bad request, untrusted certificate, ...): `failed` less the
+    /// shutdown, fork and exhausted ones.
+    pub failed_permanent: u64,
     /// Records the server rejected (partial success).
     pub rejected: u64,
     /// Records accepted and not yet exported, failed or rejected.
@@ -285,6 +294,7 @@ pub(crate) fn snapshot<'a>(
             w.failed.load(Relaxed) + w.failed_shutdown.load(Relaxed) + w.failed_fork.load(Relaxed);
         s.failed_shutdown += w.failed_shutdown.load(Relaxed);
         s.failed_fork += w.failed_fork.load(Relaxed);
+        s.failed_exhausted += w.failed_exhausted.load(Relaxed);
         s.rejected += w.rejected.load(Relaxed);
         s.requests += w.requests.load(Relaxed);
         s.retries += w.retries.load(Relaxed);
@@ -295,6 +305,9 @@ pub(crate) fn snapshot<'a>(
         w.export_latency.add_into(&mut buckets, &mut max);
     }
     s.offered = s.accepted + s.dropped.total();
+    s.failed_permanent = s
+        .failed
+        .saturating_sub(s.failed_shutdown + s.failed_fork + s.failed_exhausted);
     // Counters are read one by one while records move, so a snapshot taken
     // under load can see an export before its acceptance; clamp at zero.
     s.in_flight = s

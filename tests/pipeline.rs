@@ -222,6 +222,9 @@ fn a_dead_endpoint_makes_flush_and_shutdown_return_on_time_with_counts() {
     );
     assert_eq!(s.exported, 0);
     assert_eq!(s.failed, 30, "{s:?}");
+    // Still retrying when shutdown's deadline came: counted as shutdown
+    // losses or exhausted retries, not as permanent refusals.
+    assert_eq!(s.failed_permanent, 0, "{s:?}");
     assert_eq!(s.in_flight, 0);
     assert!(s.request_errors > 0);
     assert_eq!(p.health(), otlpflow::Health::Down);

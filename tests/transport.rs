@@ -200,6 +200,7 @@ fn permanent_grpc_codes_fail_without_retry() {
             (0, 50, 0),
             "code {code}: {s:?}"
         );
+        assert_eq!(s.failed_permanent, 50);
         assert_eq!(sink.counts().spans, 0);
     }
 }

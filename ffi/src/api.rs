@@ -70,6 +70,11 @@ pub struct otlpflow_stats {
     pub failed_shutdown: u64,
     /// Of `failed`: in flight in the parent at a fork (the parent sends them).
     pub failed_fork: u64,
+    /// Of `failed`: retries ran out on a retryable error.
+    pub failed_exhausted: u64,
+    /// Of `failed`: a permanent error (refused by the receiver, untrusted
+    /// certificate, malformed response).
+    pub failed_permanent: u64,
     /// Rejected by the server (partial success).
     pub rejected: u64,
     /// Accepted and not yet exported, failed or rejected.
@@ -105,6 +110,8 @@ impl From<Stats> for otlpflow_stats {
             failed: s.failed,
             failed_shutdown: s.failed_shutdown,
             failed_fork: s.failed_fork,
+            failed_exhausted: s.failed_exhausted,
+            failed_permanent: s.failed_permanent,
             rejected: s.rejected,
             in_flight: s.in_flight,
             requests: s.requests,

@@ -572,13 +572,15 @@ impl Inner {
         let w = &self.workers[0].counters;
         w.exported.store(c.exported, Ordering::Relaxed);
         w.failed.store(
-            c.failed - c.failed_shutdown - c.failed_fork,
+            c.failed - c.failed_shutdown - c.failed_fork - c.failed_exhausted,
             Ordering::Relaxed,
         );
         w.failed_shutdown
             .store(c.failed_shutdown, Ordering::Relaxed);
         w.failed_fork
             .store(c.failed_fork + c.in_flight, Ordering::Relaxed);
+        w.failed_exhausted
+            .store(c.failed_exhausted, Ordering::Relaxed);
         w.rejected.store(c.rejected, Ordering::Relaxed);
         w.requests.store(c.requests, Ordering::Relaxed);
         w.retries.store(c.retries, Ordering::Relaxed);

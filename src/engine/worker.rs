@@ -441,6 +441,11 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
                     continue;
                 }
                 counters.failed.fetch_add(items, Ordering::Relaxed);
+                if e.retryable() {
+                    counters
+                        .failed_exhausted
+                        .fetch_add(items, Ordering::Relaxed);
+                }
                 return;
             }
         }

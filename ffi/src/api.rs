@@ -668,6 +668,31 @@ unsafe fn put_stats(out: *mut otlpflow_stats, s: Stats) {
     }
 }
 
+/// Runs a control call that may time out, writes the stats afterwards (also
+/// on timeout) and maps its error to a result code.
+fn control(
+    pipeline: *const otlpflow_pipeline,
+    out_stats: *mut otlpflow_stats,
+    call: impl FnOnce(&Pipeline) -> Result<Stats, otlpflow::Error>,
+) -> otlpflow_result {
+    ffi_boundary!(R::Panic, {
+        // SAFETY: NULL or a live pipeline.
+        let p = match unsafe { ref_of(pipeline) } {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        let r = call(&p.pipeline);
+        // SAFETY: NULL or writable.
+        unsafe { put_stats(out_stats, p.pipeline.stats()) };
+        match r {
+            Ok(_) => R::Ok,
+            Err(e) if e.is_timeout() => R::Timeout,
+            Err(e) if e.is_shutdown() => R::Shutdown,
+            Err(_) => R::Panic,
+        }
+    })
+}
+
 /// Waits until everything recorded before the call is exported or failed
 /// for good, or `timeout_ms` passes (`OTLPFLOW_RESULT_TIMEOUT`). Writes the
 /// stats to `*out_stats` if it is not NULL (also on timeout).
@@ -678,21 +703,8 @@ pub extern "C" fn otlpflow_pipeline_flush(
     timeout_ms: u64,
     out_stats: *mut otlpflow_stats,
 ) -> otlpflow_result {
-    ffi_boundary!(R::Panic, {
-        // SAFETY: NULL or a live pipeline.
-        let p = match unsafe { ref_of(pipeline) } {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        let r = p.pipeline.flush(Duration::from_millis(timeout_ms));
-        // SAFETY: NULL or writable.
-        unsafe { put_stats(out_stats, p.pipeline.stats()) };
-        match r {
-            Ok(_) => R::Ok,
-            Err(e) if e.is_timeout() => R::Timeout,
-            Err(e) if e.is_shutdown() => R::Shutdown,
-            Err(_) => R::Panic,
-        }
+    control(pipeline, out_stats, |p| {
+        p.flush(Duration::from_millis(timeout_ms))
     })
 }
 
@@ -708,20 +720,8 @@ pub extern "C" fn otlpflow_pipeline_shutdown(
     timeout_ms: u64,
     out_stats: *mut otlpflow_stats,
 ) -> otlpflow_result {
-    ffi_boundary!(R::Panic, {
-        // SAFETY: NULL or a live pipeline.
-        let p = match unsafe { ref_of(pipeline) } {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        let r = p.pipeline.shutdown(Duration::from_millis(timeout_ms));
-        // SAFETY: NULL or writable.
-        unsafe { put_stats(out_stats, p.pipeline.stats()) };
-        match r {
-            Ok(_) => R::Ok,
-            Err(e) if e.is_shutdown() => R::Shutdown,
-            Err(_) => R::Panic,
-        }
+    control(pipeline, out_stats, |p| {
+        p.shutdown(Duration::from_millis(timeout_ms))
     })
 }
 

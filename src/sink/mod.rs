@@ -222,9 +222,14 @@ impl Sink {
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
                     if let Some(l) = http_listener {
-                        tokio::task::spawn_local(serve_http(l, s2.clone(), rx.clone()));
+                        tokio::task::spawn_local(accept_loop(
+                            l,
+                            s2.clone(),
+                            rx.clone(),
+                            http_connection,
+                        ));
                     }
-                    serve_grpc(listener, s2, rx).await;
+                    accept_loop(listener, s2, rx, grpc_connection).await;
                 });
             })?;
         Ok(Sink {
@@ -493,11 +498,17 @@ fn status_details(code: u32, message: &str, retry_info: Option<Duration>) -> Opt
 
 // ---------------------------------------------------------------- OTLP/gRPC
 
-async fn serve_grpc(
+/// Accepts connections until stopped, handing each (after the TLS
+/// handshake, if any) to `serve` on its own task.
+async fn accept_loop<F, Fut>(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+    serve: F,
+) where
+    F: Fn(Box<dyn crate::export::tls::IoStream>, Arc<Shared>) -> Fut + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -508,7 +519,7 @@ async fn serve_grpc(
                 let shared = shared.clone();
                 tokio::task::spawn_local(async move {
                     if let Some(io) = accept_io(tcp, &shared).await {
-                        grpc_connection(io, shared).await;
+                        serve(io, shared).await;
                     }
                 });
             }
@@ -682,36 +693,21 @@ async fn grpc_stream(
 
 // ---------------------------------------------------------------- OTLP/HTTP
 
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let _ = tcp.set_nodelay(true);
-                shared.counters.connections.fetch_add(1, Relaxed);
-                let shared = shared.clone();
-                tokio::task::spawn_local(async move {
-                    let Some(io) = accept_io(tcp, &shared).await else { return };
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { http_request(req, &shared).await }
-                    });
-                    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    builder
-                        .http2()
-                        .initial_stream_window_size(8 << 20)
-                        .initial_connection_window_size(32 << 20)
-                        .max_frame_size(1 << 20);
-                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).await;
-                });
-            }
-        }
-    }
+async fn http_connection(io: Box<dyn crate::export::tls::IoStream>, shared: Arc<Shared>) {
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { http_request(req, &shared).await }
+    });
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20);
+    let _ = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
 
 type HttpResponse = http::Response<Full<Bytes>>;

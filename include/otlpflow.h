@@ -61,6 +61,8 @@ enum otlpflow_result
   OTLPFLOW_RESULT_TOO_MANY_ATTRIBUTES = 10,
   // The scope does not belong to this pipeline.
   OTLPFLOW_RESULT_INVALID_SCOPE = 11,
+  // Over the ingest rate limit: the record was dropped (and counted).
+  OTLPFLOW_RESULT_RATE_LIMITED = 12,
   // otlpflow panicked; the call had no effect.
   OTLPFLOW_RESULT_PANIC = 100,
 };
@@ -248,6 +250,8 @@ typedef struct otlpflow_stats {
   uint64_t dropped_shutdown;
   // Refused: invalid input.
   uint64_t dropped_invalid;
+  // Refused: over the ingest rate limit.
+  uint64_t dropped_rate_limited;
   // Acknowledged by the receiver.
   uint64_t exported;
   // Failed for good (including the two below).

@@ -134,6 +134,8 @@ pub struct Config {
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_request_bytes: usize,
     pub(crate) connections_per_worker: usize,
+    pub(crate) rate_limit: Option<(f64, u64)>,
+    pub(crate) byte_rate_limit: Option<(f64, u64)>,
     pub(crate) keepalive: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) linger: Duration,
@@ -250,6 +252,8 @@ pub struct PipelineBuilder {
     max_batch_bytes: usize,
     max_request_bytes: usize,
     connections_per_worker: usize,
+    rate_limit: Option<(f64, u64)>,
+    byte_rate_limit: Option<(f64, u64)>,
     keepalive: Duration,
     idle_timeout: Duration,
     linger: Duration,
@@ -280,6 +284,8 @@ impl Default for PipelineBuilder {
             max_batch_bytes: 1 << 20,
             max_request_bytes: 64 << 20,
             connections_per_worker: 1,
+            rate_limit: None,
+            byte_rate_limit: None,
             keepalive: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             linger: Duration::from_millis(10),
@@ -526,6 +532,19 @@ impl PipelineBuilder {
         self.max_request_bytes = n;
         self
     }
+    /// Admits at most `per_second` records per second at ingest, in bursts
+    /// of up to `burst` (an atomic token bucket); over the limit, records
+    /// are refused with `RateLimited` and counted.
+    pub fn rate_limit(mut self, per_second: f64, burst: u64) -> Self {
+        self.rate_limit = Some((per_second, burst));
+        self
+    }
+    /// Admits at most `per_second` encoded bytes per second at ingest, in
+    /// bursts of up to `burst` bytes.
+    pub fn byte_rate_limit(mut self, per_second: f64, burst: u64) -> Self {
+        self.byte_rate_limit = Some((per_second, burst));
+        self
+    }
     /// HTTP/2 connections each worker keeps to the endpoint, used in turn
     /// (default 1; each carries many streams).
     pub fn connections_per_worker(mut self, n: usize) -> Self {
@@ -617,6 +636,18 @@ impl PipelineBuilder {
         if self.max_batch_items == 0 {
             return Err(Error::config("max_batch_items: must be at least 1"));
         }
+        for (name, limit) in [
+            ("rate_limit", self.rate_limit),
+            ("byte_rate_limit", self.byte_rate_limit),
+        ] {
+            if let Some((rate, burst)) = limit {
+                if !(rate > 0.0 && rate <= 1e9) || burst == 0 {
+                    return Err(Error::config(format!(
+                        "{name}: the rate must be in (0, 1e9] per second and the burst at least 1"
+                    )));
+                }
+            }
+        }
         if self.connections_per_worker == 0 || self.connections_per_worker > 64 {
             return Err(Error::config("connections_per_worker: must be in 1..=64"));
         }
@@ -705,6 +736,8 @@ impl PipelineBuilder {
             max_batch_bytes: self.max_batch_bytes,
             max_request_bytes: self.max_request_bytes,
             connections_per_worker: self.connections_per_worker,
+            rate_limit: self.rate_limit,
+            byte_rate_limit: self.byte_rate_limit,
             keepalive: self.keepalive,
             idle_timeout: self.idle_timeout,
             linger: self.linger,

@@ -92,6 +92,8 @@ pub enum RecordError {
     Shutdown,
     /// The scope handle belongs to another pipeline.
     InvalidScope,
+    /// Over the ingest rate limit.
+    RateLimited,
 }
 
 impl fmt::Display for RecordError {
@@ -101,6 +103,7 @@ impl fmt::Display for RecordError {
             RecordError::TooLarge => "record larger than the ring's maximum record size",
             RecordError::Shutdown => "pipeline is shut down",
             RecordError::InvalidScope => "scope handle belongs to another pipeline",
+            RecordError::RateLimited => "over the ingest rate limit: record dropped",
         })
     }
 }

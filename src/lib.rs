@@ -35,6 +35,7 @@ mod config;
 mod engine;
 mod error;
 mod export;
+pub mod flow;
 pub mod record;
 pub mod ring;
 pub mod sink;

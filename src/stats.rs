@@ -26,6 +26,7 @@ pub(crate) struct DropCounters {
     pub too_large: AtomicU64,
     pub shutdown: AtomicU64,
     pub invalid: AtomicU64,
+    pub rate_limited: AtomicU64,
 }
 
 /// Counters written by one worker thread (and its export tasks, which run on
@@ -216,12 +217,14 @@ pub struct Dropped {
     pub shutdown: u64,
     /// Invalid input (a scope of another pipeline, say).
     pub invalid: u64,
+    /// Over the ingest rate limit.
+    pub rate_limited: u64,
 }
 
 impl Dropped {
     /// All drops.
     pub fn total(&self) -> u64 {
-        self.full + self.too_large + self.shutdown + self.invalid
+        self.full + self.too_large + self.shutdown + self.invalid + self.rate_limited
     }
 }
 
@@ -284,6 +287,7 @@ pub(crate) fn snapshot<'a>(
         s.dropped.too_large += c.drops.too_large.load(Relaxed);
         s.dropped.shutdown += c.drops.shutdown.load(Relaxed);
         s.dropped.invalid += c.drops.invalid.load(Relaxed);
+        s.dropped.rate_limited += c.drops.rate_limited.load(Relaxed);
         s.ring_bytes_used += used as u64;
     }
     let mut buckets = vec![0u64; BUCKETS];

@@ -369,3 +369,31 @@ fn user_headers_user_agent_and_timeout_reach_the_receiver() {
     assert_eq!(h.get("grpc-timeout").unwrap(), "2500m");
     assert_eq!(h.get("content-type").unwrap(), "application/grpc");
 }
+
+#[test]
+fn the_ingest_rate_limit_refuses_and_counts_the_excess() {
+    let sink = sink();
+    // 1000 records per second with a burst of 50: a tight loop of 2000
+    // records gets the burst and whatever the rate refills meanwhile.
+    let p = builder(&sink.endpoint())
+        .rate_limit(1000.0, 50)
+        .start()
+        .unwrap();
+    let scope = p.scope("itest", "1");
+    let t = Instant::now();
+    let mut accepted = 0u64;
+    for i in 0..2000 {
+        match workload::record_benchmark_span(&p, &scope, 1, i, 1) {
+            Ok(()) => accepted += 1,
+            Err(e) => assert_eq!(e, RecordError::RateLimited),
+        }
+    }
+    let bound = 50.0 + 1000.0 * t.elapsed().as_secs_f64();
+    assert!(accepted as f64 <= bound + 1.0, "{accepted} > {bound}");
+    assert!(accepted >= 50);
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_identity(&s);
+    assert_eq!(s.dropped.rate_limited, 2000 - accepted);
+    assert_eq!(s.exported, accepted);
+    assert_eq!(sink.counts().spans, accepted);
+}

@@ -62,6 +62,8 @@ pub struct otlpflow_stats {
     pub dropped_shutdown: u64,
     /// Refused: invalid input.
     pub dropped_invalid: u64,
+    /// Refused: over the ingest rate limit.
+    pub dropped_rate_limited: u64,
     /// Acknowledged by the receiver.
     pub exported: u64,
     /// Failed for good (including the two below).
@@ -106,6 +108,7 @@ impl From<Stats> for otlpflow_stats {
             dropped_too_large: s.dropped.too_large,
             dropped_shutdown: s.dropped.shutdown,
             dropped_invalid: s.dropped.invalid,
+            dropped_rate_limited: s.dropped.rate_limited,
             exported: s.exported,
             failed: s.failed,
             failed_shutdown: s.failed_shutdown,
@@ -578,6 +581,7 @@ fn record_result(r: Result<(), RecordError>) -> otlpflow_result {
         Err(RecordError::TooLarge) => R::TooLarge,
         Err(RecordError::Shutdown) => R::Shutdown,
         Err(RecordError::InvalidScope) => R::InvalidScope,
+        Err(RecordError::RateLimited) => R::RateLimited,
     }
 }
 

@@ -57,6 +57,8 @@ pub enum otlpflow_result {
     TooManyAttributes = 10,
     /// The scope does not belong to this pipeline.
     InvalidScope = 11,
+    /// Over the ingest rate limit: the record was dropped (and counted).
+    RateLimited = 12,
     /// otlpflow panicked; the call had no effect.
     Panic = 100,
 }
@@ -78,6 +80,7 @@ impl otlpflow_result {
                 "too many attributes, events, links or array elements\0"
             }
             otlpflow_result::InvalidScope => "the scope does not belong to this pipeline\0",
+            otlpflow_result::RateLimited => "over the ingest rate limit: record dropped\0",
             otlpflow_result::Panic => "otlpflow panicked; the call had no effect\0",
         }
     }
@@ -97,6 +100,7 @@ impl otlpflow_result {
             InvalidArgument,
             TooManyAttributes,
             InvalidScope,
+            RateLimited,
             Panic,
         ]
         .into_iter()

@@ -9,3 +9,11 @@ mod sync;
 #[path = "../../src/ring.rs"]
 #[allow(dead_code)]
 pub mod ring;
+
+#[path = "../../src/flow/bucket.rs"]
+#[allow(dead_code)]
+pub mod bucket;
+
+#[path = "../../src/flow/window.rs"]
+#[allow(dead_code)]
+pub mod window;

@@ -109,6 +109,9 @@ struct Inner {
     batch_limit: usize,
     /// Records larger than this are refused at once (`TooLarge`).
     max_record: usize,
+    /// Ingest limits: records per second and bytes per second.
+    record_bucket: Option<crate::flow::TokenBucket>,
+    byte_bucket: Option<crate::flow::TokenBucket>,
     /// Set once by shutdown; producers check it after claiming.
     closed: AtomicBool,
     /// Set when workers should exit after their final flush.
@@ -247,6 +250,14 @@ impl Pipeline {
                 .too_large
                 .fetch_add(1, Ordering::Relaxed);
             return Err(RecordError::TooLarge);
+        }
+        if !inner.admit(len) {
+            shard
+                .counters
+                .drops
+                .rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(RecordError::RateLimited);
         }
         let mut deadline = None;
         loop {
@@ -490,6 +501,12 @@ impl Inner {
             (config.ring_bytes / 2 - crate::ring::HEADER).min(batch_limit.saturating_sub(512));
         let inner = Arc::new(Inner {
             id,
+            record_bucket: config
+                .rate_limit
+                .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            byte_bucket: config
+                .byte_rate_limit
+                .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
             batch_limit,
             max_record,
             resource_field,
@@ -569,6 +586,10 @@ impl Inner {
             .drops
             .invalid
             .store(c.dropped.invalid, Ordering::Relaxed);
+        shard
+            .drops
+            .rate_limited
+            .store(c.dropped.rate_limited, Ordering::Relaxed);
         let w = &self.workers[0].counters;
         w.exported.store(c.exported, Ordering::Relaxed);
         w.failed.store(
@@ -627,6 +648,22 @@ impl Inner {
         match flushed {
             Err(e) if !e.is_timeout() => Err(e),
             _ => Ok(stats),
+        }
+    }
+
+    /// Applies the ingest token buckets, if configured. A record refused by
+    /// the byte bucket after the record bucket admitted it has used a record
+    /// token: that is the conservative side of the limit.
+    #[inline]
+    fn admit(&self, len: usize) -> bool {
+        if let Some(b) = &self.record_bucket {
+            if !b.try_acquire(1) {
+                return false;
+            }
+        }
+        match &self.byte_bucket {
+            Some(b) => b.try_acquire(len as u64),
+            None => true,
         }
     }
 

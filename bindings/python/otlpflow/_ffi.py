@@ -89,7 +89,7 @@ class Scope(Structure):
 
 STATS_FIELDS = [
     "offered", "accepted", "dropped_full", "dropped_too_large", "dropped_shutdown",
-    "dropped_invalid", "exported", "failed", "failed_shutdown", "failed_fork", "failed_exhausted",
+    "dropped_invalid", "dropped_rate_limited", "exported", "failed", "failed_shutdown", "failed_fork", "failed_exhausted",
     "failed_permanent", "rejected",
     "in_flight", "requests", "retries", "request_errors", "bytes_raw", "bytes_wire",
     "export_latency_p50_ns", "export_latency_p99_ns", "export_latency_max_ns",

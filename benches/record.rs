@@ -191,11 +191,65 @@ fn queues(c: &mut Criterion) {
     g.finish();
 }
 
+fn token_bucket(c: &mut Criterion) {
+    let mut g = c.benchmark_group("token_bucket");
+    g.throughput(Throughput::Elements(1));
+    // A rate that never refuses, so every call takes the CAS path.
+    let b = otlpflow::flow::TokenBucket::new(1e9, 1_000_000_000);
+    g.bench_function("try_acquire_1_thread", |bch| bch.iter(|| b.try_acquire(1)));
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("try_acquire_2_threads", |bch| {
+        bch.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let b = &b;
+                    s.spawn(move || {
+                        for _ in 0..iters {
+                            criterion::black_box(b.try_acquire(1));
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.finish();
+    // The same through record_span: the difference to record_span/1_thread
+    // is the limiter's cost on the hot path.
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1024 },
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(30),
+        })
+        .rate_limit(1e9, 1_000_000_000)
+        .start()
+        .expect("pipeline");
+    let scope = p.scope("bench", "1");
+    let mut g = c.benchmark_group("record_span");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function("1_thread_rate_limited", |bch| {
+        bch.iter(|| {
+            i += 1;
+            workload::record_benchmark_span(&p, &scope, 1, i, NOW)
+        })
+    });
+    g.finish();
+    let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
+    assert_eq!(s.dropped.total(), 0);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = encode, record_span, queues
+    targets = encode, record_span, queues, token_bucket
 }
 criterion_main!(benches);

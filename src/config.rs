@@ -135,6 +135,7 @@ pub struct Config {
     pub(crate) max_request_bytes: usize,
     pub(crate) connections_per_worker: usize,
     pub(crate) rate_limit: Option<(f64, u64)>,
+    pub(crate) adaptive_batch: Option<(usize, Duration)>,
     pub(crate) byte_rate_limit: Option<(f64, u64)>,
     pub(crate) keepalive: Duration,
     pub(crate) idle_timeout: Duration,
@@ -253,6 +254,7 @@ pub struct PipelineBuilder {
     max_request_bytes: usize,
     connections_per_worker: usize,
     rate_limit: Option<(f64, u64)>,
+    adaptive_batch: Option<(usize, Duration)>,
     byte_rate_limit: Option<(f64, u64)>,
     keepalive: Duration,
     idle_timeout: Duration,
@@ -285,6 +287,7 @@ impl Default for PipelineBuilder {
             max_request_bytes: 64 << 20,
             connections_per_worker: 1,
             rate_limit: None,
+            adaptive_batch: None,
             byte_rate_limit: None,
             keepalive: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
@@ -532,6 +535,15 @@ impl PipelineBuilder {
         self.max_request_bytes = n;
         self
     }
+    /// Lets the batch size adapt between `min_items` and `max_batch_items` to
+    /// hold the export round trip near `latency_target`: the target shrinks
+    /// by a quarter while the smoothed latency is over twice the target and
+    /// grows by a quarter while it is under half (the seed's rule), at most
+    /// once every 4 acknowledged requests so that it does not oscillate.
+    pub fn adaptive_batch(mut self, min_items: usize, latency_target: Duration) -> Self {
+        self.adaptive_batch = Some((min_items, latency_target));
+        self
+    }
     /// Admits at most `per_second` records per second at ingest, in bursts
     /// of up to `burst` (an atomic token bucket); over the limit, records
     /// are refused with `RateLimited` and counted.
@@ -648,6 +660,13 @@ impl PipelineBuilder {
                 }
             }
         }
+        if let Some((min, target)) = self.adaptive_batch {
+            if min == 0 || min > self.max_batch_items || target.is_zero() {
+                return Err(Error::config(
+                    "adaptive_batch: min_items must be in 1..=max_batch_items and the latency target > 0",
+                ));
+            }
+        }
         if self.connections_per_worker == 0 || self.connections_per_worker > 64 {
             return Err(Error::config("connections_per_worker: must be in 1..=64"));
         }
@@ -737,6 +756,7 @@ impl PipelineBuilder {
             max_request_bytes: self.max_request_bytes,
             connections_per_worker: self.connections_per_worker,
             rate_limit: self.rate_limit,
+            adaptive_batch: self.adaptive_batch,
             byte_rate_limit: self.byte_rate_limit,
             keepalive: self.keepalive,
             idle_timeout: self.idle_timeout,

@@ -58,6 +58,13 @@ pub(crate) struct WorkerCounters {
     pub request_errors: AtomicU64,
     /// Failed attempts since the last success; 0 after a success.
     pub consecutive_failures: AtomicU64,
+    /// The worker's current batch target (records); written by the worker's
+    /// export tasks when the batch size adapts.
+    pub batch_target: AtomicU64,
+    /// Smoothed export round trip, ns (EWMA, weight 1/8).
+    pub latency_ewma_ns: AtomicU64,
+    /// Acknowledged requests since the target last moved.
+    pub since_adjust: AtomicU64,
     /// Uncompressed request bytes (the OTLP message).
     pub bytes_raw: AtomicU64,
     /// Request bytes on the wire (compressed message with gRPC framing).
@@ -272,6 +279,9 @@ pub struct Stats {
     pub bytes_wire: u64,
     /// Bytes waiting in the rings now.
     pub ring_bytes_used: u64,
+    /// The batch target (records), averaged over workers: `max_batch_items`
+    /// unless the batch size adapts.
+    pub batch_target: u64,
     /// Export round-trip latency.
     pub export_latency: Latency,
 }
@@ -292,7 +302,10 @@ pub(crate) fn snapshot<'a>(
     }
     let mut buckets = vec![0u64; BUCKETS];
     let mut max = 0;
+    let mut n_workers = 0;
     for w in workers {
+        n_workers += 1;
+        s.batch_target += w.batch_target.load(Relaxed);
         s.exported += w.exported.load(Relaxed);
         s.failed +=
             w.failed.load(Relaxed) + w.failed_shutdown.load(Relaxed) + w.failed_fork.load(Relaxed);
@@ -318,6 +331,7 @@ pub(crate) fn snapshot<'a>(
         .accepted
         .saturating_sub(s.exported + s.failed + s.rejected);
     s.export_latency = Latency::from_buckets(&buckets, max);
+    s.batch_target /= n_workers.max(1);
     s
 }
 

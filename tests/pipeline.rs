@@ -397,3 +397,55 @@ fn the_ingest_rate_limit_refuses_and_counts_the_excess() {
     assert_eq!(s.exported, accepted);
     assert_eq!(sink.counts().spans, accepted);
 }
+
+#[test]
+fn the_batch_size_adapts_to_hold_the_latency_target() {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 16 },
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    // A slow receiver: every request takes 100 ms, the target is 10 ms.
+    sink.inject(otlpflow::sink::Fault::Delay(Duration::from_millis(100)), 60);
+    let p = builder(&sink.endpoint())
+        .workers(1)
+        .shards(1)
+        .max_batch_items(256)
+        .max_in_flight(8)
+        .adaptive_batch(16, Duration::from_millis(10))
+        .start()
+        .unwrap();
+    assert_eq!(p.stats().batch_target, 256);
+    let scope = p.scope("itest", "1");
+    let mut i = 0;
+    let t = Instant::now();
+    while p.stats().batch_target > 16 && t.elapsed() < Duration::from_secs(20) {
+        for _ in 0..200 {
+            workload::record_benchmark_span(&p, &scope, 1, i, 1).unwrap();
+            i += 1;
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+    }
+    assert_eq!(
+        p.stats().batch_target,
+        16,
+        "shrank to the minimum under slow replies"
+    );
+    // The delays are used up: fast replies let it grow again.
+    let t = Instant::now();
+    while p.stats().batch_target < 64 && t.elapsed() < Duration::from_secs(20) {
+        for _ in 0..200 {
+            workload::record_benchmark_span(&p, &scope, 1, i, 1).unwrap();
+            i += 1;
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+    }
+    assert!(
+        p.stats().batch_target >= 64,
+        "grew back: {}",
+        p.stats().batch_target
+    );
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.exported, i);
+    assert_eq!(sink.counts().spans, i);
+}

@@ -130,6 +130,7 @@ struct Report {
     compression_ratio: f64,
     requests: u64,
     retries: u64,
+    batch_target: u64,
     export_latency_p50_ms: f64,
     export_latency_p99_ms: f64,
     last_error: Option<String>,
@@ -359,6 +360,7 @@ fn make_report(
         },
         requests: s.requests,
         retries: s.retries,
+        batch_target: s.batch_target,
         export_latency_p50_ms: s.export_latency.p50_ns as f64 / 1e6,
         export_latency_p99_ms: s.export_latency.p99_ns as f64 / 1e6,
         last_error,
@@ -401,6 +403,7 @@ fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool)
         "  requests           {:>14}   ({} retried)",
         r.requests, r.retries
     );
+    println!("  batch target       {:>14}", r.batch_target);
     println!(
         "  export latency     p50 {:.2} ms   p99 {:.2} ms",
         r.export_latency_p50_ms, r.export_latency_p99_ms

@@ -481,11 +481,17 @@ impl Inner {
             })
             .collect();
         let workers = (0..config.workers)
-            .map(|_| WorkerShared {
-                mode: AtomicU32::new(AWAKE),
-                notify: tokio::sync::Notify::new(),
-                counters: WorkerCounters::default(),
-                flush_done: AtomicU64::new(0),
+            .map(|_| {
+                let counters = WorkerCounters::default();
+                counters
+                    .batch_target
+                    .store(config.max_batch_items as u64, Ordering::Relaxed);
+                WorkerShared {
+                    mode: AtomicU32::new(AWAKE),
+                    notify: tokio::sync::Notify::new(),
+                    counters,
+                    flush_done: AtomicU64::new(0),
+                }
             })
             .collect();
         let resource_field = batch::resource_field(&config.resource);

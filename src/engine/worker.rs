@@ -136,7 +136,12 @@ impl Worker {
 
     fn batch_full(&self) -> bool {
         let cfg = &self.inner.config;
-        self.batch.items() >= cfg.max_batch_items || self.batch.bytes() >= self.inner.batch_limit
+        let target = self.inner.workers[self.idx]
+            .counters
+            .batch_target
+            .load(Ordering::Relaxed) as usize;
+        self.batch.items() >= target.min(cfg.max_batch_items)
+            || self.batch.bytes() >= self.inner.batch_limit
     }
 
     /// Moves committed records from this worker's rings into the batch, up to
@@ -151,17 +156,22 @@ impl Worker {
             ..
         } = self;
         let cfg = &inner.config;
+        let max_items = (inner.workers[*idx]
+            .counters
+            .batch_target
+            .load(Ordering::Relaxed) as usize)
+            .min(cfg.max_batch_items);
         let mut total = 0;
         for (shard_idx, consumer) in consumers.iter_mut() {
             let limit = inner.batch_limit;
             let room = limit.saturating_sub(batch.bytes());
-            if room == 0 || batch.items() >= cfg.max_batch_items {
+            if room == 0 || batch.items() >= max_items {
                 break;
             }
             let n = consumer.read(room, |tag, payload| {
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.
-                if batch.items() >= cfg.max_batch_items
+                if batch.items() >= max_items
                     || (!batch.is_empty() && batch.bytes() + payload.len() + 16 > limit)
                 {
                     return false;
@@ -401,9 +411,9 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
             };
         match result {
             Ok(ack) => {
-                counters
-                    .export_latency
-                    .record(t0.elapsed().as_nanos() as u64);
+                let latency = t0.elapsed().as_nanos() as u64;
+                counters.export_latency.record(latency);
+                adapt_batch(cfg, counters, latency);
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
                 counters
@@ -450,4 +460,41 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
             }
         }
     }
+}
+
+/// Moves the batch target after an acknowledged request (see
+/// `PipelineBuilder::adaptive_batch`). Runs on the worker's thread.
+fn adapt_batch(
+    cfg: &crate::config::Config,
+    counters: &crate::stats::WorkerCounters,
+    latency_ns: u64,
+) {
+    let Some((min, target)) = cfg.adaptive_batch else {
+        return;
+    };
+    let old = counters.latency_ewma_ns.load(Ordering::Relaxed);
+    let ewma = if old == 0 {
+        latency_ns
+    } else {
+        // Weight 1/8, in integers: smooth enough not to chase one slow reply.
+        (old * 7 + latency_ns) / 8
+    };
+    counters.latency_ewma_ns.store(ewma, Ordering::Relaxed);
+    if counters.since_adjust.fetch_add(1, Ordering::Relaxed) + 1 < 4 {
+        return;
+    }
+    let target_ns = target.as_nanos() as u64;
+    let current = counters.batch_target.load(Ordering::Relaxed);
+    let next = if ewma > 2 * target_ns {
+        current * 3 / 4
+    } else if ewma < target_ns / 2 {
+        (current * 5).div_ceil(4)
+    } else {
+        current
+    }
+    .clamp(min as u64, cfg.max_batch_items as u64);
+    if next != current {
+        counters.batch_target.store(next, Ordering::Relaxed);
+    }
+    counters.since_adjust.store(0, Ordering::Relaxed);
 }

@@ -163,11 +163,13 @@ fn scalar<'s>(v: &otlpflow_value) -> Result<Value<'s>, otlpflow_result> {
     // SAFETY (for the str_of/bytes_of calls): the caller of the record
     // function guarantees every pointer in the span is valid for the call.
     Ok(match v.kind {
+        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
         k if k == otlpflow_value_kind::Str as u32 => Value::Str(unsafe { str_of(v.str)? }),
         k if k == otlpflow_value_kind::Bool as u32 => Value::Bool(v.boolean),
         k if k == otlpflow_value_kind::I64 as u32 => Value::I64(v.i64),
         k if k == otlpflow_value_kind::F64 as u32 => Value::F64(v.f64),
         k if k == otlpflow_value_kind::Bytes as u32 => {
+            // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
             Value::Bytes(unsafe { bytes_of(v.str.ptr.cast(), v.str.len)? })
         }
         _ => return Err(otlpflow_result::InvalidArgument),
@@ -207,7 +209,9 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     if s.events_len > OTLPFLOW_MAX_EVENTS || s.links_len > OTLPFLOW_MAX_LINKS {
         return Err(otlpflow_result::TooManyAttributes);
     }
+    // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
     let events = unsafe { slice_of(s.events, s.events_len)? };
+    // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
     let links = unsafe { slice_of(s.links, s.links_len)? };
     let mut lists: ArrayVec<
         &[otlpflow_attribute],
@@ -215,15 +219,18 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     > = ArrayVec::new();
     lists.push(span_attrs);
     for e in events {
+        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
         lists.push(unsafe { attrs(e.attributes, e.attributes_len)? });
     }
     for l in links {
+        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
         lists.push(unsafe { attrs(l.attributes, l.attributes_len)? });
     }
     // Pass 1: array elements of every value, in order.
     for list in &lists {
         for a in list.iter() {
             if a.value.kind == otlpflow_value_kind::Array as u32 {
+                // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
                 for el in unsafe { slice_of(a.value.array, a.value.array_len)? } {
                     values
                         .try_push(scalar(el)?)
@@ -248,6 +255,7 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
             } else {
                 scalar(&a.value)?
             };
+            // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
             let key = unsafe { str_of(a.key)? };
             kvs.try_push(KeyValue::new(key, value))
                 .map_err(|_| otlpflow_result::TooManyAttributes)?;
@@ -260,6 +268,7 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     for (i, e) in events.iter().enumerate() {
         ev_pool.push(Event {
             time_unix_nano: e.time_unix_nano,
+            // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
             name: unsafe { str_of(e.name)? },
             attributes: list_of(1 + i),
             dropped_attributes_count: e.dropped_attributes_count,
@@ -269,6 +278,7 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
         link_pool.push(Link {
             trace_id: l.trace_id,
             span_id: l.span_id,
+            // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
             trace_state: unsafe { str_of(l.trace_state)? },
             attributes: list_of(1 + events.len() + i),
             dropped_attributes_count: l.dropped_attributes_count,
@@ -293,9 +303,11 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     Ok(Span {
         trace_id: s.trace_id,
         span_id: s.span_id,
+        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
         trace_state: unsafe { str_of(s.trace_state)? },
         parent_span_id: s.parent_span_id,
         flags: s.flags,
+        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
         name: unsafe { str_of(s.name)? },
         kind,
         start_time_unix_nano: s.start_time_unix_nano,
@@ -308,6 +320,7 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
         dropped_links_count: s.dropped_links_count,
         status: Status {
             code,
+            // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
             message: unsafe { str_of(s.status_message)? },
         },
     })

@@ -40,7 +40,6 @@ pub mod record;
 pub mod ring;
 pub mod sink;
 mod stats;
-#[allow(dead_code)]
 mod sync;
 pub mod workload;
 

@@ -136,6 +136,7 @@ pub struct Config {
     pub(crate) connections_per_worker: usize,
     pub(crate) rate_limit: Option<(f64, u64)>,
     pub(crate) adaptive_batch: Option<(usize, Duration)>,
+    pub(crate) prometheus: Option<std::net::SocketAddr>,
     pub(crate) byte_rate_limit: Option<(f64, u64)>,
     pub(crate) keepalive: Duration,
     pub(crate) idle_timeout: Duration,
@@ -255,6 +256,7 @@ pub struct PipelineBuilder {
     connections_per_worker: usize,
     rate_limit: Option<(f64, u64)>,
     adaptive_batch: Option<(usize, Duration)>,
+    prometheus: Option<std::net::SocketAddr>,
     byte_rate_limit: Option<(f64, u64)>,
     keepalive: Duration,
     idle_timeout: Duration,
@@ -288,6 +290,7 @@ impl Default for PipelineBuilder {
             connections_per_worker: 1,
             rate_limit: None,
             adaptive_batch: None,
+            prometheus: None,
             byte_rate_limit: None,
             keepalive: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
@@ -535,6 +538,13 @@ impl PipelineBuilder {
         self.max_request_bytes = n;
         self
     }
+    /// Serves the stats in the Prometheus text format on `GET /metrics` at
+    /// this address (off by default; port 0 picks one, see
+    /// `Pipeline::prometheus_addr`).
+    pub fn prometheus(mut self, addr: std::net::SocketAddr) -> Self {
+        self.prometheus = Some(addr);
+        self
+    }
     /// Lets the batch size adapt between `min_items` and `max_batch_items` to
     /// hold the export round trip near `latency_target`: the target shrinks
     /// by a quarter while the smoothed latency is over twice the target and
@@ -757,6 +767,7 @@ impl PipelineBuilder {
             connections_per_worker: self.connections_per_worker,
             rate_limit: self.rate_limit,
             adaptive_batch: self.adaptive_batch,
+            prometheus: self.prometheus,
             byte_rate_limit: self.byte_rate_limit,
             keepalive: self.keepalive,
             idle_timeout: self.idle_timeout,

@@ -36,6 +36,7 @@ mod engine;
 mod error;
 mod export;
 pub mod flow;
+pub mod prometheus;
 pub mod record;
 pub mod ring;
 pub mod sink;

@@ -449,3 +449,62 @@ fn the_batch_size_adapts_to_hold_the_latency_target() {
     assert_eq!(s.exported, i);
     assert_eq!(sink.counts().spans, i);
 }
+
+#[test]
+fn the_prometheus_endpoint_serves_the_same_numbers_as_stats() {
+    use std::io::{Read, Write};
+    let sink = sink();
+    let p = builder(&sink.endpoint())
+        .prometheus("127.0.0.1:0".parse().unwrap())
+        .start()
+        .unwrap();
+    record_n(&p, 2, 150);
+    let s = p.flush(Duration::from_secs(10)).unwrap();
+    let addr = p.prometheus_addr().unwrap();
+    let scrape = |path: &str| {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            tcp,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).unwrap();
+        out
+    };
+    let text = scrape("/metrics");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Parse every sample line: name{labels} value.
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines().skip_while(|l| !l.is_empty()).skip(1) {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').expect("a sample line");
+        samples.insert(name.to_owned(), value.parse::<f64>().expect("a number"));
+    }
+    assert_eq!(
+        samples["otlpflow_records_exported_total"],
+        s.exported as f64
+    );
+    assert_eq!(
+        samples["otlpflow_records_exported_total"],
+        sink.counts().spans as f64
+    );
+    assert_eq!(samples["otlpflow_records_offered_total"], 300.0);
+    assert_eq!(
+        samples["otlpflow_records_dropped_total{reason=\"full\"}"],
+        0.0
+    );
+    assert_eq!(samples["otlpflow_records_in_flight"], 0.0);
+    assert_eq!(samples["otlpflow_health"], 0.0);
+    assert_eq!(
+        samples["otlpflow_export_latency_seconds_count"],
+        s.export_latency.count as f64
+    );
+    assert!(scrape("/nope").starts_with("HTTP/1.1 404"));
+    p.shutdown(Duration::from_secs(5)).unwrap();
+    drop(p);
+    // The endpoint went away with the pipeline.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}

@@ -147,6 +147,8 @@ pub(crate) struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Serialises restarts after a fork.
     restart: Mutex<()>,
+    /// The Prometheus endpoint, when configured.
+    prometheus: Mutex<Option<crate::prometheus::Server>>,
 }
 
 static NEXT_PIPELINE: AtomicU64 = AtomicU64::new(1);
@@ -179,15 +181,31 @@ impl Pipeline {
 
     pub(crate) fn start(config: Config) -> Result<Pipeline, Error> {
         let id = NEXT_PIPELINE.fetch_add(1, Ordering::Relaxed);
+        let prometheus = config.prometheus;
         let (inner, threads) = Inner::launch(config, id, Vec::new(), None)?;
         let shared = Arc::new(Shared {
             current: std::sync::atomic::AtomicPtr::new(Arc::into_raw(inner).cast_mut()),
             generation: AtomicU64::new(fork::generation()),
             threads: Mutex::new(threads),
             restart: Mutex::new(()),
+            prometheus: Mutex::new(None),
         });
         fork::register(&shared);
-        Ok(Pipeline { shared })
+        let pipeline = Pipeline { shared };
+        if let Some(addr) = prometheus {
+            // The server holds a weak handle: it never keeps the pipeline
+            // alive, and answers 503 once the pipeline is gone.
+            let weak = Arc::downgrade(&pipeline.shared);
+            let server = crate::prometheus::Server::start(addr, move || {
+                let p = Pipeline {
+                    shared: weak.upgrade()?,
+                };
+                Some((p.stats(), p.health()))
+            })
+            .map_err(|e| Error::config(format!("prometheus: cannot listen on {addr}: {e}")))?;
+            *pipeline.shared.prometheus.lock() = Some(server);
+        }
+        Ok(pipeline)
     }
 
     /// The engine, restarted first if this process is a fork child that has
@@ -375,6 +393,11 @@ impl Pipeline {
         self.inner().shutdown(&self.shared.threads, timeout)
     }
 
+    /// The address of the Prometheus endpoint, if one was configured.
+    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.prometheus.lock().as_ref().map(|s| s.addr())
+    }
+
     /// Whether `shutdown` has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner().closed.load(Ordering::Acquire)
@@ -438,6 +461,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        if let Some(mut server) = self.prometheus.lock().take() {
+            server.stop();
+        }
         if fork::generation() != self.generation.load(Ordering::Relaxed) {
             // A fork child that never used the pipeline: nothing of it runs
             // here, and the parent owns its work. Keep the parent's engine.

@@ -1,0 +1,247 @@
+//! The Prometheus text endpoint: the same numbers as [`crate::Stats`], with
+//! conventional names and units, served on `GET /metrics` by a small HTTP/1.1
+//! server on its own thread (off by default; `PipelineBuilder::prometheus`).
+//! Reading the counters never stops or locks the data path.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::stats::{Health, Stats};
+
+/// Renders the stats in the Prometheus text exposition format (0.0.4).
+pub fn render(s: &Stats, health: Health) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+    };
+    metric(
+        "otlpflow_records_offered_total",
+        "counter",
+        "Records the host tried to record.",
+        &[("", s.offered)],
+    );
+    metric(
+        "otlpflow_records_accepted_total",
+        "counter",
+        "Records taken into a ring.",
+        &[("", s.accepted)],
+    );
+    metric(
+        "otlpflow_records_dropped_total",
+        "counter",
+        "Records refused at ingest, by reason.",
+        &[
+            ("reason=\"full\"", s.dropped.full),
+            ("reason=\"too_large\"", s.dropped.too_large),
+            ("reason=\"shutdown\"", s.dropped.shutdown),
+            ("reason=\"invalid\"", s.dropped.invalid),
+            ("reason=\"rate_limited\"", s.dropped.rate_limited),
+        ],
+    );
+    metric(
+        "otlpflow_records_exported_total",
+        "counter",
+        "Records acknowledged by the receiver.",
+        &[("", s.exported)],
+    );
+    metric(
+        "otlpflow_records_failed_total",
+        "counter",
+        "Records whose export failed for good, by reason.",
+        &[
+            ("reason=\"permanent\"", s.failed_permanent),
+            ("reason=\"retries_exhausted\"", s.failed_exhausted),
+            ("reason=\"shutdown\"", s.failed_shutdown),
+            ("reason=\"fork\"", s.failed_fork),
+        ],
+    );
+    metric(
+        "otlpflow_records_rejected_total",
+        "counter",
+        "Records the receiver rejected (partial success).",
+        &[("", s.rejected)],
+    );
+    metric(
+        "otlpflow_records_in_flight",
+        "gauge",
+        "Records accepted and not yet exported, failed or rejected.",
+        &[("", s.in_flight)],
+    );
+    metric(
+        "otlpflow_export_requests_total",
+        "counter",
+        "Export requests sent, retries included.",
+        &[("", s.requests)],
+    );
+    metric(
+        "otlpflow_export_retries_total",
+        "counter",
+        "Export requests retried.",
+        &[("", s.retries)],
+    );
+    metric(
+        "otlpflow_export_request_errors_total",
+        "counter",
+        "Export attempts that failed.",
+        &[("", s.request_errors)],
+    );
+    metric(
+        "otlpflow_export_requests_in_flight",
+        "gauge",
+        "Export requests in flight.",
+        &[("", s.in_flight_requests)],
+    );
+    metric(
+        "otlpflow_export_bytes_total",
+        "counter",
+        "Bytes exported: the OTLP message (raw) and on the wire (compressed, framed).",
+        &[
+            ("kind=\"raw\"", s.bytes_raw),
+            ("kind=\"wire\"", s.bytes_wire),
+        ],
+    );
+    metric(
+        "otlpflow_ring_bytes_used",
+        "gauge",
+        "Bytes waiting in the shard rings.",
+        &[("", s.ring_bytes_used)],
+    );
+    metric(
+        "otlpflow_batch_target_records",
+        "gauge",
+        "The batch target, averaged over workers.",
+        &[("", s.batch_target)],
+    );
+    metric(
+        "otlpflow_health",
+        "gauge",
+        "Export path health: 0 healthy, 1 degraded, 2 down.",
+        &[("", health as u64)],
+    );
+    let l = &s.export_latency;
+    let _ = writeln!(
+        out,
+        "# HELP otlpflow_export_latency_seconds Export round-trip latency."
+    );
+    let _ = writeln!(out, "# TYPE otlpflow_export_latency_seconds summary");
+    for (q, v) in [
+        ("0.5", l.p50_ns),
+        ("0.9", l.p90_ns),
+        ("0.99", l.p99_ns),
+        ("0.999", l.p999_ns),
+    ] {
+        let _ = writeln!(
+            out,
+            "otlpflow_export_latency_seconds{{quantile=\"{q}\"}} {}",
+            v as f64 / 1e9
+        );
+    }
+    let _ = writeln!(out, "otlpflow_export_latency_seconds_count {}", l.count);
+    out
+}
+
+/// A running endpoint; stopping it (or dropping it) ends its thread.
+pub(crate) struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves `GET /metrics` on `addr`, rendering what `snapshot` returns
+    /// (`None` once the pipeline is gone).
+    pub fn start(
+        addr: SocketAddr,
+        snapshot: impl Fn() -> Option<(Stats, Health)> + Send + Sync + 'static,
+    ) -> std::io::Result<Server> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+        let addr = listener.local_addr()?;
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let snapshot = Arc::new(snapshot);
+        let thread = std::thread::Builder::new()
+            .name("otlpflow-prometheus".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    loop {
+                        tokio::select! {
+                            _ = rx.changed() => return,
+                            accepted = listener.accept() => {
+                                let Ok((tcp, _)) = accepted else { continue };
+                                let snapshot = snapshot.clone();
+                                tokio::spawn(async move {
+                                    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                                        let snapshot = snapshot.clone();
+                                        async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &*snapshot)) }
+                                    });
+                                    let _ = hyper::server::conn::http1::Builder::new()
+                                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                                        .await;
+                                });
+                            }
+                        }
+                    }
+                });
+            })?;
+        Ok(Server {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server and waits for its thread, unless called from that
+    /// very thread (the last handle of a pipeline dropped while rendering).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn respond(
+    path: &str,
+    snapshot: &dyn Fn() -> Option<(Stats, Health)>,
+) -> http::Response<Full<Bytes>> {
+    let (status, body) = match (path, snapshot()) {
+        ("/metrics", Some((s, h))) => (200, render(&s, h)),
+        ("/metrics", None) => (503, "the pipeline is gone\n".to_owned()),
+        _ => (404, "try /metrics\n".to_owned()),
+    };
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}

@@ -29,6 +29,24 @@ pub(crate) struct DropCounters {
     pub rate_limited: AtomicU64,
 }
 
+impl DropCounters {
+    /// Counts a refusal under its reason and hands the error back, so that
+    /// the record path can `return Err(drops.refuse(e))`.
+    #[cold]
+    pub fn refuse(&self, e: crate::error::RecordError) -> crate::error::RecordError {
+        use crate::error::RecordError as E;
+        let counter = match e {
+            E::Full => &self.full,
+            E::TooLarge => &self.too_large,
+            E::Shutdown => &self.shutdown,
+            E::InvalidScope => &self.invalid,
+            E::RateLimited => &self.rate_limited,
+        };
+        counter.fetch_add(1, Relaxed);
+        e
+    }
+}
+
 /// Counters written by one worker thread (and its export tasks, which run on
 /// the same thread).
 #[derive(Default)]

@@ -257,25 +257,14 @@ impl Pipeline {
         let inner = self.inner();
         let shard = &inner.shards[thread_shard(inner.shards.len())];
         if scope.pipeline != inner.id || scope.id >= inner.scope_count.load(Ordering::Acquire) {
-            shard.counters.drops.invalid.fetch_add(1, Ordering::Relaxed);
-            return Err(RecordError::InvalidScope);
+            return Err(shard.counters.drops.refuse(RecordError::InvalidScope));
         }
         let len = span.encoded_len();
         if len > inner.max_record {
-            shard
-                .counters
-                .drops
-                .too_large
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(RecordError::TooLarge);
+            return Err(shard.counters.drops.refuse(RecordError::TooLarge));
         }
         if !inner.admit(len) {
-            shard
-                .counters
-                .drops
-                .rate_limited
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(RecordError::RateLimited);
+            return Err(shard.counters.drops.refuse(RecordError::RateLimited));
         }
         let mut deadline = None;
         loop {
@@ -286,12 +275,7 @@ impl Pipeline {
                     // claim and drains it, or we see `closed` and back out.
                     if inner.closed.load(Ordering::SeqCst) {
                         drop(claim);
-                        shard
-                            .counters
-                            .drops
-                            .shutdown
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Err(RecordError::Shutdown);
+                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
                     }
                     span.encode(claim.buf());
                     let (before, after) = claim.fill();
@@ -301,42 +285,22 @@ impl Pipeline {
                     return Ok(());
                 }
                 Err(ClaimError::TooLarge) => {
-                    shard
-                        .counters
-                        .drops
-                        .too_large
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(RecordError::TooLarge);
+                    return Err(shard.counters.drops.refuse(RecordError::TooLarge));
                 }
                 Err(ClaimError::Full) => {
                     if inner.closed.load(Ordering::Relaxed) {
-                        shard
-                            .counters
-                            .drops
-                            .shutdown
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Err(RecordError::Shutdown);
+                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
                     }
-                    let max_wait = match inner.config.policy {
-                        Policy::DropNewest => None,
-                        Policy::Block { max_wait } => Some(max_wait),
+                    // Block waits until one deadline, set at the first full
+                    // ring; DropNewest refuses at once.
+                    let Policy::Block { max_wait } = inner.config.policy else {
+                        return Err(shard.counters.drops.refuse(RecordError::Full));
                     };
-                    let until = match (max_wait, deadline) {
-                        (None, _) => None,
-                        (Some(_), Some(d)) => Some(d),
-                        (Some(w), None) => {
-                            let d = Instant::now() + w;
-                            deadline = Some(d);
-                            Some(d)
-                        }
-                    };
-                    match until {
-                        Some(d) if Instant::now() < d => inner.wait_for_space(shard, d),
-                        _ => {
-                            shard.counters.drops.full.fetch_add(1, Ordering::Relaxed);
-                            return Err(RecordError::Full);
-                        }
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+                    if Instant::now() >= until {
+                        return Err(shard.counters.drops.refuse(RecordError::Full));
                     }
+                    inner.wait_for_space(shard, until);
                 }
             }
         }

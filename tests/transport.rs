@@ -45,7 +45,12 @@ fn pipeline(sink: &Sink, wire: Wire, compression: Compression) -> Pipeline {
             max_elapsed: Duration::from_secs(10),
             multiplier: 2.0,
         });
-    let b = match wire {
+    wired(b, sink, wire).start().unwrap()
+}
+
+/// Points a builder at the sink over `wire`.
+fn wired(b: otlpflow::PipelineBuilder, sink: &Sink, wire: Wire) -> otlpflow::PipelineBuilder {
+    match wire {
         Wire::Grpc => b.endpoint(sink.endpoint()),
         Wire::Http1 | Wire::Http2 => b
             .protocol(Protocol::HttpProtobuf)
@@ -55,8 +60,7 @@ fn pipeline(sink: &Sink, wire: Wire, compression: Compression) -> Pipeline {
             } else {
                 HttpVersion::Http1
             }),
-    };
-    b.start().unwrap()
+    }
 }
 
 fn record(p: &Pipeline, seed: u64, n: u64) {
@@ -142,19 +146,7 @@ fn with_fault(wire: Wire, fault: Fault, times: usize, n: u64) -> (Stats, Duratio
         .policy(Policy::Block {
             max_wait: Duration::from_secs(10),
         });
-    let p = match wire {
-        Wire::Grpc => p.endpoint(sink.endpoint()),
-        _ => p
-            .protocol(Protocol::HttpProtobuf)
-            .endpoint(sink.http_endpoint().unwrap())
-            .http_version(if matches!(wire, Wire::Http2) {
-                HttpVersion::Http2
-            } else {
-                HttpVersion::Http1
-            }),
-    }
-    .start()
-    .unwrap();
+    let p = wired(p, &sink, wire).start().unwrap();
     record(&p, 9, n);
     let t = Instant::now();
     let s = p.flush(Duration::from_secs(15)).unwrap();

@@ -63,6 +63,8 @@ enum otlpflow_result
   OTLPFLOW_RESULT_INVALID_SCOPE = 11,
   // Over the ingest rate limit: the record was dropped (and counted).
   OTLPFLOW_RESULT_RATE_LIMITED = 12,
+  // Over the memory budget: the record was dropped (and counted).
+  OTLPFLOW_RESULT_MEMORY = 13,
   // otlpflow panicked; the call had no effect.
   OTLPFLOW_RESULT_PANIC = 100,
 };
@@ -285,6 +287,20 @@ typedef struct otlpflow_stats {
   uint64_t export_latency_p99_ns;
   // Largest.
   uint64_t export_latency_max_ns;
+  // Refused: over the memory budget.
+  uint64_t dropped_memory;
+  // Of `failed`: waiting for a retry, dropped for newer data.
+  uint64_t failed_evicted;
+  // The limit on requests in flight, summed over workers.
+  uint64_t concurrency_limit;
+  // The batch target in records, averaged over workers.
+  uint64_t batch_target;
+  // Bytes held against the memory budget now.
+  uint64_t memory_used;
+  // The most ever held against the memory budget.
+  uint64_t memory_peak;
+  // Times a circuit breaker opened.
+  uint64_t breaker_opened;
 } otlpflow_stats;
 
 #ifdef __cplusplus
@@ -375,6 +391,33 @@ OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_policy(struct otlpflow_config *config,
                                            uint32_t policy,
                                            uint64_t max_wait_ms);
+
+// Caps the bytes records may hold in the pipeline at once (rings, batches,
+// requests in flight or waiting to retry); over it the policy applies and
+// refusals return `OTLPFLOW_RESULT_MEMORY`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_memory_budget(struct otlpflow_config *config,
+                                                  uint64_t bytes);
+
+// Adaptive request concurrency per worker between `min` and `max`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_adaptive_concurrency(struct otlpflow_config *config,
+                                                         size_t min,
+                                                         size_t max);
+
+// Ingest limit: at most `per_second` records per second, bursts of `burst`;
+// over it, records are refused with `OTLPFLOW_RESULT_RATE_LIMITED`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_rate_limit(struct otlpflow_config *config,
+                                               double per_second,
+                                               uint64_t burst);
+
+// Egress pacing: at most `per_second` bytes per second on the wire, bursts
+// of `burst` bytes; requests wait, none is dropped.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_egress_byte_rate(struct otlpflow_config *config,
+                                                     double per_second,
+                                                     uint64_t burst);
 
 // Adds a header sent with every export (an API key, say). Its value is
 // never logged.

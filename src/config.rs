@@ -92,6 +92,105 @@ pub enum Policy {
     },
 }
 
+/// What happens to requests waiting for a retry when newer data needs
+/// their place (no request slot free, or the memory budget exhausted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryQueue {
+    /// They keep their place until they succeed or their retry time runs
+    /// out; newer data waits (or is refused by the ingest policy).
+    #[default]
+    Keep,
+    /// The oldest waiting request is dropped to make room, counted as
+    /// `failed_evicted`: fresh telemetry wins over stale.
+    DropOldest,
+}
+
+/// The circuit breaker of each worker's endpoint (see `flow::breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive attempts without an answer that open it.
+    pub threshold: u32,
+    /// The first open period; each failed probe doubles it.
+    pub min_open: Duration,
+    /// The longest open period.
+    pub max_open: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            threshold: 5,
+            min_open: Duration::from_millis(100),
+            max_open: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Flow-control settings beyond the ring and the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FlowConfig {
+    /// Bytes that records may hold in the pipeline at once (rings, batches,
+    /// requests in flight or waiting to retry). `None`: bounded by the rings
+    /// and `max_in_flight` only.
+    pub memory_budget: Option<u64>,
+    /// Egress pacing: bytes per second on the wire, burst in bytes.
+    pub egress_byte_rate: Option<(f64, u64)>,
+    /// Adaptive request concurrency per worker within `(min, max)`;
+    /// `None`: a fixed `max_in_flight`.
+    pub adaptive_concurrency: Option<(usize, usize)>,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+    /// Requests waiting for retry when newer data needs room.
+    pub retry_queue: RetryQueue,
+}
+
+impl FlowConfig {
+    fn validate(&self) -> Result<(), Error> {
+        if let Some(b) = self.memory_budget {
+            if b < 64 << 10 {
+                return Err(Error::config("memory_budget: must be at least 64 KiB"));
+            }
+        }
+        if let Some((rate, burst)) = self.egress_byte_rate {
+            if !(rate > 0.0 && rate <= 1e12) || burst == 0 {
+                return Err(Error::config(
+                    "egress_byte_rate: the rate must be in (0, 1e12] bytes per second and the burst at least 1",
+                ));
+            }
+        }
+        if let Some((min, max)) = self.adaptive_concurrency {
+            if min == 0 || min > max || max > 1024 {
+                return Err(Error::config(
+                    "adaptive_concurrency: need 1 <= min <= max <= 1024",
+                ));
+            }
+        }
+        let b = &self.breaker;
+        if b.threshold == 0 || b.min_open.is_zero() || b.max_open < b.min_open {
+            return Err(Error::config(
+                "circuit_breaker: threshold >= 1 and 0 < min_open <= max_open",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Policy {
+    /// Parses `drop`, `block` (waiting up to 5 s) or `block:MILLISECONDS`.
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s.trim().to_ascii_lowercase().split_once(':') {
+            None if s.trim().eq_ignore_ascii_case("drop") => Some(Policy::DropNewest),
+            None if s.trim().eq_ignore_ascii_case("block") => Some(Policy::Block {
+                max_wait: Duration::from_secs(5),
+            }),
+            Some(("block", ms)) => ms.trim().parse().ok().map(|ms| Policy::Block {
+                max_wait: Duration::from_millis(ms),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Retry of transient export failures: exponential backoff with jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryConfig {
@@ -149,6 +248,7 @@ pub struct Config {
     pub(crate) headers: Headers,
     /// TLS client configuration, for `https://` endpoints.
     pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub(crate) flow: FlowConfig,
 }
 
 /// Request headers added to every export (an API key, say). Their values
@@ -268,6 +368,7 @@ pub struct PipelineBuilder {
     compression_level: i32,
     headers: Vec<(String, String)>,
     tls: crate::export::tls::TlsSettings,
+    flow: FlowConfig,
 }
 
 impl Default for PipelineBuilder {
@@ -302,6 +403,7 @@ impl Default for PipelineBuilder {
             compression_level: 1,
             headers: Vec::new(),
             tls: Default::default(),
+            flow: FlowConfig::default(),
         }
     }
 }
@@ -428,6 +530,66 @@ impl PipelineBuilder {
         }
         if let Some(v) = var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
             self.service_name = Some(v.trim().to_owned());
+        }
+        self.apply_flow_env(&var)
+    }
+
+    /// otlpflow's own variables for flow control (the OpenTelemetry ones
+    /// have no equivalent): `OTLPFLOW_POLICY` (`drop` or `block[:MS]`),
+    /// `OTLPFLOW_MEMORY_BUDGET` (bytes, with an optional K/M/G suffix),
+    /// `OTLPFLOW_RATE_LIMIT` (records per second; the burst is one second's
+    /// worth), `OTLPFLOW_EGRESS_BYTES_PER_SECOND`, `OTLPFLOW_CONCURRENCY`
+    /// (`adaptive`, `adaptive:MIN:MAX` or a fixed number).
+    fn apply_flow_env(mut self, var: &impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let bad =
+            |name: &str, v: &str, want: &str| Error::config(format!("{name}: {v:?} is not {want}"));
+        if let Some(v) = get("OTLPFLOW_POLICY") {
+            self.policy = Policy::parse(&v)
+                .ok_or_else(|| bad("OTLPFLOW_POLICY", &v, "drop, block or block:MILLISECONDS"))?;
+        }
+        if let Some(v) = get("OTLPFLOW_MEMORY_BUDGET") {
+            let n = parse_bytes(&v)
+                .ok_or_else(|| bad("OTLPFLOW_MEMORY_BUDGET", &v, "a size like 64M"))?;
+            self.flow.memory_budget = Some(n);
+        }
+        if let Some(v) = get("OTLPFLOW_RATE_LIMIT") {
+            let r: f64 = v
+                .parse()
+                .map_err(|_| bad("OTLPFLOW_RATE_LIMIT", &v, "records per second"))?;
+            self.rate_limit = Some((r, r.ceil().max(1.0) as u64));
+        }
+        if let Some(v) = get("OTLPFLOW_EGRESS_BYTES_PER_SECOND") {
+            let r = parse_bytes(&v)
+                .ok_or_else(|| bad("OTLPFLOW_EGRESS_BYTES_PER_SECOND", &v, "a size like 10M"))?;
+            self.flow.egress_byte_rate = Some((r as f64, r.max(1)));
+        }
+        if let Some(v) = get("OTLPFLOW_CONCURRENCY") {
+            let want = "adaptive, adaptive:MIN:MAX or a number";
+            match v.split(':').collect::<Vec<_>>()[..] {
+                ["adaptive"] => {
+                    self.flow.adaptive_concurrency = Some((1, self.max_in_flight.max(64)))
+                }
+                ["adaptive", min, max] => {
+                    let (min, max) = min
+                        .parse()
+                        .ok()
+                        .zip(max.parse().ok())
+                        .ok_or_else(|| bad("OTLPFLOW_CONCURRENCY", &v, want))?;
+                    self.flow.adaptive_concurrency = Some((min, max));
+                }
+                [n] => {
+                    self.max_in_flight = n
+                        .parse()
+                        .map_err(|_| bad("OTLPFLOW_CONCURRENCY", &v, want))?;
+                    self.flow.adaptive_concurrency = None;
+                }
+                _ => return Err(bad("OTLPFLOW_CONCURRENCY", &v, want)),
+            }
         }
         Ok(self)
     }
@@ -614,6 +776,38 @@ impl PipelineBuilder {
         self.retry = r;
         self
     }
+    /// Caps the bytes records may hold in the pipeline at once: in rings,
+    /// in batches, in requests in flight or waiting to retry. A record that
+    /// would pass it waits (`Policy::Block`) or is refused with `Memory`.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.flow.memory_budget = Some(bytes);
+        self
+    }
+    /// Paces export to `per_second` bytes on the wire, with bursts of
+    /// `burst` bytes: requests wait their turn, none is dropped.
+    pub fn egress_byte_rate(mut self, per_second: f64, burst: u64) -> Self {
+        self.flow.egress_byte_rate = Some((per_second, burst));
+        self
+    }
+    /// Lets each worker find its number of requests in flight between `min`
+    /// and `max` (AIMD on round-trip time and throttling, after Vector's
+    /// adaptive request concurrency), instead of a fixed `max_in_flight`.
+    pub fn adaptive_concurrency(mut self, min: usize, max: usize) -> Self {
+        self.flow.adaptive_concurrency = Some((min, max));
+        self
+    }
+    /// The circuit breaker (default: opens after 5 attempts without an
+    /// answer, probes after 100 ms, backing off to 5 s).
+    pub fn circuit_breaker(mut self, b: BreakerConfig) -> Self {
+        self.flow.breaker = b;
+        self
+    }
+    /// What happens to requests waiting for a retry when newer data needs
+    /// room (default `Keep`).
+    pub fn retry_queue(mut self, q: RetryQueue) -> Self {
+        self.flow.retry_queue = q;
+        self
+    }
 
     /// Validates the settings.
     pub fn build(self) -> Result<Config, Error> {
@@ -677,6 +871,7 @@ impl PipelineBuilder {
                 ));
             }
         }
+        self.flow.validate()?;
         if self.connections_per_worker == 0 || self.connections_per_worker > 64 {
             return Err(Error::config("connections_per_worker: must be in 1..=64"));
         }
@@ -779,6 +974,7 @@ impl PipelineBuilder {
             compression_level: self.compression_level,
             headers: Headers(headers),
             tls,
+            flow: self.flow,
         })
     }
 
@@ -786,6 +982,19 @@ impl PipelineBuilder {
     pub fn start(self) -> Result<Pipeline, Error> {
         Pipeline::start(self.build()?)
     }
+}
+
+/// Parses a byte size: a number with an optional K, M or G suffix (powers
+/// of 1024), e.g. `64M`.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// Parses `k1=v1,k2=v2` with percent-encoded keys and values (W3C baggage

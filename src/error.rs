@@ -94,6 +94,8 @@ pub enum RecordError {
     InvalidScope,
     /// Over the ingest rate limit.
     RateLimited,
+    /// Over the memory budget.
+    Memory,
 }
 
 impl fmt::Display for RecordError {
@@ -104,6 +106,7 @@ impl fmt::Display for RecordError {
             RecordError::Shutdown => "pipeline is shut down",
             RecordError::InvalidScope => "scope handle belongs to another pipeline",
             RecordError::RateLimited => "over the ingest rate limit: record dropped",
+            RecordError::Memory => "over the memory budget: record dropped",
         })
     }
 }

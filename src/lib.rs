@@ -45,8 +45,8 @@ mod sync;
 pub mod workload;
 
 pub use config::{
-    Compression, Config, Endpoint, Headers, HttpVersion, PipelineBuilder, Policy, Protocol,
-    RetryConfig,
+    parse_bytes, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers, HttpVersion,
+    PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue,
 };
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};

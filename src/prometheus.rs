@@ -49,6 +49,7 @@ pub fn render(s: &Stats, health: Health) -> String {
             ("reason=\"shutdown\"", s.dropped.shutdown),
             ("reason=\"invalid\"", s.dropped.invalid),
             ("reason=\"rate_limited\"", s.dropped.rate_limited),
+            ("reason=\"memory\"", s.dropped.memory),
         ],
     );
     metric(
@@ -66,6 +67,7 @@ pub fn render(s: &Stats, health: Health) -> String {
             ("reason=\"retries_exhausted\"", s.failed_exhausted),
             ("reason=\"shutdown\"", s.failed_shutdown),
             ("reason=\"fork\"", s.failed_fork),
+            ("reason=\"evicted\"", s.failed_evicted),
         ],
     );
     metric(
@@ -124,6 +126,27 @@ pub fn render(s: &Stats, health: Health) -> String {
         "gauge",
         "The batch target, averaged over workers.",
         &[("", s.batch_target)],
+    );
+    metric(
+        "otlpflow_export_concurrency_limit",
+        "gauge",
+        "The limit on export requests in flight, summed over workers.",
+        &[("", s.concurrency_limit)],
+    );
+    metric(
+        "otlpflow_memory_bytes",
+        "gauge",
+        "Bytes held against the memory budget: now, and the peak.",
+        &[
+            ("kind=\"used\"", s.memory_used),
+            ("kind=\"peak\"", s.memory_peak),
+        ],
+    );
+    metric(
+        "otlpflow_circuit_breaker_opened_total",
+        "counter",
+        "Times a worker's circuit breaker opened.",
+        &[("", s.breaker_opened)],
     );
     metric(
         "otlpflow_health",

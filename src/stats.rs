@@ -27,6 +27,7 @@ pub(crate) struct DropCounters {
     pub shutdown: AtomicU64,
     pub invalid: AtomicU64,
     pub rate_limited: AtomicU64,
+    pub memory: AtomicU64,
 }
 
 impl DropCounters {
@@ -41,6 +42,7 @@ impl DropCounters {
             E::Shutdown => &self.shutdown,
             E::InvalidScope => &self.invalid,
             E::RateLimited => &self.rate_limited,
+            E::Memory => &self.memory,
         };
         counter.fetch_add(1, Relaxed);
         e
@@ -64,6 +66,9 @@ pub(crate) struct WorkerCounters {
     /// Of `failed`: records whose retries ran out (time budget or shutdown)
     /// on a retryable error; the rest of `failed` were permanent errors.
     pub failed_exhausted: AtomicU64,
+    /// Of `failed`: records of requests waiting for a retry that were
+    /// dropped to make room for newer data (`RetryQueue::DropOldest`).
+    pub failed_evicted: AtomicU64,
     /// Records the server rejected through partial success.
     pub rejected: AtomicU64,
     /// Records taken out of the rings by this worker.
@@ -89,6 +94,12 @@ pub(crate) struct WorkerCounters {
     pub bytes_wire: AtomicU64,
     /// Requests currently in flight.
     pub in_flight_requests: AtomicU64,
+    /// The worker's limit on requests in flight (moves when adaptive).
+    pub concurrency_limit: AtomicU64,
+    /// The circuit breaker's state (`flow::breaker::State as u64`).
+    pub breaker_state: AtomicU64,
+    /// Times the circuit breaker opened.
+    pub breaker_opened: AtomicU64,
     /// Export round-trip latency.
     pub export_latency: Histogram,
 }
@@ -216,7 +227,9 @@ pub(crate) fn health<'a>(workers: impl Iterator<Item = &'a WorkerCounters>) -> H
     for w in workers.filter(|w| w.requests.load(Relaxed) > 0) {
         n += 1;
         let f = w.consecutive_failures.load(Relaxed);
-        if f >= DOWN_AFTER {
+        // An open (or probing) breaker means the endpoint is down for this
+        // worker whatever its count says.
+        if f >= DOWN_AFTER || w.breaker_state.load(Relaxed) != 0 {
             down += 1;
         } else if f > 0 {
             failing += 1;
@@ -244,12 +257,14 @@ pub struct Dropped {
     pub invalid: u64,
     /// Over the ingest rate limit.
     pub rate_limited: u64,
+    /// Over the memory budget (`DropNewest`, or `Block` after its wait).
+    pub memory: u64,
 }
 
 impl Dropped {
     /// All drops.
     pub fn total(&self) -> u64 {
-        self.full + self.too_large + self.shutdown + self.invalid + self.rate_limited
+        self.full + self.too_large + self.shutdown + self.invalid + self.rate_limited + self.memory
     }
 }
 
@@ -275,9 +290,12 @@ pub struct Stats {
     pub failed_fork: u64,
     /// Of `failed`, those whose retries ran out on a retryable error.
     pub failed_exhausted: u64,
+    /// Of `failed`, those of requests waiting for a retry that were dropped
+    /// for newer data (`RetryQueue::DropOldest`).
+    pub failed_evicted: u64,
     /// Of `failed`, those refused for good by the receiver or a permanent
     /// error (bad request, untrusted certificate, ...): `failed` less the
-    /// shutdown, fork and exhausted ones.
+    /// shutdown, fork, exhausted and evicted ones.
     pub failed_permanent: u64,
     /// Records the server rejected (partial success).
     pub rejected: u64,
@@ -300,6 +318,15 @@ pub struct Stats {
     /// The batch target (records), averaged over workers: `max_batch_items`
     /// unless the batch size adapts.
     pub batch_target: u64,
+    /// The limit on requests in flight, summed over workers (moves under
+    /// adaptive concurrency).
+    pub concurrency_limit: u64,
+    /// Bytes held against the memory budget now (0 without a budget).
+    pub memory_used: u64,
+    /// The most ever held against the memory budget.
+    pub memory_peak: u64,
+    /// Times a worker's circuit breaker opened.
+    pub breaker_opened: u64,
     /// Export round-trip latency.
     pub export_latency: Latency,
 }
@@ -316,6 +343,7 @@ pub(crate) fn snapshot<'a>(
         s.dropped.shutdown += c.drops.shutdown.load(Relaxed);
         s.dropped.invalid += c.drops.invalid.load(Relaxed);
         s.dropped.rate_limited += c.drops.rate_limited.load(Relaxed);
+        s.dropped.memory += c.drops.memory.load(Relaxed);
         s.ring_bytes_used += used as u64;
     }
     let mut buckets = vec![0u64; BUCKETS];
@@ -330,6 +358,9 @@ pub(crate) fn snapshot<'a>(
         s.failed_shutdown += w.failed_shutdown.load(Relaxed);
         s.failed_fork += w.failed_fork.load(Relaxed);
         s.failed_exhausted += w.failed_exhausted.load(Relaxed);
+        s.failed_evicted += w.failed_evicted.load(Relaxed);
+        s.concurrency_limit += w.concurrency_limit.load(Relaxed);
+        s.breaker_opened += w.breaker_opened.load(Relaxed);
         s.rejected += w.rejected.load(Relaxed);
         s.requests += w.requests.load(Relaxed);
         s.retries += w.retries.load(Relaxed);
@@ -342,7 +373,7 @@ pub(crate) fn snapshot<'a>(
     s.offered = s.accepted + s.dropped.total();
     s.failed_permanent = s
         .failed
-        .saturating_sub(s.failed_shutdown + s.failed_fork + s.failed_exhausted);
+        .saturating_sub(s.failed_shutdown + s.failed_fork + s.failed_exhausted + s.failed_evicted);
     // Counters are read one by one while records move, so a snapshot taken
     // under load can see an export before its acceptance; clamp at zero.
     s.in_flight = s

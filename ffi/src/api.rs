@@ -97,6 +97,20 @@ pub struct otlpflow_stats {
     pub export_latency_p99_ns: u64,
     /// Largest.
     pub export_latency_max_ns: u64,
+    /// Refused: over the memory budget.
+    pub dropped_memory: u64,
+    /// Of `failed`: waiting for a retry, dropped for newer data.
+    pub failed_evicted: u64,
+    /// The limit on requests in flight, summed over workers.
+    pub concurrency_limit: u64,
+    /// The batch target in records, averaged over workers.
+    pub batch_target: u64,
+    /// Bytes held against the memory budget now.
+    pub memory_used: u64,
+    /// The most ever held against the memory budget.
+    pub memory_peak: u64,
+    /// Times a circuit breaker opened.
+    pub breaker_opened: u64,
 }
 
 impl From<Stats> for otlpflow_stats {
@@ -125,6 +139,13 @@ impl From<Stats> for otlpflow_stats {
             export_latency_p50_ns: s.export_latency.p50_ns,
             export_latency_p99_ns: s.export_latency.p99_ns,
             export_latency_max_ns: s.export_latency.max_ns,
+            dropped_memory: s.dropped.memory,
+            failed_evicted: s.failed_evicted,
+            concurrency_limit: s.concurrency_limit,
+            batch_target: s.batch_target,
+            memory_used: s.memory_used,
+            memory_peak: s.memory_peak,
+            breaker_opened: s.breaker_opened,
         }
     }
 }
@@ -387,6 +408,53 @@ pub extern "C" fn otlpflow_config_set_policy(
     })
 }
 
+/// Caps the bytes records may hold in the pipeline at once (rings, batches,
+/// requests in flight or waiting to retry); over it the policy applies and
+/// refusals return `OTLPFLOW_RESULT_MEMORY`.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn otlpflow_config_set_memory_budget(
+    config: *mut otlpflow_config,
+    bytes: u64,
+) -> otlpflow_result {
+    set(config, |b| Ok(b.memory_budget(bytes)))
+}
+
+/// Adaptive request concurrency per worker between `min` and `max`.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn otlpflow_config_set_adaptive_concurrency(
+    config: *mut otlpflow_config,
+    min: usize,
+    max: usize,
+) -> otlpflow_result {
+    set(config, |b| Ok(b.adaptive_concurrency(min, max)))
+}
+
+/// Ingest limit: at most `per_second` records per second, bursts of `burst`;
+/// over it, records are refused with `OTLPFLOW_RESULT_RATE_LIMITED`.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn otlpflow_config_set_rate_limit(
+    config: *mut otlpflow_config,
+    per_second: f64,
+    burst: u64,
+) -> otlpflow_result {
+    set(config, |b| Ok(b.rate_limit(per_second, burst)))
+}
+
+/// Egress pacing: at most `per_second` bytes per second on the wire, bursts
+/// of `burst` bytes; requests wait, none is dropped.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn otlpflow_config_set_egress_byte_rate(
+    config: *mut otlpflow_config,
+    per_second: f64,
+    burst: u64,
+) -> otlpflow_result {
+    set(config, |b| Ok(b.egress_byte_rate(per_second, burst)))
+}
+
 /// Adds a header sent with every export (an API key, say). Its value is
 /// never logged.
 #[no_mangle]
@@ -582,6 +650,7 @@ fn record_result(r: Result<(), RecordError>) -> otlpflow_result {
         Err(RecordError::Shutdown) => R::Shutdown,
         Err(RecordError::InvalidScope) => R::InvalidScope,
         Err(RecordError::RateLimited) => R::RateLimited,
+        Err(RecordError::Memory) => R::Memory,
     }
 }
 

@@ -59,6 +59,8 @@ pub enum otlpflow_result {
     InvalidScope = 11,
     /// Over the ingest rate limit: the record was dropped (and counted).
     RateLimited = 12,
+    /// Over the memory budget: the record was dropped (and counted).
+    Memory = 13,
     /// otlpflow panicked; the call had no effect.
     Panic = 100,
 }
@@ -81,6 +83,7 @@ impl otlpflow_result {
             }
             otlpflow_result::InvalidScope => "the scope does not belong to this pipeline\0",
             otlpflow_result::RateLimited => "over the ingest rate limit: record dropped\0",
+            otlpflow_result::Memory => "over the memory budget: record dropped\0",
             otlpflow_result::Panic => "otlpflow panicked; the call had no effect\0",
         }
     }
@@ -101,6 +104,7 @@ impl otlpflow_result {
             TooManyAttributes,
             InvalidScope,
             RateLimited,
+            Memory,
             Panic,
         ]
         .into_iter()

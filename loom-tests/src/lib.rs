@@ -17,3 +17,7 @@ pub mod bucket;
 #[path = "../../src/flow/window.rs"]
 #[allow(dead_code)]
 pub mod window;
+
+#[path = "../../src/flow/budget.rs"]
+#[allow(dead_code)]
+pub mod budget;

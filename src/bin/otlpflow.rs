@@ -107,9 +107,54 @@ struct Load {
     /// Records per batch.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// Cap on the bytes records hold in the pipeline, e.g. 16M.
+    #[arg(long, value_parser = parse_size)]
+    memory_budget: Option<u64>,
+    /// Export requests in flight per worker: a number, or `adaptive`
+    /// (AIMD between 1 and 256).
+    #[arg(long, default_value = "4", value_parser = parse_concurrency)]
+    concurrency: Concurrency,
+    /// Ingest limit in records per second (refusals counted as
+    /// rate_limited; --rate paces the producers instead).
+    #[arg(long)]
+    rate_limit: Option<f64>,
+    /// demo only: the receiver adds this latency to every request.
+    #[arg(long, default_value_t = 0.0)]
+    sink_latency_ms: f64,
+    /// demo only: the receiver serves this many requests at once and
+    /// throttles the rest (RESOURCE_EXHAUSTED / HTTP 429).
+    #[arg(long)]
+    sink_max_concurrent: Option<usize>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Concurrency {
+    Fixed(usize),
+    Adaptive,
+}
+
+fn parse_concurrency(s: &str) -> Result<Concurrency, String> {
+    if s == "adaptive" {
+        return Ok(Concurrency::Adaptive);
+    }
+    s.parse()
+        .map(Concurrency::Fixed)
+        .map_err(|_| format!("{s:?} is not a number or `adaptive`"))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    otlpflow::parse_bytes(s).ok_or_else(|| format!("{s:?} is not a size like 64M"))
+}
+
+#[derive(serde::Serialize)]
+struct Failed {
+    permanent: u64,
+    exhausted: u64,
+    evicted: u64,
+    shutdown: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -120,9 +165,12 @@ struct Report {
     dropped: u64,
     dropped_by_reason: otlpflow::Dropped,
     failed: u64,
+    failed_by_reason: Failed,
     rejected: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     received: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttled_by_receiver: Option<u64>,
     spans_per_sec: f64,
     elapsed_s: f64,
     raw_bytes: u64,
@@ -131,6 +179,9 @@ struct Report {
     requests: u64,
     retries: u64,
     batch_target: u64,
+    concurrency_limit: u64,
+    memory_peak_bytes: u64,
+    breaker_opened: u64,
     export_latency_p50_ms: f64,
     export_latency_p99_ms: f64,
     last_error: Option<String>,
@@ -170,6 +221,8 @@ fn demo(load: Load) -> Result<ExitCode, Box<dyn std::error::Error>> {
         verify: Verify::Walk { sample_every: 64 },
         http_addr: (load.protocol == ProtocolArg::HttpProtobuf)
             .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        latency: Duration::from_secs_f64(load.sink_latency_ms.max(0.0) / 1e3),
+        max_concurrent: load.sink_max_concurrent,
         ..SinkOptions::default()
     })?;
     let endpoint = match load.protocol {
@@ -233,6 +286,16 @@ fn run_load(
     if let Some(w) = load.workers {
         builder = builder.workers(w);
     }
+    if let Some(b) = load.memory_budget {
+        builder = builder.memory_budget(b);
+    }
+    if let Some(r) = load.rate_limit {
+        builder = builder.rate_limit(r, r.ceil().max(1.0) as u64);
+    }
+    builder = match load.concurrency {
+        Concurrency::Fixed(n) => builder.max_in_flight(n),
+        Concurrency::Adaptive => builder.adaptive_concurrency(1, 256),
+    };
     let pipeline = builder.start()?;
     let scope = pipeline.scope("otlpflow.demo", otlpflow::VERSION);
 
@@ -321,11 +384,12 @@ fn spawn_progress(
             last = (now, s.exported, s.bytes_wire);
             bar.set_position(s.exported);
             bar.set_message(format!(
-                "{:.0} spans/s  {:.1} MB/s  dropped {}  in flight {}  p99 {:.2} ms",
+                "{:.0} spans/s  {:.1} MB/s  dropped {}  in flight {}  concurrency {}  p99 {:.2} ms",
                 rate,
                 mbps,
                 s.dropped.total(),
                 s.in_flight,
+                s.concurrency_limit,
                 s.export_latency.p99_ns as f64 / 1e6
             ));
         }
@@ -347,8 +411,15 @@ fn make_report(
         dropped: s.dropped.total(),
         dropped_by_reason: s.dropped,
         failed: s.failed,
+        failed_by_reason: Failed {
+            permanent: s.failed_permanent,
+            exhausted: s.failed_exhausted,
+            evicted: s.failed_evicted,
+            shutdown: s.failed_shutdown,
+        },
         rejected: s.rejected,
         received: received.map(|r| r.spans),
+        throttled_by_receiver: received.map(|r| r.throttled),
         spans_per_sec: s.exported as f64 / secs,
         elapsed_s: secs,
         raw_bytes: s.bytes_raw,
@@ -361,6 +432,9 @@ fn make_report(
         requests: s.requests,
         retries: s.retries,
         batch_target: s.batch_target,
+        concurrency_limit: s.concurrency_limit,
+        memory_peak_bytes: s.memory_peak,
+        breaker_opened: s.breaker_opened,
         export_latency_p50_ms: s.export_latency.p50_ns as f64 / 1e6,
         export_latency_p99_ms: s.export_latency.p99_ns as f64 / 1e6,
         last_error,
@@ -379,11 +453,16 @@ fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool)
     println!("  offered            {:>14}", r.offered);
     println!("  accepted           {:>14}", r.accepted);
     println!("  exported           {:>14}", r.exported);
+    let d = &s.dropped;
     println!(
-        "  dropped            {:>14}   (full {}, too large {}, shutdown {}, invalid {})",
-        r.dropped, s.dropped.full, s.dropped.too_large, s.dropped.shutdown, s.dropped.invalid
+        "  dropped            {:>14}   (full {}, memory {}, rate limited {}, too large {}, shutdown {}, invalid {})",
+        r.dropped, d.full, d.memory, d.rate_limited, d.too_large, d.shutdown, d.invalid
     );
-    println!("  failed             {:>14}", r.failed);
+    let f = &r.failed_by_reason;
+    println!(
+        "  failed             {:>14}   (permanent {}, retries exhausted {}, evicted {}, shutdown {})",
+        r.failed, f.permanent, f.exhausted, f.evicted, f.shutdown
+    );
     println!("  rejected by server {:>14}", r.rejected);
     if let Some(c) = received {
         println!(
@@ -405,6 +484,22 @@ fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool)
     );
     println!("  batch target       {:>14}", r.batch_target);
     println!(
+        "  concurrency limit  {:>14}   (summed over workers)",
+        r.concurrency_limit
+    );
+    if r.memory_peak_bytes > 0 {
+        println!(
+            "  memory peak        {:>14.1} MB",
+            r.memory_peak_bytes as f64 / 1e6
+        );
+    }
+    if r.breaker_opened > 0 {
+        println!("  breaker opened     {:>14}", r.breaker_opened);
+    }
+    if let Some(t) = r.throttled_by_receiver.filter(|t| *t > 0) {
+        println!("  throttled (sink)   {t:>14}");
+    }
+    println!(
         "  export latency     p50 {:.2} ms   p99 {:.2} ms",
         r.export_latency_p50_ms, r.export_latency_p99_ms
     );
@@ -423,8 +518,7 @@ fn sink(
         grpc_addr: addr,
         http_addr: http,
         verify: Verify::Walk { sample_every: 64 },
-        keep_requests: false,
-        tls: None,
+        ..SinkOptions::default()
     })?;
     eprintln!("otlpflow sink: OTLP/gRPC on {}", sink.addr());
     if let Some(h) = sink.http_endpoint() {

@@ -13,7 +13,7 @@ pub mod fork;
 mod worker;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -93,6 +93,30 @@ pub struct BatchResult {
     pub dropped: u64,
 }
 
+/// Bytes held against the memory budget by a record on its way into a
+/// ring: released if the record is refused, kept once it is committed.
+struct Reservation<'a> {
+    budget: Option<&'a crate::flow::MemoryBudget>,
+    n: u64,
+}
+
+impl Reservation<'_> {
+    #[inline]
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // A refused record: nobody waits for these few bytes more than for
+        // the next release, so no wake-up here.
+        if let Some(b) = self.budget {
+            b.release(self.n);
+        }
+    }
+}
+
 struct Inner {
     id: u64,
     config: Config,
@@ -112,6 +136,13 @@ struct Inner {
     /// Ingest limits: records per second and bytes per second.
     record_bucket: Option<crate::flow::TokenBucket>,
     byte_bucket: Option<crate::flow::TokenBucket>,
+    /// Egress pacing: wire bytes per second, shared by all workers.
+    egress: Option<crate::flow::TokenBucket>,
+    /// The memory budget, when configured, and the producers parked on it.
+    budget: Option<crate::flow::MemoryBudget>,
+    budget_waiters: AtomicU32,
+    budget_lock: Mutex<()>,
+    budget_cv: Condvar,
     /// Set once by shutdown; producers check it after claiming.
     closed: AtomicBool,
     /// Set when workers should exit after their final flush.
@@ -267,6 +298,9 @@ impl Pipeline {
             return Err(shard.counters.drops.refuse(RecordError::RateLimited));
         }
         let mut deadline = None;
+        // Held until the record is in the ring; dropped (released) on every
+        // refusal below.
+        let reservation = inner.reserve(len, shard, &mut deadline)?;
         loop {
             match shard.ring.claim(len, scope.id) {
                 Ok(mut claim) => {
@@ -280,6 +314,8 @@ impl Pipeline {
                     span.encode(claim.buf());
                     let (before, after) = claim.fill();
                     claim.commit(scope.id);
+                    // The worker releases it when the record leaves.
+                    reservation.keep();
                     shard.counters.accepted.fetch_add(1, Ordering::Relaxed);
                     inner.maybe_wake(shard, before, after);
                     return Ok(());
@@ -503,6 +539,17 @@ impl Inner {
             byte_bucket: config
                 .byte_rate_limit
                 .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            egress: config
+                .flow
+                .egress_byte_rate
+                .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            budget: config
+                .flow
+                .memory_budget
+                .map(crate::flow::MemoryBudget::new),
+            budget_waiters: AtomicU32::new(0),
+            budget_lock: Mutex::new(()),
+            budget_cv: Condvar::new(),
             batch_limit,
             max_record,
             resource_field,
@@ -586,10 +633,15 @@ impl Inner {
             .drops
             .rate_limited
             .store(c.dropped.rate_limited, Ordering::Relaxed);
+        shard
+            .drops
+            .memory
+            .store(c.dropped.memory, Ordering::Relaxed);
         let w = &self.workers[0].counters;
         w.exported.store(c.exported, Ordering::Relaxed);
         w.failed.store(
-            c.failed - c.failed_shutdown - c.failed_fork - c.failed_exhausted,
+            // Exhausted and evicted are parts of `failed` (carried below).
+            c.failed - c.failed_shutdown - c.failed_fork,
             Ordering::Relaxed,
         );
         w.failed_shutdown
@@ -598,6 +650,7 @@ impl Inner {
             .store(c.failed_fork + c.in_flight, Ordering::Relaxed);
         w.failed_exhausted
             .store(c.failed_exhausted, Ordering::Relaxed);
+        w.failed_evicted.store(c.failed_evicted, Ordering::Relaxed);
         w.rejected.store(c.rejected, Ordering::Relaxed);
         w.requests.store(c.requests, Ordering::Relaxed);
         w.retries.store(c.retries, Ordering::Relaxed);
@@ -607,10 +660,78 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
-        stats::snapshot(
+        let mut s = stats::snapshot(
             self.shards.iter().map(|s| (&s.counters, s.ring.used())),
             self.workers.iter().map(|w| &w.counters),
-        )
+        );
+        if let Some(b) = &self.budget {
+            s.memory_used = b.used();
+            s.memory_peak = b.peak();
+        }
+        s
+    }
+
+    /// Reserves a record's bytes against the memory budget, if there is one.
+    /// Over it, `Block` parks the producer until memory is released or the
+    /// deadline (shared with the ring's wait) passes; `DropNewest` refuses.
+    #[inline]
+    fn reserve<'a>(
+        &'a self,
+        len: usize,
+        shard: &Shard,
+        deadline: &mut Option<Instant>,
+    ) -> Result<Reservation<'a>, RecordError> {
+        let Some(budget) = &self.budget else {
+            return Ok(Reservation { budget: None, n: 0 });
+        };
+        let n = len as u64;
+        while !budget.try_reserve(n) {
+            let Policy::Block { max_wait } = self.config.policy else {
+                return Err(shard.counters.drops.refuse(RecordError::Memory));
+            };
+            let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+            if Instant::now() >= until {
+                return Err(shard.counters.drops.refuse(RecordError::Memory));
+            }
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+            }
+            self.wait_for_memory(until);
+        }
+        Ok(Reservation {
+            budget: Some(budget),
+            n,
+        })
+    }
+
+    #[cold]
+    fn wait_for_memory(&self, until: Instant) {
+        // Make sure every worker is draining (a lingering batch holds memory
+        // too) before we sleep.
+        for w in self.workers.iter() {
+            if w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+                w.notify.notify_one();
+            }
+        }
+        let mut guard = self.budget_lock.lock();
+        // SeqCst pairs with the fence in `release_memory`: either the
+        // releaser sees us waiting, or the caller's retry sees the memory.
+        self.budget_waiters.fetch_add(1, Ordering::SeqCst);
+        // A short timed wait bounds the cost of a missed wake-up.
+        let until = until.min(Instant::now() + Duration::from_millis(5));
+        self.budget_cv.wait_until(&mut guard, until);
+        self.budget_waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Returns bytes to the budget and wakes producers parked on it.
+    fn release_memory(&self, n: u64) {
+        let Some(b) = &self.budget else { return };
+        b.release(n);
+        fence(Ordering::SeqCst);
+        if self.budget_waiters.load(Ordering::Relaxed) > 0 {
+            let _g = self.budget_lock.lock();
+            self.budget_cv.notify_all();
+        }
     }
 
     /// Shutdown: refuse, flush until `deadline`, stop and join the workers.

@@ -9,7 +9,7 @@
 //! sequence number of the next request; flush E is done when no request
 //! before that number is outstanding.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{fence, Ordering};
@@ -17,14 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use super::batch::Batch;
 use super::{Inner, AWAKE, IDLE, LINGER};
-use crate::config::Compression;
+use crate::config::{Compression, RetryQueue};
 use crate::export::compress::Compressor;
 use crate::export::Backoff;
 use crate::export::{ExportError, Exporter};
+use crate::flow::breaker::{Admit, Breaker};
+use crate::flow::concurrency::{Aimd, Outcome};
 use crate::ring::Consumer;
 
 /// How long an idle worker sleeps before looking at its rings anyway (a
@@ -46,6 +48,207 @@ struct TaskShared {
     exporter: Exporter,
     /// Outstanding requests: sequence number -> records.
     outstanding: RefCell<BTreeMap<u64, u64>>,
+    /// Requests in flight (sending or waiting for a retry).
+    in_flight: Cell<usize>,
+    /// The limit on `in_flight`: fixed, or moved by the AIMD controller.
+    fixed_limit: usize,
+    aimd: RefCell<Option<Aimd>>,
+    /// Signalled when a request ends or the limit grows.
+    slot_freed: Notify,
+    breaker: RefCell<Breaker>,
+    /// Signalled when the breaker's probe has its answer.
+    breaker_changed: Notify,
+    /// Requests sleeping before a retry, oldest first, each with the signal
+    /// that evicts it (`RetryQueue::DropOldest`).
+    retrying: RefCell<BTreeMap<u64, Rc<Notify>>>,
+}
+
+impl TaskShared {
+    fn counters(&self) -> &crate::stats::WorkerCounters {
+        &self.inner.workers[self.idx].counters
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.inner.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn limit(&self) -> usize {
+        match &*self.aimd.borrow() {
+            Some(a) => a.limit(),
+            None => self.fixed_limit,
+        }
+    }
+
+    /// Drops the request that has waited longest for its retry. Returns
+    /// whether there was one.
+    fn evict_oldest(&self) -> bool {
+        match self.retrying.borrow_mut().pop_first() {
+            Some((_, signal)) => {
+                // notify_one keeps the permit if the task is not polled yet.
+                signal.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until the circuit breaker lets a request out, or `give_up`.
+    /// Returns `Some(probe)` to send (`probe`: this request is the breaker's
+    /// half-open probe), `None` when `give_up` came first.
+    async fn admit(&self, give_up: Instant) -> Option<bool> {
+        loop {
+            let admit = self.breaker.borrow_mut().admit(self.now_ns());
+            match admit {
+                Admit::Go => return Some(false),
+                Admit::Probe => {
+                    self.publish_breaker();
+                    return Some(true);
+                }
+                Admit::WaitUntil(ns) => {
+                    let at = self.inner.epoch + Duration::from_nanos(ns);
+                    tokio::time::sleep_until(at.min(give_up).into()).await;
+                }
+                Admit::WaitProbe => {
+                    tokio::select! {
+                        _ = self.breaker_changed.notified() => {}
+                        _ = tokio::time::sleep_until(give_up.into()) => {}
+                    }
+                }
+            }
+            if Instant::now() >= give_up {
+                return None;
+            }
+        }
+    }
+
+    /// Feeds an attempt's result to the circuit breaker and the concurrency
+    /// controller. `no_answer`: the attempt got no answer (see
+    /// `ExportError::no_answer`).
+    fn on_attempt(&self, probe: bool, rtt: Duration, outcome: Outcome, no_answer: bool) {
+        let now = self.now_ns();
+        {
+            let mut b = self.breaker.borrow_mut();
+            let (state, opened) = (b.state(), b.opened());
+            if no_answer {
+                b.on_failure(now, probe);
+            } else {
+                b.on_success();
+            }
+            if b.opened() > opened {
+                self.counters()
+                    .breaker_opened
+                    .fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "otlpflow: endpoint {} not answering; circuit breaker open, probing it",
+                    self.inner.config.endpoint.authority
+                );
+            }
+            if b.state() != state {
+                if state != crate::flow::breaker::State::Closed
+                    && b.state() == crate::flow::breaker::State::Closed
+                {
+                    log::info!(
+                        "otlpflow: endpoint {} answers again; circuit breaker closed",
+                        self.inner.config.endpoint.authority
+                    );
+                }
+                self.breaker_changed.notify_waiters();
+            }
+        }
+        self.publish_breaker();
+        if let Some(a) = self.aimd.borrow_mut().as_mut() {
+            let before = a.limit();
+            a.on_response(now, rtt.as_nanos() as u64, outcome);
+            if a.limit() != before {
+                self.counters()
+                    .concurrency_limit
+                    .store(a.limit() as u64, Ordering::Relaxed);
+            }
+            if a.limit() > before {
+                self.slot_freed.notify_one();
+            }
+        }
+    }
+
+    fn publish_breaker(&self) {
+        let state = self.breaker.borrow().state() as u64;
+        self.counters()
+            .breaker_state
+            .store(state, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of one request held against the memory budget until the request
+/// ends, however it ends (a task dropped at the shutdown deadline too).
+struct Charge<'a> {
+    inner: &'a Inner,
+    n: u64,
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.inner.release_memory(self.n);
+        }
+    }
+}
+
+/// Logs when records start being lost and when they stop, at most once
+/// each way, never per record (the OpenTelemetry error-handling guidance:
+/// say so, but do not flood).
+struct LossLog {
+    checked: Instant,
+    lost: u64,
+    /// While losing: when it began, the count then, and the last rise.
+    losing: Option<(Instant, u64, Instant)>,
+}
+
+impl LossLog {
+    const EVERY: Duration = Duration::from_millis(250);
+    /// No new loss for this long ends a loss episode.
+    const QUIET: Duration = Duration::from_secs(2);
+
+    fn new() -> LossLog {
+        LossLog {
+            checked: Instant::now(),
+            lost: 0,
+            losing: None,
+        }
+    }
+
+    fn check(&mut self, inner: &Inner, finishing: bool) {
+        let now = Instant::now();
+        if !finishing && now - self.checked < Self::EVERY {
+            return;
+        }
+        self.checked = now;
+        let s = inner.stats();
+        let lost = s.dropped.total() + s.failed + s.rejected;
+        if lost > self.lost {
+            if self.losing.is_none() {
+                let d = &s.dropped;
+                log::warn!(
+                    "otlpflow: losing records: {} so far (dropped: full {}, memory {}, rate_limited {}, too_large {}, invalid {}, shutdown {}; failed: permanent {}, exhausted {}, evicted {}, shutdown {}; rejected by the receiver {})",
+                    lost, d.full, d.memory, d.rate_limited, d.too_large, d.invalid, d.shutdown,
+                    s.failed_permanent, s.failed_exhausted, s.failed_evicted, s.failed_shutdown, s.rejected
+                );
+                self.losing = Some((now, self.lost, now));
+            } else if let Some(l) = self.losing.as_mut() {
+                l.2 = now;
+            }
+            self.lost = lost;
+        }
+        if let Some((began, base, last)) = self.losing {
+            if finishing || now - last >= Self::QUIET {
+                log::warn!(
+                    "otlpflow: records no longer being lost: {} lost over {:.1} s",
+                    lost - base,
+                    (last - began).as_secs_f64()
+                );
+                self.losing = None;
+            }
+        }
+    }
 }
 
 struct Worker {
@@ -55,8 +258,11 @@ struct Worker {
     batch: Batch,
     scope_cache: Vec<Option<Bytes>>,
     compressor: Compressor,
-    permits: Arc<Semaphore>,
     shared: Rc<TaskShared>,
+    /// Bytes of the records in `batch`, held against the memory budget.
+    charged: u64,
+    /// Worker 0 watches for loss episodes.
+    loss: Option<LossLog>,
     next_seq: u64,
     flush: Option<PendingFlush>,
     flush_done: u64,
@@ -71,15 +277,39 @@ pub(super) fn run(
 ) {
     let cfg = &inner.config;
     let exporter = Exporter::new(cfg);
+    let now_ns = inner.epoch.elapsed().as_nanos() as u64;
+    let aimd = cfg
+        .flow
+        .adaptive_concurrency
+        .map(|(min, max)| Aimd::new(min, max, now_ns));
+    let b = &cfg.flow.breaker;
+    let breaker = Breaker::new(
+        b.threshold,
+        b.min_open.as_nanos() as u64,
+        b.max_open.as_nanos() as u64,
+    );
+    let limit = aimd.as_ref().map_or(cfg.max_in_flight, |a| a.limit());
+    inner.workers[idx]
+        .counters
+        .concurrency_limit
+        .store(limit as u64, Ordering::Relaxed);
     let worker = Worker {
         compressor: Compressor::new(cfg.compression, cfg.compression_level),
-        permits: Arc::new(Semaphore::new(cfg.max_in_flight)),
         shared: Rc::new(TaskShared {
             inner: inner.clone(),
             idx,
             exporter,
             outstanding: RefCell::new(BTreeMap::new()),
+            in_flight: Cell::new(0),
+            fixed_limit: cfg.max_in_flight,
+            aimd: RefCell::new(aimd),
+            slot_freed: Notify::new(),
+            breaker: RefCell::new(breaker),
+            breaker_changed: Notify::new(),
+            retrying: RefCell::new(BTreeMap::new()),
         }),
+        charged: 0,
+        loss: (idx == 0).then(LossLog::new),
         inner,
         idx,
         consumers,
@@ -99,6 +329,10 @@ pub(super) fn run(
 impl Worker {
     async fn run(mut self) {
         loop {
+            if let Some(l) = self.loss.as_mut() {
+                l.check(&self.inner, false);
+            }
+            self.relieve_memory();
             let drained = self.drain();
             if self.batch_full() {
                 self.dispatch().await;
@@ -111,6 +345,7 @@ impl Worker {
             if let Some(d) = inner.stop_deadline() {
                 if Instant::now() >= d {
                     self.abandon();
+                    self.finish_loss_log();
                     return;
                 }
             }
@@ -118,6 +353,7 @@ impl Worker {
                 && self.flush.is_none()
                 && self.flush_done >= inner.flush_requested.load(Ordering::SeqCst)
             {
+                self.finish_loss_log();
                 return;
             }
             if drained > 0 {
@@ -131,6 +367,22 @@ impl Worker {
                 }
             }
             self.sleep().await;
+        }
+    }
+
+    fn finish_loss_log(&mut self) {
+        if let Some(l) = self.loss.as_mut() {
+            l.check(&self.inner, true);
+        }
+    }
+
+    /// Under `RetryQueue::DropOldest`, while producers wait for memory, the
+    /// oldest request waiting for a retry gives its memory up.
+    fn relieve_memory(&self) {
+        if self.inner.config.flow.retry_queue == RetryQueue::DropOldest
+            && self.inner.budget_waiters.load(Ordering::Relaxed) > 0
+        {
+            self.shared.evict_oldest();
         }
     }
 
@@ -153,6 +405,7 @@ impl Worker {
             batch,
             scope_cache,
             idx,
+            charged,
             ..
         } = self;
         let cfg = &inner.config;
@@ -177,6 +430,7 @@ impl Worker {
                     return false;
                 }
                 batch.push(tag, payload, |t| scope_bytes(inner, scope_cache, t));
+                *charged += payload.len() as u64;
                 true
             });
             if n > 0 {
@@ -209,6 +463,11 @@ impl Worker {
             return;
         }
         let req = self.batch.take(&self.inner.resource_field);
+        let items = req.items;
+        let mut charge = Charge {
+            inner: &self.inner,
+            n: std::mem::take(&mut self.charged),
+        };
         let counters = &self.inner.workers[self.idx].counters;
         let framed = frame(&mut self.compressor, &self.shared.exporter, &req);
         let chunks = match framed {
@@ -220,35 +479,65 @@ impl Worker {
             }
         };
         let wire: usize = chunks.iter().map(|c| c.len()).sum();
+        if let (Some(b), true) = (
+            &self.inner.budget,
+            self.compressor.kind() != Compression::None,
+        ) {
+            // The compressed copy replaces the batch's buffers (dropped with
+            // `req` below): hold its size instead.
+            b.force(wire as u64);
+            self.inner.release_memory(charge.n);
+            charge.n = wire as u64;
+        }
+        // The export task takes the charge over.
+        let charge_n = std::mem::take(&mut charge.n);
+        drop(charge);
         counters
             .bytes_raw
             .fetch_add(req.message_len as u64, Ordering::Relaxed);
+        drop(req);
         counters
             .bytes_wire
             .fetch_add(wire as u64, Ordering::Relaxed);
-        let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            counters.failed.fetch_add(req.items, Ordering::Relaxed);
-            return;
-        };
+        // Wait for a request slot. Under DropOldest, a request waiting for
+        // its retry makes room for this fresh one.
+        while self.shared.in_flight.get() >= self.shared.limit() {
+            if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
+                self.shared.evict_oldest();
+            }
+            self.shared.slot_freed.notified().await;
+        }
+        let n = self.shared.in_flight.get() + 1;
+        self.shared.in_flight.set(n);
+        if let Some(a) = self.shared.aimd.borrow_mut().as_mut() {
+            a.on_send(n);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.shared.outstanding.borrow_mut().insert(seq, req.items);
+        self.shared.outstanding.borrow_mut().insert(seq, items);
         counters.in_flight_requests.fetch_add(1, Ordering::Relaxed);
         self.rng = self
             .rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let shared = self.shared.clone();
-        let items = req.items;
         let seed = self.rng;
+        let request = Request {
+            seq,
+            chunks,
+            items,
+            wire: wire as u64,
+            charge: charge_n,
+        };
         tokio::task::spawn_local(async move {
-            export_task(&shared, chunks, items, seed).await;
+            export_task(&shared, request, seed).await;
             shared.outstanding.borrow_mut().remove(&seq);
             let w = &shared.inner.workers[shared.idx];
             w.counters
                 .in_flight_requests
                 .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            shared.in_flight.set(shared.in_flight.get() - 1);
+            shared.slot_freed.notify_one();
             // Let the worker re-check a pending flush.
             w.notify.notify_one();
         });
@@ -393,25 +682,66 @@ fn frame(
     Ok(vec![Bytes::from(out)])
 }
 
+/// One export request, as its task owns it.
+struct Request {
+    seq: u64,
+    chunks: Vec<Bytes>,
+    items: u64,
+    /// Bytes on the wire (for egress pacing).
+    wire: u64,
+    /// Bytes held against the memory budget.
+    charge: u64,
+}
+
 /// Sends one request, retrying transient failures with backoff until the
 /// retry budget or the shutdown deadline runs out, and counts the outcome.
-async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: u64) {
+/// Each attempt first passes the circuit breaker and the egress pacing.
+async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
     let inner = &shared.inner;
     let cfg = &inner.config;
-    let counters = &inner.workers[shared.idx].counters;
+    let counters = shared.counters();
+    let _charge = Charge {
+        inner,
+        n: req.charge,
+    };
+    let items = req.items;
     let started = Instant::now();
     let mut backoff = Backoff::new(&cfg.retry, seed);
     loop {
+        let mut give_up = started + cfg.retry.max_elapsed;
+        if let Some(d) = inner.stop_deadline() {
+            give_up = give_up.min(d);
+        }
+        let Some(probe) = shared.admit(give_up).await else {
+            // The endpoint stayed down (breaker open) past the retry budget.
+            counters.failed.fetch_add(items, Ordering::Relaxed);
+            counters
+                .failed_exhausted
+                .fetch_add(items, Ordering::Relaxed);
+            return;
+        };
+        if let Some(bucket) = &inner.egress {
+            let wait = bucket.reserve(req.wire);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
-        let result =
-            match tokio::time::timeout(cfg.request_timeout, shared.exporter.send(&chunks)).await {
-                Ok(r) => r,
-                Err(_) => Err(ExportError::Timeout),
-            };
+        let result = match tokio::time::timeout(
+            cfg.request_timeout,
+            shared.exporter.send(&req.chunks),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ExportError::Timeout),
+        };
+        let rtt = t0.elapsed();
         match result {
             Ok(ack) => {
-                let latency = t0.elapsed().as_nanos() as u64;
+                shared.on_attempt(probe, rtt, Outcome::Answered, false);
+                let latency = rtt.as_nanos() as u64;
                 counters.export_latency.record(latency);
                 adapt_batch(cfg, counters, latency);
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
@@ -426,6 +756,14 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
                 return;
             }
             Err(e) => {
+                let outcome = if e.throttled() {
+                    Outcome::Throttled
+                } else if e.no_answer() {
+                    Outcome::Other
+                } else {
+                    Outcome::Answered
+                };
+                shared.on_attempt(probe, rtt, outcome, e.no_answer());
                 counters.request_errors.fetch_add(1, Ordering::Relaxed);
                 counters
                     .consecutive_failures
@@ -441,14 +779,14 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
                 // The server's RetryInfo or Retry-After wins over our backoff.
                 let backoff_delay = backoff.next_delay();
                 let delay = e.retry_after().unwrap_or(backoff_delay);
-                let mut give_up = started + cfg.retry.max_elapsed;
-                if let Some(d) = inner.stop_deadline() {
-                    give_up = give_up.min(d);
-                }
                 if e.retryable() && Instant::now() + delay < give_up {
                     counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(delay).await;
-                    continue;
+                    if wait_for_retry(shared, req.seq, delay).await {
+                        continue;
+                    }
+                    counters.failed.fetch_add(items, Ordering::Relaxed);
+                    counters.failed_evicted.fetch_add(items, Ordering::Relaxed);
+                    return;
                 }
                 counters.failed.fetch_add(items, Ordering::Relaxed);
                 if e.retryable() {
@@ -460,6 +798,23 @@ async fn export_task(shared: &TaskShared, chunks: Vec<Bytes>, items: u64, seed: 
             }
         }
     }
+}
+
+/// Sleeps before a retry in the retry queue, where newer data may evict
+/// the request (`RetryQueue::DropOldest`). Returns false if it was evicted.
+async fn wait_for_retry(shared: &TaskShared, seq: u64, delay: Duration) -> bool {
+    let signal = Rc::new(Notify::new());
+    shared.retrying.borrow_mut().insert(seq, signal.clone());
+    if shared.inner.config.flow.retry_queue == RetryQueue::DropOldest {
+        // A dispatch waiting for a slot may now evict this request.
+        shared.slot_freed.notify_one();
+    }
+    let evicted = tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = signal.notified() => true,
+    };
+    shared.retrying.borrow_mut().remove(&seq);
+    !evicted
 }
 
 /// Moves the batch target after an acknowledged request (see

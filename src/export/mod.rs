@@ -95,6 +95,32 @@ impl ExportError {
         }
     }
 
+    /// Whether the receiver pushed back on load (HTTP 429/503, gRPC
+    /// RESOURCE_EXHAUSTED/UNAVAILABLE) or the request timed out: the
+    /// adaptive concurrency's signal to back off.
+    pub fn throttled(&self) -> bool {
+        match self {
+            ExportError::Timeout => true,
+            ExportError::Status { code, .. } => {
+                matches!(*code, code::RESOURCE_EXHAUSTED | code::UNAVAILABLE)
+            }
+            ExportError::Http { status, .. } => matches!(status, 429 | 503),
+            _ => false,
+        }
+    }
+
+    /// Whether nothing usable came back: no connection, no response in
+    /// time, or a gateway/unavailable status. The circuit breaker counts
+    /// these; any other answer shows the endpoint is up.
+    pub fn no_answer(&self) -> bool {
+        match self {
+            ExportError::Transport(_) | ExportError::Timeout => true,
+            ExportError::Status { code, .. } => *code == code::UNAVAILABLE,
+            ExportError::Http { status, .. } => matches!(status, 502..=504),
+            ExportError::Protocol(_) | ExportError::Tls(_) => false,
+        }
+    }
+
     /// The delay the server asked for (RetryInfo or Retry-After).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -71,6 +71,34 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `n` tokens whether or not the bucket has them, and returns how
+    /// long to wait (ns from `now_ns`) before using them: the pacing form
+    /// for egress, where a request is delayed, never dropped. Callers that
+    /// race are queued one behind the other by the TAT.
+    #[inline]
+    pub fn reserve_at(&self, n: u64, now_ns: u64) -> u64 {
+        let cost = n.saturating_mul(self.interval_ns);
+        // Relaxed: as in `try_acquire_at`.
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let new_tat = tat.max(now_ns).saturating_add(cost);
+            match self
+                .tat
+                .compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return (new_tat - now_ns).saturating_sub(self.tolerance_ns),
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// [`TokenBucket::reserve_at`] now, as a duration.
+    #[cfg(not(loom))]
+    pub fn reserve(&self, n: u64) -> std::time::Duration {
+        let now = self.epoch.elapsed().as_nanos() as u64 + self.tolerance_ns;
+        std::time::Duration::from_nanos(self.reserve_at(n, now))
+    }
+
     /// Nanoseconds per token.
     pub fn interval_ns(&self) -> u64 {
         self.interval_ns
@@ -105,6 +133,17 @@ mod tests {
         assert!(!b.try_acquire_at(1, later));
         // A request larger than the burst never fits.
         assert!(!b.try_acquire_at(6, later + 1_000_000_000));
+    }
+
+    #[test]
+    fn reserve_queues_callers_behind_each_other() {
+        let b = TokenBucket::new(1000.0, 2); // 1 ms per token, burst 2
+        let t0 = b.tolerance_ns();
+        assert_eq!(b.reserve_at(2, t0), 0, "the burst is free");
+        assert_eq!(b.reserve_at(1, t0), 1_000_000);
+        assert_eq!(b.reserve_at(3, t0), 4_000_000);
+        // Time passing pays the debt back.
+        assert_eq!(b.reserve_at(1, t0 + 10_000_000), 0);
     }
 
     #[test]

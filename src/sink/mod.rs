@@ -65,6 +65,13 @@ pub struct SinkOptions {
     pub keep_requests: bool,
     /// Serve both ports over TLS with this certificate chain and key (PEM).
     pub tls: Option<SinkTls>,
+    /// Added to every request before it is answered: a slow or distant
+    /// receiver.
+    pub latency: Duration,
+    /// Requests the receiver serves at once; more are refused as throttled
+    /// (gRPC RESOURCE_EXHAUSTED with a 10 ms RetryInfo, HTTP 429): a
+    /// receiver with a capacity, for the adaptive concurrency.
+    pub max_concurrent: Option<usize>,
 }
 
 /// The receiver's TLS identity (tests make one with rcgen).
@@ -83,6 +90,8 @@ impl Default for SinkOptions {
         SinkOptions {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: None,
+            latency: Duration::ZERO,
+            max_concurrent: None,
             verify: Verify::Full,
             keep_requests: false,
             tls: None,
@@ -147,6 +156,8 @@ pub struct SinkCounts {
     pub connections: u64,
     /// The largest request body received, in bytes on the wire.
     pub max_request_bytes: u64,
+    /// Requests refused because `max_concurrent` were being served.
+    pub throttled: u64,
 }
 
 #[derive(Default)]
@@ -160,6 +171,9 @@ struct Counters {
     connections: AtomicU64,
     max_request: AtomicU64,
     sampled: AtomicU64,
+    throttled: AtomicU64,
+    /// Requests being processed now.
+    active: AtomicU64,
 }
 
 struct Shared {
@@ -276,6 +290,7 @@ impl Sink {
             injected: c.injected.load(Relaxed),
             connections: c.connections.load(Relaxed),
             max_request_bytes: c.max_request.load(Relaxed),
+            throttled: c.throttled.load(Relaxed),
         }
     }
 
@@ -374,6 +389,33 @@ async fn process(
         *shared.last_headers.lock() = Some(headers.clone());
     }
     let c = &shared.counters;
+    // Counts this request as active until it is answered.
+    struct Active<'a>(&'a AtomicU64);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Relaxed);
+        }
+    }
+    let active = c.active.fetch_add(1, Relaxed) + 1;
+    let _active = Active(&c.active);
+    if shared
+        .opts
+        .max_concurrent
+        .is_some_and(|max| active > max as u64)
+    {
+        c.throttled.fetch_add(1, Relaxed);
+        return (
+            Outcome::Refuse(Refusal::Grpc {
+                code: crate::export::code::RESOURCE_EXHAUSTED,
+                message: "receiver at capacity".into(),
+                retry_info: Some(Duration::from_millis(10)),
+            }),
+            false,
+        );
+    }
+    if !shared.opts.latency.is_zero() {
+        tokio::time::sleep(shared.opts.latency).await;
+    }
     let fault = shared.faults.lock().pop_front();
     let mut goaway = false;
     let mut partial = None;
@@ -821,7 +863,12 @@ async fn http_request(
             retry_after,
         }) => http_error(status, 14, message, retry_after),
         Outcome::Refuse(Refusal::Grpc { code, message, .. }) => {
-            let status = if code == 3 { 400 } else { 500 };
+            let status = match code {
+                3 => 400,
+                // RESOURCE_EXHAUSTED is HTTP's Too Many Requests.
+                8 => 429,
+                _ => 500,
+            };
             http_error(status, code as i32, message, None)
         }
     })

@@ -43,7 +43,7 @@ def version():
 
 # Result codes (otlpflow_result).
 OK, NULL_ARGUMENT, INVALID_UTF8, BUFFER_TOO_SMALL, INVALID_CONFIG, FULL, TOO_LARGE, SHUTDOWN, TIMEOUT, \
-    INVALID_ARGUMENT, TOO_MANY_ATTRIBUTES, INVALID_SCOPE, RATE_LIMITED = range(13)
+    INVALID_ARGUMENT, TOO_MANY_ATTRIBUTES, INVALID_SCOPE, RATE_LIMITED, MEMORY = range(14)
 PANIC = 100
 
 
@@ -312,7 +312,7 @@ class Pipeline:
         code = self._lib.otlpflow_pipeline_record_span(self._handle, ctypes.byref(sc), ctypes.byref(s))
         if code == OK:
             return True
-        if code in (FULL, TOO_LARGE, RATE_LIMITED):
+        if code in (FULL, TOO_LARGE, RATE_LIMITED, MEMORY):
             return False
         raise _error(code, "record_span")
 

@@ -93,6 +93,8 @@ STATS_FIELDS = [
     "failed_permanent", "rejected",
     "in_flight", "requests", "retries", "request_errors", "bytes_raw", "bytes_wire",
     "export_latency_p50_ns", "export_latency_p99_ns", "export_latency_max_ns",
+    "dropped_memory", "failed_evicted", "concurrency_limit", "batch_target",
+    "memory_used", "memory_peak", "breaker_opened",
 ]
 
 

@@ -245,11 +245,73 @@ fn token_bucket(c: &mut Criterion) {
     assert_eq!(s.dropped.total(), 0);
 }
 
+fn memory_budget(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memory_budget");
+    g.throughput(Throughput::Elements(1));
+    let b = otlpflow::flow::MemoryBudget::new(1 << 40);
+    g.bench_function("reserve_release_1_thread", |bch| {
+        bch.iter(|| {
+            if b.try_reserve(300) {
+                b.release(300);
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("reserve_release_2_threads", |bch| {
+        bch.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let b = &b;
+                    s.spawn(move || {
+                        for _ in 0..iters {
+                            if b.try_reserve(300) {
+                                b.release(300);
+                            }
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.finish();
+    // Through record_span: the difference to record_span/1_thread is the
+    // budget's cost on the hot path (the worker's release included).
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1024 },
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(30),
+        })
+        .memory_budget(256 << 20)
+        .start()
+        .expect("pipeline");
+    let scope = p.scope("bench", "1");
+    let mut g = c.benchmark_group("record_span");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function("1_thread_memory_budget", |bch| {
+        bch.iter(|| {
+            i += 1;
+            workload::record_benchmark_span(&p, &scope, 1, i, NOW)
+        })
+    });
+    g.finish();
+    let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
+    assert_eq!(s.dropped.total(), 0);
+    assert_eq!(s.memory_used, 0);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = encode, record_span, queues, token_bucket
+    targets = encode, record_span, queues, token_bucket, memory_budget
 }
 criterion_main!(benches);

@@ -198,3 +198,43 @@ fn gen_paces_to_the_rate_and_stops_at_the_duration() {
     let counts: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
     assert_eq!(counts["spans"].as_u64(), Some(offered));
 }
+
+#[test]
+fn demo_reports_flow_control_under_a_memory_budget_and_a_throttling_receiver() {
+    // Under Block with a 1 MiB budget and a receiver that serves 2 requests
+    // at once and throttles the rest, everything still arrives; the report
+    // shows the budget's peak, the final concurrency and the throttles.
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "demo",
+            "--spans",
+            "40000",
+            "--threads",
+            "2",
+            "--json",
+            "--memory-budget",
+            "1M",
+            "--concurrency",
+            "adaptive",
+            "--sink-latency-ms",
+            "2",
+            "--sink-max-concurrent",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["received"].as_u64(), Some(40000), "{r}");
+    assert_eq!(r["dropped"], 0, "{r}");
+    let peak = r["memory_peak_bytes"].as_u64().unwrap();
+    assert!(peak > 0 && peak <= (1 << 20) + 512 * 400, "{r}");
+    assert!(r["concurrency_limit"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["dropped_by_reason"].get("memory").is_some(), "{r}");
+    assert!(r["failed_by_reason"].get("evicted").is_some(), "{r}");
+    assert!(r.get("throttled_by_receiver").is_some(), "{r}");
+}

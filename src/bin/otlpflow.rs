@@ -48,6 +48,12 @@ enum Command {
         /// Print the counts as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Add this latency to every request.
+        #[arg(long, default_value_t = 0.0)]
+        latency_ms: f64,
+        /// Serve this many requests at once; throttle the rest.
+        #[arg(long)]
+        max_concurrent: Option<usize>,
     },
 }
 
@@ -199,7 +205,20 @@ fn main() -> ExitCode {
             http,
             duration,
             json,
-        } => sink(grpc, http, duration, json),
+            latency_ms,
+            max_concurrent,
+        } => sink(
+            SinkOptions {
+                grpc_addr: grpc,
+                http_addr: http,
+                verify: Verify::Walk { sample_every: 64 },
+                latency: Duration::from_secs_f64(latency_ms.max(0.0) / 1e3),
+                max_concurrent,
+                ..SinkOptions::default()
+            },
+            duration,
+            json,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -509,17 +528,11 @@ fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool)
 }
 
 fn sink(
-    addr: std::net::SocketAddr,
-    http: Option<std::net::SocketAddr>,
+    opts: SinkOptions,
     duration: Option<f64>,
     json: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let sink = Sink::start(SinkOptions {
-        grpc_addr: addr,
-        http_addr: http,
-        verify: Verify::Walk { sample_every: 64 },
-        ..SinkOptions::default()
-    })?;
+    let sink = Sink::start(opts)?;
     eprintln!("otlpflow sink: OTLP/gRPC on {}", sink.addr());
     if let Some(h) = sink.http_endpoint() {
         eprintln!("otlpflow sink: OTLP/HTTP on {h}");

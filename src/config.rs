@@ -142,6 +142,13 @@ pub struct FlowConfig {
     pub breaker: BreakerConfig,
     /// Requests waiting for retry when newer data needs room.
     pub retry_queue: RetryQueue,
+    /// Ingest: at most this many records per sliding window.
+    pub window_limit: Option<(u64, Duration)>,
+    /// Ingest: records per second and burst for each scope on its own.
+    pub scope_rate_limit: Option<(f64, u64)>,
+    /// Each worker's CPU budget as a fraction of one core: over it, the
+    /// adaptive concurrency backs off as from a throttle.
+    pub worker_cpu_budget: Option<f64>,
 }
 
 impl FlowConfig {
@@ -162,6 +169,27 @@ impl FlowConfig {
             if min == 0 || min > max || max > 1024 {
                 return Err(Error::config(
                     "adaptive_concurrency: need 1 <= min <= max <= 1024",
+                ));
+            }
+        }
+        if let Some((max, window)) = self.window_limit {
+            if max == 0 || max >= u32::MAX as u64 || window < Duration::from_millis(1) {
+                return Err(Error::config(
+                    "window_limit: need 1 <= max < 2^32 records and a window of at least 1 ms",
+                ));
+            }
+        }
+        if let Some((rate, burst)) = self.scope_rate_limit {
+            if !(rate > 0.0 && rate <= 1e9) || burst == 0 {
+                return Err(Error::config(
+                    "scope_rate_limit: the rate must be in (0, 1e9] per second and the burst at least 1",
+                ));
+            }
+        }
+        if let Some(f) = self.worker_cpu_budget {
+            if !(f > 0.0 && f <= 1.0) || self.adaptive_concurrency.is_none() {
+                return Err(Error::config(
+                    "worker_cpu_budget: a fraction of a core in (0, 1], with adaptive_concurrency",
                 ));
             }
         }
@@ -774,6 +802,30 @@ impl PipelineBuilder {
     /// Retry settings.
     pub fn retry(mut self, r: RetryConfig) -> Self {
         self.retry = r;
+        self
+    }
+    /// Admits at most `max` records per sliding `window` at ingest (a
+    /// fixed-memory sliding window of 16 sub-windows); over it, records are
+    /// refused with `RateLimited` and counted.
+    pub fn window_limit(mut self, max: u64, window: Duration) -> Self {
+        self.flow.window_limit = Some((max, window));
+        self
+    }
+    /// Gives each scope its own ingest token bucket (records per second,
+    /// burst), so that one noisy library cannot use up the pipeline: over
+    /// it, that scope's records are refused with `RateLimited`. Scopes past
+    /// the 256th share one bucket.
+    pub fn scope_rate_limit(mut self, per_second: f64, burst: u64) -> Self {
+        self.flow.scope_rate_limit = Some((per_second, burst));
+        self
+    }
+    /// Caps each worker's CPU time at `fraction` of a core (0..=1) through
+    /// the adaptive concurrency: a worker over it backs off as from a
+    /// throttle, so that fewer requests carry the load (under `Block` the
+    /// producers slow down; under `DropNewest` more is refused). Needs
+    /// `adaptive_concurrency`.
+    pub fn worker_cpu_budget(mut self, fraction: f64) -> Self {
+        self.flow.worker_cpu_budget = Some(fraction);
         self
     }
     /// Caps the bytes records may hold in the pipeline at once: in rings,

@@ -221,7 +221,12 @@ pub enum Health {
 /// Consecutive failed attempts after which a worker's endpoint counts as down.
 pub const DOWN_AFTER: u64 = 5;
 
-pub(crate) fn health<'a>(workers: impl Iterator<Item = &'a WorkerCounters>) -> Health {
+/// `slow_ns`: a smoothed round trip above it counts as degraded (the
+/// pipeline passes half its request timeout).
+pub(crate) fn health<'a>(
+    workers: impl Iterator<Item = &'a WorkerCounters>,
+    slow_ns: u64,
+) -> Health {
     let (mut n, mut down, mut failing) = (0, 0, 0);
     // A worker that has sent nothing yet says nothing about the endpoint.
     for w in workers.filter(|w| w.requests.load(Relaxed) > 0) {
@@ -231,7 +236,7 @@ pub(crate) fn health<'a>(workers: impl Iterator<Item = &'a WorkerCounters>) -> H
         // worker whatever its count says.
         if f >= DOWN_AFTER || w.breaker_state.load(Relaxed) != 0 {
             down += 1;
-        } else if f > 0 {
+        } else if f > 0 || w.latency_ewma_ns.load(Relaxed) > slow_ns {
             failing += 1;
         }
     }

@@ -340,3 +340,102 @@ fn flow_settings_are_validated() {
         .expect_err("refused");
     assert!(e.to_string().contains("OTLPFLOW_MEMORY_BUDGET"), "{e}");
 }
+
+#[test]
+fn window_and_per_scope_limits_refuse_over_their_limits() {
+    let sink = sink_with(SinkOptions::default());
+    let p = builder(&sink.endpoint())
+        .policy(block())
+        .window_limit(1_000, Duration::from_secs(1))
+        .start()
+        .expect("start");
+    let t0 = Instant::now();
+    record(&p, 1, 5_000);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_identity(&s);
+    assert_eq!(s.accepted + s.dropped.rate_limited, 5_000, "{s:?}");
+    assert!(
+        s.accepted as f64 <= 1_000.0 * (1.0 + elapsed.ceil()),
+        "{s:?} in {elapsed}s"
+    );
+    assert!(s.dropped.rate_limited > 0, "{s:?}");
+    assert_eq!(sink.counts().spans, s.exported);
+
+    // Per scope: a noisy scope is held to its bucket; a quiet one is not.
+    let sink = sink_with(SinkOptions::default());
+    let p = builder(&sink.endpoint())
+        .policy(block())
+        .scope_rate_limit(100.0, 200)
+        .start()
+        .expect("start");
+    let noisy = p.scope("noisy", "1");
+    let quiet = p.scope("quiet", "1");
+    let t0 = Instant::now();
+    let mut noisy_ok = 0u64;
+    for i in 0..5_000 {
+        noisy_ok += workload::record_benchmark_span(&p, &noisy, 1, i, 1_700_000_000).is_ok() as u64;
+    }
+    let mut quiet_ok = 0u64;
+    for i in 0..150 {
+        quiet_ok += workload::record_benchmark_span(&p, &quiet, 2, i, 1_700_000_000).is_ok() as u64;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    assert_eq!(quiet_ok, 150);
+    assert!(
+        noisy_ok as f64 <= 200.0 + 100.0 * elapsed + 1.0,
+        "{noisy_ok}"
+    );
+    assert!(noisy_ok >= 200, "{noisy_ok}");
+    let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_identity(&s);
+    assert_eq!(s.dropped.rate_limited, 5_000 - noisy_ok);
+    assert_eq!(sink.counts().spans, noisy_ok + quiet_ok);
+}
+
+#[test]
+fn a_receiver_slower_than_half_the_timeout_is_degraded() {
+    let sink = sink_with(SinkOptions {
+        latency: Duration::from_millis(150),
+        ..SinkOptions::default()
+    });
+    let p = builder(&sink.endpoint())
+        .policy(block())
+        .request_timeout(Duration::from_millis(250))
+        .start()
+        .expect("start");
+    assert_eq!(p.health(), Health::Healthy);
+    record(&p, 1, 200);
+    p.flush(Duration::from_secs(10)).expect("flush");
+    assert_eq!(p.health(), Health::Degraded, "{:?}", p.stats());
+    let s = assert_all_delivered(&p, &sink, 200);
+    assert_eq!(s.failed, 0);
+}
+
+#[test]
+fn a_worker_over_its_cpu_budget_holds_its_concurrency_down() {
+    let sink = sink_with(SinkOptions {
+        verify: Verify::Walk { sample_every: 64 },
+        keep_requests: false,
+        ..SinkOptions::default()
+    });
+    // 1% of a core: any worker moving spans is over it.
+    let p = builder(&sink.endpoint())
+        .policy(block())
+        .adaptive_concurrency(1, 64)
+        .worker_cpu_budget(0.01)
+        .start()
+        .expect("start");
+    record(&p, 2, 30_000);
+    let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
+    assert_identity(&s);
+    assert_eq!(s.exported, 60_000, "{s:?}");
+    assert_eq!(sink.counts().spans, 60_000);
+    // Two workers, each held at its minimum of 1.
+    assert!(s.concurrency_limit <= 3, "{s:?}");
+    assert!(Pipeline::builder()
+        .worker_cpu_budget(0.5)
+        .build()
+        .expect_err("needs adaptive concurrency")
+        .is_config());
+}

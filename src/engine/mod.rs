@@ -27,6 +27,9 @@ use crate::record::{OwnedValue, Span};
 use crate::ring::{ClaimError, Consumer, Ring};
 use crate::stats::{self, ShardCounters, Stats, WorkerCounters};
 
+/// Scopes with a bucket of their own under `scope_rate_limit`.
+const SCOPE_BUCKETS: usize = 256;
+
 /// Worker sleep modes, read by producers after each commit.
 const AWAKE: u32 = 0;
 /// Sleeping with an empty batch: the next record wakes it.
@@ -136,6 +139,10 @@ struct Inner {
     /// Ingest limits: records per second and bytes per second.
     record_bucket: Option<crate::flow::TokenBucket>,
     byte_bucket: Option<crate::flow::TokenBucket>,
+    /// Ingest: records per sliding window.
+    window: Option<crate::flow::SlidingWindow>,
+    /// Ingest: one bucket per scope id (the last shared by the rest).
+    scope_buckets: Option<Box<[crate::flow::TokenBucket]>>,
     /// Egress pacing: wire bytes per second, shared by all workers.
     egress: Option<crate::flow::TokenBucket>,
     /// The memory budget, when configured, and the producers parked on it.
@@ -294,7 +301,7 @@ impl Pipeline {
         if len > inner.max_record {
             return Err(shard.counters.drops.refuse(RecordError::TooLarge));
         }
-        if !inner.admit(len) {
+        if !inner.admit(len, scope.id) {
             return Err(shard.counters.drops.refuse(RecordError::RateLimited));
         }
         let mut deadline = None;
@@ -360,12 +367,17 @@ impl Pipeline {
         self.inner().stats()
     }
 
-    /// The export path's health, from each worker's run of failed attempts:
-    /// `Down` when every worker's last few attempts failed, `Degraded` when
-    /// some are failing, `Healthy` otherwise. Recovers by itself on the next
-    /// success.
+    /// The export path's health: `Down` when every worker that has sent
+    /// anything has its circuit breaker open or its last few attempts failed,
+    /// `Degraded` when some are failing or a worker's smoothed round trip is
+    /// over half the request timeout, `Healthy` otherwise. Recovers by itself
+    /// (the breaker probes the endpoint and closes on its first answer).
     pub fn health(&self) -> crate::stats::Health {
-        stats::health(self.inner().workers.iter().map(|w| &w.counters))
+        let inner = self.inner();
+        stats::health(
+            inner.workers.iter().map(|w| &w.counters),
+            inner.config.request_timeout.as_nanos() as u64 / 2,
+        )
     }
 
     /// The last export error seen, if any.
@@ -539,6 +551,15 @@ impl Inner {
             byte_bucket: config
                 .byte_rate_limit
                 .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            window: config
+                .flow
+                .window_limit
+                .map(|(max, w)| crate::flow::SlidingWindow::new(max, w.as_nanos() as u64, 16)),
+            scope_buckets: config.flow.scope_rate_limit.map(|(r, b)| {
+                (0..SCOPE_BUCKETS)
+                    .map(|_| crate::flow::TokenBucket::new(r, b))
+                    .collect()
+            }),
             egress: config
                 .flow
                 .egress_byte_rate
@@ -772,7 +793,18 @@ impl Inner {
     /// the byte bucket after the record bucket admitted it has used a record
     /// token: that is the conservative side of the limit.
     #[inline]
-    fn admit(&self, len: usize) -> bool {
+    fn admit(&self, len: usize, scope: u32) -> bool {
+        if let Some(buckets) = &self.scope_buckets {
+            let i = (scope as usize).min(buckets.len() - 1);
+            if !buckets[i].try_acquire(1) {
+                return false;
+            }
+        }
+        if let Some(w) = &self.window {
+            if !w.try_acquire(1) {
+                return false;
+            }
+        }
         if let Some(b) = &self.record_bucket {
             if !b.try_acquire(1) {
                 return false;

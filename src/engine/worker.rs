@@ -193,6 +193,55 @@ impl Drop for Charge<'_> {
     }
 }
 
+/// Measures the worker thread's CPU time against its budget (a fraction of
+/// one core), every `EVERY`.
+struct CpuMeter {
+    budget: f64,
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl CpuMeter {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn new(budget: f64) -> CpuMeter {
+        CpuMeter {
+            budget,
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// Whether the thread used more than its budget since the last check
+    /// (`None` between checks).
+    fn over(&mut self) -> Option<bool> {
+        let wall = self.wall.elapsed();
+        if wall < Self::EVERY {
+            return None;
+        }
+        let cpu = thread_cpu_time();
+        let used = (cpu.saturating_sub(self.cpu)).as_secs_f64() / wall.as_secs_f64();
+        self.wall = Instant::now();
+        self.cpu = cpu;
+        Some(used > self.budget)
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is
+    // supported on Linux. On failure `ts` stays zero and we report zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Logs when records start being lost and when they stop, at most once
 /// each way, never per record (the OpenTelemetry error-handling guidance:
 /// say so, but do not flood).
@@ -263,6 +312,8 @@ struct Worker {
     charged: u64,
     /// Worker 0 watches for loss episodes.
     loss: Option<LossLog>,
+    /// With `worker_cpu_budget`.
+    cpu: Option<CpuMeter>,
     next_seq: u64,
     flush: Option<PendingFlush>,
     flush_done: u64,
@@ -310,6 +361,7 @@ pub(super) fn run(
         }),
         charged: 0,
         loss: (idx == 0).then(LossLog::new),
+        cpu: cfg.flow.worker_cpu_budget.map(CpuMeter::new),
         inner,
         idx,
         consumers,
@@ -333,6 +385,11 @@ impl Worker {
                 l.check(&self.inner, false);
             }
             self.relieve_memory();
+            if let Some(over) = self.cpu.as_mut().and_then(CpuMeter::over) {
+                if let Some(a) = self.shared.aimd.borrow_mut().as_mut() {
+                    a.set_overloaded(over);
+                }
+            }
             let drained = self.drain();
             if self.batch_full() {
                 self.dispatch().await;
@@ -824,9 +881,7 @@ fn adapt_batch(
     counters: &crate::stats::WorkerCounters,
     latency_ns: u64,
 ) {
-    let Some((min, target)) = cfg.adaptive_batch else {
-        return;
-    };
+    // The smoothed round trip is kept either way: health() reads it too.
     let old = counters.latency_ewma_ns.load(Ordering::Relaxed);
     let ewma = if old == 0 {
         latency_ns
@@ -835,6 +890,9 @@ fn adapt_batch(
         (old * 7 + latency_ns) / 8
     };
     counters.latency_ewma_ns.store(ewma, Ordering::Relaxed);
+    let Some((min, target)) = cfg.adaptive_batch else {
+        return;
+    };
     if counters.since_adjust.fetch_add(1, Ordering::Relaxed) + 1 < 4 {
         return;
     }

@@ -57,6 +57,7 @@ pub struct Aimd {
     window_n: u32,
     reached: bool,
     throttled: bool,
+    overloaded: bool,
 }
 
 impl Aimd {
@@ -75,6 +76,7 @@ impl Aimd {
             window_n: 0,
             reached: false,
             throttled: false,
+            overloaded: false,
         }
     }
 
@@ -93,6 +95,13 @@ impl Aimd {
         if in_flight >= self.limit {
             self.reached = true;
         }
+    }
+
+    /// Something other than the receiver says to back off (the worker is
+    /// over its CPU budget): until cleared, every window counts as
+    /// throttled.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        self.overloaded = overloaded;
     }
 
     /// A request finished after `rtt_ns`.
@@ -129,7 +138,7 @@ impl Aimd {
             (Some(m), true) => m > self.reference * CONGESTED,
             _ => false,
         };
-        if self.throttled || congested {
+        if self.throttled || self.overloaded || congested {
             self.limit = ((self.limit as f64 * DECREASE) as usize).clamp(self.min, self.max);
         } else if self.reached {
             let steady = match (mean, self.have_past) {
@@ -238,6 +247,21 @@ mod tests {
         let seen = drive(&mut c, now, 200, |_| (10 * MS, Outcome::Answered));
         assert!(seen.contains(&1), "{seen:?}");
         assert_eq!(*seen.last().unwrap(), 64, "{seen:?}");
+    }
+
+    #[test]
+    fn an_overload_signal_cuts_the_limit_like_a_throttle() {
+        let mut c = Aimd::new(1, 64, 0);
+        let now = &mut 0;
+        drive(&mut c, now, 100, |_| (MS, Outcome::Answered));
+        assert_eq!(c.limit(), 64);
+        c.set_overloaded(true);
+        let seen = drive(&mut c, now, 60, |_| (MS, Outcome::Answered));
+        assert_eq!(seen[0], 57);
+        assert_eq!(*seen.last().unwrap(), 1, "{seen:?}");
+        c.set_overloaded(false);
+        let seen = drive(&mut c, now, 20, |_| (MS, Outcome::Answered));
+        assert!(*seen.last().unwrap() > 10, "{seen:?}");
     }
 
     #[test]

@@ -92,6 +92,58 @@ pub enum Policy {
     },
 }
 
+/// An OTLP signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// Spans.
+    Traces = 0,
+    /// Log records.
+    Logs = 1,
+    /// Metric data points.
+    Metrics = 2,
+}
+
+impl Signal {
+    /// All three, in tag order.
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
+
+    /// `traces`, `logs` or `metrics`: the OTLP/HTTP path's last part.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    /// The gRPC method.
+    pub(crate) fn grpc_path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        }
+    }
+
+    fn env(self) -> &'static str {
+        match self {
+            Signal::Traces => "TRACES",
+            Signal::Logs => "LOGS",
+            Signal::Metrics => "METRICS",
+        }
+    }
+}
+
+/// Settings one signal may override (its own endpoint, headers added to
+/// the general ones, compression, timeout).
+#[derive(Debug, Clone, Default)]
+struct SignalOverrides {
+    endpoint: Option<String>,
+    headers: Vec<(String, String)>,
+    compression: Option<Compression>,
+    timeout: Option<Duration>,
+}
+
 /// What happens to requests waiting for a retry when newer data needs
 /// their place (no request slot free, or the memory budget exhausted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -277,6 +329,27 @@ pub struct Config {
     /// TLS client configuration, for `https://` endpoints.
     pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub(crate) flow: FlowConfig,
+    /// The signal this configuration exports (the top-level fields are the
+    /// traces' settings; [`Config::for_signal`] gives the others).
+    pub(crate) signal: Signal,
+    /// Per signal: endpoint, path, compression, headers, timeout.
+    pub(crate) signals: Vec<SignalConfig>,
+    /// How often instruments are collected.
+    pub(crate) metrics_interval: Duration,
+    /// Temporality of instrument sums and histograms.
+    pub(crate) temporality: crate::record::Temporality,
+    /// Series per instrument before the overflow series.
+    pub(crate) cardinality_limit: usize,
+}
+
+/// One signal's resolved export settings.
+#[derive(Debug, Clone)]
+pub(crate) struct SignalConfig {
+    endpoint: Endpoint,
+    http_path: String,
+    compression: Compression,
+    headers: Headers,
+    timeout: Duration,
 }
 
 /// Request headers added to every export (an API key, say). Their values
@@ -293,6 +366,19 @@ impl std::fmt::Debug for Headers {
 }
 
 impl Config {
+    /// This configuration as it applies to `signal`'s exports.
+    pub(crate) fn for_signal(&self, signal: Signal) -> Config {
+        let s = &self.signals[signal as usize];
+        let mut c = self.clone();
+        c.signal = signal;
+        c.endpoint = s.endpoint.clone();
+        c.http_path = s.http_path.clone();
+        c.compression = s.compression;
+        c.headers = s.headers.clone();
+        c.request_timeout = s.timeout;
+        c
+    }
+
     pub(crate) fn pool(&self) -> crate::export::h2conn::PoolSettings {
         crate::export::h2conn::PoolSettings {
             connections: self.connections_per_worker,
@@ -368,7 +454,10 @@ impl Endpoint {
 #[derive(Debug, Clone)]
 pub struct PipelineBuilder {
     endpoint: Option<String>,
-    traces_endpoint: Option<String>,
+    signals: [SignalOverrides; 3],
+    metrics_interval: Duration,
+    temporality: crate::record::Temporality,
+    cardinality_limit: usize,
     protocol: Protocol,
     http_version: HttpVersion,
     compression: Compression,
@@ -403,7 +492,10 @@ impl Default for PipelineBuilder {
     fn default() -> Self {
         PipelineBuilder {
             endpoint: None,
-            traces_endpoint: None,
+            signals: Default::default(),
+            metrics_interval: Duration::from_secs(60),
+            temporality: crate::record::Temporality::Cumulative,
+            cardinality_limit: 2000,
             protocol: Protocol::Grpc,
             http_version: HttpVersion::Http1,
             compression: Compression::None,
@@ -499,22 +591,46 @@ impl PipelineBuilder {
                 format!("https://{v}")
             }
         };
-        // A general endpoint is a base (OTLP/HTTP appends /v1/traces); a
+        // A general endpoint is a base (OTLP/HTTP appends /v1/<signal>); a
         // per-signal one is used as it is.
-        for (name, signal) in [
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", false),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", true),
-        ] {
-            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+        let name = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+            let v = with_scheme(&v);
+            Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+            self.endpoint = Some(v);
+        }
+        // The per-signal variables set that signal's overrides.
+        for signal in Signal::ALL {
+            let get = |suffix: &str| {
+                let name = format!("OTEL_EXPORTER_OTLP_{}_{suffix}", signal.env());
+                var(&name)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (name, v))
+            };
+            let o = &mut self.signals[signal as usize];
+            if let Some((name, v)) = get("ENDPOINT") {
                 let v = with_scheme(&v);
                 Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
-                if signal {
-                    self.traces_endpoint = Some(v);
-                } else {
-                    self.endpoint = Some(v);
-                }
+                o.endpoint = Some(v);
+            }
+            if let Some((name, v)) = get("COMPRESSION") {
+                o.compression = Some(
+                    Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?,
+                );
+            }
+            if let Some((name, v)) = get("TIMEOUT") {
+                o.timeout = Some(parse_millis(&name, &v)?);
+            }
+            if let Some((name, v)) = get("HEADERS") {
+                o.headers.extend(parse_key_values(&name, &v)?);
             }
         }
+        let general = |suffix: &str| {
+            let name = format!("OTEL_EXPORTER_OTLP_{suffix}");
+            var(&name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name, v))
+        };
         if let Some((name, v)) = pick("PROTOCOL") {
             self.protocol =
                 Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
@@ -531,17 +647,14 @@ impl PipelineBuilder {
                 )))
             }
         }
-        if let Some((name, v)) = pick("COMPRESSION") {
+        if let Some((name, v)) = general("COMPRESSION") {
             self.compression =
                 Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
         }
-        if let Some((name, v)) = pick("TIMEOUT") {
-            let ms: u64 = v.trim().parse().map_err(|_| {
-                Error::config(format!("{name}: {v:?} is not a number of milliseconds"))
-            })?;
-            self.request_timeout = Duration::from_millis(ms);
+        if let Some((name, v)) = general("TIMEOUT") {
+            self.request_timeout = parse_millis(&name, &v)?;
         }
-        if let Some((name, v)) = pick("HEADERS") {
+        if let Some((name, v)) = general("HEADERS") {
             for (k, val) in parse_key_values(&name, &v)? {
                 self.headers.push((k, val));
             }
@@ -633,7 +746,67 @@ impl PipelineBuilder {
     /// The traces endpoint, used as it is (OTLP/HTTP: the full URL with its
     /// path). Wins over `endpoint`.
     pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.traces_endpoint = Some(url.into());
+        self.signals[Signal::Traces as usize].endpoint = Some(url.into());
+        self
+    }
+
+    /// The logs endpoint, used as it is (see `traces_endpoint`).
+    pub fn logs_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.signals[Signal::Logs as usize].endpoint = Some(url.into());
+        self
+    }
+
+    /// The metrics endpoint, used as it is (see `traces_endpoint`).
+    pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.signals[Signal::Metrics as usize].endpoint = Some(url.into());
+        self
+    }
+
+    /// A header sent with `signal`'s requests only (after the general ones).
+    pub fn signal_header(
+        mut self,
+        signal: Signal,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.signals[signal as usize]
+            .headers
+            .push((name.into(), value.into()));
+        self
+    }
+
+    /// `signal`'s compression, instead of the general one.
+    pub fn signal_compression(mut self, signal: Signal, c: Compression) -> Self {
+        self.signals[signal as usize].compression = Some(c);
+        self
+    }
+
+    /// `signal`'s request timeout, instead of the general one.
+    pub fn signal_timeout(mut self, signal: Signal, d: Duration) -> Self {
+        self.signals[signal as usize].timeout = Some(d);
+        self
+    }
+
+    /// How often the instruments (`Pipeline::counter` and the others) are
+    /// collected and exported (default 60 s, as the OpenTelemetry SDK's
+    /// periodic reader); `flush` and `shutdown` collect too.
+    pub fn metrics_interval(mut self, d: Duration) -> Self {
+        self.metrics_interval = d;
+        self
+    }
+
+    /// Temporality of the instruments' sums and histograms (default
+    /// cumulative).
+    pub fn metrics_temporality(mut self, t: crate::record::Temporality) -> Self {
+        self.temporality = t;
+        self
+    }
+
+    /// Distinct attribute sets per instrument before further ones go to the
+    /// overflow series (`otel.metric.overflow = true`; default 2000, as the
+    /// OpenTelemetry SDK).
+    pub fn cardinality_limit(mut self, n: usize) -> Self {
+        self.cardinality_limit = n;
         self
     }
 
@@ -867,22 +1040,46 @@ impl PipelineBuilder {
             Protocol::Grpc => "http://localhost:4317",
             Protocol::HttpProtobuf => "http://localhost:4318",
         };
-        let (endpoint, http_path) = match (&self.traces_endpoint, &self.endpoint) {
-            (Some(t), _) => {
-                let e = Endpoint::parse(t)?;
-                let path = if e.path.is_empty() {
-                    "/".to_owned()
-                } else {
-                    e.path.clone()
-                };
-                (e, path)
-            }
-            (None, base) => {
-                let e = Endpoint::parse(base.as_deref().unwrap_or(default_endpoint))?;
-                let path = format!("{}/v1/traces", e.path.trim_end_matches('/'));
-                (e, path)
-            }
-        };
+        let mut signals = Vec::new();
+        for signal in Signal::ALL {
+            let o = &self.signals[signal as usize];
+            let (endpoint, http_path) = match (&o.endpoint, &self.endpoint) {
+                (Some(t), _) => {
+                    let e = Endpoint::parse(t)?;
+                    let path = if e.path.is_empty() {
+                        "/".to_owned()
+                    } else {
+                        e.path.clone()
+                    };
+                    (e, path)
+                }
+                (None, base) => {
+                    let e = Endpoint::parse(base.as_deref().unwrap_or(default_endpoint))?;
+                    let path = format!("{}/v1/{}", e.path.trim_end_matches('/'), signal.name());
+                    (e, path)
+                }
+            };
+            let mut all_headers = self.headers.clone();
+            all_headers.extend(o.headers.iter().cloned());
+            signals.push(SignalConfig {
+                endpoint,
+                http_path,
+                compression: o.compression.unwrap_or(self.compression),
+                headers: Headers(build_headers(&all_headers)?),
+                timeout: o.timeout.unwrap_or(self.request_timeout),
+            });
+        }
+        if signals.iter().any(|s| s.timeout.is_zero()) {
+            return Err(Error::config("request_timeout: must be more than zero"));
+        }
+        if self.metrics_interval < Duration::from_millis(1) {
+            return Err(Error::config("metrics_interval: must be at least 1 ms"));
+        }
+        if self.cardinality_limit == 0 || self.cardinality_limit > 1 << 20 {
+            return Err(Error::config("cardinality_limit: must be in 1..=1048576"));
+        }
+        let endpoint = signals[0].endpoint.clone();
+        let http_path = signals[0].http_path.clone();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = self.shards.unwrap_or(cpus);
         if shards == 0 || shards > 1024 {
@@ -970,16 +1167,7 @@ impl PipelineBuilder {
         } else {
             None
         };
-        let mut headers = Vec::new();
-        for (k, v) in &self.headers {
-            let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
-                .map_err(|_| Error::config(format!("header: {k:?} is not a valid header name")))?;
-            let mut value = http::HeaderValue::from_str(v.trim()).map_err(|_| {
-                Error::config(format!("header {k}: the value is not a valid header value"))
-            })?;
-            value.set_sensitive(true);
-            headers.push((name, value));
-        }
+        let headers = signals[0].headers.0.clone();
         let mut resource = Vec::new();
         let service = self
             .service_name
@@ -1003,7 +1191,7 @@ impl PipelineBuilder {
             protocol: self.protocol,
             http_version: self.http_version,
             http_path,
-            compression: self.compression,
+            compression: signals[0].compression,
             resource,
             shards,
             workers,
@@ -1020,13 +1208,18 @@ impl PipelineBuilder {
             idle_timeout: self.idle_timeout,
             linger: self.linger,
             max_in_flight: self.max_in_flight,
-            request_timeout: self.request_timeout,
+            request_timeout: signals[0].timeout,
             policy: self.policy,
             retry: self.retry,
             compression_level: self.compression_level,
             headers: Headers(headers),
             tls,
             flow: self.flow,
+            signal: Signal::Traces,
+            signals,
+            metrics_interval: self.metrics_interval,
+            temporality: self.temporality,
+            cardinality_limit: self.cardinality_limit,
         })
     }
 
@@ -1034,6 +1227,31 @@ impl PipelineBuilder {
     pub fn start(self) -> Result<Pipeline, Error> {
         Pipeline::start(self.build()?)
     }
+}
+
+/// Headers as validated, sensitive values.
+fn build_headers(
+    pairs: &[(String, String)],
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Error> {
+    let mut headers = Vec::new();
+    for (k, v) in pairs {
+        let name = http::HeaderName::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| Error::config(format!("header: {k:?} is not a valid header name")))?;
+        let mut value = http::HeaderValue::from_str(v.trim()).map_err(|_| {
+            Error::config(format!("header {k}: the value is not a valid header value"))
+        })?;
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
+fn parse_millis(name: &str, v: &str) -> Result<Duration, Error> {
+    let ms: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("{name}: {v:?} is not a number of milliseconds")))?;
+    Ok(Duration::from_millis(ms))
 }
 
 /// Parses a byte size: a number with an optional K, M or G suffix (powers

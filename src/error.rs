@@ -96,6 +96,9 @@ pub enum RecordError {
     RateLimited,
     /// Over the memory budget.
     Memory,
+    /// The record is malformed (a log severity over 24, a metric point
+    /// without a name or with buckets that do not match its bounds).
+    Invalid,
 }
 
 impl fmt::Display for RecordError {
@@ -107,6 +110,7 @@ impl fmt::Display for RecordError {
             RecordError::InvalidScope => "scope handle belongs to another pipeline",
             RecordError::RateLimited => "over the ingest rate limit: record dropped",
             RecordError::Memory => "over the memory budget: record dropped",
+            RecordError::Invalid => "malformed record: dropped",
         })
     }
 }

@@ -36,6 +36,7 @@ mod engine;
 mod error;
 mod export;
 pub mod flow;
+pub mod metrics;
 pub mod prometheus;
 pub mod record;
 pub mod ring;
@@ -46,12 +47,16 @@ pub mod workload;
 
 pub use config::{
     parse_bytes, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers, HttpVersion,
-    PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue,
+    PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, Signal,
 };
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};
 pub use export::tls::TlsSettings;
-pub use record::{Event, KeyValue, Link, OwnedValue, Span, SpanKind, Status, StatusCode, Value};
+pub use metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, UpDownCounter};
+pub use record::{
+    Event, HistogramPoint, KeyValue, Link, LogRecord, MetricData, MetricPoint, Number, OwnedValue,
+    Severity, Span, SpanKind, Status, StatusCode, Temporality, Value,
+};
 pub use stats::{Dropped, Health, Latency, Stats};
 
 /// The `User-Agent` otlpflow sends.

@@ -14,7 +14,8 @@ use crossbeam_utils::CachePadded;
 pub(crate) struct ShardCounters {
     /// Records committed into the ring. Written by producers on every record
     /// (the only per-record RMW besides the ring's tail CAS).
-    pub accepted: CachePadded<AtomicU64>,
+    /// One counter per signal (traces, logs, metrics), each on its line.
+    pub accepted: [CachePadded<AtomicU64>; 3],
     /// Refusals by reason; rare, so they share a line.
     pub drops: CachePadded<DropCounters>,
 }
@@ -40,7 +41,7 @@ impl DropCounters {
             E::Full => &self.full,
             E::TooLarge => &self.too_large,
             E::Shutdown => &self.shutdown,
-            E::InvalidScope => &self.invalid,
+            E::InvalidScope | E::Invalid => &self.invalid,
             E::RateLimited => &self.rate_limited,
             E::Memory => &self.memory,
         };
@@ -55,6 +56,8 @@ impl DropCounters {
 pub(crate) struct WorkerCounters {
     /// Records acknowledged by the receiver.
     pub exported: AtomicU64,
+    /// Of `exported`, by signal (traces, logs, metrics).
+    pub exported_by_signal: [AtomicU64; 3],
     /// Records whose export failed for good (permanent error or retries
     /// exhausted).
     pub failed: AtomicU64,
@@ -282,6 +285,10 @@ pub struct Stats {
     pub offered: u64,
     /// Records taken into a ring.
     pub accepted: u64,
+    /// Of `accepted`: spans, log records, metric points.
+    pub accepted_by_signal: [u64; 3],
+    /// Of `exported`: spans, log records, metric points.
+    pub exported_by_signal: [u64; 3],
     /// Records refused at ingest, by reason.
     pub dropped: Dropped,
     /// Records acknowledged by the receiver.
@@ -342,7 +349,11 @@ pub(crate) fn snapshot<'a>(
 ) -> Stats {
     let mut s = Stats::default();
     for (c, used) in shards {
-        s.accepted += c.accepted.load(Relaxed);
+        for (i, a) in c.accepted.iter().enumerate() {
+            let n = a.load(Relaxed);
+            s.accepted_by_signal[i] += n;
+            s.accepted += n;
+        }
         s.dropped.full += c.drops.full.load(Relaxed);
         s.dropped.too_large += c.drops.too_large.load(Relaxed);
         s.dropped.shutdown += c.drops.shutdown.load(Relaxed);
@@ -358,6 +369,9 @@ pub(crate) fn snapshot<'a>(
         n_workers += 1;
         s.batch_target += w.batch_target.load(Relaxed);
         s.exported += w.exported.load(Relaxed);
+        for (i, e) in w.exported_by_signal.iter().enumerate() {
+            s.exported_by_signal[i] += e.load(Relaxed);
+        }
         s.failed +=
             w.failed.load(Relaxed) + w.failed_shutdown.load(Relaxed) + w.failed_fork.load(Relaxed);
         s.failed_shutdown += w.failed_shutdown.load(Relaxed);

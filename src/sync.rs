@@ -19,3 +19,17 @@ pub(crate) mod atomic {
 
 #[cfg(loom)]
 pub(crate) use loom::cell::UnsafeCell;
+
+/// Lets another thread run while spinning on a condition (loom must see it
+/// to explore the other threads).
+#[cfg(not(loom))]
+#[allow(dead_code)]
+pub(crate) fn spin_yield() {
+    std::thread::yield_now();
+}
+
+#[cfg(loom)]
+#[allow(dead_code)]
+pub(crate) fn spin_yield() {
+    loom::thread::yield_now();
+}

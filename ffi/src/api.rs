@@ -651,6 +651,7 @@ fn record_result(r: Result<(), RecordError>) -> otlpflow_result {
         Err(RecordError::InvalidScope) => R::InvalidScope,
         Err(RecordError::RateLimited) => R::RateLimited,
         Err(RecordError::Memory) => R::Memory,
+        Err(RecordError::Invalid) => R::InvalidArgument,
     }
 }
 

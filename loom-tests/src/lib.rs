@@ -21,3 +21,7 @@ pub mod window;
 #[path = "../../src/flow/budget.rs"]
 #[allow(dead_code)]
 pub mod budget;
+
+#[path = "../../src/metrics/cell.rs"]
+#[allow(dead_code)]
+pub mod cell;

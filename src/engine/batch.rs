@@ -29,6 +29,11 @@ struct ScopeBuf {
     tag: u32,
     /// `HEADROOM` free bytes, the encoded scope field, then records.
     body: Vec<u8>,
+    /// Metric batches: points grouped by metric (kind, flags and head, the
+    /// key), each group's points framed as `data_points`; written into
+    /// `body` as one `Metric` per group when the batch closes.
+    groups: Vec<(Vec<u8>, Vec<u8>)>,
+    group_of: std::collections::HashMap<Vec<u8>, usize>,
 }
 
 /// A closed batch, ready to compress and send.
@@ -62,12 +67,22 @@ pub struct Batch {
     items: usize,
     bytes: usize,
     opened: Option<Instant>,
+    /// Records are metric points to group (see `record::metric`).
+    metrics: bool,
 }
 
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
         Batch::default()
+    }
+
+    /// An empty batch of metric points, which it groups by metric.
+    pub fn for_metrics() -> Batch {
+        Batch {
+            metrics: true,
+            ..Batch::default()
+        }
     }
 
     /// Records in the batch.
@@ -104,14 +119,53 @@ impl Batch {
             body.resize(HEADROOM, 0);
             body.extend_from_slice(&scope);
             self.bytes += scope.len();
-            self.scopes.push(ScopeBuf { tag, body });
+            self.scopes.push(ScopeBuf {
+                tag,
+                body,
+                groups: Vec::new(),
+                group_of: Default::default(),
+            });
             self.slot_of[t] = self.scopes.len() as u32;
         }
-        let buf = &mut self.scopes[self.slot_of[t] as usize - 1].body;
+        let scope = &mut self.scopes[self.slot_of[t] as usize - 1];
+        if self.metrics {
+            self.push_point(t, record);
+            return;
+        }
+        let buf = &mut scope.body;
         let before = buf.len();
         wire::put_len_header(buf, RECORDS_FIELD, record.len());
         buf.extend_from_slice(record);
         self.bytes += buf.len() - before;
+        self.items += 1;
+        if self.opened.is_none() {
+            self.opened = Some(Instant::now());
+        }
+    }
+
+    fn push_point(&mut self, t: usize, record: &[u8]) {
+        let scope = &mut self.scopes[self.slot_of[t] as usize - 1];
+        // A record this crate wrote always splits; anything else is dropped
+        // here rather than sent malformed (and is not counted as an item).
+        let Some((key, point)) = crate::record::metric::split(record) else {
+            debug_assert!(false, "malformed metric record");
+            return;
+        };
+        let i = match scope.group_of.get(key) {
+            Some(&i) => i,
+            None => {
+                scope.groups.push((key.to_vec(), Vec::new()));
+                scope.group_of.insert(key.to_vec(), scope.groups.len() - 1);
+                // The metric's own framing, counted once per group.
+                self.bytes += key.len() + 16;
+                scope.groups.len() - 1
+            }
+        };
+        let points = &mut scope.groups[i].1;
+        let before = points.len();
+        wire::put_len_header(points, 1, point.len());
+        points.extend_from_slice(point);
+        self.bytes += points.len() - before;
         self.items += 1;
         if self.opened.is_none() {
             self.opened = Some(Instant::now());
@@ -126,6 +180,9 @@ impl Batch {
         for scope in self.scopes.drain(..) {
             self.slot_of[scope.tag as usize] = 0;
             let mut body = scope.body;
+            for (key, points) in &scope.groups {
+                crate::record::metric::write_metric(&mut body, key, points);
+            }
             let body_len = body.len() - HEADROOM;
             let mut header = Vec::with_capacity(HEADROOM);
             wire::put_len_header(&mut header, SCOPE_FIELD, body_len);

@@ -21,11 +21,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::config::{Config, PipelineBuilder, Policy};
+use crate::config::{Config, PipelineBuilder, Policy, Signal};
 use crate::error::{Error, RecordError};
-use crate::record::{OwnedValue, Span};
+use crate::metrics::{Counter, Gauge, Histogram, Instrument, Kind, UpDownCounter};
+use crate::record::{LogRecord, MetricPoint, OwnedValue, Span};
 use crate::ring::{ClaimError, Consumer, Ring};
 use crate::stats::{self, ShardCounters, Stats, WorkerCounters};
+
+/// A ring record's tag is the scope id, with the signal in bits 28-29
+/// (the ring keeps tags to 31 bits).
+pub(crate) const SIGNAL_SHIFT: u32 = 28;
+/// The scope id bits of a tag.
+pub(crate) const SCOPE_MASK: u32 = (1 << SIGNAL_SHIFT) - 1;
 
 /// Scopes with a bucket of their own under `scope_rate_limit`.
 const SCOPE_BUCKETS: usize = 256;
@@ -125,6 +132,12 @@ struct Inner {
     config: Config,
     shards: Box<[Shard]>,
     workers: Box<[WorkerShared]>,
+    /// Instruments, collected every `metrics_interval`.
+    instruments: RwLock<Vec<Arc<Instrument>>>,
+    /// One collection at a time.
+    collect_lock: Mutex<()>,
+    /// Wakes the collector thread early (shutdown).
+    collector_cv: Condvar,
     /// Encoded `scope` fields by scope id, append-only.
     scopes: RwLock<Vec<(String, String, Bytes)>>,
     /// `scopes.len()`, readable without the lock. Release/Acquire: a scope
@@ -185,6 +198,8 @@ pub(crate) struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Serialises restarts after a fork.
     restart: Mutex<()>,
+    /// Whether the metrics collector thread runs.
+    collector: AtomicBool,
     /// The Prometheus endpoint, when configured.
     prometheus: Mutex<Option<crate::prometheus::Server>>,
 }
@@ -226,6 +241,7 @@ impl Pipeline {
             generation: AtomicU64::new(fork::generation()),
             threads: Mutex::new(threads),
             restart: Mutex::new(()),
+            collector: AtomicBool::new(false),
             prometheus: Mutex::new(None),
         });
         fork::register(&shared);
@@ -292,61 +308,140 @@ impl Pipeline {
     /// the configured wait.
     #[inline]
     pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
+        self.record_with(scope, Signal::Traces, span.encoded_len(), |buf| {
+            span.encode(buf)
+        })
+    }
+
+    /// Records one log record, as `record_span` does a span.
+    #[inline]
+    pub fn record_log(&self, scope: &Scope, log: &LogRecord<'_>) -> Result<(), RecordError> {
+        if !log.severity_number.is_valid() {
+            let inner = self.inner();
+            let shard = &inner.shards[thread_shard(inner.shards.len())];
+            return Err(shard.counters.drops.refuse(RecordError::Invalid));
+        }
+        self.record_with(scope, Signal::Logs, log.encoded_len(), |buf| {
+            log.encode(buf)
+        })
+    }
+
+    /// Records one metric data point the host aggregated itself. Points of
+    /// the same metric (name, unit, description, type) that meet in a batch
+    /// are exported as one `Metric`. A malformed point (no name, histogram
+    /// buckets that do not match its bounds or count) is refused as
+    /// `Invalid` and counted.
+    #[inline]
+    pub fn record_metric(&self, scope: &Scope, point: &MetricPoint<'_>) -> Result<(), RecordError> {
+        if crate::record::metric::invalid(point).is_some() {
+            let inner = self.inner();
+            let shard = &inner.shards[thread_shard(inner.shards.len())];
+            return Err(shard.counters.drops.refuse(RecordError::Invalid));
+        }
+        self.record_with(scope, Signal::Metrics, point.encoded_len(), |buf| {
+            point.encode(buf)
+        })
+    }
+
+    #[inline(always)]
+    fn record_with(
+        &self,
+        scope: &Scope,
+        signal: Signal,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<(), RecordError> {
+        self.inner().record_with(scope, signal, len, encode)
+    }
+
+    /// A monotonic counter (exported as a cumulative or delta sum, see
+    /// `PipelineBuilder::metrics_temporality`).
+    pub fn counter(&self, scope: &Scope, name: &str, unit: &str, description: &str) -> Counter {
+        Counter(self.instrument(Kind::Counter, scope, name, unit, description, Vec::new()))
+    }
+
+    /// A counter that can go down (a non-monotonic sum).
+    pub fn up_down_counter(
+        &self,
+        scope: &Scope,
+        name: &str,
+        unit: &str,
+        description: &str,
+    ) -> UpDownCounter {
+        UpDownCounter(self.instrument(
+            Kind::UpDownCounter,
+            scope,
+            name,
+            unit,
+            description,
+            Vec::new(),
+        ))
+    }
+
+    /// A gauge: the last value set, per attribute set.
+    pub fn gauge(&self, scope: &Scope, name: &str, unit: &str, description: &str) -> Gauge {
+        Gauge(self.instrument(Kind::Gauge, scope, name, unit, description, Vec::new()))
+    }
+
+    /// An explicit-bucket histogram with these bucket bounds (finite,
+    /// strictly increasing; empty for the OpenTelemetry defaults).
+    pub fn histogram(
+        &self,
+        scope: &Scope,
+        name: &str,
+        unit: &str,
+        description: &str,
+        bounds: &[f64],
+    ) -> Result<Histogram, Error> {
+        if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::config(format!(
+                "histogram {name}: bounds must be finite and strictly increasing"
+            )));
+        }
+        let bounds = if bounds.is_empty() {
+            crate::metrics::DEFAULT_BOUNDS.to_vec()
+        } else {
+            bounds.to_vec()
+        };
+        Ok(Histogram(self.instrument(
+            Kind::Histogram,
+            scope,
+            name,
+            unit,
+            description,
+            bounds,
+        )))
+    }
+
+    fn instrument(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        name: &str,
+        unit: &str,
+        description: &str,
+        bounds: Vec<f64>,
+    ) -> Arc<Instrument> {
         let inner = self.inner();
-        let shard = &inner.shards[thread_shard(inner.shards.len())];
-        if scope.pipeline != inner.id || scope.id >= inner.scope_count.load(Ordering::Acquire) {
-            return Err(shard.counters.drops.refuse(RecordError::InvalidScope));
-        }
-        let len = span.encoded_len();
-        if len > inner.max_record {
-            return Err(shard.counters.drops.refuse(RecordError::TooLarge));
-        }
-        if !inner.admit(len, scope.id) {
-            return Err(shard.counters.drops.refuse(RecordError::RateLimited));
-        }
-        let mut deadline = None;
-        // Held until the record is in the ring; dropped (released) on every
-        // refusal below.
-        let reservation = inner.reserve(len, shard, &mut deadline)?;
-        loop {
-            match shard.ring.claim(len, scope.id) {
-                Ok(mut claim) => {
-                    // SeqCst pairs with the SeqCst store of `closed` and load
-                    // of the ring tail in `shutdown`: either shutdown sees our
-                    // claim and drains it, or we see `closed` and back out.
-                    if inner.closed.load(Ordering::SeqCst) {
-                        drop(claim);
-                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
-                    }
-                    span.encode(claim.buf());
-                    let (before, after) = claim.fill();
-                    claim.commit(scope.id);
-                    // The worker releases it when the record leaves.
-                    reservation.keep();
-                    shard.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    inner.maybe_wake(shard, before, after);
-                    return Ok(());
-                }
-                Err(ClaimError::TooLarge) => {
-                    return Err(shard.counters.drops.refuse(RecordError::TooLarge));
-                }
-                Err(ClaimError::Full) => {
-                    if inner.closed.load(Ordering::Relaxed) {
-                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
-                    }
-                    // Block waits until one deadline, set at the first full
-                    // ring; DropNewest refuses at once.
-                    let Policy::Block { max_wait } = inner.config.policy else {
-                        return Err(shard.counters.drops.refuse(RecordError::Full));
-                    };
-                    let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
-                    if Instant::now() >= until {
-                        return Err(shard.counters.drops.refuse(RecordError::Full));
-                    }
-                    inner.wait_for_space(shard, until);
-                }
-            }
-        }
+        let i = Arc::new(Instrument::new(
+            kind,
+            *scope,
+            name,
+            unit,
+            description,
+            bounds,
+            inner.config.cardinality_limit,
+        ));
+        inner.instruments.write().push(i.clone());
+        self.shared.start_collector(inner);
+        i
+    }
+
+    /// Collects every instrument now and records its data points (the
+    /// collector thread does this every `metrics_interval`; `flush` and
+    /// `shutdown` do it first). Returns the points recorded.
+    pub fn collect_metrics(&self) -> u64 {
+        self.inner().collect_metrics()
     }
 
     /// Records many spans; returns how many were accepted and dropped. One
@@ -393,6 +488,7 @@ impl Pipeline {
         if inner.stop.load(Ordering::Acquire) {
             return Err(Error::shutdown());
         }
+        inner.collect_metrics();
         inner.flush_until(deadline)?;
         Ok(inner.stats())
     }
@@ -417,6 +513,47 @@ impl Pipeline {
 }
 
 impl Shared {
+    /// Starts the thread that collects instruments every
+    /// `metrics_interval`, once. It holds the engine (not the pipeline), and
+    /// exits when shutdown begins; shutdown joins it.
+    fn start_collector(&self, inner: &Inner) {
+        if self.collector.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY: `current` holds a pointer from `Arc::into_raw` that stays
+        // valid while `self` lives; we add a count for the thread's own Arc.
+        let engine = unsafe {
+            let p = self.current.load(Ordering::Acquire);
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        };
+        debug_assert!(std::ptr::eq(&*engine, inner));
+        let spawned = std::thread::Builder::new()
+            .name("otlpflow-metrics".into())
+            .spawn(move || {
+                let every = engine.config.metrics_interval;
+                loop {
+                    {
+                        let mut g = engine.collect_lock.lock();
+                        if !engine.closed.load(Ordering::Acquire) {
+                            engine.collector_cv.wait_for(&mut g, every);
+                        }
+                    }
+                    if engine.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    engine.collect_metrics();
+                }
+            });
+        match spawned {
+            Ok(h) => self.threads.lock().push(h),
+            Err(e) => {
+                *inner.last_error.lock() = Some(format!("metrics collector: {e}"));
+                self.collector.store(false, Ordering::Release);
+            }
+        }
+    }
+
     #[inline]
     fn inner(&self) -> &Inner {
         // SAFETY: `current` always holds a pointer from `Arc::into_raw` whose
@@ -497,6 +634,99 @@ impl Drop for Shared {
 }
 
 impl Inner {
+    /// The record path shared by every signal: checks, limits, the memory
+    /// budget, the ring claim, the encode in place and the commit.
+    #[inline(always)]
+    fn record_with(
+        &self,
+        scope: &Scope,
+        signal: Signal,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<(), RecordError> {
+        let inner = self;
+        let shard = &inner.shards[thread_shard(inner.shards.len())];
+        if scope.pipeline != inner.id
+            || scope.id >= inner.scope_count.load(Ordering::Acquire)
+            || scope.id > SCOPE_MASK
+        {
+            return Err(shard.counters.drops.refuse(RecordError::InvalidScope));
+        }
+        if len > inner.max_record {
+            return Err(shard.counters.drops.refuse(RecordError::TooLarge));
+        }
+        if !inner.admit(len, scope.id) {
+            return Err(shard.counters.drops.refuse(RecordError::RateLimited));
+        }
+        let tag = scope.id | (signal as u32) << SIGNAL_SHIFT;
+        let mut deadline = None;
+        // Held until the record is in the ring; dropped (released) on every
+        // refusal below.
+        let reservation = inner.reserve(len, shard, &mut deadline)?;
+        let mut encode = Some(encode);
+        loop {
+            match shard.ring.claim(len, tag) {
+                Ok(mut claim) => {
+                    // SeqCst pairs with the SeqCst store of `closed` and load
+                    // of the ring tail in `shutdown`: either shutdown sees our
+                    // claim and drains it, or we see `closed` and back out.
+                    if inner.closed.load(Ordering::SeqCst) {
+                        drop(claim);
+                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                    }
+                    if let Some(f) = encode.take() {
+                        f(claim.buf());
+                    }
+                    let (before, after) = claim.fill();
+                    claim.commit(tag);
+                    // The worker releases it when the record leaves.
+                    reservation.keep();
+                    shard.counters.accepted[signal as usize].fetch_add(1, Ordering::Relaxed);
+                    inner.maybe_wake(shard, before, after);
+                    return Ok(());
+                }
+                Err(ClaimError::TooLarge) => {
+                    return Err(shard.counters.drops.refuse(RecordError::TooLarge));
+                }
+                Err(ClaimError::Full) => {
+                    if inner.closed.load(Ordering::Relaxed) {
+                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                    }
+                    // Block waits until one deadline, set at the first full
+                    // ring; DropNewest refuses at once.
+                    let Policy::Block { max_wait } = inner.config.policy else {
+                        return Err(shard.counters.drops.refuse(RecordError::Full));
+                    };
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+                    if Instant::now() >= until {
+                        return Err(shard.counters.drops.refuse(RecordError::Full));
+                    }
+                    inner.wait_for_space(shard, until);
+                }
+            }
+        }
+    }
+
+    /// Collects the instruments into data points through the record path.
+    fn collect_metrics(&self) -> u64 {
+        let _one = self.collect_lock.lock();
+        let instruments = self.instruments.read().clone();
+        let mut n = 0;
+        for i in &instruments {
+            i.collect(self.config.temporality, &mut |point, attrs| {
+                let len = point.encoded_len();
+                let r = self.record_with(&i.scope, Signal::Metrics, len + attrs.len(), |buf| {
+                    point.encode(&mut buf[..len]);
+                    // The series' attributes, already encoded, close the
+                    // data point (protobuf fields may come in any order).
+                    buf[len..].copy_from_slice(attrs);
+                });
+                n += r.is_ok() as u64;
+            });
+        }
+        n
+    }
+
     /// Builds an engine and starts its workers. `scopes` and `carried` (the
     /// counters of the engine it replaces after a fork) are kept.
     fn launch(
@@ -587,6 +817,9 @@ impl Inner {
             flush_lock: Mutex::new(()),
             flush_cv: Condvar::new(),
             last_error: Mutex::new(None),
+            instruments: RwLock::new(Vec::new()),
+            collect_lock: Mutex::new(()),
+            collector_cv: Condvar::new(),
         });
         if let Some(c) = carried {
             inner.carry(&c);
@@ -636,7 +869,9 @@ impl Inner {
     /// send it (the parent does).
     fn carry(&self, c: &Stats) {
         let shard = &self.shards[0].counters;
-        shard.accepted.store(c.accepted, Ordering::Relaxed);
+        for (i, a) in shard.accepted.iter().enumerate() {
+            a.store(c.accepted_by_signal[i], Ordering::Relaxed);
+        }
         shard.drops.full.store(c.dropped.full, Ordering::Relaxed);
         shard
             .drops
@@ -660,6 +895,9 @@ impl Inner {
             .store(c.dropped.memory, Ordering::Relaxed);
         let w = &self.workers[0].counters;
         w.exported.store(c.exported, Ordering::Relaxed);
+        for (i, e) in w.exported_by_signal.iter().enumerate() {
+            e.store(c.exported_by_signal[i], Ordering::Relaxed);
+        }
         w.failed.store(
             // Exhausted and evicted are parts of `failed` (carried below).
             c.failed - c.failed_shutdown - c.failed_fork,
@@ -761,8 +999,17 @@ impl Inner {
         threads: &Mutex<Vec<JoinHandle<()>>>,
         timeout: Duration,
     ) -> Result<Stats, Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::shutdown());
+        }
+        // The instruments' last values go out with the rest.
+        self.collect_metrics();
         if self.closed.swap(true, Ordering::SeqCst) {
             return Err(Error::shutdown());
+        }
+        {
+            let _g = self.collect_lock.lock();
+            self.collector_cv.notify_all();
         }
         let deadline = Instant::now() + timeout;
         let deadline_ns = (deadline - self.epoch).as_nanos() as u64;

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::batch::Batch;
 use super::{Inner, AWAKE, IDLE, LINGER};
-use crate::config::{Compression, RetryQueue};
+use crate::config::{Compression, RetryQueue, Signal};
 use crate::export::compress::Compressor;
 use crate::export::Backoff;
 use crate::export::{ExportError, Exporter};
@@ -45,7 +45,11 @@ struct PendingFlush {
 struct TaskShared {
     inner: Arc<Inner>,
     idx: usize,
-    exporter: Exporter,
+    /// One exporter per signal (traces, logs, metrics), each with its own
+    /// endpoint, path, headers and compression.
+    exporters: Vec<Exporter>,
+    /// Per signal: the request timeout.
+    timeouts: [Duration; 3],
     /// Outstanding requests: sequence number -> records.
     outstanding: RefCell<BTreeMap<u64, u64>>,
     /// Requests in flight (sending or waiting for a retry).
@@ -304,12 +308,13 @@ struct Worker {
     inner: Arc<Inner>,
     idx: usize,
     consumers: Vec<(usize, Consumer)>,
-    batch: Batch,
+    /// One batch per signal (traces, logs, metrics).
+    batches: [Batch; 3],
     scope_cache: Vec<Option<Bytes>>,
-    compressor: Compressor,
+    compressors: Vec<Compressor>,
     shared: Rc<TaskShared>,
-    /// Bytes of the records in `batch`, held against the memory budget.
-    charged: u64,
+    /// Bytes of the records in each batch, held against the memory budget.
+    charged: [u64; 3],
     /// Worker 0 watches for loss episodes.
     loss: Option<LossLog>,
     /// With `worker_cpu_budget`.
@@ -327,7 +332,14 @@ pub(super) fn run(
     runtime: tokio::runtime::Runtime,
 ) {
     let cfg = &inner.config;
-    let exporter = Exporter::new(cfg);
+    let per_signal: Vec<crate::config::Config> =
+        Signal::ALL.iter().map(|s| cfg.for_signal(*s)).collect();
+    let exporters = per_signal.iter().map(Exporter::new).collect();
+    let timeouts = [0, 1, 2].map(|i| per_signal[i].request_timeout);
+    let compressors = per_signal
+        .iter()
+        .map(|c| Compressor::new(c.compression, c.compression_level))
+        .collect();
     let now_ns = inner.epoch.elapsed().as_nanos() as u64;
     let aimd = cfg
         .flow
@@ -345,11 +357,12 @@ pub(super) fn run(
         .concurrency_limit
         .store(limit as u64, Ordering::Relaxed);
     let worker = Worker {
-        compressor: Compressor::new(cfg.compression, cfg.compression_level),
+        compressors,
         shared: Rc::new(TaskShared {
             inner: inner.clone(),
             idx,
-            exporter,
+            exporters,
+            timeouts,
             outstanding: RefCell::new(BTreeMap::new()),
             in_flight: Cell::new(0),
             fixed_limit: cfg.max_in_flight,
@@ -359,13 +372,13 @@ pub(super) fn run(
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
         }),
-        charged: 0,
+        charged: [0; 3],
         loss: (idx == 0).then(LossLog::new),
         cpu: cfg.flow.worker_cpu_budget.map(CpuMeter::new),
         inner,
         idx,
         consumers,
-        batch: Batch::new(),
+        batches: [Batch::new(), Batch::new(), Batch::for_metrics()],
         scope_cache: Vec::new(),
         next_seq: 0,
         flush: None,
@@ -417,7 +430,7 @@ impl Worker {
                 tokio::task::yield_now().await;
                 continue;
             }
-            if let Some(opened) = self.batch.opened() {
+            if let Some(opened) = self.opened() {
                 if opened.elapsed() >= inner.config.linger {
                     self.dispatch().await;
                     continue;
@@ -449,8 +462,18 @@ impl Worker {
             .counters
             .batch_target
             .load(Ordering::Relaxed) as usize;
-        self.batch.items() >= target.min(cfg.max_batch_items)
-            || self.batch.bytes() >= self.inner.batch_limit
+        self.batches.iter().any(|b| {
+            b.items() >= target.min(cfg.max_batch_items) || b.bytes() >= self.inner.batch_limit
+        })
+    }
+
+    /// When the oldest open batch opened.
+    fn opened(&self) -> Option<Instant> {
+        self.batches.iter().filter_map(Batch::opened).min()
+    }
+
+    fn batches_empty(&self) -> bool {
+        self.batches.iter().all(Batch::is_empty)
     }
 
     /// Moves committed records from this worker's rings into the batch, up to
@@ -459,7 +482,7 @@ impl Worker {
         let Worker {
             inner,
             consumers,
-            batch,
+            batches,
             scope_cache,
             idx,
             charged,
@@ -474,11 +497,18 @@ impl Worker {
         let mut total = 0;
         for (shard_idx, consumer) in consumers.iter_mut() {
             let limit = inner.batch_limit;
-            let room = limit.saturating_sub(batch.bytes());
-            if room == 0 || batch.items() >= max_items {
+            let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit;
+            if batches.iter().any(full) {
                 break;
             }
+            let room = limit - batches.iter().map(Batch::bytes).max().unwrap_or(0);
             let n = consumer.read(room, |tag, payload| {
+                let signal = (tag >> super::SIGNAL_SHIFT) as usize;
+                let Some(batch) = batches.get_mut(signal) else {
+                    // Never written by this crate; skip it rather than stall.
+                    debug_assert!(false, "ring record with signal {signal}");
+                    return true;
+                };
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.
                 if batch.items() >= max_items
@@ -486,8 +516,10 @@ impl Worker {
                 {
                     return false;
                 }
-                batch.push(tag, payload, |t| scope_bytes(inner, scope_cache, t));
-                *charged += payload.len() as u64;
+                batch.push(tag & super::SCOPE_MASK, payload, |t| {
+                    scope_bytes(inner, scope_cache, t)
+                });
+                charged[signal] += payload.len() as u64;
                 true
             });
             if n > 0 {
@@ -513,20 +545,30 @@ impl Worker {
         total
     }
 
-    /// Closes the batch, frames and compresses it, waits for an in-flight
-    /// slot, and starts the export task.
+    /// Closes every non-empty batch and sends each as its signal's request.
     async fn dispatch(&mut self) {
-        if self.batch.is_empty() {
-            return;
+        for signal in 0..3 {
+            if !self.batches[signal].is_empty() {
+                self.dispatch_one(signal).await;
+            }
         }
-        let req = self.batch.take(&self.inner.resource_field);
+    }
+
+    /// Closes one signal's batch, frames and compresses it, waits for an
+    /// in-flight slot, and starts the export task.
+    async fn dispatch_one(&mut self, signal: usize) {
+        let req = self.batches[signal].take(&self.inner.resource_field);
         let items = req.items;
         let mut charge = Charge {
             inner: &self.inner,
-            n: std::mem::take(&mut self.charged),
+            n: std::mem::take(&mut self.charged[signal]),
         };
         let counters = &self.inner.workers[self.idx].counters;
-        let framed = frame(&mut self.compressor, &self.shared.exporter, &req);
+        let framed = frame(
+            &mut self.compressors[signal],
+            &self.shared.exporters[signal],
+            &req,
+        );
         let chunks = match framed {
             Ok(c) => c,
             Err(e) => {
@@ -538,7 +580,7 @@ impl Worker {
         let wire: usize = chunks.iter().map(|c| c.len()).sum();
         if let (Some(b), true) = (
             &self.inner.budget,
-            self.compressor.kind() != Compression::None,
+            self.compressors[signal].kind() != Compression::None,
         ) {
             // The compressed copy replaces the batch's buffers (dropped with
             // `req` below): hold its size instead.
@@ -580,6 +622,7 @@ impl Worker {
         let shared = self.shared.clone();
         let seed = self.rng;
         let request = Request {
+            signal,
             seq,
             chunks,
             items,
@@ -651,14 +694,14 @@ impl Worker {
     async fn sleep(&mut self) {
         let inner = self.inner.clone();
         let shared = &inner.workers[self.idx];
-        let mut until = match self.batch.opened() {
+        let mut until = match self.opened() {
             Some(opened) => opened + inner.config.linger,
             None => Instant::now() + IDLE_POLL,
         };
         if let Some(d) = inner.stop_deadline() {
             until = until.min(d);
         }
-        let mode = if self.batch.is_empty() { IDLE } else { LINGER };
+        let mode = if self.batches_empty() { IDLE } else { LINGER };
         // SeqCst pairs with the producers' SeqCst load in `maybe_wake`; the
         // ring tails below are read with SeqCst too.
         shared.mode.store(mode, Ordering::SeqCst);
@@ -681,7 +724,11 @@ impl Worker {
     /// Shutdown's deadline passed: everything this worker still holds is
     /// counted as failed, so that nothing accepted is left unaccounted.
     fn abandon(&mut self) {
-        let mut lost = self.batch.take(&self.inner.resource_field).items;
+        let mut lost: u64 = self
+            .batches
+            .iter_mut()
+            .map(|b| b.take(&self.inner.resource_field).items)
+            .sum();
         lost += self.shared.outstanding.borrow().values().sum::<u64>();
         for (_, c) in self.consumers.iter_mut() {
             lost += c.read(usize::MAX, |_, _| true) as u64;
@@ -741,6 +788,8 @@ fn frame(
 
 /// One export request, as its task owns it.
 struct Request {
+    /// Traces 0, logs 1, metrics 2.
+    signal: usize,
     seq: u64,
     chunks: Vec<Bytes>,
     items: u64,
@@ -786,8 +835,8 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
         let result = match tokio::time::timeout(
-            cfg.request_timeout,
-            shared.exporter.send(&req.chunks),
+            shared.timeouts[req.signal],
+            shared.exporters[req.signal].send(&req.chunks),
         )
         .await
         {
@@ -805,6 +854,8 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
                 let rejected = ack.rejected.min(items);
                 counters
                     .exported
+                    .fetch_add(items - rejected, Ordering::Relaxed);
+                counters.exported_by_signal[req.signal]
                     .fetch_add(items - rejected, Ordering::Relaxed);
                 if rejected > 0 {
                     counters.rejected.fetch_add(rejected, Ordering::Relaxed);

@@ -37,8 +37,10 @@ pub(crate) struct GrpcExporter {
 impl GrpcExporter {
     pub fn new(cfg: &Config) -> GrpcExporter {
         let uri = format!(
-            "{}://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            cfg.endpoint.scheme, cfg.endpoint.authority
+            "{}://{}{}",
+            cfg.endpoint.scheme,
+            cfg.endpoint.authority,
+            cfg.signal.grpc_path()
         );
         GrpcExporter {
             h2: H2Conn::new(Connector::new(&cfg.endpoint, cfg.tls.clone()), cfg.pool()),

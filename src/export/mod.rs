@@ -173,8 +173,10 @@ pub(crate) struct Ack {
     pub message: String,
 }
 
-/// Decodes an `ExportTraceServiceResponse` body (OTLP/HTTP, or the message
-/// inside the gRPC frame) into its partial success.
+/// Decodes an `Export*ServiceResponse` body (OTLP/HTTP, or the message
+/// inside the gRPC frame) into its partial success. The three signals'
+/// responses share one shape (`partial_success = 1 { rejected_* = 1,
+/// error_message = 2 }`), so the traces type decodes them all.
 pub(crate) fn parse_export_response(msg: &[u8]) -> Result<Ack, ExportError> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
     let resp = ExportTraceServiceResponse::decode(msg)

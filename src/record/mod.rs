@@ -1,11 +1,16 @@
-//! What the host records, and its OTLP protobuf wire encoding.
+//! What the host records (spans, log records, metric data points), and its OTLP protobuf wire encoding.
 //!
 //! The types here borrow their data so that recording allocates nothing; the
 //! encoders write straight into a ring record, after sizing it exactly.
 
+pub mod log;
+pub mod metric;
+pub(crate) mod proto3;
 pub mod span;
 pub mod value;
 pub mod wire;
 
+pub use log::{LogRecord, Severity};
+pub use metric::{HistogramPoint, MetricData, MetricPoint, Number, Temporality};
 pub use span::{Event, Link, Span, SpanKind, Status, StatusCode};
 pub use value::{KeyValue, OwnedValue, Value};

@@ -2,6 +2,7 @@
 //! nothing, and their encoding as the body of an OTLP `Span` message
 //! (opentelemetry/proto/trace/v1/trace.proto).
 
+use super::proto3::*;
 use super::value::{attributes_len, encode_attributes, KeyValue};
 use super::wire::{self, Writer};
 
@@ -149,79 +150,6 @@ mod field {
     // Status.
     pub const STATUS_MESSAGE: u32 = 2;
     pub const STATUS_CODE: u32 = 3;
-}
-
-/// Proto3 leaves default values off the wire; these helpers size and write
-/// a field only when it differs from its default.
-#[inline]
-fn str_len(f: u32, s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        wire::len_field(f, s.len())
-    }
-}
-#[inline]
-fn uint_len(f: u32, v: u64) -> usize {
-    if v == 0 {
-        0
-    } else {
-        wire::varint_field(f, v)
-    }
-}
-#[inline]
-fn fixed64_len(f: u32, v: u64) -> usize {
-    if v == 0 {
-        0
-    } else {
-        wire::key_len(f) + 8
-    }
-}
-#[inline]
-fn fixed32_len(f: u32, v: u32) -> usize {
-    if v == 0 {
-        0
-    } else {
-        wire::key_len(f) + 4
-    }
-}
-#[inline]
-fn put_str(w: &mut Writer<'_>, f: u32, s: &str) {
-    if !s.is_empty() {
-        w.bytes_field(f, s.as_bytes());
-    }
-}
-#[inline]
-fn put_uint(w: &mut Writer<'_>, f: u32, v: u64) {
-    if v != 0 {
-        w.varint_field(f, v);
-    }
-}
-#[inline]
-fn put_fixed64(w: &mut Writer<'_>, f: u32, v: u64) {
-    if v != 0 {
-        w.fixed64_field(f, v);
-    }
-}
-#[inline]
-fn put_fixed32(w: &mut Writer<'_>, f: u32, v: u32) {
-    if v != 0 {
-        w.fixed32_field(f, v);
-    }
-}
-#[inline]
-fn id_len(f: u32, id: &[u8]) -> usize {
-    if id.iter().all(|b| *b == 0) {
-        0
-    } else {
-        wire::len_field(f, id.len())
-    }
-}
-#[inline]
-fn put_id(w: &mut Writer<'_>, f: u32, id: &[u8]) {
-    if !id.iter().all(|b| *b == 0) {
-        w.bytes_field(f, id);
-    }
 }
 
 impl Event<'_> {

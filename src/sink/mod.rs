@@ -29,14 +29,28 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::config::Compression;
+use crate::config::{Compression, Signal};
 use crate::export::compress::decompress;
 use crate::export::{RetryInfo, RpcAny, RpcDuration, RpcStatus, RETRY_INFO_TYPE};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
 /// gRPC path of the OTLP trace service.
 pub const TRACE_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// OTLP/HTTP path of traces.
 pub const HTTP_TRACE_PATH: &str = "/v1/traces";
+/// The signal a gRPC method exports.
+fn grpc_signal(path: &str) -> Option<Signal> {
+    Signal::ALL.into_iter().find(|s| s.grpc_path() == path)
+}
+
+/// The signal an OTLP/HTTP path exports.
+fn http_signal(path: &str) -> Option<Signal> {
+    Signal::ALL
+        .into_iter()
+        .find(|s| path.strip_prefix("/v1/") == Some(s.name()))
+}
+
 /// The largest decompressed message the sink accepts.
 const MAX_MESSAGE: usize = 256 << 20;
 
@@ -142,6 +156,10 @@ pub enum Fault {
 pub struct SinkCounts {
     /// Spans in requests that were accepted (less any partial rejections).
     pub spans: u64,
+    /// Log records accepted (less partial rejections).
+    pub logs: u64,
+    /// Metric data points accepted (less partial rejections).
+    pub metric_points: u64,
     /// Requests accepted.
     pub requests: u64,
     /// Request bytes as received (compressed, framed).
@@ -163,6 +181,8 @@ pub struct SinkCounts {
 #[derive(Default)]
 struct Counters {
     spans: AtomicU64,
+    logs: AtomicU64,
+    metric_points: AtomicU64,
     requests: AtomicU64,
     bytes_wire: AtomicU64,
     bytes_raw: AtomicU64,
@@ -182,6 +202,8 @@ struct Shared {
     counters: Counters,
     faults: Mutex<VecDeque<Fault>>,
     kept: Mutex<Vec<ExportTraceServiceRequest>>,
+    kept_logs: Mutex<Vec<ExportLogsServiceRequest>>,
+    kept_metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     last_headers: Mutex<Option<http::HeaderMap>>,
 }
 
@@ -226,6 +248,8 @@ impl Sink {
             counters: Counters::default(),
             faults: Mutex::new(VecDeque::new()),
             kept: Mutex::new(Vec::new()),
+            kept_logs: Mutex::new(Vec::new()),
+            kept_metrics: Mutex::new(Vec::new()),
             last_headers: Mutex::new(None),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -283,6 +307,8 @@ impl Sink {
         let c = &self.shared.counters;
         SinkCounts {
             spans: c.spans.load(Relaxed),
+            logs: c.logs.load(Relaxed),
+            metric_points: c.metric_points.load(Relaxed),
             requests: c.requests.load(Relaxed),
             bytes_wire: c.bytes_wire.load(Relaxed),
             bytes_raw: c.bytes_raw.load(Relaxed),
@@ -319,6 +345,16 @@ impl Sink {
     /// Takes the requests kept so far (with `keep_requests`).
     pub fn take_requests(&self) -> Vec<ExportTraceServiceRequest> {
         std::mem::take(&mut *self.shared.kept.lock())
+    }
+
+    /// Takes the logs requests kept so far (with `keep_requests`).
+    pub fn take_log_requests(&self) -> Vec<ExportLogsServiceRequest> {
+        std::mem::take(&mut *self.shared.kept_logs.lock())
+    }
+
+    /// Takes the metrics requests kept so far (with `keep_requests`).
+    pub fn take_metric_requests(&self) -> Vec<ExportMetricsServiceRequest> {
+        std::mem::take(&mut *self.shared.kept_metrics.lock())
     }
 
     /// Stops the receiver and returns its final counts.
@@ -380,6 +416,7 @@ impl Refusal {
 /// encoding), after applying any injected fault. Shared by both protocols.
 async fn process(
     shared: &Shared,
+    signal: Signal,
     headers: &http::HeaderMap,
     encoding: Compression,
     payload: &[u8],
@@ -468,15 +505,15 @@ async fn process(
         },
     };
     let spans = match shared.opts.verify {
-        Verify::Full => decode_full(message, shared),
-        Verify::Walk { sample_every } => match walk::count_spans(message) {
+        Verify::Full => decode_full(message, signal, shared),
+        Verify::Walk { sample_every } => match walk::count_records(message, signal) {
             Err(e) => Err(format!("malformed request: {e}")),
             Ok(n) => {
                 let k = c.sampled.fetch_add(1, Relaxed);
                 if k % sample_every.max(1) == 0 {
-                    match decode_full(message, shared) {
+                    match decode_full(message, signal, shared) {
                         Ok(full) if full != n => {
-                            Err(format!("walk counted {n} spans, prost decoded {full}"))
+                            Err(format!("walk counted {n} records, prost decoded {full}"))
                         }
                         Ok(_) => Ok(n),
                         Err(e) => Err(e),
@@ -493,7 +530,12 @@ async fn process(
     };
     let (rejected, msg) = partial.unwrap_or((0, String::new()));
     let rejected = rejected.min(spans);
-    c.spans.fetch_add(spans - rejected, Relaxed);
+    match signal {
+        Signal::Traces => &c.spans,
+        Signal::Logs => &c.logs,
+        Signal::Metrics => &c.metric_points,
+    }
+    .fetch_add(spans - rejected, Relaxed);
     c.requests.fetch_add(1, Relaxed);
     c.bytes_wire.fetch_add(wire as u64, Relaxed);
     c.max_request.fetch_max(wire as u64, Relaxed);
@@ -616,7 +658,8 @@ async fn grpc_stream(
     goaway: Arc<tokio::sync::Notify>,
 ) {
     let (parts, mut body) = req.into_parts();
-    let refusal = if parts.uri.path() != TRACE_PATH {
+    let signal = grpc_signal(parts.uri.path());
+    let refusal = if signal.is_none() {
         Some(Refusal::Grpc {
             code: 12,
             message: format!("unknown method {}", parts.uri.path()),
@@ -625,6 +668,7 @@ async fn grpc_stream(
     } else {
         None
     };
+    let signal = signal.unwrap_or(Signal::Traces);
     let encoding = match parts
         .headers
         .get("grpc-encoding")
@@ -670,7 +714,7 @@ async fn grpc_stream(
                 } else {
                     let enc = if compressed { enc } else { Compression::None };
                     let (o, ga) =
-                        process(&shared, &parts.headers, enc, &data[5..], data.len()).await;
+                        process(&shared, signal, &parts.headers, enc, &data[5..], data.len()).await;
                     if ga {
                         goaway.notify_one();
                     }
@@ -796,14 +840,14 @@ async fn http_request(
             None,
         ));
     }
-    if parts.uri.path() != HTTP_TRACE_PATH {
+    let Some(signal) = http_signal(parts.uri.path()) else {
         return Ok(http_error(
             404,
             12,
             format!("no such path {}", parts.uri.path()),
             None,
         ));
-    }
+    };
     if parts.method != http::Method::POST {
         return Ok(http_error(405, 12, "use POST".into(), None));
     }
@@ -846,7 +890,7 @@ async fn http_request(
         Ok(c) => c.to_bytes(),
         Err(e) => return Ok(http_error(400, 3, format!("reading body: {e}"), None)),
     };
-    let (outcome, _) = process(shared, &parts.headers, encoding, &data, data.len()).await;
+    let (outcome, _) = process(shared, signal, &parts.headers, encoding, &data, data.len()).await;
     Ok(match outcome {
         Outcome::Accept { rejected, message } => {
             http_response(200, response_message(rejected, message), None)
@@ -874,7 +918,96 @@ async fn http_request(
     })
 }
 
-fn decode_full(message: &[u8], shared: &Shared) -> Result<u64, String> {
+/// Decodes a request with the opentelemetry-proto types, checks it, and
+/// returns its number of records (spans, log records, data points).
+fn decode_full(message: &[u8], signal: Signal, shared: &Shared) -> Result<u64, String> {
+    match signal {
+        Signal::Traces => decode_traces(message, shared),
+        Signal::Logs => decode_logs(message, shared),
+        Signal::Metrics => decode_metrics(message, shared),
+    }
+}
+
+fn decode_logs(message: &[u8], shared: &Shared) -> Result<u64, String> {
+    let req = ExportLogsServiceRequest::decode(message)
+        .map_err(|e| format!("ExportLogsServiceRequest: {e}"))?;
+    let mut n = 0u64;
+    for rl in &req.resource_logs {
+        for sl in &rl.scope_logs {
+            for l in &sl.log_records {
+                if !matches!(l.trace_id.len(), 0 | 16) || !matches!(l.span_id.len(), 0 | 8) {
+                    return Err("log record with invalid trace or span id".into());
+                }
+                if !(0..=24).contains(&l.severity_number) {
+                    return Err(format!("severity number {}", l.severity_number));
+                }
+            }
+            n += sl.log_records.len() as u64;
+        }
+    }
+    if shared.opts.keep_requests {
+        shared.kept_logs.lock().push(req);
+    }
+    Ok(n)
+}
+
+fn decode_metrics(message: &[u8], shared: &Shared) -> Result<u64, String> {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let req = ExportMetricsServiceRequest::decode(message)
+        .map_err(|e| format!("ExportMetricsServiceRequest: {e}"))?;
+    let mut n = 0u64;
+    for rm in &req.resource_metrics {
+        for sm in &rm.scope_metrics {
+            let mut names = std::collections::HashSet::new();
+            for m in &sm.metrics {
+                if m.name.is_empty() {
+                    return Err("metric without a name".into());
+                }
+                // A scope carries each metric once, with all its points.
+                if !names.insert((
+                    &m.name,
+                    &m.unit,
+                    &m.description,
+                    m.data.as_ref().map(std::mem::discriminant),
+                )) {
+                    return Err(format!("metric {} appears twice in one scope", m.name));
+                }
+                n += match &m.data {
+                    Some(Data::Gauge(g)) => g.data_points.len(),
+                    Some(Data::Sum(s)) => s.data_points.len(),
+                    Some(Data::Histogram(h)) => {
+                        for p in &h.data_points {
+                            if !p.explicit_bounds.is_empty()
+                                && p.bucket_counts.len() != p.explicit_bounds.len() + 1
+                            {
+                                return Err(format!(
+                                    "histogram {}: buckets and bounds disagree",
+                                    m.name
+                                ));
+                            }
+                            if p.bucket_counts.iter().sum::<u64>() != p.count {
+                                return Err(format!(
+                                    "histogram {}: count is not the buckets' sum",
+                                    m.name
+                                ));
+                            }
+                        }
+                        h.data_points.len()
+                    }
+                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                    Some(Data::Summary(s)) => s.data_points.len(),
+                    None => return Err(format!("metric {} has no data", m.name)),
+                } as u64;
+            }
+        }
+    }
+    if shared.opts.keep_requests {
+        shared.kept_metrics.lock().push(req);
+    }
+    Ok(n)
+}
+
+fn decode_traces(message: &[u8], shared: &Shared) -> Result<u64, String> {
     let req = ExportTraceServiceRequest::decode(message)
         .map_err(|e| format!("ExportTraceServiceRequest: {e}"))?;
     let mut spans = 0u64;

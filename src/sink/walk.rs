@@ -178,8 +178,52 @@ fn walk_span(buf: &[u8]) -> Result<(), WalkError> {
     Ok(())
 }
 
+/// Walks a log record: fields well formed, trace id 16 bytes and span id 8
+/// when present.
+fn walk_log(buf: &[u8]) -> Result<(), WalkError> {
+    let mut f = Fields::new(buf);
+    while let Some((num, v)) = f.next()? {
+        let want = match num {
+            9 => 16,
+            10 => 8,
+            _ => continue,
+        };
+        if expect_bytes(v)?.len() != want {
+            return Err(WalkError::IdSize);
+        }
+    }
+    Ok(())
+}
+
+/// Walks a metric and returns its number of data points (the entries of
+/// field 1 of its gauge, sum, histogram, exponential histogram or summary).
+fn walk_metric(buf: &[u8]) -> Result<u64, WalkError> {
+    let mut points = 0;
+    let mut f = Fields::new(buf);
+    while let Some((num, v)) = f.next()? {
+        if matches!(num, 5 | 7 | 9 | 10 | 11) {
+            let mut data = Fields::new(expect_bytes(v)?);
+            while let Some((num, v)) = data.next()? {
+                if num == 1 {
+                    skim(expect_bytes(v)?)?;
+                    points += 1;
+                }
+            }
+        }
+    }
+    Ok(points)
+}
+
 /// Walks an `ExportTraceServiceRequest` and returns its number of spans.
 pub fn count_spans(request: &[u8]) -> Result<u64, WalkError> {
+    count_records(request, crate::config::Signal::Traces)
+}
+
+/// Walks an `Export{Trace,Logs,Metrics}ServiceRequest` (one shape, see
+/// `engine::batch`) and returns its number of spans, log records or metric
+/// data points.
+pub fn count_records(request: &[u8], signal: crate::config::Signal) -> Result<u64, WalkError> {
+    use crate::config::Signal;
     let mut spans = 0;
     let mut top = Fields::new(request);
     while let Some((num, v)) = top.next()? {
@@ -196,8 +240,12 @@ pub fn count_spans(request: &[u8]) -> Result<u64, WalkError> {
                         match num {
                             1 => skim(expect_bytes(v)?)?,
                             2 => {
-                                walk_span(expect_bytes(v)?)?;
-                                spans += 1;
+                                let b = expect_bytes(v)?;
+                                spans += match signal {
+                                    Signal::Traces => walk_span(b).map(|_| 1)?,
+                                    Signal::Logs => walk_log(b).map(|_| 1)?,
+                                    Signal::Metrics => walk_metric(b)?,
+                                };
                             }
                             _ => {}
                         }

@@ -1,0 +1,335 @@
+//! Metric data points: what the host hands in, already aggregated, or what
+//! otlpflow's instruments collect. One point is one ring record:
+//!
+//! ```text
+//! kind (1 byte) | flags (1 byte) | varint head_len | head | point
+//! ```
+//!
+//! `head` is the `Metric` message's identity fields (name 1, description 2,
+//! unit 3); `point` the data point message body. The worker groups points
+//! whose first bytes (kind, flags, head) are equal into one `Metric`, so a
+//! request carries each metric once with all its points.
+
+use super::proto3::*;
+use super::value::{attributes_len, encode_attributes, KeyValue};
+use super::wire::{self, Writer};
+
+/// A number: OTLP data points carry an integer or a double.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// `as_int`.
+    I64(i64),
+    /// `as_double`.
+    F64(f64),
+}
+
+/// How a sum or histogram's points relate in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Temporality {
+    /// Each point covers the time since the previous one.
+    Delta = 1,
+    /// Each point covers the time since a fixed start.
+    #[default]
+    Cumulative = 2,
+}
+
+/// An explicit-bucket histogram point. `bucket_counts` has one more entry
+/// than `bounds` (the last bucket is everything over the last bound).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HistogramPoint<'a> {
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum, if meaningful (no negative values, say).
+    pub sum: Option<f64>,
+    /// The least value recorded.
+    pub min: Option<f64>,
+    /// The greatest value recorded.
+    pub max: Option<f64>,
+    /// Bucket upper bounds, strictly increasing.
+    pub bounds: &'a [f64],
+    /// Counts per bucket.
+    pub bucket_counts: &'a [u64],
+}
+
+/// The data of one point, by metric type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricData<'a> {
+    /// A gauge: the value now.
+    Gauge(Number),
+    /// A sum.
+    Sum {
+        /// The value.
+        value: Number,
+        /// Whether it only goes up (a counter).
+        monotonic: bool,
+        /// Delta or cumulative.
+        temporality: Temporality,
+    },
+    /// An explicit-bucket histogram.
+    Histogram {
+        /// The distribution.
+        point: HistogramPoint<'a>,
+        /// Delta or cumulative.
+        temporality: Temporality,
+    },
+}
+
+/// One metric data point with its metric's identity, borrowing its data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint<'a> {
+    /// Metric name (required).
+    pub name: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// Unit (UCUM, e.g. "ms", "By", "1").
+    pub unit: &'a str,
+    /// The point's attributes.
+    pub attributes: &'a [KeyValue<'a>],
+    /// Start of the point's interval (sums and histograms), ns since epoch.
+    pub start_time_unix_nano: u64,
+    /// When the point was taken.
+    pub time_unix_nano: u64,
+    /// Data point flags.
+    pub flags: u32,
+    /// The value.
+    pub data: MetricData<'a>,
+}
+
+/// Kinds in the ring record's first byte, and their `Metric` field.
+pub(crate) const KIND_GAUGE: u8 = 0;
+pub(crate) const KIND_SUM: u8 = 1;
+pub(crate) const KIND_HISTOGRAM: u8 = 2;
+
+/// The `Metric` field holding the data of a kind.
+pub(crate) fn kind_field(kind: u8) -> u32 {
+    match kind {
+        KIND_GAUGE => 5,
+        KIND_SUM => 7,
+        _ => 9,
+    }
+}
+
+mod field {
+    // Metric.
+    pub const NAME: u32 = 1;
+    pub const DESCRIPTION: u32 = 2;
+    pub const UNIT: u32 = 3;
+    // NumberDataPoint.
+    pub const N_START: u32 = 2;
+    pub const N_TIME: u32 = 3;
+    pub const N_DOUBLE: u32 = 4;
+    pub const N_INT: u32 = 6;
+    pub const N_ATTRIBUTES: u32 = 7;
+    pub const N_FLAGS: u32 = 8;
+    // HistogramDataPoint.
+    pub const H_START: u32 = 2;
+    pub const H_TIME: u32 = 3;
+    pub const H_COUNT: u32 = 4;
+    pub const H_SUM: u32 = 5;
+    pub const H_BUCKETS: u32 = 6;
+    pub const H_BOUNDS: u32 = 7;
+    pub const H_ATTRIBUTES: u32 = 9;
+    pub const H_FLAGS: u32 = 10;
+    pub const H_MIN: u32 = 11;
+    pub const H_MAX: u32 = 12;
+}
+
+/// Why a point was refused.
+pub(crate) fn invalid(p: &MetricPoint<'_>) -> Option<&'static str> {
+    if p.name.is_empty() {
+        return Some("metric name is empty");
+    }
+    if let MetricData::Histogram { point, .. } = &p.data {
+        if point.bucket_counts.len() != point.bounds.len() + 1 {
+            return Some("histogram needs one more bucket count than bounds");
+        }
+        if point.bounds.iter().any(|b| !b.is_finite())
+            || point.bounds.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Some("histogram bounds must be finite and strictly increasing");
+        }
+        if point.bucket_counts.iter().sum::<u64>() != point.count {
+            return Some("histogram count is not the sum of its bucket counts");
+        }
+    }
+    None
+}
+
+impl MetricPoint<'_> {
+    fn kind_and_flags(&self) -> (u8, u8) {
+        match self.data {
+            MetricData::Gauge(_) => (KIND_GAUGE, 0),
+            MetricData::Sum {
+                monotonic,
+                temporality,
+                ..
+            } => (KIND_SUM, monotonic as u8 | (temporality as u8) << 1),
+            MetricData::Histogram { temporality, .. } => (KIND_HISTOGRAM, (temporality as u8) << 1),
+        }
+    }
+
+    fn head_len(&self) -> usize {
+        use field::*;
+        str_len(NAME, self.name) + str_len(DESCRIPTION, self.description) + str_len(UNIT, self.unit)
+    }
+
+    fn point_len(&self) -> usize {
+        use field::*;
+        match &self.data {
+            MetricData::Gauge(v) | MetricData::Sum { value: v, .. } => {
+                fixed64_len(N_START, self.start_time_unix_nano)
+                    + fixed64_len(N_TIME, self.time_unix_nano)
+                    + number_len(v)
+                    + attributes_len(N_ATTRIBUTES, self.attributes)
+                    + uint_len(N_FLAGS, self.flags as u64)
+            }
+            MetricData::Histogram { point: h, .. } => {
+                let opt = |v: Option<f64>, f: u32| v.map_or(0, |_| wire::key_len(f) + 8);
+                fixed64_len(H_START, self.start_time_unix_nano)
+                    + fixed64_len(H_TIME, self.time_unix_nano)
+                    + fixed64_len(H_COUNT, h.count)
+                    + opt(h.sum, H_SUM)
+                    + packed_len(H_BUCKETS, h.bucket_counts.len())
+                    + packed_len(H_BOUNDS, h.bounds.len())
+                    + attributes_len(H_ATTRIBUTES, self.attributes)
+                    + uint_len(H_FLAGS, self.flags as u64)
+                    + opt(h.min, H_MIN)
+                    + opt(h.max, H_MAX)
+            }
+        }
+    }
+
+    /// Size of the ring record.
+    pub fn encoded_len(&self) -> usize {
+        let head = self.head_len();
+        2 + wire::varint_len(head as u64) + head + self.point_len()
+    }
+
+    /// Writes the ring record into `buf`, exactly [`MetricPoint::encoded_len`]
+    /// bytes long.
+    pub fn encode(&self, buf: &mut [u8]) {
+        use field::*;
+        let (kind, flags) = self.kind_and_flags();
+        let w = &mut Writer::new(buf);
+        w.raw(&[kind, flags]);
+        w.varint(self.head_len() as u64);
+        put_str(w, NAME, self.name);
+        put_str(w, DESCRIPTION, self.description);
+        put_str(w, UNIT, self.unit);
+        match &self.data {
+            MetricData::Gauge(v) | MetricData::Sum { value: v, .. } => {
+                put_fixed64(w, N_START, self.start_time_unix_nano);
+                put_fixed64(w, N_TIME, self.time_unix_nano);
+                // A oneof member is written even when zero: its presence is
+                // the information.
+                match *v {
+                    Number::F64(d) => w.fixed64_field(N_DOUBLE, d.to_bits()),
+                    Number::I64(i) => w.fixed64_field(N_INT, i as u64),
+                }
+                encode_attributes(w, N_ATTRIBUTES, self.attributes);
+                put_uint(w, N_FLAGS, self.flags as u64);
+            }
+            MetricData::Histogram { point: h, .. } => {
+                put_fixed64(w, H_START, self.start_time_unix_nano);
+                put_fixed64(w, H_TIME, self.time_unix_nano);
+                put_fixed64(w, H_COUNT, h.count);
+                if let Some(s) = h.sum {
+                    w.fixed64_field(H_SUM, s.to_bits());
+                }
+                if !h.bucket_counts.is_empty() {
+                    w.message_header(H_BUCKETS, h.bucket_counts.len() * 8);
+                    for c in h.bucket_counts {
+                        w.raw(&c.to_le_bytes());
+                    }
+                }
+                if !h.bounds.is_empty() {
+                    w.message_header(H_BOUNDS, h.bounds.len() * 8);
+                    for b in h.bounds {
+                        w.raw(&b.to_bits().to_le_bytes());
+                    }
+                }
+                encode_attributes(w, H_ATTRIBUTES, self.attributes);
+                put_uint(w, H_FLAGS, self.flags as u64);
+                if let Some(v) = h.min {
+                    w.fixed64_field(H_MIN, v.to_bits());
+                }
+                if let Some(v) = h.max {
+                    w.fixed64_field(H_MAX, v.to_bits());
+                }
+            }
+        }
+        debug_assert_eq!(w.position(), self.encoded_len());
+    }
+}
+
+fn number_len(_: &Number) -> usize {
+    // Either member is a fixed 8 bytes after a one-byte key.
+    wire::key_len(field::N_DOUBLE) + 8
+}
+
+fn packed_len(f: u32, n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        wire::len_field(f, n * 8)
+    }
+}
+
+/// Splits a metric ring record into its grouping key (kind, flags, head)
+/// and its point. `None` if the record is malformed (never, for records
+/// this crate wrote).
+pub(crate) fn split(record: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = record.get(2..)?;
+    let (head_len, n) = read_varint(rest)?;
+    let key_end = 2 + n + head_len as usize;
+    if key_end > record.len() {
+        return None;
+    }
+    Some((&record[..key_end], &record[key_end..]))
+}
+
+/// The kind, flags and head of a grouping key from [`split`].
+pub(crate) fn key_parts(key: &[u8]) -> (u8, u8, &[u8]) {
+    let (_, n) = read_varint(&key[2..]).unwrap_or((0, 1));
+    (key[0], key[1], &key[2 + n..])
+}
+
+fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        v |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Writes one `Metric` message body for a group: its head, then the data
+/// field holding the points (each already framed as `data_points`), the
+/// temporality and the monotonic flag.
+pub(crate) fn write_metric(out: &mut Vec<u8>, key: &[u8], points: &[u8]) {
+    let (kind, flags, head) = key_parts(key);
+    let temporality = (flags >> 1) as u64 & 3;
+    let monotonic = flags & 1 == 1;
+    let mut data_len = points.len();
+    if kind != KIND_GAUGE && temporality != 0 {
+        data_len += wire::varint_field(2, temporality);
+    }
+    if kind == KIND_SUM && monotonic {
+        data_len += wire::varint_field(3, 1);
+    }
+    let body = head.len() + wire::len_field(kind_field(kind), data_len);
+    wire::put_len_header(out, 2, body);
+    out.extend_from_slice(head);
+    wire::put_len_header(out, kind_field(kind), data_len);
+    out.extend_from_slice(points);
+    if kind != KIND_GAUGE && temporality != 0 {
+        out.push(2 << 3);
+        wire::put_varint(out, temporality);
+    }
+    if kind == KIND_SUM && monotonic {
+        out.push(3 << 3);
+        out.push(1);
+    }
+}

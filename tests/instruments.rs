@@ -1,0 +1,247 @@
+//! The lock-free instruments under contention: threads update the same
+//! counter, up-down counter and histogram for a bounded time while
+//! collections run; what the receiver got adds up to exactly what was
+//! recorded (delta temporality, so each collection carries only what is
+//! new, and nothing may be lost or counted twice).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as PValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as PNumber;
+use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::{KeyValue, Pipeline, Policy, Temporality, Value};
+
+#[derive(Default, Debug, PartialEq)]
+struct Totals {
+    counter: i64,
+    updown: i64,
+    hist_count: u64,
+    hist_sum: f64,
+    hist_buckets: Vec<u64>,
+    gauge_points: u64,
+    overflow_points: u64,
+}
+
+fn totals(sink: &Sink) -> Totals {
+    let mut t = Totals {
+        hist_buckets: vec![0; 3],
+        ..Totals::default()
+    };
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    match m.data.expect("data") {
+                        Data::Sum(s) => {
+                            assert_eq!(s.aggregation_temporality, 1, "delta");
+                            for dp in s.data_points {
+                                if dp
+                                    .attributes
+                                    .iter()
+                                    .any(|a| a.key == "otel.metric.overflow")
+                                {
+                                    t.overflow_points += 1;
+                                }
+                                let Some(PNumber::AsInt(v)) = dp.value else {
+                                    panic!("{dp:?}")
+                                };
+                                match m.name.as_str() {
+                                    "ops" => t.counter += v,
+                                    "inflight" => t.updown += v,
+                                    other => panic!("{other}"),
+                                }
+                            }
+                        }
+                        Data::Histogram(h) => {
+                            for dp in h.data_points {
+                                assert_eq!(dp.count, dp.bucket_counts.iter().sum::<u64>());
+                                t.hist_count += dp.count;
+                                t.hist_sum += dp.sum.unwrap_or(0.0);
+                                for (a, b) in t.hist_buckets.iter_mut().zip(&dp.bucket_counts) {
+                                    *a += b;
+                                }
+                            }
+                        }
+                        Data::Gauge(g) => t.gauge_points += g.data_points.len() as u64,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    t
+}
+
+#[test]
+fn concurrent_updates_and_collections_add_up_exactly() {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .service_name("instruments")
+        .metrics_temporality(Temporality::Delta)
+        .metrics_interval(Duration::from_millis(20))
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .expect("start");
+    let scope = p.scope("instruments", "1");
+    let ops = p.counter(&scope, "ops", "{op}", "operations");
+    let inflight = p.up_down_counter(&scope, "inflight", "{request}", "");
+    let latency = p
+        .histogram(&scope, "latency", "ms", "", &[1.0, 10.0])
+        .expect("histogram");
+    let depth = p.gauge(&scope, "depth", "{item}", "");
+    let stop = Arc::new(AtomicBool::new(false));
+    // Extra collections on top of the collector thread's.
+    let collector = {
+        let p = p.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += p.collect_metrics();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            n
+        })
+    };
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let per_thread: Vec<(u64, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (ops, inflight, latency, depth) = (
+                    ops.clone(),
+                    inflight.clone(),
+                    latency.clone(),
+                    depth.clone(),
+                );
+                s.spawn(move || {
+                    let route = format!("/r/{t}");
+                    let attrs = [KeyValue::new("route", Value::Str(&route))];
+                    let bound = latency.bind(&attrs);
+                    let (mut n, mut i) = (0u64, 0u64);
+                    // Bounded in time and in count.
+                    while Instant::now() < deadline && n < 2_000_000 {
+                        ops.add(1, &attrs);
+                        inflight.add(1, &attrs);
+                        inflight.add(-1, &attrs);
+                        bound.record((i % 3) as f64 * 5.0);
+                        depth.set(i as f64, &attrs);
+                        n += 1;
+                        i += 1;
+                    }
+                    (n, i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    stop.store(true, Ordering::Relaxed);
+    let extra = collector.join().expect("collector");
+    let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    let recorded: u64 = per_thread.iter().map(|(n, _)| n).sum();
+    assert!(
+        recorded > 10_000,
+        "too little load to mean anything: {recorded}"
+    );
+    assert!(extra > 0);
+    let t = totals(&sink);
+    assert_eq!(t.counter as u64, recorded, "{t:?}");
+    assert_eq!(t.updown, 0, "{t:?}");
+    assert_eq!(t.hist_count, recorded, "{t:?}");
+    // Values 0, 5, 10 cycle per thread: buckets (<=1, <=10, >10).
+    let expect_sum: f64 = per_thread
+        .iter()
+        .map(|(n, _)| (0..*n).map(|i| (i % 3) as f64 * 5.0).sum::<f64>())
+        .sum();
+    assert_eq!(t.hist_sum, expect_sum);
+    assert_eq!(t.hist_buckets[2], 0);
+    assert!(t.gauge_points > 0);
+    assert_eq!(s.exported_by_signal[2], sink.counts().metric_points);
+    assert_eq!(s.dropped.total(), 0, "{s:?}");
+}
+
+#[test]
+fn cumulative_counters_and_the_cardinality_limit_over_the_wire() {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .cardinality_limit(4)
+        .start()
+        .expect("start");
+    let scope = p.scope("instruments", "1");
+    let c = p.counter(&scope, "hits", "1", "");
+    for user in 0..10i64 {
+        c.add(2, &[KeyValue::new("user", Value::I64(user))]);
+    }
+    p.flush(Duration::from_secs(10)).expect("flush");
+    c.add(1, &[KeyValue::new("user", Value::I64(0))]);
+    p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    let reqs = sink.take_metric_requests();
+    // Two collections (flush, shutdown), each: 4 series + the overflow one.
+    let mut points = Vec::new();
+    for req in reqs {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    let Some(Data::Sum(s)) = m.data else { panic!() };
+                    assert!(s.is_monotonic);
+                    assert_eq!(s.aggregation_temporality, 2, "cumulative");
+                    for dp in s.data_points {
+                        let key = dp.attributes[0].key.clone();
+                        let v = match dp.attributes[0]
+                            .value
+                            .as_ref()
+                            .and_then(|v| v.value.clone())
+                        {
+                            Some(PValue::IntValue(u)) => u.to_string(),
+                            Some(PValue::BoolValue(b)) => b.to_string(),
+                            other => panic!("{other:?}"),
+                        };
+                        let Some(PNumber::AsInt(n)) = dp.value else {
+                            panic!()
+                        };
+                        points.push((key, v, n));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(points.len(), 10, "{points:?}");
+    let overflow: Vec<_> = points
+        .iter()
+        .filter(|(k, _, _)| k == "otel.metric.overflow")
+        .collect();
+    assert_eq!(overflow.len(), 2);
+    assert!(
+        overflow.iter().all(|(_, _, n)| *n == 12),
+        "6 users x 2: {overflow:?}"
+    );
+    let user0: Vec<i64> = points
+        .iter()
+        .filter(|(k, v, _)| k == "user" && v == "0")
+        .map(|p| p.2)
+        .collect();
+    assert_eq!(
+        user0,
+        vec![2, 3],
+        "cumulative: the second point includes the first"
+    );
+}

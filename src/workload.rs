@@ -79,6 +79,83 @@ pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Sp
     f(&span)
 }
 
+/// Records benchmark log record number `i`: a message body, five
+/// attributes, trace context, as an HTTP server's access log would carry.
+#[inline]
+pub fn record_benchmark_log(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    seed: u64,
+    i: u64,
+    now_ns: u64,
+) -> Result<(), RecordError> {
+    let attrs = [
+        KeyValue::new("http.request.method", Value::Str("GET")),
+        KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
+        KeyValue::new("server.address", Value::Str("api.example.internal")),
+        KeyValue::new("http.response.status_code", Value::I64(200)),
+        KeyValue::new("app.item_id", Value::I64(i as i64)),
+    ];
+    let log = crate::LogRecord {
+        time_unix_nano: now_ns,
+        observed_time_unix_nano: now_ns,
+        severity_number: crate::Severity::INFO,
+        severity_text: "INFO",
+        body: Some(Value::Str(
+            "request served from cache after a miss on the item key",
+        )),
+        attributes: &attrs,
+        trace_id: trace_id(seed, i),
+        span_id: (splitmix(seed ^ i.wrapping_mul(31)) | 1).to_le_bytes(),
+        flags: 1,
+        ..Default::default()
+    };
+    pipeline.record_log(scope, &log)
+}
+
+/// Records benchmark metric point number `i`: a latency histogram point
+/// for one of 16 routes (the host aggregated it; points of the same route
+/// and metric are grouped in a batch).
+#[inline]
+pub fn record_benchmark_point(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    i: u64,
+    now_ns: u64,
+) -> Result<(), RecordError> {
+    const BOUNDS: [f64; 7] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0];
+    let route = ["/a", "/b", "/c", "/d", "/e", "/f", "/g", "/h"][(i % 8) as usize];
+    let attrs = [
+        KeyValue::new("http.route", Value::Str(route)),
+        KeyValue::new(
+            "http.response.status_code",
+            Value::I64(200 + (i % 2) as i64),
+        ),
+    ];
+    let counts = [i % 5, 3, 8, 2, 1, 0, 0, 1];
+    let point = crate::MetricPoint {
+        name: "http.server.request.duration",
+        description: "Duration of HTTP server requests.",
+        unit: "ms",
+        attributes: &attrs,
+        start_time_unix_nano: now_ns.saturating_sub(10_000_000_000),
+        time_unix_nano: now_ns,
+        flags: 0,
+        data: crate::MetricData::Histogram {
+            point: crate::HistogramPoint {
+                count: counts.iter().sum(),
+                sum: Some(412.5),
+                min: Some(1.5),
+                max: Some(980.0),
+                bounds: &BOUNDS,
+                bucket_counts: &counts,
+            },
+            temporality: crate::Temporality::Delta,
+        },
+    };
+    pipeline.record_metric(scope, &point)
+}
+
 /// The current time in nanoseconds since the Unix epoch.
 pub fn now_unix_nano() -> u64 {
     std::time::SystemTime::now()

@@ -1,6 +1,7 @@
-//! Property tests: random spans encoded by otlpflow's hot-path encoder and
-//! framed by its batcher into an `ExportTraceServiceRequest` decode with the
-//! `opentelemetry-proto` prost types to exactly the values recorded.
+//! Property tests: random spans, log records and metric points encoded by
+//! otlpflow's hot-path encoders and framed by its batcher into export
+//! requests decode with the `opentelemetry-proto` prost types to exactly
+//! the values recorded.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -424,4 +425,331 @@ fn owned_values_encode_like_prost() {
     }
     .encode_to_vec();
     assert_eq!(ours, theirs);
+}
+
+// ---------------------------------------------------------------- log records
+
+#[derive(Debug, Clone)]
+struct OwnedLog {
+    time: u64,
+    observed: u64,
+    severity: u8,
+    text: String,
+    body: Option<V>,
+    attrs: Attrs,
+    dropped: u32,
+    flags: u32,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    event_name: String,
+}
+
+fn log_strategy() -> impl Strategy<Value = OwnedLog> {
+    (
+        (any::<u64>(), any::<u64>(), 0u8..=24, ".{0,8}"),
+        (
+            prop::option::of(value_strategy()),
+            attrs_strategy(),
+            any::<u32>(),
+            any::<u32>(),
+        ),
+        (any::<[u8; 16]>(), any::<[u8; 8]>(), ".{0,8}"),
+    )
+        .prop_map(
+            |(
+                (time, observed, severity, text),
+                (body, attrs, dropped, flags),
+                (trace_id, span_id, event_name),
+            )| {
+                OwnedLog {
+                    time,
+                    observed,
+                    severity,
+                    text,
+                    body,
+                    attrs,
+                    dropped,
+                    flags,
+                    trace_id,
+                    span_id,
+                    event_name,
+                }
+            },
+        )
+}
+
+fn expect_log(o: &OwnedLog) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+    opentelemetry_proto::tonic::logs::v1::LogRecord {
+        time_unix_nano: o.time,
+        observed_time_unix_nano: o.observed,
+        severity_number: o.severity as i32,
+        severity_text: o.text.clone(),
+        body: o.body.as_ref().map(expect_value),
+        attributes: expect_attrs(&o.attrs),
+        dropped_attributes_count: o.dropped,
+        flags: o.flags,
+        trace_id: id_or_empty(&o.trace_id),
+        span_id: id_or_empty(&o.span_id),
+        event_name: o.event_name.clone(),
+    }
+}
+
+// ---------------------------------------------------------------- metric points
+
+#[derive(Debug, Clone)]
+enum OwnedData {
+    Gauge(Num),
+    Sum(Num, bool, bool),
+    /// bounds, counts, sum, min, max, delta
+    Hist(
+        Vec<f64>,
+        Vec<u64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+        bool,
+    ),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    I(i64),
+    F(f64),
+}
+
+#[derive(Debug, Clone)]
+struct OwnedPoint {
+    name: String,
+    description: String,
+    unit: String,
+    attrs: Attrs,
+    start: u64,
+    time: u64,
+    flags: u32,
+    data: OwnedData,
+}
+
+fn num_strategy() -> impl Strategy<Value = Num> {
+    prop_oneof![
+        any::<i64>().prop_map(Num::I),
+        (-1e300f64..1e300).prop_map(Num::F)
+    ]
+}
+
+fn data_strategy() -> impl Strategy<Value = OwnedData> {
+    let opt = || prop::option::of(-1e12f64..1e12);
+    prop_oneof![
+        num_strategy().prop_map(OwnedData::Gauge),
+        (num_strategy(), any::<bool>(), any::<bool>())
+            .prop_map(|(n, m, d)| OwnedData::Sum(n, m, d)),
+        (
+            prop::collection::btree_set(-1_000_000i64..1_000_000, 0..6),
+            opt(),
+            opt(),
+            opt(),
+            any::<bool>()
+        )
+            .prop_flat_map(|(bounds, sum, min, max, delta)| {
+                let bounds: Vec<f64> = bounds.into_iter().map(|b| b as f64 / 8.0).collect();
+                let n = bounds.len() + 1;
+                prop::collection::vec(0u64..1_000_000, n..=n).prop_map(move |counts| {
+                    OwnedData::Hist(bounds.clone(), counts, sum, min, max, delta)
+                })
+            }),
+    ]
+}
+
+fn point_strategy() -> impl Strategy<Value = OwnedPoint> {
+    (
+        ("[a-z.]{1,10}", ".{0,8}", ".{0,4}"),
+        (attrs_strategy(), any::<u64>(), any::<u64>(), 0u32..2),
+        data_strategy(),
+    )
+        .prop_map(
+            |((name, description, unit), (attrs, start, time, flags), data)| OwnedPoint {
+                name,
+                description,
+                unit,
+                attrs,
+                start,
+                time,
+                flags,
+                data,
+            },
+        )
+}
+
+fn to_point(o: &OwnedPoint) -> otlpflow::MetricPoint<'static> {
+    use otlpflow::{HistogramPoint, MetricData, Number, Temporality};
+    let num = |n: Num| match n {
+        Num::I(i) => Number::I64(i),
+        Num::F(f) => Number::F64(f),
+    };
+    let t = |delta: bool| {
+        if delta {
+            Temporality::Delta
+        } else {
+            Temporality::Cumulative
+        }
+    };
+    otlpflow::MetricPoint {
+        name: leak_str(&o.name),
+        description: leak_str(&o.description),
+        unit: leak_str(&o.unit),
+        attributes: to_attrs(&o.attrs),
+        start_time_unix_nano: o.start,
+        time_unix_nano: o.time,
+        flags: o.flags,
+        data: match &o.data {
+            OwnedData::Gauge(n) => MetricData::Gauge(num(*n)),
+            OwnedData::Sum(n, m, d) => MetricData::Sum {
+                value: num(*n),
+                monotonic: *m,
+                temporality: t(*d),
+            },
+            OwnedData::Hist(bounds, counts, sum, min, max, d) => MetricData::Histogram {
+                point: HistogramPoint {
+                    count: counts.iter().sum(),
+                    sum: *sum,
+                    min: *min,
+                    max: *max,
+                    bounds: leak(bounds.clone()),
+                    bucket_counts: leak(counts.clone()),
+                },
+                temporality: t(*d),
+            },
+        },
+    }
+}
+
+fn expect_metric(o: &OwnedPoint) -> opentelemetry_proto::tonic::metrics::v1::Metric {
+    use opentelemetry_proto::tonic::metrics::v1 as pm;
+    let number = |n: Num| match n {
+        Num::I(i) => pm::number_data_point::Value::AsInt(i),
+        Num::F(f) => pm::number_data_point::Value::AsDouble(f),
+    };
+    let ndp = |n: Num| pm::NumberDataPoint {
+        attributes: expect_attrs(&o.attrs),
+        start_time_unix_nano: o.start,
+        time_unix_nano: o.time,
+        exemplars: vec![],
+        flags: o.flags,
+        value: Some(number(n)),
+    };
+    let t = |delta: bool| if delta { 1 } else { 2 };
+    pm::Metric {
+        name: o.name.clone(),
+        description: o.description.clone(),
+        unit: o.unit.clone(),
+        metadata: vec![],
+        data: Some(match &o.data {
+            OwnedData::Gauge(n) => pm::metric::Data::Gauge(pm::Gauge {
+                data_points: vec![ndp(*n)],
+            }),
+            OwnedData::Sum(n, m, d) => pm::metric::Data::Sum(pm::Sum {
+                data_points: vec![ndp(*n)],
+                aggregation_temporality: t(*d),
+                is_monotonic: *m,
+            }),
+            OwnedData::Hist(bounds, counts, sum, min, max, d) => {
+                pm::metric::Data::Histogram(pm::Histogram {
+                    data_points: vec![pm::HistogramDataPoint {
+                        attributes: expect_attrs(&o.attrs),
+                        start_time_unix_nano: o.start,
+                        time_unix_nano: o.time,
+                        count: counts.iter().sum(),
+                        sum: *sum,
+                        bucket_counts: counts.clone(),
+                        explicit_bounds: bounds.clone(),
+                        exemplars: vec![],
+                        flags: o.flags,
+                        min: *min,
+                        max: *max,
+                    }],
+                    aggregation_temporality: t(*d),
+                })
+            }
+        }),
+    }
+}
+
+fn frame_metrics(
+    points: &[otlpflow::MetricPoint<'_>],
+) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+    let scope = Bytes::from(otlpflow_scope("lib", "1.0"));
+    let mut batch = Batch::for_metrics();
+    for p in points {
+        let mut rec = vec![0u8; p.encoded_len()];
+        p.encode(&mut rec);
+        batch.push(0, &rec, |_| scope.clone());
+    }
+    let req = batch.take(&otlpflow_resource());
+    let mut msg = Vec::new();
+    for s in req.slices() {
+        msg.extend_from_slice(s);
+    }
+    assert_eq!(msg.len(), req.message_len);
+    opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
+        &msg[..],
+    )
+    .expect("prost decodes the framed request")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_log_records_decode_to_the_same_values(o in log_strategy()) {
+        let body = o.body.as_ref().map(to_value);
+        let log = otlpflow::LogRecord {
+            time_unix_nano: o.time,
+            observed_time_unix_nano: o.observed,
+            severity_number: otlpflow::Severity(o.severity),
+            severity_text: leak_str(&o.text),
+            body,
+            attributes: to_attrs(&o.attrs),
+            dropped_attributes_count: o.dropped,
+            flags: o.flags,
+            trace_id: o.trace_id,
+            span_id: o.span_id,
+            event_name: leak_str(&o.event_name),
+        };
+        let mut buf = vec![0u8; log.encoded_len()];
+        log.encode(&mut buf);
+        let got = opentelemetry_proto::tonic::logs::v1::LogRecord::decode(&buf[..]).expect("decodes");
+        prop_assert_eq!(got, expect_log(&o));
+    }
+
+    #[test]
+    fn random_metric_points_decode_to_the_same_values(points in prop::collection::vec(point_strategy(), 1..6)) {
+        // Distinct names: one Metric per point, in order.
+        let points: Vec<OwnedPoint> = points
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut p)| { p.name = format!("{}{i}", p.name); p })
+            .collect();
+        let encoded: Vec<_> = points.iter().map(to_point).collect();
+        let req = frame_metrics(&encoded);
+        let got = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let want: Vec<_> = points.iter().map(expect_metric).collect();
+        prop_assert_eq!(got, &want);
+    }
+
+    #[test]
+    fn points_of_one_metric_are_grouped_into_one(p in point_strategy(), n in 2usize..5) {
+        // The same metric identity n times: one Metric carrying n points.
+        let encoded: Vec<_> = (0..n).map(|_| to_point(&p)).collect();
+        let req = frame_metrics(&encoded);
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        prop_assert_eq!(metrics.len(), 1);
+        let mut want = expect_metric(&p);
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        match want.data.as_mut() {
+            Some(Data::Gauge(g)) => g.data_points = vec![g.data_points[0].clone(); n],
+            Some(Data::Sum(s)) => s.data_points = vec![s.data_points[0].clone(); n],
+            Some(Data::Histogram(h)) => h.data_points = vec![h.data_points[0].clone(); n],
+            _ => unreachable!(),
+        }
+        prop_assert_eq!(&metrics[0], &want);
+    }
 }

@@ -71,6 +71,13 @@ enum CompressionArg {
     Zstd,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SignalArg {
+    Traces,
+    Logs,
+    Metrics,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PolicyArg {
     Block,
@@ -113,6 +120,9 @@ struct Load {
     /// Records per batch.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+    /// What to send: spans, log records or metric data points.
+    #[arg(long, value_enum, default_value_t = SignalArg::Traces)]
+    signal: SignalArg,
     /// Cap on the bytes records hold in the pipeline, e.g. 16M.
     #[arg(long, value_parser = parse_size)]
     memory_budget: Option<u64>,
@@ -177,7 +187,10 @@ struct Report {
     received: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     throttled_by_receiver: Option<u64>,
+    /// Kept for scripts written against traces; equal to records_per_sec.
     spans_per_sec: f64,
+    records_per_sec: f64,
+    signal: &'static str,
     elapsed_s: f64,
     raw_bytes: u64,
     wire_bytes: u64,
@@ -252,10 +265,11 @@ fn demo(load: Load) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let report = run_load(&endpoint, &load, Some(&sink))?;
     let counts = sink.stop();
-    if counts.spans != report.exported || counts.errors != 0 {
+    let received = received_of(&counts, load.signal);
+    if received != report.exported || counts.errors != 0 {
         eprintln!(
-            "otlpflow demo: MISMATCH: receiver counted {} spans ({} bad requests), pipeline exported {}",
-            counts.spans, counts.errors, report.exported
+            "otlpflow demo: MISMATCH: receiver counted {} records ({} bad requests), pipeline exported {}",
+            received, counts.errors, report.exported
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -334,6 +348,7 @@ fn run_load(
         .rate
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(threads as f64 / r));
+    let signal = load.signal;
     let producers: Vec<_> = (0..threads)
         .map(|t| {
             let p = pipeline.clone();
@@ -358,7 +373,13 @@ fn run_load(
                         }
                     }
                     // Refusals are counted by the pipeline and reported below.
-                    let _ = workload::record_benchmark_span(&p, &scope, seed, i, now);
+                    let _ = match signal {
+                        SignalArg::Traces => {
+                            workload::record_benchmark_span(&p, &scope, seed, i, now)
+                        }
+                        SignalArg::Logs => workload::record_benchmark_log(&p, &scope, seed, i, now),
+                        SignalArg::Metrics => workload::record_benchmark_point(&p, &scope, i, now),
+                    };
                 }
             })
         })
@@ -371,8 +392,14 @@ fn run_load(
     done.store(true, Ordering::Relaxed);
     let _ = monitor.join();
     let received = sink.map(|s| s.counts());
-    let report = make_report(&stats, elapsed, received, pipeline.last_error());
-    print_report(&report, &stats, received, load.json);
+    let report = make_report(
+        &stats,
+        elapsed,
+        received,
+        load.signal,
+        pipeline.last_error(),
+    );
+    print_report(&report, &stats, received, load.signal, load.json);
     Ok(report)
 }
 
@@ -416,10 +443,20 @@ fn spawn_progress(
     })
 }
 
+/// What the receiver counted of this signal.
+fn received_of(c: &SinkCounts, signal: SignalArg) -> u64 {
+    match signal {
+        SignalArg::Traces => c.spans,
+        SignalArg::Logs => c.logs,
+        SignalArg::Metrics => c.metric_points,
+    }
+}
+
 fn make_report(
     s: &Stats,
     elapsed: Duration,
     received: Option<SinkCounts>,
+    signal: SignalArg,
     last_error: Option<String>,
 ) -> Report {
     let secs = elapsed.as_secs_f64();
@@ -437,9 +474,15 @@ fn make_report(
             shutdown: s.failed_shutdown,
         },
         rejected: s.rejected,
-        received: received.map(|r| r.spans),
+        received: received.map(|r| received_of(&r, signal)),
+        signal: match signal {
+            SignalArg::Traces => "traces",
+            SignalArg::Logs => "logs",
+            SignalArg::Metrics => "metrics",
+        },
         throttled_by_receiver: received.map(|r| r.throttled),
         spans_per_sec: s.exported as f64 / secs,
+        records_per_sec: s.exported as f64 / secs,
         elapsed_s: secs,
         raw_bytes: s.bytes_raw,
         wire_bytes: s.bytes_wire,
@@ -460,7 +503,13 @@ fn make_report(
     }
 }
 
-fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool) {
+fn print_report(
+    r: &Report,
+    s: &Stats,
+    received: Option<SinkCounts>,
+    signal: SignalArg,
+    json: bool,
+) {
     if json {
         match serde_json::to_string(r) {
             Ok(j) => println!("{j}"),
@@ -486,11 +535,21 @@ fn print_report(r: &Report, s: &Stats, received: Option<SinkCounts>, json: bool)
     if let Some(c) = received {
         println!(
             "  received (sink)    {:>14}   in {} requests, {} bad",
-            c.spans, c.requests, c.errors
+            received_of(&c, signal),
+            c.requests,
+            c.errors
         );
     }
     println!("  elapsed            {:>14.3} s", r.elapsed_s);
-    println!("  throughput         {:>14.0} spans/s", r.spans_per_sec);
+    println!(
+        "  throughput         {:>14.0} {}/s",
+        r.records_per_sec,
+        match r.signal {
+            "logs" => "log records",
+            "metrics" => "data points",
+            _ => "spans",
+        }
+    );
     println!(
         "  bytes raw / wire   {:>8.1} MB / {:.1} MB   (ratio {:.2}x)",
         r.raw_bytes as f64 / 1e6,

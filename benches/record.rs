@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use otlpflow::ring::{Consumer, Ring};
 use otlpflow::sink::{Sink, SinkOptions, Verify};
-use otlpflow::{workload, Pipeline, Policy};
+use otlpflow::{workload, KeyValue, Pipeline, Policy, Value};
 use prost::Message;
 
 const NOW: u64 = 1_700_000_000_000_000_000;
@@ -307,11 +307,96 @@ fn memory_budget(c: &mut Criterion) {
     assert_eq!(s.memory_used, 0);
 }
 
+/// Runs `f` `iters` times on each of two threads at once.
+fn two_threads(b: &mut criterion::Bencher<'_>, f: &(dyn Fn() + Sync)) {
+    b.iter_custom(|iters| {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..iters {
+                        f();
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    })
+}
+
+fn signals(c: &mut Criterion) {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1024 },
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = pipeline(&sink);
+    let scope = p.scope("bench", "1");
+    let mut g = c.benchmark_group("record_log");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function("1_thread", |b| {
+        b.iter(|| {
+            i += 1;
+            workload::record_benchmark_log(&p, &scope, 1, i, NOW)
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("record_metric_point");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("1_thread", |b| {
+        b.iter(|| {
+            i += 1;
+            workload::record_benchmark_point(&p, &scope, i, NOW)
+        })
+    });
+    g.finish();
+
+    // Instruments: the update alone (collection is off the hot path).
+    let counter = p.counter(&scope, "ops", "1", "");
+    let hist = p
+        .histogram(&scope, "latency", "ms", "", &[])
+        .expect("histogram");
+    let attrs = [
+        KeyValue::new("http.route", Value::Str("/api/v1/items/{id}")),
+        KeyValue::new("http.response.status_code", Value::I64(200)),
+    ];
+    let bound_counter = counter.bind(&attrs);
+    let bound_hist = hist.bind(&attrs);
+    let mut g = c.benchmark_group("instruments");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("counter_add_1_thread", |b| {
+        b.iter(|| counter.add(1, &attrs))
+    });
+    g.bench_function("counter_add_bound_1_thread", |b| {
+        b.iter(|| bound_counter.add(1))
+    });
+    g.bench_function("histogram_record_1_thread", |b| {
+        b.iter(|| hist.record(42.0, &attrs))
+    });
+    g.bench_function("histogram_record_bound_1_thread", |b| {
+        b.iter(|| bound_hist.record(42.0))
+    });
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("counter_add_2_threads", |b| {
+        two_threads(b, &|| counter.add(1, &attrs))
+    });
+    g.bench_function("histogram_record_2_threads", |b| {
+        two_threads(b, &|| hist.record(42.0, &attrs))
+    });
+    g.bench_function("histogram_record_bound_2_threads", |b| {
+        two_threads(b, &|| bound_hist.record(42.0))
+    });
+    g.finish();
+    let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
+    assert_eq!(s.dropped.total(), 0);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = encode, record_span, queues, token_bucket, memory_budget
+    targets = encode, record_span, queues, token_bucket, memory_budget, signals
 }
 criterion_main!(benches);

@@ -103,10 +103,60 @@ typedef uint32_t otlpflow_value_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Metric types of `otlpflow_metric_point.type`.
+enum otlpflow_metric_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A gauge: `as_int` or `as_double`.
+  OTLPFLOW_METRIC_TYPE_GAUGE = 1,
+  // A sum: `as_int` or `as_double`, `monotonic`, `temporality`.
+  OTLPFLOW_METRIC_TYPE_SUM = 2,
+  // An explicit-bucket histogram: `count`, `bounds`, `bucket_counts`,
+  // optional `sum`, `min`, `max`, and `temporality`.
+  OTLPFLOW_METRIC_TYPE_HISTOGRAM = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_metric_type otlpflow_metric_type;
+#else
+typedef uint32_t otlpflow_metric_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Kinds of instrument for `otlpflow_pipeline_instrument`.
+enum otlpflow_instrument_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Monotonic counter: `record` adds a non-negative whole number.
+  OTLPFLOW_INSTRUMENT_KIND_COUNTER = 1,
+  // Up-down counter: `record` adds a whole number.
+  OTLPFLOW_INSTRUMENT_KIND_UP_DOWN_COUNTER = 2,
+  // Gauge: `record` sets the value.
+  OTLPFLOW_INSTRUMENT_KIND_GAUGE = 3,
+  // Histogram: `record` records a value.
+  OTLPFLOW_INSTRUMENT_KIND_HISTOGRAM = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_instrument_kind otlpflow_instrument_kind;
+#else
+typedef uint32_t otlpflow_instrument_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Pipeline settings, built up with setters and handed to
 // `otlpflow_pipeline_start`. A `Box` underneath; not thread-safe: use one
 // config from one thread at a time. Free it with `otlpflow_config_free`.
 typedef struct otlpflow_config otlpflow_config;
+
+// A lock-free instrument of a pipeline. Use it from any number of threads;
+// free it with `otlpflow_instrument_free` (its values are still collected
+// by the pipeline).
+typedef struct otlpflow_instrument otlpflow_instrument;
 
 // A running pipeline. An `Arc`-backed engine underneath; every function
 // taking a `const otlpflow_pipeline *` may be called from any number of
@@ -302,6 +352,89 @@ typedef struct otlpflow_stats {
   // Times a circuit breaker opened.
   uint64_t breaker_opened;
 } otlpflow_stats;
+
+// A log record. Zero-initialise it, then fill what you have; pointers are
+// borrowed for the call only.
+typedef struct otlpflow_log_record {
+  // When the event happened, ns since the Unix epoch (0: unknown).
+  uint64_t time_unix_nano;
+  // When it was observed.
+  uint64_t observed_time_unix_nano;
+  // OTLP severity number, 0-24 (9 is INFO, 13 WARN, 17 ERROR).
+  uint32_t severity_number;
+  // Severity as the source spells it.
+  struct otlpflow_str severity_text;
+  // Whether `body` is set.
+  bool has_body;
+  // The body (a string, usually).
+  struct otlpflow_value body;
+  // Attributes (may be NULL when `attributes_len` is 0).
+  const struct otlpflow_attribute *attributes;
+  // Number of attributes (at most `OTLPFLOW_MAX_ATTRIBUTES`).
+  size_t attributes_len;
+  // Attributes discarded before recording.
+  uint32_t dropped_attributes_count;
+  // W3C trace flags.
+  uint32_t flags;
+  // Trace id (all zero: none).
+  uint8_t trace_id[16];
+  // Span id (all zero: none).
+  uint8_t span_id[8];
+  // Event name, for log records that are events.
+  struct otlpflow_str event_name;
+} otlpflow_log_record;
+
+// One metric data point with its metric's identity.
+typedef struct otlpflow_metric_point {
+  // Metric name (required).
+  struct otlpflow_str name;
+  // Description.
+  struct otlpflow_str description;
+  // Unit (UCUM).
+  struct otlpflow_str unit;
+  // Attributes (may be NULL when `attributes_len` is 0).
+  const struct otlpflow_attribute *attributes;
+  // Number of attributes.
+  size_t attributes_len;
+  // Start of the interval, ns since the Unix epoch.
+  uint64_t start_time_unix_nano;
+  // When the point was taken.
+  uint64_t time_unix_nano;
+  // Data point flags.
+  uint32_t flags;
+  // An `otlpflow_metric_type`.
+  uint32_t type_;
+  // Sums and histograms: 1 delta, 2 cumulative.
+  uint32_t temporality;
+  // Sums: only goes up.
+  bool monotonic;
+  // Gauges and sums: the value is `as_double` (else `as_int`).
+  bool is_double;
+  // Integer value.
+  int64_t as_int;
+  // Double value.
+  double as_double;
+  // Histograms: values recorded (the sum of `bucket_counts`).
+  uint64_t count;
+  // Histograms: whether `sum` is set.
+  bool has_sum;
+  // Histograms: sum of the values.
+  double sum;
+  // Histograms: whether `min` and `max` are set.
+  bool has_min_max;
+  // Histograms: least value.
+  double min;
+  // Histograms: greatest value.
+  double max;
+  // Histograms: bucket bounds, strictly increasing.
+  const double *bounds;
+  // Histograms: number of bounds.
+  size_t bounds_len;
+  // Histograms: counts per bucket (`bounds_len + 1` of them).
+  const uint64_t *bucket_counts;
+  // Histograms: number of bucket counts.
+  size_t bucket_counts_len;
+} otlpflow_metric_point;
 
 #ifdef __cplusplus
 extern "C" {
@@ -531,6 +664,52 @@ void otlpflow_fork_parent(void);
 // had buffered (counted as `failed_fork`) and restarts its workers on its
 // next call. Async-signal-safe.
 void otlpflow_fork_child(void);
+
+// Records one log record. Results as for `otlpflow_pipeline_record_span`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_log(const struct otlpflow_pipeline *pipeline,
+                                             const struct otlpflow_scope *scope,
+                                             const struct otlpflow_log_record *log);
+
+// Records one metric data point the host aggregated. A malformed point
+// (no name, unknown type, buckets that do not match the bounds or the
+// count) returns `OTLPFLOW_RESULT_INVALID_ARGUMENT`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_metric(const struct otlpflow_pipeline *pipeline,
+                                                const struct otlpflow_scope *scope,
+                                                const struct otlpflow_metric_point *point);
+
+// Makes an instrument. `bounds` (histograms only; NULL and 0 for the
+// OpenTelemetry default buckets) must be finite and strictly increasing.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_instrument(const struct otlpflow_pipeline *pipeline,
+                                             const struct otlpflow_scope *scope,
+                                             uint32_t kind,
+                                             struct otlpflow_str name,
+                                             struct otlpflow_str unit,
+                                             struct otlpflow_str description,
+                                             const double *bounds,
+                                             size_t bounds_len,
+                                             struct otlpflow_instrument **out);
+
+// Records `value` with these attributes: adds it (counters; a counter
+// takes non-negative whole numbers, an up-down counter whole numbers),
+// sets it (gauge) or records it (histogram). No lock, no allocation when
+// the attributes come sorted by key.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_instrument_record(const struct otlpflow_instrument *instrument,
+                                           double value,
+                                           const struct otlpflow_attribute *attributes,
+                                           size_t attributes_len);
+
+// Frees an instrument handle (NULL-tolerant; a second free is ignored).
+void otlpflow_instrument_free(struct otlpflow_instrument *instrument);
+
+// Collects every instrument now (the pipeline also does it every metrics
+// interval, and on flush and shutdown); writes the points recorded.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_collect_metrics(const struct otlpflow_pipeline *pipeline,
+                                                  uint64_t *points);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -29,7 +29,7 @@ pub struct otlpflow_config {
 /// threads at once. Free it with `otlpflow_pipeline_free` (which shuts it
 /// down first if needed) once no thread uses it any more.
 pub struct otlpflow_pipeline {
-    pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
 }
 
 /// An instrumentation scope of a pipeline: a plain value, copy it freely.
@@ -642,7 +642,7 @@ pub extern "C" fn otlpflow_pipeline_scope(
     })
 }
 
-fn record_result(r: Result<(), RecordError>) -> otlpflow_result {
+pub(crate) fn record_result(r: Result<(), RecordError>) -> otlpflow_result {
     match r {
         Ok(()) => R::Ok,
         Err(RecordError::Full) => R::Full,

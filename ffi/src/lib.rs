@@ -23,10 +23,12 @@ use std::os::raw::c_char;
 
 mod api;
 mod ptr;
+mod signals;
 mod span;
 
 pub use api::*;
 pub use ptr::otlpflow_str;
+pub use signals::*;
 pub use span::*;
 
 /// Result codes of fallible functions. Numbers are stable and never reused.

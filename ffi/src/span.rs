@@ -159,7 +159,7 @@ pub(crate) type EventPool<'k> = ArrayVec<Event<'k>, OTLPFLOW_MAX_EVENTS>;
 /// A span's links.
 pub(crate) type LinkPool<'k> = ArrayVec<Link<'k>, OTLPFLOW_MAX_LINKS>;
 
-fn scalar<'s>(v: &otlpflow_value) -> Result<Value<'s>, otlpflow_result> {
+pub(crate) fn scalar<'s>(v: &otlpflow_value) -> Result<Value<'s>, otlpflow_result> {
     // SAFETY (for the str_of/bytes_of calls): the caller of the record
     // function guarantees every pointer in the span is valid for the call.
     Ok(match v.kind {

@@ -108,10 +108,20 @@ fn run_args(program: &Path, wrapper: Option<&[&str]>, args: &[&str], mode: &str)
         .unwrap_or_else(|| panic!("no expect_received line in:\n{stdout}\n{stderr}"));
     let counts = sink.stop();
     assert_eq!(counts.spans, expect, "{mode}: receiver count");
+    for (key, got) in [
+        ("expect_logs=", counts.logs),
+        ("expect_points=", counts.metric_points),
+    ] {
+        let want = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map_or(0, |v| v.trim().parse().unwrap_or(u64::MAX));
+        assert_eq!(got, want, "{mode}: receiver {key}");
+    }
     assert_eq!(counts.errors, 0, "{mode}: receiver saw bad requests");
 }
 
-const MODES: [&str; 4] = ["basic", "threads", "bad_input", "fork"];
+const MODES: [&str; 5] = ["basic", "threads", "bad_input", "fork", "signals"];
 
 #[test]
 fn c_tests_under_asan_and_ubsan_shared_and_static() {

@@ -266,7 +266,8 @@ impl Instrument {
                 // SAFETY: as in `find`.
                 (!p.is_null()).then(|| unsafe { &*p })
             })
-            .chain(std::iter::once(&*self.overflow))
+            // The overflow series takes traffic only once the table is full.
+            .chain((self.len.load(Ordering::Relaxed) >= self.limit).then_some(&*self.overflow))
     }
 
     fn bucket(&self, v: f64) -> usize {

@@ -179,6 +179,32 @@ class SpanBuilder {
   std::vector<otlpflow_event> events_;
 };
 
+/// A lock-free instrument (counter, up-down counter, gauge, histogram);
+/// move-only, usable from any number of threads at once.
+class Instrument {
+ public:
+  explicit Instrument(otlpflow_instrument *raw) noexcept : raw_(raw) {}
+  /// Adds (counters), sets (gauge) or records (histogram) `v` for these
+  /// attributes. OTLPFLOW_RESULT_OK, or why it was refused.
+  otlpflow_result record(double v, const std::vector<otlpflow_attribute> &attrs = {}) const noexcept {
+    return otlpflow_instrument_record(raw_.get(), v, attrs.data(), attrs.size());
+  }
+  /// A string attribute for `record` (the views must outlive the call).
+  static otlpflow_attribute attr(std::string_view key, std::string_view value) noexcept {
+    otlpflow_attribute a{};
+    a.key = str(key);
+    a.value.kind = OTLPFLOW_VALUE_KIND_STR;
+    a.value.str = str(value);
+    return a;
+  }
+
+ private:
+  struct Free {
+    void operator()(otlpflow_instrument *i) const noexcept { otlpflow_instrument_free(i); }
+  };
+  std::unique_ptr<otlpflow_instrument, Free> raw_;
+};
+
 /// A running pipeline; move-only. Its destructor shuts it down (up to 5 s)
 /// if `shutdown` was not called. `record`, `stats` and `flush` may be called
 /// from any number of threads at once.
@@ -193,6 +219,31 @@ class Pipeline {
   /// Records a span: OTLPFLOW_RESULT_OK, or why it was refused (counted).
   otlpflow_result record(const Scope &scope, SpanBuilder &span) const noexcept {
     return otlpflow_pipeline_record_span(raw_.get(), &scope.raw, &span.raw());
+  }
+  /// Records a log record with a string body and a severity number
+  /// (9 INFO, 13 WARN, 17 ERROR), stamped now.
+  otlpflow_result log(const Scope &scope, uint32_t severity, std::string_view body,
+                      const std::vector<otlpflow_attribute> &attrs = {}) const noexcept {
+    otlpflow_log_record l{};
+    l.time_unix_nano = SpanBuilder::now_ns();
+    l.observed_time_unix_nano = l.time_unix_nano;
+    l.severity_number = severity;
+    l.has_body = true;
+    l.body.kind = OTLPFLOW_VALUE_KIND_STR;
+    l.body.str = str(body);
+    l.attributes = attrs.data();
+    l.attributes_len = attrs.size();
+    return otlpflow_pipeline_record_log(raw_.get(), &scope.raw, &l);
+  }
+  /// Makes an instrument; `bounds` for histograms only (empty: defaults).
+  Instrument instrument(const Scope &scope, otlpflow_instrument_kind kind, std::string_view name,
+                        std::string_view unit = {}, std::string_view description = {},
+                        const std::vector<double> &bounds = {}) const {
+    otlpflow_instrument *i = nullptr;
+    check(otlpflow_pipeline_instrument(raw_.get(), &scope.raw, static_cast<uint32_t>(kind), str(name),
+                                       str(unit), str(description), bounds.data(), bounds.size(), &i),
+          "otlpflow_pipeline_instrument");
+    return Instrument(i);
   }
   otlpflow_stats stats() const {
     otlpflow_stats s{};

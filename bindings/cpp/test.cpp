@@ -63,6 +63,20 @@ int main(int argc, char **argv) {
   for (auto &t : ts) t.join();
   otlpflow_stats s = p.flush(10000);
   CHECK(s.exported == threads * per);
+  // Logs and a counter from several threads.
+  otlpflow::Instrument hits = p.instrument(scope, OTLPFLOW_INSTRUMENT_KIND_COUNTER, "cpp.hits", "{hit}");
+  std::vector<std::thread> ls;
+  for (int t = 0; t < threads; t++) {
+    ls.emplace_back([&] {
+      std::vector<otlpflow_attribute> attrs{otlpflow::Instrument::attr("lang", "c++")};
+      for (int i = 0; i < per; i++) {
+        if (p.log(scope, 9, "hello from C++", attrs) != OTLPFLOW_RESULT_OK) std::abort();
+        if (hits.record(1.0, attrs) != OTLPFLOW_RESULT_OK) std::abort();
+      }
+    });
+  }
+  for (auto &t : ls) t.join();
+  CHECK(hits.record(-1.0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
   CHECK(p.health() == 0);
   s = p.shutdown(10000);
   CHECK(s.in_flight == 0 && s.failed == 0);
@@ -74,6 +88,7 @@ int main(int argc, char **argv) {
   } catch (const otlpflow::Error &e) {
     CHECK(e.code() == OTLPFLOW_RESULT_SHUTDOWN);
   }
-  std::printf("expect_received=%d\n", threads * per);
+  // Shutdown collected the counter once: one point.
+  std::printf("expect_received=%d\nexpect_logs=%d\nexpect_points=1\n", threads * per, threads * per);
   return 0;
 }

@@ -35,11 +35,14 @@ fn python_bindings() {
         !stderr.contains("skipped"),
         "python tests were skipped:\n{stderr}"
     );
-    let expected: u64 = std::fs::read_to_string(&report)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .sum();
+    let lines = std::fs::read_to_string(&report).unwrap_or_default();
+    let sum = |kind: &str| -> u64 {
+        lines
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(kind)?.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let (expected, logs, points) = (sum("spans "), sum("logs "), sum("points "));
     let _ = std::fs::remove_file(&report);
     let counts = sink.stop();
     assert!(
@@ -50,6 +53,9 @@ fn python_bindings() {
         counts.spans, expected,
         "receiver count vs python deliveries\n{stderr}"
     );
+    assert_eq!(counts.logs, logs, "logs\n{stderr}");
+    assert_eq!(counts.metric_points, points, "metric points\n{stderr}");
+    assert!(logs > 0 && points > 0, "{stderr}");
     assert_eq!(counts.errors, 0);
     eprintln!("{stderr}");
 }

@@ -14,6 +14,7 @@ os.fork(): the child restarts the engine on its next call.
 """
 
 import ctypes
+import logging
 import os
 import random
 import threading
@@ -316,6 +317,68 @@ class Pipeline:
             return False
         raise _error(code, "record_span")
 
+    def record_log(self, body, severity=9, severity_text="", attributes=None, time_unix_nano=None,
+                   trace_id=None, span_id=None, event_name="", scope=None):
+        """Records one log record (severity: the OTLP number, 9 INFO, 13
+        WARN, 17 ERROR). Returns True, or False if it was refused (counted:
+        full, rate limited, memory)."""
+        keep = _Keep()
+        rec = _ffi.LogRecord()
+        now = time.time_ns()
+        rec.time_unix_nano = now if time_unix_nano is None else time_unix_nano
+        rec.observed_time_unix_nano = now
+        rec.severity_number = severity
+        rec.severity_text = keep.str(severity_text)
+        if body is not None:
+            rec.has_body = True
+            _fill_value(rec.body, body, keep, allow_array=False)
+        rec.attributes, rec.attributes_len = _attributes(attributes, keep)
+        if trace_id:
+            ctypes.memmove(rec.trace_id, _id(trace_id, 16), 16)
+        if span_id:
+            ctypes.memmove(rec.span_id, _id(span_id, 8), 8)
+        rec.event_name = keep.str(event_name)
+        sc = self._default_scope if scope is None else scope
+        code = self._lib.otlpflow_pipeline_record_log(self._handle, ctypes.byref(sc), ctypes.byref(rec))
+        if code == OK:
+            return True
+        if code in (FULL, TOO_LARGE, RATE_LIMITED, MEMORY):
+            return False
+        raise _error(code, "record_log")
+
+    def _instrument(self, kind, name, unit, description, bounds=None, scope=None):
+        keep = _Keep()
+        out = ctypes.c_void_p()
+        bounds = list(bounds or [])
+        arr = (ctypes.c_double * len(bounds))(*bounds) if bounds else None
+        sc = self._default_scope if scope is None else scope
+        _check(self._lib.otlpflow_pipeline_instrument(
+            self._handle, ctypes.byref(sc), kind, keep.str(name), keep.str(unit), keep.str(description),
+            arr, len(bounds), ctypes.byref(out)), "instrument %s" % name)
+        return Instrument(self._lib, out.value, name)
+
+    def counter(self, name, unit="", description="", scope=None):
+        """A monotonic counter: `add(n, attributes)` with whole n >= 0."""
+        return self._instrument(1, name, unit, description, scope=scope)
+
+    def up_down_counter(self, name, unit="", description="", scope=None):
+        """A counter that can go down: `add(n, attributes)` with whole n."""
+        return self._instrument(2, name, unit, description, scope=scope)
+
+    def gauge(self, name, unit="", description="", scope=None):
+        """A gauge: `set(value, attributes)`."""
+        return self._instrument(3, name, unit, description, scope=scope)
+
+    def histogram(self, name, unit="", description="", bounds=None, scope=None):
+        """An explicit-bucket histogram: `record(value, attributes)`."""
+        return self._instrument(4, name, unit, description, bounds, scope=scope)
+
+    def collect_metrics(self):
+        """Collects every instrument now; returns the points recorded."""
+        n = ctypes.c_uint64()
+        _check(self._lib.otlpflow_pipeline_collect_metrics(self._handle, ctypes.byref(n)), "collect_metrics")
+        return n.value
+
     def span(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None, scope=None):
         """A context manager that times a span and records it on exit (status
         error if the block raised)."""
@@ -379,6 +442,92 @@ class Pipeline:
             self.close()
         except Exception:
             pass
+
+
+class Instrument:
+    """A lock-free instrument of a pipeline (see Pipeline.counter and the
+    others). `add`, `set` and `record` are the same native call."""
+
+    def __init__(self, lib, handle, name):
+        self._lib, self._handle, self.name = lib, handle, name
+
+    def record(self, value, attributes=None):
+        keep = _Keep()
+        attrs, n = _attributes(attributes, keep)
+        _check(self._lib.otlpflow_instrument_record(self._handle, float(value), attrs, n),
+               "instrument %s" % self.name)
+
+    add = record
+    set = record
+
+    def close(self):
+        handle, self._handle = self._handle, None
+        if handle:
+            self._lib.otlpflow_instrument_free(handle)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# Python logging levels to OTLP severity numbers (the OpenTelemetry
+# Python SDK's mapping: DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21).
+def _severity(levelno):
+    if levelno >= 50:
+        return 21
+    if levelno >= 40:
+        return 17
+    if levelno >= 30:
+        return 13
+    if levelno >= 20:
+        return 9
+    if levelno >= 10:
+        return 5
+    return 1
+
+
+class LoggingHandler(logging.Handler):
+    """A logging.Handler that sends Python log records through otlpflow as
+    OTLP log records: the formatted message as body, the level as severity,
+    the logger name, file, line and thread as attributes (semantic
+    convention names), and `extra` fields whose values are str, int, float
+    or bool as attributes too. Never blocks the caller under the default
+    policy; refused records are counted in the pipeline's stats."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+    def __init__(self, pipeline, level=logging.NOTSET, scope=None):
+        super().__init__(level)
+        self.pipeline = pipeline
+        self.scope = scope
+
+    def emit(self, record):
+        try:
+            attributes = {
+                "code.function.name": record.funcName,
+                "code.file.path": record.pathname,
+                "code.line.number": record.lineno,
+                "thread.name": record.threadName,
+                "log.logger": record.name,
+            }
+            for key, value in vars(record).items():
+                if key not in self._STANDARD and isinstance(value, (str, int, float, bool)):
+                    attributes[key] = value
+            if record.exc_info and record.exc_info[0] is not None:
+                attributes["exception.type"] = record.exc_info[0].__name__
+                attributes["exception.message"] = str(record.exc_info[1])
+            self.pipeline.record_log(
+                self.format(record),
+                severity=_severity(record.levelno),
+                severity_text=record.levelname,
+                attributes=attributes,
+                time_unix_nano=int(record.created * 1e9),
+                scope=self.scope,
+            )
+        except Exception:
+            self.handleError(record)
 
 
 def _after_fork_in_child():

@@ -98,6 +98,24 @@ STATS_FIELDS = [
 ]
 
 
+class LogRecord(Structure):
+    _fields_ = [
+        ("time_unix_nano", c_uint64),
+        ("observed_time_unix_nano", c_uint64),
+        ("severity_number", c_uint32),
+        ("severity_text", Str),
+        ("has_body", c_bool),
+        ("body", Value),
+        ("attributes", POINTER(Attribute)),
+        ("attributes_len", c_size_t),
+        ("dropped_attributes_count", c_uint32),
+        ("flags", c_uint32),
+        ("trace_id", c_uint8 * 16),
+        ("span_id", c_uint8 * 8),
+        ("event_name", Str),
+    ]
+
+
 class Stats(Structure):
     _fields_ = [(name, c_uint64) for name in STATS_FIELDS]
 
@@ -158,6 +176,12 @@ def _declare(lib):
         "otlpflow_pipeline_free": (None, [pipe]),
         "otlpflow_pipeline_scope": (R, [pipe, Str, Str, POINTER(Scope)]),
         "otlpflow_pipeline_record_span": (R, [pipe, POINTER(Scope), POINTER(Span)]),
+        "otlpflow_pipeline_record_log": (R, [pipe, POINTER(Scope), POINTER(LogRecord)]),
+        "otlpflow_pipeline_instrument": (R, [pipe, POINTER(Scope), c_uint32, Str, Str, Str,
+                                             POINTER(c_double), c_size_t, POINTER(c_void_p)]),
+        "otlpflow_instrument_record": (R, [c_void_p, c_double, POINTER(Attribute), c_size_t]),
+        "otlpflow_instrument_free": (None, [c_void_p]),
+        "otlpflow_pipeline_collect_metrics": (R, [pipe, POINTER(c_uint64)]),
         "otlpflow_pipeline_flush": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_shutdown": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_stats": (R, [pipe, POINTER(Stats)]),

@@ -20,11 +20,12 @@ ENDPOINT = os.environ.get("OTLPFLOW_TEST_ENDPOINT", "")
 REPORT = os.environ.get("OTLPFLOW_TEST_REPORT", "")
 
 
-def delivered(n):
-    """Tells the harness how many spans must have reached the receiver."""
+def delivered(n, kind="spans"):
+    """Tells the harness how many spans (or logs, or points) must have
+    reached the receiver."""
     if REPORT:
         with open(REPORT, "a") as f:
-            f.write("%d\n" % n)
+            f.write("%s %d\n" % (kind, n))
 
 
 def pipeline(**kw):
@@ -150,6 +151,54 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual(stats["failed"], 1)
         self.assertEqual(stats["in_flight"], 0)
         p.close()
+
+    def test_logging_handler_sends_python_log_records(self):
+        import logging
+        with pipeline() as p:
+            logger = logging.getLogger("otlpflow.test")
+            logger.propagate = False
+            logger.setLevel(logging.DEBUG)
+            handler = otlpflow.LoggingHandler(p)
+            logger.addHandler(handler)
+            try:
+                for i in range(200):
+                    logger.info("order %d placed", i, extra={"order.id": i, "tenant": "acme"})
+                logger.warning("disk at %d%%", 91)
+                try:
+                    raise KeyError("missing")
+                except KeyError:
+                    logger.exception("lookup failed")
+            finally:
+                logger.removeHandler(handler)
+            stats = p.flush()
+            self.assertEqual(stats["exported"], 202)
+            self.assertEqual(stats["dropped_invalid"], 0)
+        delivered(202, "logs")
+
+    def test_instruments_from_threads(self):
+        with pipeline() as p:
+            requests = p.counter("py.requests", "{request}", "requests served")
+            latency = p.histogram("py.latency", "ms", bounds=[1, 10, 100])
+            queue = p.gauge("py.queue")
+
+            def work(t):
+                for i in range(500):
+                    requests.add(1, {"route": "/r/%d" % (t % 2)})
+                    latency.record(i % 150, {"route": "/r/%d" % (t % 2)})
+                queue.set(float(t))
+
+            threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            with self.assertRaises(ValueError):
+                requests.add(-1)
+            # One explicit collection: 2 counter series, 2 histogram series,
+            # 1 gauge series; shutdown collects the cumulative sums again
+            # (4 points; the gauge was not set since).
+            self.assertEqual(p.collect_metrics(), 5)
+        delivered(9, "points")
 
     def test_stats_and_version(self):
         with pipeline() as p:

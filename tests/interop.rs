@@ -35,6 +35,31 @@ fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) ->
     s
 }
 
+/// Sends `n` log records and `n` metric points (the benchmark shapes) and
+/// one counter's collected points.
+fn send_logs_and_metrics(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) {
+    let p = Pipeline::builder()
+        .endpoint(endpoint)
+        .protocol(protocol)
+        .compression(compression)
+        .service_name("interop")
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .unwrap();
+    let scope = p.scope("interop", "1");
+    for i in 0..n {
+        workload::record_benchmark_log(&p, &scope, 12, i, 1_700_000_000_000_000_000).unwrap();
+        workload::record_benchmark_point(&p, &scope, i, 1_700_000_000_000_000_000).unwrap();
+    }
+    let c = p.counter(&scope, "interop.ops", "{op}", "");
+    c.add(5, &[]);
+    let s = p.shutdown(Duration::from_secs(20)).unwrap();
+    // n points, plus the counter's one at shutdown.
+    assert_eq!(s.exported_by_signal, [0, n, n + 1], "{:?}", p.last_error());
+}
+
 #[test]
 fn grpcio_and_python_http_receivers_count_every_span() {
     let Ok(python) = std::env::var("OTLPFLOW_INTEROP_PYTHON") else {
@@ -63,6 +88,8 @@ fn grpcio_and_python_http_receivers_count_every_span() {
     send(&grpc, Protocol::Grpc, Compression::Gzip, 2000);
     send(&http, Protocol::HttpProtobuf, Compression::None, 1500);
     send(&http, Protocol::HttpProtobuf, Compression::Gzip, 1000);
+    send_logs_and_metrics(&grpc, Protocol::Grpc, Compression::Gzip, 800);
+    send_logs_and_metrics(&http, Protocol::HttpProtobuf, Compression::None, 600);
     // The CLI's load generator against the same receivers.
     for (endpoint, protocol) in [(&grpc, "grpc"), (&http, "http/protobuf")] {
         let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
@@ -97,6 +124,14 @@ fn grpcio_and_python_http_receivers_count_every_span() {
     assert_eq!(counts["grpc_spans"], 5700, "{counts}");
     assert_eq!(counts["http_spans"], 3200, "{counts}");
     assert_eq!(counts["http_errors"], 0, "{counts}");
+    assert_eq!(counts["grpc_logs"], 800, "{counts}");
+    assert_eq!(counts["http_logs"], 600, "{counts}");
+    assert_eq!(counts["grpc_points"], 801, "{counts}");
+    assert_eq!(counts["http_points"], 601, "{counts}");
+    assert_eq!(
+        counts["metric_errors"], 0,
+        "a scope repeated a metric: {counts}"
+    );
     assert!(
         counts["grpc_user_agent"]
             .as_str()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A real OTLP receiver no one in this project wrote the core of: gRPC's C
-core (grpcio) serving the TraceService from the opentelemetry-proto package,
-and Python's http.server for OTLP/HTTP, both decoding every request with the
-opentelemetry-proto types and counting spans.
+core (grpcio) serving the trace, logs and metrics services from the
+opentelemetry-proto package, and Python's http.server for OTLP/HTTP
+(/v1/traces, /v1/logs, /v1/metrics), both decoding every request with the
+opentelemetry-proto types and counting spans, log records and data points.
 
     receiver.py   -> prints "READY <grpc_port> <http_port>", then serves;
                      on SIGTERM prints one JSON line of counts and exits.
@@ -17,15 +18,51 @@ from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 lock = threading.Lock()
 counts = {"grpc_spans": 0, "grpc_requests": 0, "http_spans": 0, "http_requests": 0, "http_errors": 0,
-          "grpc_user_agent": "", "http_user_agent": ""}
+          "grpc_user_agent": "", "http_user_agent": "", "grpc_logs": 0, "http_logs": 0,
+          "grpc_points": 0, "http_points": 0, "metric_errors": 0}
 
 
 def spans_in(request):
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def logs_in(request):
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+def points_in(request):
+    """Data points, checking that a scope names each metric once."""
+    n = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            names = [(m.name, m.unit, m.WhichOneof("data")) for m in sm.metrics]
+            if len(names) != len(set(names)):
+                with lock:
+                    counts["metric_errors"] += 1
+            for m in sm.metrics:
+                n += len(getattr(m, m.WhichOneof("data")).data_points)
+    return n
+
+
+class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def Export(self, request, context):
+        with lock:
+            counts["grpc_logs"] += logs_in(request)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
+class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def Export(self, request, context):
+        n = points_in(request)
+        with lock:
+            counts["grpc_points"] += n
+        return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
@@ -48,19 +85,33 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         try:
-            if self.path != "/v1/traces":
-                raise ValueError("no such path %s" % self.path)
             if self.headers.get("Content-Type") != "application/x-protobuf":
                 raise ValueError("bad content type")
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            request = trace_service_pb2.ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            with lock:
-                counts["http_spans"] += spans_in(request)
-                counts["http_requests"] += 1
-                counts["http_user_agent"] = self.headers.get("User-Agent", "")
-            out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            if self.path == "/v1/traces":
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                with lock:
+                    counts["http_spans"] += spans_in(request)
+                    counts["http_requests"] += 1
+                    counts["http_user_agent"] = self.headers.get("User-Agent", "")
+                out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            elif self.path == "/v1/logs":
+                request = logs_service_pb2.ExportLogsServiceRequest()
+                request.ParseFromString(body)
+                with lock:
+                    counts["http_logs"] += logs_in(request)
+                out = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+            elif self.path == "/v1/metrics":
+                request = metrics_service_pb2.ExportMetricsServiceRequest()
+                request.ParseFromString(body)
+                n = points_in(request)
+                with lock:
+                    counts["http_points"] += n
+                out = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+            else:
+                raise ValueError("no such path %s" % self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
         except Exception as e:  # answered as a 400, counted
@@ -77,6 +128,8 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(), server)
     grpc_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -32,6 +32,9 @@ fn parent_and_child_both_deliver_after_fork() {
         })
         .start()
         .unwrap();
+    let scope = p.scope("fork", "1");
+    let counter = p.counter(&scope, "fork.ops", "1", "");
+    counter.add(5, &[]);
     record(&p, 1, 100);
     p.flush(Duration::from_secs(10)).unwrap();
     // Some records are still in the parent's ring at the fork.
@@ -44,11 +47,18 @@ fn parent_and_child_both_deliver_after_fork() {
     if pid == 0 {
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             record(&p, 3, 50);
+            // The child's instrument handles keep working: collected by the
+            // child's own collector at shutdown.
+            counter.add(7, &[]);
             let s = p.shutdown(Duration::from_secs(10)).expect("child shutdown");
             // 140 carried from the parent (100 exported, 40 in flight at the
             // fork, the parent's to send) + 50 of its own.
-            let ok =
-                s.exported == 150 && s.failed_fork == 40 && s.in_flight == 0 && s.accepted == 190;
+            // Spans: exported 150; metric points: the parent's flush sent
+            // one, the child's shutdown one.
+            let ok = s.exported_by_signal[0] == 150
+                && s.exported_by_signal[2] == 2
+                && s.failed_fork == 40
+                && s.in_flight == 0;
             if !ok {
                 eprintln!("child stats: {s:?}");
             }
@@ -59,6 +69,7 @@ fn parent_and_child_both_deliver_after_fork() {
         unsafe { libc::_exit(if matches!(code, Ok(true)) { 0 } else { 1 }) };
     }
     record(&p, 4, 70);
+    counter.add(3, &[]);
     let mut status = 0;
     // SAFETY: waiting for our own child.
     let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -68,7 +79,11 @@ fn parent_and_child_both_deliver_after_fork() {
         "child failed: {status}"
     );
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
-    assert_eq!((s.accepted, s.exported, s.failed), (210, 210, 0), "{s:?}");
+    assert_eq!(s.accepted_by_signal[0], 210, "{s:?}");
+    assert_eq!(s.exported_by_signal, [210, 0, 2], "{s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
     // Parent: 100 + 40 + 70; child: 50.
     assert_eq!(sink.counts().spans, 260);
+    // Parent: flush + shutdown; child: shutdown.
+    assert_eq!(sink.counts().metric_points, 3);
 }

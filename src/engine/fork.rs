@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use super::Shared;
@@ -121,10 +120,9 @@ pub(super) fn retain(inherited: Box<dyn std::any::Any + Send>) {
     INHERITED.lock().push(inherited);
 }
 
-/// Reads the scope table of an engine being replaced in a fork child.
-pub(super) fn read_scopes(
-    lock: &RwLock<Vec<(String, String, Bytes)>>,
-) -> Vec<(String, String, Bytes)> {
+/// Reads a table (scopes, instruments) of an engine being replaced in a
+/// fork child.
+pub(super) fn read_inherited<T: Clone>(lock: &RwLock<T>) -> T {
     if let Some(g) = lock.try_read_for(Duration::from_millis(50)) {
         return g.clone();
     }

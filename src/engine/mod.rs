@@ -517,9 +517,6 @@ impl Shared {
     /// `metrics_interval`, once. It holds the engine (not the pipeline), and
     /// exits when shutdown begins; shutdown joins it.
     fn start_collector(&self, inner: &Inner) {
-        if self.collector.swap(true, Ordering::AcqRel) {
-            return;
-        }
         // SAFETY: `current` holds a pointer from `Arc::into_raw` that stays
         // valid while `self` lives; we add a count for the thread's own Arc.
         let engine = unsafe {
@@ -528,6 +525,13 @@ impl Shared {
             Arc::from_raw(p)
         };
         debug_assert!(std::ptr::eq(&*engine, inner));
+        self.start_collector_for(engine);
+    }
+
+    fn start_collector_for(&self, engine: Arc<Inner>) {
+        if self.collector.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let spawned = std::thread::Builder::new()
             .name("otlpflow-metrics".into())
             .spawn(move || {
@@ -548,7 +552,7 @@ impl Shared {
         match spawned {
             Ok(h) => self.threads.lock().push(h),
             Err(e) => {
-                *inner.last_error.lock() = Some(format!("metrics collector: {e}"));
+                *self.inner().last_error.lock() = Some(format!("metrics collector: {e}"));
                 self.collector.store(false, Ordering::Release);
             }
         }
@@ -578,7 +582,8 @@ impl Shared {
         // The parent's thread handles name threads that do not exist here:
         // keep them, never join them.
         fork::retain(Box::new(std::mem::take(&mut *self.threads.lock())));
-        let scopes = fork::read_scopes(&old.scopes);
+        let scopes = fork::read_inherited(&old.scopes);
+        let instruments = fork::read_inherited(&old.instruments);
         let config = old.config.clone();
         let closed = old.closed.load(Ordering::Relaxed);
         let carried = old.stats();
@@ -590,6 +595,15 @@ impl Shared {
         match Inner::launch(config, old.id, scopes, Some(carried)) {
             Ok((inner, threads)) => {
                 *self.threads.lock() = threads;
+                // The host's instrument handles point at these: the child
+                // collects them with a collector of its own (the parent's
+                // thread does not exist here).
+                let has_instruments = !instruments.is_empty();
+                *inner.instruments.write() = instruments;
+                self.collector.store(false, Ordering::Release);
+                if has_instruments {
+                    self.start_collector_for(inner.clone());
+                }
                 // Release pairs with the Acquire load in `inner`.
                 let previous = self
                     .current

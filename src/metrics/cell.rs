@@ -138,8 +138,22 @@ impl DoubleBuffered {
         let old = (self.hot.fetch_add(1, Ordering::AcqRel) & 1) as usize;
         let c = &self.cells[old];
         // Acquire pairs with the recorders' Release decrement.
+        #[cfg(not(loom))]
+        let mut spins = 0u32;
         while c.writers.load(Ordering::Acquire) != 0 {
             crate::sync::spin_yield();
+            // A recorder inside this cell when the process forked never
+            // leaves it in the child; after ~a second of yielding, drain
+            // anyway rather than hang (a value it was adding may then show
+            // up one collection late). Never reached otherwise: a recorder
+            // holds the cell for a few instructions.
+            #[cfg(not(loom))]
+            {
+                spins += 1;
+                if spins > 1_000_000 {
+                    break;
+                }
+            }
         }
         Drained {
             count: c.count.swap(0, Ordering::Relaxed),

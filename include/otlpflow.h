@@ -351,6 +351,12 @@ typedef struct otlpflow_stats {
   uint64_t memory_peak;
   // Times a circuit breaker opened.
   uint64_t breaker_opened;
+  // End-to-end latency (commit to acknowledgement, sampled), median, ns.
+  uint64_t e2e_latency_p50_ns;
+  // 99th percentile.
+  uint64_t e2e_latency_p99_ns;
+  // The fullest shard ring, percent.
+  uint64_t ring_fill_max_pct;
 } otlpflow_stats;
 
 // A log record. Zero-initialise it, then fill what you have; pointers are

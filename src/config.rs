@@ -340,6 +340,8 @@ pub struct Config {
     pub(crate) temporality: crate::record::Temporality,
     /// Series per instrument before the overflow series.
     pub(crate) cardinality_limit: usize,
+    /// Export otlpflow's own metrics through itself.
+    pub(crate) self_metrics: bool,
 }
 
 /// One signal's resolved export settings.
@@ -458,6 +460,7 @@ pub struct PipelineBuilder {
     metrics_interval: Duration,
     temporality: crate::record::Temporality,
     cardinality_limit: usize,
+    self_metrics: bool,
     protocol: Protocol,
     http_version: HttpVersion,
     compression: Compression,
@@ -496,6 +499,7 @@ impl Default for PipelineBuilder {
             metrics_interval: Duration::from_secs(60),
             temporality: crate::record::Temporality::Cumulative,
             cardinality_limit: 2000,
+            self_metrics: false,
             protocol: Protocol::Grpc,
             http_version: HttpVersion::Http1,
             compression: Compression::None,
@@ -799,6 +803,16 @@ impl PipelineBuilder {
     /// cumulative).
     pub fn metrics_temporality(mut self, t: crate::record::Temporality) -> Self {
         self.temporality = t;
+        self
+    }
+
+    /// Exports otlpflow's own counters (records processed and exported per
+    /// signal, drops and failures by reason, in flight, concurrency, latency
+    /// p99, ring fill, memory) as OTLP metrics through the pipeline itself,
+    /// every `metrics_interval`, under the scope `otlpflow`. Off by default.
+    /// These points are records like any other: they count in the stats.
+    pub fn self_metrics(mut self, on: bool) -> Self {
+        self.self_metrics = on;
         self
     }
 
@@ -1220,6 +1234,7 @@ impl PipelineBuilder {
             metrics_interval: self.metrics_interval,
             temporality: self.temporality,
             cardinality_limit: self.cardinality_limit,
+            self_metrics: self.self_metrics,
         })
     }
 

@@ -14,7 +14,7 @@ use http_body_util::Full;
 use crate::stats::{Health, Stats};
 
 /// Renders the stats in the Prometheus text exposition format (0.0.4).
-pub fn render(s: &Stats, health: Health) -> String {
+pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -154,25 +154,38 @@ pub fn render(s: &Stats, health: Health) -> String {
         "Export path health: 0 healthy, 1 degraded, 2 down.",
         &[("", health as u64)],
     );
-    let l = &s.export_latency;
     let _ = writeln!(
         out,
-        "# HELP otlpflow_export_latency_seconds Export round-trip latency."
+        "# HELP otlpflow_ring_fill_ratio Fill of each shard ring, 0 to 1."
     );
-    let _ = writeln!(out, "# TYPE otlpflow_export_latency_seconds summary");
-    for (q, v) in [
-        ("0.5", l.p50_ns),
-        ("0.9", l.p90_ns),
-        ("0.99", l.p99_ns),
-        ("0.999", l.p999_ns),
-    ] {
-        let _ = writeln!(
-            out,
-            "otlpflow_export_latency_seconds{{quantile=\"{q}\"}} {}",
-            v as f64 / 1e9
-        );
+    let _ = writeln!(out, "# TYPE otlpflow_ring_fill_ratio gauge");
+    for (i, f) in ring_fill.iter().enumerate() {
+        let _ = writeln!(out, "otlpflow_ring_fill_ratio{{shard=\"{i}\"}} {f}");
     }
-    let _ = writeln!(out, "otlpflow_export_latency_seconds_count {}", l.count);
+    for (name, help, l) in [
+        (
+            "otlpflow_export_latency_seconds",
+            "Export round-trip latency.",
+            &s.export_latency,
+        ),
+        (
+            "otlpflow_end_to_end_latency_seconds",
+            "From a record's commit to its acknowledgement (sampled).",
+            &s.e2e_latency,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} summary");
+        for (q, v) in [
+            ("0.5", l.p50_ns),
+            ("0.9", l.p90_ns),
+            ("0.99", l.p99_ns),
+            ("0.999", l.p999_ns),
+        ] {
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", v as f64 / 1e9);
+        }
+        let _ = writeln!(out, "{name}_count {}", l.count);
+    }
     out
 }
 
@@ -188,7 +201,7 @@ impl Server {
     /// (`None` once the pipeline is gone).
     pub fn start(
         addr: SocketAddr,
-        snapshot: impl Fn() -> Option<(Stats, Health)> + Send + Sync + 'static,
+        snapshot: impl Fn() -> Option<(Stats, Health, Vec<f64>)> + Send + Sync + 'static,
     ) -> std::io::Result<Server> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -255,10 +268,10 @@ impl Drop for Server {
 
 fn respond(
     path: &str,
-    snapshot: &dyn Fn() -> Option<(Stats, Health)>,
+    snapshot: &dyn Fn() -> Option<(Stats, Health, Vec<f64>)>,
 ) -> http::Response<Full<Bytes>> {
     let (status, body) = match (path, snapshot()) {
-        ("/metrics", Some((s, h))) => (200, render(&s, h)),
+        ("/metrics", Some((s, h, fill))) => (200, render(&s, h, &fill)),
         ("/metrics", None) => (503, "the pipeline is gone\n".to_owned()),
         _ => (404, "try /metrics\n".to_owned()),
     };

@@ -16,6 +16,10 @@ pub(crate) struct ShardCounters {
     /// (the only per-record RMW besides the ring's tail CAS).
     /// One counter per signal (traces, logs, metrics), each on its line.
     pub accepted: [CachePadded<AtomicU64>; 3],
+    /// A sampled record's commit time (ns since the engine's epoch; 0:
+    /// none waiting). Set by a producer every 64th record when empty,
+    /// taken by the worker before it drains the ring.
+    pub sample_ns: CachePadded<AtomicU64>,
     /// Refusals by reason; rare, so they share a line.
     pub drops: CachePadded<DropCounters>,
 }
@@ -105,6 +109,8 @@ pub(crate) struct WorkerCounters {
     pub breaker_opened: AtomicU64,
     /// Export round-trip latency.
     pub export_latency: Histogram,
+    /// Record-to-acknowledgement latency of sampled records.
+    pub e2e_latency: Histogram,
 }
 
 /// Sub-buckets per power of two: 2^3 = 8, so a bucket is at most 12.5% wide.
@@ -327,6 +333,9 @@ pub struct Stats {
     pub bytes_wire: u64,
     /// Bytes waiting in the rings now.
     pub ring_bytes_used: u64,
+    /// The fullest shard ring's fill, percent (see `Pipeline::ring_fill`
+    /// for every shard).
+    pub ring_fill_max_pct: u64,
     /// The batch target (records), averaged over workers: `max_batch_items`
     /// unless the batch size adapts.
     pub batch_target: u64,
@@ -341,14 +350,22 @@ pub struct Stats {
     pub breaker_opened: u64,
     /// Export round-trip latency.
     pub export_latency: Latency,
+    /// End to end: from a record's commit into its ring to the receiver's
+    /// acknowledgement of its request (1 record in 64 per shard sampled;
+    /// a sample is attributed to the batch being filled when the worker
+    /// first sees it, so it can read short by at most one batch's wait).
+    pub e2e_latency: Latency,
 }
 
 pub(crate) fn snapshot<'a>(
-    shards: impl Iterator<Item = (&'a ShardCounters, usize)>,
+    shards: impl Iterator<Item = (&'a ShardCounters, usize, usize)>,
     workers: impl Iterator<Item = &'a WorkerCounters>,
 ) -> Stats {
     let mut s = Stats::default();
-    for (c, used) in shards {
+    for (c, used, capacity) in shards {
+        s.ring_fill_max_pct = s
+            .ring_fill_max_pct
+            .max((used * 100 / capacity.max(1)) as u64);
         for (i, a) in c.accepted.iter().enumerate() {
             let n = a.load(Relaxed);
             s.accepted_by_signal[i] += n;
@@ -364,6 +381,8 @@ pub(crate) fn snapshot<'a>(
     }
     let mut buckets = vec![0u64; BUCKETS];
     let mut max = 0;
+    let mut e2e = vec![0u64; BUCKETS];
+    let mut e2e_max = 0;
     let mut n_workers = 0;
     for w in workers {
         n_workers += 1;
@@ -388,6 +407,7 @@ pub(crate) fn snapshot<'a>(
         s.bytes_raw += w.bytes_raw.load(Relaxed);
         s.bytes_wire += w.bytes_wire.load(Relaxed);
         w.export_latency.add_into(&mut buckets, &mut max);
+        w.e2e_latency.add_into(&mut e2e, &mut e2e_max);
     }
     s.offered = s.accepted + s.dropped.total();
     s.failed_permanent = s
@@ -399,6 +419,7 @@ pub(crate) fn snapshot<'a>(
         .accepted
         .saturating_sub(s.exported + s.failed + s.rejected);
     s.export_latency = Latency::from_buckets(&buckets, max);
+    s.e2e_latency = Latency::from_buckets(&e2e, e2e_max);
     s.batch_target /= n_workers.max(1);
     s
 }

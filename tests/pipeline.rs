@@ -502,9 +502,79 @@ fn the_prometheus_endpoint_serves_the_same_numbers_as_stats() {
         samples["otlpflow_export_latency_seconds_count"],
         s.export_latency.count as f64
     );
+    // End-to-end latency is sampled (1 in 64 per shard): 300 records gave
+    // a few samples, each at least an export round trip long.
+    assert_eq!(
+        samples["otlpflow_end_to_end_latency_seconds_count"],
+        s.e2e_latency.count as f64
+    );
+    assert!(s.e2e_latency.count >= 1, "{s:?}");
+    assert!(s.e2e_latency.max_ns > 0);
+    // One fill gauge per shard.
+    assert!(samples.contains_key("otlpflow_ring_fill_ratio{shard=\"0\"}"));
+    assert!(samples.contains_key("otlpflow_ring_fill_ratio{shard=\"1\"}"));
+    assert_eq!(p.ring_fill().len(), 2);
     assert!(scrape("/nope").starts_with("HTTP/1.1 404"));
     p.shutdown(Duration::from_secs(5)).unwrap();
     drop(p);
     // The endpoint went away with the pipeline.
     assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn self_metrics_travel_through_the_pipeline_as_otlp_metrics() {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value as N};
+    let sink = sink();
+    let p = builder(&sink.endpoint())
+        .self_metrics(true)
+        .metrics_interval(Duration::from_millis(50))
+        .start()
+        .unwrap();
+    record_n(&p, 2, 200);
+    std::thread::sleep(Duration::from_millis(120));
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_identity(&s);
+    assert_eq!(s.accepted_by_signal[0], 400);
+    // The last collection (at shutdown) saw every span processed.
+    let mut processed = Vec::new();
+    let mut names = HashSet::new();
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                assert_eq!(sm.scope.expect("scope").name, "otlpflow");
+                for m in sm.metrics {
+                    names.insert(m.name.clone());
+                    if m.name == "otel.sdk.processor.span.processed" {
+                        let Some(Data::Sum(sum)) = m.data else {
+                            panic!()
+                        };
+                        assert!(sum.is_monotonic);
+                        for dp in sum.data_points {
+                            let Some(N::AsInt(v)) = dp.value else {
+                                panic!()
+                            };
+                            processed.push(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        processed.len() >= 2,
+        "periodic and final collections: {processed:?}"
+    );
+    assert_eq!(*processed.iter().max().unwrap(), 400, "{processed:?}");
+    for name in [
+        "otel.sdk.exporter.span.exported",
+        "otel.sdk.processor.log.processed",
+        "otlpflow.records.dropped",
+        "otlpflow.records.failed",
+        "otlpflow.export.concurrency_limit",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    // The self-metric points themselves are records: exported and counted.
+    assert_eq!(s.exported_by_signal[2], sink.counts().metric_points);
+    assert!(s.exported_by_signal[2] > 0);
 }

@@ -111,6 +111,12 @@ pub struct otlpflow_stats {
     pub memory_peak: u64,
     /// Times a circuit breaker opened.
     pub breaker_opened: u64,
+    /// End-to-end latency (commit to acknowledgement, sampled), median, ns.
+    pub e2e_latency_p50_ns: u64,
+    /// 99th percentile.
+    pub e2e_latency_p99_ns: u64,
+    /// The fullest shard ring, percent.
+    pub ring_fill_max_pct: u64,
 }
 
 impl From<Stats> for otlpflow_stats {
@@ -146,6 +152,9 @@ impl From<Stats> for otlpflow_stats {
             memory_used: s.memory_used,
             memory_peak: s.memory_peak,
             breaker_opened: s.breaker_opened,
+            e2e_latency_p50_ns: s.e2e_latency.p50_ns,
+            e2e_latency_p99_ns: s.e2e_latency.p99_ns,
+            ring_fill_max_pct: s.ring_fill_max_pct,
         }
     }
 }

@@ -203,6 +203,8 @@ struct Report {
     breaker_opened: u64,
     export_latency_p50_ms: f64,
     export_latency_p99_ms: f64,
+    e2e_latency_p50_ms: f64,
+    e2e_latency_p99_ms: f64,
     last_error: Option<String>,
 }
 
@@ -430,13 +432,15 @@ fn spawn_progress(
             last = (now, s.exported, s.bytes_wire);
             bar.set_position(s.exported);
             bar.set_message(format!(
-                "{:.0} spans/s  {:.1} MB/s  dropped {}  in flight {}  concurrency {}  p99 {:.2} ms",
+                "{:.0}/s  {:.1} MB/s  dropped {}  in flight {}  concurrency {}  ring {}%  p99 export {:.2} ms, end-to-end {:.2} ms",
                 rate,
                 mbps,
                 s.dropped.total(),
                 s.in_flight,
                 s.concurrency_limit,
-                s.export_latency.p99_ns as f64 / 1e6
+                s.ring_fill_max_pct,
+                s.export_latency.p99_ns as f64 / 1e6,
+                s.e2e_latency.p99_ns as f64 / 1e6
             ));
         }
         bar.finish_and_clear();
@@ -499,6 +503,8 @@ fn make_report(
         breaker_opened: s.breaker_opened,
         export_latency_p50_ms: s.export_latency.p50_ns as f64 / 1e6,
         export_latency_p99_ms: s.export_latency.p99_ns as f64 / 1e6,
+        e2e_latency_p50_ms: s.e2e_latency.p50_ns as f64 / 1e6,
+        e2e_latency_p99_ms: s.e2e_latency.p99_ns as f64 / 1e6,
         last_error,
     }
 }
@@ -580,6 +586,10 @@ fn print_report(
     println!(
         "  export latency     p50 {:.2} ms   p99 {:.2} ms",
         r.export_latency_p50_ms, r.export_latency_p99_ms
+    );
+    println!(
+        "  end-to-end         p50 {:.2} ms   p99 {:.2} ms   (record to acknowledgement, sampled)",
+        r.e2e_latency_p50_ms, r.e2e_latency_p99_ms
     );
     if let Some(e) = &r.last_error {
         println!("  last error         {e}");

@@ -132,6 +132,8 @@ struct Inner {
     config: Config,
     shards: Box<[Shard]>,
     workers: Box<[WorkerShared]>,
+    /// When the engine started (cumulative sums start here).
+    start_unix_nano: u64,
     /// Instruments, collected every `metrics_interval`.
     instruments: RwLock<Vec<Arc<Instrument>>>,
     /// One collection at a time.
@@ -246,6 +248,9 @@ impl Pipeline {
         });
         fork::register(&shared);
         let pipeline = Pipeline { shared };
+        if pipeline.shared.inner().config.self_metrics {
+            pipeline.shared.start_collector(pipeline.shared.inner());
+        }
         if let Some(addr) = prometheus {
             // The server holds a weak handle: it never keeps the pipeline
             // alive, and answers 503 once the pipeline is gone.
@@ -254,7 +259,7 @@ impl Pipeline {
                 let p = Pipeline {
                     shared: weak.upgrade()?,
                 };
-                Some((p.stats(), p.health()))
+                Some((p.stats(), p.health(), p.ring_fill()))
             })
             .map_err(|e| Error::config(format!("prometheus: cannot listen on {addr}: {e}")))?;
             *pipeline.shared.prometheus.lock() = Some(server);
@@ -284,23 +289,7 @@ impl Pipeline {
         version: &str,
         attributes: &[(String, OwnedValue)],
     ) -> Scope {
-        let encoded = Bytes::from(batch::scope_field(name, version, attributes));
-        let inner = self.inner();
-        let mut scopes = inner.scopes.write();
-        let id = match scopes.iter().position(|(_, _, e)| *e == encoded) {
-            Some(i) => i,
-            None => {
-                scopes.push((name.to_owned(), version.to_owned(), encoded));
-                inner
-                    .scope_count
-                    .store(scopes.len() as u32, Ordering::Release);
-                scopes.len() - 1
-            }
-        };
-        Scope {
-            id: id as u32,
-            pipeline: inner.id,
-        }
+        self.inner().scope(name, version, attributes)
     }
 
     /// Records one finished span. Never allocates or takes a lock on the
@@ -506,6 +495,15 @@ impl Pipeline {
         self.shared.prometheus.lock().as_ref().map(|s| s.addr())
     }
 
+    /// Each shard ring's fill, 0.0 (empty) to 1.0 (full), in shard order.
+    pub fn ring_fill(&self) -> Vec<f64> {
+        self.inner()
+            .shards
+            .iter()
+            .map(|s| s.ring.used() as f64 / s.ring.capacity().max(1) as f64)
+            .collect()
+    }
+
     /// Whether `shutdown` has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner().closed.load(Ordering::Acquire)
@@ -598,7 +596,7 @@ impl Shared {
                 // The host's instrument handles point at these: the child
                 // collects them with a collector of its own (the parent's
                 // thread does not exist here).
-                let has_instruments = !instruments.is_empty();
+                let has_instruments = !instruments.is_empty() || inner.config.self_metrics;
                 *inner.instruments.write() = instruments;
                 self.collector.store(false, Ordering::Release);
                 if has_instruments {
@@ -695,7 +693,11 @@ impl Inner {
                     claim.commit(tag);
                     // The worker releases it when the record leaves.
                     reservation.keep();
-                    shard.counters.accepted[signal as usize].fetch_add(1, Ordering::Relaxed);
+                    let n =
+                        shard.counters.accepted[signal as usize].fetch_add(1, Ordering::Relaxed);
+                    if n % 64 == 0 {
+                        inner.sample(shard);
+                    }
                     inner.maybe_wake(shard, before, after);
                     return Ok(());
                 }
@@ -721,11 +723,175 @@ impl Inner {
         }
     }
 
+    fn scope(&self, name: &str, version: &str, attributes: &[(String, OwnedValue)]) -> Scope {
+        let encoded = Bytes::from(batch::scope_field(name, version, attributes));
+        let mut scopes = self.scopes.write();
+        let id = match scopes.iter().position(|(_, _, e)| *e == encoded) {
+            Some(i) => i,
+            None => {
+                scopes.push((name.to_owned(), version.to_owned(), encoded));
+                self.scope_count
+                    .store(scopes.len() as u32, Ordering::Release);
+                scopes.len() - 1
+            }
+        };
+        Scope {
+            id: id as u32,
+            pipeline: self.id,
+        }
+    }
+
+    /// Records otlpflow's own metrics as OTLP data points through itself
+    /// (`PipelineBuilder::self_metrics`), named after the OpenTelemetry
+    /// semantic conventions for SDK self-monitoring where one fits.
+    fn collect_self_metrics(&self) -> u64 {
+        use crate::record::{KeyValue, MetricData, MetricPoint, Number, Temporality, Value};
+        let scope = self.scope("otlpflow", crate::VERSION, &[]);
+        let s = self.stats();
+        let now = crate::workload::now_unix_nano();
+        let start = self.start_unix_nano;
+        let mut n = 0;
+        let mut emit = |name: &str, unit: &str, attrs: &[KeyValue<'_>], value: u64, sum: bool| {
+            let data = if sum {
+                MetricData::Sum {
+                    value: Number::I64(value as i64),
+                    monotonic: true,
+                    temporality: Temporality::Cumulative,
+                }
+            } else {
+                MetricData::Gauge(Number::I64(value as i64))
+            };
+            let p = MetricPoint {
+                name,
+                description: "",
+                unit,
+                attributes: attrs,
+                start_time_unix_nano: if sum { start } else { 0 },
+                time_unix_nano: now,
+                flags: 0,
+                data,
+            };
+            let len = p.encoded_len();
+            n += self
+                .record_with(&scope, Signal::Metrics, len, |b| p.encode(b))
+                .is_ok() as u64;
+        };
+        let component = KeyValue::new("otel.component.type", Value::Str("otlpflow"));
+        for (signal, processed, exported) in [
+            (
+                "span",
+                "otel.sdk.processor.span.processed",
+                "otel.sdk.exporter.span.exported",
+            ),
+            (
+                "log",
+                "otel.sdk.processor.log.processed",
+                "otel.sdk.exporter.log.exported",
+            ),
+            (
+                "metric_data_point",
+                "otel.sdk.processor.metric_data_point.processed",
+                "otel.sdk.exporter.metric_data_point.exported",
+            ),
+        ] {
+            let i = match signal {
+                "span" => 0,
+                "log" => 1,
+                _ => 2,
+            };
+            let unit = match signal {
+                "span" => "{span}",
+                "log" => "{log_record}",
+                _ => "{data_point}",
+            };
+            emit(processed, unit, &[component], s.accepted_by_signal[i], true);
+            emit(exported, unit, &[component], s.exported_by_signal[i], true);
+        }
+        // Refusals and failures are not kept per signal: one otlpflow
+        // metric each, by reason (`error.type`), as the conventions name it.
+        let d = &s.dropped;
+        for (reason, v) in [
+            ("queue_full", d.full),
+            ("memory", d.memory),
+            ("rate_limited", d.rate_limited),
+            ("too_large", d.too_large),
+            ("shutdown", d.shutdown),
+            ("invalid", d.invalid),
+        ] {
+            let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
+            emit("otlpflow.records.dropped", "{record}", &attrs, v, true);
+        }
+        for (reason, v) in [
+            ("permanent", s.failed_permanent),
+            ("retries_exhausted", s.failed_exhausted),
+            ("evicted", s.failed_evicted),
+            ("shutdown", s.failed_shutdown),
+            ("fork", s.failed_fork),
+            ("rejected", s.rejected),
+        ] {
+            let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
+            emit("otlpflow.records.failed", "{record}", &attrs, v, true);
+        }
+        emit(
+            "otlpflow.records.in_flight",
+            "{record}",
+            &[component],
+            s.in_flight,
+            false,
+        );
+        emit(
+            "otlpflow.export.requests",
+            "{request}",
+            &[component],
+            s.requests,
+            true,
+        );
+        emit(
+            "otlpflow.export.concurrency_limit",
+            "{request}",
+            &[component],
+            s.concurrency_limit,
+            false,
+        );
+        emit(
+            "otlpflow.export.latency.p99",
+            "ns",
+            &[component],
+            s.export_latency.p99_ns,
+            false,
+        );
+        emit(
+            "otlpflow.end_to_end.latency.p99",
+            "ns",
+            &[component],
+            s.e2e_latency.p99_ns,
+            false,
+        );
+        emit(
+            "otlpflow.ring.fill.max",
+            "%",
+            &[component],
+            s.ring_fill_max_pct,
+            false,
+        );
+        emit(
+            "otlpflow.memory.used",
+            "By",
+            &[component],
+            s.memory_used,
+            false,
+        );
+        n
+    }
+
     /// Collects the instruments into data points through the record path.
     fn collect_metrics(&self) -> u64 {
         let _one = self.collect_lock.lock();
         let instruments = self.instruments.read().clone();
         let mut n = 0;
+        if self.config.self_metrics {
+            n += self.collect_self_metrics();
+        }
         for i in &instruments {
             i.collect(self.config.temporality, &mut |point, attrs| {
                 let len = point.encoded_len();
@@ -831,6 +997,7 @@ impl Inner {
             flush_lock: Mutex::new(()),
             flush_cv: Condvar::new(),
             last_error: Mutex::new(None),
+            start_unix_nano: crate::workload::now_unix_nano(),
             instruments: RwLock::new(Vec::new()),
             collect_lock: Mutex::new(()),
             collector_cv: Condvar::new(),
@@ -934,7 +1101,9 @@ impl Inner {
 
     fn stats(&self) -> Stats {
         let mut s = stats::snapshot(
-            self.shards.iter().map(|s| (&s.counters, s.ring.used())),
+            self.shards
+                .iter()
+                .map(|s| (&s.counters, s.ring.used(), s.ring.capacity())),
             self.workers.iter().map(|w| &w.counters),
         );
         if let Some(b) = &self.budget {
@@ -994,6 +1163,21 @@ impl Inner {
         let until = until.min(Instant::now() + Duration::from_millis(5));
         self.budget_cv.wait_until(&mut guard, until);
         self.budget_waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Offers this record's commit time as the shard's end-to-end latency
+    /// sample (kept only if none is waiting).
+    #[cold]
+    fn sample(&self, shard: &Shard) {
+        if shard.counters.sample_ns.load(Ordering::Relaxed) == 0 {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            // Release: the worker's Acquire swap sees a sample only after
+            // the record's commit, which came before it.
+            shard
+                .counters
+                .sample_ns
+                .store(now.max(1), Ordering::Release);
+        }
     }
 
     /// Returns bytes to the budget and wakes producers parked on it.

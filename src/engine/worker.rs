@@ -315,6 +315,9 @@ struct Worker {
     shared: Rc<TaskShared>,
     /// Bytes of the records in each batch, held against the memory budget.
     charged: [u64; 3],
+    /// End-to-end latency samples (commit times) taken from the shards,
+    /// handed to the next request.
+    samples: Vec<u64>,
     /// Worker 0 watches for loss episodes.
     loss: Option<LossLog>,
     /// With `worker_cpu_budget`.
@@ -373,6 +376,7 @@ pub(super) fn run(
             retrying: RefCell::new(BTreeMap::new()),
         }),
         charged: [0; 3],
+        samples: Vec::new(),
         loss: (idx == 0).then(LossLog::new),
         cpu: cfg.flow.worker_cpu_budget.map(CpuMeter::new),
         inner,
@@ -486,6 +490,7 @@ impl Worker {
             scope_cache,
             idx,
             charged,
+            samples,
             ..
         } = self;
         let cfg = &inner.config;
@@ -502,6 +507,15 @@ impl Worker {
                 break;
             }
             let room = limit - batches.iter().map(Batch::bytes).max().unwrap_or(0);
+            // Take the shard's latency sample before reading: its record was
+            // committed before the sample was set, so it is in the ring now.
+            let sample = inner.shards[*shard_idx]
+                .counters
+                .sample_ns
+                .swap(0, Ordering::Acquire);
+            if sample != 0 {
+                samples.push(sample);
+            }
             let n = consumer.read(room, |tag, payload| {
                 let signal = (tag >> super::SIGNAL_SHIFT) as usize;
                 let Some(batch) = batches.get_mut(signal) else {
@@ -622,6 +636,7 @@ impl Worker {
         let shared = self.shared.clone();
         let seed = self.rng;
         let request = Request {
+            samples: std::mem::take(&mut self.samples),
             signal,
             seq,
             chunks,
@@ -788,6 +803,8 @@ fn frame(
 
 /// One export request, as its task owns it.
 struct Request {
+    /// Commit times of sampled records in it (end-to-end latency).
+    samples: Vec<u64>,
     /// Traces 0, logs 1, metrics 2.
     signal: usize,
     seq: u64,
@@ -849,6 +866,10 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
                 shared.on_attempt(probe, rtt, Outcome::Answered, false);
                 let latency = rtt.as_nanos() as u64;
                 counters.export_latency.record(latency);
+                let now = inner.epoch.elapsed().as_nanos() as u64;
+                for s in &req.samples {
+                    counters.e2e_latency.record(now.saturating_sub(*s));
+                }
                 adapt_batch(cfg, counters, latency);
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);

@@ -95,6 +95,7 @@ STATS_FIELDS = [
     "export_latency_p50_ns", "export_latency_p99_ns", "export_latency_max_ns",
     "dropped_memory", "failed_evicted", "concurrency_limit", "batch_target",
     "memory_used", "memory_peak", "breaker_opened",
+    "e2e_latency_p50_ns", "e2e_latency_p99_ns", "ring_fill_max_pct",
 ]
 
 

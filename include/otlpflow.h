@@ -509,7 +509,7 @@ OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_max_batch_items(struct otlpflow_config *config,
                                                     size_t items);
 
-// How long a non-empty batch waits for more, in milliseconds (default 10).
+// How long a non-empty batch waits for more, in milliseconds (default 100).
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_linger_ms(struct otlpflow_config *config,
                                               uint64_t ms);

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! otlpflow-compare SYSTEM SHAPE ENDPOINT SPANS [RATE]
-//!   SYSTEM  otlpflow | otel-tuned | otel-default
+//!   SYSTEM  otlpflow | otlpflow-linger10 | otel-tuned | otel-default | baseline (the producer
+//!           loop and pacing alone: what the harness itself costs)
 //!   SHAPE   bench (5 attributes, 1 event, status, parent)
 //!           attr10 (10 attributes of 20-character strings)
 //!   RATE    spans per second in total (paced); omitted: as fast as taken
@@ -68,9 +69,12 @@ fn produce(per_thread: u64, rate: Option<f64>, f: impl Fn(u64, u64) + Sync) -> D
                 let start = Instant::now();
                 for i in 0..per_thread {
                     if let Some(iv) = interval {
+                        // Sleep only when more than a millisecond ahead: a
+                        // sleep per span would cost more CPU (a syscall and
+                        // two context switches) than the systems measured.
                         let due = start + iv.mul_f64(i as f64);
                         let now = Instant::now();
-                        if due > now {
+                        if due > now + Duration::from_millis(1) {
                             std::thread::sleep(due - now);
                         }
                     }
@@ -82,10 +86,17 @@ fn produce(per_thread: u64, rate: Option<f64>, f: impl Fn(u64, u64) + Sync) -> D
     t0.elapsed()
 }
 
-fn run_otlpflow(shape: Shape, endpoint: &str, per_thread: u64, rate: Option<f64>) -> Duration {
+fn run_otlpflow(
+    shape: Shape,
+    endpoint: &str,
+    per_thread: u64,
+    rate: Option<f64>,
+    linger: Duration,
+) -> Duration {
     use otlpflow::{workload, KeyValue, Pipeline, Policy, Span, SpanKind, Value};
     let p = Pipeline::builder()
         .endpoint(endpoint)
+        .linger(linger)
         .service_name("bench")
         .policy(Policy::Block {
             max_wait: Duration::from_secs(60),
@@ -227,9 +238,18 @@ fn main() {
     let per_thread = spans / THREADS;
     let t0 = Instant::now();
     let record = match args[1].as_str() {
-        "otlpflow" => run_otlpflow(shape, endpoint, per_thread, rate),
+        // The default linger (100 ms, the tuned BatchSpanProcessor's delay).
+        "otlpflow" => run_otlpflow(shape, endpoint, per_thread, rate, Duration::from_millis(100)),
+        // The old 10 ms default, for the fixed-rate figure: ten times the
+        // requests at a trickle.
+        "otlpflow-linger10" => {
+            run_otlpflow(shape, endpoint, per_thread, rate, Duration::from_millis(10))
+        }
         "otel-tuned" => run_otel(shape, endpoint, per_thread, rate, true),
         "otel-default" => run_otel(shape, endpoint, per_thread, rate, false),
+        "baseline" => produce(per_thread, rate, |t, i| {
+            std::hint::black_box((t, i, now_ns()));
+        }),
         other => panic!("unknown system {other}"),
     };
     println!(

@@ -364,7 +364,7 @@ pub extern "C" fn otlpflow_config_set_max_batch_items(
     set(config, |b| Ok(b.max_batch_items(items)))
 }
 
-/// How long a non-empty batch waits for more, in milliseconds (default 10).
+/// How long a non-empty batch waits for more, in milliseconds (default 100).
 #[no_mangle]
 #[must_use]
 pub extern "C" fn otlpflow_config_set_linger_ms(

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""The side-by-side comparison: the same workload through
+
+  (a) otlpflow from Rust,
+  (b) opentelemetry-rust: BatchSpanProcessor + opentelemetry-otlp (gRPC via
+      tonic), tuned (queue 65,536, batch 8,192, 100 ms) and with defaults,
+  (c) otlpflow from Python through ctypes,
+  (d) the OpenTelemetry Python SDK: BatchSpanProcessor + OTLP/gRPC exporter,
+      defaults and tuned,
+
+each in its own child process (so that user+sys CPU time and peak RSS, read
+with wait4, are its own), each against a fresh `otlpflow sink` (a separate
+process, OTLP/gRPC over loopback) whose count is that system's delivery.
+Rust systems record with 2 producer threads; Python ones with 1 (the GIL).
+
+Two figures: throughput (spans offered as fast as each system takes them)
+and CPU at a fixed 10,000 spans/s. Not part of the test command:
+
+    cargo build --release
+    (cd compare && cargo build --release)
+    python3 -m venv /tmp/otelvenv
+    /tmp/otelvenv/bin/pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-grpc
+    /tmp/otelvenv/bin/python benches/compare.py
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+SINK = os.path.join(ROOT, "target", "release", "otlpflow")
+RUST = os.path.join(ROOT, "compare", "target", "release", "otlpflow-compare")
+
+# The benchmark span of DESIGN.md (5 attributes, 1 event, status OK, a parent).
+WORKLOAD = r'''
+import os, sys, time
+N = int(sys.argv[2]); ENDPOINT = sys.argv[3]; RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+def pace(i, t0):
+    if RATE:
+        # Sleep only when more than 1 ms ahead (see compare/src/main.rs).
+        due = t0 + i / RATE
+        now = time.perf_counter()
+        if due - now > 0.001:
+            time.sleep(due - now)
+def attrs(i):
+    return {"http.request.method": "GET", "url.path": "/api/v1/items/42",
+            "server.address": "api.example.internal", "http.response.status_code": 200,
+            "app.item_id": i}
+'''
+
+OTLPFLOW = WORKLOAD + r'''
+sys.path.insert(0, os.path.join(sys.argv[1], "bindings", "python"))
+os.environ.setdefault("OTLPFLOW_LIBRARY", os.path.join(sys.argv[1], "target", "release", "libotlpflow_ffi.so"))
+import otlpflow
+p = otlpflow.Pipeline(endpoint=ENDPOINT, service_name="bench", policy="block", max_wait=30.0, from_env=False)
+parent = os.urandom(8)
+t0 = time.perf_counter()
+for i in range(N):
+    pace(i, t0)
+    with p.span("GET /api/v1/items/{id}", attributes=attrs(i), kind="server", parent_span_id=parent) as s:
+        s.add_event("cache.miss", {"cache.key": i % 4096})
+        s.set_status("ok")
+t_record = time.perf_counter() - t0
+stats = p.shutdown(timeout=60)
+elapsed = time.perf_counter() - t0
+print("RESULT", N, stats["exported"], t_record, elapsed)
+'''
+
+OTEL = WORKLOAD + r'''
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.trace import (SpanKind, Status, StatusCode, SpanContext, NonRecordingSpan, TraceFlags,
+                                 set_span_in_context)
+tuned = sys.argv[4] == "tuned"
+provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+kw = dict(max_queue_size=65536, max_export_batch_size=8192, schedule_delay_millis=100) if tuned else {}
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=ENDPOINT, insecure=True), **kw))
+tracer = provider.get_tracer("bench")
+parent = set_span_in_context(NonRecordingSpan(SpanContext(int.from_bytes(os.urandom(16), "big"),
+                                                          int.from_bytes(os.urandom(8), "big"), True,
+                                                          trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+t0 = time.perf_counter()
+for i in range(N):
+    pace(i, t0)
+    with tracer.start_as_current_span("GET /api/v1/items/{id}", context=parent, kind=SpanKind.SERVER,
+                                      attributes=attrs(i)) as s:
+        s.add_event("cache.miss", {"cache.key": i % 4096})
+        s.set_status(Status(StatusCode.OK))
+t_record = time.perf_counter() - t0
+provider.shutdown()
+elapsed = time.perf_counter() - t0
+print("RESULT", N, -1, t_record, elapsed)
+'''
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run(name, argv, spans):
+    """Runs one system against a fresh receiver; returns its row."""
+    port = free_port()
+    sink = subprocess.Popen([SINK, "sink", "--grpc", "127.0.0.1:%d" % port, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    endpoint = "http://127.0.0.1:%d" % port
+    errf = open("/tmp/compare_stderr.txt", "w+b")
+    child = subprocess.Popen([endpoint if a == "@ENDPOINT@" else a for a in argv],
+                             stdout=subprocess.PIPE, stderr=errf)
+    out = child.stdout.read()
+    # wait4 gives this child's own CPU time (all its threads) and peak RSS.
+    _, raw_status, usage = os.wait4(child.pid, 0)
+    status = os.waitstatus_to_exitcode(raw_status)
+    errf.seek(0)
+    err = errf.read()
+    time.sleep(0.3)
+    sink.send_signal(signal.SIGINT)
+    sink_out, _ = sink.communicate(timeout=30)
+    received = json.loads(sink_out.decode().strip().splitlines()[-1])["spans"]
+    if "baseline" in argv:
+        received = int(spans)  # nothing is sent; count it as delivered
+    line = [l for l in out.decode().splitlines() if l.startswith("RESULT")]
+    if status != 0 or not line:
+        raise SystemExit("%s failed:\n%s" % (name, err.decode()))
+    fields = line[0].split()
+    # Rust: RESULT offered elapsed record_s; Python: RESULT offered exported record_s elapsed.
+    offered = int(fields[1])
+    elapsed = float(fields[2] if len(fields) == 4 else fields[4])
+    cpu = usage.ru_utime + usage.ru_stime
+    return dict(system=name, offered=offered, received=received, elapsed_s=elapsed, cpu_s=cpu,
+                rss_mb=usage.ru_maxrss / 1024.0)
+
+
+def systems(spans_rust, spans_py, shape, rate=None):
+    py = os.environ.get("OTEL_PYTHON", sys.executable)
+    r = [] if rate is None else [str(rate)]
+    rate_py = [] if rate is None else ["x", str(rate)]
+    base = [("harness alone (Rust loop)", [RUST, "baseline", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust)]
+    return (base if rate is not None else []) + [
+        ("otlpflow (Rust)", [RUST, "otlpflow", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust),
+    ] + ([("otlpflow (Rust), linger 10 ms", [RUST, "otlpflow-linger10", shape, "@ENDPOINT@", str(spans_rust)] + r,
+           spans_rust)] if rate is not None else []) + [
+        ("opentelemetry-rust, tuned", [RUST, "otel-tuned", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust),
+        ("opentelemetry-rust, defaults", [RUST, "otel-default", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust),
+        ("otlpflow (Python, ctypes)", [py, "-c", OTLPFLOW, ROOT, str(spans_py), "@ENDPOINT@"] + rate_py, spans_py),
+        ("OTel Python SDK, tuned", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "tuned"] + r, spans_py),
+        ("OTel Python SDK, defaults", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "defaults"] + r, spans_py),
+    ]
+
+
+def table(rows, title):
+    print("\n" + title)
+    print("%-30s %9s %9s %7s %12s %9s %9s %8s %13s %11s" % (
+        "system", "offered", "received", "loss", "spans/s", "CPU s/M", "CPU s/M d", "RSS MB", "otlpflow is",
+        "CPU ratio"))
+    base = {}
+    for r in rows:
+        lang = "py" if "Python" in r["system"] else "rs"
+        rate = r["received"] / r["elapsed_s"]
+        cpu_m = r["cpu_s"] / r["offered"] * 1e6
+        if r["system"] in ("otlpflow (Rust)", "otlpflow (Python, ctypes)"):
+            base[lang] = (rate, cpu_m)
+        b_rate, b_cpu = base.get(lang, (rate, cpu_m))
+        # CPU per million offered, and per million delivered (a system that
+        # drops most spans spends little on the ones it drops).
+        cpu_d = r["cpu_s"] / r["received"] * 1e6 if r["received"] else float("inf")
+        if r["system"] in ("otlpflow (Rust)", "otlpflow (Python, ctypes)"):
+            base[lang + "d"] = cpu_d
+        print("%-30s %9d %9d %6.1f%% %12.0f %9.2f %9.2f %8.1f %12.2fx %10.2fx" % (
+            r["system"], r["offered"], r["received"], 100.0 * (r["offered"] - r["received"]) / r["offered"],
+            rate, cpu_m, cpu_d, r["rss_mb"], b_rate / rate if rate else float("inf"),
+            cpu_d / base.get(lang + "d", cpu_d) if cpu_d else 0))
+
+
+def median_row(runs):
+    """The run with the median throughput, with median CPU and RSS."""
+    runs = sorted(runs, key=lambda r: r["received"] / r["elapsed_s"])
+    mid = dict(runs[len(runs) // 2])
+    mid["cpu_s"] = statistics.median(r["cpu_s"] for r in runs)
+    mid["rss_mb"] = statistics.median(r["rss_mb"] for r in runs)
+    return mid
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=1_000_000, help="spans per Rust run")
+    ap.add_argument("--py-spans", type=int, default=50_000, help="spans per Python run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rate-seconds", type=float, default=10.0)
+    ap.add_argument("--shapes", default="bench,attr10")
+    args = ap.parse_args()
+    print("machine: %d CPUs; %s" % (os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    for shape in args.shapes.split(","):
+        rows = []
+        for name, argv, n in systems(args.spans, args.py_spans, shape):
+            if shape != "bench" and "Python" in name:
+                continue  # the Python workloads record the bench shape only
+            rows.append(median_row([run(name, argv, n) for _ in range(args.repeats)]))
+        table(rows, "throughput, shape %s: median of %d runs (Rust %d spans, Python %d spans)" % (
+            shape, args.repeats, args.spans, args.py_spans))
+    n = int(10_000 * args.rate_seconds)
+    rows = [run(name, argv, k) for name, argv, k in systems(n, n, "bench", rate=10_000)]
+    table(rows, "CPU at a fixed 10,000 spans/s for %.0f s (shape bench)" % args.rate_seconds)
+    for r in rows:
+        print("  %-30s %.1f%% of one core" % (r["system"], 100.0 * r["cpu_s"] / r["elapsed_s"]))
+
+
+if __name__ == "__main__":
+    main()

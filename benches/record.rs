@@ -85,14 +85,33 @@ fn to_prost(s: &otlpflow::Span<'_>) -> opentelemetry_proto::tonic::trace::v1::Sp
 }
 
 fn pipeline(sink: &Sink) -> Pipeline {
-    Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .service_name("bench")
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(30),
-        })
-        .start()
-        .expect("pipeline starts")
+    pipeline_with(sink, |b| b)
+}
+
+/// A pipeline to `sink` under `Block`, with `configure` applied.
+fn pipeline_with(
+    sink: &Sink,
+    configure: impl FnOnce(otlpflow::PipelineBuilder) -> otlpflow::PipelineBuilder,
+) -> Pipeline {
+    configure(
+        Pipeline::builder()
+            .endpoint(sink.endpoint())
+            .service_name("bench")
+            .policy(Policy::Block {
+                max_wait: Duration::from_secs(30),
+            }),
+    )
+    .start()
+    .expect("pipeline starts")
+}
+
+/// The embedded receiver, walking requests (sampled full decode).
+fn bench_sink() -> Sink {
+    Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1024 },
+        ..SinkOptions::default()
+    })
+    .expect("sink")
 }
 
 fn record_span(c: &mut Criterion) {
@@ -199,37 +218,15 @@ fn token_bucket(c: &mut Criterion) {
     g.bench_function("try_acquire_1_thread", |bch| bch.iter(|| b.try_acquire(1)));
     g.throughput(Throughput::Elements(2));
     g.bench_function("try_acquire_2_threads", |bch| {
-        bch.iter_custom(|iters| {
-            let start = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    let b = &b;
-                    s.spawn(move || {
-                        for _ in 0..iters {
-                            std::hint::black_box(b.try_acquire(1));
-                        }
-                    });
-                }
-            });
-            start.elapsed()
+        two_threads(bch, &|| {
+            std::hint::black_box(b.try_acquire(1));
         })
     });
     g.finish();
     // The same through record_span: the difference to record_span/1_thread
     // is the limiter's cost on the hot path.
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Walk { sample_every: 1024 },
-        ..SinkOptions::default()
-    })
-    .expect("sink");
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(30),
-        })
-        .rate_limit(1e9, 1_000_000_000)
-        .start()
-        .expect("pipeline");
+    let sink = bench_sink();
+    let p = pipeline_with(&sink, |b| b.rate_limit(1e9, 1_000_000_000));
     let scope = p.scope("bench", "1");
     let mut g = c.benchmark_group("record_span");
     g.throughput(Throughput::Elements(1));
@@ -258,39 +255,17 @@ fn memory_budget(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(2));
     g.bench_function("reserve_release_2_threads", |bch| {
-        bch.iter_custom(|iters| {
-            let start = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    let b = &b;
-                    s.spawn(move || {
-                        for _ in 0..iters {
-                            if b.try_reserve(300) {
-                                b.release(300);
-                            }
-                        }
-                    });
-                }
-            });
-            start.elapsed()
+        two_threads(bch, &|| {
+            if b.try_reserve(300) {
+                b.release(300);
+            }
         })
     });
     g.finish();
     // Through record_span: the difference to record_span/1_thread is the
     // budget's cost on the hot path (the worker's release included).
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Walk { sample_every: 1024 },
-        ..SinkOptions::default()
-    })
-    .expect("sink");
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(30),
-        })
-        .memory_budget(256 << 20)
-        .start()
-        .expect("pipeline");
+    let sink = bench_sink();
+    let p = pipeline_with(&sink, |b| b.memory_budget(256 << 20));
     let scope = p.scope("bench", "1");
     let mut g = c.benchmark_group("record_span");
     g.throughput(Throughput::Elements(1));
@@ -325,11 +300,7 @@ fn two_threads(b: &mut criterion::Bencher<'_>, f: &(dyn Fn() + Sync)) {
 }
 
 fn signals(c: &mut Criterion) {
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Walk { sample_every: 1024 },
-        ..SinkOptions::default()
-    })
-    .expect("sink");
+    let sink = bench_sink();
     let p = pipeline(&sink);
     let scope = p.scope("bench", "1");
     let mut g = c.benchmark_group("record_log");

@@ -810,27 +810,34 @@ impl Inner {
         // Refusals and failures are not kept per signal: one otlpflow
         // metric each, by reason (`error.type`), as the conventions name it.
         let d = &s.dropped;
-        for (reason, v) in [
-            ("queue_full", d.full),
-            ("memory", d.memory),
-            ("rate_limited", d.rate_limited),
-            ("too_large", d.too_large),
-            ("shutdown", d.shutdown),
-            ("invalid", d.invalid),
+        for (metric, reasons) in [
+            (
+                "otlpflow.records.dropped",
+                [
+                    ("queue_full", d.full),
+                    ("memory", d.memory),
+                    ("rate_limited", d.rate_limited),
+                    ("too_large", d.too_large),
+                    ("shutdown", d.shutdown),
+                    ("invalid", d.invalid),
+                ],
+            ),
+            (
+                "otlpflow.records.failed",
+                [
+                    ("permanent", s.failed_permanent),
+                    ("retries_exhausted", s.failed_exhausted),
+                    ("evicted", s.failed_evicted),
+                    ("shutdown", s.failed_shutdown),
+                    ("fork", s.failed_fork),
+                    ("rejected", s.rejected),
+                ],
+            ),
         ] {
-            let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
-            emit("otlpflow.records.dropped", "{record}", &attrs, v, true);
-        }
-        for (reason, v) in [
-            ("permanent", s.failed_permanent),
-            ("retries_exhausted", s.failed_exhausted),
-            ("evicted", s.failed_evicted),
-            ("shutdown", s.failed_shutdown),
-            ("fork", s.failed_fork),
-            ("rejected", s.rejected),
-        ] {
-            let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
-            emit("otlpflow.records.failed", "{record}", &attrs, v, true);
+            for (reason, v) in reasons {
+                let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
+                emit(metric, "{record}", &attrs, v, true);
+            }
         }
         emit(
             "otlpflow.records.in_flight",

@@ -83,6 +83,17 @@ def _error(code, context):
     return OtlpflowError(code, msg)
 
 
+def _recorded(code, context):
+    """True if a record call took the record, False if it was refused and
+    counted (full, too large, rate limited, over the memory budget); raises
+    for invalid arguments."""
+    if code == OK:
+        return True
+    if code in (FULL, TOO_LARGE, RATE_LIMITED, MEMORY):
+        return False
+    raise _error(code, context)
+
+
 def _check(code, context):
     if code != OK:
         raise _error(code, context)
@@ -311,11 +322,7 @@ class Pipeline:
             s.links, s.links_len = ls, len(links)
         sc = self._default_scope if scope is None else scope
         code = self._lib.otlpflow_pipeline_record_span(self._handle, ctypes.byref(sc), ctypes.byref(s))
-        if code == OK:
-            return True
-        if code in (FULL, TOO_LARGE, RATE_LIMITED, MEMORY):
-            return False
-        raise _error(code, "record_span")
+        return _recorded(code, "record_span")
 
     def record_log(self, body, severity=9, severity_text="", attributes=None, time_unix_nano=None,
                    trace_id=None, span_id=None, event_name="", scope=None):
@@ -340,11 +347,7 @@ class Pipeline:
         rec.event_name = keep.str(event_name)
         sc = self._default_scope if scope is None else scope
         code = self._lib.otlpflow_pipeline_record_log(self._handle, ctypes.byref(sc), ctypes.byref(rec))
-        if code == OK:
-            return True
-        if code in (FULL, TOO_LARGE, RATE_LIMITED, MEMORY):
-            return False
-        raise _error(code, "record_log")
+        return _recorded(code, "record_log")
 
     def _instrument(self, kind, name, unit, description, bounds=None, scope=None):
         keep = _Keep()

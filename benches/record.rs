@@ -225,21 +225,9 @@ fn token_bucket(c: &mut Criterion) {
     g.finish();
     // The same through record_span: the difference to record_span/1_thread
     // is the limiter's cost on the hot path.
-    let sink = bench_sink();
-    let p = pipeline_with(&sink, |b| b.rate_limit(1e9, 1_000_000_000));
-    let scope = p.scope("bench", "1");
-    let mut g = c.benchmark_group("record_span");
-    g.throughput(Throughput::Elements(1));
-    let mut i = 0u64;
-    g.bench_function("1_thread_rate_limited", |bch| {
-        bch.iter(|| {
-            i += 1;
-            workload::record_benchmark_span(&p, &scope, 1, i, NOW)
-        })
+    record_span_with(c, "1_thread_rate_limited", |b| {
+        b.rate_limit(1e9, 1_000_000_000)
     });
-    g.finish();
-    let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
-    assert_eq!(s.dropped.total(), 0);
 }
 
 fn memory_budget(c: &mut Criterion) {
@@ -264,13 +252,25 @@ fn memory_budget(c: &mut Criterion) {
     g.finish();
     // Through record_span: the difference to record_span/1_thread is the
     // budget's cost on the hot path (the worker's release included).
+    let s = record_span_with(c, "1_thread_memory_budget", |b| b.memory_budget(256 << 20));
+    assert_eq!(s.memory_used, 0);
+}
+
+/// `record_span/NAME`: one thread recording through a pipeline set up by
+/// `configure`; its difference to `record_span/1_thread` is what the
+/// setting costs on the hot path. Returns the final stats.
+fn record_span_with(
+    c: &mut Criterion,
+    name: &str,
+    configure: impl FnOnce(otlpflow::PipelineBuilder) -> otlpflow::PipelineBuilder,
+) -> otlpflow::Stats {
     let sink = bench_sink();
-    let p = pipeline_with(&sink, |b| b.memory_budget(256 << 20));
+    let p = pipeline_with(&sink, configure);
     let scope = p.scope("bench", "1");
     let mut g = c.benchmark_group("record_span");
     g.throughput(Throughput::Elements(1));
     let mut i = 0u64;
-    g.bench_function("1_thread_memory_budget", |bch| {
+    g.bench_function(name, |bch| {
         bch.iter(|| {
             i += 1;
             workload::record_benchmark_span(&p, &scope, 1, i, NOW)
@@ -279,7 +279,7 @@ fn memory_budget(c: &mut Criterion) {
     g.finish();
     let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
     assert_eq!(s.dropped.total(), 0);
-    assert_eq!(s.memory_used, 0);
+    s
 }
 
 /// Runs `f` `iters` times on each of two threads at once.

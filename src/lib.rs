@@ -54,8 +54,9 @@ pub use error::{Error, RecordError};
 pub use export::tls::TlsSettings;
 pub use metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, UpDownCounter};
 pub use record::{
-    Event, HistogramPoint, KeyValue, Link, LogRecord, MetricData, MetricPoint, Number, OwnedValue,
-    Severity, Span, SpanKind, Status, StatusCode, Temporality, Value,
+    Event, ExpBuckets, ExpHistogramPoint, HistogramPoint, KeyValue, Link, LogRecord, MetricData,
+    MetricPoint, Number, OwnedValue, Severity, Span, SpanKind, Status, StatusCode, Temporality,
+    Value,
 };
 pub use stats::{Dropped, Health, Latency, Stats};
 

@@ -509,6 +509,20 @@ enum OwnedData {
         Option<f64>,
         bool,
     ),
+    Exp(OwnedExp),
+}
+
+#[derive(Debug, Clone)]
+struct OwnedExp {
+    scale: i32,
+    zero_count: u64,
+    zero_threshold: f64,
+    positive: (i32, Vec<u64>),
+    negative: (i32, Vec<u64>),
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    delta: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -556,6 +570,32 @@ fn data_strategy() -> impl Strategy<Value = OwnedData> {
                     OwnedData::Hist(bounds.clone(), counts, sum, min, max, delta)
                 })
             }),
+        (
+            (-10i32..=20, 0u64..1000, prop_oneof![Just(0.0), 0.0f64..1.0]),
+            (any::<i32>(), prop::collection::vec(0u64..1_000_000, 0..8)),
+            (any::<i32>(), prop::collection::vec(0u64..1_000_000, 0..8)),
+            (opt(), opt(), opt(), any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    (scale, zero_count, zero_threshold),
+                    positive,
+                    negative,
+                    (sum, min, max, delta),
+                )| {
+                    OwnedData::Exp(OwnedExp {
+                        scale,
+                        zero_count,
+                        zero_threshold,
+                        positive,
+                        negative,
+                        sum,
+                        min,
+                        max,
+                        delta,
+                    })
+                }
+            ),
     ]
 }
 
@@ -577,6 +617,10 @@ fn point_strategy() -> impl Strategy<Value = OwnedPoint> {
                 data,
             },
         )
+}
+
+fn exp_count(e: &OwnedExp) -> u64 {
+    e.zero_count + e.positive.1.iter().sum::<u64>() + e.negative.1.iter().sum::<u64>()
 }
 
 fn to_point(o: &OwnedPoint) -> otlpflow::MetricPoint<'static> {
@@ -606,6 +650,26 @@ fn to_point(o: &OwnedPoint) -> otlpflow::MetricPoint<'static> {
                 value: num(*n),
                 monotonic: *m,
                 temporality: t(*d),
+            },
+            OwnedData::Exp(e) => MetricData::ExponentialHistogram {
+                point: otlpflow::ExpHistogramPoint {
+                    count: exp_count(e),
+                    sum: e.sum,
+                    min: e.min,
+                    max: e.max,
+                    scale: e.scale,
+                    zero_count: e.zero_count,
+                    zero_threshold: e.zero_threshold,
+                    positive: otlpflow::ExpBuckets {
+                        offset: e.positive.0,
+                        counts: leak(e.positive.1.clone()),
+                    },
+                    negative: otlpflow::ExpBuckets {
+                        offset: e.negative.0,
+                        counts: leak(e.negative.1.clone()),
+                    },
+                },
+                temporality: t(e.delta),
             },
             OwnedData::Hist(bounds, counts, sum, min, max, d) => MetricData::Histogram {
                 point: HistogramPoint {
@@ -651,6 +715,37 @@ fn expect_metric(o: &OwnedPoint) -> opentelemetry_proto::tonic::metrics::v1::Met
                 aggregation_temporality: t(*d),
                 is_monotonic: *m,
             }),
+            OwnedData::Exp(e) => {
+                // An empty side is left off the wire (prost leaves a default
+                // message off too): it decodes as absent.
+                let buckets = |(offset, counts): &(i32, Vec<u64>)| {
+                    (*offset != 0 || !counts.is_empty()).then(|| {
+                        pm::exponential_histogram_data_point::Buckets {
+                            offset: *offset,
+                            bucket_counts: counts.clone(),
+                        }
+                    })
+                };
+                pm::metric::Data::ExponentialHistogram(pm::ExponentialHistogram {
+                    data_points: vec![pm::ExponentialHistogramDataPoint {
+                        attributes: expect_attrs(&o.attrs),
+                        start_time_unix_nano: o.start,
+                        time_unix_nano: o.time,
+                        count: exp_count(e),
+                        sum: e.sum,
+                        scale: e.scale,
+                        zero_count: e.zero_count,
+                        positive: buckets(&e.positive),
+                        negative: buckets(&e.negative),
+                        flags: o.flags,
+                        exemplars: vec![],
+                        min: e.min,
+                        max: e.max,
+                        zero_threshold: e.zero_threshold,
+                    }],
+                    aggregation_temporality: t(e.delta),
+                })
+            }
             OwnedData::Hist(bounds, counts, sum, min, max, d) => {
                 pm::metric::Data::Histogram(pm::Histogram {
                     data_points: vec![pm::HistogramDataPoint {
@@ -748,6 +843,9 @@ proptest! {
             Some(Data::Gauge(g)) => g.data_points = vec![g.data_points[0].clone(); n],
             Some(Data::Sum(s)) => s.data_points = vec![s.data_points[0].clone(); n],
             Some(Data::Histogram(h)) => h.data_points = vec![h.data_points[0].clone(); n],
+            Some(Data::ExponentialHistogram(h)) => {
+                h.data_points = vec![h.data_points[0].clone(); n]
+            }
             _ => unreachable!(),
         }
         prop_assert_eq!(&metrics[0], &want);

@@ -291,3 +291,71 @@ fn each_signal_goes_to_its_own_endpoint_with_its_own_settings() {
     let h = main.last_headers().expect("headers");
     assert!(h.get("x-tenant").is_none());
 }
+
+#[test]
+fn exponential_histogram_points_arrive_and_malformed_ones_are_refused() {
+    use otlpflow::{ExpBuckets, ExpHistogramPoint};
+    let sink = sink();
+    let p = pipeline(&sink, Protocol::Grpc);
+    let scope = p.scope("signals.exp", "1");
+    let point = |count, scale| MetricPoint {
+        name: "rpc.duration",
+        description: "",
+        unit: "ms",
+        attributes: &[],
+        start_time_unix_nano: 1,
+        time_unix_nano: 2,
+        flags: 0,
+        data: MetricData::ExponentialHistogram {
+            point: ExpHistogramPoint {
+                count,
+                sum: Some(12.5),
+                min: Some(0.0),
+                max: Some(9.0),
+                scale,
+                zero_count: 1,
+                zero_threshold: 0.0,
+                positive: ExpBuckets {
+                    offset: -2,
+                    counts: &[1, 0, 3],
+                },
+                negative: ExpBuckets {
+                    offset: 0,
+                    counts: &[],
+                },
+            },
+            temporality: Temporality::Delta,
+        },
+    };
+    for _ in 0..10 {
+        p.record_metric(&scope, &point(5, 3)).expect("recorded");
+    }
+    assert_eq!(
+        p.record_metric(&scope, &point(6, 3)),
+        Err(RecordError::Invalid)
+    );
+    assert_eq!(
+        p.record_metric(&scope, &point(5, 21)),
+        Err(RecordError::Invalid)
+    );
+    let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_eq!(s.exported_by_signal[2], 10);
+    assert_eq!(s.dropped.invalid, 2);
+    assert_eq!(sink.counts().metric_points, 10);
+    let mut seen = 0;
+    for req in sink.take_metric_requests() {
+        for m in &req.resource_metrics[0].scope_metrics[0].metrics {
+            let Some(Data::ExponentialHistogram(h)) = &m.data else {
+                panic!("{m:?}")
+            };
+            assert_eq!(h.aggregation_temporality, 1);
+            for dp in &h.data_points {
+                let pos = dp.positive.as_ref().expect("positive buckets");
+                assert_eq!((pos.offset, &pos.bucket_counts[..]), (-2, &[1, 0, 3][..]));
+                assert_eq!((dp.scale, dp.count, dp.zero_count), (3, 5, 1));
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 10);
+}

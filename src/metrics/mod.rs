@@ -540,6 +540,9 @@ mod tests {
                     monotonic,
                     temporality,
                 },
+                MetricData::ExponentialHistogram { .. } => {
+                    unreachable!("instruments make explicit-bucket histograms")
+                }
             };
             out.push((attrs.to_vec(), data));
         });

@@ -51,6 +51,40 @@ pub struct HistogramPoint<'a> {
     pub bucket_counts: &'a [u64],
 }
 
+/// One side (positive or negative) of an exponential histogram: bucket `i`
+/// counts values in `(base^(offset+i), base^(offset+i+1)]`, base =
+/// `2^(2^-scale)`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ExpBuckets<'a> {
+    /// Index of the first bucket.
+    pub offset: i32,
+    /// Counts, from `offset` up.
+    pub counts: &'a [u64],
+}
+
+/// A base-2 exponential histogram point (OTLP `ExponentialHistogramDataPoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ExpHistogramPoint<'a> {
+    /// Values recorded: `zero_count` plus every bucket count.
+    pub count: u64,
+    /// Their sum, if meaningful.
+    pub sum: Option<f64>,
+    /// The least value recorded.
+    pub min: Option<f64>,
+    /// The greatest value recorded.
+    pub max: Option<f64>,
+    /// Resolution: the bucket base is `2^(2^-scale)` (-10..=20).
+    pub scale: i32,
+    /// Values within `zero_threshold` of zero.
+    pub zero_count: u64,
+    /// The zero bucket's width (0: exact zeros only).
+    pub zero_threshold: f64,
+    /// Buckets of positive values.
+    pub positive: ExpBuckets<'a>,
+    /// Buckets of negative values (by magnitude).
+    pub negative: ExpBuckets<'a>,
+}
+
 /// The data of one point, by metric type.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MetricData<'a> {
@@ -69,6 +103,13 @@ pub enum MetricData<'a> {
     Histogram {
         /// The distribution.
         point: HistogramPoint<'a>,
+        /// Delta or cumulative.
+        temporality: Temporality,
+    },
+    /// A base-2 exponential histogram.
+    ExponentialHistogram {
+        /// The distribution.
+        point: ExpHistogramPoint<'a>,
         /// Delta or cumulative.
         temporality: Temporality,
     },
@@ -99,13 +140,15 @@ pub struct MetricPoint<'a> {
 pub(crate) const KIND_GAUGE: u8 = 0;
 pub(crate) const KIND_SUM: u8 = 1;
 pub(crate) const KIND_HISTOGRAM: u8 = 2;
+pub(crate) const KIND_EXP_HISTOGRAM: u8 = 3;
 
 /// The `Metric` field holding the data of a kind.
 pub(crate) fn kind_field(kind: u8) -> u32 {
     match kind {
         KIND_GAUGE => 5,
         KIND_SUM => 7,
-        _ => 9,
+        KIND_HISTOGRAM => 9,
+        _ => 10,
     }
 }
 
@@ -132,6 +175,63 @@ mod field {
     pub const H_FLAGS: u32 = 10;
     pub const H_MIN: u32 = 11;
     pub const H_MAX: u32 = 12;
+    // ExponentialHistogramDataPoint.
+    pub const E_ATTRIBUTES: u32 = 1;
+    pub const E_START: u32 = 2;
+    pub const E_TIME: u32 = 3;
+    pub const E_COUNT: u32 = 4;
+    pub const E_SUM: u32 = 5;
+    pub const E_SCALE: u32 = 6;
+    pub const E_ZERO_COUNT: u32 = 7;
+    pub const E_POSITIVE: u32 = 8;
+    pub const E_NEGATIVE: u32 = 9;
+    pub const E_FLAGS: u32 = 10;
+    pub const E_MIN: u32 = 12;
+    pub const E_MAX: u32 = 13;
+    pub const E_ZERO_THRESHOLD: u32 = 14;
+    // Buckets.
+    pub const B_OFFSET: u32 = 1;
+    pub const B_COUNTS: u32 = 2;
+}
+
+/// `sint32` on the wire: zigzag, so small negative numbers stay short.
+fn zigzag(v: i32) -> u64 {
+    ((v << 1) ^ (v >> 31)) as u32 as u64
+}
+
+fn packed_varints_len(counts: &[u64]) -> usize {
+    counts.iter().map(|c| wire::varint_len(*c)).sum()
+}
+
+fn buckets_body_len(b: &ExpBuckets<'_>) -> usize {
+    uint_len(field::B_OFFSET, zigzag(b.offset))
+        + if b.counts.is_empty() {
+            0
+        } else {
+            wire::len_field(field::B_COUNTS, packed_varints_len(b.counts))
+        }
+}
+
+fn buckets_len(f: u32, b: &ExpBuckets<'_>) -> usize {
+    match buckets_body_len(b) {
+        0 => 0,
+        body => wire::len_field(f, body),
+    }
+}
+
+fn put_buckets(w: &mut Writer<'_>, f: u32, b: &ExpBuckets<'_>) {
+    let body = buckets_body_len(b);
+    if body == 0 {
+        return;
+    }
+    w.message_header(f, body);
+    put_uint(w, field::B_OFFSET, zigzag(b.offset));
+    if !b.counts.is_empty() {
+        w.message_header(field::B_COUNTS, packed_varints_len(b.counts));
+        for c in b.counts {
+            w.varint(*c);
+        }
+    }
 }
 
 /// Why a point was refused.
@@ -152,6 +252,23 @@ pub(crate) fn invalid(p: &MetricPoint<'_>) -> Option<&'static str> {
             return Some("histogram count is not the sum of its bucket counts");
         }
     }
+    if let MetricData::ExponentialHistogram { point, .. } = &p.data {
+        if !(-10..=20).contains(&point.scale) {
+            return Some("exponential histogram scale must be in -10..=20");
+        }
+        let buckets = point
+            .positive
+            .counts
+            .iter()
+            .chain(point.negative.counts)
+            .try_fold(0u64, |a, c| a.checked_add(*c));
+        if buckets.and_then(|b| b.checked_add(point.zero_count)) != Some(point.count) {
+            return Some("exponential histogram count is not zero_count plus its bucket counts");
+        }
+        if !(point.zero_threshold >= 0.0 && point.zero_threshold.is_finite()) {
+            return Some("exponential histogram zero threshold must be finite and non-negative");
+        }
+    }
     None
 }
 
@@ -165,6 +282,9 @@ impl MetricPoint<'_> {
                 ..
             } => (KIND_SUM, monotonic as u8 | (temporality as u8) << 1),
             MetricData::Histogram { temporality, .. } => (KIND_HISTOGRAM, (temporality as u8) << 1),
+            MetricData::ExponentialHistogram { temporality, .. } => {
+                (KIND_EXP_HISTOGRAM, (temporality as u8) << 1)
+            }
         }
     }
 
@@ -195,6 +315,22 @@ impl MetricPoint<'_> {
                     + uint_len(H_FLAGS, self.flags as u64)
                     + opt(h.min, H_MIN)
                     + opt(h.max, H_MAX)
+            }
+            MetricData::ExponentialHistogram { point: e, .. } => {
+                let opt = |v: Option<f64>, f: u32| v.map_or(0, |_| wire::key_len(f) + 8);
+                attributes_len(E_ATTRIBUTES, self.attributes)
+                    + fixed64_len(E_START, self.start_time_unix_nano)
+                    + fixed64_len(E_TIME, self.time_unix_nano)
+                    + fixed64_len(E_COUNT, e.count)
+                    + opt(e.sum, E_SUM)
+                    + uint_len(E_SCALE, zigzag(e.scale))
+                    + fixed64_len(E_ZERO_COUNT, e.zero_count)
+                    + buckets_len(E_POSITIVE, &e.positive)
+                    + buckets_len(E_NEGATIVE, &e.negative)
+                    + uint_len(E_FLAGS, self.flags as u64)
+                    + opt(e.min, E_MIN)
+                    + opt(e.max, E_MAX)
+                    + fixed64_len(E_ZERO_THRESHOLD, e.zero_threshold.to_bits())
             }
         }
     }
@@ -256,6 +392,27 @@ impl MetricPoint<'_> {
                 if let Some(v) = h.max {
                     w.fixed64_field(H_MAX, v.to_bits());
                 }
+            }
+            MetricData::ExponentialHistogram { point: e, .. } => {
+                encode_attributes(w, E_ATTRIBUTES, self.attributes);
+                put_fixed64(w, E_START, self.start_time_unix_nano);
+                put_fixed64(w, E_TIME, self.time_unix_nano);
+                put_fixed64(w, E_COUNT, e.count);
+                if let Some(s) = e.sum {
+                    w.fixed64_field(E_SUM, s.to_bits());
+                }
+                put_uint(w, E_SCALE, zigzag(e.scale));
+                put_fixed64(w, E_ZERO_COUNT, e.zero_count);
+                put_buckets(w, E_POSITIVE, &e.positive);
+                put_buckets(w, E_NEGATIVE, &e.negative);
+                put_uint(w, E_FLAGS, self.flags as u64);
+                if let Some(v) = e.min {
+                    w.fixed64_field(E_MIN, v.to_bits());
+                }
+                if let Some(v) = e.max {
+                    w.fixed64_field(E_MAX, v.to_bits());
+                }
+                put_fixed64(w, E_ZERO_THRESHOLD, e.zero_threshold.to_bits());
             }
         }
         debug_assert_eq!(w.position(), self.encoded_len());

@@ -11,6 +11,8 @@ pub mod value;
 pub mod wire;
 
 pub use log::{LogRecord, Severity};
-pub use metric::{HistogramPoint, MetricData, MetricPoint, Number, Temporality};
+pub use metric::{
+    ExpBuckets, ExpHistogramPoint, HistogramPoint, MetricData, MetricPoint, Number, Temporality,
+};
 pub use span::{Event, Link, Span, SpanKind, Status, StatusCode};
 pub use value::{KeyValue, OwnedValue, Value};

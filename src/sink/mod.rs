@@ -994,7 +994,19 @@ fn decode_metrics(message: &[u8], shared: &Shared) -> Result<u64, String> {
                         }
                         h.data_points.len()
                     }
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                    Some(Data::ExponentialHistogram(h)) => {
+                        for p in &h.data_points {
+                            let buckets: u64 = [&p.positive, &p.negative]
+                                .iter()
+                                .filter_map(|b| b.as_ref())
+                                .flat_map(|b| b.bucket_counts.iter())
+                                .sum();
+                            if buckets + p.zero_count != p.count {
+                                return Err(format!("exponential histogram {}: count is not zero_count plus the buckets", m.name));
+                            }
+                        }
+                        h.data_points.len()
+                    }
                     Some(Data::Summary(s)) => s.data_points.len(),
                     None => return Err(format!("metric {} has no data", m.name)),
                 } as u64;

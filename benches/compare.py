@@ -200,10 +200,10 @@ def main():
     ap.add_argument("--py-spans", type=int, default=50_000, help="spans per Python run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rate-seconds", type=float, default=10.0)
-    ap.add_argument("--shapes", default="bench,attr10")
+    ap.add_argument("--shapes", default="bench,attr10", help="throughput shapes; empty for none")
     args = ap.parse_args()
     print("machine: %d CPUs; %s" % (os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
-    for shape in args.shapes.split(","):
+    for shape in [x for x in args.shapes.split(",") if x]:
         rows = []
         for name, argv, n in systems(args.spans, args.py_spans, shape):
             if shape != "bench" and "Python" in name:
@@ -212,8 +212,10 @@ def main():
         table(rows, "throughput, shape %s: median of %d runs (Rust %d spans, Python %d spans)" % (
             shape, args.repeats, args.spans, args.py_spans))
     n = int(10_000 * args.rate_seconds)
-    rows = [run(name, argv, k) for name, argv, k in systems(n, n, "bench", rate=10_000)]
-    table(rows, "CPU at a fixed 10,000 spans/s for %.0f s (shape bench)" % args.rate_seconds)
+    rows = [median_row([run(name, argv, k) for _ in range(args.repeats)])
+            for name, argv, k in systems(n, n, "bench", rate=10_000)]
+    table(rows, "CPU at a fixed 10,000 spans/s for %.0f s (shape bench): median of %d runs" % (
+        args.rate_seconds, args.repeats))
     for r in rows:
         print("  %-30s %.1f%% of one core" % (r["system"], 100.0 * r["cpu_s"] / r["elapsed_s"]))
 

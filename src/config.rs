@@ -347,7 +347,7 @@ pub struct Config {
 /// One signal's resolved export settings.
 #[derive(Debug, Clone)]
 pub(crate) struct SignalConfig {
-    endpoint: Endpoint,
+    pub(crate) endpoint: Endpoint,
     http_path: String,
     compression: Compression,
     headers: Headers,

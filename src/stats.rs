@@ -103,8 +103,10 @@ pub(crate) struct WorkerCounters {
     pub in_flight_requests: AtomicU64,
     /// The worker's limit on requests in flight (moves when adaptive).
     pub concurrency_limit: AtomicU64,
-    /// The circuit breaker's state (`flow::breaker::State as u64`).
+    /// Signals (bit per signal) whose circuit breaker is open or probing.
     pub breaker_state: AtomicU64,
+    /// Signals (bit per signal) this worker has sent requests for.
+    pub signals_used: AtomicU64,
     /// Times the circuit breaker opened.
     pub breaker_opened: AtomicU64,
     /// Export round-trip latency.
@@ -220,15 +222,13 @@ impl Latency {
 pub enum Health {
     /// The last attempts succeeded (or none was made yet).
     Healthy = 0,
-    /// Some workers see failing attempts, or a worker saw a few in a row.
+    /// Some attempts are failing, some endpoint's circuit breaker is open,
+    /// or the round trips are slow.
     Degraded = 1,
-    /// The last `DOWN_AFTER` attempts or more of every worker that has sent
-    /// anything failed.
+    /// Every worker that has sent anything has the circuit breaker of every
+    /// endpoint it uses open: nothing is getting through.
     Down = 2,
 }
-
-/// Consecutive failed attempts after which a worker's endpoint counts as down.
-pub const DOWN_AFTER: u64 = 5;
 
 /// `slow_ns`: a smoothed round trip above it counts as degraded (the
 /// pipeline passes half its request timeout).
@@ -241,11 +241,16 @@ pub(crate) fn health<'a>(
     for w in workers.filter(|w| w.requests.load(Relaxed) > 0) {
         n += 1;
         let f = w.consecutive_failures.load(Relaxed);
-        // An open (or probing) breaker means the endpoint is down for this
-        // worker whatever its count says.
-        if f >= DOWN_AFTER || w.breaker_state.load(Relaxed) != 0 {
+        let open = w.breaker_state.load(Relaxed);
+        let used = w.signals_used.load(Relaxed);
+        // Every endpoint this worker uses behind an open (or probing)
+        // breaker: down for this worker whatever its count says. Some of
+        // them: degraded.
+        // (The breakers open after their threshold of failed attempts in a
+        // row, per endpoint; the worker-wide count below only degrades.)
+        if open != 0 && open & used == used {
             down += 1;
-        } else if f > 0 || w.latency_ewma_ns.load(Relaxed) > slow_ns {
+        } else if f > 0 || open != 0 || w.latency_ewma_ns.load(Relaxed) > slow_ns {
             failing += 1;
         }
     }

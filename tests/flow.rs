@@ -439,3 +439,66 @@ fn a_worker_over_its_cpu_budget_holds_its_concurrency_down() {
         .expect_err("needs adaptive concurrency")
         .is_config());
 }
+
+#[test]
+fn a_dead_logs_endpoint_does_not_hold_spans_back() {
+    // Spans go to a live receiver, logs to a port nobody listens on: the
+    // logs' breaker opens, the spans' does not, and health says Degraded.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let sink = sink_with(SinkOptions::default());
+    let p = builder(&sink.endpoint())
+        .workers(1)
+        .ring_bytes(1 << 20)
+        .logs_endpoint(format!("http://{dead}"))
+        .policy(Policy::DropNewest)
+        .circuit_breaker(BreakerConfig {
+            threshold: 2,
+            min_open: Duration::from_secs(2),
+            max_open: Duration::from_secs(5),
+        })
+        .retry(RetryConfig {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            max_elapsed: Duration::from_secs(1),
+            multiplier: 2.0,
+        })
+        .start()
+        .expect("start");
+    let scope = p.scope("flowtest", "1");
+    for i in 0..50 {
+        let log = otlpflow::LogRecord {
+            severity_number: otlpflow::Severity::INFO,
+            body: Some(otlpflow::Value::I64(i)),
+            ..Default::default()
+        };
+        let _ = p.record_log(&scope, &log);
+    }
+    // Wait for the logs' breaker to open.
+    let t0 = Instant::now();
+    while p.stats().breaker_opened == 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(p.stats().breaker_opened >= 1, "{:?}", p.stats());
+    // Spans recorded now go out while the logs' breaker is open.
+    record(&p, 1, 500);
+    let t1 = Instant::now();
+    while sink.counts().spans < 500 && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(sink.counts().spans, 500, "{:?}", p.stats());
+    // Not held for the logs' breaker's 2 s open period (a shared breaker
+    // would have kept the spans waiting for it).
+    assert!(
+        t1.elapsed() < Duration::from_secs(2),
+        "spans waited {:?}",
+        t1.elapsed()
+    );
+    assert_eq!(p.health(), Health::Degraded, "{:?}", p.stats());
+    let s = p.shutdown(Duration::from_secs(5)).expect("shutdown");
+    assert_identity(&s);
+    assert_eq!(s.exported_by_signal[0], 500);
+    assert_eq!(s.exported_by_signal[1], 0);
+    assert_eq!(s.failed, 50, "every log record failed, counted: {s:?}");
+}

@@ -61,8 +61,10 @@ struct TaskShared {
     aimd: RefCell<Option<Aimd>>,
     /// Signalled when a request ends or the limit grows.
     slot_freed: Notify,
-    breaker: RefCell<Breaker>,
-    /// Signalled when the breaker's probe has its answer.
+    /// One circuit breaker per signal: each signal may have its own
+    /// endpoint, and a dead logs endpoint must not hold spans back.
+    breakers: [RefCell<Breaker>; 3],
+    /// Signalled when a breaker's probe has its answer.
     breaker_changed: Notify,
     /// Requests sleeping before a retry, oldest first, each with the signal
     /// that evicts it (`RetryQueue::DropOldest`).
@@ -101,9 +103,9 @@ impl TaskShared {
     /// Waits until the circuit breaker lets a request out, or `give_up`.
     /// Returns `Some(probe)` to send (`probe`: this request is the breaker's
     /// half-open probe), `None` when `give_up` came first.
-    async fn admit(&self, give_up: Instant) -> Option<bool> {
+    async fn admit(&self, signal: usize, give_up: Instant) -> Option<bool> {
         loop {
-            let admit = self.breaker.borrow_mut().admit(self.now_ns());
+            let admit = self.breakers[signal].borrow_mut().admit(self.now_ns());
             match admit {
                 Admit::Go => return Some(false),
                 Admit::Probe => {
@@ -130,10 +132,18 @@ impl TaskShared {
     /// Feeds an attempt's result to the circuit breaker and the concurrency
     /// controller. `no_answer`: the attempt got no answer (see
     /// `ExportError::no_answer`).
-    fn on_attempt(&self, probe: bool, rtt: Duration, outcome: Outcome, no_answer: bool) {
+    fn on_attempt(
+        &self,
+        signal: usize,
+        probe: bool,
+        rtt: Duration,
+        outcome: Outcome,
+        no_answer: bool,
+    ) {
         let now = self.now_ns();
+        let authority = &self.inner.config.signals[signal].endpoint.authority;
         {
-            let mut b = self.breaker.borrow_mut();
+            let mut b = self.breakers[signal].borrow_mut();
             let (state, opened) = (b.state(), b.opened());
             if no_answer {
                 b.on_failure(now, probe);
@@ -145,8 +155,7 @@ impl TaskShared {
                     .breaker_opened
                     .fetch_add(1, Ordering::Relaxed);
                 log::warn!(
-                    "otlpflow: endpoint {} not answering; circuit breaker open, probing it",
-                    self.inner.config.endpoint.authority
+                    "otlpflow: endpoint {authority} not answering; circuit breaker open, probing it"
                 );
             }
             if b.state() != state {
@@ -154,8 +163,7 @@ impl TaskShared {
                     && b.state() == crate::flow::breaker::State::Closed
                 {
                     log::info!(
-                        "otlpflow: endpoint {} answers again; circuit breaker closed",
-                        self.inner.config.endpoint.authority
+                        "otlpflow: endpoint {authority} answers again; circuit breaker closed"
                     );
                 }
                 self.breaker_changed.notify_waiters();
@@ -176,11 +184,15 @@ impl TaskShared {
         }
     }
 
+    /// Publishes which signals' breakers are not closed (bit per signal).
     fn publish_breaker(&self) {
-        let state = self.breaker.borrow().state() as u64;
-        self.counters()
-            .breaker_state
-            .store(state, Ordering::Relaxed);
+        let open = self
+            .breakers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.borrow().state() != crate::flow::breaker::State::Closed)
+            .fold(0u64, |m, (i, _)| m | 1 << i);
+        self.counters().breaker_state.store(open, Ordering::Relaxed);
     }
 }
 
@@ -373,7 +385,7 @@ pub(super) fn run(
             fixed_limit: cfg.max_in_flight,
             aimd: RefCell::new(aimd),
             slot_freed: Notify::new(),
-            breaker: RefCell::new(breaker),
+            breakers: [0, 1, 2].map(|_| RefCell::new(breaker.clone())),
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
         }),
@@ -837,7 +849,7 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
         if let Some(d) = inner.stop_deadline() {
             give_up = give_up.min(d);
         }
-        let Some(probe) = shared.admit(give_up).await else {
+        let Some(probe) = shared.admit(req.signal, give_up).await else {
             // The endpoint stayed down (breaker open) past the retry budget.
             counters.failed.fetch_add(items, Ordering::Relaxed);
             counters
@@ -852,6 +864,9 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
             }
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        counters
+            .signals_used
+            .fetch_or(1 << req.signal, Ordering::Relaxed);
         let t0 = Instant::now();
         let result = match tokio::time::timeout(
             shared.timeouts[req.signal],
@@ -865,7 +880,7 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
         let rtt = t0.elapsed();
         match result {
             Ok(ack) => {
-                shared.on_attempt(probe, rtt, Outcome::Answered, false);
+                shared.on_attempt(req.signal, probe, rtt, Outcome::Answered, false);
                 let latency = rtt.as_nanos() as u64;
                 counters.export_latency.record(latency);
                 let now = inner.epoch.elapsed().as_nanos() as u64;
@@ -894,7 +909,7 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
                 } else {
                     Outcome::Answered
                 };
-                shared.on_attempt(probe, rtt, outcome, e.no_answer());
+                shared.on_attempt(req.signal, probe, rtt, outcome, e.no_answer());
                 counters.request_errors.fetch_add(1, Ordering::Relaxed);
                 counters
                     .consecutive_failures

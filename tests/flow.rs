@@ -502,3 +502,56 @@ fn a_dead_logs_endpoint_does_not_hold_spans_back() {
     assert_eq!(s.exported_by_signal[1], 0);
     assert_eq!(s.failed, 50, "every log record failed, counted: {s:?}");
 }
+
+#[test]
+fn requests_waiting_on_an_open_breaker_give_way_under_drop_oldest() {
+    // Logs to a dead endpoint fill the worker's two request slots and wait
+    // on their open breaker; with DropOldest, fresh span batches evict them
+    // (counted) instead of waiting behind them.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let sink = sink_with(SinkOptions::default());
+    let p = builder(&sink.endpoint())
+        .workers(1)
+        .max_in_flight(2)
+        .ring_bytes(1 << 20)
+        .logs_endpoint(format!("http://{dead}"))
+        .policy(Policy::DropNewest)
+        .retry_queue(RetryQueue::DropOldest)
+        .circuit_breaker(BreakerConfig {
+            threshold: 1,
+            min_open: Duration::from_secs(5),
+            max_open: Duration::from_secs(5),
+        })
+        .start()
+        .expect("start");
+    let scope = p.scope("flowtest", "1");
+    for i in 0..500 {
+        let log = otlpflow::LogRecord {
+            severity_number: otlpflow::Severity::INFO,
+            body: Some(otlpflow::Value::I64(i)),
+            ..Default::default()
+        };
+        let _ = p.record_log(&scope, &log);
+    }
+    let t0 = Instant::now();
+    while p.stats().breaker_opened == 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    record(&p, 1, 1_000);
+    let t1 = Instant::now();
+    while sink.counts().spans < 1_000 && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(sink.counts().spans, 1_000, "{:?}", p.stats());
+    assert!(
+        t1.elapsed() < Duration::from_secs(4),
+        "spans waited for the breaker: {:?}",
+        t1.elapsed()
+    );
+    let s = p.shutdown(Duration::from_secs(2)).expect("shutdown");
+    assert_identity(&s);
+    assert!(s.failed_evicted > 0, "{s:?}");
+    assert_eq!(s.exported_by_signal, [1_000, 0, 0], "{s:?}");
+}

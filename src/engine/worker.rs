@@ -100,31 +100,45 @@ impl TaskShared {
         }
     }
 
-    /// Waits until the circuit breaker lets a request out, or `give_up`.
-    /// Returns `Some(probe)` to send (`probe`: this request is the breaker's
-    /// half-open probe), `None` when `give_up` came first.
-    async fn admit(&self, signal: usize, give_up: Instant) -> Option<bool> {
+    /// Puts request `seq` in the retry queue (leave it with
+    /// `retrying.remove`); the returned signal fires if it is evicted.
+    fn enter_retry_queue(&self, seq: u64) -> Rc<Notify> {
+        let signal = Rc::new(Notify::new());
+        self.retrying.borrow_mut().insert(seq, signal.clone());
+        if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
+            // A dispatch waiting for a slot may now evict this request.
+            self.slot_freed.notify_one();
+        }
+        signal
+    }
+
+    /// Waits until the circuit breaker lets request `seq` out, or
+    /// `give_up`. While it waits, the request is in the retry queue: under
+    /// `RetryQueue::DropOldest` newer data may evict it.
+    async fn admit(&self, signal: usize, seq: u64, give_up: Instant) -> Admission {
         loop {
             let admit = self.breakers[signal].borrow_mut().admit(self.now_ns());
-            match admit {
-                Admit::Go => return Some(false),
+            let until = match admit {
+                Admit::Go => return Admission::Send { probe: false },
                 Admit::Probe => {
                     self.publish_breaker();
-                    return Some(true);
+                    return Admission::Send { probe: true };
                 }
-                Admit::WaitUntil(ns) => {
-                    let at = self.inner.epoch + Duration::from_nanos(ns);
-                    tokio::time::sleep_until(at.min(give_up).into()).await;
-                }
-                Admit::WaitProbe => {
-                    tokio::select! {
-                        _ = self.breaker_changed.notified() => {}
-                        _ = tokio::time::sleep_until(give_up.into()) => {}
-                    }
-                }
+                Admit::WaitUntil(ns) => Some(self.inner.epoch + Duration::from_nanos(ns)),
+                Admit::WaitProbe => None,
+            };
+            let evict = self.enter_retry_queue(seq);
+            let evicted = tokio::select! {
+                _ = evict.notified() => true,
+                _ = self.breaker_changed.notified(), if until.is_none() => false,
+                _ = tokio::time::sleep_until(until.unwrap_or(give_up).min(give_up).into()) => false,
+            };
+            self.retrying.borrow_mut().remove(&seq);
+            if evicted {
+                return Admission::Evicted;
             }
             if Instant::now() >= give_up {
-                return None;
+                return Admission::GaveUp;
             }
         }
     }
@@ -194,6 +208,16 @@ impl TaskShared {
             .fold(0u64, |m, (i, _)| m | 1 << i);
         self.counters().breaker_state.store(open, Ordering::Relaxed);
     }
+}
+
+/// What the circuit breaker let a request do.
+enum Admission {
+    /// Send (`probe`: as the breaker's half-open probe).
+    Send { probe: bool },
+    /// The retry budget (or shutdown's deadline) ran out first.
+    GaveUp,
+    /// Evicted while waiting (`RetryQueue::DropOldest`).
+    Evicted,
 }
 
 /// Bytes of one request held against the memory budget until the request
@@ -849,13 +873,21 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
         if let Some(d) = inner.stop_deadline() {
             give_up = give_up.min(d);
         }
-        let Some(probe) = shared.admit(req.signal, give_up).await else {
-            // The endpoint stayed down (breaker open) past the retry budget.
-            counters.failed.fetch_add(items, Ordering::Relaxed);
-            counters
-                .failed_exhausted
-                .fetch_add(items, Ordering::Relaxed);
-            return;
+        let probe = match shared.admit(req.signal, req.seq, give_up).await {
+            Admission::Send { probe } => probe,
+            Admission::GaveUp => {
+                // The endpoint stayed down (breaker open) past the budget.
+                counters.failed.fetch_add(items, Ordering::Relaxed);
+                counters
+                    .failed_exhausted
+                    .fetch_add(items, Ordering::Relaxed);
+                return;
+            }
+            Admission::Evicted => {
+                counters.failed.fetch_add(items, Ordering::Relaxed);
+                counters.failed_evicted.fetch_add(items, Ordering::Relaxed);
+                return;
+            }
         };
         if let Some(bucket) = &inner.egress {
             let wait = bucket.reserve(req.wire);
@@ -949,12 +981,7 @@ async fn export_task(shared: &TaskShared, req: Request, seed: u64) {
 /// Sleeps before a retry in the retry queue, where newer data may evict
 /// the request (`RetryQueue::DropOldest`). Returns false if it was evicted.
 async fn wait_for_retry(shared: &TaskShared, seq: u64, delay: Duration) -> bool {
-    let signal = Rc::new(Notify::new());
-    shared.retrying.borrow_mut().insert(seq, signal.clone());
-    if shared.inner.config.flow.retry_queue == RetryQueue::DropOldest {
-        // A dispatch waiting for a slot may now evict this request.
-        shared.slot_freed.notify_one();
-    }
+    let signal = shared.enter_retry_queue(seq);
     let evicted = tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = signal.notified() => true,

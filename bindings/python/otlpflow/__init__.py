@@ -110,6 +110,13 @@ _CODES = {"unset": 0, "ok": 1, "error": 2}
 _COMPRESSION = {"none": 0, "gzip": 1, "zstd": 2}
 
 
+# Attribute keys, span names and most values repeat from call to call:
+# their encoded form is kept (bounded; never evicted, so a handed-out
+# pointer stays valid). Dict operations are atomic under the GIL.
+_STR_CACHE = {}
+_STR_CACHE_MAX = 8192
+
+
 class _Keep:
     """Holds the Python objects a C struct points into, for one call."""
 
@@ -119,8 +126,13 @@ class _Keep:
         self.items = []
 
     def str(self, text):
+        hit = _STR_CACHE.get(text)
+        if hit is not None:
+            return hit[0]  # the cache keeps its bytes alive
         s, data = _str(text)
         self.items.append(data)
+        if len(_STR_CACHE) < _STR_CACHE_MAX and isinstance(text, str) and len(text) <= 128:
+            _STR_CACHE[text] = (s, data)
         return s
 
 

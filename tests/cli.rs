@@ -238,3 +238,34 @@ fn demo_reports_flow_control_under_a_memory_budget_and_a_throttling_receiver() {
     assert!(r["failed_by_reason"].get("evicted").is_some(), "{r}");
     assert!(r.get("throttled_by_receiver").is_some(), "{r}");
 }
+
+#[test]
+fn demo_warns_on_stderr_when_records_are_lost() {
+    // DropNewest against a slow receiver with one request in flight: the
+    // producers outrun it; the warning goes to stderr, the report to stdout.
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "demo",
+            "--spans",
+            "100000",
+            "--policy",
+            "drop",
+            "--sink-latency-ms",
+            "20",
+            "--concurrency",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(r["dropped"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(stderr.matches("losing records").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("no longer being lost").count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -208,7 +208,29 @@ struct Report {
     last_error: Option<String>,
 }
 
+/// Prints otlpflow's warnings (loss started and stopped, circuit breaker
+/// opened and closed) on stderr, where the report on stdout does not mix
+/// with them.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info && m.target().starts_with("otlpflow")
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{}: {}", r.level().as_str().to_ascii_lowercase(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+
 fn main() -> ExitCode {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(load) => demo(load),

@@ -258,16 +258,14 @@ impl FlowConfig {
 impl Policy {
     /// Parses `drop`, `block` (waiting up to 5 s) or `block:MILLISECONDS`.
     pub fn parse(s: &str) -> Option<Policy> {
-        match s.trim().to_ascii_lowercase().split_once(':') {
-            None if s.trim().eq_ignore_ascii_case("drop") => Some(Policy::DropNewest),
-            None if s.trim().eq_ignore_ascii_case("block") => Some(Policy::Block {
-                max_wait: Duration::from_secs(5),
-            }),
-            Some(("block", ms)) => ms.trim().parse().ok().map(|ms| Policy::Block {
-                max_wait: Duration::from_millis(ms),
-            }),
-            _ => None,
-        }
+        let s = s.trim().to_ascii_lowercase();
+        let max_wait = match s.split_once(':') {
+            None if s == "drop" => return Some(Policy::DropNewest),
+            None if s == "block" => Duration::from_secs(5),
+            Some(("block", ms)) => Duration::from_millis(ms.trim().parse().ok()?),
+            _ => return None,
+        };
+        Some(Policy::Block { max_wait })
     }
 }
 

@@ -148,10 +148,9 @@ fn slow_receiver_under_drop_newest_keeps_the_identity_exactly() {
 #[test]
 fn receiver_down_then_back_delivers_everything_through_the_breaker() {
     // A port with nobody listening (yet).
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
-    let p = builder(&format!("http://{addr}"))
+    let endpoint = dead_endpoint();
+    let addr: std::net::SocketAddr = endpoint["http://".len()..].parse().expect("addr");
+    let p = builder(&endpoint)
         .policy(block())
         .circuit_breaker(BreakerConfig {
             threshold: 3,
@@ -440,18 +439,51 @@ fn a_worker_over_its_cpu_budget_holds_its_concurrency_down() {
         .is_config());
 }
 
+/// An endpoint nobody listens on (a port bound, read, and let go).
+fn dead_endpoint() -> String {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    format!("http://{addr}")
+}
+
+/// Records `n` log records, then waits (bounded) for a breaker to open.
+fn logs_until_a_breaker_opens(p: &Pipeline, n: i64) {
+    let scope = p.scope("flowtest", "1");
+    for i in 0..n {
+        let log = otlpflow::LogRecord {
+            severity_number: otlpflow::Severity::INFO,
+            body: Some(otlpflow::Value::I64(i)),
+            ..Default::default()
+        };
+        let _ = p.record_log(&scope, &log);
+    }
+    let t0 = Instant::now();
+    while p.stats().breaker_opened == 0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Records `n` spans and returns how long the receiver took to count them
+/// all (waiting at most 10 s).
+fn spans_delivered_in(p: &Pipeline, sink: &Sink, n: u64) -> Duration {
+    record(p, 1, n);
+    let t1 = Instant::now();
+    while sink.counts().spans < n && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t1.elapsed()
+}
+
 #[test]
 fn a_dead_logs_endpoint_does_not_hold_spans_back() {
     // Spans go to a live receiver, logs to a port nobody listens on: the
     // logs' breaker opens, the spans' does not, and health says Degraded.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
     let sink = sink_with(SinkOptions::default());
     let p = builder(&sink.endpoint())
         .workers(1)
         .ring_bytes(1 << 20)
-        .logs_endpoint(format!("http://{dead}"))
+        .logs_endpoint(dead_endpoint())
         .policy(Policy::DropNewest)
         .circuit_breaker(BreakerConfig {
             threshold: 2,
@@ -466,35 +498,14 @@ fn a_dead_logs_endpoint_does_not_hold_spans_back() {
         })
         .start()
         .expect("start");
-    let scope = p.scope("flowtest", "1");
-    for i in 0..50 {
-        let log = otlpflow::LogRecord {
-            severity_number: otlpflow::Severity::INFO,
-            body: Some(otlpflow::Value::I64(i)),
-            ..Default::default()
-        };
-        let _ = p.record_log(&scope, &log);
-    }
-    // Wait for the logs' breaker to open.
-    let t0 = Instant::now();
-    while p.stats().breaker_opened == 0 && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    logs_until_a_breaker_opens(&p, 50);
     assert!(p.stats().breaker_opened >= 1, "{:?}", p.stats());
     // Spans recorded now go out while the logs' breaker is open.
-    record(&p, 1, 500);
-    let t1 = Instant::now();
-    while sink.counts().spans < 500 && t1.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let took = spans_delivered_in(&p, &sink, 500);
     assert_eq!(sink.counts().spans, 500, "{:?}", p.stats());
     // Not held for the logs' breaker's 2 s open period (a shared breaker
     // would have kept the spans waiting for it).
-    assert!(
-        t1.elapsed() < Duration::from_secs(2),
-        "spans waited {:?}",
-        t1.elapsed()
-    );
+    assert!(took < Duration::from_secs(2), "spans waited {took:?}");
     assert_eq!(p.health(), Health::Degraded, "{:?}", p.stats());
     let s = p.shutdown(Duration::from_secs(5)).expect("shutdown");
     assert_identity(&s);
@@ -508,15 +519,12 @@ fn requests_waiting_on_an_open_breaker_give_way_under_drop_oldest() {
     // Logs to a dead endpoint fill the worker's two request slots and wait
     // on their open breaker; with DropOldest, fresh span batches evict them
     // (counted) instead of waiting behind them.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
     let sink = sink_with(SinkOptions::default());
     let p = builder(&sink.endpoint())
         .workers(1)
         .max_in_flight(2)
         .ring_bytes(1 << 20)
-        .logs_endpoint(format!("http://{dead}"))
+        .logs_endpoint(dead_endpoint())
         .policy(Policy::DropNewest)
         .retry_queue(RetryQueue::DropOldest)
         .circuit_breaker(BreakerConfig {
@@ -526,29 +534,12 @@ fn requests_waiting_on_an_open_breaker_give_way_under_drop_oldest() {
         })
         .start()
         .expect("start");
-    let scope = p.scope("flowtest", "1");
-    for i in 0..500 {
-        let log = otlpflow::LogRecord {
-            severity_number: otlpflow::Severity::INFO,
-            body: Some(otlpflow::Value::I64(i)),
-            ..Default::default()
-        };
-        let _ = p.record_log(&scope, &log);
-    }
-    let t0 = Instant::now();
-    while p.stats().breaker_opened == 0 && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    record(&p, 1, 1_000);
-    let t1 = Instant::now();
-    while sink.counts().spans < 1_000 && t1.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    logs_until_a_breaker_opens(&p, 500);
+    let took = spans_delivered_in(&p, &sink, 1_000);
     assert_eq!(sink.counts().spans, 1_000, "{:?}", p.stats());
     assert!(
-        t1.elapsed() < Duration::from_secs(4),
-        "spans waited for the breaker: {:?}",
-        t1.elapsed()
+        took < Duration::from_secs(4),
+        "spans waited for the breaker: {took:?}"
     );
     let s = p.shutdown(Duration::from_secs(2)).expect("shutdown");
     assert_identity(&s);

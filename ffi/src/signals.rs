@@ -429,12 +429,13 @@ pub extern "C" fn otlpflow_instrument_record(
         }
         let mut values = ValuePool::new();
         let mut kvs = KvPool::new();
-        // SAFETY: every pointer in the list is valid for this call.
-        let attrs =
-            match unsafe { attribute_list(attributes, attributes_len, &mut values, &mut kvs) } {
-                Ok(a) => a,
-                Err(e) => return e,
-            };
+        let converted =
+            // SAFETY: every pointer in the list is valid for this call.
+            unsafe { attribute_list(attributes, attributes_len, &mut values, &mut kvs) };
+        let attrs = match converted {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
         let whole = value.fract() == 0.0 && value.abs() < 9.007_199_254_740_992e15;
         match &i.inst {
             Inst::Counter(c) if whole && value >= 0.0 => c.add(value as u64, attrs),

@@ -297,20 +297,20 @@ impl Pipeline {
     /// the configured wait.
     #[inline]
     pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
-        self.record_with(scope, Signal::Traces, span.encoded_len(), |buf| {
-            span.encode(buf)
-        })
+        self.inner()
+            .record_with(scope, Signal::Traces, span.encoded_len(), |buf| {
+                span.encode(buf)
+            })
     }
 
     /// Records one log record, as `record_span` does a span.
     #[inline]
     pub fn record_log(&self, scope: &Scope, log: &LogRecord<'_>) -> Result<(), RecordError> {
+        let inner = self.inner();
         if !log.severity_number.is_valid() {
-            let inner = self.inner();
-            let shard = &inner.shards[thread_shard(inner.shards.len())];
-            return Err(shard.counters.drops.refuse(RecordError::Invalid));
+            return Err(inner.refuse(RecordError::Invalid));
         }
-        self.record_with(scope, Signal::Logs, log.encoded_len(), |buf| {
+        inner.record_with(scope, Signal::Logs, log.encoded_len(), |buf| {
             log.encode(buf)
         })
     }
@@ -322,25 +322,13 @@ impl Pipeline {
     /// `Invalid` and counted.
     #[inline]
     pub fn record_metric(&self, scope: &Scope, point: &MetricPoint<'_>) -> Result<(), RecordError> {
+        let inner = self.inner();
         if crate::record::metric::invalid(point).is_some() {
-            let inner = self.inner();
-            let shard = &inner.shards[thread_shard(inner.shards.len())];
-            return Err(shard.counters.drops.refuse(RecordError::Invalid));
+            return Err(inner.refuse(RecordError::Invalid));
         }
-        self.record_with(scope, Signal::Metrics, point.encoded_len(), |buf| {
+        inner.record_with(scope, Signal::Metrics, point.encoded_len(), |buf| {
             point.encode(buf)
         })
-    }
-
-    #[inline(always)]
-    fn record_with(
-        &self,
-        scope: &Scope,
-        signal: Signal,
-        len: usize,
-        encode: impl FnOnce(&mut [u8]),
-    ) -> Result<(), RecordError> {
-        self.inner().record_with(scope, signal, len, encode)
     }
 
     /// A monotonic counter (exported as a cumulative or delta sum, see
@@ -646,6 +634,15 @@ impl Drop for Shared {
 }
 
 impl Inner {
+    /// Counts a refusal in the calling thread's shard and hands it back.
+    #[cold]
+    fn refuse(&self, e: RecordError) -> RecordError {
+        self.shards[thread_shard(self.shards.len())]
+            .counters
+            .drops
+            .refuse(e)
+    }
+
     /// The record path shared by every signal: checks, limits, the memory
     /// budget, the ring claim, the encode in place and the commit.
     #[inline(always)]

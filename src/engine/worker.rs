@@ -9,7 +9,7 @@
 //! sequence number of the next request; flush E is done when no request
 //! before that number is outstanding.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{fence, Ordering};
@@ -54,9 +54,8 @@ struct TaskShared {
     timeouts: [Duration; 3],
     /// Outstanding requests: sequence number -> records.
     outstanding: RefCell<BTreeMap<u64, u64>>,
-    /// Requests in flight (sending or waiting for a retry).
-    in_flight: Cell<usize>,
-    /// The limit on `in_flight`: fixed, or moved by the AIMD controller.
+    /// The limit on requests in flight (`in_flight_requests` in the
+    /// worker's counters): fixed, or moved by the AIMD controller.
     fixed_limit: usize,
     aimd: RefCell<Option<Aimd>>,
     /// Signalled when a request ends or the limit grows.
@@ -78,6 +77,12 @@ impl TaskShared {
 
     fn now_ns(&self) -> u64 {
         self.inner.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Requests in flight (sending or waiting for a retry). Written only on
+    /// this worker's thread; the atomic is what stats() reads.
+    fn in_flight(&self) -> usize {
+        self.counters().in_flight_requests.load(Ordering::Relaxed) as usize
     }
 
     fn limit(&self) -> usize {
@@ -405,7 +410,6 @@ pub(super) fn run(
             exporters,
             timeouts,
             outstanding: RefCell::new(BTreeMap::new()),
-            in_flight: Cell::new(0),
             fixed_limit: cfg.max_in_flight,
             aimd: RefCell::new(aimd),
             slot_freed: Notify::new(),
@@ -547,12 +551,14 @@ impl Worker {
             let room = limit - batches.iter().map(Batch::bytes).max().unwrap_or(0);
             // Take the shard's latency sample before reading: its record was
             // committed before the sample was set, so it is in the ring now.
-            let sample = inner.shards[*shard_idx]
-                .counters
-                .sample_ns
-                .swap(0, Ordering::Acquire);
-            if sample != 0 {
-                samples.push(sample);
+            // Load first: a swap on every drain would pull the producers'
+            // line away from them even when there is no sample.
+            let slot = &inner.shards[*shard_idx].counters.sample_ns;
+            if slot.load(Ordering::Relaxed) != 0 {
+                let sample = slot.swap(0, Ordering::Acquire);
+                if sample != 0 {
+                    samples.push(sample);
+                }
             }
             let n = consumer.read(room, |tag, payload| {
                 let signal = (tag >> super::SIGNAL_SHIFT) as usize;
@@ -611,10 +617,9 @@ impl Worker {
     async fn dispatch_one(&mut self, signal: usize) {
         let req = self.batches[signal].take(&self.inner.resource_field);
         let items = req.items;
-        let mut charge = Charge {
-            inner: &self.inner,
-            n: std::mem::take(&mut self.charged[signal]),
-        };
+        // Bytes held against the memory budget; the export task takes them
+        // over.
+        let mut charge = std::mem::take(&mut self.charged[signal]);
         let counters = &self.inner.workers[self.idx].counters;
         let framed = frame(
             &mut self.compressors[signal],
@@ -626,6 +631,7 @@ impl Worker {
             Err(e) => {
                 counters.failed.fetch_add(req.items, Ordering::Relaxed);
                 *self.inner.last_error.lock() = Some(format!("compression: {e}"));
+                self.inner.release_memory(charge);
                 return;
             }
         };
@@ -637,12 +643,9 @@ impl Worker {
             // The compressed copy replaces the batch's buffers (dropped with
             // `req` below): hold its size instead.
             b.force(wire as u64);
-            self.inner.release_memory(charge.n);
-            charge.n = wire as u64;
+            self.inner.release_memory(charge);
+            charge = wire as u64;
         }
-        // The export task takes the charge over.
-        let charge_n = std::mem::take(&mut charge.n);
-        drop(charge);
         counters
             .bytes_raw
             .fetch_add(req.message_len as u64, Ordering::Relaxed);
@@ -652,21 +655,19 @@ impl Worker {
             .fetch_add(wire as u64, Ordering::Relaxed);
         // Wait for a request slot. Under DropOldest, a request waiting for
         // its retry makes room for this fresh one.
-        while self.shared.in_flight.get() >= self.shared.limit() {
+        while self.shared.in_flight() >= self.shared.limit() {
             if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
                 self.shared.evict_oldest();
             }
             self.shared.slot_freed.notified().await;
         }
-        let n = self.shared.in_flight.get() + 1;
-        self.shared.in_flight.set(n);
+        let n = counters.in_flight_requests.fetch_add(1, Ordering::Relaxed) as usize + 1;
         if let Some(a) = self.shared.aimd.borrow_mut().as_mut() {
             a.on_send(n);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.shared.outstanding.borrow_mut().insert(seq, items);
-        counters.in_flight_requests.fetch_add(1, Ordering::Relaxed);
         self.rng = self
             .rng
             .wrapping_mul(6364136223846793005)
@@ -680,7 +681,7 @@ impl Worker {
             chunks,
             items,
             wire: wire as u64,
-            charge: charge_n,
+            charge,
         };
         tokio::task::spawn_local(async move {
             export_task(&shared, request, seed).await;
@@ -689,7 +690,6 @@ impl Worker {
             w.counters
                 .in_flight_requests
                 .fetch_sub(1, Ordering::Relaxed);
-            shared.in_flight.set(shared.in_flight.get() - 1);
             shared.slot_freed.notify_one();
             // Let the worker re-check a pending flush.
             w.notify.notify_one();

@@ -105,14 +105,6 @@ impl Breaker {
         }
     }
 
-    /// The probe was abandoned without a result (its request was dropped):
-    /// let the next sender probe instead.
-    pub fn probe_abandoned(&mut self) {
-        if self.state == State::HalfOpen {
-            self.state = State::Open;
-        }
-    }
-
     fn open(&mut self, now_ns: u64) {
         self.state = State::Open;
         self.open_until = now_ns.saturating_add(self.open_for);
@@ -154,14 +146,5 @@ mod tests {
         assert_eq!(b.state(), State::Closed);
         assert_eq!(b.admit(800 * MS), Admit::Go);
         assert_eq!(b.opened(), 3);
-    }
-
-    #[test]
-    fn an_abandoned_probe_lets_another_probe() {
-        let mut b = Breaker::new(1, MS, MS);
-        b.on_failure(0, false);
-        assert_eq!(b.admit(MS), Admit::Probe);
-        b.probe_abandoned();
-        assert_eq!(b.admit(MS), Admit::Probe);
     }
 }

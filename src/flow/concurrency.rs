@@ -85,11 +85,6 @@ impl Aimd {
         self.limit
     }
 
-    /// The smoothed round trip in nanoseconds (0 before the first window).
-    pub fn rtt_ns(&self) -> u64 {
-        self.past_mean as u64
-    }
-
     /// A request was sent; `in_flight` counts it.
     pub fn on_send(&mut self, in_flight: usize) {
         if in_flight >= self.limit {

@@ -296,10 +296,10 @@ impl MetricPoint<'_> {
     fn point_len(&self) -> usize {
         use field::*;
         match &self.data {
-            MetricData::Gauge(v) | MetricData::Sum { value: v, .. } => {
+            MetricData::Gauge(_) | MetricData::Sum { .. } => {
                 fixed64_len(N_START, self.start_time_unix_nano)
                     + fixed64_len(N_TIME, self.time_unix_nano)
-                    + number_len(v)
+                    + NUMBER_LEN
                     + attributes_len(N_ATTRIBUTES, self.attributes)
                     + uint_len(N_FLAGS, self.flags as u64)
             }
@@ -419,10 +419,8 @@ impl MetricPoint<'_> {
     }
 }
 
-fn number_len(_: &Number) -> usize {
-    // Either member is a fixed 8 bytes after a one-byte key.
-    wire::key_len(field::N_DOUBLE) + 8
-}
+/// Either member of a data point's value is 8 bytes after a one-byte key.
+const NUMBER_LEN: usize = wire::key_len(field::N_DOUBLE) + 8;
 
 fn packed_len(f: u32, n: usize) -> usize {
     if n == 0 {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use otlpflow::{workload, Compression, Pipeline, Policy, Protocol};
 
-fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) -> otlpflow::Stats {
-    let p = Pipeline::builder()
+fn pipeline(endpoint: &str, protocol: Protocol, compression: Compression) -> Pipeline {
+    Pipeline::builder()
         .endpoint(endpoint)
         .protocol(protocol)
         .compression(compression)
@@ -20,7 +20,11 @@ fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) ->
             max_wait: Duration::from_secs(10),
         })
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) -> otlpflow::Stats {
+    let p = pipeline(endpoint, protocol, compression);
     let scope = p.scope("interop", "1");
     for i in 0..n {
         workload::record_benchmark_span(&p, &scope, 11, i, 1_700_000_000_000_000_000).unwrap();
@@ -38,16 +42,7 @@ fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) ->
 /// Sends `n` log records and `n` metric points (the benchmark shapes) and
 /// one counter's collected points.
 fn send_logs_and_metrics(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) {
-    let p = Pipeline::builder()
-        .endpoint(endpoint)
-        .protocol(protocol)
-        .compression(compression)
-        .service_name("interop")
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(10),
-        })
-        .start()
-        .unwrap();
+    let p = pipeline(endpoint, protocol, compression);
     let scope = p.scope("interop", "1");
     for i in 0..n {
         workload::record_benchmark_log(&p, &scope, 12, i, 1_700_000_000_000_000_000).unwrap();

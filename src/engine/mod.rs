@@ -134,6 +134,8 @@ struct Inner {
     workers: Box<[WorkerShared]>,
     /// When the engine started (cumulative sums start here).
     start_unix_nano: u64,
+    /// The scope of otlpflow's own metrics, registered at first use.
+    self_scope: std::sync::OnceLock<Scope>,
     /// Instruments, collected every `metrics_interval`.
     instruments: RwLock<Vec<Arc<Instrument>>>,
     /// One collection at a time.
@@ -743,7 +745,9 @@ impl Inner {
     /// semantic conventions for SDK self-monitoring where one fits.
     fn collect_self_metrics(&self) -> u64 {
         use crate::record::{KeyValue, MetricData, MetricPoint, Number, Temporality, Value};
-        let scope = self.scope("otlpflow", crate::VERSION, &[]);
+        let scope = *self
+            .self_scope
+            .get_or_init(|| self.scope("otlpflow", crate::VERSION, &[]));
         let s = self.stats();
         let now = crate::workload::now_unix_nano();
         let start = self.start_unix_nano;
@@ -1002,6 +1006,7 @@ impl Inner {
             flush_cv: Condvar::new(),
             last_error: Mutex::new(None),
             start_unix_nano: crate::workload::now_unix_nano(),
+            self_scope: std::sync::OnceLock::new(),
             instruments: RwLock::new(Vec::new()),
             collect_lock: Mutex::new(()),
             collector_cv: Condvar::new(),

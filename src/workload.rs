@@ -42,16 +42,28 @@ pub fn record_benchmark_span(
     with_benchmark_span(seed, i, now_ns, |span| pipeline.record_span(scope, span))
 }
 
-/// Builds benchmark span number `i` on the stack and hands it to `f`.
+/// The five attributes of benchmark record `i` (an HTTP server's).
 #[inline]
-pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Span<'_>) -> R) -> R {
-    let attrs = [
+fn benchmark_attributes(i: u64) -> [KeyValue<'static>; 5] {
+    [
         KeyValue::new("http.request.method", Value::Str("GET")),
         KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
         KeyValue::new("server.address", Value::Str("api.example.internal")),
         KeyValue::new("http.response.status_code", Value::I64(200)),
         KeyValue::new("app.item_id", Value::I64(i as i64)),
-    ];
+    ]
+}
+
+/// The span id of benchmark record `i` of producer `seed` (never zero).
+#[inline]
+fn span_id(seed: u64, i: u64) -> [u8; 8] {
+    (splitmix(seed ^ i.wrapping_mul(31)) | 1).to_le_bytes()
+}
+
+/// Builds benchmark span number `i` on the stack and hands it to `f`.
+#[inline]
+pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Span<'_>) -> R) -> R {
+    let attrs = benchmark_attributes(i);
     let event_attrs = [KeyValue::new("cache.key", Value::I64((i % 4096) as i64))];
     let events = [Event {
         time_unix_nano: now_ns.saturating_sub(500_000),
@@ -61,7 +73,7 @@ pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Sp
     }];
     let span = Span {
         trace_id: trace_id(seed, i),
-        span_id: (splitmix(seed ^ i.wrapping_mul(31)) | 1).to_le_bytes(),
+        span_id: span_id(seed, i),
         parent_span_id: (splitmix(seed ^ (i / 1000) ^ 0xABCD) | 1).to_le_bytes(),
         name: "GET /api/v1/items/{id}",
         kind: SpanKind::Server,
@@ -89,13 +101,7 @@ pub fn record_benchmark_log(
     i: u64,
     now_ns: u64,
 ) -> Result<(), RecordError> {
-    let attrs = [
-        KeyValue::new("http.request.method", Value::Str("GET")),
-        KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
-        KeyValue::new("server.address", Value::Str("api.example.internal")),
-        KeyValue::new("http.response.status_code", Value::I64(200)),
-        KeyValue::new("app.item_id", Value::I64(i as i64)),
-    ];
+    let attrs = benchmark_attributes(i);
     let log = crate::LogRecord {
         time_unix_nano: now_ns,
         observed_time_unix_nano: now_ns,
@@ -106,7 +112,7 @@ pub fn record_benchmark_log(
         )),
         attributes: &attrs,
         trace_id: trace_id(seed, i),
-        span_id: (splitmix(seed ^ i.wrapping_mul(31)) | 1).to_le_bytes(),
+        span_id: span_id(seed, i),
         flags: 1,
         ..Default::default()
     };

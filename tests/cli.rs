@@ -94,27 +94,17 @@ fn gen_and_sink_work_against_each_other() {
 
 #[test]
 fn demo_json_reports_what_the_receiver_counted() {
-    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
-        .args([
-            "demo",
-            "--spans",
-            "30000",
-            "--threads",
-            "2",
-            "--json",
-            "--protocol",
-            "http/protobuf",
-            "--compression",
-            "gzip",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = demo_json(&[
+        "--spans",
+        "30000",
+        "--threads",
+        "2",
+        "--protocol",
+        "http/protobuf",
+        "--compression",
+        "gzip",
+    ])
+    .0;
     for key in [
         "offered",
         "accepted",
@@ -204,31 +194,21 @@ fn demo_reports_flow_control_under_a_memory_budget_and_a_throttling_receiver() {
     // Under Block with a 1 MiB budget and a receiver that serves 2 requests
     // at once and throttles the rest, everything still arrives; the report
     // shows the budget's peak, the final concurrency and the throttles.
-    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
-        .args([
-            "demo",
-            "--spans",
-            "40000",
-            "--threads",
-            "2",
-            "--json",
-            "--memory-budget",
-            "1M",
-            "--concurrency",
-            "adaptive",
-            "--sink-latency-ms",
-            "2",
-            "--sink-max-concurrent",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = demo_json(&[
+        "--spans",
+        "40000",
+        "--threads",
+        "2",
+        "--memory-budget",
+        "1M",
+        "--concurrency",
+        "adaptive",
+        "--sink-latency-ms",
+        "2",
+        "--sink-max-concurrent",
+        "2",
+    ])
+    .0;
     assert_eq!(r["received"].as_u64(), Some(40000), "{r}");
     assert_eq!(r["dropped"], 0, "{r}");
     let peak = r["memory_peak_bytes"].as_u64().unwrap();
@@ -243,24 +223,16 @@ fn demo_reports_flow_control_under_a_memory_budget_and_a_throttling_receiver() {
 fn demo_warns_on_stderr_when_records_are_lost() {
     // DropNewest against a slow receiver with one request in flight: the
     // producers outrun it; the warning goes to stderr, the report to stdout.
-    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
-        .args([
-            "demo",
-            "--spans",
-            "100000",
-            "--policy",
-            "drop",
-            "--sink-latency-ms",
-            "20",
-            "--concurrency",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (r, stderr) = demo_json(&[
+        "--spans",
+        "100000",
+        "--policy",
+        "drop",
+        "--sink-latency-ms",
+        "20",
+        "--concurrency",
+        "1",
+    ]);
     assert!(r["dropped"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(stderr.matches("losing records").count(), 1, "{stderr}");
     assert_eq!(
@@ -268,4 +240,18 @@ fn demo_warns_on_stderr_when_records_are_lost() {
         1,
         "{stderr}"
     );
+}
+
+/// Runs `otlpflow demo --json ARGS`, which must succeed; returns the report
+/// and what it wrote on stderr.
+fn demo_json(args: &[&str]) -> (serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .arg("demo")
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }

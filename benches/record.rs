@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use otlpflow::ring::{Consumer, Ring};
+use otlpflow::ring::Ring;
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{workload, KeyValue, Pipeline, Policy, Value};
 use prost::Message;
@@ -160,8 +160,7 @@ fn queues(c: &mut Criterion) {
     g.throughput(Throughput::Elements(64));
     let record = [0x5au8; 300];
     let ring = Arc::new(Ring::new(1 << 16));
-    // SAFETY: the only consumer of this ring.
-    let mut consumer = unsafe { Consumer::new(ring.clone()) };
+    let mut consumer = ring.take_consumer().expect("one consumer");
     g.bench_function("otlpflow_ring", |b| {
         b.iter(|| {
             for _ in 0..64 {

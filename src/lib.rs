@@ -31,32 +31,36 @@
 
 #![warn(missing_docs)]
 
+// The layers, bottom to top: each module imports only those above it in
+// this list (ARCHITECTURE.md draws the picture).
+pub mod clock;
 mod config;
 mod engine;
 mod error;
 mod export;
 pub mod flow;
 pub mod metrics;
+pub mod otlp;
 pub mod prometheus;
 pub mod record;
 pub mod ring;
 pub mod sink;
 mod stats;
 mod sync;
+mod tls;
 pub mod workload;
 
 pub use config::{
     parse_bytes, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers, HttpVersion,
-    PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, Signal,
+    PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, TlsSettings,
 };
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};
-pub use export::tls::TlsSettings;
 pub use metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, UpDownCounter};
 pub use record::{
     Event, ExpBuckets, ExpHistogramPoint, HistogramPoint, KeyValue, Link, LogRecord, MetricData,
-    MetricPoint, Number, OwnedValue, Severity, Span, SpanKind, Status, StatusCode, Temporality,
-    Value,
+    MetricPoint, Number, OwnedValue, PerSignal, Severity, Signal, Span, SpanKind, Status,
+    StatusCode, Temporality, Value,
 };
 pub use stats::{Dropped, Health, Latency, Stats};
 
@@ -69,6 +73,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[doc(hidden)]
 pub mod __private {
     //! Internals exposed for benches and tests only; not a stable API.
-    pub use crate::engine::batch::{Batch, Request};
-    pub use crate::export::compress::Compressor;
+    pub use crate::engine::batch::{Batch, ClosedBatch};
+    pub use crate::otlp::compress::Compressor;
 }

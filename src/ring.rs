@@ -28,7 +28,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Records start at multiples of this many bytes.
 pub const ALIGN: usize = 8;
@@ -118,7 +118,7 @@ impl Storage {
 /// A bounded MPSC ring of variable-length byte records.
 ///
 /// Share it between producers through an `Arc`; exactly one [`Consumer`]
-/// exists for it (see [`Ring::new`]).
+/// exists for it (see [`Ring::take_consumer`]).
 pub struct Ring {
     /// Written by producers (CAS) to claim space; read by producers. Counts
     /// every byte ever claimed, padding included.
@@ -129,6 +129,9 @@ pub struct Ring {
     storage: Storage,
     capacity: u64,
     mask: u64,
+    /// Set once, by the first `take_consumer`: the ring's one consumer
+    /// exists.
+    consumer_taken: AtomicBool,
 }
 
 // SAFETY: all shared mutation goes through atomics or through byte ranges
@@ -153,7 +156,23 @@ impl Ring {
             storage: Storage::new(capacity),
             capacity: capacity as u64,
             mask: capacity as u64 - 1,
+            consumer_taken: AtomicBool::new(false),
         }
+    }
+
+    /// The ring's one consumer: `Some` the first time, `None` ever after, so
+    /// that two threads can never both read records and move `head`.
+    pub fn take_consumer(self: &std::sync::Arc<Ring>) -> Option<Consumer> {
+        // Relaxed: the flag guards only itself; the consumer's reads of the
+        // ring synchronise through the record headers and `head`.
+        if self.consumer_taken.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(Consumer {
+            ring: self.clone(),
+            #[cfg(loom)]
+            scratch: Vec::new(),
+        })
     }
 
     /// The ring's size in bytes.
@@ -328,18 +347,6 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Makes the consumer of `ring`.
-    ///
-    /// # Safety
-    /// At most one `Consumer` may exist per ring at any time.
-    pub unsafe fn new(ring: std::sync::Arc<Ring>) -> Consumer {
-        Consumer {
-            ring,
-            #[cfg(loom)]
-            scratch: Vec::new(),
-        }
-    }
-
     /// The ring this consumer drains.
     pub fn ring(&self) -> &std::sync::Arc<Ring> {
         &self.ring
@@ -434,8 +441,8 @@ mod tests {
 
     fn ring(cap: usize) -> (Arc<Ring>, Consumer) {
         let r = Arc::new(Ring::new(cap));
-        // SAFETY: the only consumer of this ring.
-        let c = unsafe { Consumer::new(r.clone()) };
+        let c = r.take_consumer().unwrap();
+        assert!(r.take_consumer().is_none());
         (r, c)
     }
 

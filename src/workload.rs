@@ -162,9 +162,4 @@ pub fn record_benchmark_point(
     pipeline.record_metric(scope, &point)
 }
 
-/// The current time in nanoseconds since the Unix epoch.
-pub fn now_unix_nano() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub use crate::clock::now_unix_nano;

@@ -41,8 +41,7 @@ fn read_all(c: &mut Consumer, want: usize) -> Vec<(u32, u8, usize)> {
 
 fn new_ring(cap: usize) -> (Arc<Ring>, Consumer) {
     let r = Arc::new(Ring::new(cap));
-    // SAFETY: the only consumer of this ring in the model.
-    let c = unsafe { Consumer::new(r.clone()) };
+    let c = r.take_consumer().unwrap();
     (r, c)
 }
 

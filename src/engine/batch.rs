@@ -37,7 +37,7 @@ struct ScopeBuf {
 }
 
 /// A closed batch, ready to compress and send.
-pub struct Request {
+pub struct ClosedBatch {
     /// The request's first bytes: `Resource*` key, length and resource.
     pub head: Vec<u8>,
     /// One chunk per scope: `Scope*` key, length and body.
@@ -48,7 +48,7 @@ pub struct Request {
     pub message_len: usize,
 }
 
-impl Request {
+impl ClosedBatch {
     /// The message as slices, in order.
     pub fn slices(&self) -> Vec<&[u8]> {
         let mut v = Vec::with_capacity(1 + self.chunks.len());
@@ -174,7 +174,7 @@ impl Batch {
 
     /// Closes the batch into a request around `resource_field` (the encoded
     /// `resource` field of `Resource*`), leaving the batch empty.
-    pub fn take(&mut self, resource_field: &[u8]) -> Request {
+    pub fn take(&mut self, resource_field: &[u8]) -> ClosedBatch {
         let mut chunks = Vec::with_capacity(self.scopes.len());
         let mut resource_body = resource_field.len();
         for scope in self.scopes.drain(..) {
@@ -199,7 +199,7 @@ impl Batch {
         self.items = 0;
         self.bytes = 0;
         self.opened = None;
-        Request {
+        ClosedBatch {
             head,
             chunks,
             items,

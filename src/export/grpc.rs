@@ -10,20 +10,9 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::h2conn::H2Conn;
-use super::tls::Connector;
-use super::{code, parse_export_response, retry_info_delay, Ack, ExportError, RpcStatus};
-use crate::config::Config;
-
-/// Base64 of `-bin` metadata: gRPC allows it with or without padding.
-const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-);
-
-/// gRPC's length-prefixed message header: a compressed flag and a 4-byte
-/// big-endian length.
-pub(crate) const GRPC_PREFIX: usize = 5;
+use super::{parse_export_response, Ack, ExportError, ExportSettings};
+use crate::otlp::grpc::{percent_decode, BASE64, GRPC_PREFIX};
+use crate::otlp::status::{code, retry_info_delay, RpcStatus};
 
 /// The OTLP/gRPC exporter of one worker. Lives on the worker's thread.
 pub(crate) struct GrpcExporter {
@@ -35,21 +24,21 @@ pub(crate) struct GrpcExporter {
 }
 
 impl GrpcExporter {
-    pub fn new(cfg: &Config) -> GrpcExporter {
+    pub fn new(s: &ExportSettings) -> GrpcExporter {
         let uri = format!(
             "{}://{}{}",
-            cfg.endpoint.scheme,
-            cfg.endpoint.authority,
-            cfg.signal.grpc_path()
+            s.endpoint.scheme,
+            s.endpoint.authority,
+            crate::otlp::grpc_path(s.signal)
         );
         GrpcExporter {
-            h2: H2Conn::new(Connector::new(&cfg.endpoint, cfg.tls.clone()), cfg.pool()),
+            h2: H2Conn::new(s.connector.clone(), s.pool),
             uri: uri
                 .parse()
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/")),
-            encoding: cfg.compression.token(),
-            headers: cfg.headers.clone(),
-            timeout_header: format!("{}m", cfg.request_timeout.as_millis().clamp(1, 99_999_999)),
+            encoding: s.compression.token(),
+            headers: s.headers.clone(),
+            timeout_header: format!("{}m", s.timeout.as_millis().clamp(1, 99_999_999)),
         }
     }
 
@@ -79,7 +68,9 @@ impl GrpcExporter {
                 .headers
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
+                .and_then(|v| {
+                    crate::otlp::status::parse_retry_after(v, std::time::SystemTime::now())
+                });
             return Err(ExportError::Status {
                 code: http_to_grpc(resp.parts.status.as_u16()),
                 message: format!("HTTP status {}", resp.parts.status),
@@ -166,33 +157,9 @@ fn http_to_grpc(status: u16) -> u32 {
     }
 }
 
-/// Decodes `grpc-message`'s percent-encoding; invalid sequences stay as-is.
-fn percent_decode(b: &[u8]) -> String {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode(b"a%20b%zz%4"), "a b%zz%4");
-    }
 
     #[test]
     fn responses_parse_or_error_without_panic() {
@@ -216,7 +183,7 @@ mod tests {
 
     #[test]
     fn retry_info_in_status_details_with_or_without_padding() {
-        use super::super::{RetryInfo, RpcAny, RpcDuration, RETRY_INFO_TYPE};
+        use crate::otlp::status::{RetryInfo, RpcAny, RpcDuration, RETRY_INFO_TYPE};
         let st = RpcStatus {
             code: 8,
             message: "busy".into(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::client::SendRequest;
 
-use super::tls::Connector;
+use super::connect::Connector;
 use super::{ExportError, MAX_RESPONSE};
 
 /// HTTP/2 flow-control windows. h2's default of 64 KiB caps loopback

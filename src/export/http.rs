@@ -11,10 +11,11 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::connect::Connector;
 use super::h2conn::H2Conn;
-use super::tls::Connector;
-use super::{parse_export_response, parse_retry_after, Ack, ExportError, RpcStatus, MAX_RESPONSE};
-use crate::config::{Config, HttpVersion};
+use super::{parse_export_response, Ack, ExportError, ExportSettings, MAX_RESPONSE};
+use crate::config::HttpVersion;
+use crate::otlp::status::{parse_retry_after, RpcStatus};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -75,22 +76,21 @@ pub(crate) struct HttpExporter {
 }
 
 impl HttpExporter {
-    pub fn new(cfg: &Config) -> HttpExporter {
+    pub fn new(s: &ExportSettings) -> HttpExporter {
         let uri = format!(
             "{}://{}{}",
-            cfg.endpoint.scheme, cfg.endpoint.authority, cfg.http_path
+            s.endpoint.scheme, s.endpoint.authority, s.http_path
         );
-        let connector = Connector::new(&cfg.endpoint, cfg.tls.clone());
         HttpExporter {
             uri: uri
                 .parse()
                 .unwrap_or_else(|_| http::Uri::from_static("http://localhost/v1/traces")),
-            connector: connector.clone(),
-            version: cfg.http_version,
-            encoding: cfg.compression.token(),
-            headers: cfg.headers.clone(),
-            h2: H2Conn::new(connector, cfg.pool()),
-            idle_timeout: cfg.idle_timeout,
+            connector: s.connector.clone(),
+            version: s.http_version,
+            encoding: s.compression.token(),
+            headers: s.headers.clone(),
+            h2: H2Conn::new(s.connector.clone(), s.pool),
+            idle_timeout: s.pool.idle_timeout,
             idle: RefCell::new(Vec::new()),
         }
     }

@@ -1,46 +1,32 @@
 //! Export: compression, the wire protocols (OTLP/gRPC, OTLP/HTTP over
 //! HTTP/1.1 or HTTP/2), the OTLP specification's retry rules, and backoff.
 //!
-//! Layers, as in h2: `compress` and the response decoders are plain
-//! functions over bytes; `h2conn` and `http` hold connection state; the
-//! [`Exporter`] is what a worker calls.
+//! Layers, as in h2: the OTLP framing, status codes and compression are
+//! plain functions in `crate::otlp`; `connect`, `h2conn` and `http` hold
+//! connection state; the [`Exporter`] is what a worker calls, built from
+//! one signal's [`ExportSettings`].
 
-pub(crate) mod compress;
+pub(crate) mod connect;
 pub(crate) mod grpc;
 pub(crate) mod h2conn;
 pub(crate) mod http;
-pub(crate) mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
 
-use crate::config::{Config, Protocol, RetryConfig};
+use crate::config::{Compression, Config, Endpoint, Headers, HttpVersion, Protocol, RetryConfig};
+use crate::error::Error;
+use crate::otlp::status::code;
+use crate::record::{PerSignal, Signal};
+use connect::Connector;
+use h2conn::PoolSettings;
 
 /// The largest response body accepted: a response is a few bytes; this only
 /// stops a broken server from making us buffer without bound.
 pub(crate) const MAX_RESPONSE: usize = 4 << 20;
-
-/// gRPC status codes (grpc/grpc `doc/statuscodes.md`), the full table even
-/// where this exporter does not name a code yet.
-#[allow(dead_code)]
-pub(crate) mod code {
-    pub const OK: u32 = 0;
-    pub const CANCELLED: u32 = 1;
-    pub const UNKNOWN: u32 = 2;
-    pub const INVALID_ARGUMENT: u32 = 3;
-    pub const DEADLINE_EXCEEDED: u32 = 4;
-    pub const PERMISSION_DENIED: u32 = 7;
-    pub const RESOURCE_EXHAUSTED: u32 = 8;
-    pub const ABORTED: u32 = 10;
-    pub const OUT_OF_RANGE: u32 = 11;
-    pub const UNIMPLEMENTED: u32 = 12;
-    pub const INTERNAL: u32 = 13;
-    pub const UNAVAILABLE: u32 = 14;
-    pub const DATA_LOSS: u32 = 15;
-    pub const UNAUTHENTICATED: u32 = 16;
-}
 
 /// Why an export attempt failed.
 #[derive(Debug, Clone)]
@@ -190,73 +176,64 @@ pub(crate) fn parse_export_response(msg: &[u8]) -> Result<Ack, ExportError> {
     })
 }
 
-/// `google.rpc.Status`, as carried in `grpc-status-details-bin` and in
-/// OTLP/HTTP error bodies.
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-    #[prost(message, repeated, tag = "3")]
-    pub details: Vec<RpcAny>,
+/// What one signal's exporter needs, resolved once when the pipeline
+/// starts: the endpoint and its connector (TLS exactly when the signal's
+/// own endpoint is `https://`), the path, headers, compression, timeout and
+/// connection pool.
+#[derive(Clone)]
+pub(crate) struct ExportSettings {
+    pub signal: Signal,
+    pub protocol: Protocol,
+    pub http_version: HttpVersion,
+    pub endpoint: Endpoint,
+    pub http_path: String,
+    pub compression: Compression,
+    pub compression_level: i32,
+    pub headers: Headers,
+    pub timeout: Duration,
+    pub pool: PoolSettings,
+    pub connector: Connector,
 }
 
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct RpcAny {
-    #[prost(string, tag = "1")]
-    pub type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<RpcDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-pub(crate) struct RpcDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-/// The type URL of `google.rpc.RetryInfo` inside an `Any`.
-pub(crate) const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
-
-/// The `RetryInfo` delay in a `google.rpc.Status`, if any (negative delays
-/// are ignored, absurd ones capped at an hour).
-pub(crate) fn retry_info_delay(status: &RpcStatus) -> Option<Duration> {
-    status
-        .details
-        .iter()
-        .filter(|d| d.type_url == RETRY_INFO_TYPE)
-        .find_map(|d| RetryInfo::decode(&d.value[..]).ok()?.retry_delay)
-        .filter(|d| d.seconds >= 0 && d.nanos >= 0)
-        .map(|d| {
-            (Duration::from_secs(d.seconds as u64) + Duration::from_nanos(d.nanos as u64))
-                .min(Duration::from_secs(3600))
+impl ExportSettings {
+    /// Each signal's settings. The TLS client (its files read now, so that
+    /// a bad one is a configuration error) is built once, if any signal's
+    /// endpoint is `https://`, and used by exactly those signals.
+    pub fn for_config(cfg: &Config) -> Result<PerSignal<ExportSettings>, Error> {
+        let any_tls = cfg.signals.values().any(|s| s.endpoint.scheme == "https");
+        let tls: Option<Arc<rustls::ClientConfig>> = if any_tls {
+            let alpn: &[&[u8]] = match (cfg.protocol, cfg.http_version) {
+                (Protocol::HttpProtobuf, HttpVersion::Http1) => &[b"http/1.1"],
+                _ => &[b"h2"],
+            };
+            Some(crate::tls::client_config(&cfg.tls, alpn)?)
+        } else {
+            None
+        };
+        PerSignal::try_from_fn(|signal| {
+            let s = &cfg.signals[signal];
+            let tls = (s.endpoint.scheme == "https")
+                .then(|| tls.clone())
+                .flatten();
+            Ok(ExportSettings {
+                signal,
+                protocol: cfg.protocol,
+                http_version: cfg.http_version,
+                connector: Connector::new(&s.endpoint, tls)?,
+                endpoint: s.endpoint.clone(),
+                http_path: s.http_path.clone(),
+                compression: s.compression,
+                compression_level: cfg.compression_level,
+                headers: s.headers.clone(),
+                timeout: s.timeout,
+                pool: PoolSettings {
+                    connections: cfg.connections_per_worker,
+                    keepalive: cfg.keepalive,
+                    idle_timeout: cfg.idle_timeout,
+                },
+            })
         })
-}
-
-/// Parses `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(3600)));
     }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
 }
 
 /// The exporter of one worker, for the configured protocol.
@@ -266,17 +243,17 @@ pub(crate) enum Exporter {
 }
 
 impl Exporter {
-    pub fn new(cfg: &Config) -> Exporter {
-        match cfg.protocol {
-            Protocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(cfg)),
-            Protocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(cfg)),
+    pub fn new(settings: &ExportSettings) -> Exporter {
+        match settings.protocol {
+            Protocol::Grpc => Exporter::Grpc(grpc::GrpcExporter::new(settings)),
+            Protocol::HttpProtobuf => Exporter::Http(http::HttpExporter::new(settings)),
         }
     }
 
     /// Bytes of framing the protocol puts in front of the message.
     pub fn prefix_len(&self) -> usize {
         match self {
-            Exporter::Grpc(_) => grpc::GRPC_PREFIX,
+            Exporter::Grpc(_) => crate::otlp::grpc::GRPC_PREFIX,
             Exporter::Http(_) => 0,
         }
     }
@@ -285,8 +262,7 @@ impl Exporter {
     /// (`prefix_len` bytes).
     pub fn write_prefix(&self, out: &mut [u8], len: usize, compressed: bool) {
         if let Exporter::Grpc(_) = self {
-            out[0] = compressed as u8;
-            out[1..grpc::GRPC_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+            crate::otlp::grpc::write_prefix(out, len, compressed);
         }
     }
 
@@ -383,33 +359,5 @@ mod tests {
         }
         assert!(ExportError::Transport("reset".into()).retryable());
         assert!(!ExportError::Protocol("garbage".into()).retryable());
-    }
-
-    #[test]
-    fn retry_info_and_retry_after() {
-        let info = RetryInfo {
-            retry_delay: Some(RpcDuration {
-                seconds: 1,
-                nanos: 500_000_000,
-            }),
-        };
-        let st = RpcStatus {
-            code: 8,
-            message: "slow down".into(),
-            details: vec![RpcAny {
-                type_url: RETRY_INFO_TYPE.into(),
-                value: info.encode_to_vec(),
-            }],
-        };
-        assert_eq!(retry_info_delay(&st), Some(Duration::from_millis(1500)));
-        assert_eq!(retry_info_delay(&RpcStatus::default()), None);
-        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -170,7 +170,7 @@ impl Instrument {
             &[KeyValue::new("otel.metric.overflow", Value::Bool(true))],
             |b| Series::new(0, b.to_vec(), kind, buckets),
         );
-        let now = crate::workload::now_unix_nano();
+        let now = crate::clock::now_unix_nano();
         Instrument {
             kind,
             scope,
@@ -283,7 +283,7 @@ impl Instrument {
         temporality: Temporality,
         emit: &mut dyn FnMut(&MetricPoint<'_>, &[u8]),
     ) {
-        let now = crate::workload::now_unix_nano();
+        let now = crate::clock::now_unix_nano();
         let start = match temporality {
             Temporality::Cumulative => self.start_ns,
             Temporality::Delta => self.delta_start_ns.swap(now, Ordering::Relaxed),

@@ -6,6 +6,7 @@
 pub mod log;
 pub mod metric;
 pub(crate) mod proto3;
+pub mod signal;
 pub mod span;
 pub mod value;
 pub mod wire;
@@ -14,5 +15,6 @@ pub use log::{LogRecord, Severity};
 pub use metric::{
     ExpBuckets, ExpHistogramPoint, HistogramPoint, MetricData, MetricPoint, Number, Temporality,
 };
+pub use signal::{PerSignal, Signal};
 pub use span::{Event, Link, Span, SpanKind, Status, StatusCode};
 pub use value::{KeyValue, OwnedValue, Value};

@@ -29,9 +29,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::config::{Compression, Signal};
-use crate::export::compress::decompress;
-use crate::export::{RetryInfo, RpcAny, RpcDuration, RpcStatus, RETRY_INFO_TYPE};
+use crate::config::Compression;
+use crate::otlp::compress::decompress;
+use crate::otlp::status::{RetryInfo, RpcAny, RpcDuration, RpcStatus, RETRY_INFO_TYPE};
+use crate::record::Signal;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
@@ -39,17 +40,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 pub const TRACE_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// OTLP/HTTP path of traces.
 pub const HTTP_TRACE_PATH: &str = "/v1/traces";
-/// The signal a gRPC method exports.
-fn grpc_signal(path: &str) -> Option<Signal> {
-    Signal::ALL.into_iter().find(|s| s.grpc_path() == path)
-}
-
-/// The signal an OTLP/HTTP path exports.
-fn http_signal(path: &str) -> Option<Signal> {
-    Signal::ALL
-        .into_iter()
-        .find(|s| path.strip_prefix("/v1/") == Some(s.name()))
-}
+use crate::otlp::{signal_of_grpc_path as grpc_signal, signal_of_http_path as http_signal};
 
 /// The largest decompressed message the sink accepts.
 const MAX_MESSAGE: usize = 256 << 20;
@@ -233,13 +224,11 @@ impl Sink {
             None => None,
         };
         let acceptor = match &opts.tls {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-                crate::export::tls::server_config(
-                    &t.cert_pem,
-                    &t.key_pem,
-                    t.client_ca_pem.as_deref(),
-                )?,
-            )),
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                &t.cert_pem,
+                &t.key_pem,
+                t.client_ca_pem.as_deref(),
+            )?)),
             None => None,
         };
         let shared = Arc::new(Shared {
@@ -443,7 +432,7 @@ async fn process(
         c.throttled.fetch_add(1, Relaxed);
         return (
             Outcome::Refuse(Refusal::Grpc {
-                code: crate::export::code::RESOURCE_EXHAUSTED,
+                code: crate::otlp::status::code::RESOURCE_EXHAUSTED,
                 message: "receiver at capacity".into(),
                 retry_info: Some(Duration::from_millis(10)),
             }),
@@ -590,7 +579,7 @@ async fn accept_loop<F, Fut>(
     mut stop: tokio::sync::watch::Receiver<bool>,
     serve: F,
 ) where
-    F: Fn(Box<dyn crate::export::tls::IoStream>, Arc<Shared>) -> Fut + Copy + 'static,
+    F: Fn(Box<dyn crate::tls::IoStream>, Arc<Shared>) -> Fut + Copy + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     loop {
@@ -615,7 +604,7 @@ async fn accept_loop<F, Fut>(
 async fn accept_io(
     tcp: tokio::net::TcpStream,
     shared: &Shared,
-) -> Option<Box<dyn crate::export::tls::IoStream>> {
+) -> Option<Box<dyn crate::tls::IoStream>> {
     match &shared.acceptor {
         None => Some(Box::new(tcp)),
         Some(a) => match a.accept(tcp).await {
@@ -625,7 +614,7 @@ async fn accept_io(
     }
 }
 
-async fn grpc_connection(tcp: Box<dyn crate::export::tls::IoStream>, shared: Arc<Shared>) {
+async fn grpc_connection(tcp: Box<dyn crate::tls::IoStream>, shared: Arc<Shared>) {
     let handshake = h2::server::Builder::new()
         .initial_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
@@ -779,7 +768,7 @@ async fn grpc_stream(
 
 // ---------------------------------------------------------------- OTLP/HTTP
 
-async fn http_connection(io: Box<dyn crate::export::tls::IoStream>, shared: Arc<Shared>) {
+async fn http_connection(io: Box<dyn crate::tls::IoStream>, shared: Arc<Shared>) {
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { http_request(req, &shared).await }

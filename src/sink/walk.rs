@@ -216,14 +216,14 @@ fn walk_metric(buf: &[u8]) -> Result<u64, WalkError> {
 
 /// Walks an `ExportTraceServiceRequest` and returns its number of spans.
 pub fn count_spans(request: &[u8]) -> Result<u64, WalkError> {
-    count_records(request, crate::config::Signal::Traces)
+    count_records(request, crate::record::Signal::Traces)
 }
 
 /// Walks an `Export{Trace,Logs,Metrics}ServiceRequest` (one shape, see
 /// `engine::batch`) and returns its number of spans, log records or metric
 /// data points.
-pub fn count_records(request: &[u8], signal: crate::config::Signal) -> Result<u64, WalkError> {
-    use crate::config::Signal;
+pub fn count_records(request: &[u8], signal: crate::record::Signal) -> Result<u64, WalkError> {
+    use crate::record::Signal;
     let mut spans = 0;
     let mut top = Fields::new(request);
     while let Some((num, v)) = top.next()? {

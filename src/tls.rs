@@ -1,9 +1,9 @@
-//! Connections: plain TCP, or TLS with rustls (the `ring` provider): system
-//! trust roots or a custom CA file, an optional client certificate (mutual
-//! TLS), SNI from the endpoint's host, ALPN for the HTTP version. Certificate
-//! checks are skipped only when the user asks (`insecure_skip_verify`), with
-//! a warning. Certificate errors are permanent (a retry cannot help); other
-//! handshake failures are transport errors and are retried.
+//! TLS with rustls (the `ring` provider), for both sides: the exporter's
+//! client configuration (system trust roots or a custom CA file, an optional
+//! client certificate for mutual TLS, ALPN for the HTTP version; certificate
+//! checks skipped only when the user asks, with a warning) and the embedded
+//! receiver's server configuration. The byte stream both run over is
+//! [`IoStream`]: TCP, or TLS over TCP.
 
 use std::sync::Arc;
 
@@ -12,26 +12,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
-use super::ExportError;
-use crate::config::Endpoint;
+use crate::config::TlsSettings;
 use crate::error::Error;
 
 /// A byte stream a protocol runs over: TCP or TLS over TCP.
-pub(crate) trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoStream for T {}
-
-/// TLS settings, as configured.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// PEM file of the CA certificates to trust instead of the system's.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// PEM files of the client certificate chain and its key (mutual TLS).
-    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// Skip server certificate verification (never do this in production).
-    pub insecure_skip_verify: bool,
-}
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -93,51 +80,6 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
-}
-
-/// Connects to an endpoint, with TLS when configured.
-#[derive(Clone)]
-pub(crate) struct Connector {
-    address: String,
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
-}
-
-impl Connector {
-    pub fn new(endpoint: &Endpoint, tls: Option<Arc<ClientConfig>>) -> Connector {
-        let tls = tls.and_then(|cfg| {
-            let name = ServerName::try_from(endpoint.host.clone()).ok()?;
-            Some((cfg, name))
-        });
-        Connector {
-            address: endpoint.address(),
-            tls,
-        }
-    }
-
-    pub async fn connect(&self) -> Result<Box<dyn IoStream>, ExportError> {
-        let tcp = TcpStream::connect(&self.address)
-            .await
-            .map_err(|e| ExportError::Transport(format!("connect {}: {e}", self.address)))?;
-        let _ = tcp.set_nodelay(true);
-        let Some((cfg, name)) = &self.tls else {
-            return Ok(Box::new(tcp));
-        };
-        let stream = tokio_rustls::TlsConnector::from(cfg.clone())
-            .connect(name.clone(), tcp)
-            .await
-            .map_err(|e| {
-                let host = name.to_str();
-                match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    Some(rustls::Error::InvalidCertificate(why)) => ExportError::Tls(format!(
-                        "certificate of {} not valid for {host}: {why:?}",
-                        self.address
-                    )),
-                    Some(other) => ExportError::Tls(format!("TLS handshake with {host}: {other}")),
-                    None => ExportError::Transport(format!("TLS handshake with {host}: {e}")),
-                }
-            })?;
-        Ok(Box::new(stream))
-    }
 }
 
 /// Accepts any server certificate; signatures are still checked so that the

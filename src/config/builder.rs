@@ -1,0 +1,328 @@
+//! The builder's setters: each one records a setting; nothing is checked
+//! until `build` (see `validate`).
+
+use std::time::Duration;
+
+use super::*;
+
+impl PipelineBuilder {
+    /// The OTLP/gRPC endpoint, e.g. `http://localhost:4317`.
+    /// Adds a header sent with every export request (e.g. an API key).
+    /// Values are never logged.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The receiver's base endpoint, e.g. `http://localhost:4317` (gRPC) or
+    /// `http://localhost:4318` (OTLP/HTTP, which appends `/v1/traces`). The
+    /// default follows the protocol.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The traces endpoint, used as it is (OTLP/HTTP: the full URL with its
+    /// path). Wins over `endpoint`.
+    pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.signals[Signal::Traces].endpoint = Some(url.into());
+        self
+    }
+
+    /// The logs endpoint, used as it is (see `traces_endpoint`).
+    pub fn logs_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.signals[Signal::Logs].endpoint = Some(url.into());
+        self
+    }
+
+    /// The metrics endpoint, used as it is (see `traces_endpoint`).
+    pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.signals[Signal::Metrics].endpoint = Some(url.into());
+        self
+    }
+
+    /// A header sent with `signal`'s requests only (after the general ones).
+    pub fn signal_header(
+        mut self,
+        signal: Signal,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.signals[signal]
+            .headers
+            .push((name.into(), value.into()));
+        self
+    }
+
+    /// `signal`'s compression, instead of the general one.
+    pub fn signal_compression(mut self, signal: Signal, c: Compression) -> Self {
+        self.signals[signal].compression = Some(c);
+        self
+    }
+
+    /// `signal`'s request timeout, instead of the general one.
+    pub fn signal_timeout(mut self, signal: Signal, d: Duration) -> Self {
+        self.signals[signal].timeout = Some(d);
+        self
+    }
+
+    /// How often the instruments (`Pipeline::counter` and the others) are
+    /// collected and exported (default 60 s, as the OpenTelemetry SDK's
+    /// periodic reader); `flush` and `shutdown` collect too.
+    pub fn metrics_interval(mut self, d: Duration) -> Self {
+        self.metrics_interval = d;
+        self
+    }
+
+    /// Temporality of the instruments' sums and histograms (default
+    /// cumulative).
+    pub fn metrics_temporality(mut self, t: crate::record::Temporality) -> Self {
+        self.temporality = t;
+        self
+    }
+
+    /// Exports otlpflow's own counters (records processed and exported per
+    /// signal, drops and failures by reason, in flight, concurrency, latency
+    /// p99, ring fill, memory) as OTLP metrics through the pipeline itself,
+    /// every `metrics_interval`, under the scope `otlpflow`. Off by default.
+    /// These points are records like any other: they count in the stats.
+    pub fn self_metrics(mut self, on: bool) -> Self {
+        self.self_metrics = on;
+        self
+    }
+
+    /// Distinct attribute sets per instrument before further ones go to the
+    /// overflow series (`otel.metric.overflow = true`; default 2000, as the
+    /// OpenTelemetry SDK).
+    pub fn cardinality_limit(mut self, n: usize) -> Self {
+        self.cardinality_limit = n;
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file instead of the system's
+    /// (for `https://` endpoints).
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate chain and key (PEM files) for
+    /// mutual TLS.
+    pub fn tls_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Skips server certificate verification. Logs a warning; for tests and
+    /// emergencies only.
+    pub fn tls_insecure_skip_verify(mut self, skip: bool) -> Self {
+        self.tls.insecure_skip_verify = skip;
+        self
+    }
+
+    /// The HTTP version of OTLP/HTTP (default HTTP/1.1).
+    pub fn http_version(mut self, v: HttpVersion) -> Self {
+        self.http_version = v;
+        self
+    }
+    /// The wire protocol.
+    pub fn protocol(mut self, p: Protocol) -> Self {
+        self.protocol = p;
+        self
+    }
+    /// Compression of request bodies.
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+    /// Compression level (zstd 1..=19, gzip 1..=9). Default 1.
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level;
+        self
+    }
+    /// The `service.name` resource attribute.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+    /// The `service.version` resource attribute.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+    /// Adds a resource attribute.
+    pub fn resource_attribute(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<OwnedValue>,
+    ) -> Self {
+        self.resource.push((key.into(), value.into()));
+        self
+    }
+    /// Number of shard rings (default: one per CPU).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+    /// Number of worker threads (default: one per CPU, at most one per shard).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+    /// Size of each shard ring in bytes (a power of two, default 4 MiB).
+    pub fn ring_bytes(mut self, n: usize) -> Self {
+        self.ring_bytes = n;
+        self
+    }
+    /// A batch closes at this many records (default 512).
+    pub fn max_batch_items(mut self, n: usize) -> Self {
+        self.max_batch_items = n;
+        self
+    }
+    /// No export request is larger than this after compression (default
+    /// 64 MiB): batches close before they would exceed it, and a single
+    /// record that could not fit is refused as `TooLarge` (counted).
+    pub fn max_request_bytes(mut self, n: usize) -> Self {
+        self.max_request_bytes = n;
+        self
+    }
+    /// Serves the stats in the Prometheus text format on `GET /metrics` at
+    /// this address (off by default; port 0 picks one, see
+    /// `Pipeline::prometheus_addr`).
+    pub fn prometheus(mut self, addr: std::net::SocketAddr) -> Self {
+        self.prometheus = Some(addr);
+        self
+    }
+    /// Lets the batch size adapt between `min_items` and `max_batch_items` to
+    /// hold the export round trip near `latency_target`: the target shrinks
+    /// by a quarter while the smoothed latency is over twice the target and
+    /// grows by a quarter while it is under half (the seed's rule), at most
+    /// once every 4 acknowledged requests so that it does not oscillate.
+    pub fn adaptive_batch(mut self, min_items: usize, latency_target: Duration) -> Self {
+        self.adaptive_batch = Some((min_items, latency_target));
+        self
+    }
+    /// Admits at most `per_second` records per second at ingest, in bursts
+    /// of up to `burst` (an atomic token bucket); over the limit, records
+    /// are refused with `RateLimited` and counted.
+    pub fn rate_limit(mut self, per_second: f64, burst: u64) -> Self {
+        self.rate_limit = Some((per_second, burst));
+        self
+    }
+    /// Admits at most `per_second` encoded bytes per second at ingest, in
+    /// bursts of up to `burst` bytes.
+    pub fn byte_rate_limit(mut self, per_second: f64, burst: u64) -> Self {
+        self.byte_rate_limit = Some((per_second, burst));
+        self
+    }
+    /// HTTP/2 connections each worker keeps to the endpoint, used in turn
+    /// (default 1; each carries many streams).
+    pub fn connections_per_worker(mut self, n: usize) -> Self {
+        self.connections_per_worker = n;
+        self
+    }
+    /// HTTP/2 PING interval; a connection whose PING goes unanswered is
+    /// replaced (default 30 s, zero: never).
+    pub fn keepalive(mut self, d: Duration) -> Self {
+        self.keepalive = d;
+        self
+    }
+    /// Close connections unused this long (default 90 s, zero: never).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+    /// A batch closes at this many encoded bytes (default 1 MiB).
+    pub fn max_batch_bytes(mut self, n: usize) -> Self {
+        self.max_batch_bytes = n;
+        self
+    }
+    /// A non-empty batch closes after waiting this long (default 100 ms, half
+    /// the OpenTelemetry Collector batcher's 200 ms: under load batches fill
+    /// long before it; at a trickle, fewer and fuller requests cost far less
+    /// CPU than 10 ms did, measured in BENCHMARKS.md).
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.linger = d;
+        self
+    }
+    /// Requests in flight per worker (default 4).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+    /// Timeout of one export request (default 10 s, as in OTLP).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// What producers do when a ring is full (default `DropNewest`).
+    pub fn policy(mut self, p: Policy) -> Self {
+        self.policy = p;
+        self
+    }
+    /// Retry settings.
+    pub fn retry(mut self, r: RetryConfig) -> Self {
+        self.retry = r;
+        self
+    }
+    /// Admits at most `max` records per sliding `window` at ingest (a
+    /// fixed-memory sliding window of 16 sub-windows); over it, records are
+    /// refused with `RateLimited` and counted.
+    pub fn window_limit(mut self, max: u64, window: Duration) -> Self {
+        self.flow.window_limit = Some((max, window));
+        self
+    }
+    /// Gives each scope its own ingest token bucket (records per second,
+    /// burst), so that one noisy library cannot use up the pipeline: over
+    /// it, that scope's records are refused with `RateLimited`. Scopes past
+    /// the 256th share one bucket.
+    pub fn scope_rate_limit(mut self, per_second: f64, burst: u64) -> Self {
+        self.flow.scope_rate_limit = Some((per_second, burst));
+        self
+    }
+    /// Caps each worker's CPU time at `fraction` of a core (0..=1) through
+    /// the adaptive concurrency: a worker over it backs off as from a
+    /// throttle, so that fewer requests carry the load (under `Block` the
+    /// producers slow down; under `DropNewest` more is refused). Needs
+    /// `adaptive_concurrency`.
+    pub fn worker_cpu_budget(mut self, fraction: f64) -> Self {
+        self.flow.worker_cpu_budget = Some(fraction);
+        self
+    }
+    /// Caps the bytes records may hold in the pipeline at once: in rings,
+    /// in batches, in requests in flight or waiting to retry. A record that
+    /// would pass it waits (`Policy::Block`) or is refused with `Memory`.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.flow.memory_budget = Some(bytes);
+        self
+    }
+    /// Paces export to `per_second` bytes on the wire, with bursts of
+    /// `burst` bytes: requests wait their turn, none is dropped.
+    pub fn egress_byte_rate(mut self, per_second: f64, burst: u64) -> Self {
+        self.flow.egress_byte_rate = Some((per_second, burst));
+        self
+    }
+    /// Lets each worker find its number of requests in flight between `min`
+    /// and `max` (AIMD on round-trip time and throttling, after Vector's
+    /// adaptive request concurrency), instead of a fixed `max_in_flight`.
+    pub fn adaptive_concurrency(mut self, min: usize, max: usize) -> Self {
+        self.flow.adaptive_concurrency = Some((min, max));
+        self
+    }
+    /// The circuit breaker (default: opens after 5 attempts without an
+    /// answer, probes after 100 ms, backing off to 5 s).
+    pub fn circuit_breaker(mut self, b: BreakerConfig) -> Self {
+        self.flow.breaker = b;
+        self
+    }
+    /// What happens to requests waiting for a retry when newer data needs
+    /// room (default `Keep`).
+    pub fn retry_queue(mut self, q: RetryQueue) -> Self {
+        self.flow.retry_queue = q;
+        self
+    }
+}

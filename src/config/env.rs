@@ -1,0 +1,395 @@
+//! The standard OpenTelemetry environment variables
+//! (`OTEL_EXPORTER_OTLP_*`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`)
+//! and otlpflow's own `OTLPFLOW_*` ones, applied to a builder.
+
+use std::time::Duration;
+
+use super::*;
+
+/// The signal's part of a per-signal variable's name.
+fn env_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "TRACES",
+        Signal::Logs => "LOGS",
+        Signal::Metrics => "METRICS",
+    }
+}
+
+impl PipelineBuilder {
+    /// A builder configured from the standard OpenTelemetry environment
+    /// variables (see [`PipelineBuilder::apply_env`]).
+    pub fn from_env() -> Result<Self, Error> {
+        PipelineBuilder::default().apply_env()
+    }
+
+    /// Applies the standard environment variables: `OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, and `OTEL_EXPORTER_OTLP_{ENDPOINT,
+    /// PROTOCOL, HEADERS, COMPRESSION, TIMEOUT}` with their `_TRACES_`
+    /// variants taking precedence. Setters called afterwards override them
+    /// (explicit setting > per-signal variable > general variable >
+    /// default). A malformed variable is a configuration error naming it.
+    pub fn apply_env(self) -> Result<Self, Error> {
+        self.apply_env_from(|k| std::env::var(k).ok())
+    }
+
+    /// [`PipelineBuilder::apply_env`] with a custom variable lookup.
+    pub fn apply_env_from(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        // The per-signal variable wins over the general one; returns the
+        // name that was used, for error messages.
+        let pick = |suffix: &str| -> Option<(String, String)> {
+            let signal = format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}");
+            if let Some(v) = var(&signal).filter(|v| !v.trim().is_empty()) {
+                return Some((signal, v));
+            }
+            let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
+            var(&general)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (general, v))
+        };
+        // OTEL_EXPORTER_OTLP_INSECURE decides the scheme of an endpoint
+        // given without one (the spec's rule for gRPC endpoints).
+        let insecure = match pick("INSECURE") {
+            None => false,
+            Some((name, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(Error::config(format!(
+                        "{name}: {other:?} is not true or false"
+                    )))
+                }
+            },
+        };
+        let with_scheme = |v: &str| -> String {
+            let v = v.trim();
+            if v.contains("://") {
+                v.to_owned()
+            } else if insecure {
+                format!("http://{v}")
+            } else {
+                format!("https://{v}")
+            }
+        };
+        // A general endpoint is a base (OTLP/HTTP appends /v1/<signal>); a
+        // per-signal one is used as it is.
+        let name = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+            let v = with_scheme(&v);
+            Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+            self.endpoint = Some(v);
+        }
+        // The per-signal variables set that signal's overrides.
+        for signal in Signal::ALL {
+            let get = |suffix: &str| {
+                let name = format!("OTEL_EXPORTER_OTLP_{}_{suffix}", env_name(signal));
+                var(&name)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (name, v))
+            };
+            let o = &mut self.signals[signal];
+            if let Some((name, v)) = get("ENDPOINT") {
+                let v = with_scheme(&v);
+                Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+                o.endpoint = Some(v);
+            }
+            if let Some((name, v)) = get("COMPRESSION") {
+                o.compression = Some(
+                    Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?,
+                );
+            }
+            if let Some((name, v)) = get("TIMEOUT") {
+                o.timeout = Some(parse_millis(&name, &v)?);
+            }
+            if let Some((name, v)) = get("HEADERS") {
+                o.headers.extend(parse_key_values(&name, &v)?);
+            }
+        }
+        let general = |suffix: &str| {
+            let name = format!("OTEL_EXPORTER_OTLP_{suffix}");
+            var(&name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name, v))
+        };
+        if let Some((name, v)) = pick("PROTOCOL") {
+            self.protocol =
+                Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+        }
+        if let Some((_, v)) = pick("CERTIFICATE") {
+            self.tls.ca_file = Some(v.trim().into());
+        }
+        match (pick("CLIENT_CERTIFICATE"), pick("CLIENT_KEY")) {
+            (Some((_, c)), Some((_, k))) => self.tls.client_cert = Some((c.trim().into(), k.trim().into())),
+            (None, None) => {}
+            (Some((name, _)), None) | (None, Some((name, _))) => {
+                return Err(Error::config(format!(
+                    "{name}: a client certificate needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and _CLIENT_KEY"
+                )))
+            }
+        }
+        if let Some((name, v)) = general("COMPRESSION") {
+            self.compression =
+                Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+        }
+        if let Some((name, v)) = general("TIMEOUT") {
+            self.request_timeout = parse_millis(&name, &v)?;
+        }
+        if let Some((name, v)) = general("HEADERS") {
+            for (k, val) in parse_key_values(&name, &v)? {
+                self.headers.push((k, val));
+            }
+        }
+        if let Some(v) = var("OTEL_RESOURCE_ATTRIBUTES").filter(|v| !v.trim().is_empty()) {
+            for (k, val) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &v)? {
+                // service.name here yields to OTEL_SERVICE_NAME (below).
+                if k == "service.name" {
+                    self.service_name = Some(val);
+                } else {
+                    self.resource.push((k, OwnedValue::Str(val)));
+                }
+            }
+        }
+        if let Some(v) = var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
+            self.service_name = Some(v.trim().to_owned());
+        }
+        self.apply_flow_env(&var)
+    }
+
+    /// otlpflow's own variables for flow control (the OpenTelemetry ones
+    /// have no equivalent): `OTLPFLOW_POLICY` (`drop` or `block[:MS]`),
+    /// `OTLPFLOW_MEMORY_BUDGET` (bytes, with an optional K/M/G suffix),
+    /// `OTLPFLOW_RATE_LIMIT` (records per second; the burst is one second's
+    /// worth), `OTLPFLOW_EGRESS_BYTES_PER_SECOND`, `OTLPFLOW_CONCURRENCY`
+    /// (`adaptive`, `adaptive:MIN:MAX` or a fixed number).
+    fn apply_flow_env(mut self, var: &impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let bad =
+            |name: &str, v: &str, want: &str| Error::config(format!("{name}: {v:?} is not {want}"));
+        if let Some(v) = get("OTLPFLOW_POLICY") {
+            self.policy = Policy::parse(&v)
+                .ok_or_else(|| bad("OTLPFLOW_POLICY", &v, "drop, block or block:MILLISECONDS"))?;
+        }
+        if let Some(v) = get("OTLPFLOW_MEMORY_BUDGET") {
+            let n = parse_bytes(&v)
+                .ok_or_else(|| bad("OTLPFLOW_MEMORY_BUDGET", &v, "a size like 64M"))?;
+            self.flow.memory_budget = Some(n);
+        }
+        if let Some(v) = get("OTLPFLOW_RATE_LIMIT") {
+            let r: f64 = v
+                .parse()
+                .map_err(|_| bad("OTLPFLOW_RATE_LIMIT", &v, "records per second"))?;
+            self.rate_limit = Some((r, r.ceil().max(1.0) as u64));
+        }
+        if let Some(v) = get("OTLPFLOW_EGRESS_BYTES_PER_SECOND") {
+            let r = parse_bytes(&v)
+                .ok_or_else(|| bad("OTLPFLOW_EGRESS_BYTES_PER_SECOND", &v, "a size like 10M"))?;
+            self.flow.egress_byte_rate = Some((r as f64, r.max(1)));
+        }
+        if let Some(v) = get("OTLPFLOW_CONCURRENCY") {
+            let want = "adaptive, adaptive:MIN:MAX or a number";
+            match v.split(':').collect::<Vec<_>>()[..] {
+                ["adaptive"] => {
+                    self.flow.adaptive_concurrency = Some((1, self.max_in_flight.max(64)))
+                }
+                ["adaptive", min, max] => {
+                    let (min, max) = min
+                        .parse()
+                        .ok()
+                        .zip(max.parse().ok())
+                        .ok_or_else(|| bad("OTLPFLOW_CONCURRENCY", &v, want))?;
+                    self.flow.adaptive_concurrency = Some((min, max));
+                }
+                [n] => {
+                    self.max_in_flight = n
+                        .parse()
+                        .map_err(|_| bad("OTLPFLOW_CONCURRENCY", &v, want))?;
+                    self.flow.adaptive_concurrency = None;
+                }
+                _ => return Err(bad("OTLPFLOW_CONCURRENCY", &v, want)),
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn parse_millis(name: &str, v: &str) -> Result<Duration, Error> {
+    let ms: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("{name}: {v:?} is not a number of milliseconds")))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses `k1=v1,k2=v2` with percent-encoded keys and values (W3C baggage
+/// style, as the OpenTelemetry environment variables use).
+fn parse_key_values(var: &str, s: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| Error::config(format!("{var}: entry {item:?} has no '='")))?;
+        let k = percent_decode(k.trim())
+            .ok_or_else(|| Error::config(format!("{var}: bad percent-encoding in a key")))?;
+        let v = percent_decode(v.trim()).ok_or_else(|| {
+            Error::config(format!("{var}: bad percent-encoding in the value of {k:?}"))
+        })?;
+        if k.is_empty() {
+            return Err(Error::config(format!("{var}: empty key")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_variables_with_precedence() {
+        let env = |k: &str| -> Option<String> {
+            Some(
+                match k {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT" => "http://general:4317",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => "http://traces:4317",
+                    "OTEL_EXPORTER_OTLP_COMPRESSION" => "gzip",
+                    "OTEL_EXPORTER_OTLP_TIMEOUT" => "2500",
+                    "OTEL_EXPORTER_OTLP_HEADERS" => "api-key=s%3Dcret, x-team=core",
+                    "OTEL_RESOURCE_ATTRIBUTES" => {
+                        "service.name=from-attrs,deployment.environment=prod"
+                    }
+                    "OTEL_SERVICE_NAME" => "from-service-name",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let c = PipelineBuilder::default()
+            .apply_env_from(env)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.signals.traces.endpoint.host, "traces");
+        assert_eq!(c.signals.traces.http_path, "/");
+        assert_eq!(c.signals.traces.compression, Compression::Gzip);
+        assert_eq!(c.signals.traces.timeout, Duration::from_millis(2500));
+        assert_eq!(c.signals.traces.headers.0[0].1.to_str().unwrap(), "s=cret");
+        assert!(
+            !format!("{c:?}").contains("s=cret"),
+            "header values are redacted"
+        );
+        assert!(c.resource.contains(&(
+            "service.name".into(),
+            OwnedValue::Str("from-service-name".into())
+        )));
+        assert!(c.resource.contains(&(
+            "deployment.environment".into(),
+            OwnedValue::Str("prod".into())
+        )));
+        // An explicit setting after the environment wins.
+        let c = PipelineBuilder::default()
+            .apply_env_from(env)
+            .unwrap()
+            .compression(Compression::None)
+            .build()
+            .unwrap();
+        assert_eq!(c.signals.traces.compression, Compression::None);
+        // Malformed variables name themselves.
+        let bad = |k: &str| (k == "OTEL_EXPORTER_OTLP_TIMEOUT").then(|| "soon".to_owned());
+        let e = PipelineBuilder::default().apply_env_from(bad).unwrap_err();
+        assert!(e.to_string().contains("OTEL_EXPORTER_OTLP_TIMEOUT"), "{e}");
+        let bad =
+            |k: &str| (k == "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").then(|| "http/json".to_owned());
+        let e = PipelineBuilder::default().apply_env_from(bad).unwrap_err();
+        assert!(
+            e.to_string().contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+            "{e}"
+        );
+        let bad = |k: &str| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "novalue".to_owned());
+        assert!(PipelineBuilder::default().apply_env_from(bad).is_err());
+        // No scheme: INSECURE=true means cleartext, otherwise TLS.
+        let env = |insecure: &'static str| {
+            move |k: &str| match k {
+                "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("collector:4317".to_owned()),
+                "OTEL_EXPORTER_OTLP_INSECURE" => Some(insecure.to_owned()),
+                _ => None,
+            }
+        };
+        let c = PipelineBuilder::default()
+            .apply_env_from(env("true"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.signals.traces.endpoint.scheme, "http");
+        let c = PipelineBuilder::default()
+            .apply_env_from(env("false"))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.signals.traces.endpoint.scheme, "https");
+        assert!(PipelineBuilder::default()
+            .apply_env_from(env("maybe"))
+            .is_err());
+    }
+
+    #[test]
+    fn otlp_http_endpoint_rules() {
+        let b = || PipelineBuilder::default().protocol(Protocol::HttpProtobuf);
+        let c = b().build().unwrap();
+        assert_eq!(
+            (
+                c.signals.traces.endpoint.port,
+                c.signals.traces.http_path.as_str()
+            ),
+            (4318, "/v1/traces")
+        );
+        let c = b().endpoint("http://gw:9000/otlp/").build().unwrap();
+        assert_eq!(c.signals.traces.http_path, "/otlp/v1/traces");
+        let c = b()
+            .traces_endpoint("http://gw:9000/custom/traces")
+            .endpoint("http://x:1")
+            .build()
+            .unwrap();
+        assert_eq!(
+            (
+                c.signals.traces.endpoint.host.as_str(),
+                c.signals.traces.http_path.as_str()
+            ),
+            ("gw", "/custom/traces")
+        );
+        assert_eq!(
+            PipelineBuilder::default()
+                .build()
+                .unwrap()
+                .signals
+                .traces
+                .endpoint
+                .port,
+            4317
+        );
+        assert!(Protocol::parse("http/json")
+            .unwrap_err()
+            .to_string()
+            .contains("http/json"));
+    }
+}

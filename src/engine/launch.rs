@@ -1,0 +1,231 @@
+//! Launching an engine: its shards and rings, its workers' state, its
+//! ingest limits and budget, and the worker threads, each given the
+//! consumers of its own shards. Also the stats snapshot over them.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::{batch, worker, Engine, Shard, WorkerState, AWAKE, SCOPE_BUCKETS};
+use crate::config::Config;
+use crate::error::Error;
+use crate::export::ExportSettings;
+use crate::ring::{Consumer, Ring};
+use crate::stats::{self, ShardCounters, Stats, WorkerCounters};
+
+impl Engine {
+    /// Builds an engine and starts its workers. `scopes` and `carried` (the
+    /// counters of the engine it replaces after a fork) are kept.
+    pub(super) fn launch(
+        config: Config,
+        id: u64,
+        scopes: Vec<(String, String, Bytes)>,
+        carried: Option<Stats>,
+    ) -> Result<(Arc<Engine>, Vec<JoinHandle<()>>), Error> {
+        // Each signal's endpoint, TLS client and pool, checked before any
+        // thread starts.
+        let exports = ExportSettings::for_config(&config)?;
+        let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
+        let shards: Box<[Shard]> = (0..config.shards)
+            .map(|i| Shard {
+                ring: Arc::new(Ring::new(config.ring_bytes)),
+                counters: ShardCounters::default(),
+                worker: i % config.workers,
+                high_water,
+                low_water: config.ring_bytes / 2,
+                waiters: AtomicU32::new(0),
+                lock: Mutex::new(()),
+                space: Condvar::new(),
+            })
+            .collect();
+        let workers = (0..config.workers)
+            .map(|_| {
+                let counters = WorkerCounters::default();
+                counters
+                    .batch_target
+                    .store(config.max_batch_items as u64, Ordering::Relaxed);
+                WorkerState {
+                    mode: AtomicU32::new(AWAKE),
+                    notify: tokio::sync::Notify::new(),
+                    counters,
+                    flush_done: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        let resource_field = batch::resource_field(&config.resource);
+        // Room for the resource, the request's own fields and gRPC framing,
+        // and the worst-case growth of compressing incompressible data
+        // (zstd and deflate both stay under 1/128 plus a small header).
+        let overhead = resource_field.len() + 1024 + config.max_request_bytes / 128;
+        let batch_limit = config
+            .max_batch_bytes
+            .min(config.max_request_bytes.saturating_sub(overhead))
+            .max(256);
+        let max_record =
+            (config.ring_bytes / 2 - crate::ring::HEADER).min(batch_limit.saturating_sub(512));
+        let inner = Arc::new(Engine {
+            id,
+            record_bucket: config
+                .rate_limit
+                .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            byte_bucket: config
+                .byte_rate_limit
+                .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            window: config
+                .flow
+                .window_limit
+                .map(|(max, w)| crate::flow::SlidingWindow::new(max, w.as_nanos() as u64, 16)),
+            scope_buckets: config.flow.scope_rate_limit.map(|(r, b)| {
+                (0..SCOPE_BUCKETS)
+                    .map(|_| crate::flow::TokenBucket::new(r, b))
+                    .collect()
+            }),
+            egress: config
+                .flow
+                .egress_byte_rate
+                .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            budget: config
+                .flow
+                .memory_budget
+                .map(crate::flow::MemoryBudget::new),
+            budget_waiters: AtomicU32::new(0),
+            budget_lock: Mutex::new(()),
+            budget_cv: Condvar::new(),
+            batch_limit,
+            max_record,
+            resource_field,
+            exports,
+            config,
+            shards,
+            workers,
+            scope_count: AtomicU32::new(scopes.len() as u32),
+            scopes: RwLock::new(scopes),
+            closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            stop_deadline_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+            flush_requested: AtomicU64::new(0),
+            flush_lock: Mutex::new(()),
+            flush_cv: Condvar::new(),
+            last_error: Mutex::new(None),
+            start_unix_nano: crate::clock::now_unix_nano(),
+            self_scope: std::sync::OnceLock::new(),
+            instruments: RwLock::new(Vec::new()),
+            collect_lock: Mutex::new(()),
+            collector_cv: Condvar::new(),
+        });
+        if let Some(c) = carried {
+            inner.carry(&c);
+        }
+        let mut threads = Vec::new();
+        for w in 0..inner.config.workers {
+            let consumers: Vec<(usize, Consumer)> = inner
+                .shards
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.worker == w)
+                // Each shard belongs to one worker: its ring's one consumer
+                // goes to that worker.
+                .filter_map(|(i, s)| Some((i, s.ring.take_consumer()?)))
+                .collect();
+            let spawned = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::internal(format!("starting worker runtime: {e}")))
+                .and_then(|runtime| {
+                    let inner2 = inner.clone();
+                    std::thread::Builder::new()
+                        .name(format!("otlpflow-worker-{w}"))
+                        .spawn(move || worker::run(inner2, w, consumers, runtime))
+                        .map_err(|e| Error::internal(format!("spawning worker thread: {e}")))
+                });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    // Stop the workers already started before reporting.
+                    inner.stop.store(true, Ordering::SeqCst);
+                    inner.closed.store(true, Ordering::SeqCst);
+                    inner.wake_all();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((inner, threads))
+    }
+
+    /// Takes over the counts of a replaced engine, so that a fork child's
+    /// stats continue the parent's: what the parent had in flight at the
+    /// fork is counted as failed (`failed_fork`), since the child cannot
+    /// send it (the parent does).
+    pub(super) fn carry(&self, c: &Stats) {
+        let shard = &self.shards[0].counters;
+        for (i, a) in shard.accepted.iter().enumerate() {
+            a.store(c.accepted_by_signal[i], Ordering::Relaxed);
+        }
+        shard.drops.full.store(c.dropped.full, Ordering::Relaxed);
+        shard
+            .drops
+            .too_large
+            .store(c.dropped.too_large, Ordering::Relaxed);
+        shard
+            .drops
+            .shutdown
+            .store(c.dropped.shutdown, Ordering::Relaxed);
+        shard
+            .drops
+            .invalid
+            .store(c.dropped.invalid, Ordering::Relaxed);
+        shard
+            .drops
+            .rate_limited
+            .store(c.dropped.rate_limited, Ordering::Relaxed);
+        shard
+            .drops
+            .memory
+            .store(c.dropped.memory, Ordering::Relaxed);
+        let w = &self.workers[0].counters;
+        w.exported.store(c.exported, Ordering::Relaxed);
+        for (i, e) in w.exported_by_signal.iter().enumerate() {
+            e.store(c.exported_by_signal[i], Ordering::Relaxed);
+        }
+        w.failed.store(
+            // Exhausted and evicted are parts of `failed` (carried below).
+            c.failed - c.failed_shutdown - c.failed_fork,
+            Ordering::Relaxed,
+        );
+        w.failed_shutdown
+            .store(c.failed_shutdown, Ordering::Relaxed);
+        w.failed_fork
+            .store(c.failed_fork + c.in_flight, Ordering::Relaxed);
+        w.failed_exhausted
+            .store(c.failed_exhausted, Ordering::Relaxed);
+        w.failed_evicted.store(c.failed_evicted, Ordering::Relaxed);
+        w.rejected.store(c.rejected, Ordering::Relaxed);
+        w.requests.store(c.requests, Ordering::Relaxed);
+        w.retries.store(c.retries, Ordering::Relaxed);
+        w.request_errors.store(c.request_errors, Ordering::Relaxed);
+        w.bytes_raw.store(c.bytes_raw, Ordering::Relaxed);
+        w.bytes_wire.store(c.bytes_wire, Ordering::Relaxed);
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        let mut s = stats::snapshot(
+            self.shards
+                .iter()
+                .map(|s| (&s.counters, s.ring.used(), s.ring.capacity())),
+            self.workers.iter().map(|w| &w.counters),
+        );
+        if let Some(b) = &self.budget {
+            s.memory_used = b.used();
+            s.memory_peak = b.peak();
+        }
+        s
+    }
+}

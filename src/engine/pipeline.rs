@@ -1,0 +1,292 @@
+//! The public face of a running pipeline: [`Pipeline`] and starting one
+//! from a [`PipelineBuilder`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{fork, BatchResult, Engine, Pipeline, PipelineCore, Scope, NEXT_PIPELINE};
+use crate::config::{Config, PipelineBuilder};
+use crate::error::{Error, RecordError};
+use crate::metrics::{Counter, Gauge, Histogram, Instrument, Kind, UpDownCounter};
+use crate::record::{LogRecord, MetricPoint, OwnedValue, Signal, Span};
+use crate::stats::{self, Stats};
+
+impl PipelineBuilder {
+    /// Validates the settings and starts the pipeline's worker threads.
+    pub fn start(self) -> Result<Pipeline, Error> {
+        Pipeline::start(self.build()?)
+    }
+}
+
+impl Pipeline {
+    /// Starts configuring a pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    pub(crate) fn start(config: Config) -> Result<Pipeline, Error> {
+        let id = NEXT_PIPELINE.fetch_add(1, Ordering::Relaxed);
+        let prometheus = config.prometheus;
+        let (inner, threads) = Engine::launch(config, id, Vec::new(), None)?;
+        let core = Arc::new(PipelineCore {
+            engine: fork::EngineSlot::new(inner),
+            generation: AtomicU64::new(fork::generation()),
+            threads: Mutex::new(threads),
+            restart: Mutex::new(()),
+            collector: AtomicBool::new(false),
+            prometheus: Mutex::new(None),
+        });
+        fork::register(&core);
+        let pipeline = Pipeline { core };
+        if pipeline.core.engine().config.self_metrics {
+            pipeline.core.start_collector();
+        }
+        if let Some(addr) = prometheus {
+            // The server holds a weak handle: it never keeps the pipeline
+            // alive, and answers 503 once the pipeline is gone.
+            let weak = Arc::downgrade(&pipeline.core);
+            let server = crate::prometheus::Server::start(addr, move || {
+                let p = Pipeline {
+                    core: weak.upgrade()?,
+                };
+                Some((p.stats(), p.health(), p.ring_fill()))
+            })
+            .map_err(|e| Error::config(format!("prometheus: cannot listen on {addr}: {e}")))?;
+            *pipeline.core.prometheus.lock() = Some(server);
+        }
+        Ok(pipeline)
+    }
+
+    /// The engine, restarted first if this process is a fork child that has
+    /// not used the pipeline since the fork. One relaxed load on the hot path.
+    #[inline]
+    fn engine(&self) -> &Engine {
+        if fork::generation() != self.core.generation.load(Ordering::Relaxed) {
+            self.core.restart_after_fork();
+        }
+        self.core.engine()
+    }
+
+    /// Registers (or finds) an instrumentation scope.
+    pub fn scope(&self, name: &str, version: &str) -> Scope {
+        self.scope_with_attributes(name, version, &[])
+    }
+
+    /// Registers (or finds) an instrumentation scope with attributes.
+    pub fn scope_with_attributes(
+        &self,
+        name: &str,
+        version: &str,
+        attributes: &[(String, OwnedValue)],
+    ) -> Scope {
+        self.engine().scope(name, version, attributes)
+    }
+
+    /// Records one finished span. Never allocates or takes a lock on the
+    /// common path; under `Policy::Block` a full ring parks the caller up to
+    /// the configured wait.
+    #[inline]
+    pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
+        self.engine()
+            .record_with(scope, Signal::Traces, span.encoded_len(), |buf| {
+                span.encode(buf)
+            })
+    }
+
+    /// Records one log record, as `record_span` does a span.
+    #[inline]
+    pub fn record_log(&self, scope: &Scope, log: &LogRecord<'_>) -> Result<(), RecordError> {
+        let inner = self.engine();
+        if !log.severity_number.is_valid() {
+            return Err(inner.refuse(RecordError::Invalid));
+        }
+        inner.record_with(scope, Signal::Logs, log.encoded_len(), |buf| {
+            log.encode(buf)
+        })
+    }
+
+    /// Records one metric data point the host aggregated itself. Points of
+    /// the same metric (name, unit, description, type) that meet in a batch
+    /// are exported as one `Metric`. A malformed point (no name, histogram
+    /// buckets that do not match its bounds or count) is refused as
+    /// `Invalid` and counted.
+    #[inline]
+    pub fn record_metric(&self, scope: &Scope, point: &MetricPoint<'_>) -> Result<(), RecordError> {
+        let inner = self.engine();
+        if crate::record::metric::invalid(point).is_some() {
+            return Err(inner.refuse(RecordError::Invalid));
+        }
+        inner.record_with(scope, Signal::Metrics, point.encoded_len(), |buf| {
+            point.encode(buf)
+        })
+    }
+
+    /// A monotonic counter (exported as a cumulative or delta sum, see
+    /// `PipelineBuilder::metrics_temporality`).
+    pub fn counter(&self, scope: &Scope, name: &str, unit: &str, description: &str) -> Counter {
+        Counter(self.instrument(Kind::Counter, scope, name, unit, description, Vec::new()))
+    }
+
+    /// A counter that can go down (a non-monotonic sum).
+    pub fn up_down_counter(
+        &self,
+        scope: &Scope,
+        name: &str,
+        unit: &str,
+        description: &str,
+    ) -> UpDownCounter {
+        UpDownCounter(self.instrument(
+            Kind::UpDownCounter,
+            scope,
+            name,
+            unit,
+            description,
+            Vec::new(),
+        ))
+    }
+
+    /// A gauge: the last value set, per attribute set.
+    pub fn gauge(&self, scope: &Scope, name: &str, unit: &str, description: &str) -> Gauge {
+        Gauge(self.instrument(Kind::Gauge, scope, name, unit, description, Vec::new()))
+    }
+
+    /// An explicit-bucket histogram with these bucket bounds (finite,
+    /// strictly increasing; empty for the OpenTelemetry defaults).
+    pub fn histogram(
+        &self,
+        scope: &Scope,
+        name: &str,
+        unit: &str,
+        description: &str,
+        bounds: &[f64],
+    ) -> Result<Histogram, Error> {
+        if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::config(format!(
+                "histogram {name}: bounds must be finite and strictly increasing"
+            )));
+        }
+        let bounds = if bounds.is_empty() {
+            crate::metrics::DEFAULT_BOUNDS.to_vec()
+        } else {
+            bounds.to_vec()
+        };
+        Ok(Histogram(self.instrument(
+            Kind::Histogram,
+            scope,
+            name,
+            unit,
+            description,
+            bounds,
+        )))
+    }
+
+    fn instrument(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        name: &str,
+        unit: &str,
+        description: &str,
+        bounds: Vec<f64>,
+    ) -> Arc<Instrument> {
+        let inner = self.engine();
+        let i = Arc::new(Instrument::new(
+            kind,
+            *scope,
+            name,
+            unit,
+            description,
+            bounds,
+            inner.config.cardinality_limit,
+        ));
+        inner.instruments.write().push(i.clone());
+        self.core.start_collector();
+        i
+    }
+
+    /// Collects every instrument now and records its data points (the
+    /// collector thread does this every `metrics_interval`; `flush` and
+    /// `shutdown` do it first). Returns the points recorded.
+    pub fn collect_metrics(&self) -> u64 {
+        self.engine().collect_metrics()
+    }
+
+    /// Records many spans; returns how many were accepted and dropped. One
+    /// refusal does not stop the others.
+    pub fn record_batch(&self, scope: &Scope, spans: &[Span<'_>]) -> BatchResult {
+        let mut r = BatchResult::default();
+        for s in spans {
+            match self.record_span(scope, s) {
+                Ok(()) => r.accepted += 1,
+                Err(_) => r.dropped += 1,
+            }
+        }
+        r
+    }
+
+    /// A snapshot of the counters, taken without stopping anything.
+    pub fn stats(&self) -> Stats {
+        self.engine().stats()
+    }
+
+    /// The export path's health: `Down` when every worker that has sent
+    /// anything has its circuit breaker open or its last few attempts failed,
+    /// `Degraded` when some are failing or a worker's smoothed round trip is
+    /// over half the request timeout, `Healthy` otherwise. Recovers by itself
+    /// (the breaker probes the endpoint and closes on its first answer).
+    pub fn health(&self) -> crate::stats::Health {
+        let inner = self.engine();
+        stats::health(
+            inner.workers.iter().map(|w| &w.counters),
+            inner.config.min_timeout().as_nanos() as u64 / 2,
+        )
+    }
+
+    /// The last export error seen, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.engine().last_error.lock().clone()
+    }
+
+    /// Waits until every record accepted before this call has been exported
+    /// or has failed for good, or until `timeout`. Returns the stats then.
+    pub fn flush(&self, timeout: Duration) -> Result<Stats, Error> {
+        let deadline = Instant::now() + timeout;
+        let inner = self.engine();
+        if inner.stop.load(Ordering::Acquire) {
+            return Err(Error::shutdown());
+        }
+        inner.collect_metrics();
+        inner.flush_until(deadline)?;
+        Ok(inner.stats())
+    }
+
+    /// Refuses new records, flushes what was accepted (up to `timeout`), stops
+    /// and joins the workers. Records still unsent at the deadline are counted
+    /// as failed (`failed_shutdown`), so that afterwards `in_flight` is zero.
+    /// A second call returns `Error::is_shutdown`.
+    pub fn shutdown(&self, timeout: Duration) -> Result<Stats, Error> {
+        self.engine().shutdown(&self.core.threads, timeout)
+    }
+
+    /// The address of the Prometheus endpoint, if one was configured.
+    pub fn prometheus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.core.prometheus.lock().as_ref().map(|s| s.addr())
+    }
+
+    /// Each shard ring's fill, 0.0 (empty) to 1.0 (full), in shard order.
+    pub fn ring_fill(&self) -> Vec<f64> {
+        self.engine()
+            .shards
+            .iter()
+            .map(|s| s.ring.used() as f64 / s.ring.capacity().max(1) as f64)
+            .collect()
+    }
+
+    /// Whether `shutdown` has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.engine().closed.load(Ordering::Acquire)
+    }
+}

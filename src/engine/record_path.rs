@@ -1,0 +1,332 @@
+//! The record path, the host thread's hot path: pick the thread's shard,
+//! apply the ingest limits and the memory budget, claim ring space, encode
+//! the record in place, commit, and wake the worker only when it needs it.
+//! No allocation, no lock, no system call on the common path; every
+//! refusal is counted by reason.
+
+use std::cell::Cell;
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{batch, Engine, Scope, Shard, AWAKE, IDLE, SCOPE_MASK, SIGNAL_SHIFT};
+use crate::config::Policy;
+use crate::error::RecordError;
+use crate::record::{OwnedValue, Signal};
+use crate::ring::ClaimError;
+
+/// Bytes held against the memory budget by a record on its way into a
+/// ring: released if the record is refused, kept once it is committed.
+pub(super) struct Reservation<'a> {
+    budget: Option<&'a crate::flow::MemoryBudget>,
+    n: u64,
+}
+
+impl Reservation<'_> {
+    #[inline]
+    pub(super) fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // A refused record: nobody waits for these few bytes more than for
+        // the next release, so no wake-up here.
+        if let Some(b) = self.budget {
+            b.release(self.n);
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's shard hint: the CPU it first recorded on. A thread keeps
+    /// its shard so that its records stay in order and its cache lines warm.
+    static SHARD_HINT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn thread_shard(n: usize) -> usize {
+    SHARD_HINT.with(|h| {
+        let mut v = h.get();
+        if v == usize::MAX {
+            // SAFETY: sched_getcpu has no preconditions; it returns -1 on
+            // error, which we map to shard 0.
+            let cpu = unsafe { libc::sched_getcpu() };
+            v = cpu.max(0) as usize;
+            h.set(v);
+        }
+        v % n
+    })
+}
+
+impl Engine {
+    /// Counts a refusal in the calling thread's shard and hands it back.
+    #[cold]
+    pub(super) fn refuse(&self, e: RecordError) -> RecordError {
+        self.shards[thread_shard(self.shards.len())]
+            .counters
+            .drops
+            .refuse(e)
+    }
+
+    /// The record path shared by every signal: checks, limits, the memory
+    /// budget, the ring claim, the encode in place and the commit.
+    #[inline(always)]
+    pub(super) fn record_with(
+        &self,
+        scope: &Scope,
+        signal: Signal,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<(), RecordError> {
+        let inner = self;
+        let shard = &inner.shards[thread_shard(inner.shards.len())];
+        if scope.pipeline != inner.id
+            || scope.id >= inner.scope_count.load(Ordering::Acquire)
+            || scope.id > SCOPE_MASK
+        {
+            return Err(shard.counters.drops.refuse(RecordError::InvalidScope));
+        }
+        if len > inner.max_record {
+            return Err(shard.counters.drops.refuse(RecordError::TooLarge));
+        }
+        if !inner.admit(len, scope.id) {
+            return Err(shard.counters.drops.refuse(RecordError::RateLimited));
+        }
+        let tag = scope.id | (signal as u32) << SIGNAL_SHIFT;
+        let mut deadline = None;
+        // Held until the record is in the ring; dropped (released) on every
+        // refusal below.
+        let reservation = inner.reserve(len, shard, &mut deadline)?;
+        let mut encode = Some(encode);
+        loop {
+            match shard.ring.claim(len, tag) {
+                Ok(mut claim) => {
+                    // SeqCst pairs with the SeqCst store of `closed` and load
+                    // of the ring tail in `shutdown`: either shutdown sees our
+                    // claim and drains it, or we see `closed` and back out.
+                    if inner.closed.load(Ordering::SeqCst) {
+                        drop(claim);
+                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                    }
+                    if let Some(f) = encode.take() {
+                        f(claim.buf());
+                    }
+                    let (before, after) = claim.fill();
+                    claim.commit(tag);
+                    // The worker releases it when the record leaves.
+                    reservation.keep();
+                    let n =
+                        shard.counters.accepted[signal as usize].fetch_add(1, Ordering::Relaxed);
+                    if n % 64 == 0 {
+                        inner.sample(shard);
+                    }
+                    inner.maybe_wake(shard, before, after);
+                    return Ok(());
+                }
+                Err(ClaimError::TooLarge) => {
+                    return Err(shard.counters.drops.refuse(RecordError::TooLarge));
+                }
+                Err(ClaimError::Full) => {
+                    if inner.closed.load(Ordering::Relaxed) {
+                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                    }
+                    // Block waits until one deadline, set at the first full
+                    // ring; DropNewest refuses at once.
+                    let Policy::Block { max_wait } = inner.config.policy else {
+                        return Err(shard.counters.drops.refuse(RecordError::Full));
+                    };
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+                    if Instant::now() >= until {
+                        return Err(shard.counters.drops.refuse(RecordError::Full));
+                    }
+                    inner.wait_for_space(shard, until);
+                }
+            }
+        }
+    }
+
+    pub(super) fn scope(
+        &self,
+        name: &str,
+        version: &str,
+        attributes: &[(String, OwnedValue)],
+    ) -> Scope {
+        let encoded = Bytes::from(batch::scope_field(name, version, attributes));
+        let mut scopes = self.scopes.write();
+        let id = match scopes.iter().position(|(_, _, e)| *e == encoded) {
+            Some(i) => i,
+            None => {
+                scopes.push((name.to_owned(), version.to_owned(), encoded));
+                self.scope_count
+                    .store(scopes.len() as u32, Ordering::Release);
+                scopes.len() - 1
+            }
+        };
+        Scope {
+            id: id as u32,
+            pipeline: self.id,
+        }
+    }
+
+    /// Reserves a record's bytes against the memory budget, if there is one.
+    /// Over it, `Block` parks the producer until memory is released or the
+    /// deadline (shared with the ring's wait) passes; `DropNewest` refuses.
+    #[inline]
+    pub(super) fn reserve<'a>(
+        &'a self,
+        len: usize,
+        shard: &Shard,
+        deadline: &mut Option<Instant>,
+    ) -> Result<Reservation<'a>, RecordError> {
+        let Some(budget) = &self.budget else {
+            return Ok(Reservation { budget: None, n: 0 });
+        };
+        let n = len as u64;
+        while !budget.try_reserve(n) {
+            let Policy::Block { max_wait } = self.config.policy else {
+                return Err(shard.counters.drops.refuse(RecordError::Memory));
+            };
+            let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+            if Instant::now() >= until {
+                return Err(shard.counters.drops.refuse(RecordError::Memory));
+            }
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+            }
+            self.wait_for_memory(until);
+        }
+        Ok(Reservation {
+            budget: Some(budget),
+            n,
+        })
+    }
+
+    #[cold]
+    pub(super) fn wait_for_memory(&self, until: Instant) {
+        // Make sure every worker is draining (a lingering batch holds memory
+        // too) before we sleep.
+        for w in self.workers.iter() {
+            if w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+                w.notify.notify_one();
+            }
+        }
+        let mut guard = self.budget_lock.lock();
+        // SeqCst pairs with the fence in `release_memory`: either the
+        // releaser sees us waiting, or the caller's retry sees the memory.
+        self.budget_waiters.fetch_add(1, Ordering::SeqCst);
+        // A short timed wait bounds the cost of a missed wake-up.
+        let until = until.min(Instant::now() + Duration::from_millis(5));
+        self.budget_cv.wait_until(&mut guard, until);
+        self.budget_waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Offers this record's commit time as the shard's end-to-end latency
+    /// sample (kept only if none is waiting).
+    #[cold]
+    pub(super) fn sample(&self, shard: &Shard) {
+        if shard.counters.sample_ns.load(Ordering::Relaxed) == 0 {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            // Release: the worker's Acquire swap sees a sample only after
+            // the record's commit, which came before it.
+            shard
+                .counters
+                .sample_ns
+                .store(now.max(1), Ordering::Release);
+        }
+    }
+
+    /// Returns bytes to the budget and wakes producers parked on it.
+    pub(super) fn release_memory(&self, n: u64) {
+        let Some(b) = &self.budget else { return };
+        b.release(n);
+        fence(Ordering::SeqCst);
+        if self.budget_waiters.load(Ordering::Relaxed) > 0 {
+            let _g = self.budget_lock.lock();
+            self.budget_cv.notify_all();
+        }
+    }
+
+    /// Applies the ingest token buckets, if configured. A record refused by
+    /// the byte bucket after the record bucket admitted it has used a record
+    /// token: that is the conservative side of the limit.
+    #[inline]
+    pub(super) fn admit(&self, len: usize, scope: u32) -> bool {
+        if let Some(buckets) = &self.scope_buckets {
+            let i = (scope as usize).min(buckets.len() - 1);
+            if !buckets[i].try_acquire(1) {
+                return false;
+            }
+        }
+        if let Some(w) = &self.window {
+            if !w.try_acquire(1) {
+                return false;
+            }
+        }
+        if let Some(b) = &self.record_bucket {
+            if !b.try_acquire(1) {
+                return false;
+            }
+        }
+        match &self.byte_bucket {
+            Some(b) => b.try_acquire(len as u64),
+            None => true,
+        }
+    }
+
+    /// Wakes the shard's worker if it sleeps idle, or lingers and the ring
+    /// just crossed its high-water mark. Called after every commit; costs one
+    /// load of a line that changes only when the worker sleeps or wakes.
+    #[inline]
+    pub(super) fn maybe_wake(&self, shard: &Shard, before: usize, after: usize) {
+        let w = &self.workers[shard.worker];
+        // SeqCst pairs with the worker's SeqCst store of `mode` before its
+        // final check of the rings (`worker::sleep`): either it sees our
+        // record, or we see it asleep.
+        let mode = w.mode.load(Ordering::SeqCst);
+        if mode == AWAKE {
+            return;
+        }
+        let crossed = before < shard.high_water && after >= shard.high_water;
+        if (mode == IDLE || crossed) && w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+            w.notify.notify_one();
+        }
+    }
+
+    pub(super) fn wake_all(&self) {
+        for w in self.workers.iter() {
+            w.mode.store(AWAKE, Ordering::SeqCst);
+            w.notify.notify_one();
+        }
+    }
+
+    /// Parks the producer until the worker frees space or `deadline` passes.
+    #[cold]
+    pub(super) fn wait_for_space(&self, shard: &Shard, deadline: Instant) {
+        // Make sure the worker is draining before we sleep.
+        let w = &self.workers[shard.worker];
+        if w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
+            w.notify.notify_one();
+        }
+        let mut guard = shard.lock.lock();
+        // SeqCst pairs with the worker's fence after it moves `head`: either
+        // it sees us waiting, or our re-check below sees the space.
+        shard.waiters.fetch_add(1, Ordering::SeqCst);
+        // Hysteresis: once a ring is full, producers wait until the worker
+        // has drained it below the low-water mark, so that a full ring costs
+        // one wake-up per half ring rather than one per record.
+        if shard.ring.used() > shard.low_water && !self.closed.load(Ordering::SeqCst) {
+            // A short timed wait bounds the cost of any missed wake-up.
+            let until = deadline.min(Instant::now() + Duration::from_millis(5));
+            shard.space.wait_until(&mut guard, until);
+            shard.waiters.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // Below low water yet the claim failed: the record needs the
+            // wrap's padding too. Let the worker run rather than spin.
+            shard.waiters.fetch_sub(1, Ordering::Relaxed);
+            drop(guard);
+            std::thread::yield_now();
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Dispatch: close a signal's batch, frame and compress it, wait for a
+//! request slot, and start its export task.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::export_task::{export_task, ExportRequest};
+use super::Worker;
+use crate::config::{Compression, RetryQueue};
+use crate::engine::batch::ClosedBatch;
+use crate::export::Exporter;
+use crate::otlp::compress::Compressor;
+use crate::record::Signal;
+
+impl Worker {
+    /// Closes every non-empty batch and sends each as its signal's request.
+    pub(super) async fn dispatch(&mut self) {
+        for signal in Signal::ALL {
+            if !self.batches[signal].is_empty() {
+                self.dispatch_one(signal).await;
+            }
+        }
+    }
+
+    /// Closes one signal's batch, frames and compresses it, waits for an
+    /// in-flight slot, and starts the export task.
+    async fn dispatch_one(&mut self, signal: Signal) {
+        let req = self.batches[signal].take(&self.inner.resource_field);
+        let items = req.items;
+        // Bytes held against the memory budget; the export task takes them
+        // over.
+        let mut charge = std::mem::take(&mut self.charged[signal]);
+        let counters = &self.inner.workers[self.idx].counters;
+        let framed = frame(
+            &mut self.compressors[signal],
+            &self.shared.exporters[signal],
+            &req,
+        );
+        let chunks = match framed {
+            Ok(c) => c,
+            Err(e) => {
+                counters.failed.fetch_add(req.items, Ordering::Relaxed);
+                *self.inner.last_error.lock() = Some(format!("compression: {e}"));
+                self.inner.release_memory(charge);
+                return;
+            }
+        };
+        let wire: usize = chunks.iter().map(|c| c.len()).sum();
+        if let (Some(b), true) = (
+            &self.inner.budget,
+            self.compressors[signal].kind() != Compression::None,
+        ) {
+            // The compressed copy replaces the batch's buffers (dropped with
+            // `req` below): hold its size instead.
+            b.force(wire as u64);
+            self.inner.release_memory(charge);
+            charge = wire as u64;
+        }
+        counters
+            .bytes_raw
+            .fetch_add(req.message_len as u64, Ordering::Relaxed);
+        drop(req);
+        counters
+            .bytes_wire
+            .fetch_add(wire as u64, Ordering::Relaxed);
+        // Wait for a request slot. Under DropOldest, a request waiting for
+        // its retry makes room for this fresh one.
+        while self.shared.in_flight() >= self.shared.limit() {
+            if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
+                self.shared.evict_oldest();
+            }
+            self.shared.slot_freed.notified().await;
+        }
+        let n = counters.in_flight_requests.fetch_add(1, Ordering::Relaxed) as usize + 1;
+        if let Some(a) = self.shared.aimd.borrow_mut().as_mut() {
+            a.on_send(n);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.shared.outstanding.borrow_mut().insert(seq, items);
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let shared = self.shared.clone();
+        let seed = self.rng;
+        let request = ExportRequest {
+            samples: std::mem::take(&mut self.samples),
+            signal,
+            seq,
+            chunks,
+            items,
+            wire: wire as u64,
+            charge,
+        };
+        tokio::task::spawn_local(async move {
+            export_task(&shared, request, seed).await;
+            shared.outstanding.borrow_mut().remove(&seq);
+            let w = &shared.inner.workers[shared.idx];
+            w.counters
+                .in_flight_requests
+                .fetch_sub(1, Ordering::Relaxed);
+            shared.slot_freed.notify_one();
+            // Let the worker re-check a pending flush.
+            w.notify.notify_one();
+        });
+    }
+}
+
+/// Frames a request for the exporter's protocol (a gRPC length prefix, or
+/// nothing for OTLP/HTTP), compressing it if configured. Uncompressed, the
+/// scope chunks are sent as they are, without joining them.
+fn frame(
+    compressor: &mut Compressor,
+    exporter: &Exporter,
+    req: &ClosedBatch,
+) -> std::io::Result<Vec<Bytes>> {
+    let prefix = exporter.prefix_len();
+    if compressor.kind() == Compression::None {
+        let mut head = vec![0; prefix + req.head.len()];
+        exporter.write_prefix(&mut head[..prefix], req.message_len, false);
+        head[prefix..].copy_from_slice(&req.head);
+        let mut chunks = Vec::with_capacity(1 + req.chunks.len());
+        chunks.push(Bytes::from(head));
+        chunks.extend(req.chunks.iter().cloned());
+        return Ok(chunks);
+    }
+    let mut out = compressor.compress(&req.slices(), req.message_len, prefix)?;
+    let len = out.len() - prefix;
+    exporter.write_prefix(&mut out[..prefix], len, true);
+    Ok(vec![Bytes::from(out)])
+}

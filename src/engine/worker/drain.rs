@@ -1,0 +1,113 @@
+//! Draining: the one copy out of the rings, into the batch of each
+//! record's signal, up to the batch limits; and the shard latency samples.
+
+use std::sync::atomic::{fence, Ordering};
+
+use bytes::Bytes;
+
+use super::Worker;
+use crate::engine::batch::Batch;
+use crate::engine::{Engine, SCOPE_MASK, SIGNAL_SHIFT};
+use crate::record::Signal;
+
+impl Worker {
+    /// Moves committed records from this worker's rings into the batch, up to
+    /// the batch limits. Returns the number of records moved.
+    pub(super) fn drain(&mut self) -> usize {
+        let Worker {
+            inner,
+            consumers,
+            batches,
+            scope_cache,
+            idx,
+            charged,
+            samples,
+            ..
+        } = self;
+        let cfg = &inner.config;
+        let max_items = (inner.workers[*idx]
+            .counters
+            .batch_target
+            .load(Ordering::Relaxed) as usize)
+            .min(cfg.max_batch_items);
+        let mut total = 0;
+        for (shard_idx, consumer) in consumers.iter_mut() {
+            let limit = inner.batch_limit;
+            let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit;
+            if batches.values().any(full) {
+                break;
+            }
+            let room = limit - batches.values().map(Batch::bytes).max().unwrap_or(0);
+            // Take the shard's latency sample before reading: its record was
+            // committed before the sample was set, so it is in the ring now.
+            // Load first: a swap on every drain would pull the producers'
+            // line away from them even when there is no sample.
+            let slot = &inner.shards[*shard_idx].counters.sample_ns;
+            if slot.load(Ordering::Relaxed) != 0 {
+                let sample = slot.swap(0, Ordering::Acquire);
+                if sample != 0 {
+                    samples.push(sample);
+                }
+            }
+            let n = consumer.read(room, |tag, payload| {
+                let Some(signal) = Signal::from_bits(tag >> SIGNAL_SHIFT) else {
+                    // Never written by this crate; skip it rather than stall.
+                    debug_assert!(false, "ring record with tag {tag:#x}");
+                    return true;
+                };
+                let batch = &mut batches[signal];
+                // Close the batch before a record would take it past the
+                // request limit: the record waits in the ring for the next.
+                if batch.items() >= max_items
+                    || (!batch.is_empty() && batch.bytes() + payload.len() + 16 > limit)
+                {
+                    return false;
+                }
+                batch.push(tag & SCOPE_MASK, payload, |t| {
+                    scope_bytes(inner, scope_cache, t)
+                });
+                charged[signal] += payload.len() as u64;
+                true
+            });
+            if n > 0 {
+                total += n;
+                let shard = &inner.shards[*shard_idx];
+                // SeqCst fence pairs with the producer's SeqCst increment of
+                // `waiters` in `wait_for_space`: either we see the waiter or
+                // it sees the space we just freed.
+                fence(Ordering::SeqCst);
+                if shard.waiters.load(Ordering::Relaxed) > 0 && shard.ring.used() <= shard.low_water
+                {
+                    let _g = shard.lock.lock();
+                    shard.space.notify_all();
+                }
+            }
+        }
+        if total > 0 {
+            inner.workers[*idx]
+                .counters
+                .drained
+                .fetch_add(total as u64, Ordering::Relaxed);
+        }
+        total
+    }
+}
+
+/// The encoded `scope` field for a tag, cached per worker.
+fn scope_bytes(inner: &Engine, cache: &mut Vec<Option<Bytes>>, tag: u32) -> Bytes {
+    let t = tag as usize;
+    if let Some(Some(b)) = cache.get(t) {
+        return b.clone();
+    }
+    let b = inner
+        .scopes
+        .read()
+        .get(t)
+        .map(|(_, _, b)| b.clone())
+        .unwrap_or_default();
+    if cache.len() <= t {
+        cache.resize(t + 1, None);
+    }
+    cache[t] = Some(b.clone());
+    b
+}

@@ -1,0 +1,403 @@
+//! One export request's life on its worker's thread: the circuit breaker
+//! lets it out, the egress pacing spaces it, the exporter sends it, and the
+//! answer is counted: acknowledged, rejected in part, retried with backoff
+//! (in the retry queue, where newer data may evict it), or failed for good.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::config::RetryQueue;
+use crate::engine::Engine;
+use crate::export::{Backoff, ExportError, Exporter};
+use crate::flow::breaker::{Admit, Breaker};
+use crate::flow::concurrency::{Aimd, Outcome};
+use crate::record::{PerSignal, Signal};
+
+/// What export tasks share with their worker.
+pub(super) struct ExportContext {
+    pub(super) inner: Arc<Engine>,
+    pub(super) idx: usize,
+    /// One exporter per signal, each with its own endpoint, path, headers
+    /// and compression.
+    pub(super) exporters: PerSignal<Exporter>,
+    /// Outstanding requests: sequence number -> records.
+    pub(super) outstanding: RefCell<BTreeMap<u64, u64>>,
+    /// The limit on requests in flight (`in_flight_requests` in the
+    /// worker's counters): fixed, or moved by the AIMD controller.
+    pub(super) fixed_limit: usize,
+    pub(super) aimd: RefCell<Option<Aimd>>,
+    /// Signalled when a request ends or the limit grows.
+    pub(super) slot_freed: Notify,
+    /// One circuit breaker per signal: each signal may have its own
+    /// endpoint, and a dead logs endpoint must not hold spans back.
+    pub(super) breakers: PerSignal<RefCell<Breaker>>,
+    /// Signalled when a breaker's probe has its answer.
+    pub(super) breaker_changed: Notify,
+    /// Requests sleeping before a retry, oldest first, each with the signal
+    /// that evicts it (`RetryQueue::DropOldest`).
+    pub(super) retrying: RefCell<BTreeMap<u64, Rc<Notify>>>,
+}
+
+impl ExportContext {
+    pub(super) fn counters(&self) -> &crate::stats::WorkerCounters {
+        &self.inner.workers[self.idx].counters
+    }
+
+    pub(super) fn now_ns(&self) -> u64 {
+        self.inner.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Requests in flight (sending or waiting for a retry). Written only on
+    /// this worker's thread; the atomic is what stats() reads.
+    pub(super) fn in_flight(&self) -> usize {
+        self.counters().in_flight_requests.load(Ordering::Relaxed) as usize
+    }
+
+    pub(super) fn limit(&self) -> usize {
+        match &*self.aimd.borrow() {
+            Some(a) => a.limit(),
+            None => self.fixed_limit,
+        }
+    }
+
+    /// Drops the request that has waited longest for its retry. Returns
+    /// whether there was one.
+    pub(super) fn evict_oldest(&self) -> bool {
+        match self.retrying.borrow_mut().pop_first() {
+            Some((_, signal)) => {
+                // notify_one keeps the permit if the task is not polled yet.
+                signal.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Puts request `seq` in the retry queue (leave it with
+    /// `retrying.remove`); the returned signal fires if it is evicted.
+    pub(super) fn enter_retry_queue(&self, seq: u64) -> Rc<Notify> {
+        let signal = Rc::new(Notify::new());
+        self.retrying.borrow_mut().insert(seq, signal.clone());
+        if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
+            // A dispatch waiting for a slot may now evict this request.
+            self.slot_freed.notify_one();
+        }
+        signal
+    }
+
+    /// Waits until the circuit breaker lets request `seq` out, or
+    /// `give_up`. While it waits, the request is in the retry queue: under
+    /// `RetryQueue::DropOldest` newer data may evict it.
+    pub(super) async fn admit(&self, signal: Signal, seq: u64, give_up: Instant) -> Admission {
+        loop {
+            let admit = self.breakers[signal].borrow_mut().admit(self.now_ns());
+            let until = match admit {
+                Admit::Go => return Admission::Send { probe: false },
+                Admit::Probe => {
+                    self.publish_breaker();
+                    return Admission::Send { probe: true };
+                }
+                Admit::WaitUntil(ns) => Some(self.inner.epoch + Duration::from_nanos(ns)),
+                Admit::WaitProbe => None,
+            };
+            let evict = self.enter_retry_queue(seq);
+            let evicted = tokio::select! {
+                _ = evict.notified() => true,
+                _ = self.breaker_changed.notified(), if until.is_none() => false,
+                _ = tokio::time::sleep_until(until.unwrap_or(give_up).min(give_up).into()) => false,
+            };
+            self.retrying.borrow_mut().remove(&seq);
+            if evicted {
+                return Admission::Evicted;
+            }
+            if Instant::now() >= give_up {
+                return Admission::GaveUp;
+            }
+        }
+    }
+
+    /// Feeds an attempt's result to the circuit breaker and the concurrency
+    /// controller. `no_answer`: the attempt got no answer (see
+    /// `ExportError::no_answer`).
+    pub(super) fn on_attempt(
+        &self,
+        signal: Signal,
+        probe: bool,
+        rtt: Duration,
+        outcome: Outcome,
+        no_answer: bool,
+    ) {
+        let now = self.now_ns();
+        let authority = &self.inner.exports[signal].endpoint.authority;
+        {
+            let mut b = self.breakers[signal].borrow_mut();
+            let (state, opened) = (b.state(), b.opened());
+            if no_answer {
+                b.on_failure(now, probe);
+            } else {
+                b.on_success();
+            }
+            if b.opened() > opened {
+                self.counters()
+                    .breaker_opened
+                    .fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "otlpflow: endpoint {authority} not answering; circuit breaker open, probing it"
+                );
+            }
+            if b.state() != state {
+                if state != crate::flow::breaker::State::Closed
+                    && b.state() == crate::flow::breaker::State::Closed
+                {
+                    log::info!(
+                        "otlpflow: endpoint {authority} answers again; circuit breaker closed"
+                    );
+                }
+                self.breaker_changed.notify_waiters();
+            }
+        }
+        self.publish_breaker();
+        if let Some(a) = self.aimd.borrow_mut().as_mut() {
+            let before = a.limit();
+            a.on_response(now, rtt.as_nanos() as u64, outcome);
+            if a.limit() != before {
+                self.counters()
+                    .concurrency_limit
+                    .store(a.limit() as u64, Ordering::Relaxed);
+            }
+            if a.limit() > before {
+                self.slot_freed.notify_one();
+            }
+        }
+    }
+
+    /// Publishes which signals' breakers are not closed (bit per signal).
+    pub(super) fn publish_breaker(&self) {
+        let open = self
+            .breakers
+            .iter()
+            .filter(|(_, b)| b.borrow().state() != crate::flow::breaker::State::Closed)
+            .fold(0u64, |m, (s, _)| m | s.bit());
+        self.counters().breaker_state.store(open, Ordering::Relaxed);
+    }
+}
+
+/// What the circuit breaker let a request do.
+pub(super) enum Admission {
+    /// Send (`probe`: as the breaker's half-open probe).
+    Send { probe: bool },
+    /// The retry budget (or shutdown's deadline) ran out first.
+    GaveUp,
+    /// Evicted while waiting (`RetryQueue::DropOldest`).
+    Evicted,
+}
+
+/// Bytes of one request held against the memory budget until the request
+/// ends, however it ends (a task dropped at the shutdown deadline too).
+struct Charge<'a> {
+    inner: &'a Engine,
+    n: u64,
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.inner.release_memory(self.n);
+        }
+    }
+}
+
+/// One export request, as its task owns it.
+pub(super) struct ExportRequest {
+    /// Commit times of sampled records in it (end-to-end latency).
+    pub(super) samples: Vec<u64>,
+    pub(super) signal: Signal,
+    pub(super) seq: u64,
+    pub(super) chunks: Vec<Bytes>,
+    pub(super) items: u64,
+    /// Bytes on the wire (for egress pacing).
+    pub(super) wire: u64,
+    /// Bytes held against the memory budget.
+    pub(super) charge: u64,
+}
+
+/// Sends one request, retrying transient failures with backoff until the
+/// retry budget or the shutdown deadline runs out, and counts the outcome.
+/// Each attempt first passes the circuit breaker and the egress pacing.
+pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed: u64) {
+    let inner = &shared.inner;
+    let cfg = &inner.config;
+    let counters = shared.counters();
+    let _charge = Charge {
+        inner,
+        n: req.charge,
+    };
+    let items = req.items;
+    let started = Instant::now();
+    let mut backoff = Backoff::new(&cfg.retry, seed);
+    loop {
+        let mut give_up = started + cfg.retry.max_elapsed;
+        if let Some(d) = inner.stop_deadline() {
+            give_up = give_up.min(d);
+        }
+        let probe = match shared.admit(req.signal, req.seq, give_up).await {
+            Admission::Send { probe } => probe,
+            Admission::GaveUp => {
+                // The endpoint stayed down (breaker open) past the budget.
+                counters.failed.fetch_add(items, Ordering::Relaxed);
+                counters
+                    .failed_exhausted
+                    .fetch_add(items, Ordering::Relaxed);
+                return;
+            }
+            Admission::Evicted => {
+                counters.failed.fetch_add(items, Ordering::Relaxed);
+                counters.failed_evicted.fetch_add(items, Ordering::Relaxed);
+                return;
+            }
+        };
+        if let Some(bucket) = &inner.egress {
+            let wait = bucket.reserve(req.wire);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        counters
+            .signals_used
+            .fetch_or(req.signal.bit(), Ordering::Relaxed);
+        let t0 = Instant::now();
+        let result = match tokio::time::timeout(
+            inner.exports[req.signal].timeout,
+            shared.exporters[req.signal].send(&req.chunks),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ExportError::Timeout),
+        };
+        let rtt = t0.elapsed();
+        match result {
+            Ok(ack) => {
+                shared.on_attempt(req.signal, probe, rtt, Outcome::Answered, false);
+                let latency = rtt.as_nanos() as u64;
+                counters.export_latency.record(latency);
+                let now = inner.epoch.elapsed().as_nanos() as u64;
+                for s in &req.samples {
+                    counters.e2e_latency.record(now.saturating_sub(*s));
+                }
+                adapt_batch(cfg, counters, latency);
+                counters.consecutive_failures.store(0, Ordering::Relaxed);
+                let rejected = ack.rejected.min(items);
+                counters
+                    .exported
+                    .fetch_add(items - rejected, Ordering::Relaxed);
+                counters.exported_by_signal[req.signal.index()]
+                    .fetch_add(items - rejected, Ordering::Relaxed);
+                if rejected > 0 {
+                    counters.rejected.fetch_add(rejected, Ordering::Relaxed);
+                    *inner.last_error.lock() = Some(format!("partial success: {}", ack.message));
+                }
+                return;
+            }
+            Err(e) => {
+                let outcome = if e.throttled() {
+                    Outcome::Throttled
+                } else if e.no_answer() {
+                    Outcome::Other
+                } else {
+                    Outcome::Answered
+                };
+                shared.on_attempt(req.signal, probe, rtt, outcome, e.no_answer());
+                counters.request_errors.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .consecutive_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                *inner.last_error.lock() = Some(if e.refuses_encoding() {
+                    format!(
+                        "configuration error: the receiver refuses compression {:?} ({e}); use none or gzip",
+                        inner.exports[req.signal].compression.token().unwrap_or("none")
+                    )
+                } else {
+                    e.to_string()
+                });
+                // The server's RetryInfo or Retry-After wins over our backoff.
+                let backoff_delay = backoff.next_delay();
+                let delay = e.retry_after().unwrap_or(backoff_delay);
+                if e.retryable() && Instant::now() + delay < give_up {
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    if wait_for_retry(shared, req.seq, delay).await {
+                        continue;
+                    }
+                    counters.failed.fetch_add(items, Ordering::Relaxed);
+                    counters.failed_evicted.fetch_add(items, Ordering::Relaxed);
+                    return;
+                }
+                counters.failed.fetch_add(items, Ordering::Relaxed);
+                if e.retryable() {
+                    counters
+                        .failed_exhausted
+                        .fetch_add(items, Ordering::Relaxed);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Sleeps before a retry in the retry queue, where newer data may evict
+/// the request (`RetryQueue::DropOldest`). Returns false if it was evicted.
+async fn wait_for_retry(shared: &ExportContext, seq: u64, delay: Duration) -> bool {
+    let signal = shared.enter_retry_queue(seq);
+    let evicted = tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = signal.notified() => true,
+    };
+    shared.retrying.borrow_mut().remove(&seq);
+    !evicted
+}
+
+/// Moves the batch target after an acknowledged request (see
+/// `PipelineBuilder::adaptive_batch`). Runs on the worker's thread.
+fn adapt_batch(
+    cfg: &crate::config::Config,
+    counters: &crate::stats::WorkerCounters,
+    latency_ns: u64,
+) {
+    // The smoothed round trip is kept either way: health() reads it too.
+    let old = counters.latency_ewma_ns.load(Ordering::Relaxed);
+    let ewma = if old == 0 {
+        latency_ns
+    } else {
+        // Weight 1/8, in integers: smooth enough not to chase one slow reply.
+        (old * 7 + latency_ns) / 8
+    };
+    counters.latency_ewma_ns.store(ewma, Ordering::Relaxed);
+    let Some((min, target)) = cfg.adaptive_batch else {
+        return;
+    };
+    if counters.since_adjust.fetch_add(1, Ordering::Relaxed) + 1 < 4 {
+        return;
+    }
+    let target_ns = target.as_nanos() as u64;
+    let current = counters.batch_target.load(Ordering::Relaxed);
+    let next = if ewma > 2 * target_ns {
+        current * 3 / 4
+    } else if ewma < target_ns / 2 {
+        (current * 5).div_ceil(4)
+    } else {
+        current
+    }
+    .clamp(min as u64, cfg.max_batch_items as u64);
+    if next != current {
+        counters.batch_target.store(next, Ordering::Relaxed);
+    }
+    counters.since_adjust.store(0, Ordering::Relaxed);
+}

@@ -95,7 +95,7 @@ fn end_to_end(c: &mut Criterion) {
             })
         });
         let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
-        assert_eq!(s.dropped.total() + s.failed, 0);
+        assert_eq!(s.dropped.total() + s.failed.total(), 0);
         assert_eq!(sink.counts().spans, s.exported);
     }
     g.finish();

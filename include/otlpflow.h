@@ -31,6 +31,16 @@
 // array elements in all of its values together.
 #define OTLPFLOW_MAX_TOTAL_ATTRIBUTES 512
 
+// Number of `otlpflow_drop_reason`s: the length of `otlpflow_stats.dropped`.
+#define OTLPFLOW_DROP_REASONS 6
+
+// Number of `otlpflow_fail_reason`s: the length of
+// `otlpflow_stats.failed_by_reason`.
+#define OTLPFLOW_FAIL_REASONS 5
+
+// Number of `otlpflow_signal`s: the length of the `*_by_signal` arrays.
+#define OTLPFLOW_SIGNALS 3
+
 // Result codes of fallible functions. Numbers are stable and never reused.
 enum otlpflow_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -65,6 +75,12 @@ enum otlpflow_result
   OTLPFLOW_RESULT_RATE_LIMITED = 12,
   // Over the memory budget: the record was dropped (and counted).
   OTLPFLOW_RESULT_MEMORY = 13,
+  // Not a live handle of the expected type: already freed, a handle of
+  // another type, or a number that was never a handle. Nothing was done.
+  OTLPFLOW_RESULT_INVALID_HANDLE = 14,
+  // otlpflow failed inside (a thread or runtime could not be started,
+  // say); the message says what. Distinct from a panic.
+  OTLPFLOW_RESULT_INTERNAL = 15,
   // otlpflow panicked; the call had no effect.
   OTLPFLOW_RESULT_PANIC = 100,
 };
@@ -76,7 +92,7 @@ typedef uint32_t otlpflow_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Kinds of [`otlpflow_value`]. Numbers are stable.
+// Kinds of `otlpflow_value`.
 enum otlpflow_value_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -148,9 +164,215 @@ typedef uint32_t otlpflow_instrument_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Compression of request bodies (`otlpflow_config_set_compression`).
+enum otlpflow_compression
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // None (the OTLP default).
+  OTLPFLOW_COMPRESSION_NONE = 0,
+  // gzip (every OTLP receiver accepts it).
+  OTLPFLOW_COMPRESSION_GZIP = 1,
+  // zstd (smaller and faster; not every receiver accepts it).
+  OTLPFLOW_COMPRESSION_ZSTD = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_compression otlpflow_compression;
+#else
+typedef uint32_t otlpflow_compression;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What a full ring does (`otlpflow_config_set_policy`).
+enum otlpflow_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Refuse the record at once, counted (the default).
+  OTLPFLOW_POLICY_DROP_NEWEST = 0,
+  // Block the recording thread up to `max_wait_ms`, then refuse.
+  OTLPFLOW_POLICY_BLOCK = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_policy otlpflow_policy;
+#else
+typedef uint32_t otlpflow_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The export protocol (`otlpflow_config_set_protocol`).
+enum otlpflow_protocol
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // OTLP/gRPC (default port 4317).
+  OTLPFLOW_PROTOCOL_GRPC = 0,
+  // OTLP/HTTP with protobuf bodies over HTTP/1.1 (default port 4318).
+  OTLPFLOW_PROTOCOL_HTTP_PROTOBUF = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_protocol otlpflow_protocol;
+#else
+typedef uint32_t otlpflow_protocol;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The export path's health (`otlpflow_pipeline_health`).
+enum otlpflow_health
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The last attempts succeeded (or none was made yet).
+  OTLPFLOW_HEALTH_HEALTHY = 0,
+  // Some attempts fail, some endpoint's circuit breaker is open, or
+  // round trips are slow.
+  OTLPFLOW_HEALTH_DEGRADED = 1,
+  // Every endpoint in use has its circuit breaker open.
+  OTLPFLOW_HEALTH_DOWN = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_health otlpflow_health;
+#else
+typedef uint32_t otlpflow_health;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// `otlpflow_span.kind`, as OTLP numbers it.
+enum otlpflow_span_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Unspecified.
+  OTLPFLOW_SPAN_KIND_UNSPECIFIED = 0,
+  // An internal operation.
+  OTLPFLOW_SPAN_KIND_INTERNAL = 1,
+  // The server side of a request.
+  OTLPFLOW_SPAN_KIND_SERVER = 2,
+  // The client side of a request.
+  OTLPFLOW_SPAN_KIND_CLIENT = 3,
+  // Sending a message.
+  OTLPFLOW_SPAN_KIND_PRODUCER = 4,
+  // Receiving a message.
+  OTLPFLOW_SPAN_KIND_CONSUMER = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_span_kind otlpflow_span_kind;
+#else
+typedef uint32_t otlpflow_span_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// `otlpflow_span.status_code`, as OTLP numbers it.
+enum otlpflow_status_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Unset (the default).
+  OTLPFLOW_STATUS_CODE_UNSET = 0,
+  // The operation succeeded.
+  OTLPFLOW_STATUS_CODE_OK = 1,
+  // The operation failed.
+  OTLPFLOW_STATUS_CODE_ERROR = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_status_code otlpflow_status_code;
+#else
+typedef uint32_t otlpflow_status_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The signals, indexing the `*_by_signal` arrays of `otlpflow_stats`.
+enum otlpflow_signal
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Spans.
+  OTLPFLOW_SIGNAL_TRACES = 0,
+  // Log records.
+  OTLPFLOW_SIGNAL_LOGS = 1,
+  // Metric data points.
+  OTLPFLOW_SIGNAL_METRICS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_signal otlpflow_signal;
+#else
+typedef uint32_t otlpflow_signal;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Why records were refused at ingest: indexes `otlpflow_stats.dropped`.
+// `otlpflow_drop_reason_name` names each.
+enum otlpflow_drop_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The ring was full.
+  OTLPFLOW_DROP_REASON_FULL = 0,
+  // Larger than a ring record may be.
+  OTLPFLOW_DROP_REASON_TOO_LARGE = 1,
+  // Offered after shutdown began.
+  OTLPFLOW_DROP_REASON_SHUTDOWN = 2,
+  // Invalid input.
+  OTLPFLOW_DROP_REASON_INVALID = 3,
+  // Over an ingest rate limit.
+  OTLPFLOW_DROP_REASON_RATE_LIMITED = 4,
+  // Over the memory budget.
+  OTLPFLOW_DROP_REASON_MEMORY = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_drop_reason otlpflow_drop_reason;
+#else
+typedef uint32_t otlpflow_drop_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Why accepted records failed for good: indexes
+// `otlpflow_stats.failed_by_reason`. `otlpflow_fail_reason_name` names
+// each.
+enum otlpflow_fail_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A permanent error (refused, untrusted certificate, malformed).
+  OTLPFLOW_FAIL_REASON_PERMANENT = 0,
+  // Retries ran out on a retryable error.
+  OTLPFLOW_FAIL_REASON_EXHAUSTED = 1,
+  // Waiting for a retry, evicted for newer data.
+  OTLPFLOW_FAIL_REASON_EVICTED = 2,
+  // Unsent at shutdown's deadline.
+  OTLPFLOW_FAIL_REASON_SHUTDOWN = 3,
+  // In flight in the parent at a fork.
+  OTLPFLOW_FAIL_REASON_FORK = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum otlpflow_fail_reason otlpflow_fail_reason;
+#else
+typedef uint32_t otlpflow_fail_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Pipeline settings, built up with setters and handed to
-// `otlpflow_pipeline_start`. A `Box` underneath; not thread-safe: use one
-// config from one thread at a time. Free it with `otlpflow_config_free`.
+// `otlpflow_pipeline_start`. A `Box` underneath, reached through a checked
+// handle; not thread-safe: use one config from one thread at a time. Free
+// it with `otlpflow_config_free`.
 typedef struct otlpflow_config otlpflow_config;
 
 // A lock-free instrument of a pipeline. Use it from any number of threads;
@@ -158,10 +380,11 @@ typedef struct otlpflow_config otlpflow_config;
 // by the pipeline).
 typedef struct otlpflow_instrument otlpflow_instrument;
 
-// A running pipeline. An `Arc`-backed engine underneath; every function
-// taking a `const otlpflow_pipeline *` may be called from any number of
-// threads at once. Free it with `otlpflow_pipeline_free` (which shuts it
-// down first if needed) once no thread uses it any more.
+// A running pipeline. An `Arc`-backed engine in a `Box` underneath,
+// reached through a checked handle; every function taking a
+// `const otlpflow_pipeline *` may be called from any number of threads at
+// once. Free it with `otlpflow_pipeline_free` (which shuts it down first
+// if needed) once no thread uses it any more.
 typedef struct otlpflow_pipeline otlpflow_pipeline;
 
 // A borrowed string from C: pointer and length, no NUL needed. `ptr` may be
@@ -256,7 +479,7 @@ typedef struct otlpflow_span {
   uint32_t flags;
   // The operation name (UTF-8).
   struct otlpflow_str name;
-  // 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+  // An `otlpflow_span_kind` (`OTLPFLOW_SPAN_KIND_SERVER`, ...).
   uint32_t kind;
   // Start, nanoseconds since the Unix epoch.
   uint64_t start_time_unix_nano;
@@ -280,53 +503,54 @@ typedef struct otlpflow_span {
   size_t links_len;
   // Links discarded before recording.
   uint32_t dropped_links_count;
-  // 0 unset, 1 ok, 2 error.
+  // An `otlpflow_status_code` (`OTLPFLOW_STATUS_CODE_UNSET`, `_OK`,
+  // `_ERROR`).
   uint32_t status_code;
   // Status message (UTF-8).
   struct otlpflow_str status_message;
 } otlpflow_span;
 
-// Counters of a pipeline (see the Rust `Stats` for their meaning). The
-// identities `offered = accepted + dropped_*` and
-// `accepted = exported + failed + rejected + in_flight` hold.
+// Counters of a pipeline (see the Rust `Stats` for their meaning). Before
+// passing one in, set `size = sizeof(otlpflow_stats)`: the library writes
+// at most that many bytes and sets `size` to what it wrote, so a program
+// built against an older header keeps working with a newer library (new
+// fields are only ever appended). The identities
+// `offered = accepted + sum(dropped)` and
+// `accepted = exported + failed + rejected + in_flight` hold after a flush.
 typedef struct otlpflow_stats {
+  // The size of this struct as the caller knows it (set it to
+  // `sizeof(otlpflow_stats)`); on return, the bytes written.
+  size_t size;
   // Records the host tried to record.
   uint64_t offered;
   // Records taken into a ring.
   uint64_t accepted;
-  // Refused: ring full.
-  uint64_t dropped_full;
-  // Refused: larger than a ring record may be.
-  uint64_t dropped_too_large;
-  // Refused: offered after shutdown began.
-  uint64_t dropped_shutdown;
-  // Refused: invalid input.
-  uint64_t dropped_invalid;
-  // Refused: over the ingest rate limit.
-  uint64_t dropped_rate_limited;
-  // Acknowledged by the receiver.
+  // Records acknowledged by the receiver.
   uint64_t exported;
-  // Failed for good (including the two below).
+  // Records failed for good (the sum of `failed_by_reason`).
   uint64_t failed;
-  // Of `failed`: still unsent at shutdown's deadline.
-  uint64_t failed_shutdown;
-  // Of `failed`: in flight in the parent at a fork (the parent sends them).
-  uint64_t failed_fork;
-  // Of `failed`: retries ran out on a retryable error.
-  uint64_t failed_exhausted;
-  // Of `failed`: a permanent error (refused by the receiver, untrusted
-  // certificate, malformed response).
-  uint64_t failed_permanent;
-  // Rejected by the server (partial success).
+  // Records rejected by the server (partial success).
   uint64_t rejected;
   // Accepted and not yet exported, failed or rejected.
   uint64_t in_flight;
+  // Records refused at ingest, indexed by `otlpflow_drop_reason`.
+  uint64_t dropped[OTLPFLOW_DROP_REASONS];
+  // Records failed for good, indexed by `otlpflow_fail_reason`.
+  uint64_t failed_by_reason[OTLPFLOW_FAIL_REASONS];
+  // Of `offered`, indexed by `otlpflow_signal`.
+  uint64_t offered_by_signal[OTLPFLOW_SIGNALS];
+  // Of `accepted`, indexed by `otlpflow_signal`.
+  uint64_t accepted_by_signal[OTLPFLOW_SIGNALS];
+  // Of `exported`, indexed by `otlpflow_signal`.
+  uint64_t exported_by_signal[OTLPFLOW_SIGNALS];
   // Export requests sent, retries included.
   uint64_t requests;
   // Requests retried.
   uint64_t retries;
   // Failed request attempts.
   uint64_t request_errors;
+  // Requests in flight now.
+  uint64_t in_flight_requests;
   // Uncompressed OTLP bytes exported.
   uint64_t bytes_raw;
   // Bytes on the wire.
@@ -337,10 +561,10 @@ typedef struct otlpflow_stats {
   uint64_t export_latency_p99_ns;
   // Largest.
   uint64_t export_latency_max_ns;
-  // Refused: over the memory budget.
-  uint64_t dropped_memory;
-  // Of `failed`: waiting for a retry, dropped for newer data.
-  uint64_t failed_evicted;
+  // End-to-end latency (commit to acknowledgement, sampled), median, ns.
+  uint64_t e2e_latency_p50_ns;
+  // 99th percentile.
+  uint64_t e2e_latency_p99_ns;
   // The limit on requests in flight, summed over workers.
   uint64_t concurrency_limit;
   // The batch target in records, averaged over workers.
@@ -351,10 +575,6 @@ typedef struct otlpflow_stats {
   uint64_t memory_peak;
   // Times a circuit breaker opened.
   uint64_t breaker_opened;
-  // End-to-end latency (commit to acknowledgement, sampled), median, ns.
-  uint64_t e2e_latency_p50_ns;
-  // 99th percentile.
-  uint64_t e2e_latency_p99_ns;
   // The fullest shard ring, percent.
   uint64_t ring_fill_max_pct;
 } otlpflow_stats;
@@ -459,8 +679,10 @@ const char *otlpflow_result_message(uint32_t result);
 // OTLP/gRPC, no compression, `DROP_NEWEST`). Writes it to `*out`.
 OTLPFLOW_MUST_USE otlpflow_result otlpflow_config_new(struct otlpflow_config **out);
 
-// Frees a config. NULL and a second free are ignored.
-void otlpflow_config_free(struct otlpflow_config *config);
+// Frees a config. NULL is fine (`OK`); a handle already freed, or one
+// that is not a config, returns `OTLPFLOW_RESULT_INVALID_HANDLE` and frees
+// nothing.
+otlpflow_result otlpflow_config_free(struct otlpflow_config *config);
 
 // Applies the standard `OTEL_*` environment variables (endpoint, headers,
 // compression, timeout, protocol, service name, resource attributes). Call
@@ -484,10 +706,18 @@ OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_service_version(struct otlpflow_config *config,
                                                     struct otlpflow_str value);
 
-// Compression: 0 none (the default), 1 gzip, 2 zstd.
+// Compression of request bodies: an `otlpflow_compression`
+// (`OTLPFLOW_COMPRESSION_NONE`, the default, `_GZIP` or `_ZSTD`).
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_compression(struct otlpflow_config *config,
                                                 uint32_t compression);
+
+// The export protocol: an `otlpflow_protocol` (`OTLPFLOW_PROTOCOL_GRPC`,
+// the default, or `OTLPFLOW_PROTOCOL_HTTP_PROTOBUF` over HTTP/1.1). The
+// default endpoint follows it (port 4317 or 4318).
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set_protocol(struct otlpflow_config *config,
+                                             uint32_t protocol);
 
 // Number of shard rings (0 = one per CPU, the default).
 OTLPFLOW_MUST_USE
@@ -524,8 +754,9 @@ OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_request_timeout_ms(struct otlpflow_config *config,
                                                        uint64_t ms);
 
-// What a full ring does: `policy` 0 refuses at once (`DROP_NEWEST`, the
-// default), 1 blocks the recording thread up to `max_wait_ms` (`BLOCK`).
+// What a full ring does: an `otlpflow_policy`. `OTLPFLOW_POLICY_DROP_NEWEST`
+// (the default) refuses at once; `OTLPFLOW_POLICY_BLOCK` blocks the
+// recording thread up to `max_wait_ms`.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_policy(struct otlpflow_config *config,
                                            uint32_t policy,
@@ -579,6 +810,19 @@ otlpflow_result otlpflow_config_error(const struct otlpflow_config *config,
                                       size_t cap,
                                       size_t *out_len);
 
+// Call just before `fork()`. otlpflow registers these three hooks with
+// `pthread_atfork` itself when the first pipeline starts, so most programs
+// never call them; calling them as well is harmless.
+void otlpflow_fork_prepare(void);
+
+// Call in the parent just after `fork()`.
+void otlpflow_fork_parent(void);
+
+// Call in the child just after `fork()`: the child drops what the parent
+// had buffered (counted as `failed_fork`) and restarts its workers on its
+// next call. Async-signal-safe.
+void otlpflow_fork_child(void);
+
 // Validates the config and starts a pipeline, written to `*out`. An
 // invalid setting returns `OTLPFLOW_RESULT_INVALID_CONFIG` and keeps the
 // message naming it for `otlpflow_config_error`. The config stays the
@@ -588,9 +832,11 @@ otlpflow_result otlpflow_pipeline_start(struct otlpflow_config *config,
                                         struct otlpflow_pipeline **out);
 
 // Frees a pipeline, shutting it down first (flushing for up to 5 s) if
-// `otlpflow_pipeline_shutdown` was not called. NULL and a second free are
-// ignored. No other thread may be using the pipeline.
-void otlpflow_pipeline_free(struct otlpflow_pipeline *pipeline);
+// `otlpflow_pipeline_shutdown` was not called. NULL is fine (`OK`); a
+// handle already freed, or one that is not a pipeline, returns
+// `OTLPFLOW_RESULT_INVALID_HANDLE` and frees nothing. No other thread may
+// be using the pipeline.
+otlpflow_result otlpflow_pipeline_free(struct otlpflow_pipeline *pipeline);
 
 // Registers (or finds) an instrumentation scope, written to `*out`.
 OTLPFLOW_MUST_USE
@@ -637,11 +883,6 @@ otlpflow_result otlpflow_pipeline_shutdown(const struct otlpflow_pipeline *pipel
                                            uint64_t timeout_ms,
                                            struct otlpflow_stats *out_stats);
 
-// Writes a snapshot of the counters to `*out`. Never blocks.
-OTLPFLOW_MUST_USE
-otlpflow_result otlpflow_pipeline_stats(const struct otlpflow_pipeline *pipeline,
-                                        struct otlpflow_stats *out);
-
 // The last export error as text (empty if none): see `copy_text` rules:
 // `*out_len` gets the length; a buffer shorter than length + 1 returns
 // `OTLPFLOW_RESULT_BUFFER_TOO_SMALL` and writes nothing else.
@@ -651,25 +892,13 @@ otlpflow_result otlpflow_pipeline_last_error(const struct otlpflow_pipeline *pip
                                              size_t cap,
                                              size_t *out_len);
 
-// Writes the export path's health to `*out`: 0 healthy, 1 degraded (some
-// attempts failing), 2 down (every worker's last 5 attempts or more failed).
-// It recovers by itself on the next successful export.
+// Writes the export path's health to `*out`, an `otlpflow_health`:
+// `OTLPFLOW_HEALTH_HEALTHY`, `_DEGRADED` (some attempts failing, a circuit
+// breaker open, slow round trips) or `_DOWN` (every endpoint in use has its
+// circuit breaker open). It recovers by itself on the next answer.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_pipeline_health(const struct otlpflow_pipeline *pipeline,
                                          uint32_t *out);
-
-// Call just before `fork()`. otlpflow registers these three hooks with
-// `pthread_atfork` itself when the first pipeline starts, so most programs
-// never call them; calling them as well is harmless.
-void otlpflow_fork_prepare(void);
-
-// Call in the parent just after `fork()`.
-void otlpflow_fork_parent(void);
-
-// Call in the child just after `fork()`: the child drops what the parent
-// had buffered (counted as `failed_fork`) and restarts its workers on its
-// next call. Async-signal-safe.
-void otlpflow_fork_child(void);
 
 // Records one log record. Results as for `otlpflow_pipeline_record_span`.
 OTLPFLOW_MUST_USE
@@ -708,14 +937,33 @@ otlpflow_result otlpflow_instrument_record(const struct otlpflow_instrument *ins
                                            const struct otlpflow_attribute *attributes,
                                            size_t attributes_len);
 
-// Frees an instrument handle (NULL-tolerant; a second free is ignored).
-void otlpflow_instrument_free(struct otlpflow_instrument *instrument);
+// Frees an instrument handle. NULL is fine (`OK`); a handle already
+// freed, or one that is not an instrument, returns
+// `OTLPFLOW_RESULT_INVALID_HANDLE` and frees nothing.
+otlpflow_result otlpflow_instrument_free(struct otlpflow_instrument *instrument);
 
 // Collects every instrument now (the pipeline also does it every metrics
 // interval, and on flush and shutdown); writes the points recorded.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_pipeline_collect_metrics(const struct otlpflow_pipeline *pipeline,
                                                   uint64_t *points);
+
+// Writes a snapshot of the counters to `*out` (set `out->size` first).
+// Never blocks. A `size` smaller than the first version's fields returns
+// `OTLPFLOW_RESULT_INVALID_ARGUMENT`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_stats(const struct otlpflow_pipeline *pipeline,
+                                        struct otlpflow_stats *out);
+
+// The name of a drop reason (`"full"`, `"memory"`, ...), as Prometheus
+// and the Rust stats spell it: a static NUL-terminated string, or NULL
+// for a number that is not an `otlpflow_drop_reason`.
+const char *otlpflow_drop_reason_name(uint32_t reason);
+
+// The name of a fail reason (`"permanent"`, `"exhausted"`, ...): a static
+// NUL-terminated string, or NULL for a number that is not an
+// `otlpflow_fail_reason`.
+const char *otlpflow_fail_reason_name(uint32_t reason);
 
 #ifdef __cplusplus
 }  // extern "C"

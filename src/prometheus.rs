@@ -13,6 +13,11 @@ use http_body_util::Full;
 
 use crate::stats::{Health, Stats};
 
+/// Borrows owned label strings as the `metric` helper takes them.
+fn labelled(v: &[(String, u64)]) -> Vec<(&str, u64)> {
+    v.iter().map(|(l, n)| (l.as_str(), *n)).collect()
+}
+
 /// Renders the stats in the Prometheus text exposition format (0.0.4).
 pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
     let mut out = String::with_capacity(4096);
@@ -39,18 +44,21 @@ pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
         "Records taken into a ring.",
         &[("", s.accepted)],
     );
+    let dropped: Vec<(String, u64)> = s
+        .dropped
+        .iter()
+        .map(|(r, n)| (format!("reason=\"{}\"", r.name()), n))
+        .collect();
+    let failed: Vec<(String, u64)> = s
+        .failed
+        .iter()
+        .map(|(r, n)| (format!("reason=\"{}\"", r.name()), n))
+        .collect();
     metric(
         "otlpflow_records_dropped_total",
         "counter",
         "Records refused at ingest, by reason.",
-        &[
-            ("reason=\"full\"", s.dropped.full),
-            ("reason=\"too_large\"", s.dropped.too_large),
-            ("reason=\"shutdown\"", s.dropped.shutdown),
-            ("reason=\"invalid\"", s.dropped.invalid),
-            ("reason=\"rate_limited\"", s.dropped.rate_limited),
-            ("reason=\"memory\"", s.dropped.memory),
-        ],
+        &labelled(&dropped),
     );
     metric(
         "otlpflow_records_exported_total",
@@ -62,13 +70,7 @@ pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
         "otlpflow_records_failed_total",
         "counter",
         "Records whose export failed for good, by reason.",
-        &[
-            ("reason=\"permanent\"", s.failed_permanent),
-            ("reason=\"retries_exhausted\"", s.failed_exhausted),
-            ("reason=\"shutdown\"", s.failed_shutdown),
-            ("reason=\"fork\"", s.failed_fork),
-            ("reason=\"evicted\"", s.failed_evicted),
-        ],
+        &labelled(&failed),
     );
     metric(
         "otlpflow_records_rejected_total",

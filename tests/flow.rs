@@ -79,12 +79,9 @@ fn unique_spans(sink: &Sink) -> u64 {
 }
 
 fn assert_identity(s: &Stats) {
-    assert_eq!(s.offered, s.accepted + s.dropped.total(), "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.exported + s.failed + s.rejected + s.in_flight,
-        "{s:?}"
-    );
+    if let Err(e) = s.check_identity() {
+        panic!("accounting identity: {e}: {s:?}");
+    }
     assert_eq!(s.in_flight, 0, "after shutdown: {s:?}");
 }
 
@@ -138,8 +135,11 @@ fn slow_receiver_under_drop_newest_keeps_the_identity_exactly() {
     let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
     assert_identity(&s);
     assert_eq!(s.offered, 20_000);
-    assert!(s.dropped.memory + s.dropped.full > 0, "{s:?}");
-    assert_eq!(s.failed, 0, "{s:?}");
+    assert!(
+        s.dropped[otlpflow::DropReason::Memory] + s.dropped[otlpflow::DropReason::Full] > 0,
+        "{s:?}"
+    );
+    assert_eq!(s.failed.total(), 0, "{s:?}");
     assert_eq!(sink.counts().spans, s.exported);
     assert_eq!(unique_spans(&sink), s.exported);
     assert!(s.memory_peak <= budget + ONE_BATCH, "{s:?}");
@@ -270,8 +270,12 @@ fn drop_oldest_evicts_requests_waiting_for_retry_and_counts_them() {
     record(&p, 1, 3_000);
     let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
     assert_identity(&s);
-    assert!(s.failed_evicted > 0, "{s:?}");
-    assert_eq!(s.failed, s.failed_evicted, "{s:?}");
+    assert!(s.failed[otlpflow::FailReason::Evicted] > 0, "{s:?}");
+    assert_eq!(
+        s.failed.total(),
+        s.failed[otlpflow::FailReason::Evicted],
+        "{s:?}"
+    );
     assert_eq!(sink.counts().spans, s.exported);
     assert_eq!(unique_spans(&sink), s.exported);
 }
@@ -353,12 +357,16 @@ fn window_and_per_scope_limits_refuse_over_their_limits() {
     let elapsed = t0.elapsed().as_secs_f64();
     let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
     assert_identity(&s);
-    assert_eq!(s.accepted + s.dropped.rate_limited, 5_000, "{s:?}");
+    assert_eq!(
+        s.accepted + s.dropped[otlpflow::DropReason::RateLimited],
+        5_000,
+        "{s:?}"
+    );
     assert!(
         s.accepted as f64 <= 1_000.0 * (1.0 + elapsed.ceil()),
         "{s:?} in {elapsed}s"
     );
-    assert!(s.dropped.rate_limited > 0, "{s:?}");
+    assert!(s.dropped[otlpflow::DropReason::RateLimited] > 0, "{s:?}");
     assert_eq!(sink.counts().spans, s.exported);
 
     // Per scope: a noisy scope is held to its bucket; a quiet one is not.
@@ -388,7 +396,10 @@ fn window_and_per_scope_limits_refuse_over_their_limits() {
     assert!(noisy_ok >= 200, "{noisy_ok}");
     let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
     assert_identity(&s);
-    assert_eq!(s.dropped.rate_limited, 5_000 - noisy_ok);
+    assert_eq!(
+        s.dropped[otlpflow::DropReason::RateLimited],
+        5_000 - noisy_ok
+    );
     assert_eq!(sink.counts().spans, noisy_ok + quiet_ok);
 }
 
@@ -408,7 +419,7 @@ fn a_receiver_slower_than_half_the_timeout_is_degraded() {
     p.flush(Duration::from_secs(10)).expect("flush");
     assert_eq!(p.health(), Health::Degraded, "{:?}", p.stats());
     let s = assert_all_delivered(&p, &sink, 200);
-    assert_eq!(s.failed, 0);
+    assert_eq!(s.failed.total(), 0);
 }
 
 #[test]
@@ -509,9 +520,13 @@ fn a_dead_logs_endpoint_does_not_hold_spans_back() {
     assert_eq!(p.health(), Health::Degraded, "{:?}", p.stats());
     let s = p.shutdown(Duration::from_secs(5)).expect("shutdown");
     assert_identity(&s);
-    assert_eq!(s.exported_by_signal[0], 500);
-    assert_eq!(s.exported_by_signal[1], 0);
-    assert_eq!(s.failed, 50, "every log record failed, counted: {s:?}");
+    assert_eq!(s.exported_by_signal.traces, 500);
+    assert_eq!(s.exported_by_signal.logs, 0);
+    assert_eq!(
+        s.failed.total(),
+        50,
+        "every log record failed, counted: {s:?}"
+    );
 }
 
 #[test]
@@ -543,6 +558,6 @@ fn requests_waiting_on_an_open_breaker_give_way_under_drop_oldest() {
     );
     let s = p.shutdown(Duration::from_secs(2)).expect("shutdown");
     assert_identity(&s);
-    assert!(s.failed_evicted > 0, "{s:?}");
-    assert_eq!(s.exported_by_signal, [1_000, 0, 0], "{s:?}");
+    assert!(s.failed[otlpflow::FailReason::Evicted] > 0, "{s:?}");
+    assert_eq!(s.exported_by_signal.to_array(), [1_000, 0, 0], "{s:?}");
 }

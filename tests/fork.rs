@@ -55,9 +55,9 @@ fn parent_and_child_both_deliver_after_fork() {
             // fork, the parent's to send) + 50 of its own.
             // Spans: exported 150; metric points: the parent's flush sent
             // one, the child's shutdown one.
-            let ok = s.exported_by_signal[0] == 150
-                && s.exported_by_signal[2] == 2
-                && s.failed_fork == 40
+            let ok = s.exported_by_signal.traces == 150
+                && s.exported_by_signal.metrics == 2
+                && s.failed[otlpflow::FailReason::Fork] == 40
                 && s.in_flight == 0;
             if !ok {
                 eprintln!("child stats: {s:?}");
@@ -79,9 +79,9 @@ fn parent_and_child_both_deliver_after_fork() {
         "child failed: {status}"
     );
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
-    assert_eq!(s.accepted_by_signal[0], 210, "{s:?}");
-    assert_eq!(s.exported_by_signal, [210, 0, 2], "{s:?}");
-    assert_eq!(s.failed, 0, "{s:?}");
+    assert_eq!(s.accepted_by_signal.traces, 210, "{s:?}");
+    assert_eq!(s.exported_by_signal.to_array(), [210, 0, 2], "{s:?}");
+    assert_eq!(s.failed.total(), 0, "{s:?}");
     // Parent: 100 + 40 + 70; child: 50.
     assert_eq!(sink.counts().spans, 260);
     // Parent: flush + shutdown; child: shutdown.

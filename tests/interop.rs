@@ -31,7 +31,7 @@ fn send(endpoint: &str, protocol: Protocol, compression: Compression, n: u64) ->
     }
     let s = p.shutdown(Duration::from_secs(20)).unwrap();
     assert_eq!(
-        (s.exported, s.failed),
+        (s.exported, s.failed.total()),
         (n, 0),
         "{protocol:?} {compression:?}: {:?}",
         p.last_error()
@@ -52,7 +52,12 @@ fn send_logs_and_metrics(endpoint: &str, protocol: Protocol, compression: Compre
     c.add(5, &[]);
     let s = p.shutdown(Duration::from_secs(20)).unwrap();
     // n points, plus the counter's one at shutdown.
-    assert_eq!(s.exported_by_signal, [0, n, n + 1], "{:?}", p.last_error());
+    assert_eq!(
+        s.exported_by_signal.to_array(),
+        [0, n, n + 1],
+        "{:?}",
+        p.last_error()
+    );
 }
 
 #[test]

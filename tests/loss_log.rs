@@ -52,7 +52,7 @@ fn loss_is_logged_when_it_starts_and_when_it_stops() {
     for i in 0..5_000 {
         let _ = workload::record_benchmark_span(&p, &scope, 1, i, 1_700_000_000);
     }
-    let dropped = p.stats().dropped.full;
+    let dropped = p.stats().dropped[otlpflow::DropReason::Full];
     assert!(dropped > 1_000, "{dropped}");
     // Then quiet: the loss episode ends after two seconds without a loss.
     let t0 = Instant::now();

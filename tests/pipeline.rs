@@ -40,12 +40,9 @@ fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
 }
 
 fn assert_identity(s: &Stats) {
-    assert_eq!(s.offered, s.accepted + s.dropped.total(), "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.exported + s.failed + s.rejected + s.in_flight,
-        "{s:?}"
-    );
+    if let Err(e) = s.check_identity() {
+        panic!("accounting identity: {e}: {s:?}");
+    }
 }
 
 fn record_n(p: &Pipeline, threads: u64, per_thread: u64) {
@@ -83,7 +80,7 @@ fn every_span_is_delivered_exactly_once_with_each_compression() {
         let s = p.shutdown(Duration::from_secs(20)).unwrap();
         assert_identity(&s);
         assert_eq!(
-            (s.accepted, s.exported, s.failed),
+            (s.accepted, s.exported, s.failed.total()),
             (10_000, 10_000, 0),
             "{compression:?}"
         );
@@ -145,7 +142,7 @@ fn shutdown_refuses_later_records_with_a_clear_error() {
     assert_eq!(s.exported, 10);
     let r = workload::record_benchmark_span(&p, &scope, 1, 1, 1);
     assert_eq!(r, Err(RecordError::Shutdown));
-    assert_eq!(p.stats().dropped.shutdown, 1);
+    assert_eq!(p.stats().dropped[otlpflow::DropReason::Shutdown], 1);
     assert!(p
         .shutdown(Duration::from_secs(1))
         .unwrap_err()
@@ -162,7 +159,7 @@ fn unavailable_is_retried_and_then_delivered() {
     record_n(&p, 1, 50);
     let s = p.flush(Duration::from_secs(10)).unwrap();
     assert_eq!(s.exported, 50);
-    assert_eq!(s.failed, 0);
+    assert_eq!(s.failed.total(), 0);
     // The success after the failures makes the endpoint healthy again.
     assert_eq!(p.health(), otlpflow::Health::Healthy);
     assert!(s.retries >= 3, "{s:?}");
@@ -182,7 +179,7 @@ fn a_permanent_error_is_counted_as_failed_and_not_retried() {
         .unwrap();
     record_n(&p, 1, 40);
     let s = p.flush(Duration::from_secs(10)).unwrap();
-    assert_eq!(s.failed, 40, "{s:?}");
+    assert_eq!(s.failed.total(), 40, "{s:?}");
     assert_eq!(s.retries, 0);
     assert_eq!(s.exported, 0);
     assert!(p.last_error().unwrap().contains("grpc-status 3"));
@@ -221,10 +218,10 @@ fn a_dead_endpoint_makes_flush_and_shutdown_return_on_time_with_counts() {
         t.elapsed()
     );
     assert_eq!(s.exported, 0);
-    assert_eq!(s.failed, 30, "{s:?}");
+    assert_eq!(s.failed.total(), 30, "{s:?}");
     // Still retrying when shutdown's deadline came: counted as shutdown
     // losses or exhausted retries, not as permanent refusals.
-    assert_eq!(s.failed_permanent, 0, "{s:?}");
+    assert_eq!(s.failed[otlpflow::FailReason::Permanent], 0, "{s:?}");
     assert_eq!(s.in_flight, 0);
     assert!(s.request_errors > 0);
     assert_eq!(p.health(), otlpflow::Health::Down);
@@ -251,7 +248,7 @@ fn drop_newest_accounts_for_every_record() {
     assert_eq!(s.in_flight, 0);
     assert_eq!(s.accepted, s.exported);
     assert_eq!(sink.counts().spans, s.exported);
-    assert_eq!(s.dropped.total(), s.dropped.full);
+    assert_eq!(s.dropped.total(), s.dropped[otlpflow::DropReason::Full]);
 }
 
 #[test]
@@ -298,7 +295,7 @@ fn record_batch_reports_accepted_and_dropped() {
     assert_eq!((r.accepted, r.dropped), (2, 1));
     assert_eq!(p.record_span(&scope, &spans[1]), Err(RecordError::TooLarge));
     let s = p.shutdown(Duration::from_secs(5)).unwrap();
-    assert_eq!(s.dropped.too_large, 2);
+    assert_eq!(s.dropped[otlpflow::DropReason::TooLarge], 2);
     assert_eq!(s.exported, 2);
     assert_identity(&s);
 }
@@ -318,7 +315,7 @@ fn a_scope_of_another_pipeline_is_refused() {
         a.record_span(&foreign, &span),
         Err(RecordError::InvalidScope)
     );
-    assert_eq!(a.stats().dropped.invalid, 1);
+    assert_eq!(a.stats().dropped[otlpflow::DropReason::Invalid], 1);
     a.shutdown(Duration::from_secs(5)).unwrap();
     b.shutdown(Duration::from_secs(5)).unwrap();
 }
@@ -393,7 +390,10 @@ fn the_ingest_rate_limit_refuses_and_counts_the_excess() {
     assert!(accepted >= 50);
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_identity(&s);
-    assert_eq!(s.dropped.rate_limited, 2000 - accepted);
+    assert_eq!(
+        s.dropped[otlpflow::DropReason::RateLimited],
+        2000 - accepted
+    );
     assert_eq!(s.exported, accepted);
     assert_eq!(sink.counts().spans, accepted);
 }
@@ -534,7 +534,7 @@ fn self_metrics_travel_through_the_pipeline_as_otlp_metrics() {
     std::thread::sleep(Duration::from_millis(120));
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_identity(&s);
-    assert_eq!(s.accepted_by_signal[0], 400);
+    assert_eq!(s.accepted_by_signal.traces, 400);
     // The last collection (at shutdown) saw every span processed.
     let mut processed = Vec::new();
     let mut names = HashSet::new();
@@ -575,6 +575,6 @@ fn self_metrics_travel_through_the_pipeline_as_otlp_metrics() {
         assert!(names.contains(name), "{name} missing from {names:?}");
     }
     // The self-metric points themselves are records: exported and counted.
-    assert_eq!(s.exported_by_signal[2], sink.counts().metric_points);
-    assert!(s.exported_by_signal[2] > 0);
+    assert_eq!(s.exported_by_signal.metrics, sink.counts().metric_points);
+    assert!(s.exported_by_signal.metrics > 0);
 }

@@ -80,8 +80,8 @@ fn log_records_arrive_exactly_once_with_their_fields_over_both_protocols() {
             }
         });
         let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
-        assert_eq!(s.accepted_by_signal, [0, n, 0], "{s:?}");
-        assert_eq!(s.exported_by_signal, [0, n, 0], "{s:?}");
+        assert_eq!(s.accepted_by_signal.to_array(), [0, n, 0], "{s:?}");
+        assert_eq!(s.exported_by_signal.to_array(), [0, n, 0], "{s:?}");
         assert_eq!(sink.counts().logs, n, "{protocol:?}");
         assert_eq!(sink.counts().spans, 0);
         let mut seen = std::collections::HashSet::new();
@@ -200,8 +200,8 @@ fn metric_points_are_grouped_by_metric_and_arrive_exactly_once() {
         assert_eq!(p.record_metric(&scope, &bad), Err(RecordError::Invalid));
         let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
         let n = 3 * per_kind;
-        assert_eq!(s.exported_by_signal, [0, 0, n], "{s:?}");
-        assert_eq!(s.dropped.invalid, 1);
+        assert_eq!(s.exported_by_signal.to_array(), [0, 0, n], "{s:?}");
+        assert_eq!(s.dropped[otlpflow::DropReason::Invalid], 1);
         assert_eq!(sink.counts().metric_points, n, "{protocol:?}");
         let (mut gauges, mut sums, mut hists) = (0, 0, 0);
         for req in sink.take_metric_requests() {
@@ -339,8 +339,8 @@ fn exponential_histogram_points_arrive_and_malformed_ones_are_refused() {
         Err(RecordError::Invalid)
     );
     let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
-    assert_eq!(s.exported_by_signal[2], 10);
-    assert_eq!(s.dropped.invalid, 2);
+    assert_eq!(s.exported_by_signal.metrics, 10);
+    assert_eq!(s.dropped[otlpflow::DropReason::Invalid], 2);
     assert_eq!(sink.counts().metric_points, 10);
     let mut seen = 0;
     for req in sink.take_metric_requests() {

@@ -71,12 +71,9 @@ fn record(p: &Pipeline, seed: u64, n: u64) {
 }
 
 fn assert_identity(s: &Stats) {
-    assert_eq!(s.offered, s.accepted + s.dropped.total(), "{s:?}");
-    assert_eq!(
-        s.accepted,
-        s.exported + s.failed + s.rejected + s.in_flight,
-        "{s:?}"
-    );
+    if let Err(e) = s.check_identity() {
+        panic!("accounting identity: {e}: {s:?}");
+    }
 }
 
 #[test]
@@ -94,7 +91,7 @@ fn every_protocol_and_compression_delivers_each_span_once() {
             let s = p.shutdown(Duration::from_secs(20)).unwrap();
             assert_identity(&s);
             assert_eq!(
-                (s.exported, s.failed),
+                (s.exported, s.failed.total()),
                 (2100, 0),
                 "{wire:?} {compression:?}"
             );
@@ -169,7 +166,11 @@ fn retryable_grpc_codes_are_retried_and_delivered() {
             2,
             50,
         );
-        assert_eq!((s.exported, s.failed), (50, 0), "code {code}: {s:?}");
+        assert_eq!(
+            (s.exported, s.failed.total()),
+            (50, 0),
+            "code {code}: {s:?}"
+        );
         assert!(s.retries >= 2, "code {code}: {s:?}");
         assert_eq!(sink.counts().spans, 50);
     }
@@ -188,11 +189,11 @@ fn permanent_grpc_codes_fail_without_retry() {
             50,
         );
         assert_eq!(
-            (s.exported, s.failed, s.retries),
+            (s.exported, s.failed.total(), s.retries),
             (0, 50, 0),
             "code {code}: {s:?}"
         );
-        assert_eq!(s.failed_permanent, 50);
+        assert_eq!(s.failed[otlpflow::FailReason::Permanent], 50);
         assert_eq!(sink.counts().spans, 0);
     }
 }
@@ -209,7 +210,11 @@ fn resource_exhausted_with_retry_info_waits_as_told() {
         1,
         20,
     );
-    assert_eq!((s.exported, s.failed, s.retries), (20, 0, 1), "{s:?}");
+    assert_eq!(
+        (s.exported, s.failed.total(), s.retries),
+        (20, 0, 1),
+        "{s:?}"
+    );
     // The retry waited for the server's delay, not our 5 ms backoff.
     assert!(
         took >= delay,
@@ -230,7 +235,11 @@ fn retryable_http_statuses_honour_retry_after() {
                 2,
                 30,
             );
-            assert_eq!((s.exported, s.failed), (30, 0), "{wire:?} {status}: {s:?}");
+            assert_eq!(
+                (s.exported, s.failed.total()),
+                (30, 0),
+                "{wire:?} {status}: {s:?}"
+            );
             assert_eq!(sink.counts().spans, 30);
         }
     }
@@ -277,7 +286,7 @@ fn permanent_http_statuses_fail_without_retry() {
             25,
         );
         assert_eq!(
-            (s.exported, s.failed, s.retries),
+            (s.exported, s.failed.total(), s.retries),
             (0, 25, 0),
             "{status}: {s:?}"
         );
@@ -297,7 +306,7 @@ fn partial_success_is_counted_and_not_retried() {
             40,
         );
         assert_eq!(
-            (s.exported, s.rejected, s.failed, s.retries),
+            (s.exported, s.rejected, s.failed.total(), s.retries),
             (33, 7, 0, 0),
             "{wire:?}: {s:?}"
         );
@@ -310,7 +319,7 @@ fn resets_and_goaway_lose_nothing() {
     for wire in [Wire::Grpc, Wire::Http1, Wire::Http2] {
         let (s, _, sink) = with_fault(wire, Fault::Reset, 2, 60);
         assert_eq!(
-            (s.exported, s.failed),
+            (s.exported, s.failed.total()),
             (60, 0),
             "reset over {wire:?}: {s:?}"
         );
@@ -323,10 +332,10 @@ fn resets_and_goaway_lose_nothing() {
     for round in 0..3 {
         record(&p, round, 200);
         let s = p.flush(Duration::from_secs(10)).unwrap();
-        assert_eq!(s.failed, 0, "{s:?}");
+        assert_eq!(s.failed.total(), 0, "{s:?}");
     }
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
-    assert_eq!((s.exported, s.failed), (600, 0));
+    assert_eq!((s.exported, s.failed.total()), (600, 0));
     assert_eq!(sink.counts().spans, 600);
     assert!(
         sink.counts().connections >= 2,
@@ -347,7 +356,7 @@ fn a_refused_encoding_is_a_clear_configuration_error() {
     let p = pipeline(&sink, Wire::Http1, Compression::Zstd);
     record(&p, 1, 5);
     let s = p.flush(Duration::from_secs(5)).unwrap();
-    assert_eq!((s.failed, s.retries), (5, 0));
+    assert_eq!((s.failed.total(), s.retries), (5, 0));
     let e = p.last_error().unwrap();
     assert!(
         e.contains("configuration error") && e.contains("zstd"),
@@ -387,7 +396,11 @@ fn requests_never_exceed_the_size_limit_and_oversize_records_are_refused() {
     );
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_identity(&s);
-    assert_eq!((s.exported, s.dropped.too_large), (1000, 1), "{s:?}");
+    assert_eq!(
+        (s.exported, s.dropped[otlpflow::DropReason::TooLarge]),
+        (1000, 1),
+        "{s:?}"
+    );
     let c = sink.counts();
     assert_eq!(c.spans, 1000);
     assert!(

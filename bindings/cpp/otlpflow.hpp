@@ -47,8 +47,41 @@ inline void check(otlpflow_result r, const char *what) {
   if (r != OTLPFLOW_RESULT_OK) throw Error(r, std::string(what) + ": " + otlpflow_result_message(r));
 }
 
-enum class Kind : uint32_t { Unspecified = 0, Internal = 1, Server = 2, Client = 3, Producer = 4, Consumer = 5 };
-enum class Code : uint32_t { Unset = 0, Ok = 1, Error = 2 };
+// The C enums as scoped C++ enums, with the C header's numbers.
+enum class Kind : uint32_t {
+  Unspecified = OTLPFLOW_SPAN_KIND_UNSPECIFIED,
+  Internal = OTLPFLOW_SPAN_KIND_INTERNAL,
+  Server = OTLPFLOW_SPAN_KIND_SERVER,
+  Client = OTLPFLOW_SPAN_KIND_CLIENT,
+  Producer = OTLPFLOW_SPAN_KIND_PRODUCER,
+  Consumer = OTLPFLOW_SPAN_KIND_CONSUMER,
+};
+enum class Code : uint32_t {
+  Unset = OTLPFLOW_STATUS_CODE_UNSET,
+  Ok = OTLPFLOW_STATUS_CODE_OK,
+  Error = OTLPFLOW_STATUS_CODE_ERROR,
+};
+enum class Compression : uint32_t {
+  None = OTLPFLOW_COMPRESSION_NONE,
+  Gzip = OTLPFLOW_COMPRESSION_GZIP,
+  Zstd = OTLPFLOW_COMPRESSION_ZSTD,
+};
+enum class Protocol : uint32_t {
+  Grpc = OTLPFLOW_PROTOCOL_GRPC,
+  HttpProtobuf = OTLPFLOW_PROTOCOL_HTTP_PROTOBUF,
+};
+enum class Health : uint32_t {
+  Healthy = OTLPFLOW_HEALTH_HEALTHY,
+  Degraded = OTLPFLOW_HEALTH_DEGRADED,
+  Down = OTLPFLOW_HEALTH_DOWN,
+};
+
+/// A stats struct with its version field set, ready to be filled.
+inline otlpflow_stats new_stats() noexcept {
+  otlpflow_stats s{};
+  s.size = sizeof(otlpflow_stats);
+  return s;
+}
 
 class Pipeline;
 
@@ -66,12 +99,16 @@ class Config {
   Config &service_name(std::string_view v) { return apply(otlpflow_config_set_service_name(raw_.get(), str(v)), "service_name"); }
   Config &service_version(std::string_view v) { return apply(otlpflow_config_set_service_version(raw_.get(), str(v)), "service_version"); }
   Config &header(std::string_view k, std::string_view v) { return apply(otlpflow_config_add_header(raw_.get(), str(k), str(v)), "header"); }
-  /// 0 none, 1 gzip, 2 zstd.
-  Config &compression(uint32_t c) { return apply(otlpflow_config_set_compression(raw_.get(), c), "compression"); }
-  Config &block(std::chrono::milliseconds max_wait) {
-    return apply(otlpflow_config_set_policy(raw_.get(), 1, static_cast<uint64_t>(max_wait.count())), "policy");
+  Config &compression(Compression c) {
+    return apply(otlpflow_config_set_compression(raw_.get(), static_cast<uint32_t>(c)), "compression");
   }
-  Config &drop_newest() { return apply(otlpflow_config_set_policy(raw_.get(), 0, 0), "policy"); }
+  Config &protocol(Protocol p) {
+    return apply(otlpflow_config_set_protocol(raw_.get(), static_cast<uint32_t>(p)), "protocol");
+  }
+  Config &block(std::chrono::milliseconds max_wait) {
+    return apply(otlpflow_config_set_policy(raw_.get(), OTLPFLOW_POLICY_BLOCK, static_cast<uint64_t>(max_wait.count())), "policy");
+  }
+  Config &drop_newest() { return apply(otlpflow_config_set_policy(raw_.get(), OTLPFLOW_POLICY_DROP_NEWEST, 0), "policy"); }
   Config &shards(size_t n) { return apply(otlpflow_config_set_shards(raw_.get(), n), "shards"); }
   Config &workers(size_t n) { return apply(otlpflow_config_set_workers(raw_.get(), n), "workers"); }
   Config &linger(std::chrono::milliseconds d) {
@@ -84,7 +121,7 @@ class Config {
     return apply(otlpflow_config_add_resource_attribute(raw_.get(), str(key), &v), "resource");
   }
   /// Validates and starts; throws Error with the setting's name if invalid.
-  Pipeline start();
+  [[nodiscard]] Pipeline start();
 
  private:
   Config &apply(otlpflow_result r, const char *what) {
@@ -98,7 +135,7 @@ class Config {
     return otlpflow_result_message(r);
   }
   struct Free {
-    void operator()(otlpflow_config *c) const noexcept { otlpflow_config_free(c); }
+    void operator()(otlpflow_config *c) const noexcept { (void)otlpflow_config_free(c); }
   };
   std::unique_ptr<otlpflow_config, Free> raw_;
 };
@@ -186,7 +223,7 @@ class Instrument {
   explicit Instrument(otlpflow_instrument *raw) noexcept : raw_(raw) {}
   /// Adds (counters), sets (gauge) or records (histogram) `v` for these
   /// attributes. OTLPFLOW_RESULT_OK, or why it was refused.
-  otlpflow_result record(double v, const std::vector<otlpflow_attribute> &attrs = {}) const noexcept {
+  [[nodiscard]] otlpflow_result record(double v, const std::vector<otlpflow_attribute> &attrs = {}) const noexcept {
     return otlpflow_instrument_record(raw_.get(), v, attrs.data(), attrs.size());
   }
   /// A string attribute for `record` (the views must outlive the call).
@@ -200,7 +237,7 @@ class Instrument {
 
  private:
   struct Free {
-    void operator()(otlpflow_instrument *i) const noexcept { otlpflow_instrument_free(i); }
+    void operator()(otlpflow_instrument *i) const noexcept { (void)otlpflow_instrument_free(i); }
   };
   std::unique_ptr<otlpflow_instrument, Free> raw_;
 };
@@ -211,18 +248,18 @@ class Instrument {
 class Pipeline {
  public:
   explicit Pipeline(otlpflow_pipeline *raw) noexcept : raw_(raw) {}
-  Scope scope(std::string_view name, std::string_view version = {}) const {
+  [[nodiscard]] Scope scope(std::string_view name, std::string_view version = {}) const {
     Scope s{};
     check(otlpflow_pipeline_scope(raw_.get(), str(name), str(version), &s.raw), "otlpflow_pipeline_scope");
     return s;
   }
   /// Records a span: OTLPFLOW_RESULT_OK, or why it was refused (counted).
-  otlpflow_result record(const Scope &scope, SpanBuilder &span) const noexcept {
+  [[nodiscard]] otlpflow_result record(const Scope &scope, SpanBuilder &span) const noexcept {
     return otlpflow_pipeline_record_span(raw_.get(), &scope.raw, &span.raw());
   }
   /// Records a log record with a string body and a severity number
   /// (9 INFO, 13 WARN, 17 ERROR), stamped now.
-  otlpflow_result log(const Scope &scope, uint32_t severity, std::string_view body,
+  [[nodiscard]] otlpflow_result log(const Scope &scope, uint32_t severity, std::string_view body,
                       const std::vector<otlpflow_attribute> &attrs = {}) const noexcept {
     otlpflow_log_record l{};
     l.time_unix_nano = SpanBuilder::now_ns();
@@ -236,7 +273,7 @@ class Pipeline {
     return otlpflow_pipeline_record_log(raw_.get(), &scope.raw, &l);
   }
   /// Makes an instrument; `bounds` for histograms only (empty: defaults).
-  Instrument instrument(const Scope &scope, otlpflow_instrument_kind kind, std::string_view name,
+  [[nodiscard]] Instrument instrument(const Scope &scope, otlpflow_instrument_kind kind, std::string_view name,
                         std::string_view unit = {}, std::string_view description = {},
                         const std::vector<double> &bounds = {}) const {
     otlpflow_instrument *i = nullptr;
@@ -245,31 +282,30 @@ class Pipeline {
           "otlpflow_pipeline_instrument");
     return Instrument(i);
   }
-  otlpflow_stats stats() const {
-    otlpflow_stats s{};
+  [[nodiscard]] otlpflow_stats stats() const {
+    otlpflow_stats s = new_stats();
     check(otlpflow_pipeline_stats(raw_.get(), &s), "otlpflow_pipeline_stats");
     return s;
   }
-  /// 0 healthy, 1 degraded, 2 down.
-  uint32_t health() const {
+  [[nodiscard]] Health health() const {
     uint32_t h = 0;
     check(otlpflow_pipeline_health(raw_.get(), &h), "otlpflow_pipeline_health");
-    return h;
+    return static_cast<Health>(h);
   }
   otlpflow_stats flush(uint64_t timeout_ms) const {
-    otlpflow_stats s{};
+    otlpflow_stats s = new_stats();
     check(otlpflow_pipeline_flush(raw_.get(), timeout_ms, &s), "otlpflow_pipeline_flush");
     return s;
   }
   otlpflow_stats shutdown(uint64_t timeout_ms) const {
-    otlpflow_stats s{};
+    otlpflow_stats s = new_stats();
     check(otlpflow_pipeline_shutdown(raw_.get(), timeout_ms, &s), "otlpflow_pipeline_shutdown");
     return s;
   }
 
  private:
   struct Free {
-    void operator()(otlpflow_pipeline *p) const noexcept { otlpflow_pipeline_free(p); }
+    void operator()(otlpflow_pipeline *p) const noexcept { (void)otlpflow_pipeline_free(p); }
   };
   std::unique_ptr<otlpflow_pipeline, Free> raw_;
 };

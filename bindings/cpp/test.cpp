@@ -18,14 +18,15 @@ int main(int argc, char **argv) {
   if (argc != 2) return 2;
   // Invalid settings throw with the setting's name.
   try {
-    otlpflow::Config().endpoint("nope://x").start();
+    otlpflow::Pipeline never = otlpflow::Config().endpoint("nope://x").start();
+    (void)never;
     CHECK(false);
   } catch (const otlpflow::Error &e) {
     CHECK(e.code() == OTLPFLOW_RESULT_INVALID_CONFIG);
     CHECK(std::string(e.what()).find("endpoint") != std::string::npos);
   }
   try {
-    otlpflow::Config().compression(7);
+    otlpflow::Config().compression(static_cast<otlpflow::Compression>(7));
     CHECK(false);
   } catch (const otlpflow::Error &e) {
     CHECK(e.code() == OTLPFLOW_RESULT_INVALID_ARGUMENT);
@@ -77,7 +78,7 @@ int main(int argc, char **argv) {
   }
   for (auto &t : ls) t.join();
   CHECK(hits.record(-1.0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
-  CHECK(p.health() == 0);
+  CHECK(p.health() == otlpflow::Health::Healthy);
   s = p.shutdown(10000);
   CHECK(s.in_flight == 0 && s.failed == 0);
   otlpflow::SpanBuilder late("late");

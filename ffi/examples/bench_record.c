@@ -29,9 +29,9 @@ int main(int argc, char **argv) {
   otlpflow_config *cfg = NULL;
   otlpflow_pipeline *p = NULL;
   if (otlpflow_config_new(&cfg) || otlpflow_config_set_endpoint(cfg, str(argv[1])) ||
-      otlpflow_config_set_policy(cfg, 1, 30000) || otlpflow_pipeline_start(cfg, &p))
+      otlpflow_config_set_policy(cfg, OTLPFLOW_POLICY_BLOCK, 30000) || otlpflow_pipeline_start(cfg, &p))
     return 1;
-  otlpflow_config_free(cfg);
+  (void)otlpflow_config_free(cfg);
   otlpflow_scope scope;
   if (otlpflow_pipeline_scope(p, str("bench"), str("1"), &scope)) return 1;
   otlpflow_attribute attrs[5];
@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
   memset(span.trace_id, 0x11, 16);
   memset(span.parent_span_id, 0x22, 8);
   span.name = str("GET /api/v1/items/{id}");
-  span.kind = 2;
+  span.kind = OTLPFLOW_SPAN_KIND_SERVER;
   span.attributes = attrs;
   span.attributes_len = 5;
   span.events = &ev;
@@ -86,12 +86,12 @@ int main(int argc, char **argv) {
     }
     rounds[r] = (now_s() - t0) * 1e9 / (double)n;
   }
-  otlpflow_stats st;
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   if (otlpflow_pipeline_shutdown(p, 30000, &st)) return 1;
-  otlpflow_pipeline_free(p);
+  (void)otlpflow_pipeline_free(p);
   qsort(rounds, 7, sizeof rounds[0], cmp);
   printf("record_span from C: median %.0f ns/span (min %.0f, max %.0f) over 7 x %ld; exported %llu, dropped %llu\n",
          rounds[3], rounds[0], rounds[6], n, (unsigned long long)st.exported,
-         (unsigned long long)(st.dropped_full + st.dropped_invalid));
+         (unsigned long long)(st.dropped[OTLPFLOW_DROP_REASON_FULL] + st.dropped[OTLPFLOW_DROP_REASON_INVALID]));
   return 0;
 }

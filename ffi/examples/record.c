@@ -37,10 +37,10 @@ int main(int argc, char **argv) {
     size_t len = 0;
     if (otlpflow_config_error(cfg, msg, sizeof msg, &len) != OTLPFLOW_RESULT_OK) msg[0] = 0;
     fprintf(stderr, "start: %s: %s\n", otlpflow_result_message(r), msg);
-    otlpflow_config_free(cfg);
+    (void)otlpflow_config_free(cfg);
     return 1;
   }
-  otlpflow_config_free(cfg);
+  (void)otlpflow_config_free(cfg);
 
   otlpflow_scope scope;
   if (otlpflow_pipeline_scope(p, str("example"), str("1.0"), &scope) != OTLPFLOW_RESULT_OK) return 1;
@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     memcpy(span.span_id, &i, sizeof i);
     span.span_id[7] = 1;
     span.name = str("GET /items");
-    span.kind = 2; /* server */
+    span.kind = OTLPFLOW_SPAN_KIND_SERVER;
     span.start_time_unix_nano = now_ns();
     span.end_time_unix_nano = span.start_time_unix_nano + 1000;
     span.attributes = attrs;
@@ -70,12 +70,12 @@ int main(int argc, char **argv) {
       break;
     }
   }
-  otlpflow_stats st;
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   r = otlpflow_pipeline_shutdown(p, 5000, &st);
   printf("shutdown: %s; offered %llu exported %llu dropped %llu failed %llu\n", otlpflow_result_message(r),
          (unsigned long long)st.offered, (unsigned long long)st.exported,
-         (unsigned long long)(st.dropped_full + st.dropped_too_large + st.dropped_shutdown + st.dropped_invalid),
+         (unsigned long long)(st.offered - st.accepted),
          (unsigned long long)st.failed);
-  otlpflow_pipeline_free(p);
+  (void)otlpflow_pipeline_free(p);
   return r == OTLPFLOW_RESULT_OK ? 0 : 1;
 }

@@ -2,15 +2,23 @@
 //! `otlpflow` crate). Conventions, after rustls-ffi:
 //!
 //! - every symbol is `otlpflow_<type>_<verb>` and takes its type first;
-//! - handles are opaque, made by `_new`/`_start`, released by one
-//!   NULL-tolerant `_free` (a second free of the same handle is ignored);
+//! - handles are opaque, checked ids (`ptr/handle.rs`), made by
+//!   `_new`/`_start`, released by one NULL-tolerant `_free`; a stale handle
+//!   or one of another type is refused with `OTLPFLOW_RESULT_INVALID_HANDLE`;
 //! - fallible functions return an `otlpflow_result` and write outputs only
-//!   on success; strings are pointer + length, checked as UTF-8;
+//!   on success; strings are pointer + length, checked as UTF-8; enums are
+//!   `uint32_t` values decoded in `enums.rs`;
 //! - every export runs inside [`ffi_boundary!`], so a panic becomes
 //!   `OTLPFLOW_RESULT_PANIC` and never unwinds into C;
-//! - all raw-pointer conversions live in `ptr.rs`.
+//! - all raw-pointer conversions and copies live in `ptr.rs`.
+//!
+//! Files: `config` (the config handle and setters), `pipeline` (start,
+//! record spans, flush, shutdown), `signals` (logs, metric points,
+//! instruments), `span` (the span struct's conversion), `stats` (the
+//! versioned counters struct), `fork`, `enums`, `ptr`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 // C names: `otlpflow_<type>`, as the header spells them.
 #![allow(non_camel_case_types)]
 // These functions are called from C, where every pointer argument is a raw
@@ -21,15 +29,34 @@
 
 use std::os::raw::c_char;
 
-mod api;
+mod config;
+mod enums;
+mod fork;
+mod pipeline;
 mod ptr;
 mod signals;
 mod span;
+mod stats;
 
-pub use api::*;
+pub use config::*;
+pub use enums::*;
+pub use fork::*;
+pub use pipeline::*;
 pub use ptr::otlpflow_str;
 pub use signals::*;
 pub use span::*;
+pub use stats::*;
+
+/// Short name for the result codes inside this crate.
+pub(crate) use otlpflow_result as R;
+
+/// `OK`, or the error code.
+pub(crate) fn result_of(r: Result<(), otlpflow_result>) -> otlpflow_result {
+    match r {
+        Ok(()) => otlpflow_result::Ok,
+        Err(e) => e,
+    }
+}
 
 /// Result codes of fallible functions. Numbers are stable and never reused.
 #[repr(u32)]
@@ -63,6 +90,12 @@ pub enum otlpflow_result {
     RateLimited = 12,
     /// Over the memory budget: the record was dropped (and counted).
     Memory = 13,
+    /// Not a live handle of the expected type: already freed, a handle of
+    /// another type, or a number that was never a handle. Nothing was done.
+    InvalidHandle = 14,
+    /// otlpflow failed inside (a thread or runtime could not be started,
+    /// say); the message says what. Distinct from a panic.
+    Internal = 15,
     /// otlpflow panicked; the call had no effect.
     Panic = 100,
 }
@@ -86,6 +119,10 @@ impl otlpflow_result {
             otlpflow_result::InvalidScope => "the scope does not belong to this pipeline\0",
             otlpflow_result::RateLimited => "over the ingest rate limit: record dropped\0",
             otlpflow_result::Memory => "over the memory budget: record dropped\0",
+            otlpflow_result::InvalidHandle => {
+                "not a live handle of this type (freed, another type, or never a handle)\0"
+            }
+            otlpflow_result::Internal => "otlpflow failed internally; see the error message\0",
             otlpflow_result::Panic => "otlpflow panicked; the call had no effect\0",
         }
     }
@@ -107,6 +144,8 @@ impl otlpflow_result {
             InvalidScope,
             RateLimited,
             Memory,
+            InvalidHandle,
+            Internal,
             Panic,
         ]
         .into_iter()

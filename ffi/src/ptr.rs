@@ -2,12 +2,13 @@
 //! rustls-ffi's `ffi.rs`): API files call these and contain no casts of
 //! their own. Each check turns a bad pointer or length into a result code.
 
-use std::collections::HashSet;
 use std::os::raw::c_char;
 
-use registry::Registry;
-
 use crate::otlpflow_result;
+
+mod handle;
+
+pub(crate) use handle::{free_handle, handle_mut, handle_ref, into_handle, Handle};
 
 /// A borrowed string from C: pointer and length, no NUL needed. `ptr` may be
 /// NULL only when `len` is 0.
@@ -75,17 +76,12 @@ pub(crate) unsafe fn slice_of<'a, T>(
 /// # Safety
 /// If not NULL, `ptr` must point to a valid `T` for `'a`.
 pub(crate) unsafe fn ref_of<'a, T>(ptr: *const T) -> Result<&'a T, otlpflow_result> {
-    // SAFETY: forwarded to the caller's contract; `as_ref` checks NULL.
+    if !ptr.is_null() && !ptr.is_aligned() {
+        return Err(otlpflow_result::InvalidArgument);
+    }
+    // SAFETY: forwarded to the caller's contract; aligned; `as_ref` checks
+    // NULL.
     unsafe { ptr.as_ref() }.ok_or(otlpflow_result::NullArgument)
-}
-
-/// Borrows `*ptr` mutably.
-///
-/// # Safety
-/// If not NULL, `ptr` must point to a valid `T` for `'a`, not aliased.
-pub(crate) unsafe fn mut_of<'a, T>(ptr: *mut T) -> Result<&'a mut T, otlpflow_result> {
-    // SAFETY: forwarded to the caller's contract; `as_mut` checks NULL.
-    unsafe { ptr.as_mut() }.ok_or(otlpflow_result::NullArgument)
 }
 
 /// Writes `value` to an out-parameter.
@@ -96,60 +92,82 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> Result<(), otlpflow_
     if out.is_null() {
         return Err(otlpflow_result::NullArgument);
     }
+    if !out.is_aligned() {
+        return Err(otlpflow_result::InvalidArgument);
+    }
     // SAFETY: non-NULL and writable by the caller's contract; `write` does
     // not read or drop the old (possibly uninitialised) value.
     unsafe { out.write(value) };
     Ok(())
 }
 
-/// Boxes a handle, registers its address, and returns it to C.
-pub(crate) fn into_handle<T: 'static + Send>(value: T) -> *mut T {
-    let p = Box::into_raw(Box::new(value));
-    Registry::global().insert(p as usize);
-    p
-}
-
-/// Frees a handle made by [`into_handle`]. NULL, an address that is not a
-/// live handle, and a second free of the same handle are ignored.
+/// Copies `text` into `buf` (NUL-terminated) and its length (without the
+/// NUL) into `*out_len`. With too small a buffer nothing but `*out_len` is
+/// written and `OTLPFLOW_RESULT_BUFFER_TOO_SMALL` returned.
 ///
 /// # Safety
-/// `ptr` must be NULL or a value returned by `into_handle::<T>` (with the
-/// same `T`).
-pub(crate) unsafe fn free_handle<T>(ptr: *mut T) {
-    if ptr.is_null() || !Registry::global().remove(ptr as usize) {
-        return;
+/// `buf` NULL or writable for `cap` bytes; `out_len` NULL or writable.
+pub(crate) unsafe fn copy_text(
+    text: &str,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> Result<(), otlpflow_result> {
+    // SAFETY: forwarded.
+    unsafe { write_out(out_len, text.len())? };
+    if cap < text.len() + 1 {
+        return Err(otlpflow_result::BufferTooSmall);
     }
-    // SAFETY: the registry held the address, so it came from
-    // `Box::into_raw` in `into_handle` and has not been freed since.
-    drop(unsafe { Box::from_raw(ptr) });
+    if buf.is_null() {
+        return Err(otlpflow_result::NullArgument);
+    }
+    // SAFETY: `buf` is writable for `cap >= len + 1` bytes; the regions do
+    // not overlap (one is ours).
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+        buf.add(text.len()).write(0);
+    }
+    Ok(())
 }
 
-/// Live handle addresses, to detect double frees without touching freed
-/// memory. Only `_new`/`_start` and `_free` take its lock.
-mod registry {
-    use super::HashSet;
-    use std::sync::{Mutex, OnceLock};
-
-    pub struct Registry(Mutex<HashSet<usize>>);
-
-    impl Registry {
-        pub fn global() -> &'static Registry {
-            static R: OnceLock<Registry> = OnceLock::new();
-            R.get_or_init(|| Registry(Mutex::new(HashSet::new())))
-        }
-
-        pub fn insert(&self, addr: usize) {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(addr);
-        }
-
-        pub fn remove(&self, addr: usize) -> bool {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&addr)
-        }
+/// Writes the first `size` bytes of `value` to `out` (a versioned struct
+/// whose caller said how much of it it knows: `size` at most
+/// `size_of::<T>()`).
+///
+/// # Safety
+/// If not NULL, `out` must be valid for writing `size` bytes.
+pub(crate) unsafe fn write_prefix<T: Copy>(
+    out: *mut T,
+    value: &T,
+    size: usize,
+) -> Result<(), otlpflow_result> {
+    if out.is_null() {
+        return Err(otlpflow_result::NullArgument);
     }
+    if !out.is_aligned() || size > std::mem::size_of::<T>() {
+        return Err(otlpflow_result::InvalidArgument);
+    }
+    // SAFETY: `out` is writable for `size` bytes by the caller's contract,
+    // `value` is readable for `size <= size_of::<T>()` bytes, and the two do
+    // not overlap (`value` is ours). `T: Copy` has no drop to skip.
+    unsafe {
+        std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), out.cast::<u8>(), size)
+    };
+    Ok(())
+}
+
+/// Reads the `size_t` at the start of a versioned struct (its `size`).
+///
+/// # Safety
+/// If not NULL, `ptr` must be valid for reading a `usize`.
+pub(crate) unsafe fn read_size<T>(ptr: *const T) -> Result<usize, otlpflow_result> {
+    let p = ptr.cast::<usize>();
+    if p.is_null() {
+        return Err(otlpflow_result::NullArgument);
+    }
+    if !p.is_aligned() {
+        return Err(otlpflow_result::InvalidArgument);
+    }
+    // SAFETY: non-NULL, aligned, readable by the caller's contract.
+    Ok(unsafe { p.read() })
 }

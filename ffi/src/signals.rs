@@ -7,13 +7,16 @@ use otlpflow::{
     Temporality, Value,
 };
 
-use crate::api::{otlpflow_pipeline, otlpflow_scope, record_result};
-use crate::ptr::{free_handle, into_handle, otlpflow_str, ref_of, slice_of, str_of, write_out};
+use crate::enums::{otlpflow_instrument_kind, otlpflow_metric_type};
+use crate::pipeline::{otlpflow_pipeline, otlpflow_scope, record_result};
+use crate::ptr::{
+    free_handle, handle_ref, into_handle, otlpflow_str, ref_of, slice_of, str_of, write_out, Handle,
+};
 use crate::span::{
-    otlpflow_attribute, otlpflow_value, otlpflow_value_kind, scalar, KvPool, ValuePool,
+    is_array, otlpflow_attribute, otlpflow_value, scalar_of, KvPool, ValuePool,
     OTLPFLOW_MAX_ATTRIBUTES,
 };
-use crate::{ffi_boundary, otlpflow_result, otlpflow_result as R};
+use crate::{ffi_boundary, otlpflow_result, result_of, R};
 
 /// A log record. Zero-initialise it, then fill what you have; pointers are
 /// borrowed for the call only.
@@ -46,19 +49,6 @@ pub struct otlpflow_log_record {
     pub span_id: [u8; 8],
     /// Event name, for log records that are events.
     pub event_name: otlpflow_str,
-}
-
-/// Metric types of `otlpflow_metric_point.type`.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum otlpflow_metric_type {
-    /// A gauge: `as_int` or `as_double`.
-    Gauge = 1,
-    /// A sum: `as_int` or `as_double`, `monotonic`, `temporality`.
-    Sum = 2,
-    /// An explicit-bucket histogram: `count`, `bounds`, `bucket_counts`,
-    /// optional `sum`, `min`, `max`, and `temporality`.
-    Histogram = 3,
 }
 
 /// One metric data point with its metric's identity.
@@ -132,25 +122,26 @@ pub(crate) unsafe fn attribute_list<'s: 'v, 'v: 'k, 'k>(
     // SAFETY: forwarded to this function's contract.
     let list = unsafe { slice_of(ptr, len)? };
     for a in list {
-        if a.value.kind == otlpflow_value_kind::Array as u32 {
+        if is_array(&a.value) {
             // SAFETY: forwarded.
             for el in unsafe { slice_of(a.value.array, a.value.array_len)? } {
-                values
-                    .try_push(scalar(el)?)
-                    .map_err(|_| R::TooManyAttributes)?;
+                // SAFETY: forwarded.
+                let v = unsafe { scalar_of(el)? };
+                values.try_push(v).map_err(|_| R::TooManyAttributes)?;
             }
         }
     }
     let values: &'v [Value<'s>] = values;
     let mut next = 0;
     for a in list {
-        let value = if a.value.kind == otlpflow_value_kind::Array as u32 {
+        let value = if is_array(&a.value) {
             let n = a.value.array_len;
             let v = Value::Array(&values[next..next + n]);
             next += n;
             v
         } else {
-            scalar(&a.value)?
+            // SAFETY: forwarded.
+            unsafe { scalar_of(&a.value)? }
         };
         // SAFETY: forwarded.
         let key = unsafe { str_of(a.key)? };
@@ -174,7 +165,7 @@ pub extern "C" fn otlpflow_pipeline_record_log(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let (p, sc, l) = match unsafe { (ref_of(pipeline), ref_of(scope), ref_of(log)) } {
+        let (p, sc, l) = match unsafe { (handle_ref(pipeline), ref_of(scope), ref_of(log)) } {
             (Ok(p), Ok(sc), Ok(l)) => (p, sc, l),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
         };
@@ -191,12 +182,11 @@ pub extern "C" fn otlpflow_pipeline_record_log(
             Err(e) => return e,
         };
         let body = if l.has_body {
-            if l.body.kind == otlpflow_value_kind::Array as u32 {
-                // Array bodies are not supported over the C ABI (a string
-                // or scalar is what log bodies are in practice).
-                return R::InvalidArgument;
-            }
-            match scalar(&l.body) {
+            // Array bodies are not supported over the C ABI (a string or
+            // scalar is what log bodies are in practice): `scalar_of` refuses
+            // them.
+            // SAFETY: every pointer in the record is valid for this call.
+            match unsafe { scalar_of(&l.body) } {
                 Ok(v) => Some(v),
                 Err(e) => return e,
             }
@@ -237,7 +227,7 @@ pub extern "C" fn otlpflow_pipeline_record_metric(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let (p, sc, m) = match unsafe { (ref_of(pipeline), ref_of(scope), ref_of(point)) } {
+        let (p, sc, m) = match unsafe { (handle_ref(pipeline), ref_of(scope), ref_of(point)) } {
             (Ok(p), Ok(sc), Ok(m)) => (p, sc, m),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
         };
@@ -256,10 +246,14 @@ pub extern "C" fn otlpflow_pipeline_record_metric(
             (Ok(n), Ok(d), Ok(u)) => (n, d, u),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
         };
+        let kind = match otlpflow_metric_type::from_u32(m.type_) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
         let temporality = match m.temporality {
             1 => Temporality::Delta,
             2 => Temporality::Cumulative,
-            _ if m.type_ == otlpflow_metric_type::Gauge as u32 => Temporality::Cumulative,
+            _ if kind == otlpflow_metric_type::Gauge => Temporality::Cumulative,
             _ => return R::InvalidArgument,
         };
         let number = if m.is_double {
@@ -278,14 +272,14 @@ pub extern "C" fn otlpflow_pipeline_record_metric(
             (Ok(b), Ok(c)) => (b, c),
             (Err(e), _) | (_, Err(e)) => return e,
         };
-        let data = match m.type_ {
-            t if t == otlpflow_metric_type::Gauge as u32 => MetricData::Gauge(number),
-            t if t == otlpflow_metric_type::Sum as u32 => MetricData::Sum {
+        let data = match kind {
+            otlpflow_metric_type::Gauge => MetricData::Gauge(number),
+            otlpflow_metric_type::Sum => MetricData::Sum {
                 value: number,
                 monotonic: m.monotonic,
                 temporality,
             },
-            t if t == otlpflow_metric_type::Histogram as u32 => MetricData::Histogram {
+            otlpflow_metric_type::Histogram => MetricData::Histogram {
                 point: HistogramPoint {
                     count: m.count,
                     sum: m.has_sum.then_some(m.sum),
@@ -296,7 +290,6 @@ pub extern "C" fn otlpflow_pipeline_record_metric(
                 },
                 temporality,
             },
-            _ => return R::InvalidArgument,
         };
         let point = MetricPoint {
             name,
@@ -312,20 +305,6 @@ pub extern "C" fn otlpflow_pipeline_record_metric(
     })
 }
 
-/// Kinds of instrument for `otlpflow_pipeline_instrument`.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum otlpflow_instrument_kind {
-    /// Monotonic counter: `record` adds a non-negative whole number.
-    Counter = 1,
-    /// Up-down counter: `record` adds a whole number.
-    UpDownCounter = 2,
-    /// Gauge: `record` sets the value.
-    Gauge = 3,
-    /// Histogram: `record` records a value.
-    Histogram = 4,
-}
-
 enum Inst {
     Counter(otlpflow::Counter),
     UpDown(otlpflow::UpDownCounter),
@@ -338,6 +317,10 @@ enum Inst {
 /// by the pipeline).
 pub struct otlpflow_instrument {
     inst: Inst,
+}
+
+impl Handle for otlpflow_instrument {
+    const KIND: u64 = 3;
 }
 
 /// Makes an instrument. `bounds` (histograms only; NULL and 0 for the
@@ -358,7 +341,7 @@ pub extern "C" fn otlpflow_pipeline_instrument(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let (p, sc) = match unsafe { (ref_of(pipeline), ref_of(scope)) } {
+        let (p, sc) = match unsafe { (handle_ref(pipeline), ref_of(scope)) } {
             (Ok(p), Ok(sc)) => (p, sc),
             (Err(e), _) | (_, Err(e)) => return e,
         };
@@ -376,17 +359,21 @@ pub extern "C" fn otlpflow_pipeline_instrument(
         }
         let scope = scope_of(sc);
         let pl = &p.pipeline;
+        let kind = match otlpflow_instrument_kind::from_u32(kind) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
         let inst = match kind {
-            k if k == otlpflow_instrument_kind::Counter as u32 => {
+            otlpflow_instrument_kind::Counter => {
                 Inst::Counter(pl.counter(&scope, name, unit, description))
             }
-            k if k == otlpflow_instrument_kind::UpDownCounter as u32 => {
+            otlpflow_instrument_kind::UpDownCounter => {
                 Inst::UpDown(pl.up_down_counter(&scope, name, unit, description))
             }
-            k if k == otlpflow_instrument_kind::Gauge as u32 => {
+            otlpflow_instrument_kind::Gauge => {
                 Inst::Gauge(pl.gauge(&scope, name, unit, description))
             }
-            k if k == otlpflow_instrument_kind::Histogram as u32 => {
+            otlpflow_instrument_kind::Histogram => {
                 // SAFETY: valid for reads of its length for this call.
                 let b = match unsafe { slice_of(bounds, bounds_len) } {
                     Ok(b) => b,
@@ -397,12 +384,13 @@ pub extern "C" fn otlpflow_pipeline_instrument(
                     Err(_) => return R::InvalidArgument,
                 }
             }
-            _ => return R::InvalidArgument,
         };
-        let handle = into_handle(otlpflow_instrument { inst });
+        let handle = match into_handle(otlpflow_instrument { inst }) {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
         // SAFETY: checked non-NULL above; writable per the contract.
-        let _ = unsafe { write_out(out, handle) };
-        R::Ok
+        result_of(unsafe { write_out(out, handle) })
     })
 }
 
@@ -419,8 +407,8 @@ pub extern "C" fn otlpflow_instrument_record(
     attributes_len: usize,
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
-        // SAFETY: NULL or a live instrument handle.
-        let i = match unsafe { ref_of(instrument) } {
+        // SAFETY: not freed during the call, per the contract.
+        let i = match unsafe { handle_ref(instrument) } {
             Ok(i) => i,
             Err(e) => return e,
         };
@@ -448,13 +436,14 @@ pub extern "C" fn otlpflow_instrument_record(
     })
 }
 
-/// Frees an instrument handle (NULL-tolerant; a second free is ignored).
+/// Frees an instrument handle. NULL is fine (`OK`); a handle already
+/// freed, or one that is not an instrument, returns
+/// `OTLPFLOW_RESULT_INVALID_HANDLE` and frees nothing.
 #[no_mangle]
-pub extern "C" fn otlpflow_instrument_free(instrument: *mut otlpflow_instrument) {
-    ffi_boundary!((), {
-        // SAFETY: NULL or a handle from otlpflow_pipeline_instrument.
-        unsafe { free_handle(instrument) }
-    })
+pub extern "C" fn otlpflow_instrument_free(
+    instrument: *mut otlpflow_instrument,
+) -> otlpflow_result {
+    ffi_boundary!(R::Panic, { result_of(free_handle(instrument)) })
 }
 
 /// Collects every instrument now (the pipeline also does it every metrics
@@ -466,8 +455,8 @@ pub extern "C" fn otlpflow_pipeline_collect_metrics(
     points: *mut u64,
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
-        // SAFETY: NULL or a live pipeline handle.
-        let p = match unsafe { ref_of(pipeline) } {
+        // SAFETY: not freed during the call, per the contract.
+        let p = match unsafe { handle_ref(pipeline) } {
             Ok(p) => p,
             Err(e) => return e,
         };

@@ -4,28 +4,11 @@
 //! later passes can borrow what earlier ones filled.
 
 use arrayvec::ArrayVec;
-use otlpflow::{Event, KeyValue, Link, Span, SpanKind, Status, StatusCode, Value};
+use otlpflow::{Event, KeyValue, Link, Span, Status, Value};
 
+use crate::enums::{otlpflow_span_kind, otlpflow_status_code, otlpflow_value_kind};
 use crate::otlpflow_result;
 use crate::ptr::{bytes_of, otlpflow_str, slice_of, str_of};
-
-/// Kinds of [`otlpflow_value`]. Numbers are stable.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum otlpflow_value_kind {
-    /// `str`: UTF-8 text.
-    Str = 1,
-    /// `boolean`.
-    Bool = 2,
-    /// `i64`.
-    I64 = 3,
-    /// `f64`.
-    F64 = 4,
-    /// `str` holding raw bytes (need not be UTF-8).
-    Bytes = 5,
-    /// `array`/`array_len`: an array of scalar values (no nested arrays).
-    Array = 6,
-}
 
 /// An attribute value: set `kind`, then the matching field.
 #[repr(C)]
@@ -110,7 +93,7 @@ pub struct otlpflow_span {
     pub flags: u32,
     /// The operation name (UTF-8).
     pub name: otlpflow_str,
-    /// 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    /// An `otlpflow_span_kind` (`OTLPFLOW_SPAN_KIND_SERVER`, ...).
     pub kind: u32,
     /// Start, nanoseconds since the Unix epoch.
     pub start_time_unix_nano: u64,
@@ -134,7 +117,8 @@ pub struct otlpflow_span {
     pub links_len: usize,
     /// Links discarded before recording.
     pub dropped_links_count: u32,
-    /// 0 unset, 1 ok, 2 error.
+    /// An `otlpflow_status_code` (`OTLPFLOW_STATUS_CODE_UNSET`, `_OK`,
+    /// `_ERROR`).
     pub status_code: u32,
     /// Status message (UTF-8).
     pub status_message: otlpflow_str,
@@ -159,21 +143,29 @@ pub(crate) type EventPool<'k> = ArrayVec<Event<'k>, OTLPFLOW_MAX_EVENTS>;
 /// A span's links.
 pub(crate) type LinkPool<'k> = ArrayVec<Link<'k>, OTLPFLOW_MAX_LINKS>;
 
-pub(crate) fn scalar<'s>(v: &otlpflow_value) -> Result<Value<'s>, otlpflow_result> {
-    // SAFETY (for the str_of/bytes_of calls): the caller of the record
-    // function guarantees every pointer in the span is valid for the call.
-    Ok(match v.kind {
-        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
-        k if k == otlpflow_value_kind::Str as u32 => Value::Str(unsafe { str_of(v.str)? }),
-        k if k == otlpflow_value_kind::Bool as u32 => Value::Bool(v.boolean),
-        k if k == otlpflow_value_kind::I64 as u32 => Value::I64(v.i64),
-        k if k == otlpflow_value_kind::F64 as u32 => Value::F64(v.f64),
-        k if k == otlpflow_value_kind::Bytes as u32 => {
-            // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
+/// Borrows a scalar value (an array is `InvalidArgument` here).
+///
+/// # Safety
+/// The value's `str` must be valid for reads of its length for `'s`.
+pub(crate) unsafe fn scalar_of<'s>(v: &otlpflow_value) -> Result<Value<'s>, otlpflow_result> {
+    Ok(match otlpflow_value_kind::from_u32(v.kind)? {
+        // SAFETY: forwarded to the caller's contract.
+        otlpflow_value_kind::Str => Value::Str(unsafe { str_of(v.str)? }),
+        otlpflow_value_kind::Bool => Value::Bool(v.boolean),
+        otlpflow_value_kind::I64 => Value::I64(v.i64),
+        otlpflow_value_kind::F64 => Value::F64(v.f64),
+        otlpflow_value_kind::Bytes => {
+            // SAFETY: forwarded to the caller's contract.
             Value::Bytes(unsafe { bytes_of(v.str.ptr.cast(), v.str.len)? })
         }
-        _ => return Err(otlpflow_result::InvalidArgument),
+        otlpflow_value_kind::Array => return Err(otlpflow_result::InvalidArgument),
     })
+}
+
+/// Whether a value is an array (its elements are gathered in a pass of
+/// their own).
+pub(crate) fn is_array(v: &otlpflow_value) -> bool {
+    v.kind == otlpflow_value_kind::Array as u32
 }
 
 /// Borrows an attribute list, checking its length.
@@ -204,7 +196,8 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     ev_pool: &'e mut EventPool<'k>,
     link_pool: &'e mut LinkPool<'k>,
 ) -> Result<Span<'e>, otlpflow_result> {
-    // SAFETY (all calls below): forwarded to this function's contract.
+    // SAFETY: forwarded to this function's contract (so are the calls
+    // below).
     let span_attrs = unsafe { attrs(s.attributes, s.attributes_len)? };
     if s.events_len > OTLPFLOW_MAX_EVENTS || s.links_len > OTLPFLOW_MAX_LINKS {
         return Err(otlpflow_result::TooManyAttributes);
@@ -229,11 +222,12 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     // Pass 1: array elements of every value, in order.
     for list in &lists {
         for a in list.iter() {
-            if a.value.kind == otlpflow_value_kind::Array as u32 {
+            if is_array(&a.value) {
                 // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
                 for el in unsafe { slice_of(a.value.array, a.value.array_len)? } {
                     values
-                        .try_push(scalar(el)?)
+                        // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
+                        .try_push(unsafe { scalar_of(el)? })
                         .map_err(|_| otlpflow_result::TooManyAttributes)?;
                 }
             }
@@ -247,13 +241,14 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
     for list in &lists {
         let start = kvs.len();
         for a in list.iter() {
-            let value = if a.value.kind == otlpflow_value_kind::Array as u32 {
+            let value = if is_array(&a.value) {
                 let n = a.value.array_len;
                 let v = Value::Array(&values[next_value..next_value + n]);
                 next_value += n;
                 v
             } else {
-                scalar(&a.value)?
+                // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
+                unsafe { scalar_of(&a.value)? }
             };
             // SAFETY: the caller guarantees every pointer in the span is valid for reads of its length for this call (see `convert`).
             let key = unsafe { str_of(a.key)? };
@@ -285,21 +280,8 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
             flags: l.flags,
         });
     }
-    let kind = match s.kind {
-        0 => SpanKind::Unspecified,
-        1 => SpanKind::Internal,
-        2 => SpanKind::Server,
-        3 => SpanKind::Client,
-        4 => SpanKind::Producer,
-        5 => SpanKind::Consumer,
-        _ => return Err(otlpflow_result::InvalidArgument),
-    };
-    let code = match s.status_code {
-        0 => StatusCode::Unset,
-        1 => StatusCode::Ok,
-        2 => StatusCode::Error,
-        _ => return Err(otlpflow_result::InvalidArgument),
-    };
+    let kind = otlpflow_span_kind::from_u32(s.kind)?.to_rust();
+    let code = otlpflow_status_code::from_u32(s.status_code)?.to_rust();
     Ok(Span {
         trace_id: s.trace_id,
         span_id: s.span_id,

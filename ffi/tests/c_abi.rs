@@ -121,7 +121,14 @@ fn run_args(program: &Path, wrapper: Option<&[&str]>, args: &[&str], mode: &str)
     assert_eq!(counts.errors, 0, "{mode}: receiver saw bad requests");
 }
 
-const MODES: [&str; 5] = ["basic", "threads", "bad_input", "fork", "signals"];
+const MODES: [&str; 6] = [
+    "basic",
+    "threads",
+    "bad_input",
+    "fork",
+    "signals",
+    "handles",
+];
 
 #[test]
 fn c_tests_under_asan_and_ubsan_shared_and_static() {

@@ -59,3 +59,120 @@ fn python_bindings() {
     assert_eq!(counts.errors, 0);
     eprintln!("{stderr}");
 }
+
+/// The fields of `typedef struct NAME { ... }` in the header, with their
+/// array lengths (1 for scalars).
+fn header_fields(header: &str, name: &str) -> Vec<(String, String)> {
+    let start = header
+        .find(&format!("typedef struct {name} {{"))
+        .unwrap_or_else(|| panic!("{name} not in the header"));
+    let body = &header[start..];
+    let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .map(|l| {
+            let decl = l.trim_end_matches(';');
+            let field = decl.rsplit(' ').next().unwrap();
+            match field.split_once('[') {
+                Some((f, n)) => (f.to_owned(), n.trim_end_matches(']').to_owned()),
+                None => (field.to_owned(), "1".to_owned()),
+            }
+        })
+        .collect()
+}
+
+/// The Python ctypes mirror of `otlpflow_stats` has the C struct's fields,
+/// in order, at the same offsets, with the same array lengths and the same
+/// size: a field added to one and not the other fails here.
+#[test]
+fn python_stats_mirror_matches_the_c_struct() {
+    let root = common::root();
+    let header = std::fs::read_to_string(root.join("include/otlpflow.h")).unwrap();
+    let fields = header_fields(&header, "otlpflow_stats");
+    assert!(fields.len() > 20, "{fields:?}");
+    // The C side: a program printing name, offset and length of each field.
+    let dir = common::lib_dir();
+    let src = dir.join("stats_layout.c");
+    let mut c = String::from(
+        "#include <stddef.h>\n#include <stdio.h>\n#include \"otlpflow.h\"\nint main(void) {\n",
+    );
+    for (f, n) in &fields {
+        c.push_str(&format!(
+            "  printf(\"{f} %zu %zu\\n\", offsetof(otlpflow_stats, {f}), (size_t)({n}));\n"
+        ));
+    }
+    c.push_str("  printf(\"sizeof %zu 1\\n\", sizeof(otlpflow_stats));\n  return 0;\n}\n");
+    std::fs::write(&src, c).unwrap();
+    let exe = dir.join("stats_layout");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(status.success(), "compiling the layout probe");
+    let c_layout = String::from_utf8(Command::new(&exe).output().unwrap().stdout).unwrap();
+    // The Python side: the ctypes Structure's fields.
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import ctypes, sys\n\
+        sys.path.insert(0, sys.argv[1])\n\
+        from otlpflow import _ffi\n\
+        for name, ty in _ffi.Stats._fields_:\n\
+        \x20   n = getattr(ty, '_length_', 1)\n\
+        \x20   print(name, getattr(_ffi.Stats, name).offset, n)\n\
+        print('sizeof', ctypes.sizeof(_ffi.Stats), 1)\n";
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(root.join("bindings/python"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py_layout = String::from_utf8(out.stdout).unwrap();
+    // Array lengths in the header are named constants: the C probe printed
+    // their values.
+    assert_eq!(
+        py_layout.trim(),
+        c_layout.trim(),
+        "Python's otlpflow_stats mirror differs from the C struct"
+    );
+}
+
+/// Every `otlpflow_` function in the header has argtypes and restype in the
+/// Python binding: one added later without a declaration fails here.
+#[test]
+fn python_declares_every_exported_function() {
+    let root = common::root();
+    let header = std::fs::read_to_string(root.join("include/otlpflow.h")).unwrap();
+    // Every identifier directly followed by `(` is a function (the header
+    // has no function-like macros starting with otlpflow_).
+    let mut functions: Vec<&str> = header
+        .match_indices('(')
+        .filter_map(|(i, _)| {
+            let before = &header[..i];
+            let start = before
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |j| j + 1);
+            Some(&header[start..i]).filter(|w| w.starts_with("otlpflow_"))
+        })
+        .collect();
+    functions.sort();
+    functions.dedup();
+    assert!(functions.len() > 30, "{functions:?}");
+    let ffi_py = std::fs::read_to_string(root.join("bindings/python/otlpflow/_ffi.py")).unwrap();
+    let missing: Vec<_> = functions
+        .iter()
+        .filter(|f| !ffi_py.contains(&format!("\"{f}\":")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "functions without a ctypes declaration in _ffi.py: {missing:?}"
+    );
+}

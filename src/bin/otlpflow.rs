@@ -166,14 +166,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 #[derive(serde::Serialize)]
-struct Failed {
-    permanent: u64,
-    exhausted: u64,
-    evicted: u64,
-    shutdown: u64,
-}
-
-#[derive(serde::Serialize)]
 struct Report {
     offered: u64,
     accepted: u64,
@@ -181,7 +173,7 @@ struct Report {
     dropped: u64,
     dropped_by_reason: otlpflow::Dropped,
     failed: u64,
-    failed_by_reason: Failed,
+    failed_by_reason: otlpflow::Failed,
     rejected: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     received: Option<u64>,
@@ -492,13 +484,8 @@ fn make_report(
         exported: s.exported,
         dropped: s.dropped.total(),
         dropped_by_reason: s.dropped,
-        failed: s.failed,
-        failed_by_reason: Failed {
-            permanent: s.failed_permanent,
-            exhausted: s.failed_exhausted,
-            evicted: s.failed_evicted,
-            shutdown: s.failed_shutdown,
-        },
+        failed: s.failed.total(),
+        failed_by_reason: s.failed,
         rejected: s.rejected,
         received: received.map(|r| received_of(&r, signal)),
         signal: match signal {
@@ -549,15 +536,22 @@ fn print_report(
     println!("  offered            {:>14}", r.offered);
     println!("  accepted           {:>14}", r.accepted);
     println!("  exported           {:>14}", r.exported);
-    let d = &s.dropped;
+    let by_reason = |counts: Vec<(&str, u64)>| {
+        counts
+            .iter()
+            .map(|(name, n)| format!("{} {n}", name.replace('_', " ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "  dropped            {:>14}   (full {}, memory {}, rate limited {}, too large {}, shutdown {}, invalid {})",
-        r.dropped, d.full, d.memory, d.rate_limited, d.too_large, d.shutdown, d.invalid
+        "  dropped            {:>14}   ({})",
+        r.dropped,
+        by_reason(s.dropped.iter().map(|(r, n)| (r.name(), n)).collect())
     );
-    let f = &r.failed_by_reason;
     println!(
-        "  failed             {:>14}   (permanent {}, retries exhausted {}, evicted {}, shutdown {})",
-        r.failed, f.permanent, f.exhausted, f.evicted, f.shutdown
+        "  failed             {:>14}   ({})",
+        r.failed,
+        by_reason(s.failed.iter().map(|(r, n)| (r.name(), n)).collect())
     );
     println!("  rejected by server {:>14}", r.rejected);
     if let Some(c) = received {

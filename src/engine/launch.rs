@@ -161,58 +161,9 @@ impl Engine {
     }
 
     /// Takes over the counts of a replaced engine, so that a fork child's
-    /// stats continue the parent's: what the parent had in flight at the
-    /// fork is counted as failed (`failed_fork`), since the child cannot
-    /// send it (the parent does).
-    pub(super) fn carry(&self, c: &Stats) {
-        let shard = &self.shards[0].counters;
-        for (i, a) in shard.accepted.iter().enumerate() {
-            a.store(c.accepted_by_signal[i], Ordering::Relaxed);
-        }
-        shard.drops.full.store(c.dropped.full, Ordering::Relaxed);
-        shard
-            .drops
-            .too_large
-            .store(c.dropped.too_large, Ordering::Relaxed);
-        shard
-            .drops
-            .shutdown
-            .store(c.dropped.shutdown, Ordering::Relaxed);
-        shard
-            .drops
-            .invalid
-            .store(c.dropped.invalid, Ordering::Relaxed);
-        shard
-            .drops
-            .rate_limited
-            .store(c.dropped.rate_limited, Ordering::Relaxed);
-        shard
-            .drops
-            .memory
-            .store(c.dropped.memory, Ordering::Relaxed);
-        let w = &self.workers[0].counters;
-        w.exported.store(c.exported, Ordering::Relaxed);
-        for (i, e) in w.exported_by_signal.iter().enumerate() {
-            e.store(c.exported_by_signal[i], Ordering::Relaxed);
-        }
-        w.failed.store(
-            // Exhausted and evicted are parts of `failed` (carried below).
-            c.failed - c.failed_shutdown - c.failed_fork,
-            Ordering::Relaxed,
-        );
-        w.failed_shutdown
-            .store(c.failed_shutdown, Ordering::Relaxed);
-        w.failed_fork
-            .store(c.failed_fork + c.in_flight, Ordering::Relaxed);
-        w.failed_exhausted
-            .store(c.failed_exhausted, Ordering::Relaxed);
-        w.failed_evicted.store(c.failed_evicted, Ordering::Relaxed);
-        w.rejected.store(c.rejected, Ordering::Relaxed);
-        w.requests.store(c.requests, Ordering::Relaxed);
-        w.retries.store(c.retries, Ordering::Relaxed);
-        w.request_errors.store(c.request_errors, Ordering::Relaxed);
-        w.bytes_raw.store(c.bytes_raw, Ordering::Relaxed);
-        w.bytes_wire.store(c.bytes_wire, Ordering::Relaxed);
+    /// stats continue the parent's (see `stats::carry`).
+    fn carry(&self, c: &Stats) {
+        stats::carry(c, &self.shards[0].counters, &self.workers[0].counters);
     }
 
     pub(super) fn stats(&self) -> Stats {

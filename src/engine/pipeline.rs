@@ -101,7 +101,7 @@ impl Pipeline {
     pub fn record_log(&self, scope: &Scope, log: &LogRecord<'_>) -> Result<(), RecordError> {
         let inner = self.engine();
         if !log.severity_number.is_valid() {
-            return Err(inner.refuse(RecordError::Invalid));
+            return Err(inner.refuse_offered(Signal::Logs, RecordError::Invalid));
         }
         inner.record_with(scope, Signal::Logs, log.encoded_len(), |buf| {
             log.encode(buf)
@@ -117,7 +117,7 @@ impl Pipeline {
     pub fn record_metric(&self, scope: &Scope, point: &MetricPoint<'_>) -> Result<(), RecordError> {
         let inner = self.engine();
         if crate::record::metric::invalid(point).is_some() {
-            return Err(inner.refuse(RecordError::Invalid));
+            return Err(inner.refuse_offered(Signal::Metrics, RecordError::Invalid));
         }
         inner.record_with(scope, Signal::Metrics, point.encoded_len(), |buf| {
             point.encode(buf)

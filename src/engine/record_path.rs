@@ -61,13 +61,13 @@ fn thread_shard(n: usize) -> usize {
 }
 
 impl Engine {
-    /// Counts a refusal in the calling thread's shard and hands it back.
+    /// Counts a record of `signal` offered and refused before the record
+    /// path (invalid input), in the calling thread's shard; hands `e` back.
     #[cold]
-    pub(super) fn refuse(&self, e: RecordError) -> RecordError {
-        self.shards[thread_shard(self.shards.len())]
-            .counters
-            .drops
-            .refuse(e)
+    pub(super) fn refuse_offered(&self, signal: Signal, e: RecordError) -> RecordError {
+        let c = &self.shards[thread_shard(self.shards.len())].counters;
+        c.offer(signal);
+        c.refuse(e)
     }
 
     /// The record path shared by every signal: checks, limits, the memory
@@ -82,19 +82,20 @@ impl Engine {
     ) -> Result<(), RecordError> {
         let inner = self;
         let shard = &inner.shards[thread_shard(inner.shards.len())];
+        shard.counters.offer(signal);
         if scope.pipeline != inner.id
             || scope.id >= inner.scope_count.load(Ordering::Acquire)
             || scope.id > SCOPE_MASK
         {
-            return Err(shard.counters.drops.refuse(RecordError::InvalidScope));
+            return Err(shard.counters.refuse(RecordError::InvalidScope));
         }
         if len > inner.max_record {
-            return Err(shard.counters.drops.refuse(RecordError::TooLarge));
+            return Err(shard.counters.refuse(RecordError::TooLarge));
         }
         if !inner.admit(len, scope.id) {
-            return Err(shard.counters.drops.refuse(RecordError::RateLimited));
+            return Err(shard.counters.refuse(RecordError::RateLimited));
         }
-        let tag = scope.id | (signal as u32) << SIGNAL_SHIFT;
+        let tag = scope.id | (signal.index() as u32) << SIGNAL_SHIFT;
         let mut deadline = None;
         // Held until the record is in the ring; dropped (released) on every
         // refusal below.
@@ -108,7 +109,7 @@ impl Engine {
                     // claim and drains it, or we see `closed` and back out.
                     if inner.closed.load(Ordering::SeqCst) {
                         drop(claim);
-                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                        return Err(shard.counters.refuse(RecordError::Shutdown));
                     }
                     if let Some(f) = encode.take() {
                         f(claim.buf());
@@ -117,8 +118,7 @@ impl Engine {
                     claim.commit(tag);
                     // The worker releases it when the record leaves.
                     reservation.keep();
-                    let n =
-                        shard.counters.accepted[signal as usize].fetch_add(1, Ordering::Relaxed);
+                    let n = shard.counters.accept(signal);
                     if n % 64 == 0 {
                         inner.sample(shard);
                     }
@@ -126,20 +126,20 @@ impl Engine {
                     return Ok(());
                 }
                 Err(ClaimError::TooLarge) => {
-                    return Err(shard.counters.drops.refuse(RecordError::TooLarge));
+                    return Err(shard.counters.refuse(RecordError::TooLarge));
                 }
                 Err(ClaimError::Full) => {
                     if inner.closed.load(Ordering::Relaxed) {
-                        return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                        return Err(shard.counters.refuse(RecordError::Shutdown));
                     }
                     // Block waits until one deadline, set at the first full
                     // ring; DropNewest refuses at once.
                     let Policy::Block { max_wait } = inner.config.policy else {
-                        return Err(shard.counters.drops.refuse(RecordError::Full));
+                        return Err(shard.counters.refuse(RecordError::Full));
                     };
                     let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
                     if Instant::now() >= until {
-                        return Err(shard.counters.drops.refuse(RecordError::Full));
+                        return Err(shard.counters.refuse(RecordError::Full));
                     }
                     inner.wait_for_space(shard, until);
                 }
@@ -186,14 +186,14 @@ impl Engine {
         let n = len as u64;
         while !budget.try_reserve(n) {
             let Policy::Block { max_wait } = self.config.policy else {
-                return Err(shard.counters.drops.refuse(RecordError::Memory));
+                return Err(shard.counters.refuse(RecordError::Memory));
             };
             let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
             if Instant::now() >= until {
-                return Err(shard.counters.drops.refuse(RecordError::Memory));
+                return Err(shard.counters.refuse(RecordError::Memory));
             }
             if self.closed.load(Ordering::Relaxed) {
-                return Err(shard.counters.drops.refuse(RecordError::Shutdown));
+                return Err(shard.counters.refuse(RecordError::Shutdown));
             }
             self.wait_for_memory(until);
         }

@@ -43,67 +43,40 @@ impl Engine {
                 .is_ok() as u64;
         };
         let component = KeyValue::new("otel.component.type", Value::Str("otlpflow"));
-        for (signal, processed, exported) in [
-            (
-                "span",
-                "otel.sdk.processor.span.processed",
-                "otel.sdk.exporter.span.exported",
-            ),
-            (
-                "log",
-                "otel.sdk.processor.log.processed",
-                "otel.sdk.exporter.log.exported",
-            ),
-            (
-                "metric_data_point",
-                "otel.sdk.processor.metric_data_point.processed",
-                "otel.sdk.exporter.metric_data_point.exported",
-            ),
-        ] {
-            let i = match signal {
-                "span" => 0,
-                "log" => 1,
-                _ => 2,
+        for signal in Signal::ALL {
+            let (kind, unit) = match signal {
+                Signal::Traces => ("span", "{span}"),
+                Signal::Logs => ("log", "{log_record}"),
+                Signal::Metrics => ("metric_data_point", "{data_point}"),
             };
-            let unit = match signal {
-                "span" => "{span}",
-                "log" => "{log_record}",
-                _ => "{data_point}",
-            };
-            emit(processed, unit, &[component], s.accepted_by_signal[i], true);
-            emit(exported, unit, &[component], s.exported_by_signal[i], true);
+            let processed = format!("otel.sdk.processor.{kind}.processed");
+            let exported = format!("otel.sdk.exporter.{kind}.exported");
+            emit(
+                &processed,
+                unit,
+                &[component],
+                s.accepted_by_signal[signal],
+                true,
+            );
+            emit(
+                &exported,
+                unit,
+                &[component],
+                s.exported_by_signal[signal],
+                true,
+            );
         }
         // Refusals and failures are not kept per signal: one otlpflow
         // metric each, by reason (`error.type`), as the conventions name it.
-        let d = &s.dropped;
-        for (metric, reasons) in [
-            (
-                "otlpflow.records.dropped",
-                [
-                    ("queue_full", d.full),
-                    ("memory", d.memory),
-                    ("rate_limited", d.rate_limited),
-                    ("too_large", d.too_large),
-                    ("shutdown", d.shutdown),
-                    ("invalid", d.invalid),
-                ],
-            ),
-            (
-                "otlpflow.records.failed",
-                [
-                    ("permanent", s.failed_permanent),
-                    ("retries_exhausted", s.failed_exhausted),
-                    ("evicted", s.failed_evicted),
-                    ("shutdown", s.failed_shutdown),
-                    ("fork", s.failed_fork),
-                    ("rejected", s.rejected),
-                ],
-            ),
-        ] {
-            for (reason, v) in reasons {
-                let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
-                emit(metric, "{record}", &attrs, v, true);
-            }
+        let dropped = s.dropped.iter().map(|(r, n)| (r.name(), n));
+        for (reason, v) in dropped {
+            let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
+            emit("otlpflow.records.dropped", "{record}", &attrs, v, true);
+        }
+        let failed = s.failed.iter().map(|(r, n)| (r.name(), n));
+        for (reason, v) in failed.chain([("rejected", s.rejected)]) {
+            let attrs = [component, KeyValue::new("error.type", Value::Str(reason))];
+            emit("otlpflow.records.failed", "{record}", &attrs, v, true);
         }
         emit(
             "otlpflow.records.in_flight",

@@ -100,6 +100,13 @@ impl<T> PerSignal<T> {
     }
 }
 
+impl<T: Copy> PerSignal<T> {
+    /// The values as an array, in tag order.
+    pub fn to_array(&self) -> [T; 3] {
+        [self.traces, self.logs, self.metrics]
+    }
+}
+
 impl<T> Index<Signal> for PerSignal<T> {
     type Output = T;
     #[inline]

@@ -108,6 +108,7 @@ def _str(text):
 _KINDS = {"unspecified": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
 _CODES = {"unset": 0, "ok": 1, "error": 2}
 _COMPRESSION = {"none": 0, "gzip": 1, "zstd": 2}
+_PROTOCOL = {"grpc": 0, "http/protobuf": 1}
 
 
 # Attribute keys, span names and most values repeat from call to call:
@@ -234,8 +235,8 @@ class Pipeline:
     def __init__(self, endpoint=None, protocol="grpc", compression="none", service_name=None,
                  service_version=None, resource=None, headers=None, policy="drop", max_wait=1.0,
                  shards=0, workers=0, linger=None, from_env=True):
-        if protocol != "grpc":
-            raise ConfigError(INVALID_CONFIG, "protocol %r is not supported by this version (use grpc)" % protocol)
+        if protocol not in _PROTOCOL:
+            raise ConfigError(INVALID_CONFIG, "protocol must be one of %s" % ", ".join(sorted(_PROTOCOL)))
         if compression not in _COMPRESSION:
             raise ConfigError(INVALID_CONFIG, "compression must be one of none, gzip, zstd")
         if policy not in ("drop", "block"):
@@ -250,6 +251,8 @@ class Pipeline:
             if from_env:
                 setting(lib.otlpflow_config_apply_env(cfg), "environment")
             keep = _Keep()
+            if protocol != "grpc" or not from_env:
+                setting(lib.otlpflow_config_set_protocol(cfg, _PROTOCOL[protocol]), "protocol")
             if endpoint is not None:
                 setting(lib.otlpflow_config_set_endpoint(cfg, keep.str(endpoint)), "endpoint")
             if service_name is not None:

@@ -87,17 +87,20 @@ class Scope(Structure):
     _fields_ = [("id", c_uint32), ("pipeline", c_uint64)]
 
 
-STATS_FIELDS = [
-    "offered", "accepted", "dropped_full", "dropped_too_large", "dropped_shutdown",
-    "dropped_invalid", "dropped_rate_limited", "exported", "failed", "failed_shutdown", "failed_fork", "failed_exhausted",
-    "failed_permanent", "rejected",
-    "in_flight", "requests", "retries", "request_errors", "bytes_raw", "bytes_wire",
-    "export_latency_p50_ns", "export_latency_p99_ns", "export_latency_max_ns",
-    "dropped_memory", "failed_evicted", "concurrency_limit", "batch_target",
-    "memory_used", "memory_peak", "breaker_opened",
-    "e2e_latency_p50_ns", "e2e_latency_p99_ns", "ring_fill_max_pct",
-]
+# The number of drop reasons, fail reasons and signals: the lengths of the
+# arrays in otlpflow_stats (OTLPFLOW_DROP_REASONS, ...). Their names come
+# from the library (otlpflow_drop_reason_name, ...), read once at load.
+DROP_REASONS, FAIL_REASONS, SIGNALS = 6, 5, 3
+SIGNAL_NAMES = ("traces", "logs", "metrics")
+DROP_NAMES, FAIL_NAMES = [], []
 
+# The u64 fields after the arrays, in the C struct's order.
+STATS_TAIL = [
+    "requests", "retries", "request_errors", "in_flight_requests", "bytes_raw", "bytes_wire",
+    "export_latency_p50_ns", "export_latency_p99_ns", "export_latency_max_ns",
+    "e2e_latency_p50_ns", "e2e_latency_p99_ns", "concurrency_limit", "batch_target",
+    "memory_used", "memory_peak", "breaker_opened", "ring_fill_max_pct",
+]
 
 class LogRecord(Structure):
     _fields_ = [
@@ -118,10 +121,44 @@ class LogRecord(Structure):
 
 
 class Stats(Structure):
-    _fields_ = [(name, c_uint64) for name in STATS_FIELDS]
+    """otlpflow_stats, a versioned struct: `size` is set to its size here,
+    before the library fills it."""
+    _fields_ = [
+        ("size", c_size_t),
+        ("offered", c_uint64),
+        ("accepted", c_uint64),
+        ("exported", c_uint64),
+        ("failed", c_uint64),
+        ("rejected", c_uint64),
+        ("in_flight", c_uint64),
+        ("dropped", c_uint64 * DROP_REASONS),
+        ("failed_by_reason", c_uint64 * FAIL_REASONS),
+        ("offered_by_signal", c_uint64 * SIGNALS),
+        ("accepted_by_signal", c_uint64 * SIGNALS),
+        ("exported_by_signal", c_uint64 * SIGNALS),
+    ] + [(name, c_uint64) for name in STATS_TAIL]
+
+    def __init__(self):
+        super().__init__()
+        self.size = ctypes.sizeof(Stats)
 
     def to_dict(self):
-        return {name: getattr(self, name) for name in STATS_FIELDS}
+        """A flat dict: the totals, `dropped_<reason>` and `failed_<reason>`
+        for every reason, `<signal>_accepted` and friends, and the rest."""
+        d = {name: getattr(self, name)
+             for name in ("offered", "accepted", "exported", "failed", "rejected", "in_flight")}
+        d["dropped"] = sum(self.dropped)
+        for i, name in enumerate(DROP_NAMES):
+            d["dropped_" + name] = self.dropped[i]
+        for i, name in enumerate(FAIL_NAMES):
+            d["failed_" + name] = self.failed_by_reason[i]
+        for i, sig in enumerate(SIGNAL_NAMES):
+            d[sig + "_offered"] = self.offered_by_signal[i]
+            d[sig + "_accepted"] = self.accepted_by_signal[i]
+            d[sig + "_exported"] = self.exported_by_signal[i]
+        for name in STATS_TAIL:
+            d[name] = getattr(self, name)
+        return d
 
 
 # Value kinds (otlpflow_value_kind).
@@ -146,6 +183,8 @@ def load():
         if os.path.exists(path):
             lib = ctypes.CDLL(path)
             _declare(lib)
+            DROP_NAMES[:] = [lib.otlpflow_drop_reason_name(i).decode() for i in range(DROP_REASONS)]
+            FAIL_NAMES[:] = [lib.otlpflow_fail_reason_name(i).decode() for i in range(FAIL_REASONS)]
             return lib
         tried.append(path)
     raise OSError("otlpflow: %s not found; set OTLPFLOW_LIBRARY (tried: %s)" % (LIB_NAME, ", ".join(tried)))
@@ -158,7 +197,7 @@ def _declare(lib):
         "otlpflow_version": (c_char_p, []),
         "otlpflow_result_message": (c_char_p, [c_uint32]),
         "otlpflow_config_new": (R, [POINTER(c_void_p)]),
-        "otlpflow_config_free": (None, [cfg]),
+        "otlpflow_config_free": (R, [cfg]),
         "otlpflow_config_apply_env": (R, [cfg]),
         "otlpflow_config_set_endpoint": (R, [cfg, Str]),
         "otlpflow_config_set_service_name": (R, [cfg, Str]),
@@ -166,28 +205,42 @@ def _declare(lib):
         "otlpflow_config_add_header": (R, [cfg, Str, Str]),
         "otlpflow_config_add_resource_attribute": (R, [cfg, Str, POINTER(Value)]),
         "otlpflow_config_set_compression": (R, [cfg, c_uint32]),
+        "otlpflow_config_set_protocol": (R, [cfg, c_uint32]),
         "otlpflow_config_set_policy": (R, [cfg, c_uint32, c_uint64]),
         "otlpflow_config_set_shards": (R, [cfg, c_size_t]),
         "otlpflow_config_set_workers": (R, [cfg, c_size_t]),
         "otlpflow_config_set_ring_bytes": (R, [cfg, c_size_t]),
         "otlpflow_config_set_max_batch_items": (R, [cfg, c_size_t]),
         "otlpflow_config_set_linger_ms": (R, [cfg, c_uint64]),
+        "otlpflow_config_set_max_in_flight": (R, [cfg, c_size_t]),
+        "otlpflow_config_set_request_timeout_ms": (R, [cfg, c_uint64]),
+        "otlpflow_config_set_memory_budget": (R, [cfg, c_uint64]),
+        "otlpflow_config_set_adaptive_concurrency": (R, [cfg, c_size_t, c_size_t]),
+        "otlpflow_config_set_rate_limit": (R, [cfg, c_double, c_uint64]),
+        "otlpflow_config_set_egress_byte_rate": (R, [cfg, c_double, c_uint64]),
         "otlpflow_config_error": (R, [cfg, c_char_p, c_size_t, POINTER(c_size_t)]),
         "otlpflow_pipeline_start": (R, [cfg, POINTER(c_void_p)]),
-        "otlpflow_pipeline_free": (None, [pipe]),
+        "otlpflow_pipeline_free": (R, [pipe]),
         "otlpflow_pipeline_scope": (R, [pipe, Str, Str, POINTER(Scope)]),
         "otlpflow_pipeline_record_span": (R, [pipe, POINTER(Scope), POINTER(Span)]),
         "otlpflow_pipeline_record_log": (R, [pipe, POINTER(Scope), POINTER(LogRecord)]),
+        # The metric point struct is not mirrored here (instruments are the
+        # Python way to make metrics): passed as an opaque pointer.
+        "otlpflow_pipeline_record_metric": (R, [pipe, POINTER(Scope), c_void_p]),
+        "otlpflow_pipeline_record_batch": (R, [pipe, POINTER(Scope), POINTER(Span), c_size_t,
+                                               POINTER(c_size_t), POINTER(c_size_t)]),
         "otlpflow_pipeline_instrument": (R, [pipe, POINTER(Scope), c_uint32, Str, Str, Str,
                                              POINTER(c_double), c_size_t, POINTER(c_void_p)]),
         "otlpflow_instrument_record": (R, [c_void_p, c_double, POINTER(Attribute), c_size_t]),
-        "otlpflow_instrument_free": (None, [c_void_p]),
+        "otlpflow_instrument_free": (R, [c_void_p]),
         "otlpflow_pipeline_collect_metrics": (R, [pipe, POINTER(c_uint64)]),
         "otlpflow_pipeline_flush": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_shutdown": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_stats": (R, [pipe, POINTER(Stats)]),
         "otlpflow_pipeline_health": (R, [pipe, POINTER(c_uint32)]),
         "otlpflow_pipeline_last_error": (R, [pipe, c_char_p, c_size_t, POINTER(c_size_t)]),
+        "otlpflow_drop_reason_name": (c_char_p, [c_uint32]),
+        "otlpflow_fail_reason_name": (c_char_p, [c_uint32]),
         "otlpflow_fork_prepare": (None, []),
         "otlpflow_fork_parent": (None, []),
         "otlpflow_fork_child": (None, []),

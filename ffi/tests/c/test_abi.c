@@ -2,12 +2,13 @@
  * and the static library, under AddressSanitizer + UBSan and under valgrind.
  *
  * usage: test_abi ENDPOINT MODE SCALE
- *   MODE  basic | threads | bad_input | fork | signals
+ *   MODE  basic | threads | bad_input | fork | signals | handles
  *   SCALE divides the span counts (valgrind is slow)
  * Prints "expect_received=N": the spans the receiver must have counted
  * (and, for signals, expect_logs=N and expect_points=N). */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,7 @@ static otlpflow_pipeline *start(const char *endpoint) {
   OK(otlpflow_config_new(&cfg));
   OK(otlpflow_config_set_endpoint(cfg, s(endpoint)));
   OK(otlpflow_config_set_service_name(cfg, s("c-test")));
-  OK(otlpflow_config_set_policy(cfg, 1, 10000));
+  OK(otlpflow_config_set_policy(cfg, OTLPFLOW_POLICY_BLOCK, 10000));
   OK(otlpflow_config_set_shards(cfg, 2));
   OK(otlpflow_config_set_workers(cfg, 1));
   OK(otlpflow_config_set_linger_ms(cfg, 5));
@@ -55,7 +56,7 @@ static otlpflow_pipeline *start(const char *endpoint) {
   OK(otlpflow_config_add_resource_attribute(cfg, s("host.name"), &v));
   otlpflow_pipeline *p = NULL;
   OK(otlpflow_pipeline_start(cfg, &p));
-  otlpflow_config_free(cfg);
+  OK(otlpflow_config_free(cfg));
   return p;
 }
 
@@ -114,7 +115,7 @@ static otlpflow_result record(const otlpflow_pipeline *p, const otlpflow_scope *
   memcpy(span.span_id, &i, sizeof i);
   span.span_id[7] ^= 0x80;
   span.name = s("GET /api/v1/items/{id}");
-  span.kind = 2;
+  span.kind = OTLPFLOW_SPAN_KIND_SERVER;
   span.start_time_unix_nano = 1700000000000000000ull;
   span.end_time_unix_nano = 1700000000000000000ull + 1000;
   span.attributes = attrs;
@@ -123,7 +124,7 @@ static otlpflow_result record(const otlpflow_pipeline *p, const otlpflow_scope *
   span.events_len = 1;
   span.links = &link;
   span.links_len = 1;
-  span.status_code = 1;
+  span.status_code = OTLPFLOW_STATUS_CODE_OK;
   return otlpflow_pipeline_record_span(p, scope, &span);
 }
 
@@ -145,16 +146,16 @@ static int basic(const char *endpoint, uint64_t n) {
   OK(otlpflow_pipeline_record_batch(p, &scope, batch, 10, &accepted, &dropped));
   CHECK(accepted == 9 && dropped == 1);
 
-  otlpflow_stats st;
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   OK(otlpflow_pipeline_flush(p, 10000, &st));
   uint32_t health = 99;
   OK(otlpflow_pipeline_health(p, &health));
-  CHECK(health == 0);
+  CHECK(health == OTLPFLOW_HEALTH_HEALTHY);
   CHECK(otlpflow_pipeline_health(p, NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
   CHECK(st.accepted == n + 9);
   CHECK(st.exported == n + 9);
-  CHECK(st.offered == st.accepted + st.dropped_full + st.dropped_too_large +
-                          st.dropped_shutdown + st.dropped_invalid);
+  CHECK(st.offered == st.accepted + st.dropped[OTLPFLOW_DROP_REASON_FULL] + st.dropped[OTLPFLOW_DROP_REASON_TOO_LARGE] +
+                          st.dropped[OTLPFLOW_DROP_REASON_SHUTDOWN] + st.dropped[OTLPFLOW_DROP_REASON_INVALID]);
 
   OK(otlpflow_pipeline_shutdown(p, 10000, &st));
   CHECK(st.in_flight == 0 && st.failed == 0);
@@ -162,10 +163,11 @@ static int basic(const char *endpoint, uint64_t n) {
   CHECK(record(p, &scope, 1, 0) == OTLPFLOW_RESULT_SHUTDOWN);
   CHECK(otlpflow_pipeline_flush(p, 1000, NULL) == OTLPFLOW_RESULT_SHUTDOWN);
   OK(otlpflow_pipeline_stats(p, &st));
-  CHECK(st.dropped_shutdown == 1);
-  otlpflow_pipeline_free(p);
-  otlpflow_pipeline_free(p); /* a second free is ignored */
-  otlpflow_pipeline_free(NULL);
+  CHECK(st.dropped[OTLPFLOW_DROP_REASON_SHUTDOWN] == 1);
+  OK(otlpflow_pipeline_free(p));
+  /* A second free is refused and frees nothing. */
+  CHECK(otlpflow_pipeline_free(p) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  OK(otlpflow_pipeline_free(NULL));
   printf("expect_received=%" PRIu64 "\n", n + 9);
   return 0;
 }
@@ -201,7 +203,7 @@ static int threads(const char *endpoint, uint64_t n) {
     CHECK(pthread_join(t[i], &ret) == 0);
     CHECK(ret == NULL);
   }
-  otlpflow_stats st;
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   OK(otlpflow_pipeline_shutdown(p, 10000, &st));
   CHECK(st.exported == T * n && st.in_flight == 0);
   otlpflow_pipeline_free(p);
@@ -242,8 +244,8 @@ static int bad_input(const char *endpoint) {
   CHECK(otlpflow_pipeline_start(cfg, &p) == OTLPFLOW_RESULT_INVALID_CONFIG);
   OK(otlpflow_config_error(cfg, msg, sizeof msg, &len));
   CHECK(strstr(msg, "ring_bytes") != NULL);
-  otlpflow_config_free(cfg);
-  otlpflow_config_free(cfg); /* a second free is ignored */
+  OK(otlpflow_config_free(cfg));
+  CHECK(otlpflow_config_free(cfg) == OTLPFLOW_RESULT_INVALID_HANDLE);
 
   /* Record errors. */
   p = start(endpoint);
@@ -309,9 +311,9 @@ static int bad_input(const char *endpoint) {
   CHECK(otlpflow_pipeline_scope(p, bad_utf8, s("1"), &scope) == OTLPFLOW_RESULT_INVALID_UTF8);
   CHECK(strcmp(otlpflow_result_message(123456), "unknown result code") == 0);
   CHECK(strcmp(otlpflow_version(), OTLPFLOW_VERSION) == 0);
-  otlpflow_stats st;
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   OK(otlpflow_pipeline_shutdown(p, 10000, &st));
-  CHECK(st.exported == 1 && st.dropped_too_large == 1 && st.dropped_invalid == 2);
+  CHECK(st.exported == 1 && st.dropped[OTLPFLOW_DROP_REASON_TOO_LARGE] == 1 && st.dropped[OTLPFLOW_DROP_REASON_INVALID] == 2);
   otlpflow_pipeline_free(p);
   printf("expect_received=1\n");
   return 0;
@@ -328,7 +330,7 @@ static int fork_test(const char *endpoint, uint64_t n) {
   CHECK(pid >= 0);
   if (pid == 0) {
     for (uint64_t i = 0; i < n; i++) OK(record(p, &scope, 8, i));
-    otlpflow_stats st;
+    otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
     OK(otlpflow_pipeline_shutdown(p, 10000, &st));
     /* The parent's n were exported before the fork; the child adds n. */
     int ok = st.exported == 2 * n && st.in_flight == 0;
@@ -339,7 +341,7 @@ static int fork_test(const char *endpoint, uint64_t n) {
   int status = 0;
   CHECK(waitpid(pid, &status, 0) == pid);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  otlpflow_stats st;
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   OK(otlpflow_pipeline_shutdown(p, 10000, &st));
   CHECK(st.exported == 2 * n);
   otlpflow_pipeline_free(p);
@@ -433,19 +435,73 @@ static int signals(const char *endpoint, uint64_t n) {
   uint64_t points = 0;
   OK(otlpflow_pipeline_collect_metrics(p, &points));
   CHECK(points == 3);
-  otlpflow_instrument_free(counter);
-  otlpflow_instrument_free(counter); /* ignored */
-  otlpflow_instrument_free(hist);
-  otlpflow_stats st;
+  OK(otlpflow_instrument_free(counter));
+  CHECK(otlpflow_instrument_free(counter) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  OK(otlpflow_instrument_free(hist));
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   /* Shutdown collects again (cumulative: the same three series). */
   OK(otlpflow_pipeline_shutdown(p, 10000, &st));
   CHECK(st.in_flight == 0);
   /* The mismatched histogram reached the engine and was counted there; the
    * unknown type and the bad severity were refused at the boundary. */
-  CHECK(st.dropped_invalid == 1);
+  CHECK(st.dropped[OTLPFLOW_DROP_REASON_INVALID] == 1);
   otlpflow_pipeline_free(p);
   printf("expect_received=0\nexpect_logs=%" PRIu64 "\nexpect_points=%" PRIu64 "\n", n,
          n + 1 + 3 + 3);
+  return 0;
+}
+
+/* Handles are checked ids: a stale free after the slot was reused, a free
+ * with the wrong type, use after free and numbers that were never handles
+ * are refused with INVALID_HANDLE and touch nothing. */
+static int handles(const char *endpoint) {
+  otlpflow_config *a = NULL, *b = NULL;
+  OK(otlpflow_config_new(&a));
+  OK(otlpflow_config_free(a));
+  /* B is made in the slot A had (the registry reuses it). */
+  OK(otlpflow_config_new(&b));
+  CHECK(otlpflow_config_free(a) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  CHECK(otlpflow_config_set_endpoint(a, s(endpoint)) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  /* B survived the stale free of A and works. */
+  OK(otlpflow_config_set_endpoint(b, s(endpoint)));
+  OK(otlpflow_config_set_service_name(b, s("c-handles")));
+  otlpflow_pipeline *p = NULL;
+  OK(otlpflow_pipeline_start(b, &p));
+  /* A pipeline passed where a config goes, and the other way round. */
+  CHECK(otlpflow_config_free((otlpflow_config *)p) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  CHECK(otlpflow_pipeline_free((otlpflow_pipeline *)b) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  CHECK(otlpflow_instrument_free((otlpflow_instrument *)p) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
+  CHECK(otlpflow_pipeline_stats((const otlpflow_pipeline *)b, &st) ==
+        OTLPFLOW_RESULT_INVALID_HANDLE);
+  /* Numbers that were never handles: an aligned address, garbage. */
+  int local = 0;
+  CHECK(otlpflow_pipeline_free((otlpflow_pipeline *)&local) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  CHECK(otlpflow_pipeline_free((otlpflow_pipeline *)(uintptr_t)0xdeadbeefULL) ==
+        OTLPFLOW_RESULT_INVALID_HANDLE);
+  /* The pipeline survived all of that. */
+  otlpflow_scope scope;
+  OK(otlpflow_pipeline_scope(p, s("c.handles"), s("1"), &scope));
+  OK(record(p, &scope, 3, 0));
+  /* A versioned stats struct: too small a size is refused, an older
+   * (shorter) one gets just its prefix. */
+  otlpflow_stats small = {.size = 8};
+  CHECK(otlpflow_pipeline_stats(p, &small) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  otlpflow_stats old;
+  memset(&old, 0xAB, sizeof old);
+  old.size = offsetof(otlpflow_stats, dropped);
+  OK(otlpflow_pipeline_stats(p, &old));
+  CHECK(old.size == offsetof(otlpflow_stats, dropped) && old.accepted == 1);
+  CHECK(old.dropped[0] == 0xABABABABABABABABULL);
+  OK(otlpflow_pipeline_shutdown(p, 10000, &st));
+  CHECK(st.size == sizeof(otlpflow_stats) && st.exported == 1);
+  CHECK(strcmp(otlpflow_drop_reason_name(OTLPFLOW_DROP_REASON_MEMORY), "memory") == 0);
+  CHECK(strcmp(otlpflow_fail_reason_name(OTLPFLOW_FAIL_REASON_EXHAUSTED), "exhausted") == 0);
+  CHECK(otlpflow_drop_reason_name(99) == NULL);
+  OK(otlpflow_pipeline_free(p));
+  CHECK(otlpflow_pipeline_free(p) == OTLPFLOW_RESULT_INVALID_HANDLE);
+  OK(otlpflow_config_free(b));
+  printf("expect_received=1\n");
   return 0;
 }
 
@@ -463,6 +519,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "bad_input") == 0) return bad_input(endpoint);
   if (strcmp(mode, "fork") == 0) return fork_test(endpoint, 1000 / scale);
   if (strcmp(mode, "signals") == 0) return signals(endpoint, 2000 / scale);
+  if (strcmp(mode, "handles") == 0) return handles(endpoint);
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }

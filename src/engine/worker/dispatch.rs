@@ -12,6 +12,7 @@ use crate::engine::batch::ClosedBatch;
 use crate::export::Exporter;
 use crate::otlp::compress::Compressor;
 use crate::record::Signal;
+use crate::stats::FailReason;
 
 impl Worker {
     /// Closes every non-empty batch and sends each as its signal's request.
@@ -40,7 +41,7 @@ impl Worker {
         let chunks = match framed {
             Ok(c) => c,
             Err(e) => {
-                counters.failed.fetch_add(req.items, Ordering::Relaxed);
+                counters.fail(FailReason::Permanent, req.items);
                 *self.inner.last_error.lock() = Some(format!("compression: {e}"));
                 self.inner.release_memory(charge);
                 return;

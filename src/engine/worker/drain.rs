@@ -9,6 +9,7 @@ use super::Worker;
 use crate::engine::batch::Batch;
 use crate::engine::{Engine, SCOPE_MASK, SIGNAL_SHIFT};
 use crate::record::Signal;
+use crate::stats::FailReason;
 
 impl Worker {
     /// Moves committed records from this worker's rings into the batch, up to
@@ -31,6 +32,7 @@ impl Worker {
             .load(Ordering::Relaxed) as usize)
             .min(cfg.max_batch_items);
         let mut total = 0;
+        let mut unknown = 0u64;
         for (shard_idx, consumer) in consumers.iter_mut() {
             let limit = inner.batch_limit;
             let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit;
@@ -51,8 +53,10 @@ impl Worker {
             }
             let n = consumer.read(room, |tag, payload| {
                 let Some(signal) = Signal::from_bits(tag >> SIGNAL_SHIFT) else {
-                    // Never written by this crate; skip it rather than stall.
+                    // Never written by this crate: skip it rather than
+                    // stall, and count it as failed, not lost silently.
                     debug_assert!(false, "ring record with tag {tag:#x}");
+                    unknown += 1;
                     return true;
                 };
                 let batch = &mut batches[signal];
@@ -84,10 +88,11 @@ impl Worker {
             }
         }
         if total > 0 {
-            inner.workers[*idx]
-                .counters
-                .drained
-                .fetch_add(total as u64, Ordering::Relaxed);
+            let counters = &inner.workers[*idx].counters;
+            counters.drain(total as u64);
+            if unknown > 0 {
+                counters.fail(FailReason::Permanent, unknown);
+            }
         }
         total
     }

@@ -19,6 +19,7 @@ use crate::export::{Backoff, ExportError, Exporter};
 use crate::flow::breaker::{Admit, Breaker};
 use crate::flow::concurrency::{Aimd, Outcome};
 use crate::record::{PerSignal, Signal};
+use crate::stats::FailReason;
 
 /// What export tasks share with their worker.
 pub(super) struct ExportContext {
@@ -251,15 +252,11 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
             Admission::Send { probe } => probe,
             Admission::GaveUp => {
                 // The endpoint stayed down (breaker open) past the budget.
-                counters.failed.fetch_add(items, Ordering::Relaxed);
-                counters
-                    .failed_exhausted
-                    .fetch_add(items, Ordering::Relaxed);
+                counters.fail(FailReason::Exhausted, items);
                 return;
             }
             Admission::Evicted => {
-                counters.failed.fetch_add(items, Ordering::Relaxed);
-                counters.failed_evicted.fetch_add(items, Ordering::Relaxed);
+                counters.fail(FailReason::Evicted, items);
                 return;
             }
         };
@@ -296,13 +293,9 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 adapt_batch(cfg, counters, latency);
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
-                counters
-                    .exported
-                    .fetch_add(items - rejected, Ordering::Relaxed);
-                counters.exported_by_signal[req.signal.index()]
-                    .fetch_add(items - rejected, Ordering::Relaxed);
+                counters.export(req.signal, items - rejected);
                 if rejected > 0 {
-                    counters.rejected.fetch_add(rejected, Ordering::Relaxed);
+                    counters.reject(rejected);
                     *inner.last_error.lock() = Some(format!("partial success: {}", ack.message));
                 }
                 return;
@@ -336,16 +329,15 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                     if wait_for_retry(shared, req.seq, delay).await {
                         continue;
                     }
-                    counters.failed.fetch_add(items, Ordering::Relaxed);
-                    counters.failed_evicted.fetch_add(items, Ordering::Relaxed);
+                    counters.fail(FailReason::Evicted, items);
                     return;
                 }
-                counters.failed.fetch_add(items, Ordering::Relaxed);
-                if e.retryable() {
-                    counters
-                        .failed_exhausted
-                        .fetch_add(items, Ordering::Relaxed);
-                }
+                let reason = if e.retryable() {
+                    FailReason::Exhausted
+                } else {
+                    FailReason::Permanent
+                };
+                counters.fail(reason, items);
                 return;
             }
         }

@@ -33,6 +33,7 @@ use crate::flow::concurrency::Aimd;
 use crate::otlp::compress::Compressor;
 use crate::record::{PerSignal, Signal};
 use crate::ring::Consumer;
+use crate::stats::FailReason;
 use export_task::ExportContext;
 use monitor::{CpuMeter, LossLog};
 
@@ -304,18 +305,20 @@ impl Worker {
     /// Shutdown's deadline passed: everything this worker still holds is
     /// counted as failed, so that nothing accepted is left unaccounted.
     fn abandon(&mut self) {
+        let w = &self.inner.workers[self.idx];
+        // Held: in a batch, or in a request still outstanding.
         let mut lost: u64 = Signal::ALL
             .into_iter()
             .map(|s| self.batches[s].take(&self.inner.resource_field).items)
             .sum();
         lost += self.shared.outstanding.borrow().values().sum::<u64>();
+        // Still in the rings: taken out now, and failed with the rest.
+        let mut unread = 0;
         for (_, c) in self.consumers.iter_mut() {
-            lost += c.read(usize::MAX, |_, _| true) as u64;
+            unread += c.read(usize::MAX, |_, _| true) as u64;
         }
-        let w = &self.inner.workers[self.idx];
-        w.counters
-            .failed_shutdown
-            .fetch_add(lost, Ordering::Relaxed);
+        w.counters.drain(unread);
+        w.counters.fail(FailReason::Shutdown, lost + unread);
         w.flush_done.store(u64::MAX, Ordering::Release);
         let _g = self.inner.flush_lock.lock();
         self.inner.flush_cv.notify_all();

@@ -85,14 +85,20 @@ impl LossLog {
         }
         self.checked = now;
         let s = inner.stats();
-        let lost = s.dropped.total() + s.failed + s.rejected;
+        let lost = s.dropped.total() + s.failed.total() + s.rejected;
         if lost > self.lost {
             if self.losing.is_none() {
-                let d = &s.dropped;
+                let by_reason = |counts: &mut dyn Iterator<Item = (&'static str, u64)>| {
+                    counts
+                        .map(|(name, n)| format!("{name} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 log::warn!(
-                    "otlpflow: losing records: {} so far (dropped: full {}, memory {}, rate_limited {}, too_large {}, invalid {}, shutdown {}; failed: permanent {}, exhausted {}, evicted {}, shutdown {}; rejected by the receiver {})",
-                    lost, d.full, d.memory, d.rate_limited, d.too_large, d.invalid, d.shutdown,
-                    s.failed_permanent, s.failed_exhausted, s.failed_evicted, s.failed_shutdown, s.rejected
+                    "otlpflow: losing records: {lost} so far (dropped: {}; failed: {}; rejected by the receiver {})",
+                    by_reason(&mut s.dropped.iter().map(|(r, n)| (r.name(), n))),
+                    by_reason(&mut s.failed.iter().map(|(r, n)| (r.name(), n))),
+                    s.rejected
                 );
                 self.losing = Some((now, self.lost, now));
             } else if let Some(l) = self.losing.as_mut() {

@@ -133,7 +133,7 @@ fn run_otlpflow(
         s.offered,
         s.exported,
         s.dropped.total(),
-        s.failed
+        s.failed.total()
     );
     record
 }

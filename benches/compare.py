@@ -37,7 +37,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SINK = os.path.join(ROOT, "target", "release", "otlpflow")
 RUST = os.path.join(ROOT, "compare", "target", "release", "otlpflow-compare")
 
-# The benchmark span of DESIGN.md (5 attributes, 1 event, status OK, a parent).
+# The benchmark span of src/workload.rs (5 attributes, 1 event, status OK, a parent).
 WORKLOAD = r'''
 import os, sys, time
 N = int(sys.argv[2]); ENDPOINT = sys.argv[3]; RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0

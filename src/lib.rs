@@ -30,6 +30,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 // The layers, bottom to top: each module imports only those above it in
 // this list (ARCHITECTURE.md draws the picture).

@@ -1,4 +1,4 @@
-//! The benchmark span of DESIGN.md, shared by the demo, `gen`, the benches
+//! The benchmark span, shared by the demo, `gen`, the benches
 //! and the comparison harness so that their figures compare: `GET
 //! /api/v1/items/{id}`, kind SERVER, a parent span id, 5 attributes, one
 //! `cache.miss` event, status OK; a new trace id every 1000 spans.

@@ -200,7 +200,7 @@ fn demo_reports_flow_control_under_a_memory_budget_and_a_throttling_receiver() {
         "--threads",
         "2",
         "--memory-budget",
-        "1M",
+        "1MiB",
         "--concurrency",
         "adaptive",
         "--sink-latency-ms",

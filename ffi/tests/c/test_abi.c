@@ -225,6 +225,8 @@ static int bad_input(const char *endpoint) {
   CHECK(otlpflow_config_set_service_name(cfg, huge) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
   CHECK(otlpflow_config_set_compression(cfg, 9) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
   CHECK(otlpflow_config_set_policy(cfg, 5, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_config_set_protocol(cfg, 7) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  OK(otlpflow_config_set_protocol(cfg, OTLPFLOW_PROTOCOL_GRPC));
   otlpflow_value v;
   memset(&v, 0, sizeof v); /* kind 0 is no kind */
   CHECK(otlpflow_config_add_resource_attribute(cfg, s("k"), &v) == OTLPFLOW_RESULT_INVALID_ARGUMENT);

@@ -1,0 +1,119 @@
+//! The command line's arguments: the load every command shares, and the
+//! values people write (protocols, sizes, concurrency).
+
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProtocolArg {
+    Grpc,
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum CompressionArg {
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SignalArg {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PolicyArg {
+    Block,
+    Drop,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct Load {
+    /// Spans to record.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) spans: u64,
+    /// Stop after this many seconds instead (then --spans is a cap only if
+    /// given explicitly).
+    #[arg(long)]
+    pub(crate) duration: Option<f64>,
+    /// Offer at most this many spans per second in total (paced).
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Producer threads (default: one per CPU).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Wire protocol.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Grpc)]
+    pub(crate) protocol: ProtocolArg,
+    /// Use HTTP/2 (h2c) for http/protobuf instead of HTTP/1.1.
+    #[arg(long)]
+    pub(crate) http2: bool,
+    /// A header for every export request, as K=V (repeatable).
+    #[arg(long = "header", value_parser = parse_header)]
+    pub(crate) headers: Vec<(String, String)>,
+    /// Compression of requests.
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    pub(crate) compression: CompressionArg,
+    /// What producers do on a full ring.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Block)]
+    pub(crate) policy: PolicyArg,
+    /// Records per batch.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) batch: usize,
+    /// What to send: spans, log records or metric data points.
+    #[arg(long, value_enum, default_value_t = SignalArg::Traces)]
+    pub(crate) signal: SignalArg,
+    /// Cap on the bytes records hold in the pipeline, e.g. 16M.
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) memory_budget: Option<u64>,
+    /// Export requests in flight per worker: a number, or `adaptive`
+    /// (AIMD between 1 and 256).
+    #[arg(long, default_value = "4", value_parser = parse_concurrency)]
+    pub(crate) concurrency: Concurrency,
+    /// Ingest limit in records per second (refusals counted as
+    /// rate_limited; --rate paces the producers instead).
+    #[arg(long)]
+    pub(crate) rate_limit: Option<f64>,
+    /// demo only: the receiver adds this latency to every request.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) sink_latency_ms: f64,
+    /// demo only: the receiver serves this many requests at once and
+    /// throttles the rest (RESOURCE_EXHAUSTED / HTTP 429).
+    #[arg(long)]
+    pub(crate) sink_max_concurrent: Option<usize>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Concurrency {
+    Fixed(usize),
+    Adaptive,
+}
+
+pub(crate) fn parse_concurrency(s: &str) -> Result<Concurrency, String> {
+    if s == "adaptive" {
+        return Ok(Concurrency::Adaptive);
+    }
+    s.parse()
+        .map(Concurrency::Fixed)
+        .map_err(|_| format!("{s:?} is not a number or `adaptive`"))
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    otlpflow::parse_bytes(s)
+        .ok_or_else(|| format!("{s:?} is not a size like 64M, 8MiB, 8MB, 512KiB or 1G"))
+}
+
+pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("header {s:?} is not K=V"))
+}

@@ -1,0 +1,181 @@
+//! Running a load: producer threads recording the benchmark workload
+//! through a real pipeline, and the live progress line.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otlpflow::sink::Sink;
+use otlpflow::{workload, Compression, Pipeline, Policy};
+
+use crate::args::*;
+use crate::report::{make_report, print_report, Report};
+
+pub(crate) fn run_load(
+    endpoint: &str,
+    load: &Load,
+    sink: Option<&Sink>,
+) -> Result<Report, Box<dyn std::error::Error>> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = load.threads.unwrap_or(cpus).max(1);
+    let compression = match load.compression {
+        CompressionArg::None => Compression::None,
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+    };
+    let policy = match load.policy {
+        PolicyArg::Block => Policy::Block {
+            max_wait: Duration::from_secs(30),
+        },
+        PolicyArg::Drop => Policy::DropNewest,
+    };
+    let mut builder = Pipeline::builder()
+        .endpoint(endpoint)
+        .service_name("otlpflow-demo")
+        .resource_attribute(
+            "service.instance.id",
+            format!("otlpflow-{}", std::process::id()),
+        )
+        .compression(compression)
+        .policy(policy)
+        .max_batch_items(load.batch)
+        .protocol(match load.protocol {
+            ProtocolArg::Grpc => otlpflow::Protocol::Grpc,
+            ProtocolArg::HttpProtobuf => otlpflow::Protocol::HttpProtobuf,
+        })
+        .http_version(if load.http2 {
+            otlpflow::HttpVersion::Http2
+        } else {
+            otlpflow::HttpVersion::Http1
+        });
+    for (k, v) in &load.headers {
+        builder = builder.header(k, v);
+    }
+    if let Some(w) = load.workers {
+        builder = builder.workers(w);
+    }
+    if let Some(b) = load.memory_budget {
+        builder = builder.memory_budget(b);
+    }
+    if let Some(r) = load.rate_limit {
+        builder = builder.rate_limit(r, r.ceil().max(1.0) as u64);
+    }
+    builder = match load.concurrency {
+        Concurrency::Fixed(n) => builder.max_in_flight(n),
+        Concurrency::Adaptive => builder.adaptive_concurrency(1, 256),
+    };
+    let pipeline = builder.start()?;
+    let scope = pipeline.scope("otlpflow.demo", otlpflow::VERSION);
+
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let spans = if load.duration.is_some() && load.spans == 1_000_000 {
+        u64::MAX
+    } else {
+        load.spans
+    };
+    let monitor = spawn_progress(pipeline.clone(), spans, done.clone(), load.json);
+    let per_thread = spans / threads as u64;
+    let extra = spans % threads as u64;
+    let deadline = load.duration.map(|d| started + Duration::from_secs_f64(d));
+    // Each thread's share of the rate, as the interval between its spans.
+    let interval = load
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(threads as f64 / r));
+    let signal = load.signal;
+    let producers: Vec<_> = (0..threads)
+        .map(|t| {
+            let p = pipeline.clone();
+            let n = per_thread + u64::from((t as u64) < extra);
+            std::thread::spawn(move || {
+                let seed = workload::splitmix(t as u64 + 1);
+                let mut now = workload::now_unix_nano();
+                let t0 = Instant::now();
+                for i in 0..n {
+                    if i % 64 == 0 {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
+                        now = workload::now_unix_nano();
+                    }
+                    if let Some(iv) = interval {
+                        // Pace: span i is due at t0 + i * interval.
+                        let due = t0 + iv.mul_f64(i as f64);
+                        let now_i = Instant::now();
+                        if due > now_i {
+                            std::thread::sleep(due - now_i);
+                        }
+                    }
+                    // Refusals are counted by the pipeline and reported below.
+                    let _ = match signal {
+                        SignalArg::Traces => {
+                            workload::record_benchmark_span(&p, &scope, seed, i, now)
+                        }
+                        SignalArg::Logs => workload::record_benchmark_log(&p, &scope, seed, i, now),
+                        SignalArg::Metrics => workload::record_benchmark_point(&p, &scope, i, now),
+                    };
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().map_err(|_| "a producer thread panicked")?;
+    }
+    let stats = pipeline.shutdown(Duration::from_secs(60))?;
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = monitor.join();
+    let received = sink.map(|s| s.counts());
+    let report = make_report(
+        &stats,
+        elapsed,
+        received,
+        load.signal,
+        pipeline.last_error(),
+    );
+    print_report(&report, &stats, received, load.signal, load.json);
+    Ok(report)
+}
+
+pub(crate) fn spawn_progress(
+    p: Pipeline,
+    total: u64,
+    done: Arc<AtomicBool>,
+    quiet: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(total)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} exported  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut last = (Instant::now(), 0u64, 0u64);
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let s = p.stats();
+            let now = Instant::now();
+            let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
+            let rate = (s.exported - last.1.min(s.exported)) as f64 / dt;
+            let mbps = (s.bytes_wire - last.2.min(s.bytes_wire)) as f64 / dt / 1e6;
+            last = (now, s.exported, s.bytes_wire);
+            bar.set_position(s.exported);
+            bar.set_message(format!(
+                "{:.0}/s  {:.1} MB/s  dropped {}  in flight {}  concurrency {}  ring {}%  p99 export {:.2} ms, end-to-end {:.2} ms",
+                rate,
+                mbps,
+                s.dropped.total(),
+                s.in_flight,
+                s.concurrency_limit,
+                s.ring_fill_max_pct,
+                s.export_latency.p99_ns as f64 / 1e6,
+                s.e2e_latency.p99_ns as f64 / 1e6
+            ));
+        }
+        bar.finish_and_clear();
+    })
+}

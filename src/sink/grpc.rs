@@ -1,0 +1,168 @@
+//! The receiver's OTLP/gRPC side: an `h2` server connection, and one task
+//! per stream that gathers the framed message, processes it and answers
+//! with a message and trailers, or a trailers-only status.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::request::{process, response_message, status_details, Outcome, Refusal};
+use super::SinkState;
+use crate::config::Compression;
+use crate::otlp::signal_of_grpc_path as grpc_signal;
+use crate::record::Signal;
+
+/// Serves one connection until the peer is done with it.
+pub(super) async fn serve_connection(tcp: Box<dyn crate::tls::IoStream>, shared: Arc<SinkState>) {
+    let handshake = h2::server::Builder::new()
+        .initial_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20)
+        .max_concurrent_streams(256)
+        .handshake::<_, Bytes>(tcp)
+        .await;
+    let Ok(mut conn) = handshake else { return };
+    let goaway = Arc::new(tokio::sync::Notify::new());
+    loop {
+        tokio::select! {
+            next = conn.accept() => {
+                let Some(Ok((req, respond))) = next else { break };
+                tokio::task::spawn_local(grpc_stream(req, respond, shared.clone(), goaway.clone()));
+            }
+            _ = goaway.notified() => {
+                // GOAWAY: in-flight streams finish, new ones are refused.
+                conn.graceful_shutdown();
+            }
+        }
+    }
+    // Drive the connection until the peer is done with it.
+    let _ = std::future::poll_fn(|cx| conn.poll_closed(cx)).await;
+}
+
+/// Receives, processes and answers one gRPC call.
+async fn grpc_stream(
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    shared: Arc<SinkState>,
+    goaway: Arc<tokio::sync::Notify>,
+) {
+    let (parts, mut body) = req.into_parts();
+    let signal = grpc_signal(parts.uri.path());
+    let refusal = if signal.is_none() {
+        Some(Refusal::Grpc {
+            code: 12,
+            message: format!("unknown method {}", parts.uri.path()),
+            retry_info: None,
+        })
+    } else {
+        None
+    };
+    let signal = signal.unwrap_or(Signal::Traces);
+    let encoding = match parts
+        .headers
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Ok(Compression::None),
+        Some("gzip") => Ok(Compression::Gzip),
+        Some("zstd") => Ok(Compression::Zstd),
+        Some(other) => Err(format!("grpc-encoding {other} is not supported")),
+    };
+    let mut data = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { return };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let outcome = match (refusal, encoding) {
+        (Some(r), _) => Outcome::Refuse(r),
+        (None, Err(m)) => {
+            shared.counters.errors.fetch_add(1, Relaxed);
+            Outcome::Refuse(Refusal::Grpc {
+                code: 12,
+                message: m,
+                retry_info: None,
+            })
+        }
+        (None, Ok(enc)) => {
+            if data.len() < 5 {
+                Outcome::Refuse(Refusal::bad(&shared, "truncated gRPC frame".into()))
+            } else {
+                let compressed = data[0] == 1;
+                let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+                if data.len() != 5 + len {
+                    Outcome::Refuse(Refusal::bad(
+                        &shared,
+                        format!("gRPC frame says {len} bytes, body has {}", data.len() - 5),
+                    ))
+                } else if compressed && enc == Compression::None {
+                    Outcome::Refuse(Refusal::bad(
+                        &shared,
+                        "compressed frame without grpc-encoding".into(),
+                    ))
+                } else {
+                    let enc = if compressed { enc } else { Compression::None };
+                    let (o, ga) =
+                        process(&shared, signal, &parts.headers, enc, &data[5..], data.len()).await;
+                    if ga {
+                        goaway.notify_one();
+                    }
+                    o
+                }
+            }
+        }
+    };
+    let headers = http::Response::builder().header("content-type", "application/grpc");
+    match outcome {
+        Outcome::Accept { rejected, message } => {
+            let Ok(resp) = headers.status(200).body(()) else {
+                return;
+            };
+            let Ok(mut send) = respond.send_response(resp, false) else {
+                return;
+            };
+            let msg = response_message(rejected, message);
+            let mut framed = Vec::with_capacity(5 + msg.len());
+            framed.push(0);
+            framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&msg);
+            let _ = send.send_data(Bytes::from(framed), false);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let _ = send.send_trailers(trailers);
+        }
+        Outcome::Refuse(Refusal::Reset) => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        Outcome::Refuse(Refusal::Http {
+            status,
+            retry_after,
+            ..
+        }) => {
+            let mut b = headers.status(status);
+            if let Some(ra) = retry_after {
+                b = b.header(http::header::RETRY_AFTER, ra);
+            }
+            if let Ok(resp) = b.body(()) {
+                let _ = respond.send_response(resp, true);
+            }
+        }
+        Outcome::Refuse(Refusal::Grpc {
+            code,
+            message,
+            retry_info,
+        }) => {
+            // Trailers-only response.
+            let mut b = headers.status(200).header("grpc-status", code.to_string());
+            let msg = message.replace(|c: char| !c.is_ascii_graphic() && c != ' ', "?");
+            if let Ok(v) = http::HeaderValue::from_str(&msg) {
+                b = b.header("grpc-message", v);
+            }
+            if let Some(details) = status_details(code, &message, retry_info) {
+                b = b.header("grpc-status-details-bin", details);
+            }
+            if let Ok(resp) = b.body(()) {
+                let _ = respond.send_response(resp, true);
+            }
+        }
+    }
+}

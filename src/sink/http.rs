@@ -1,0 +1,155 @@
+//! The receiver's OTLP/HTTP side: hyper serving HTTP/1.1 and cleartext
+//! HTTP/2 on one port, `POST /v1/<signal>` with protobuf bodies.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use prost::Message;
+
+use super::request::{process, response_message, Outcome, Refusal};
+use super::{SinkState, MAX_MESSAGE};
+use crate::config::Compression;
+use crate::otlp::signal_of_http_path as http_signal;
+use crate::otlp::status::RpcStatus;
+
+/// Serves one connection (HTTP/1.1 or h2c, detected).
+pub(super) async fn serve_connection(io: Box<dyn crate::tls::IoStream>, shared: Arc<SinkState>) {
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { http_request(req, &shared).await }
+    });
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20);
+    let _ = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+}
+
+type HttpResponse = http::Response<Full<Bytes>>;
+
+fn http_response(status: u16, body: Vec<u8>, retry_after: Option<String>) -> HttpResponse {
+    let mut b = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+    if let Some(ra) = retry_after {
+        b = b.header(http::header::RETRY_AFTER, ra);
+    }
+    b.body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+fn http_error(
+    status: u16,
+    code: i32,
+    message: String,
+    retry_after: Option<String>,
+) -> HttpResponse {
+    let body = RpcStatus {
+        code,
+        message,
+        details: vec![],
+    }
+    .encode_to_vec();
+    http_response(status, body, retry_after)
+}
+
+async fn http_request(
+    req: http::Request<hyper::body::Incoming>,
+    shared: &SinkState,
+) -> Result<HttpResponse, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    if parts.version == http::Version::HTTP_11 && parts.uri.scheme().is_some() {
+        // An origin server is asked in origin-form (RFC 9112 §3.2.1); many
+        // (Python's http.server among them) refuse the absolute form.
+        shared.counters.errors.fetch_add(1, Relaxed);
+        return Ok(http_error(
+            400,
+            3,
+            "absolute-form request target sent to an origin server".into(),
+            None,
+        ));
+    }
+    let Some(signal) = http_signal(parts.uri.path()) else {
+        return Ok(http_error(
+            404,
+            12,
+            format!("no such path {}", parts.uri.path()),
+            None,
+        ));
+    };
+    if parts.method != http::Method::POST {
+        return Ok(http_error(405, 12, "use POST".into(), None));
+    }
+    let ctype = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/x-protobuf") {
+        shared.counters.errors.fetch_add(1, Relaxed);
+        return Ok(http_error(
+            415,
+            3,
+            format!("unsupported content-type {ctype:?}"),
+            None,
+        ));
+    }
+    let encoding = match parts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => {
+            shared.counters.errors.fetch_add(1, Relaxed);
+            return Ok(http_error(
+                415,
+                3,
+                format!("unsupported content-encoding {other}"),
+                None,
+            ));
+        }
+    };
+    let data = match http_body_util::Limited::new(body, MAX_MESSAGE)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) => return Ok(http_error(400, 3, format!("reading body: {e}"), None)),
+    };
+    let (outcome, _) = process(shared, signal, &parts.headers, encoding, &data, data.len()).await;
+    Ok(match outcome {
+        Outcome::Accept { rejected, message } => {
+            http_response(200, response_message(rejected, message), None)
+        }
+        Outcome::Refuse(Refusal::Reset) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            ))
+        }
+        Outcome::Refuse(Refusal::Http {
+            status,
+            message,
+            retry_after,
+        }) => http_error(status, 14, message, retry_after),
+        Outcome::Refuse(Refusal::Grpc { code, message, .. }) => {
+            let status = match code {
+                3 => 400,
+                // RESOURCE_EXHAUSTED is HTTP's Too Many Requests.
+                8 => 429,
+                _ => 500,
+            };
+            http_error(status, code as i32, message, None)
+        }
+    })
+}

@@ -866,15 +866,16 @@ otlpflow_result otlpflow_pipeline_record_batch(const struct otlpflow_pipeline *p
                                                size_t *out_dropped);
 
 // Waits until everything recorded before the call is exported or failed
-// for good, or `timeout_ms` passes (`OTLPFLOW_RESULT_TIMEOUT`). Writes the
+// for good, or `timeout_ms` passes (`OTLPFLOW_RESULT_TIMEOUT`;
+// `UINT64_MAX` waits without limit). Writes the
 // stats to `*out_stats` if it is not NULL (also on timeout).
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_pipeline_flush(const struct otlpflow_pipeline *pipeline,
                                         uint64_t timeout_ms,
                                         struct otlpflow_stats *out_stats);
 
-// Refuses new records, flushes for up to `timeout_ms`, and stops the
-// workers; anything unsent at the deadline is counted as failed, so
+// Refuses new records, flushes for up to `timeout_ms` (`UINT64_MAX`: no
+// limit), and stops the workers; anything unsent at the deadline is counted as failed, so
 // `in_flight` is 0 afterwards. A second call returns
 // `OTLPFLOW_RESULT_SHUTDOWN`. Writes the final stats to `*out_stats` if it
 // is not NULL.

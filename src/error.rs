@@ -116,3 +116,35 @@ impl fmt::Display for RecordError {
 }
 
 impl std::error::Error for RecordError {}
+
+/// Text from the other end of a connection (a server's error message, a
+/// partial-success message) made safe to print: control characters (ESC,
+/// newlines) are escaped, so that it cannot move a terminal's cursor or
+/// forge log lines, and it is cut at 512 characters.
+pub(crate) fn printable(remote: &str) -> String {
+    let mut out = String::with_capacity(remote.len().min(512));
+    for (n, c) in remote.chars().enumerate() {
+        if n == 512 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn remote_text_cannot_drive_a_terminal() {
+        let evil = "ok\x1b[2J\r\nFAKE LOG LINE\u{7}";
+        let p = super::printable(evil);
+        assert!(!p.chars().any(char::is_control), "{p:?}");
+        assert!(p.contains("\\u{1b}[2J\\r\\nFAKE LOG LINE"), "{p}");
+        assert_eq!(super::printable(&"x".repeat(600)).len(), 515);
+    }
+}

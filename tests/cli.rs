@@ -255,3 +255,33 @@ fn demo_json(args: &[&str]) -> (serde_json::Value, String) {
     assert!(out.status.success(), "{stderr}");
     (serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }
+
+/// A malformed `--header` is refused without echoing it (its value is a
+/// credential more often than not); a size the CLI cannot read says what
+/// it takes.
+#[test]
+fn bad_flags_are_refused_without_echoing_secrets() {
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args([
+            "gen",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--spans",
+            "1",
+            "--header",
+            "Authorization Bearer s3cret",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--header number 1"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args(["demo", "--spans", "1", "--memory-budget", "8XB"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("8MiB"), "{stderr}");
+}

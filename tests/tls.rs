@@ -237,3 +237,103 @@ fn mutual_tls_presents_the_client_certificate() {
     );
     assert_eq!(sink.counts().spans, 4);
 }
+
+/// Each signal's own endpoint decides its TLS: with a cleartext general
+/// endpoint and an `https://` logs endpoint (and the reverse), each signal
+/// reaches a receiver that speaks only its scheme, with its headers. Before
+/// per-signal TLS, the logs exporter spoke cleartext h2c to the TLS
+/// receiver and sent its `authorization` header in the clear.
+#[test]
+fn each_signals_scheme_decides_its_own_tls() {
+    let pki = pki();
+    let ca = write_temp("ca-mixed.pem", &pki.ca_pem);
+    let keep = |tls: Option<SinkTls>| {
+        Sink::start(SinkOptions {
+            verify: Verify::Full,
+            keep_requests: true,
+            tls,
+            ..SinkOptions::default()
+        })
+        .unwrap()
+    };
+    for logs_over_tls in [true, false] {
+        let (plain, secure) = (keep(None), keep(Some(pki.server.clone())));
+        let (general, logs) = if logs_over_tls {
+            (plain.endpoint(), localhost(&secure.endpoint()))
+        } else {
+            (localhost(&secure.endpoint()), plain.endpoint())
+        };
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", general),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer s3cret".into(),
+            ),
+        ];
+        let p = builder()
+            .apply_env_from(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap()
+            .tls_ca_file(&ca)
+            .start()
+            .unwrap();
+        let scope = p.scope("tls", "1");
+        for i in 0..20 {
+            workload::record_benchmark_span(&p, &scope, 1, i, 1_700_000_000_000_000_000).unwrap();
+            workload::record_benchmark_log(&p, &scope, 1, i, 1_700_000_000_000_000_000).unwrap();
+        }
+        let s = p.shutdown(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (s.exported, s.failed.total()),
+            (40, 0),
+            "logs over TLS: {logs_over_tls}: {:?}",
+            p.last_error()
+        );
+        let (spans_at, logs_at) = if logs_over_tls {
+            (&plain, &secure)
+        } else {
+            (&secure, &plain)
+        };
+        assert_eq!((spans_at.counts().spans, logs_at.counts().logs), (20, 20));
+        assert_eq!((spans_at.counts().logs, logs_at.counts().spans), (0, 0));
+        let auth = logs_at.last_headers().unwrap();
+        assert_eq!(auth.get("authorization").unwrap(), "Bearer s3cret");
+    }
+}
+
+/// An `https://` endpoint whose host TLS cannot verify (not a DNS name, not
+/// an IP address: `127.1`) is a configuration error naming the endpoint; it
+/// is never sent in plaintext.
+#[test]
+fn tls_fails_closed_on_a_host_it_cannot_verify() {
+    let plain = Sink::start(SinkOptions::default()).unwrap();
+    let port = plain.addr().port();
+    for endpoint in [
+        format!("https://127.1:{port}"),
+        format!("https://exa mple:{port}"),
+    ] {
+        let e = match builder()
+            .endpoint(endpoint.clone())
+            .header("authorization", "Bearer s3cret")
+            .start()
+        {
+            Ok(_) => panic!("{endpoint} started"),
+            Err(e) => e,
+        };
+        assert!(e.is_config(), "{e}");
+        assert!(
+            e.to_string().contains("127.1") || e.to_string().contains("exa mple"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    // A per-signal endpoint too.
+    let e = builder()
+        .endpoint(plain.endpoint())
+        .logs_endpoint(format!("https://127.1:{port}"))
+        .start()
+        .err()
+        .expect("a logs endpoint TLS cannot verify is refused");
+    assert!(e.is_config() && e.to_string().contains("127.1"), "{e}");
+    assert_eq!(plain.counts().requests, 0);
+}

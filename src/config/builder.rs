@@ -10,7 +10,7 @@ impl PipelineBuilder {
     /// Adds a header sent with every export request (e.g. an API key).
     /// Values are never logged.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.headers.0.push((name.into(), value.into()));
         self
     }
 
@@ -50,6 +50,7 @@ impl PipelineBuilder {
     ) -> Self {
         self.signals[signal]
             .headers
+            .0
             .push((name.into(), value.into()));
         self
     }

@@ -101,7 +101,7 @@ impl PipelineBuilder {
                 o.timeout = Some(parse_millis(&name, &v)?);
             }
             if let Some((name, v)) = get("HEADERS") {
-                o.headers.extend(parse_key_values(&name, &v)?);
+                o.headers.0.extend(parse_key_values(&name, &v)?);
             }
         }
         let general = |suffix: &str| {
@@ -135,7 +135,7 @@ impl PipelineBuilder {
         }
         if let Some((name, v)) = general("HEADERS") {
             for (k, val) in parse_key_values(&name, &v)? {
-                self.headers.push((k, val));
+                self.headers.0.push((k, val));
             }
         }
         if let Some(v) = var("OTEL_RESOURCE_ATTRIBUTES").filter(|v| !v.trim().is_empty()) {
@@ -225,19 +225,33 @@ fn parse_millis(name: &str, v: &str) -> Result<Duration, Error> {
 
 /// Parses `k1=v1,k2=v2` with percent-encoded keys and values (W3C baggage
 /// style, as the OpenTelemetry environment variables use).
+///
+/// Errors name the variable and the entry's position, never its text: the
+/// entries of `OTEL_EXPORTER_OTLP_HEADERS` are credentials.
 fn parse_key_values(var: &str, s: &str) -> Result<Vec<(String, String)>, Error> {
     let mut out = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| Error::config(format!("{var}: entry {item:?} has no '='")))?;
-        let k = percent_decode(k.trim())
-            .ok_or_else(|| Error::config(format!("{var}: bad percent-encoding in a key")))?;
+    for (n, item) in s
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .enumerate()
+    {
+        let at = n + 1;
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            Error::config(format!("{var}: entry {at} (comma-separated) has no '='"))
+        })?;
+        let k = percent_decode(k.trim()).ok_or_else(|| {
+            Error::config(format!(
+                "{var}: entry {at}: bad percent-encoding in the key"
+            ))
+        })?;
         let v = percent_decode(v.trim()).ok_or_else(|| {
-            Error::config(format!("{var}: bad percent-encoding in the value of {k:?}"))
+            Error::config(format!(
+                "{var}: entry {at}: bad percent-encoding in the value"
+            ))
         })?;
         if k.is_empty() {
-            return Err(Error::config(format!("{var}: empty key")));
+            return Err(Error::config(format!("{var}: entry {at}: empty key")));
         }
         out.push((k, v));
     }

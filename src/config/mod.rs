@@ -109,7 +109,7 @@ pub enum Policy {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SignalOverrides {
     pub(crate) endpoint: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: HeaderList,
     pub(crate) compression: Option<Compression>,
     pub(crate) timeout: Option<Duration>,
 }
@@ -289,6 +289,19 @@ impl Config {
     }
 }
 
+/// Headers as the user gave them, before validation. `Debug` shows the
+/// names only: values are credentials more often than not.
+#[derive(Clone, Default)]
+pub(crate) struct HeaderList(pub(crate) Vec<(String, String)>);
+
+impl std::fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}: <redacted>")))
+            .finish()
+    }
+}
+
 /// TLS settings, as configured: files are read, and the TLS client built,
 /// when the pipeline starts.
 #[derive(Debug, Clone, Default)]
@@ -337,7 +350,7 @@ pub struct PipelineBuilder {
     policy: Policy,
     retry: RetryConfig,
     compression_level: i32,
-    headers: Vec<(String, String)>,
+    headers: HeaderList,
     tls: TlsSettings,
     flow: FlowConfig,
 }
@@ -376,7 +389,7 @@ impl Default for PipelineBuilder {
             policy: Policy::DropNewest,
             retry: RetryConfig::default(),
             compression_level: 1,
-            headers: Vec::new(),
+            headers: HeaderList::default(),
             tls: Default::default(),
             flow: FlowConfig::default(),
         }

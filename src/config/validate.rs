@@ -30,8 +30,8 @@ impl PipelineBuilder {
                     (e, path)
                 }
             };
-            let mut all_headers = self.headers.clone();
-            all_headers.extend(o.headers.iter().cloned());
+            let mut all_headers = self.headers.0.clone();
+            all_headers.extend(o.headers.0.iter().cloned());
             Ok::<_, Error>(SignalConfig {
                 endpoint,
                 http_path,

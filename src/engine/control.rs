@@ -30,7 +30,7 @@ impl Engine {
             let _g = self.collect_lock.lock();
             self.collector_cv.notify_all();
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline_after(timeout);
         let deadline_ns = (deadline - self.epoch).as_nanos() as u64;
         self.stop_deadline_ns
             .store(deadline_ns.max(1), Ordering::SeqCst);

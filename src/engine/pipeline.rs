@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -253,7 +253,7 @@ impl Pipeline {
     /// Waits until every record accepted before this call has been exported
     /// or has failed for good, or until `timeout`. Returns the stats then.
     pub fn flush(&self, timeout: Duration) -> Result<Stats, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline_after(timeout);
         let inner = self.engine();
         if inner.stop.load(Ordering::Acquire) {
             return Err(Error::shutdown());

@@ -137,7 +137,8 @@ impl Engine {
                     let Policy::Block { max_wait } = inner.config.policy else {
                         return Err(shard.counters.refuse(RecordError::Full));
                     };
-                    let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+                    let until =
+                        *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
                     if Instant::now() >= until {
                         return Err(shard.counters.refuse(RecordError::Full));
                     }
@@ -188,7 +189,7 @@ impl Engine {
             let Policy::Block { max_wait } = self.config.policy else {
                 return Err(shard.counters.refuse(RecordError::Memory));
             };
-            let until = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+            let until = *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
             if Instant::now() >= until {
                 return Err(shard.counters.refuse(RecordError::Memory));
             }

@@ -137,15 +137,19 @@ impl ExportError {
 
 impl std::fmt::Display for ExportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Messages may come from the server: printed escaped.
+        use crate::error::printable as p;
         match self {
-            ExportError::Transport(m) => write!(f, "transport: {m}"),
-            ExportError::Status { code, message, .. } => write!(f, "grpc-status {code}: {message}"),
+            ExportError::Transport(m) => write!(f, "transport: {}", p(m)),
+            ExportError::Status { code, message, .. } => {
+                write!(f, "grpc-status {code}: {}", p(message))
+            }
             ExportError::Http {
                 status, message, ..
-            } => write!(f, "HTTP {status}: {message}"),
+            } => write!(f, "HTTP {status}: {}", p(message)),
             ExportError::Timeout => f.write_str("request timed out"),
-            ExportError::Protocol(m) => write!(f, "malformed response: {m}"),
-            ExportError::Tls(m) => write!(f, "TLS: {m}"),
+            ExportError::Protocol(m) => write!(f, "malformed response: {}", p(m)),
+            ExportError::Tls(m) => write!(f, "TLS: {}", p(m)),
         }
     }
 }

@@ -54,9 +54,11 @@ pub(crate) struct Load {
     /// Use HTTP/2 (h2c) for http/protobuf instead of HTTP/1.1.
     #[arg(long)]
     pub(crate) http2: bool,
-    /// A header for every export request, as K=V (repeatable).
-    #[arg(long = "header", value_parser = parse_header)]
-    pub(crate) headers: Vec<(String, String)>,
+    /// A header for every export request, as K=V (repeatable). Checked
+    /// after parsing (by `parse_header`), so that a malformed one is never
+    /// echoed: its value is a credential more often than not.
+    #[arg(long = "header")]
+    pub(crate) headers: Vec<String>,
     /// Compression of requests.
     #[arg(long, value_enum, default_value_t = CompressionArg::None)]
     pub(crate) compression: CompressionArg,
@@ -115,5 +117,6 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("header {s:?} is not K=V"))
+        // The value is a credential more often than not: never echoed.
+        .ok_or_else(|| "a header must be NAME=VALUE (the value is not shown)".to_owned())
 }

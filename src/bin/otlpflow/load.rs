@@ -48,7 +48,8 @@ pub(crate) fn run_load(
         } else {
             otlpflow::HttpVersion::Http1
         });
-    for (k, v) in &load.headers {
+    for (n, h) in load.headers.iter().enumerate() {
+        let (k, v) = parse_header(h).map_err(|e| format!("--header number {}: {e}", n + 1))?;
         builder = builder.header(k, v);
     }
     if let Some(w) = load.workers {

@@ -67,11 +67,28 @@ impl Worker {
             .fetch_add(wire as u64, Ordering::Relaxed);
         // Wait for a request slot. Under DropOldest, a request waiting for
         // its retry makes room for this fresh one.
+        // Shutdown's deadline ends the wait: the batch is a shutdown loss,
+        // and the worker goes on to abandon the rest on time.
         while self.shared.in_flight() >= self.shared.limit() {
             if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
                 self.shared.evict_oldest();
             }
-            self.shared.slot_freed.notified().await;
+            let stop = self.inner.stop_deadline();
+            let far = crate::clock::deadline_after(std::time::Duration::from_secs(3600));
+            tokio::select! {
+                _ = self.shared.slot_freed.notified() => {}
+                _ = tokio::time::sleep_until(stop.unwrap_or(far).into()) => {}
+                _ = self.inner.workers[self.idx].notify.notified() => {}
+            }
+            if self
+                .inner
+                .stop_deadline()
+                .is_some_and(|d| std::time::Instant::now() >= d)
+            {
+                counters.fail(FailReason::Shutdown, items);
+                self.inner.release_memory(charge);
+                return;
+            }
         }
         let n = counters.in_flight_requests.fetch_add(1, Ordering::Relaxed) as usize + 1;
         if let Some(a) = self.shared.aimd.borrow_mut().as_mut() {

@@ -243,8 +243,15 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
     let items = req.items;
     let started = Instant::now();
     let mut backoff = Backoff::new(&cfg.retry, seed);
+    let budget_end = crate::clock::saturating_add(started, cfg.retry.max_elapsed);
+    // Out of time: the retry budget, or shutdown's deadline if that comes
+    // first (counted as a shutdown loss, as `shutdown` documents).
+    let out_of_time = || match inner.stop_deadline() {
+        Some(d) if d <= budget_end => FailReason::Shutdown,
+        _ => FailReason::Exhausted,
+    };
     loop {
-        let mut give_up = started + cfg.retry.max_elapsed;
+        let mut give_up = budget_end;
         if let Some(d) = inner.stop_deadline() {
             give_up = give_up.min(d);
         }
@@ -252,7 +259,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
             Admission::Send { probe } => probe,
             Admission::GaveUp => {
                 // The endpoint stayed down (breaker open) past the budget.
-                counters.fail(FailReason::Exhausted, items);
+                counters.fail(out_of_time(), items);
                 return;
             }
             Admission::Evicted => {
@@ -263,7 +270,12 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
         if let Some(bucket) = &inner.egress {
             let wait = bucket.reserve(req.wire);
             if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+                let until = crate::clock::deadline_after(wait);
+                tokio::time::sleep_until(until.min(give_up).into()).await;
+                if until > give_up {
+                    counters.fail(out_of_time(), items);
+                    return;
+                }
             }
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -296,7 +308,10 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 counters.export(req.signal, items - rejected);
                 if rejected > 0 {
                     counters.reject(rejected);
-                    *inner.last_error.lock() = Some(format!("partial success: {}", ack.message));
+                    *inner.last_error.lock() = Some(format!(
+                        "partial success: {}",
+                        crate::error::printable(&ack.message)
+                    ));
                 }
                 return;
             }
@@ -324,7 +339,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 // The server's RetryInfo or Retry-After wins over our backoff.
                 let backoff_delay = backoff.next_delay();
                 let delay = e.retry_after().unwrap_or(backoff_delay);
-                if e.retryable() && Instant::now() + delay < give_up {
+                if e.retryable() && crate::clock::deadline_after(delay) < give_up {
                     counters.retries.fetch_add(1, Ordering::Relaxed);
                     if wait_for_retry(shared, req.seq, delay).await {
                         continue;
@@ -333,7 +348,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                     return;
                 }
                 let reason = if e.retryable() {
-                    FailReason::Exhausted
+                    out_of_time()
                 } else {
                     FailReason::Permanent
                 };

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -212,6 +213,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let snapshot = Arc::new(snapshot);
+        let open = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("otlpflow-prometheus".into())
             .spawn(move || {
@@ -221,15 +223,27 @@ impl Server {
                             _ = rx.changed() => return,
                             accepted = listener.accept() => {
                                 let Ok((tcp, _)) = accepted else { continue };
-                                let snapshot = snapshot.clone();
+                                // A scrape endpoint needs few connections:
+                                // more than the cap are closed at once.
+                                if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                                    continue;
+                                }
+                                open.fetch_add(1, Ordering::Relaxed);
+                                let (snapshot, open) = (snapshot.clone(), open.clone());
                                 tokio::spawn(async move {
                                     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                                         let snapshot = snapshot.clone();
-                                        async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &*snapshot)) }
+                                        async move { Ok::<_, std::convert::Infallible>(respond(req.method(), req.uri().path(), &*snapshot)) }
                                     });
+                                    // Half-sent requests are dropped after
+                                    // the header timeout.
                                     let _ = hyper::server::conn::http1::Builder::new()
+                                        .timer(hyper_util::rt::TokioTimer::new())
+                                        .header_read_timeout(HEADER_TIMEOUT)
+                                        .max_buf_size(16 << 10)
                                         .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                                         .await;
+                                    open.fetch_sub(1, Ordering::Relaxed);
                                 });
                             }
                         }
@@ -268,18 +282,38 @@ impl Drop for Server {
     }
 }
 
+/// How long a client may take to send a request head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Answers `GET` (and `HEAD`) `/metrics`; any other method is 405.
 fn respond(
+    method: &http::Method,
     path: &str,
     snapshot: &dyn Fn() -> Option<(Stats, Health, Vec<f64>)>,
 ) -> http::Response<Full<Bytes>> {
-    let (status, body) = match (path, snapshot()) {
-        ("/metrics", Some((s, h, fill))) => (200, render(&s, h, &fill)),
-        ("/metrics", None) => (503, "the pipeline is gone\n".to_owned()),
-        _ => (404, "try /metrics\n".to_owned()),
+    let head = method == http::Method::HEAD;
+    let (status, body) = if !head && method != http::Method::GET {
+        (405, "use GET\n".to_owned())
+    } else {
+        match (path, snapshot()) {
+            ("/metrics", Some((s, h, fill))) => (200, render(&s, h, &fill)),
+            ("/metrics", None) => (503, "the pipeline is gone\n".to_owned()),
+            _ => (404, "try /metrics\n".to_owned()),
+        }
     };
-    http::Response::builder()
+    let mut b = http::Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(body)))
+        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4");
+    if status == 405 {
+        b = b.header(http::header::ALLOW, "GET, HEAD");
+    }
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    b.body(Full::new(body))
         .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
 }

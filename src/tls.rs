@@ -20,6 +20,10 @@ use crate::error::Error;
 pub trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoStream for T {}
 
+/// What `tls_insecure_skip_verify` says wherever a host may look.
+pub(crate) const INSECURE_WARNING: &str =
+    "TLS certificate verification is disabled (tls_insecure_skip_verify): anyone on the path can read and change the telemetry";
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -31,7 +35,11 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::config(format!("tls: {e}")))?;
     let builder = if s.insecure_skip_verify {
-        log::warn!("otlpflow: TLS certificate verification is disabled (insecure_skip_verify)");
+        log::warn!("otlpflow: {INSECURE_WARNING}");
+        // Hosts without a `log` subscriber (C, Python) see it on stderr,
+        // once per process, and in the pipeline's `last_error`.
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| eprintln!("otlpflow: warning: {INSECURE_WARNING}"));
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))

@@ -125,3 +125,226 @@ fn secrets_stay_out_of_debug_output_and_errors() {
         );
     }
 }
+
+/// An `ExportTraceServiceRequest` of `n` empty spans: two bytes each on the
+/// wire, hundreds of bytes each once decoded.
+fn empty_spans(n: usize) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let spans = [0x12u8, 0x00].repeat(n);
+    let mut scope_spans = vec![0x12];
+    varint(&mut scope_spans, spans.len() as u64);
+    scope_spans.extend_from_slice(&spans);
+    let mut req = vec![0x0a];
+    varint(&mut req, scope_spans.len() as u64);
+    req.extend_from_slice(&scope_spans);
+    req
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Sends one gRPC message (`prefix` claims `declared` bytes) with `body`
+/// after it, in chunks, and returns the grpc-status it got.
+fn grpc_call(
+    addr: std::net::SocketAddr,
+    encoding: Option<&str>,
+    declared: usize,
+    body: Vec<u8>,
+) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = http::Request::post(format!("http://{addr}{}", otlpflow::sink::TRACE_PATH))
+            .header("content-type", "application/grpc");
+        if let Some(e) = encoding {
+            req = req.header("grpc-encoding", e);
+        }
+        let (resp, mut stream) = client.send_request(req.body(()).unwrap(), false).unwrap();
+        let mut framed = vec![encoding.is_some() as u8];
+        framed.extend_from_slice(&(declared as u32).to_be_bytes());
+        framed.extend_from_slice(&body);
+        // Sends until the receiver answers (or refuses the stream).
+        let send = async {
+            for chunk in framed.chunks(64 << 10) {
+                stream.reserve_capacity(chunk.len());
+                if std::future::poll_fn(|cx| stream.poll_capacity(cx))
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+                if stream
+                    .send_data(bytes::Bytes::copy_from_slice(chunk), false)
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = stream.send_data(bytes::Bytes::new(), true);
+            std::future::pending::<()>().await
+        };
+        let resp = tokio::select! {
+            r = resp => r,
+            _ = send => unreachable!(),
+        };
+        let resp = resp.ok()?;
+        if let Some(v) = resp.headers().get("grpc-status") {
+            return Some(v.to_str().unwrap().to_owned());
+        }
+        // An answered call: the status is in the trailers.
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.ok()?;
+        }
+        let trailers = body.trailers().await.ok()??;
+        trailers
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+    })
+}
+
+/// A few kilobytes of gzip that inflate to a request of a million empty
+/// spans would have made the receiver's full decode allocate gigabytes:
+/// it is refused with RESOURCE_EXHAUSTED, counted, and the receiver goes on
+/// serving. A gRPC message declaring 1 GiB is refused from its prefix,
+/// before its body is gathered.
+#[test]
+fn the_receiver_bounds_what_a_request_may_cost() {
+    let sink = Sink::start(SinkOptions::default()).unwrap();
+    let bomb = gzip(&empty_spans(1 << 20));
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let status = grpc_call(sink.addr(), Some("gzip"), bomb.len(), bomb);
+    assert_eq!(status.as_deref(), Some("8"));
+    assert_eq!((sink.counts().errors, sink.counts().spans), (1, 0));
+    // The walk-only receiver (the CLI's) walks the same request without
+    // allocating, and skips the sampled full decode it could not afford.
+    let walker = Sink::start(SinkOptions {
+        verify: Verify::Walk { sample_every: 1 },
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let bomb = gzip(&empty_spans(1 << 20));
+    let status = grpc_call(walker.addr(), Some("gzip"), bomb.len(), bomb);
+    assert_eq!(status.as_deref(), Some("0"));
+    assert_eq!(walker.counts().spans, 1 << 20);
+    // A message declaring 1 GiB: refused after its first chunk.
+    let t0 = Instant::now();
+    let status = grpc_call(sink.addr(), None, 1 << 30, vec![0; 4 << 20]);
+    assert_eq!(status.as_deref(), Some("8"));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(sink.counts().errors, 2);
+    // Still serving.
+    let p = builder(&sink.endpoint()).start().unwrap();
+    record(&p, 10);
+    assert_eq!(p.shutdown(Duration::from_secs(10)).unwrap().exported, 10);
+    assert_eq!(sink.counts().spans, 10);
+}
+
+/// Clients that open connections and send half a request head are dropped
+/// after the header timeout, on the OTLP/HTTP port, the gRPC port (an
+/// HTTP/2 preface never finished) and the Prometheus endpoint; refusals of
+/// unknown paths and methods are counted; Prometheus answers GET and HEAD
+/// only.
+#[test]
+fn slow_clients_are_dropped_and_refusals_counted() {
+    use std::io::{Read, Write};
+    let sink = Sink::start(SinkOptions {
+        http_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        header_timeout: Duration::from_millis(300),
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let http_addr = sink
+        .http_endpoint()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()
+        .unwrap();
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        let (addr, partial): (_, &[u8]) = if i % 2 == 0 {
+            (http_addr, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+        } else {
+            (sink.addr(), b"PRI * HTTP/2.0\r\n")
+        };
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(partial).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        slow.push(c);
+    }
+    let t0 = Instant::now();
+    for mut c in slow {
+        let mut buf = [0u8; 256];
+        // The receiver closes the connection (EOF, or a 408 then EOF);
+        // a read timeout here would mean it kept the connection.
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("connection kept open: {e}"),
+            }
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    // Refusals are counted.
+    for request in [
+        "GET /v1/traces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut c = std::net::TcpStream::connect(http_addr).unwrap();
+        c.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 40"), "{answer}");
+    }
+    assert_eq!(sink.counts().errors, 2);
+    // Prometheus: GET and HEAD, nothing else.
+    let p = builder(&sink.endpoint())
+        .prometheus(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .start()
+        .unwrap();
+    let prom = p.prometheus_addr().unwrap();
+    let ask = |method: &str| {
+        let mut c = std::net::TcpStream::connect(prom).unwrap();
+        write!(
+            c,
+            "{method} /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(ask("GET").starts_with("HTTP/1.1 200"));
+    assert!(ask("HEAD").starts_with("HTTP/1.1 200"));
+    let post = ask("POST");
+    assert!(
+        post.starts_with("HTTP/1.1 405") && post.contains("allow: GET, HEAD"),
+        "{post}"
+    );
+    let mut half = std::net::TcpStream::connect(prom).unwrap();
+    half.write_all(b"GET /metr").unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    // Closed by the endpoint after its 5 s header timeout (a read timeout
+    // here would be an error).
+    assert!(half.read_to_end(&mut rest).is_ok());
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -171,6 +171,9 @@ fn insecure_skip_verify_is_explicit_and_works() {
         .tls_insecure_skip_verify(true)
         .start()
         .unwrap();
+    // A host that reads only last_error() (C, Python) sees the warning too.
+    let warning = p.last_error().unwrap_or_default();
+    assert!(warning.contains("verification is disabled"), "{warning:?}");
     record(&p, 3);
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!((s.exported, s.failed.total()), (3, 0));

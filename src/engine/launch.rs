@@ -121,6 +121,11 @@ impl Engine {
         if let Some(c) = carried {
             inner.carry(&c);
         }
+        let insecure = inner.config.tls.insecure_skip_verify
+            && inner.exports.values().any(|e| e.endpoint.scheme == "https");
+        if insecure {
+            *inner.last_error.lock() = Some(crate::tls::INSECURE_WARNING.to_owned());
+        }
         let mut threads = Vec::new();
         for w in 0..inner.config.workers {
             let consumers: Vec<(usize, Consumer)> = inner

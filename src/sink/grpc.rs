@@ -8,9 +8,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::request::{process, response_message, status_details, Outcome, Refusal};
-use super::SinkState;
+use super::{SinkState, MAX_MESSAGE};
 use crate::config::Compression;
+use crate::otlp::grpc::{read_prefix, GRPC_PREFIX};
 use crate::otlp::signal_of_grpc_path as grpc_signal;
+use crate::otlp::status::code::RESOURCE_EXHAUSTED;
 use crate::record::Signal;
 
 /// Serves one connection until the peer is done with it.
@@ -20,9 +22,12 @@ pub(super) async fn serve_connection(tcp: Box<dyn crate::tls::IoStream>, shared:
         .initial_connection_window_size(32 << 20)
         .max_frame_size(1 << 20)
         .max_concurrent_streams(256)
-        .handshake::<_, Bytes>(tcp)
-        .await;
-    let Ok(mut conn) = handshake else { return };
+        .max_header_list_size(super::MAX_HEADER_BYTES as u32)
+        .handshake::<_, Bytes>(tcp);
+    // A client that never finishes its preface is dropped after the timeout.
+    let Ok(Ok(mut conn)) = tokio::time::timeout(shared.opts.header_timeout, handshake).await else {
+        return;
+    };
     let goaway = Arc::new(tokio::sync::Notify::new());
     loop {
         tokio::select! {
@@ -69,13 +74,33 @@ async fn grpc_stream(
         Some("zstd") => Ok(Compression::Zstd),
         Some(other) => Err(format!("grpc-encoding {other} is not supported")),
     };
+    // Gathers the framed message, never past what its prefix declares nor
+    // past the limit: flow-control capacity is released only for bytes
+    // kept, so a sender streaming on is held by its window until the reset.
     let mut data = BytesMut::new();
+    let mut overflow = None;
     while let Some(chunk) = body.data().await {
         let Ok(chunk) = chunk else { return };
-        let _ = body.flow_control().release_capacity(chunk.len());
         data.extend_from_slice(&chunk);
+        if let Some((_, declared)) = read_prefix(&data) {
+            if declared > MAX_MESSAGE {
+                overflow = Some(Refusal::too_large(
+                    &shared,
+                    format!("gRPC message of {declared} bytes; the limit is {MAX_MESSAGE}"),
+                ));
+                break;
+            }
+            if data.len() > GRPC_PREFIX + declared {
+                overflow = Some(Refusal::bad(
+                    &shared,
+                    format!("the body runs past the {declared} bytes its prefix declares"),
+                ));
+                break;
+            }
+        }
+        let _ = body.flow_control().release_capacity(chunk.len());
     }
-    let outcome = match (refusal, encoding) {
+    let outcome = match (overflow.or(refusal), encoding) {
         (Some(r), _) => Outcome::Refuse(r),
         (None, Err(m)) => {
             shared.counters.errors.fetch_add(1, Relaxed);
@@ -86,12 +111,8 @@ async fn grpc_stream(
             })
         }
         (None, Ok(enc)) => {
-            if data.len() < 5 {
-                Outcome::Refuse(Refusal::bad(&shared, "truncated gRPC frame".into()))
-            } else {
-                let compressed = data[0] == 1;
-                let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
-                if data.len() != 5 + len {
+            if let Some((compressed, len)) = read_prefix(&data) {
+                if data.len() != GRPC_PREFIX + len {
                     Outcome::Refuse(Refusal::bad(
                         &shared,
                         format!("gRPC frame says {len} bytes, body has {}", data.len() - 5),
@@ -103,13 +124,16 @@ async fn grpc_stream(
                     ))
                 } else {
                     let enc = if compressed { enc } else { Compression::None };
+                    let message = &data[GRPC_PREFIX..];
                     let (o, ga) =
-                        process(&shared, signal, &parts.headers, enc, &data[5..], data.len()).await;
+                        process(&shared, signal, &parts.headers, enc, message, data.len()).await;
                     if ga {
                         goaway.notify_one();
                     }
                     o
                 }
+            } else {
+                Outcome::Refuse(Refusal::bad(&shared, "truncated gRPC frame".into()))
             }
         }
     };
@@ -133,6 +157,21 @@ async fn grpc_stream(
             let _ = send.send_trailers(trailers);
         }
         Outcome::Refuse(Refusal::Reset) => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+        Outcome::Refuse(Refusal::TooLarge(message)) => {
+            // Trailers-only RESOURCE_EXHAUSTED. Dropping the request body
+            // unread then makes h2 reset the stream, which tells a sender
+            // still streaming to stop (RFC 9113 §8.1).
+            let b = headers
+                .status(200)
+                .header("grpc-status", RESOURCE_EXHAUSTED.to_string());
+            let b = match http::HeaderValue::from_str(&message) {
+                Ok(v) => b.header("grpc-message", v),
+                Err(_) => b,
+            };
+            if let Ok(resp) = b.body(()) {
+                let _ = respond.send_response(resp, true);
+            }
+        }
         Outcome::Refuse(Refusal::Http {
             status,
             retry_after,

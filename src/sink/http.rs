@@ -16,14 +16,24 @@ use crate::otlp::status::RpcStatus;
 
 /// Serves one connection (HTTP/1.1 or h2c, detected).
 pub(super) async fn serve_connection(io: Box<dyn crate::tls::IoStream>, shared: Arc<SinkState>) {
+    let header_timeout = shared.opts.header_timeout;
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         async move { http_request(req, &shared).await }
     });
     let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // A client that sends half a request head is dropped after
+    // `header_timeout`; header blocks are bounded on both versions.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(super::MAX_HEADER_BYTES.max(8192));
     builder
         .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(super::MAX_HEADER_BYTES as u32)
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
         .max_frame_size(1 << 20);
@@ -77,6 +87,7 @@ async fn http_request(
         ));
     }
     let Some(signal) = http_signal(parts.uri.path()) else {
+        shared.counters.errors.fetch_add(1, Relaxed);
         return Ok(http_error(
             404,
             12,
@@ -85,6 +96,7 @@ async fn http_request(
         ));
     };
     if parts.method != http::Method::POST {
+        shared.counters.errors.fetch_add(1, Relaxed);
         return Ok(http_error(405, 12, "use POST".into(), None));
     }
     let ctype = parts
@@ -124,7 +136,15 @@ async fn http_request(
         .await
     {
         Ok(c) => c.to_bytes(),
-        Err(e) => return Ok(http_error(400, 3, format!("reading body: {e}"), None)),
+        Err(e) => {
+            shared.counters.errors.fetch_add(1, Relaxed);
+            let status = if e.is::<http_body_util::LengthLimitError>() {
+                413
+            } else {
+                400
+            };
+            return Ok(http_error(status, 3, format!("reading body: {e}"), None));
+        }
     };
     let (outcome, _) = process(shared, signal, &parts.headers, encoding, &data, data.len()).await;
     Ok(match outcome {
@@ -137,6 +157,7 @@ async fn http_request(
                 "injected reset",
             ))
         }
+        Outcome::Refuse(Refusal::TooLarge(message)) => http_error(413, 8, message, None),
         Outcome::Refuse(Refusal::Http {
             status,
             message,

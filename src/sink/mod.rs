@@ -31,6 +31,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
 
 pub use fault::Fault;
+pub use request::{check, Invalid};
 pub use verify::Verify;
 
 /// gRPC path of the OTLP trace service.
@@ -38,8 +39,15 @@ pub const TRACE_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceServi
 /// OTLP/HTTP path of traces.
 pub const HTTP_TRACE_PATH: &str = "/v1/traces";
 
-/// The largest decompressed message the sink accepts.
-pub(crate) const MAX_MESSAGE: usize = 256 << 20;
+/// The largest message the sink accepts, on the wire and decompressed (as
+/// the exporter's default `max_request_bytes`).
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+/// The most a full decode of one request may allocate (see
+/// `walk::decode_cost`): with `MAX_MESSAGE`, what bounds the receiver's
+/// memory per request.
+pub(crate) const MAX_DECODED: u64 = 256 << 20;
+/// The largest request head (HTTP/1.1) or header list (HTTP/2) accepted.
+pub(crate) const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// Sink options.
 #[derive(Debug, Clone)]
@@ -61,6 +69,12 @@ pub struct SinkOptions {
     /// (gRPC RESOURCE_EXHAUSTED with a 10 ms RetryInfo, HTTP 429): a
     /// receiver with a capacity, for the adaptive concurrency.
     pub max_concurrent: Option<usize>,
+    /// How long a client may take to finish a TLS handshake, an HTTP/2
+    /// preface or an HTTP/1.1 request head before it is dropped (slow or
+    /// half-open clients cannot hold connections forever).
+    pub header_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
 }
 
 /// The receiver's TLS identity (tests make one with rcgen).
@@ -84,6 +98,8 @@ impl Default for SinkOptions {
             verify: Verify::Full,
             keep_requests: false,
             tls: None,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -132,6 +148,8 @@ struct Counters {
     throttled: AtomicU64,
     /// Requests being processed now.
     active: AtomicU64,
+    /// Connections open now.
+    open: AtomicU64,
 }
 
 /// What the receiver's connection tasks share: options, TLS acceptor,
@@ -333,13 +351,21 @@ async fn accept_loop<F, Fut>(
             _ = stop.changed() => return,
             accepted = listener.accept() => {
                 let Ok((tcp, _)) = accepted else { continue };
+                let c = &shared.counters;
+                if c.open.load(Relaxed) >= shared.opts.max_connections as u64 {
+                    // Over the cap: closed at once, counted as an error.
+                    c.errors.fetch_add(1, Relaxed);
+                    continue;
+                }
                 let _ = tcp.set_nodelay(true);
-                shared.counters.connections.fetch_add(1, Relaxed);
+                c.connections.fetch_add(1, Relaxed);
+                c.open.fetch_add(1, Relaxed);
                 let shared = shared.clone();
                 tokio::task::spawn_local(async move {
                     if let Some(io) = accept_io(tcp, &shared).await {
-                        serve(io, shared).await;
+                        serve(io, shared.clone()).await;
                     }
+                    shared.counters.open.fetch_sub(1, Relaxed);
                 });
             }
         }
@@ -353,9 +379,10 @@ async fn accept_io(
 ) -> Option<Box<dyn crate::tls::IoStream>> {
     match &shared.acceptor {
         None => Some(Box::new(tcp)),
-        Some(a) => match a.accept(tcp).await {
-            Ok(s) => Some(Box::new(s)),
-            Err(_) => None,
+        // A client that stalls its handshake is dropped after the timeout.
+        Some(a) => match tokio::time::timeout(shared.opts.header_timeout, a.accept(tcp)).await {
+            Ok(Ok(s)) => Some(Box::new(s)),
+            _ => None,
         },
     }
 }

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use super::verify::decode_full;
-use super::{walk, Fault, SinkState, Verify, MAX_MESSAGE};
+use super::{walk, Fault, SinkState, Verify, MAX_DECODED, MAX_MESSAGE};
 use crate::config::Compression;
 use crate::otlp::compress::decompress;
 use crate::otlp::status::{RetryInfo, RpcAny, RpcDuration, RpcStatus, RETRY_INFO_TYPE};
@@ -39,9 +39,17 @@ pub(super) enum Refusal {
         retry_after: Option<String>,
     },
     Reset,
+    /// Too large to process: gRPC RESOURCE_EXHAUSTED (without RetryInfo, so
+    /// not retried), HTTP 413.
+    TooLarge(String),
 }
 
 impl Refusal {
+    pub(super) fn too_large(shared: &SinkState, message: String) -> Refusal {
+        shared.counters.errors.fetch_add(1, Relaxed);
+        Refusal::TooLarge(message)
+    }
+
     pub(super) fn bad(shared: &SinkState, message: String) -> Refusal {
         shared.counters.errors.fetch_add(1, Relaxed);
         Refusal::Grpc {
@@ -128,45 +136,18 @@ pub(super) async fn process(
             Fault::PartialSuccess { rejected, message } => partial = Some((rejected, message)),
         }
     }
-    let decompressed;
-    let message: &[u8] = match encoding {
-        Compression::None => payload,
-        enc => match decompress(enc, payload, MAX_MESSAGE) {
-            Ok(d) => {
-                decompressed = d;
-                &decompressed
-            }
-            Err(e) => {
-                return (
-                    Outcome::Refuse(Refusal::bad(shared, format!("decompressing: {e}"))),
-                    false,
-                )
-            }
-        },
+    let sample = match shared.opts.verify {
+        Verify::Full => true,
+        Verify::Walk { sample_every } => c.sampled.fetch_add(1, Relaxed) % sample_every.max(1) == 0,
     };
-    let spans = match shared.opts.verify {
-        Verify::Full => decode_full(message, signal, shared),
-        Verify::Walk { sample_every } => match walk::count_records(message, signal) {
-            Err(e) => Err(format!("malformed request: {e}")),
-            Ok(n) => {
-                let k = c.sampled.fetch_add(1, Relaxed);
-                if k % sample_every.max(1) == 0 {
-                    match decode_full(message, signal, shared) {
-                        Ok(full) if full != n => {
-                            Err(format!("walk counted {n} records, prost decoded {full}"))
-                        }
-                        Ok(_) => Ok(n),
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    Ok(n)
-                }
-            }
-        },
-    };
-    let spans = match spans {
-        Ok(n) => n,
-        Err(m) => return (Outcome::Refuse(Refusal::bad(shared, m)), false),
+    let keep = shared.opts.keep_requests.then_some(shared);
+    let checked = check_and_keep(signal, encoding, payload, shared.opts.verify, sample, keep);
+    let (spans, raw_len) = match checked {
+        Ok(counted) => counted,
+        Err(Invalid::Malformed(m)) => return (Outcome::Refuse(Refusal::bad(shared, m)), false),
+        Err(Invalid::TooLarge(m)) => {
+            return (Outcome::Refuse(Refusal::too_large(shared, m)), false)
+        }
     };
     let (rejected, msg) = partial.unwrap_or((0, String::new()));
     let rejected = rejected.min(spans);
@@ -179,7 +160,7 @@ pub(super) async fn process(
     c.requests.fetch_add(1, Relaxed);
     c.bytes_wire.fetch_add(wire as u64, Relaxed);
     c.max_request.fetch_max(wire as u64, Relaxed);
-    c.bytes_raw.fetch_add(message.len() as u64, Relaxed);
+    c.bytes_raw.fetch_add(raw_len as u64, Relaxed);
     (
         Outcome::Accept {
             rejected,
@@ -187,6 +168,89 @@ pub(super) async fn process(
         },
         goaway,
     )
+}
+
+/// Checks one OTLP message exactly as the receiver does (see
+/// `check_and_keep`), for fuzzing and for tools: the record count and the
+/// decompressed length, or why it was refused.
+pub fn check(
+    signal: Signal,
+    encoding: Compression,
+    payload: &[u8],
+    verify: Verify,
+    sample: bool,
+) -> Result<(u64, usize), Invalid> {
+    check_and_keep(signal, encoding, payload, verify, sample, None)
+}
+
+/// Why `check` refused a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// It does not decompress, walk or decode as the signal's request.
+    Malformed(String),
+    /// Past a limit: decompressed size, or what a full decode would take.
+    TooLarge(String),
+}
+
+/// Checks one OTLP message as the receiver does, whatever the protocol:
+/// decompresses `payload` (never past `MAX_MESSAGE`), then walks it
+/// (`Verify::Walk`) or decodes it with prost (`Verify::Full`, or a walked
+/// request chosen by `sample`), the full decode only after
+/// `walk::decode_cost` shows it stays under `MAX_DECODED`. Returns the
+/// number of records and the decompressed length. `keep` keeps the decoded
+/// request (tests). Allocates at most `MAX_MESSAGE + MAX_DECODED`.
+pub(super) fn check_and_keep(
+    signal: Signal,
+    encoding: Compression,
+    payload: &[u8],
+    verify: Verify,
+    sample: bool,
+    keep: Option<&SinkState>,
+) -> Result<(u64, usize), Invalid> {
+    let decompressed;
+    let message: &[u8] = match encoding {
+        Compression::None if payload.len() > MAX_MESSAGE => {
+            return Err(Invalid::TooLarge(format!(
+                "message of {} bytes; the limit is {MAX_MESSAGE}",
+                payload.len()
+            )))
+        }
+        Compression::None => payload,
+        enc => match decompress(enc, payload, MAX_MESSAGE) {
+            Ok(d) => {
+                decompressed = d;
+                &decompressed
+            }
+            Err(e) => return Err(Invalid::Malformed(format!("decompressing: {e}"))),
+        },
+    };
+    // A full decode allocates; the walk does not. Before any full decode,
+    // its allocations are bounded from the wire bytes (`walk::decode_cost`).
+    let affordable = || walk::decode_cost(message) <= MAX_DECODED;
+    let records = match verify {
+        Verify::Full if !affordable() => {
+            return Err(Invalid::TooLarge(format!(
+                "request would decode to more than {MAX_DECODED} bytes"
+            )))
+        }
+        Verify::Full => decode_full(message, signal, keep),
+        Verify::Walk { .. } => match walk::count_records(message, signal) {
+            Err(e) => Err(format!("malformed request: {e}")),
+            // The sampled decode is skipped for a request too large to
+            // decode: the walk has checked and counted it.
+            Ok(n) if sample && affordable() => match decode_full(message, signal, keep) {
+                Ok(full) if full != n => {
+                    Err(format!("walk counted {n} records, prost decoded {full}"))
+                }
+                Ok(_) => Ok(n),
+                Err(e) => Err(e),
+            },
+            Ok(n) => Ok(n),
+        },
+    };
+    records
+        .map(|n| (n, message.len()))
+        .map_err(Invalid::Malformed)
 }
 
 pub(super) fn response_message(rejected: u64, message: String) -> Vec<u8> {

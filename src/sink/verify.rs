@@ -27,16 +27,16 @@ pub enum Verify {
 pub(super) fn decode_full(
     message: &[u8],
     signal: Signal,
-    shared: &SinkState,
+    keep: Option<&SinkState>,
 ) -> Result<u64, String> {
     match signal {
-        Signal::Traces => decode_traces(message, shared),
-        Signal::Logs => decode_logs(message, shared),
-        Signal::Metrics => decode_metrics(message, shared),
+        Signal::Traces => decode_traces(message, keep),
+        Signal::Logs => decode_logs(message, keep),
+        Signal::Metrics => decode_metrics(message, keep),
     }
 }
 
-fn decode_logs(message: &[u8], shared: &SinkState) -> Result<u64, String> {
+fn decode_logs(message: &[u8], keep: Option<&SinkState>) -> Result<u64, String> {
     let req = ExportLogsServiceRequest::decode(message)
         .map_err(|e| format!("ExportLogsServiceRequest: {e}"))?;
     let mut n = 0u64;
@@ -53,13 +53,13 @@ fn decode_logs(message: &[u8], shared: &SinkState) -> Result<u64, String> {
             n += sl.log_records.len() as u64;
         }
     }
-    if shared.opts.keep_requests {
-        shared.kept_logs.lock().push(req);
+    if let Some(k) = keep {
+        k.kept_logs.lock().push(req);
     }
     Ok(n)
 }
 
-fn decode_metrics(message: &[u8], shared: &SinkState) -> Result<u64, String> {
+fn decode_metrics(message: &[u8], keep: Option<&SinkState>) -> Result<u64, String> {
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     let req = ExportMetricsServiceRequest::decode(message)
         .map_err(|e| format!("ExportMetricsServiceRequest: {e}"))?;
@@ -121,13 +121,13 @@ fn decode_metrics(message: &[u8], shared: &SinkState) -> Result<u64, String> {
             }
         }
     }
-    if shared.opts.keep_requests {
-        shared.kept_metrics.lock().push(req);
+    if let Some(k) = keep {
+        k.kept_metrics.lock().push(req);
     }
     Ok(n)
 }
 
-fn decode_traces(message: &[u8], shared: &SinkState) -> Result<u64, String> {
+fn decode_traces(message: &[u8], keep: Option<&SinkState>) -> Result<u64, String> {
     let req = ExportTraceServiceRequest::decode(message)
         .map_err(|e| format!("ExportTraceServiceRequest: {e}"))?;
     let mut spans = 0u64;
@@ -141,8 +141,8 @@ fn decode_traces(message: &[u8], shared: &SinkState) -> Result<u64, String> {
             spans += ss.spans.len() as u64;
         }
     }
-    if shared.opts.keep_requests {
-        shared.kept.lock().push(req);
+    if let Some(k) = keep {
+        k.kept.lock().push(req);
     }
     Ok(spans)
 }

@@ -258,6 +258,41 @@ pub fn count_records(request: &[u8], signal: crate::record::Signal) -> Result<u6
     Ok(spans)
 }
 
+/// Nesting depth `decode_cost` looks into: OTLP's deepest path (request,
+/// resource, scope, span, event, attribute, value, array or kvlist, value,
+/// ...) with room to spare; deeper bytes count as one leaf.
+const COST_DEPTH: u32 = 12;
+
+/// Bytes one decoded message may take in memory beyond its wire bytes: the
+/// largest OTLP struct prost allocates (a `Span`, about 300 bytes) plus the
+/// slack of a growing `Vec`.
+pub const DECODED_BYTES_PER_MESSAGE: u64 = 512;
+
+/// An upper bound on what a full prost decode of `message` allocates,
+/// computed without allocating: its bytes, plus
+/// [`DECODED_BYTES_PER_MESSAGE`] for every length-delimited field at any
+/// depth that parses as a message (a string that happens to parse counts
+/// too: the bound errs high). A hostile request of empty messages (2 bytes
+/// each on the wire, hundreds decoded) shows here before anything is
+/// decoded.
+pub fn decode_cost(message: &[u8]) -> u64 {
+    fn messages(buf: &[u8], depth: u32) -> Option<u64> {
+        let mut n = 0u64;
+        let mut f = Fields::new(buf);
+        while let Some((_, v)) = f.next().ok()? {
+            if let Field::Bytes(b) = v {
+                n += 1;
+                if depth < COST_DEPTH && !b.is_empty() {
+                    n += messages(b, depth + 1).unwrap_or(0);
+                }
+            }
+        }
+        Some(n)
+    }
+    let n = messages(message, 0).unwrap_or(0);
+    (message.len() as u64).saturating_add(n.saturating_mul(DECODED_BYTES_PER_MESSAGE))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +315,19 @@ mod tests {
             assert!(count_spans(&req[..cut]).is_err() || cut == 0, "cut {cut}");
         }
         assert_eq!(count_spans(&[0x0b]), Err(WalkError::WireType));
+        // Empty spans: two bytes each on the wire, a decoded span each.
+        let mut many = Vec::new();
+        for _ in 0..1000 {
+            many.extend_from_slice(&[0x12, 0x00]);
+        }
+        let mut rs = vec![0x12];
+        crate::record::wire::put_varint(&mut rs, many.len() as u64);
+        rs.extend_from_slice(&many);
+        let mut req = vec![0x0a];
+        crate::record::wire::put_varint(&mut req, rs.len() as u64);
+        req.extend_from_slice(&rs);
+        assert_eq!(count_spans(&req), Ok(1000));
+        assert!(decode_cost(&req) >= 1000 * DECODED_BYTES_PER_MESSAGE);
         assert_eq!(count_spans(&[0x08, 0xff]), Err(WalkError::Varint));
     }
 }

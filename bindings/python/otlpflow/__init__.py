@@ -229,6 +229,40 @@ class _SpanContext:
         return False
 
 
+class _Guard:
+    """A native handle and the calls using it: `with guard as h:` hands the
+    handle to a call (ShutdownError once closed); `take()` withdraws it from
+    new calls and waits for those in flight, so that the handle is freed
+    only when no call can still be using it."""
+
+    __slots__ = ("_cv", "_handle", "_busy")
+
+    def __init__(self, handle):
+        self._cv = threading.Condition(threading.Lock())
+        self._handle, self._busy = handle, 0
+
+    def __enter__(self):
+        with self._cv:
+            if self._handle is None:
+                raise ShutdownError(SHUTDOWN, "the pipeline is closed")
+            self._busy += 1
+            return self._handle
+
+    def __exit__(self, *exc):
+        with self._cv:
+            self._busy -= 1
+            if self._busy == 0:
+                self._cv.notify_all()
+        return False
+
+    def take(self):
+        with self._cv:
+            handle, self._handle = self._handle, None
+            while self._busy:
+                self._cv.wait()
+            return handle
+
+
 class Pipeline:
     """A running otlpflow pipeline (see the module docstring)."""
 
@@ -275,7 +309,7 @@ class Pipeline:
                 setting(lib.otlpflow_config_set_linger_ms(cfg, int(linger * 1000)), "linger")
             handle = ctypes.c_void_p()
             setting(lib.otlpflow_pipeline_start(cfg, ctypes.byref(handle)), "start")
-            self._handle = handle
+            self._guard = _Guard(handle)
         finally:
             lib.otlpflow_config_free(cfg)
         self._default_scope = self.scope("otlpflow.python", __version__)
@@ -292,8 +326,9 @@ class Pipeline:
         """Registers (or finds) an instrumentation scope."""
         sc = _ffi.Scope()
         keep = _Keep()
-        _check(self._lib.otlpflow_pipeline_scope(self._handle, keep.str(name), keep.str(version),
-                                                 ctypes.byref(sc)), "scope")
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_scope(h, keep.str(name), keep.str(version),
+                                                     ctypes.byref(sc)), "scope")
         return sc
 
     def record_span(self, name, *, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
@@ -336,7 +371,8 @@ class Pipeline:
             keep.items.append(ls)
             s.links, s.links_len = ls, len(links)
         sc = self._default_scope if scope is None else scope
-        code = self._lib.otlpflow_pipeline_record_span(self._handle, ctypes.byref(sc), ctypes.byref(s))
+        with self._guard as h:
+            code = self._lib.otlpflow_pipeline_record_span(h, ctypes.byref(sc), ctypes.byref(s))
         return _recorded(code, "record_span")
 
     def record_log(self, body, severity=9, severity_text="", attributes=None, time_unix_nano=None,
@@ -361,7 +397,8 @@ class Pipeline:
             ctypes.memmove(rec.span_id, _id(span_id, 8), 8)
         rec.event_name = keep.str(event_name)
         sc = self._default_scope if scope is None else scope
-        code = self._lib.otlpflow_pipeline_record_log(self._handle, ctypes.byref(sc), ctypes.byref(rec))
+        with self._guard as h:
+            code = self._lib.otlpflow_pipeline_record_log(h, ctypes.byref(sc), ctypes.byref(rec))
         return _recorded(code, "record_log")
 
     def _instrument(self, kind, name, unit, description, bounds=None, scope=None):
@@ -370,9 +407,10 @@ class Pipeline:
         bounds = list(bounds or [])
         arr = (ctypes.c_double * len(bounds))(*bounds) if bounds else None
         sc = self._default_scope if scope is None else scope
-        _check(self._lib.otlpflow_pipeline_instrument(
-            self._handle, ctypes.byref(sc), kind, keep.str(name), keep.str(unit), keep.str(description),
-            arr, len(bounds), ctypes.byref(out)), "instrument %s" % name)
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_instrument(
+                h, ctypes.byref(sc), kind, keep.str(name), keep.str(unit), keep.str(description),
+                arr, len(bounds), ctypes.byref(out)), "instrument %s" % name)
         return Instrument(self._lib, out.value, name)
 
     def counter(self, name, unit="", description="", scope=None):
@@ -394,7 +432,8 @@ class Pipeline:
     def collect_metrics(self):
         """Collects every instrument now; returns the points recorded."""
         n = ctypes.c_uint64()
-        _check(self._lib.otlpflow_pipeline_collect_metrics(self._handle, ctypes.byref(n)), "collect_metrics")
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_collect_metrics(h, ctypes.byref(n)), "collect_metrics")
         return n.value
 
     def span(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None, scope=None):
@@ -405,25 +444,29 @@ class Pipeline:
     def stats(self):
         """The counters as a dict (never blocks)."""
         st = _ffi.Stats()
-        _check(self._lib.otlpflow_pipeline_stats(self._handle, ctypes.byref(st)), "stats")
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_stats(h, ctypes.byref(st)), "stats")
         return st.to_dict()
 
     def health(self):
         """'healthy', 'degraded' (some export attempts failing) or 'down'."""
         out = ctypes.c_uint32()
-        _check(self._lib.otlpflow_pipeline_health(self._handle, ctypes.byref(out)), "health")
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_health(h, ctypes.byref(out)), "health")
         return ("healthy", "degraded", "down")[out.value]
 
     def last_error(self):
         """The last export error, or None."""
         buf = ctypes.create_string_buffer(4096)
         n = ctypes.c_size_t()
-        _check(self._lib.otlpflow_pipeline_last_error(self._handle, buf, len(buf), ctypes.byref(n)), "last_error")
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_last_error(h, buf, len(buf), ctypes.byref(n)), "last_error")
         return buf.value.decode() or None
 
     def _timed(self, fn, timeout, what):
         st = _ffi.Stats()
-        code = fn(self._handle, int(timeout * 1000), ctypes.byref(st))
+        with self._guard as h:
+            code = fn(h, int(timeout * 1000), ctypes.byref(st))
         if code == TIMEOUT:
             raise FlushTimeout(code, "%s: timed out after %ss" % (what, timeout), st.to_dict())
         _check(code, what)
@@ -439,8 +482,11 @@ class Pipeline:
         return self._timed(self._lib.otlpflow_pipeline_shutdown, timeout, "shutdown")
 
     def close(self):
-        """Shuts down (if needed) and frees the native pipeline."""
-        handle, self._handle = getattr(self, "_handle", None), None
+        """Shuts down (if needed) and frees the native pipeline. Calls made
+        from other threads meanwhile finish first; later ones raise
+        ShutdownError: the native pipeline is never used after it is freed."""
+        guard = getattr(self, "_guard", None)
+        handle = guard.take() if guard else None
         if handle:
             self._lib.otlpflow_pipeline_free(handle)
 
@@ -467,19 +513,20 @@ class Instrument:
     others). `add`, `set` and `record` are the same native call."""
 
     def __init__(self, lib, handle, name):
-        self._lib, self._handle, self.name = lib, handle, name
+        self._lib, self._guard, self.name = lib, _Guard(handle), name
 
     def record(self, value, attributes=None):
         keep = _Keep()
         attrs, n = _attributes(attributes, keep)
-        _check(self._lib.otlpflow_instrument_record(self._handle, float(value), attrs, n),
-               "instrument %s" % self.name)
+        with self._guard as h:
+            _check(self._lib.otlpflow_instrument_record(h, float(value), attrs, n),
+                   "instrument %s" % self.name)
 
     add = record
     set = record
 
     def close(self):
-        handle, self._handle = self._handle, None
+        handle = self._guard.take()
         if handle:
             self._lib.otlpflow_instrument_free(handle)
 

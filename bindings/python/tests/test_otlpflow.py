@@ -88,6 +88,40 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(p.shutdown()["exported"], 2000)
         delivered(2000)
 
+    def test_close_while_other_threads_record_is_safe(self):
+        # close() takes the handle from new calls and waits for the calls in
+        # flight: the recording threads end with ShutdownError, never a
+        # crash on a freed pipeline.
+        # A dead endpoint: nothing of this reaches the test receiver.
+        p = otlpflow.Pipeline(endpoint="http://127.0.0.1:9", service_name="py-close", shards=1,
+                              workers=1, from_env=False)
+        started = threading.Event()
+        outcomes = []
+
+        def work():
+            n = 0
+            try:
+                while n < 200000:
+                    p.record_span("racing", attributes={"i": n})
+                    p.stats()
+                    n += 1
+                    started.set()
+                outcomes.append("finished")
+            except otlpflow.ShutdownError:
+                outcomes.append("shutdown")
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        started.wait(10)
+        p.close()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(outcomes, ["shutdown"] * 3)
+        with self.assertRaises(otlpflow.ShutdownError):
+            p.stats()
+        p.close()  # a second close is harmless
+
     @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
     def test_parent_and_child_both_deliver_after_fork(self):
         p = pipeline()

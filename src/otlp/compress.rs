@@ -115,15 +115,24 @@ fn reserve_more(out: &mut Vec<u8>) {
     }
 }
 
+/// The error of a message past the limit: `ErrorKind::FileTooLarge`, so that
+/// a receiver can tell it from a corrupt stream.
+fn too_large() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::FileTooLarge,
+        "decompressed message larger than the limit",
+    )
+}
+
 /// Decompresses a body with the named encoding, refusing to produce more than
-/// `limit` bytes.
+/// `limit` bytes (`ErrorKind::FileTooLarge`).
 pub fn decompress(encoding: Compression, data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
     let read = match encoding {
         Compression::None => {
             if data.len() > limit {
-                return Err(std::io::Error::other("message larger than the limit"));
+                return Err(too_large());
             }
             return Ok(data.to_vec());
         }
@@ -133,9 +142,7 @@ pub fn decompress(encoding: Compression, data: &[u8], limit: usize) -> std::io::
         Compression::Zstd => return decompress_zstd(data, limit),
     };
     if read > limit {
-        return Err(std::io::Error::other(
-            "decompressed message larger than the limit",
-        ));
+        return Err(too_large());
     }
     Ok(out)
 }
@@ -169,9 +176,7 @@ fn decompress_zstd(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
                     .map_err(zerr)?
             };
             if out.len() > limit {
-                return Err(std::io::Error::other(
-                    "decompressed message larger than the limit",
-                ));
+                return Err(too_large());
             }
             let done_input = input.pos == data.len();
             if hint == 0 && done_input {

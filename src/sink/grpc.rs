@@ -100,6 +100,7 @@ async fn grpc_stream(
         }
         let _ = body.flow_control().release_capacity(chunk.len());
     }
+    let unread = overflow.is_some();
     let outcome = match (overflow.or(refusal), encoding) {
         (Some(r), _) => Outcome::Refuse(r),
         (None, Err(m)) => {
@@ -158,9 +159,7 @@ async fn grpc_stream(
         }
         Outcome::Refuse(Refusal::Reset) => respond.send_reset(h2::Reason::INTERNAL_ERROR),
         Outcome::Refuse(Refusal::TooLarge(message)) => {
-            // Trailers-only RESOURCE_EXHAUSTED. Dropping the request body
-            // unread then makes h2 reset the stream, which tells a sender
-            // still streaming to stop (RFC 9113 §8.1).
+            // Trailers-only RESOURCE_EXHAUSTED.
             let b = headers
                 .status(200)
                 .header("grpc-status", RESOURCE_EXHAUSTED.to_string());
@@ -204,4 +203,13 @@ async fn grpc_stream(
             }
         }
     }
+    if unread {
+        // Dropping the body unread makes h2 reset the stream, which tells a
+        // sender still streaming to stop (RFC 9113 §8.1). h2 discards the
+        // stream's frames not yet written when it resets, so the body (its
+        // window unreleased: the sender is stalled meanwhile) is held a
+        // moment for the answer to go out first.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(body);
 }

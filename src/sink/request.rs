@@ -221,6 +221,11 @@ pub(super) fn check_and_keep(
                 decompressed = d;
                 &decompressed
             }
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(Invalid::TooLarge(format!(
+                    "decompressed message over {MAX_MESSAGE} bytes"
+                )))
+            }
             Err(e) => return Err(Invalid::Malformed(format!("decompressing: {e}"))),
         },
     };

@@ -32,8 +32,9 @@
 #![warn(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
-// The layers, bottom to top: each module imports only those above it in
-// this list (ARCHITECTURE.md draws the picture).
+// The modules (rustfmt keeps them sorted); ARCHITECTURE.md lists them as
+// layers, bottom to top, and what each may import.
+mod bridge;
 pub mod clock;
 mod config;
 mod engine;
@@ -50,6 +51,12 @@ mod stats;
 mod sync;
 mod tls;
 pub mod workload;
+
+#[cfg(feature = "log")]
+pub use bridge::log;
+pub use bridge::traceparent;
+#[cfg(feature = "tracing")]
+pub use bridge::tracing;
 
 pub use config::{
     parse_bytes, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers, HttpVersion,

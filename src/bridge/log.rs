@@ -1,0 +1,119 @@
+//! A `log` logger: every `log` record becomes an OTLP log record, with
+//! the level as its severity, the target as its scope, the module, file
+//! and line as `code.*` attributes, and (with the `tracing` feature and
+//! layer) the current `tracing` span's trace context.
+//!
+//! ```no_run
+//! # let pipeline = otlpflow::Pipeline::builder().start().unwrap();
+//! otlpflow::log::init(&pipeline, log::LevelFilter::Info).unwrap();
+//! log::warn!(target: "shop", "stock low for {}", "A-17");
+//! ```
+
+use std::fmt::Write as _;
+
+use super::Scopes;
+use crate::clock::now_unix_nano;
+use crate::engine::Pipeline;
+use crate::record::{KeyValue, LogRecord, Severity, Value};
+
+/// A `log::Log` recording into an otlpflow pipeline.
+pub struct OtlpLogger {
+    pipeline: Pipeline,
+    scopes: Scopes,
+    level: ::log::LevelFilter,
+}
+
+impl OtlpLogger {
+    /// A logger over `pipeline` for records at `level` and above.
+    pub fn new(pipeline: &Pipeline, level: ::log::LevelFilter) -> OtlpLogger {
+        OtlpLogger {
+            scopes: Scopes::new(pipeline),
+            pipeline: pipeline.clone(),
+            level,
+        }
+    }
+}
+
+/// Installs an [`OtlpLogger`] as the process's `log` logger and sets the
+/// maximum level. Fails if a logger is installed already.
+pub fn init(pipeline: &Pipeline, level: ::log::LevelFilter) -> Result<(), ::log::SetLoggerError> {
+    // The logger lives as long as the process (as `log` requires).
+    ::log::set_logger(Box::leak(Box::new(OtlpLogger::new(pipeline, level))))?;
+    ::log::set_max_level(level);
+    Ok(())
+}
+
+fn severity(level: ::log::Level) -> Severity {
+    match level {
+        ::log::Level::Trace => Severity::TRACE,
+        ::log::Level::Debug => Severity::DEBUG,
+        ::log::Level::Info => Severity::INFO,
+        ::log::Level::Warn => Severity::WARN,
+        ::log::Level::Error => Severity::ERROR,
+    }
+}
+
+/// A `'static` target name for the scope table: `log` targets are usually
+/// static module paths; any other is kept once per distinct name.
+fn static_target(target: &str) -> &'static str {
+    use parking_lot::Mutex;
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock();
+    if let Some(t) = seen.iter().find(|t| **t == target) {
+        return t;
+    }
+    if seen.len() >= super::MAX_SCOPES {
+        return "otlpflow.overflow";
+    }
+    let t: &'static str = Box::leak(target.to_owned().into_boxed_str());
+    seen.push(t);
+    t
+}
+
+impl ::log::Log for OtlpLogger {
+    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let now = now_unix_nano();
+        let mut body = String::new();
+        let _ = write!(body, "{}", record.args());
+        let mut attrs = Vec::with_capacity(3);
+        if let Some(m) = record.module_path() {
+            attrs.push(KeyValue::new("code.namespace", Value::Str(m)));
+        }
+        if let Some(f) = record.file() {
+            attrs.push(KeyValue::new("code.filepath", Value::Str(f)));
+        }
+        if let Some(l) = record.line() {
+            attrs.push(KeyValue::new("code.lineno", Value::I64(l as i64)));
+        }
+        #[cfg(feature = "tracing")]
+        let (trace_id, span_id) = super::tracing::current_context()
+            .map_or(([0; 16], [0; 8]), |c| (c.trace_id, c.span_id));
+        #[cfg(not(feature = "tracing"))]
+        let (trace_id, span_id) = ([0u8; 16], [0u8; 8]);
+        let log = LogRecord {
+            time_unix_nano: now,
+            observed_time_unix_nano: now,
+            severity_number: severity(record.level()),
+            severity_text: record.level().as_str(),
+            body: Some(Value::Str(&body)),
+            attributes: &attrs,
+            trace_id,
+            span_id,
+            ..Default::default()
+        };
+        let scope = self
+            .scopes
+            .get(&self.pipeline, static_target(record.target()));
+        // A refusal is counted by the pipeline, by reason.
+        let _ = self.pipeline.record_log(&scope, &log);
+    }
+
+    fn flush(&self) {}
+}

@@ -54,6 +54,8 @@ pub mod workload;
 
 #[cfg(feature = "log")]
 pub use bridge::log;
+#[cfg(feature = "opentelemetry")]
+pub use bridge::opentelemetry;
 pub use bridge::traceparent;
 #[cfg(feature = "tracing")]
 pub use bridge::tracing;

@@ -1,6 +1,7 @@
 //! Bridges for programs already instrumented with something else, above
 //! the engine: a `tracing` layer (feature `tracing`), a `log` logger
-//! (feature `log`), and W3C trace context (`traceparent`) helpers they
+//! (feature `log`), processors for the OpenTelemetry Rust SDK (feature
+//! `opentelemetry`), and W3C trace context (`traceparent`) helpers they
 //! share. Each turns the other library's records into otlpflow records at
 //! the moment they end, straight into the rings.
 
@@ -8,6 +9,8 @@ pub mod traceparent;
 
 #[cfg(feature = "log")]
 pub mod log;
+#[cfg(feature = "opentelemetry")]
+pub mod opentelemetry;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 

@@ -1,0 +1,202 @@
+//! The OpenTelemetry Rust SDK with otlpflow's processors: spans made
+//! through the OpenTelemetry API reach the receiver exactly as the SDK's own
+//! OTLP exporter sends them. One provider feeds both: otlpflow's
+//! `SpanProcessor` to one receiver, and opentelemetry-otlp's gRPC exporter
+//! (the reference for the mapping) to a second; the spans are compared
+//! field by field. Logs through the SDK's logger arrive with their fields.
+
+use std::time::Duration;
+
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::trace::{
+    Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
+use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::{Pipeline, Policy};
+
+fn sink() -> Sink {
+    Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .unwrap()
+}
+
+fn pipeline(sink: &Sink) -> Pipeline {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .service_name("otel-sdk-test")
+        .shards(1)
+        .workers(1)
+        .linger(Duration::from_millis(5))
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .unwrap()
+}
+
+/// Every span a receiver got, with its scope's name, version and
+/// attributes, sorted by span id.
+fn received(sink: &Sink) -> Vec<(String, String, usize, ProtoSpan)> {
+    let mut out = Vec::new();
+    for req in sink.take_requests() {
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                let scope = ss.scope.unwrap_or_default();
+                for s in ss.spans {
+                    out.push((
+                        scope.name.clone(),
+                        scope.version.clone(),
+                        scope.attributes.len(),
+                        s,
+                    ));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.3.span_id.cmp(&b.3.span_id));
+    out
+}
+
+#[test]
+fn spans_through_the_sdk_match_what_its_own_exporter_sends() {
+    let (ours, theirs) = (sink(), sink());
+    let p = pipeline(&ours);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(theirs.endpoint())
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(otlpflow::opentelemetry::SpanProcessor::new(&p))
+        .with_span_processor(SimpleSpanProcessor::new(exporter))
+        .build();
+    let scope = InstrumentationScope::builder("checkout")
+        .with_version("1.4.2")
+        .with_attributes([KeyValue::new("lib.kind", "http")])
+        .build();
+    let tracer = provider.tracer_with_scope(scope);
+    // A remote parent with a trace state, as a service continuing a trace.
+    let remote = SpanContext::new(
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::from_key_value([("vendor", "x1")]).unwrap(),
+    );
+    let parent_cx = Context::new().with_remote_span_context(remote.clone());
+    let mut root = tracer
+        .span_builder("GET /items")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("http.response.status_code", 200),
+            KeyValue::new("ratio", 0.25),
+            KeyValue::new("cached", true),
+            KeyValue::new(
+                "tags",
+                opentelemetry::Value::Array(
+                    vec!["a", "b"]
+                        .into_iter()
+                        .map(Into::into)
+                        .collect::<Vec<opentelemetry::StringValue>>()
+                        .into(),
+                ),
+            ),
+            KeyValue::new(
+                "sizes",
+                opentelemetry::Value::Array(vec![1i64, 2, 3].into()),
+            ),
+        ])
+        .start_with_context(&tracer, &parent_cx);
+    root.add_event("cache.miss", vec![KeyValue::new("cache.key", 42)]);
+    let root_cx = Context::current_with_span(root);
+    for i in 0..5i64 {
+        let mut child = tracer
+            .span_builder(format!("query {i}"))
+            .with_kind(SpanKind::Client)
+            .with_links(vec![Link::with_context(remote.clone())])
+            .with_attributes([KeyValue::new("db.rows", i)])
+            .start_with_context(&tracer, &root_cx);
+        if i == 3 {
+            child.set_status(Status::error("timeout"));
+        }
+        child.end();
+    }
+    root_cx.span().set_status(Status::Ok);
+    root_cx.span().end();
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+    let s = p.stats();
+    assert_eq!(s.exported, 6, "{s:?}");
+    s.check_identity().unwrap();
+    let (a, b) = (received(&ours), received(&theirs));
+    assert_eq!(a.len(), 6);
+    assert_eq!(b.len(), 6);
+    for ((sa, va, na, x), (sb, vb, nb, y)) in a.iter().zip(&b) {
+        assert_eq!((sa, va, na), (sb, vb, nb), "scope");
+        // An absent status and an empty one both mean UNSET: the SDK's
+        // exporter always writes the message, otlpflow skips it when empty.
+        let (mut x, mut y) = (x.clone(), y.clone());
+        for s in [&mut x, &mut y] {
+            s.status.get_or_insert_with(Default::default);
+        }
+        assert_eq!(x, y, "span {} differs from the SDK exporter's", x.name);
+    }
+    let root = a
+        .iter()
+        .find(|(_, _, _, s)| s.name == "GET /items")
+        .unwrap();
+    assert_eq!(root.3.trace_state, "vendor=x1");
+    assert_eq!(root.3.parent_span_id, remote.span_id().to_bytes().to_vec());
+    drop(rt);
+}
+
+#[test]
+fn logs_through_the_sdk_arrive_with_their_fields() {
+    let ours = sink();
+    let p = pipeline(&ours);
+    let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_log_processor(otlpflow::opentelemetry::LogProcessor::new(&p))
+        .build();
+    let logger = provider.logger("billing");
+    for i in 0..10i64 {
+        let mut r = logger.create_log_record();
+        r.set_severity_number(Severity::Warn);
+        r.set_severity_text("WARN");
+        r.set_body("invoice late".into());
+        r.add_attribute("invoice.id", i);
+        r.set_event_name("invoice.late");
+        logger.emit(r);
+    }
+    provider.shutdown().unwrap();
+    let mut logs = Vec::new();
+    for req in ours.take_log_requests() {
+        for rl in req.resource_logs {
+            for sl in rl.scope_logs {
+                assert_eq!(sl.scope.unwrap_or_default().name, "billing");
+                logs.extend(sl.log_records);
+            }
+        }
+    }
+    assert_eq!(logs.len(), 10);
+    for l in &logs {
+        assert_eq!((l.severity_number, l.severity_text.as_str()), (13, "WARN"));
+        assert_eq!(l.event_name, "invoice.late");
+        assert_eq!(l.attributes[0].key, "invoice.id");
+        assert!(l.observed_time_unix_nano > 0);
+    }
+}

@@ -200,3 +200,65 @@ fn logs_through_the_sdk_arrive_with_their_fields() {
         assert!(l.observed_time_unix_nano > 0);
     }
 }
+
+#[test]
+fn sdk_metrics_travel_through_the_pipeline() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value as N};
+    let ours = sink();
+    let p = pipeline(&ours);
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
+        otlpflow::opentelemetry::MetricExporter::new(&p),
+    )
+    .build();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .build();
+    let meter = provider.meter("shop");
+    let orders = meter
+        .u64_counter("shop.orders")
+        .with_unit("{order}")
+        .build();
+    let latency = meter
+        .f64_histogram("shop.latency")
+        .with_unit("ms")
+        .with_boundaries(vec![10.0, 100.0])
+        .build();
+    let stock = meter.i64_gauge("shop.stock").build();
+    for i in 0..10u64 {
+        orders.add(i, &[KeyValue::new("region", "eu")]);
+        latency.record((i * 20) as f64, &[]);
+    }
+    stock.record(-3, &[KeyValue::new("sku", "A-17")]);
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for req in ours.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                assert_eq!(sm.scope.unwrap_or_default().name, "shop");
+                for m in sm.metrics {
+                    seen.insert(m.name.clone(), m);
+                }
+            }
+        }
+    }
+    let Some(Data::Sum(sum)) = &seen["shop.orders"].data else {
+        panic!("orders: {:?}", seen["shop.orders"]);
+    };
+    assert!(sum.is_monotonic);
+    assert_eq!(sum.data_points[0].value, Some(N::AsInt(45)));
+    assert_eq!(seen["shop.orders"].unit, "{order}");
+    let Some(Data::Histogram(h)) = &seen["shop.latency"].data else {
+        panic!("latency");
+    };
+    let hp = &h.data_points[0];
+    assert_eq!((hp.count, hp.sum), (10, Some(900.0)));
+    assert_eq!(hp.explicit_bounds, vec![10.0, 100.0]);
+    // 0 | 20, 40, 60, 80, 100 | 120, 140, 160, 180 (bounds are inclusive).
+    assert_eq!(hp.bucket_counts, vec![1, 5, 4]);
+    let Some(Data::Gauge(g)) = &seen["shop.stock"].data else {
+        panic!("stock");
+    };
+    assert_eq!(g.data_points[0].value, Some(N::AsInt(-3)));
+}

@@ -49,6 +49,7 @@ pub mod ring;
 pub mod sink;
 mod stats;
 mod sync;
+mod threads;
 mod tls;
 pub mod workload;
 

@@ -217,6 +217,7 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("otlpflow-prometheus".into())
             .spawn(move || {
+                crate::threads::mark_own();
                 runtime.block_on(async move {
                     loop {
                         tokio::select! {

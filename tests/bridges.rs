@@ -226,3 +226,29 @@ fn events_outside_spans_and_log_records_arrive_as_log_records() {
     assert_eq!((scope.as_str(), stock.severity_number), ("shop", 13));
     assert!(stock.attributes.iter().any(|kv| kv.key == "code.lineno"));
 }
+
+/// Installed as the global subscriber, the layer also sees what otlpflow's
+/// own threads record through `tracing` (h2 logs its frames): none of it is
+/// exported, so exporting never feeds itself. Only the test's own spans
+/// arrive, and the pipeline offered exactly those.
+#[test]
+fn the_layer_ignores_what_otlpflows_own_threads_record() {
+    let (sink, p) = start();
+    // This test alone sets the global default (the others set theirs per
+    // thread, which wins over it).
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(otlpflow::tracing::layer(&p)),
+    );
+    for i in 0..200 {
+        let span = tracing::info_span!("app work", i);
+        let _in = span.enter();
+        tracing::trace!("detail");
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    // Let the exporter's connections idle and log a little more.
+    std::thread::sleep(Duration::from_millis(50));
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!((s.offered, s.exported), (200, 200), "{s:?}");
+    assert_eq!(sink.counts().spans, 200);
+    assert_eq!(sink.counts().logs, 0);
+}

@@ -6,6 +6,10 @@
 //! otlpflow-compare SYSTEM SHAPE ENDPOINT SPANS [RATE]
 //!   SYSTEM  otlpflow | otlpflow-linger10 | otel-tuned | otel-default | baseline (the producer
 //!           loop and pacing alone: what the harness itself costs)
+//!           otel-otlpflow (the OpenTelemetry API with otlpflow's SpanProcessor)
+//!           tracing-otlpflow (`tracing` with otlpflow's layer)
+//!           tracing-otel-tuned | tracing-otel-default (`tracing` with tracing-opentelemetry
+//!           over opentelemetry-rust's BatchSpanProcessor and OTLP/gRPC exporter)
 //!   SHAPE   bench (5 attributes, 1 event, status, parent)
 //!           attr10 (10 attributes of 20-character strings)
 //!   RATE    spans per second in total (paced); omitted: as fast as taken
@@ -138,28 +142,53 @@ fn run_otlpflow(
     record
 }
 
-fn run_otel(shape: Shape, endpoint: &str, per_thread: u64, rate: Option<f64>, tuned: bool) -> Duration {
-    use opentelemetry::trace::{
-        SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer,
-        TracerProvider as _,
-    };
-    use opentelemetry::{Context, KeyValue};
+/// What processes the OpenTelemetry SDK's spans.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Processor {
+    /// BatchSpanProcessor tuned (65,536 queue, 8,192 batch, 100 ms) + OTLP/gRPC.
+    Tuned,
+    /// BatchSpanProcessor with its defaults + OTLP/gRPC.
+    Default,
+    /// otlpflow's SpanProcessor (through an otlpflow pipeline).
+    Otlpflow,
+}
+
+/// An OpenTelemetry SDK provider exporting to `endpoint` through
+/// `processor`, and the otlpflow pipeline when there is one.
+fn provider(
+    endpoint: &str,
+    processor: Processor,
+) -> (
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    Option<otlpflow::Pipeline>,
+) {
     use opentelemetry_otlp::WithExportConfig;
     use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-
-    // tonic needs a Tokio runtime around the exporter.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let _guard = runtime.enter();
+    let builder = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name("bench")
+            .build(),
+    );
+    if processor == Processor::Otlpflow {
+        let p = otlpflow::Pipeline::builder()
+            .endpoint(endpoint)
+            .service_name("bench")
+            .policy(otlpflow::Policy::Block {
+                max_wait: Duration::from_secs(60),
+            })
+            .start()
+            .expect("otlpflow starts");
+        let provider = builder
+            .with_span_processor(otlpflow::opentelemetry::SpanProcessor::new(&p))
+            .build();
+        return (provider, Some(p));
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .build()
         .expect("exporter");
-    let config = if tuned {
+    let config = if processor == Processor::Tuned {
         BatchConfigBuilder::default()
             .with_max_queue_size(65_536)
             .with_max_export_batch_size(8_192)
@@ -168,17 +197,142 @@ fn run_otel(shape: Shape, endpoint: &str, per_thread: u64, rate: Option<f64>, tu
     } else {
         BatchConfigBuilder::default().build()
     };
-    let processor = BatchSpanProcessor::builder(exporter)
+    let batch = BatchSpanProcessor::builder(exporter)
         .with_batch_config(config)
         .build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name("bench")
-                .build(),
-        )
-        .build();
+    (builder.with_span_processor(batch).build(), None)
+}
+
+fn report_pipeline(p: &Option<otlpflow::Pipeline>) {
+    if let Some(p) = p {
+        let s = p.stats();
+        eprintln!(
+            "otlpflow: offered {} exported {} dropped {:?} failed {} by signal {:?}",
+            s.offered,
+            s.exported,
+            s.dropped,
+            s.failed.total(),
+            s.offered_by_signal
+        );
+    }
+}
+
+/// The filter a service would set on both: its own spans and events, not
+/// those of the HTTP/2 and gRPC libraries its exporter runs on.
+fn app_only() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::filter_fn(|m| {
+        !["h2", "hyper", "tonic", "tower", "opentelemetry"]
+            .iter()
+            .any(|t| m.target().starts_with(t))
+    })
+}
+
+/// The same spans through `tracing`, with otlpflow's layer or with
+/// tracing-opentelemetry over the OpenTelemetry SDK.
+fn run_tracing(
+    shape: Shape,
+    endpoint: &str,
+    per_thread: u64,
+    rate: Option<f64>,
+    processor: Processor,
+) -> Duration {
+    use tracing_subscriber::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let _guard = runtime.enter();
+    let (sdk, pipeline) = match processor {
+        Processor::Otlpflow => {
+            let p = otlpflow::Pipeline::builder()
+                .endpoint(endpoint)
+                .service_name("bench")
+                .policy(otlpflow::Policy::Block {
+                    max_wait: Duration::from_secs(60),
+                })
+                .start()
+                .expect("otlpflow starts");
+            let layer = otlpflow::tracing::layer(&p).with_filter(app_only());
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("subscriber");
+            (None, Some(p))
+        }
+        _ => {
+            use opentelemetry::trace::TracerProvider as _;
+            let (provider, _) = provider(endpoint, processor);
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_filter(app_only());
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("subscriber");
+            (Some(provider), None)
+        }
+    };
+    let record = produce(per_thread, rate, |_, i| match shape {
+        Shape::Bench => {
+            let span = tracing::info_span!(
+                "GET /api/v1/items/{id}",
+                otel.kind = "server",
+                http.request.method = "GET",
+                url.path = "/api/v1/items/42",
+                server.address = "api.example.internal",
+                http.response.status_code = 200i64,
+                app.item_id = i as i64,
+                otel.status_code = "ok",
+            );
+            let _in = span.enter();
+            tracing::info!(cache.key = (i % 4096) as i64, "cache.miss");
+        }
+        Shape::Attr10 => {
+            let span = tracing::info_span!(
+                "benchmark-span",
+                "attribute.key.0" = VALUES[0],
+                "attribute.key.1" = VALUES[1],
+                "attribute.key.2" = VALUES[2],
+                "attribute.key.3" = VALUES[3],
+                "attribute.key.4" = VALUES[4],
+                "attribute.key.5" = VALUES[5],
+                "attribute.key.6" = VALUES[6],
+                "attribute.key.7" = VALUES[7],
+                "attribute.key.8" = VALUES[8],
+                "attribute.key.9" = VALUES[9],
+            );
+            let _in = span.enter();
+        }
+    });
+    if let Some(p) = &pipeline {
+        let _ = p.shutdown(Duration::from_secs(60));
+    }
+    report_pipeline(&pipeline);
+    if let Some(sdk) = sdk {
+        if let Err(e) = sdk.shutdown() {
+            eprintln!("otel shutdown: {e}");
+        }
+    }
+    record
+}
+
+fn run_otel(
+    shape: Shape,
+    endpoint: &str,
+    per_thread: u64,
+    rate: Option<f64>,
+    processor: Processor,
+) -> Duration {
+    use opentelemetry::trace::{
+        SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer,
+        TracerProvider as _,
+    };
+    use opentelemetry::{Context, KeyValue};
+    // tonic needs a Tokio runtime around the exporter.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let _guard = runtime.enter();
+    let (provider, pipeline) = provider(endpoint, processor);
     let tracer = Arc::new(provider.tracer("bench"));
     let parent = Context::new().with_remote_span_context(SpanContext::new(
         opentelemetry::trace::TraceId::from_bytes([7; 16]),
@@ -201,7 +355,10 @@ fn run_otel(shape: Shape, endpoint: &str, per_thread: u64, rate: Option<f64>, tu
                 ])
                 .start_with_context(tracer.as_ref(), &parent);
             use opentelemetry::trace::Span as _;
-            span.add_event("cache.miss", vec![KeyValue::new("cache.key", (i % 4096) as i64)]);
+            span.add_event(
+                "cache.miss",
+                vec![KeyValue::new("cache.key", (i % 4096) as i64)],
+            );
             span.set_status(Status::Ok);
             span.end();
         }
@@ -218,6 +375,7 @@ fn run_otel(shape: Shape, endpoint: &str, per_thread: u64, rate: Option<f64>, tu
     if let Err(e) = provider.shutdown() {
         eprintln!("otel shutdown: {e}");
     }
+    report_pipeline(&pipeline);
     record
 }
 
@@ -239,14 +397,26 @@ fn main() {
     let t0 = Instant::now();
     let record = match args[1].as_str() {
         // The default linger (100 ms, the tuned BatchSpanProcessor's delay).
-        "otlpflow" => run_otlpflow(shape, endpoint, per_thread, rate, Duration::from_millis(100)),
+        "otlpflow" => run_otlpflow(
+            shape,
+            endpoint,
+            per_thread,
+            rate,
+            Duration::from_millis(100),
+        ),
         // The old 10 ms default, for the fixed-rate figure: ten times the
         // requests at a trickle.
         "otlpflow-linger10" => {
             run_otlpflow(shape, endpoint, per_thread, rate, Duration::from_millis(10))
         }
-        "otel-tuned" => run_otel(shape, endpoint, per_thread, rate, true),
-        "otel-default" => run_otel(shape, endpoint, per_thread, rate, false),
+        "otel-tuned" => run_otel(shape, endpoint, per_thread, rate, Processor::Tuned),
+        "otel-default" => run_otel(shape, endpoint, per_thread, rate, Processor::Default),
+        "otel-otlpflow" => run_otel(shape, endpoint, per_thread, rate, Processor::Otlpflow),
+        "tracing-otlpflow" => run_tracing(shape, endpoint, per_thread, rate, Processor::Otlpflow),
+        "tracing-otel-tuned" => run_tracing(shape, endpoint, per_thread, rate, Processor::Tuned),
+        "tracing-otel-default" => {
+            run_tracing(shape, endpoint, per_thread, rate, Processor::Default)
+        }
         "baseline" => produce(per_thread, rate, |t, i| {
             std::hint::black_box((t, i, now_ns()));
         }),

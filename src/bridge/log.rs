@@ -72,7 +72,8 @@ fn static_target(target: &str) -> &'static str {
 
 impl ::log::Log for OtlpLogger {
     fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        // otlpflow's own threads' records are not exported (see `threads`).
+        metadata.level() <= self.level && !crate::threads::is_own()
     }
 
     fn log(&self, record: &::log::Record<'_>) {

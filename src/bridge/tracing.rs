@@ -31,7 +31,9 @@
 //! extensions (a box `tracing-subscriber` allocates anyway), its field
 //! values in one vector sized to the span's declared fields, and encodes
 //! the span straight into the ring when it closes: no intermediate span
-//! data, no channel, no batch queue.
+//! data, no channel, no batch queue. What otlpflow's own threads record
+//! (its HTTP/2 client logs through `tracing`) is ignored, so that
+//! exporting never feeds itself.
 
 use std::fmt::Write as _;
 
@@ -268,6 +270,11 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // What otlpflow's own threads record (h2 logs through `tracing`)
+        // is not exported: exporting must never feed itself.
+        if crate::threads::is_own() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut state = SpanState {
             trace_id: [0; 16],
@@ -314,6 +321,9 @@ where
     }
 
     fn on_event(&self, event: &TracingEvent<'_>, ctx: Context<'_, S>) {
+        if crate::threads::is_own() {
+            return;
+        }
         let time = now_unix_nano();
         let mut v = EventVisitor::default();
         event.record(&mut v);

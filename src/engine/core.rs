@@ -23,6 +23,7 @@ impl PipelineCore {
         let spawned = std::thread::Builder::new()
             .name("otlpflow-metrics".into())
             .spawn(move || {
+                crate::threads::mark_own();
                 let every = engine.config.metrics_interval;
                 loop {
                     {

@@ -213,6 +213,7 @@ impl Sink {
         let thread = std::thread::Builder::new()
             .name("otlpflow-sink".into())
             .spawn(move || {
+                crate::threads::mark_own();
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
                     if let Some(l) = http_listener {

@@ -81,6 +81,7 @@ pub(super) fn run(
     consumers: Vec<(usize, Consumer)>,
     runtime: tokio::runtime::Runtime,
 ) {
+    crate::threads::mark_own();
     let cfg = &inner.config;
     let exporters = inner.exports.map(|_, s| Exporter::new(s));
     let compressors = inner

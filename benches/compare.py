@@ -144,17 +144,38 @@ def run(name, argv, spans):
                 rss_mb=usage.ru_maxrss / 1024.0)
 
 
+# The comparisons each table ends with: otlpflow's way in against the
+# peer a program on that instrumentation would otherwise use.
+PAIRS = [
+    ("otlpflow (Rust)", "opentelemetry-rust, tuned"),
+    ("otlpflow (Rust)", "opentelemetry-rust, defaults"),
+    ("OTel API + otlpflow processor", "opentelemetry-rust, tuned"),
+    ("OTel API + otlpflow processor", "opentelemetry-rust, defaults"),
+    ("tracing + otlpflow layer", "tracing + tracing-opentelemetry, tuned"),
+    ("tracing + otlpflow layer", "tracing + tracing-opentelemetry, defaults"),
+    ("otlpflow (Python, ctypes)", "OTel Python SDK, tuned"),
+    ("otlpflow (Python, ctypes)", "OTel Python SDK, defaults"),
+]
+
+
 def systems(spans_rust, spans_py, shape, rate=None):
     py = os.environ.get("OTEL_PYTHON", sys.executable)
     r = [] if rate is None else [str(rate)]
     rate_py = [] if rate is None else ["x", str(rate)]
-    base = [("harness alone (Rust loop)", [RUST, "baseline", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust)]
+
+    def rust(name, system):
+        return (name, [RUST, system, shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust)
+
+    base = [rust("harness alone (Rust loop)", "baseline")]
     return (base if rate is not None else []) + [
-        ("otlpflow (Rust)", [RUST, "otlpflow", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust),
-    ] + ([("otlpflow (Rust), linger 10 ms", [RUST, "otlpflow-linger10", shape, "@ENDPOINT@", str(spans_rust)] + r,
-           spans_rust)] if rate is not None else []) + [
-        ("opentelemetry-rust, tuned", [RUST, "otel-tuned", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust),
-        ("opentelemetry-rust, defaults", [RUST, "otel-default", shape, "@ENDPOINT@", str(spans_rust)] + r, spans_rust),
+        rust("otlpflow (Rust)", "otlpflow"),
+    ] + ([rust("otlpflow (Rust), linger 10 ms", "otlpflow-linger10")] if rate is not None else []) + [
+        rust("opentelemetry-rust, tuned", "otel-tuned"),
+        rust("opentelemetry-rust, defaults", "otel-default"),
+        rust("OTel API + otlpflow processor", "otel-otlpflow"),
+        rust("tracing + otlpflow layer", "tracing-otlpflow"),
+        rust("tracing + tracing-opentelemetry, tuned", "tracing-otel-tuned"),
+        rust("tracing + tracing-opentelemetry, defaults", "tracing-otel-default"),
         ("otlpflow (Python, ctypes)", [py, "-c", OTLPFLOW, ROOT, str(spans_py), "@ENDPOINT@"] + rate_py, spans_py),
         ("OTel Python SDK, tuned", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "tuned"] + r, spans_py),
         ("OTel Python SDK, defaults", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "defaults"] + r, spans_py),
@@ -163,26 +184,25 @@ def systems(spans_rust, spans_py, shape, rate=None):
 
 def table(rows, title):
     print("\n" + title)
-    print("%-30s %9s %9s %7s %12s %9s %9s %8s %13s %11s" % (
-        "system", "offered", "received", "loss", "spans/s", "CPU s/M", "CPU s/M d", "RSS MB", "otlpflow is",
-        "CPU ratio"))
-    base = {}
+    print("%-42s %9s %9s %7s %12s %9s %9s %8s" % (
+        "system", "offered", "received", "loss", "spans/s", "CPU s/M", "CPU s/M d", "RSS MB"))
+    by_name = {}
     for r in rows:
-        lang = "py" if "Python" in r["system"] else "rs"
         rate = r["received"] / r["elapsed_s"]
         cpu_m = r["cpu_s"] / r["offered"] * 1e6
-        if r["system"] in ("otlpflow (Rust)", "otlpflow (Python, ctypes)"):
-            base[lang] = (rate, cpu_m)
-        b_rate, b_cpu = base.get(lang, (rate, cpu_m))
         # CPU per million offered, and per million delivered (a system that
         # drops most spans spends little on the ones it drops).
         cpu_d = r["cpu_s"] / r["received"] * 1e6 if r["received"] else float("inf")
-        if r["system"] in ("otlpflow (Rust)", "otlpflow (Python, ctypes)"):
-            base[lang + "d"] = cpu_d
-        print("%-30s %9d %9d %6.1f%% %12.0f %9.2f %9.2f %8.1f %12.2fx %10.2fx" % (
+        by_name[r["system"]] = (rate, cpu_m, cpu_d)
+        print("%-42s %9d %9d %6.1f%% %12.0f %9.2f %9.2f %8.1f" % (
             r["system"], r["offered"], r["received"], 100.0 * (r["offered"] - r["received"]) / r["offered"],
-            rate, cpu_m, cpu_d, r["rss_mb"], b_rate / rate if rate else float("inf"),
-            cpu_d / base.get(lang + "d", cpu_d) if cpu_d else 0))
+            rate, cpu_m, cpu_d, r["rss_mb"]))
+    for ours, peer in PAIRS:
+        if ours in by_name and peer in by_name:
+            (a_rate, a_cpu, a_cpu_d), (b_rate, b_cpu, b_cpu_d) = by_name[ours], by_name[peer]
+            print("  %s vs %s: %.2fx the delivered spans/s, %.2fx less CPU per delivered span, "
+                  "%.2fx per offered" % (ours, peer, a_rate / b_rate if b_rate else float("inf"),
+                                          b_cpu_d / a_cpu_d if a_cpu_d else 0, b_cpu / a_cpu if a_cpu else 0))
 
 
 def median_row(runs):
@@ -201,19 +221,27 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rate-seconds", type=float, default=10.0)
     ap.add_argument("--shapes", default="bench,attr10", help="throughput shapes; empty for none")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run only matching systems")
     args = ap.parse_args()
+    only = [o for o in args.only.split(",") if o]
+
+    def wanted(name):
+        return not only or any(o in name for o in only)
+
     print("machine: %d CPUs; %s" % (os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     for shape in [x for x in args.shapes.split(",") if x]:
         rows = []
         for name, argv, n in systems(args.spans, args.py_spans, shape):
             if shape != "bench" and "Python" in name:
                 continue  # the Python workloads record the bench shape only
+            if not wanted(name):
+                continue
             rows.append(median_row([run(name, argv, n) for _ in range(args.repeats)]))
         table(rows, "throughput, shape %s: median of %d runs (Rust %d spans, Python %d spans)" % (
             shape, args.repeats, args.spans, args.py_spans))
     n = int(10_000 * args.rate_seconds)
     rows = [median_row([run(name, argv, k) for _ in range(args.repeats)])
-            for name, argv, k in systems(n, n, "bench", rate=10_000)]
+            for name, argv, k in systems(n, n, "bench", rate=10_000) if wanted(name)]
     table(rows, "CPU at a fixed 10,000 spans/s for %.0f s (shape bench): median of %d runs" % (
         args.rate_seconds, args.repeats))
     for r in rows:

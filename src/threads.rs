@@ -15,6 +15,7 @@ pub(crate) fn mark_own() {
 }
 
 /// Whether the calling thread is one of otlpflow's own.
+#[cfg_attr(not(any(feature = "tracing", feature = "log")), allow(dead_code))]
 #[inline]
 pub(crate) fn is_own() -> bool {
     OWN.with(|c| c.get())

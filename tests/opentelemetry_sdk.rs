@@ -262,3 +262,64 @@ fn sdk_metrics_travel_through_the_pipeline() {
     };
     assert_eq!(g.data_points[0].value, Some(N::AsInt(-3)));
 }
+
+/// The SDK's resource is exported when the pipeline was given none; a
+/// pipeline with a resource of its own keeps it.
+#[test]
+fn the_sdks_resource_is_used_when_the_pipeline_has_none() {
+    let resource_of = |sink: &Sink| -> Vec<(String, String)> {
+        let req = sink.take_requests().pop().expect("a request");
+        let r = req.resource_spans[0].resource.clone().unwrap_or_default();
+        r.attributes
+            .iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect()
+    };
+    for configured in [false, true] {
+        let ours = sink();
+        let mut b = Pipeline::builder()
+            .endpoint(ours.endpoint())
+            .shards(1)
+            .workers(1)
+            .linger(Duration::from_millis(5));
+        if configured {
+            b = b.service_name("from-pipeline");
+        }
+        let p = b.start().unwrap();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(otlpflow::opentelemetry::SpanProcessor::new(&p))
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("from-sdk")
+                    .with_attribute(KeyValue::new("deployment.environment", "test"))
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("r");
+        tracer.start("one").end();
+        provider.shutdown().unwrap();
+        let attrs = resource_of(&ours);
+        let service = attrs
+            .iter()
+            .find(|(k, _)| k == "service.name")
+            .map(|(_, v)| v.as_str());
+        if configured {
+            assert_eq!(service, Some("from-pipeline"), "{attrs:?}");
+            assert!(!attrs.iter().any(|(k, _)| k == "deployment.environment"));
+        } else {
+            assert_eq!(service, Some("from-sdk"), "{attrs:?}");
+            assert!(
+                attrs.contains(&("deployment.environment".into(), "test".into())),
+                "{attrs:?}"
+            );
+        }
+    }
+}

@@ -16,9 +16,9 @@
 //! attributes, dropped counts) into a ring at once: no batch queue, no
 //! channel, no vector of spans; a refusal is counted by the pipeline like
 //! any other. `force_flush` and `shutdown_with_timeout` are the pipeline's.
-//! The pipeline's resource is the one exported: `set_resource` keeps the
-//! SDK's resource only for the SDK's own use (configure the pipeline's with
-//! `service_name`, `resource_attribute` or `OTEL_RESOURCE_ATTRIBUTES`).
+//! The SDK's resource (`set_resource`, or a metric export's) is used when
+//! the pipeline was given none (no service name, version or attribute);
+//! otherwise the pipeline's own is exported.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -168,6 +168,16 @@ impl SpanProcessor {
     }
 }
 
+/// Offers the SDK's resource to the pipeline (adopted only if the pipeline
+/// has none of its own).
+fn adopt(pipeline: &Pipeline, resource: &opentelemetry_sdk::Resource) {
+    let attrs: Vec<(String, OwnedValue)> = resource
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), owned(v)))
+        .collect();
+    pipeline.adopt_resource(&attrs);
+}
+
 fn flush(pipeline: &Pipeline, timeout: Duration) -> OTelSdkResult {
     match pipeline.flush(timeout) {
         Ok(_) => Ok(()),
@@ -293,6 +303,10 @@ impl opentelemetry_sdk::trace::SpanProcessor for SpanProcessor {
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         shutdown(&self.pipeline, timeout)
     }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        adopt(&self.pipeline, resource);
+    }
 }
 
 /// An `opentelemetry_sdk` log processor recording into a pipeline.
@@ -378,6 +392,10 @@ impl opentelemetry_sdk::logs::LogProcessor for LogProcessor {
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         shutdown(&self.pipeline, timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        adopt(&self.pipeline, resource);
     }
 }
 
@@ -594,6 +612,7 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for MetricExporter
         if self.pipeline.is_shut_down() {
             return Err(OTelSdkError::AlreadyShutdown);
         }
+        adopt(&self.pipeline, metrics.resource());
         self.record_all(metrics);
         Ok(())
     }

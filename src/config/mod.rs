@@ -219,6 +219,9 @@ pub struct Config {
     pub(crate) protocol: Protocol,
     pub(crate) http_version: HttpVersion,
     pub(crate) resource: Vec<(String, OwnedValue)>,
+    /// No service name, version or attribute was configured (the resource
+    /// is the default `unknown_service:otlpflow`).
+    pub(crate) resource_is_default: bool,
     pub(crate) shards: usize,
     pub(crate) workers: usize,
     pub(crate) ring_bytes: usize,

@@ -128,6 +128,10 @@ impl PipelineBuilder {
             ));
         }
         let mut resource = Vec::new();
+        // Nothing said about the resource: a bridge may adopt its SDK's.
+        let resource_is_default = self.service_name.is_none()
+            && self.service_version.is_none()
+            && self.resource.is_empty();
         let service = self
             .service_name
             .unwrap_or_else(|| "unknown_service:otlpflow".into());
@@ -149,6 +153,7 @@ impl PipelineBuilder {
             protocol: self.protocol,
             http_version: self.http_version,
             resource,
+            resource_is_default,
             shards,
             workers,
             ring_bytes: self.ring_bytes,

@@ -132,7 +132,11 @@ struct Engine {
     /// `scopes.len()`, readable without the lock. Release/Acquire: a scope
     /// id is accepted only after its entry is in `scopes`.
     scope_count: AtomicU32,
-    resource_field: Vec<u8>,
+    /// The encoded `resource` field of every request; replaced at most
+    /// once, by `Pipeline::adopt_resource`, while `resource_adoptable`.
+    resource_field: RwLock<Bytes>,
+    /// Set while the resource is the default one nobody configured.
+    resource_adoptable: AtomicBool,
     /// A batch's encoded records stay under this, so that the request,
     /// framed and compressed, stays under `max_request_bytes`.
     batch_limit: usize,

@@ -285,6 +285,20 @@ impl Pipeline {
             .collect()
     }
 
+    /// Uses `attributes` as the resource of every request from now on, if
+    /// the pipeline was given none (no service name, version or resource
+    /// attribute, from the builder or the environment); returns whether it
+    /// did. Once only: the bridges call it with their SDK's resource.
+    pub fn adopt_resource(&self, attributes: &[(String, OwnedValue)]) -> bool {
+        let engine = self.engine();
+        if !engine.resource_adoptable.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        *engine.resource_field.write() =
+            bytes::Bytes::from(super::batch::resource_field(attributes));
+        true
+    }
+
     /// Whether `shutdown` has begun.
     pub fn is_shut_down(&self) -> bool {
         self.engine().closed.load(Ordering::Acquire)

@@ -27,7 +27,7 @@ impl Worker {
     /// Closes one signal's batch, frames and compresses it, waits for an
     /// in-flight slot, and starts the export task.
     async fn dispatch_one(&mut self, signal: Signal) {
-        let req = self.batches[signal].take(&self.inner.resource_field);
+        let req = self.batches[signal].take(&self.inner.resource_field.read());
         let items = req.items;
         // Bytes held against the memory budget; the export task takes them
         // over.

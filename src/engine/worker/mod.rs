@@ -310,7 +310,11 @@ impl Worker {
         // Held: in a batch, or in a request still outstanding.
         let mut lost: u64 = Signal::ALL
             .into_iter()
-            .map(|s| self.batches[s].take(&self.inner.resource_field).items)
+            .map(|s| {
+                self.batches[s]
+                    .take(&self.inner.resource_field.read())
+                    .items
+            })
             .sum();
         lost += self.shared.outstanding.borrow().values().sum::<u64>();
         // Still in the rings: taken out now, and failed with the rest.

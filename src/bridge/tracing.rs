@@ -28,10 +28,12 @@
 //! ([`OtlpLayer::scopes_overflowed`] counts it).
 //!
 //! Cost: the layer keeps one state per live span in the registry's
-//! extensions (a box `tracing-subscriber` allocates anyway), its field
-//! values in one vector sized to the span's declared fields, and encodes
-//! the span straight into the ring when it closes: no intermediate span
-//! data, no channel, no batch queue. What otlpflow's own threads record
+//! extensions, all of it inline and bounded (32 fields for the span and 32
+//! for its events, 8 events, 1 KiB of text for string and `Debug` values;
+//! past those a value or event is counted as dropped), and encodes the span
+//! straight into the ring when it closes, from the stack: no allocation per
+//! span beyond the registry's slot, no intermediate span data, no channel,
+//! no batch queue. (Events recorded as log records format their text.) What otlpflow's own threads record
 //! (its HTTP/2 client logs through `tracing`) is ignored, so that
 //! exporting never feeds itself.
 
@@ -40,6 +42,7 @@ use std::fmt::Write as _;
 use ::tracing::field::{Field, Visit};
 use ::tracing::span::{Attributes, Id, Record};
 use ::tracing::{Event as TracingEvent, Level, Subscriber};
+use arrayvec::ArrayVec;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -82,36 +85,38 @@ impl OtlpLayer {
     }
 }
 
-/// A field value as the layer keeps it until the span ends.
-#[derive(Debug, Clone)]
+/// Fields a span keeps (its own, and its events' together); more are
+/// counted as dropped.
+const MAX_FIELDS: usize = 32;
+/// Events a span keeps; more are counted as dropped.
+const MAX_EVENTS: usize = 8;
+/// Bytes of text (string and `Debug` values, event names, the status
+/// message) a span keeps; a value that does not fit is dropped and
+/// counted.
+const TEXT_BYTES: usize = 1024;
+
+/// A field value as the layer keeps it until the span ends: scalars
+/// inline, text as a range of the span's text arena.
+#[derive(Debug, Clone, Copy)]
 enum FieldValue {
     I64(i64),
     F64(f64),
     Bool(bool),
-    Str(String),
+    Text(u16, u16),
 }
 
-impl FieldValue {
-    fn as_value(&self) -> Value<'_> {
-        match self {
-            FieldValue::I64(v) => Value::I64(*v),
-            FieldValue::F64(v) => Value::F64(*v),
-            FieldValue::Bool(v) => Value::Bool(*v),
-            FieldValue::Str(s) => Value::Str(s),
-        }
-    }
-}
-
-type Fields = Vec<(&'static str, FieldValue)>;
-
-/// A span event as kept until its span ends.
+/// A span event as kept until its span ends: its name in the text arena,
+/// its fields a range of the span's event fields.
+#[derive(Clone, Copy)]
 struct KeptEvent {
     time: u64,
-    name: String,
-    fields: Fields,
+    name: (u16, u16),
+    fields: (u8, u8),
 }
 
-/// What the layer keeps for a live span (in the registry's extensions).
+/// What the layer keeps for a live span, in the registry's extensions: all
+/// of it inline and bounded, so that a span costs no allocation beyond the
+/// one slot the registry gives it.
 struct SpanState {
     trace_id: [u8; 16],
     span_id: [u8; 8],
@@ -120,24 +125,77 @@ struct SpanState {
     start: u64,
     kind: SpanKind,
     status: StatusCode,
-    status_message: String,
-    name: Option<String>,
+    status_message: (u16, u16),
+    name: Option<(u16, u16)>,
     remote: Option<TraceContext>,
-    fields: Fields,
-    events: Vec<KeptEvent>,
+    fields: ArrayVec<(&'static str, FieldValue), MAX_FIELDS>,
+    event_fields: ArrayVec<(&'static str, FieldValue), MAX_FIELDS>,
+    events: ArrayVec<KeptEvent, MAX_EVENTS>,
+    text: ArrayVec<u8, TEXT_BYTES>,
+    dropped_attributes: u32,
+    dropped_events: u32,
 }
 
-/// Puts a field into `fields`, replacing an earlier value of the same name
-/// (`Span::record` of a declared field).
-fn put(fields: &mut Fields, name: &'static str, v: FieldValue) {
-    match fields.iter_mut().find(|(n, _)| *n == name) {
-        Some(slot) => slot.1 = v,
-        None => fields.push((name, v)),
+impl SpanState {
+    /// Appends text to the arena; `None` (nothing kept) if it does not fit.
+    fn push_text(&mut self, s: &str) -> Option<(u16, u16)> {
+        let start = self.text.len();
+        self.text.try_extend_from_slice(s.as_bytes()).ok()?;
+        Some((start as u16, s.len() as u16))
+    }
+
+    /// Formats `v` into the arena; `None` (the arena as it was) if it does
+    /// not fit.
+    fn push_debug(&mut self, v: &dyn std::fmt::Debug) -> Option<(u16, u16)> {
+        struct Arena<'a>(&'a mut ArrayVec<u8, TEXT_BYTES>);
+        impl std::fmt::Write for Arena<'_> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                self.0
+                    .try_extend_from_slice(s.as_bytes())
+                    .map_err(|_| std::fmt::Error)
+            }
+        }
+        let start = self.text.len();
+        if write!(Arena(&mut self.text), "{v:?}").is_err() {
+            self.text.truncate(start);
+            return None;
+        }
+        Some((start as u16, (self.text.len() - start) as u16))
+    }
+
+    /// The text at `range` (always whole UTF-8: only whole `&str`s go in).
+    fn text(&self, (start, len): (u16, u16)) -> &str {
+        let bytes = &self.text[start as usize..start as usize + len as usize];
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    /// Sets a span field, replacing an earlier value of the same name
+    /// (`Span::record` of a declared field); counted as dropped past the
+    /// bound.
+    fn put(&mut self, name: &'static str, v: Option<FieldValue>) {
+        let Some(v) = v else {
+            self.dropped_attributes += 1;
+            return;
+        };
+        if let Some(slot) = self.fields.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = v;
+        } else if self.fields.try_push((name, v)).is_err() {
+            self.dropped_attributes += 1;
+        }
+    }
+
+    fn value(&self, v: FieldValue) -> Value<'_> {
+        match v {
+            FieldValue::I64(i) => Value::I64(i),
+            FieldValue::F64(f) => Value::F64(f),
+            FieldValue::Bool(b) => Value::Bool(b),
+            FieldValue::Text(start, len) => Value::Str(self.text((start, len))),
+        }
     }
 }
 
-/// Reads a span's fields, taking the `otel.*`, `error` and `traceparent`
-/// ones as the span's own properties.
+/// Reads a span's fields into its state, taking the `otel.*`, `error` and
+/// `traceparent` ones as the span's own properties.
 struct SpanVisitor<'a>(&'a mut SpanState);
 
 impl SpanVisitor<'_> {
@@ -145,95 +203,178 @@ impl SpanVisitor<'_> {
         let s = &mut *self.0;
         match name {
             "otel.kind" | "span.kind" => {
-                s.kind = match text.to_ascii_lowercase().as_str() {
-                    "server" => SpanKind::Server,
-                    "client" => SpanKind::Client,
-                    "producer" => SpanKind::Producer,
-                    "consumer" => SpanKind::Consumer,
-                    "internal" => SpanKind::Internal,
-                    _ => SpanKind::Unspecified,
+                let is = |k: &str| text.eq_ignore_ascii_case(k);
+                s.kind = if is("server") {
+                    SpanKind::Server
+                } else if is("client") {
+                    SpanKind::Client
+                } else if is("producer") {
+                    SpanKind::Producer
+                } else if is("consumer") {
+                    SpanKind::Consumer
+                } else if is("internal") {
+                    SpanKind::Internal
+                } else {
+                    SpanKind::Unspecified
                 };
             }
             "otel.status_code" => {
-                s.status = match text.to_ascii_lowercase().as_str() {
-                    "ok" => StatusCode::Ok,
-                    "error" => StatusCode::Error,
-                    _ => StatusCode::Unset,
+                s.status = if text.eq_ignore_ascii_case("ok") {
+                    StatusCode::Ok
+                } else if text.eq_ignore_ascii_case("error") {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
                 };
             }
-            "otel.status_message" | "otel.status_description" => s.status_message = text.into(),
-            "otel.name" => s.name = Some(text.into()),
+            "otel.status_message" | "otel.status_description" => {
+                s.status_message = s.push_text(text).unwrap_or((0, 0));
+            }
+            "otel.name" => s.name = s.push_text(text),
             "traceparent" => s.remote = TraceContext::parse(text),
             "error" => {
                 s.status = StatusCode::Error;
-                s.status_message = text.into();
+                s.status_message = s.push_text(text).unwrap_or((0, 0));
             }
             _ => return false,
         }
         true
     }
+
+    fn text(&mut self, f: &Field, v: &str) {
+        if !self.special(f.name(), v) {
+            let kept = self.0.push_text(v).map(|(a, b)| FieldValue::Text(a, b));
+            self.0.put(f.name(), kept);
+        }
+    }
 }
 
 impl Visit for SpanVisitor<'_> {
     fn record_i64(&mut self, f: &Field, v: i64) {
-        put(&mut self.0.fields, f.name(), FieldValue::I64(v));
+        self.0.put(f.name(), Some(FieldValue::I64(v)));
     }
     fn record_u64(&mut self, f: &Field, v: u64) {
         let v = i64::try_from(v).map_or(FieldValue::F64(v as f64), FieldValue::I64);
-        put(&mut self.0.fields, f.name(), v);
+        self.0.put(f.name(), Some(v));
     }
     fn record_f64(&mut self, f: &Field, v: f64) {
-        put(&mut self.0.fields, f.name(), FieldValue::F64(v));
+        self.0.put(f.name(), Some(FieldValue::F64(v)));
     }
     fn record_bool(&mut self, f: &Field, v: bool) {
-        put(&mut self.0.fields, f.name(), FieldValue::Bool(v));
+        self.0.put(f.name(), Some(FieldValue::Bool(v)));
     }
     fn record_str(&mut self, f: &Field, v: &str) {
-        if !self.special(f.name(), v) {
-            put(&mut self.0.fields, f.name(), FieldValue::Str(v.to_owned()));
-        }
+        self.text(f, v);
     }
     fn record_error(&mut self, f: &Field, v: &(dyn std::error::Error + 'static)) {
-        let text = v.to_string();
-        if !self.special(f.name(), &text) {
-            put(&mut self.0.fields, f.name(), FieldValue::Str(text));
-        }
+        // Errors are rare: formatted once, then kept as text.
+        self.text(f, &v.to_string());
     }
     fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
-        let mut text = String::new();
-        let _ = write!(text, "{v:?}");
-        if !self.special(f.name(), &text) {
-            put(&mut self.0.fields, f.name(), FieldValue::Str(text));
+        let name = f.name();
+        if matches!(
+            name,
+            "otel.kind"
+                | "span.kind"
+                | "otel.status_code"
+                | "otel.status_message"
+                | "otel.status_description"
+                | "otel.name"
+                | "traceparent"
+                | "error"
+        ) {
+            self.text(f, &format!("{v:?}"));
+            return;
+        }
+        let kept = self.0.push_debug(v).map(|(a, b)| FieldValue::Text(a, b));
+        self.0.put(name, kept);
+    }
+}
+
+/// Reads an event inside a span straight into the span's state: the
+/// `message` as the event's name, the rest as its attributes.
+struct SpanEventVisitor<'a> {
+    state: &'a mut SpanState,
+    name: Option<(u16, u16)>,
+}
+
+impl SpanEventVisitor<'_> {
+    fn put(&mut self, name: &'static str, v: Option<FieldValue>) {
+        match v {
+            Some(v) if self.state.event_fields.try_push((name, v)).is_ok() => {}
+            _ => self.state.dropped_attributes += 1,
         }
     }
 }
 
-/// Reads an event's fields: `message` apart, the rest as attributes.
+impl Visit for SpanEventVisitor<'_> {
+    fn record_i64(&mut self, f: &Field, v: i64) {
+        self.put(f.name(), Some(FieldValue::I64(v)));
+    }
+    fn record_u64(&mut self, f: &Field, v: u64) {
+        let v = i64::try_from(v).map_or(FieldValue::F64(v as f64), FieldValue::I64);
+        self.put(f.name(), Some(v));
+    }
+    fn record_f64(&mut self, f: &Field, v: f64) {
+        self.put(f.name(), Some(FieldValue::F64(v)));
+    }
+    fn record_bool(&mut self, f: &Field, v: bool) {
+        self.put(f.name(), Some(FieldValue::Bool(v)));
+    }
+    fn record_str(&mut self, f: &Field, v: &str) {
+        let kept = self.state.push_text(v);
+        if f.name() == "message" {
+            self.name = kept;
+        } else {
+            self.put(f.name(), kept.map(|(a, b)| FieldValue::Text(a, b)));
+        }
+    }
+    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+        let kept = self.state.push_debug(v);
+        if f.name() == "message" {
+            self.name = kept;
+        } else {
+            self.put(f.name(), kept.map(|(a, b)| FieldValue::Text(a, b)));
+        }
+    }
+}
+
+/// A log event's field values (events outside spans, or `events_as_logs`).
+#[derive(Debug, Clone)]
+enum LogValue {
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+}
+
+/// Reads an event's fields for a log record: `message` apart, the rest as
+/// attributes.
 #[derive(Default)]
 struct EventVisitor {
     message: String,
-    fields: Fields,
+    fields: Vec<(&'static str, LogValue)>,
 }
 
 impl Visit for EventVisitor {
     fn record_i64(&mut self, f: &Field, v: i64) {
-        self.fields.push((f.name(), FieldValue::I64(v)));
+        self.fields.push((f.name(), LogValue::I64(v)));
     }
     fn record_u64(&mut self, f: &Field, v: u64) {
-        let v = i64::try_from(v).map_or(FieldValue::F64(v as f64), FieldValue::I64);
+        let v = i64::try_from(v).map_or(LogValue::F64(v as f64), LogValue::I64);
         self.fields.push((f.name(), v));
     }
     fn record_f64(&mut self, f: &Field, v: f64) {
-        self.fields.push((f.name(), FieldValue::F64(v)));
+        self.fields.push((f.name(), LogValue::F64(v)));
     }
     fn record_bool(&mut self, f: &Field, v: bool) {
-        self.fields.push((f.name(), FieldValue::Bool(v)));
+        self.fields.push((f.name(), LogValue::Bool(v)));
     }
     fn record_str(&mut self, f: &Field, v: &str) {
         if f.name() == "message" {
             self.message = v.to_owned();
         } else {
-            self.fields.push((f.name(), FieldValue::Str(v.to_owned())));
+            self.fields.push((f.name(), LogValue::Str(v.to_owned())));
         }
     }
     fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
@@ -242,7 +383,7 @@ impl Visit for EventVisitor {
         if f.name() == "message" {
             self.message = text;
         } else {
-            self.fields.push((f.name(), FieldValue::Str(text)));
+            self.fields.push((f.name(), LogValue::Str(text)));
         }
     }
 }
@@ -258,10 +399,18 @@ fn severity(level: &Level) -> Severity {
     }
 }
 
-fn key_values(fields: &Fields) -> Vec<KeyValue<'_>> {
+fn log_key_values<'a>(fields: &'a [(&'static str, LogValue)]) -> Vec<KeyValue<'a>> {
     fields
         .iter()
-        .map(|(k, v)| KeyValue::new(k, v.as_value()))
+        .map(|(k, v)| {
+            let v = match v {
+                LogValue::I64(i) => Value::I64(*i),
+                LogValue::F64(f) => Value::F64(*f),
+                LogValue::Bool(b) => Value::Bool(*b),
+                LogValue::Str(s) => Value::Str(s),
+            };
+            KeyValue::new(k, v)
+        })
         .collect()
 }
 
@@ -284,11 +433,15 @@ where
             start: now_unix_nano(),
             kind: SpanKind::Internal,
             status: StatusCode::Unset,
-            status_message: String::new(),
+            status_message: (0, 0),
             name: None,
             remote: None,
-            fields: Vec::with_capacity(attrs.metadata().fields().len()),
-            events: Vec::new(),
+            fields: ArrayVec::new(),
+            event_fields: ArrayVec::new(),
+            events: ArrayVec::new(),
+            text: ArrayVec::new(),
+            dropped_attributes: 0,
+            dropped_events: 0,
         };
         attrs.record(&mut SpanVisitor(&mut state));
         let parent = span.parent().and_then(|p| {
@@ -325,33 +478,41 @@ where
             return;
         }
         let time = now_unix_nano();
-        let mut v = EventVisitor::default();
-        event.record(&mut v);
         let meta = event.metadata();
         let span = ctx.event_span(event);
         if let (Some(span), false) = (&span, self.events_as_logs) {
             let mut ext = span.extensions_mut();
             if let Some(state) = ext.get_mut::<SpanState>() {
-                let name = if v.message.is_empty() {
-                    meta.name().to_owned()
-                } else {
-                    v.message
-                };
-                state.events.push(KeptEvent {
+                if state.events.is_full() {
+                    state.dropped_events += 1;
+                    return;
+                }
+                // Straight into the span's state: no allocation.
+                let first = state.event_fields.len();
+                let mut v = SpanEventVisitor { state, name: None };
+                event.record(&mut v);
+                let name = v.name.or_else(|| v.state.push_text(meta.name()));
+                let state = v.state;
+                let last = state.event_fields.len();
+                let kept = KeptEvent {
                     time,
-                    name,
-                    fields: v.fields,
-                });
+                    name: name.unwrap_or((0, 0)),
+                    fields: (first as u8, last as u8),
+                };
+                // Not full: checked above.
+                let _ = state.events.try_push(kept);
                 return;
             }
         }
+        let mut v = EventVisitor::default();
+        event.record(&mut v);
         let (trace_id, span_id) = span
             .and_then(|s| {
                 let ext = s.extensions();
                 ext.get::<SpanState>().map(|st| (st.trace_id, st.span_id))
             })
             .unwrap_or(([0; 16], [0; 8]));
-        let mut attrs = key_values(&v.fields);
+        let mut attrs = log_key_values(&v.fields);
         if let Some(file) = meta.file() {
             attrs.push(KeyValue::new("code.filepath", Value::Str(file)));
         }
@@ -380,17 +541,18 @@ where
             return;
         };
         let meta = span.metadata();
-        let attrs = key_values(&state.fields);
-        let event_attrs: Vec<Vec<KeyValue<'_>>> =
-            state.events.iter().map(|e| key_values(&e.fields)).collect();
-        let events: Vec<Event<'_>> = state
+        // Everything borrowed from the state, on the stack.
+        let kv = |(k, v): &(&'static str, FieldValue)| KeyValue::new(k, state.value(*v));
+        let attrs: ArrayVec<KeyValue<'_>, MAX_FIELDS> = state.fields.iter().map(kv).collect();
+        let event_attrs: ArrayVec<KeyValue<'_>, MAX_FIELDS> =
+            state.event_fields.iter().map(kv).collect();
+        let events: ArrayVec<Event<'_>, MAX_EVENTS> = state
             .events
             .iter()
-            .zip(&event_attrs)
-            .map(|(e, a)| Event {
+            .map(|e| Event {
                 time_unix_nano: e.time,
-                name: &e.name,
-                attributes: a,
+                name: state.text(e.name),
+                attributes: &event_attrs[e.fields.0 as usize..e.fields.1 as usize],
                 dropped_attributes_count: 0,
             })
             .collect();
@@ -399,15 +561,17 @@ where
             span_id: state.span_id,
             parent_span_id: state.parent_span_id,
             flags: state.flags,
-            name: state.name.as_deref().unwrap_or(meta.name()),
+            name: state.name.map_or(meta.name(), |n| state.text(n)),
             kind: state.kind,
             start_time_unix_nano: state.start,
             end_time_unix_nano: now_unix_nano(),
             attributes: &attrs,
+            dropped_attributes_count: state.dropped_attributes,
             events: &events,
+            dropped_events_count: state.dropped_events,
             status: Status {
                 code: state.status,
-                message: &state.status_message,
+                message: state.text(state.status_message),
             },
             ..Default::default()
         };

@@ -90,6 +90,20 @@ fn produce(per_thread: u64, rate: Option<f64>, f: impl Fn(u64, u64) + Sync) -> D
     t0.elapsed()
 }
 
+/// An otlpflow pipeline as every otlpflow system here uses it: Block (no
+/// loss), the given linger.
+fn otlpflow_pipeline(endpoint: &str, linger: Duration) -> otlpflow::Pipeline {
+    otlpflow::Pipeline::builder()
+        .endpoint(endpoint)
+        .linger(linger)
+        .service_name("bench")
+        .policy(otlpflow::Policy::Block {
+            max_wait: Duration::from_secs(60),
+        })
+        .start()
+        .expect("otlpflow starts")
+}
+
 fn run_otlpflow(
     shape: Shape,
     endpoint: &str,
@@ -97,16 +111,8 @@ fn run_otlpflow(
     rate: Option<f64>,
     linger: Duration,
 ) -> Duration {
-    use otlpflow::{workload, KeyValue, Pipeline, Policy, Span, SpanKind, Value};
-    let p = Pipeline::builder()
-        .endpoint(endpoint)
-        .linger(linger)
-        .service_name("bench")
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(60),
-        })
-        .start()
-        .expect("otlpflow starts");
+    use otlpflow::{workload, KeyValue, Span, SpanKind, Value};
+    let p = otlpflow_pipeline(endpoint, linger);
     let scope = p.scope("bench", "1");
     let record = produce(per_thread, rate, |t, i| {
         let now = now_ns();
@@ -170,14 +176,7 @@ fn provider(
             .build(),
     );
     if processor == Processor::Otlpflow {
-        let p = otlpflow::Pipeline::builder()
-            .endpoint(endpoint)
-            .service_name("bench")
-            .policy(otlpflow::Policy::Block {
-                max_wait: Duration::from_secs(60),
-            })
-            .start()
-            .expect("otlpflow starts");
+        let p = otlpflow_pipeline(endpoint, Duration::from_millis(100));
         let provider = builder
             .with_span_processor(otlpflow::opentelemetry::SpanProcessor::new(&p))
             .build();
@@ -245,14 +244,7 @@ fn run_tracing(
     let _guard = runtime.enter();
     let (sdk, pipeline) = match processor {
         Processor::Otlpflow => {
-            let p = otlpflow::Pipeline::builder()
-                .endpoint(endpoint)
-                .service_name("bench")
-                .policy(otlpflow::Policy::Block {
-                    max_wait: Duration::from_secs(60),
-                })
-                .start()
-                .expect("otlpflow starts");
+            let p = otlpflow_pipeline(endpoint, Duration::from_millis(100));
             let layer = otlpflow::tracing::layer(&p).with_filter(app_only());
             tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
                 .expect("subscriber");

@@ -182,11 +182,11 @@ pub extern "C" fn otlpflow_pipeline_record_batch(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let (p, sc, list) =
-            match unsafe { (handle_ref(pipeline), ref_of(scope), slice_of(spans, len)) } {
-                (Ok(p), Ok(sc), Ok(l)) => (p, sc, l),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
-            };
+        let args = unsafe { (handle_ref(pipeline), ref_of(scope), slice_of(spans, len)) };
+        let (p, sc, list) = match args {
+            (Ok(p), Ok(sc), Ok(l)) => (p, sc, l),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        };
         if out_accepted.is_null() || out_dropped.is_null() {
             return R::NullArgument;
         }

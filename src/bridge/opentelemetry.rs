@@ -137,61 +137,75 @@ fn attributes<'a>(
     }
 }
 
-/// An `opentelemetry_sdk` span processor recording into a pipeline.
-pub struct SpanProcessor {
+/// What the SDK processors share: the pipeline, its scopes for the SDK's
+/// instrumentation scopes, and how long `force_flush` waits.
+struct Common {
     pipeline: Pipeline,
     scopes: ScopeCache,
     timeout: Duration,
 }
 
-impl std::fmt::Debug for SpanProcessor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("otlpflow::opentelemetry::SpanProcessor")
-            .finish_non_exhaustive()
-    }
-}
-
-impl SpanProcessor {
-    /// A processor over `pipeline`; `force_flush` waits up to 30 s.
-    pub fn new(pipeline: &Pipeline) -> SpanProcessor {
-        SpanProcessor {
+impl Common {
+    fn new(pipeline: &Pipeline) -> Common {
+        Common {
             pipeline: pipeline.clone(),
             scopes: ScopeCache::default(),
             timeout: Duration::from_secs(30),
         }
     }
 
+    fn scope(&self, s: &InstrumentationScope) -> Scope {
+        self.scopes.get(&self.pipeline, s)
+    }
+
+    fn flush(&self) -> OTelSdkResult {
+        match self.pipeline.flush(self.timeout) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_shutdown() => Err(OTelSdkError::AlreadyShutdown),
+            Err(e) if e.is_timeout() => Err(OTelSdkError::Timeout(self.timeout)),
+            Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
+        }
+    }
+
+    fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        match self.pipeline.shutdown(timeout) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_shutdown() => Err(OTelSdkError::AlreadyShutdown),
+            Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
+        }
+    }
+
+    /// Offers the SDK's resource to the pipeline (adopted only if the
+    /// pipeline has none of its own).
+    fn adopt(&self, resource: &opentelemetry_sdk::Resource) {
+        let attrs: Vec<(String, OwnedValue)> = resource
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), owned(v)))
+            .collect();
+        self.pipeline.adopt_resource(&attrs);
+    }
+}
+
+impl std::fmt::Debug for Common {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("otlpflow").finish_non_exhaustive()
+    }
+}
+
+/// An `opentelemetry_sdk` span processor recording into a pipeline.
+#[derive(Debug)]
+pub struct SpanProcessor(Common);
+
+impl SpanProcessor {
+    /// A processor over `pipeline`; `force_flush` waits up to 30 s.
+    pub fn new(pipeline: &Pipeline) -> SpanProcessor {
+        SpanProcessor(Common::new(pipeline))
+    }
+
     /// How long `force_flush` waits.
     pub fn with_flush_timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+        self.0.timeout = d;
         self
-    }
-}
-
-/// Offers the SDK's resource to the pipeline (adopted only if the pipeline
-/// has none of its own).
-fn adopt(pipeline: &Pipeline, resource: &opentelemetry_sdk::Resource) {
-    let attrs: Vec<(String, OwnedValue)> = resource
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), owned(v)))
-        .collect();
-    pipeline.adopt_resource(&attrs);
-}
-
-fn flush(pipeline: &Pipeline, timeout: Duration) -> OTelSdkResult {
-    match pipeline.flush(timeout) {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_shutdown() => Err(OTelSdkError::AlreadyShutdown),
-        Err(e) if e.is_timeout() => Err(OTelSdkError::Timeout(timeout)),
-        Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
-    }
-}
-
-fn shutdown(pipeline: &Pipeline, timeout: Duration) -> OTelSdkResult {
-    match pipeline.shutdown(timeout) {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_shutdown() => Err(OTelSdkError::AlreadyShutdown),
-        Err(e) => Err(OTelSdkError::InternalFailure(e.to_string())),
     }
 }
 
@@ -291,46 +305,32 @@ impl opentelemetry_sdk::trace::SpanProcessor for SpanProcessor {
                 message: &message,
             },
         };
-        let scope = self.scopes.get(&self.pipeline, &span.instrumentation_scope);
+        let scope = self.0.scope(&span.instrumentation_scope);
         // A refusal is counted by the pipeline, by reason.
-        let _ = self.pipeline.record_span(&scope, &record);
+        let _ = self.0.pipeline.record_span(&scope, &record);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        flush(&self.pipeline, self.timeout)
+        self.0.flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        shutdown(&self.pipeline, timeout)
+        self.0.shutdown(timeout)
     }
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        adopt(&self.pipeline, resource);
+        self.0.adopt(resource);
     }
 }
 
 /// An `opentelemetry_sdk` log processor recording into a pipeline.
-pub struct LogProcessor {
-    pipeline: Pipeline,
-    scopes: ScopeCache,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for LogProcessor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("otlpflow::opentelemetry::LogProcessor")
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct LogProcessor(Common);
 
 impl LogProcessor {
     /// A processor over `pipeline`; `force_flush` waits up to 30 s.
     pub fn new(pipeline: &Pipeline) -> LogProcessor {
-        LogProcessor {
-            pipeline: pipeline.clone(),
-            scopes: ScopeCache::default(),
-            timeout: Duration::from_secs(30),
-        }
+        LogProcessor(Common::new(pipeline))
     }
 }
 
@@ -381,21 +381,21 @@ impl opentelemetry_sdk::logs::LogProcessor for LogProcessor {
             span_id,
             event_name: data.event_name().unwrap_or(""),
         };
-        let scope = self.scopes.get(&self.pipeline, instrumentation);
+        let scope = self.0.scope(instrumentation);
         // A refusal is counted by the pipeline, by reason.
-        let _ = self.pipeline.record_log(&scope, &log);
+        let _ = self.0.pipeline.record_log(&scope, &log);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        flush(&self.pipeline, self.timeout)
+        self.0.flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        shutdown(&self.pipeline, timeout)
+        self.0.shutdown(timeout)
     }
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        adopt(&self.pipeline, resource);
+        self.0.adopt(resource);
     }
 }
 
@@ -403,18 +403,10 @@ impl opentelemetry_sdk::logs::LogProcessor for LogProcessor {
 /// into a pipeline (use it with the SDK's `PeriodicReader`). Each point is
 /// a record of its own; points of one metric that meet in a batch are sent
 /// as one `Metric`, as the SDK's own exporter does.
+#[derive(Debug)]
 pub struct MetricExporter {
-    pipeline: Pipeline,
-    scopes: ScopeCache,
+    common: Common,
     temporality: opentelemetry_sdk::metrics::Temporality,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for MetricExporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("otlpflow::opentelemetry::MetricExporter")
-            .finish_non_exhaustive()
-    }
 }
 
 impl MetricExporter {
@@ -422,10 +414,8 @@ impl MetricExporter {
     /// histograms (the SDK's default).
     pub fn new(pipeline: &Pipeline) -> MetricExporter {
         MetricExporter {
-            pipeline: pipeline.clone(),
-            scopes: ScopeCache::default(),
+            common: Common::new(pipeline),
             temporality: opentelemetry_sdk::metrics::Temporality::Cumulative,
-            timeout: Duration::from_secs(30),
         }
     }
 
@@ -438,7 +428,7 @@ impl MetricExporter {
     fn record_all(&self, metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics) {
         use opentelemetry_sdk::metrics::data::AggregatedMetrics;
         for sm in metrics.scope_metrics() {
-            let scope = self.scopes.get(&self.pipeline, sm.scope());
+            let scope = self.common.scope(sm.scope());
             for m in sm.metrics() {
                 let mut out = PointSink {
                     exporter: self,
@@ -520,7 +510,11 @@ impl PointSink<'_> {
             data,
         };
         // A refusal is counted by the pipeline, by reason.
-        let _ = self.exporter.pipeline.record_metric(&self.scope, &point);
+        let _ = self
+            .exporter
+            .common
+            .pipeline
+            .record_metric(&self.scope, &point);
     }
 
     fn all<T: AsF64>(
@@ -609,20 +603,20 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for MetricExporter
         &self,
         metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
     ) -> OTelSdkResult {
-        if self.pipeline.is_shut_down() {
+        if self.common.pipeline.is_shut_down() {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        adopt(&self.pipeline, metrics.resource());
+        self.common.adopt(metrics.resource());
         self.record_all(metrics);
         Ok(())
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        flush(&self.pipeline, self.timeout)
+        self.common.flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        shutdown(&self.pipeline, timeout)
+        self.common.shutdown(timeout)
     }
 
     fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {

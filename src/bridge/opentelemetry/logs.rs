@@ -1,0 +1,87 @@
+//! The SDK's log processor: each `SdkLogRecord` straight into the ring.
+
+use opentelemetry::logs::AnyValue;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::SdkLogRecord;
+use std::time::Duration;
+
+use super::{unix_nanos, Common};
+use crate::engine::Pipeline;
+use crate::record::{KeyValue, LogRecord, Severity, Value};
+
+/// An `opentelemetry_sdk` log processor recording into a pipeline.
+#[derive(Debug)]
+pub struct LogProcessor(Common);
+
+impl LogProcessor {
+    /// A processor over `pipeline`; `force_flush` waits up to 30 s.
+    pub fn new(pipeline: &Pipeline) -> LogProcessor {
+        LogProcessor(Common::new(pipeline))
+    }
+}
+
+/// A log attribute or body as an otlpflow value: scalars as they are,
+/// lists and maps (rare in logs) as their text.
+fn any_value<'a>(v: &'a AnyValue, text: &'a mut Option<String>) -> Value<'a> {
+    match v {
+        AnyValue::Int(i) => Value::I64(*i),
+        AnyValue::Double(f) => Value::F64(*f),
+        AnyValue::String(s) => Value::Str(s.as_str()),
+        AnyValue::Boolean(b) => Value::Bool(*b),
+        AnyValue::Bytes(b) => Value::Bytes(b),
+        other => Value::Str(text.insert(format!("{other:?}"))),
+    }
+}
+
+impl opentelemetry_sdk::logs::LogProcessor for LogProcessor {
+    fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        let attrs_src: Vec<_> = data.attributes_iter().collect();
+        let mut texts: Vec<Option<String>> = vec![None; attrs_src.len() + 1];
+        let (body_text, attr_texts) = texts.split_at_mut(1);
+        let attrs: Vec<KeyValue<'_>> = attrs_src
+            .iter()
+            .zip(attr_texts.iter_mut())
+            .map(|((k, v), t)| KeyValue::new(k.as_str(), any_value(v, t)))
+            .collect();
+        let body = data.body().map(|b| any_value(b, &mut body_text[0]));
+        let (trace_id, span_id, flags) = data.trace_context().map_or(([0; 16], [0; 8], 0), |c| {
+            (
+                c.trace_id.to_bytes(),
+                c.span_id.to_bytes(),
+                c.trace_flags.map_or(0, |f| f.to_u8() as u32),
+            )
+        });
+        let observed = data
+            .observed_timestamp()
+            .map_or_else(crate::clock::now_unix_nano, unix_nanos);
+        let log = LogRecord {
+            time_unix_nano: data.timestamp().map_or(0, unix_nanos),
+            observed_time_unix_nano: observed,
+            severity_number: Severity(data.severity_number().map_or(0, |s| s as u8)),
+            severity_text: data.severity_text().unwrap_or(""),
+            body,
+            attributes: &attrs,
+            dropped_attributes_count: 0,
+            flags,
+            trace_id,
+            span_id,
+            event_name: data.event_name().unwrap_or(""),
+        };
+        let scope = self.0.scope(instrumentation);
+        // A refusal is counted by the pipeline, by reason.
+        let _ = self.0.pipeline.record_log(&scope, &log);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.adopt(resource);
+    }
+}

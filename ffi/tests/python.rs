@@ -15,6 +15,7 @@ fn python_bindings() {
     assert!(lib.exists(), "{} was not built", lib.display());
     let sink = Sink::start(SinkOptions {
         verify: Verify::Full,
+        http_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         ..SinkOptions::default()
     })
     .unwrap();
@@ -26,6 +27,7 @@ fn python_bindings() {
         .arg(root.join("bindings/python/tests"))
         .env("OTLPFLOW_LIBRARY", &lib)
         .env("OTLPFLOW_TEST_ENDPOINT", sink.endpoint())
+        .env("OTLPFLOW_TEST_HTTP_ENDPOINT", sink.http_endpoint().unwrap())
         .env("OTLPFLOW_TEST_REPORT", &report)
         .output()
         .expect("running python3");

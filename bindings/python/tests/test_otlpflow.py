@@ -18,6 +18,7 @@ import otlpflow  # noqa: E402
 
 ENDPOINT = os.environ.get("OTLPFLOW_TEST_ENDPOINT", "")
 REPORT = os.environ.get("OTLPFLOW_TEST_REPORT", "")
+HTTP_ENDPOINT = os.environ.get("OTLPFLOW_TEST_HTTP_ENDPOINT", "")
 
 
 def delivered(n, kind="spans"):
@@ -87,6 +88,18 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(errors, [])
             self.assertEqual(p.shutdown()["exported"], 2000)
         delivered(2000)
+
+    @unittest.skipUnless(HTTP_ENDPOINT, "needs OTLPFLOW_TEST_HTTP_ENDPOINT")
+    def test_otlp_http_protocol(self):
+        # OTLP/HTTP with protobuf bodies, chosen from Python.
+        with otlpflow.Pipeline(endpoint=HTTP_ENDPOINT, protocol="http/protobuf", service_name="py-http",
+                               shards=1, workers=1, linger=0.005, from_env=False) as p:
+            for i in range(150):
+                self.assertTrue(p.record_span("over http", attributes={"i": i}))
+            self.assertEqual(p.shutdown()["exported"], 150)
+        delivered(150)
+        with self.assertRaises(otlpflow.ConfigError):
+            otlpflow.Pipeline(endpoint=HTTP_ENDPOINT, protocol="http/json", from_env=False)
 
     def test_close_while_other_threads_record_is_safe(self):
         # close() takes the handle from new calls and waits for the calls in

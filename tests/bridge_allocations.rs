@@ -8,9 +8,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use otlpflow::sink::{Sink, SinkOptions, Verify};
-use otlpflow::{Pipeline, Policy};
 use tracing_subscriber::prelude::*;
+
+mod bridge_support;
 
 /// Counts the calling thread's allocations.
 struct Counting;
@@ -42,23 +42,8 @@ fn allocs() -> u64 {
 
 #[test]
 fn a_span_costs_no_allocation_beyond_its_registry_slot_and_keeps_its_bounds() {
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .unwrap();
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .service_name("allocations")
-        .shards(1)
-        .workers(1)
-        .linger(Duration::from_millis(5))
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(10),
-        })
-        .start()
-        .unwrap();
+    let sink = bridge_support::keeping_sink();
+    let p = bridge_support::pipeline(&sink, "allocations");
     let dispatch =
         tracing::Dispatch::new(tracing_subscriber::registry().with(otlpflow::tracing::layer(&p)));
     let per_span = tracing::dispatcher::with_default(&dispatch, || {

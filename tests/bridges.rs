@@ -10,30 +10,17 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
-use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::sink::Sink;
 use otlpflow::traceparent::TraceContext;
-use otlpflow::{Pipeline, Policy};
+use otlpflow::Pipeline;
 use tracing::Instrument;
+
+mod bridge_support;
 use tracing_subscriber::prelude::*;
 
 fn start() -> (Sink, Pipeline) {
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .unwrap();
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .service_name("bridges")
-        .shards(2)
-        .workers(1)
-        .linger(Duration::from_millis(5))
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(10),
-        })
-        .start()
-        .unwrap();
+    let sink = bridge_support::keeping_sink();
+    let p = bridge_support::pipeline(&sink, "bridges");
     (sink, p)
 }
 

@@ -16,30 +16,17 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
-use otlpflow::sink::{Sink, SinkOptions, Verify};
-use otlpflow::{Pipeline, Policy};
+use otlpflow::sink::Sink;
+use otlpflow::Pipeline;
+
+mod bridge_support;
 
 fn sink() -> Sink {
-    Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .unwrap()
+    bridge_support::keeping_sink()
 }
 
 fn pipeline(sink: &Sink) -> Pipeline {
-    Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .service_name("otel-sdk-test")
-        .shards(1)
-        .workers(1)
-        .linger(Duration::from_millis(5))
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(10),
-        })
-        .start()
-        .unwrap()
+    bridge_support::pipeline(sink, "otel-sdk-test")
 }
 
 /// Every span a receiver got, with its scope's name, version and

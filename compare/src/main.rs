@@ -90,6 +90,15 @@ fn produce(per_thread: u64, rate: Option<f64>, f: impl Fn(u64, u64) + Sync) -> D
     t0.elapsed()
 }
 
+/// The Tokio runtime tonic needs around opentelemetry-otlp's exporter.
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio")
+}
+
 /// An otlpflow pipeline as every otlpflow system here uses it: Block (no
 /// loss), the given linger.
 fn otlpflow_pipeline(endpoint: &str, linger: Duration) -> otlpflow::Pipeline {
@@ -236,11 +245,7 @@ fn run_tracing(
     processor: Processor,
 ) -> Duration {
     use tracing_subscriber::prelude::*;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let runtime = tokio_runtime();
     let _guard = runtime.enter();
     let (sdk, pipeline) = match processor {
         Processor::Otlpflow => {
@@ -318,11 +323,7 @@ fn run_otel(
     };
     use opentelemetry::{Context, KeyValue};
     // tonic needs a Tokio runtime around the exporter.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let runtime = tokio_runtime();
     let _guard = runtime.enter();
     let (provider, pipeline) = provider(endpoint, processor);
     let tracer = Arc::new(provider.tracer("bench"));

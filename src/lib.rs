@@ -62,8 +62,8 @@ pub use bridge::traceparent;
 pub use bridge::tracing;
 
 pub use config::{
-    parse_bytes, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers, HttpVersion,
-    PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, TlsSettings,
+    parse_bytes, parse_duration, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers,
+    HttpVersion, PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, TlsSettings, SETTINGS,
 };
 pub use engine::{fork, BatchResult, Pipeline, Scope};
 pub use error::{Error, RecordError};

@@ -99,23 +99,65 @@ pub extern "C" fn otlpflow_config_free(config: *mut otlpflow_config) -> otlpflow
 #[must_use]
 pub extern "C" fn otlpflow_config_apply_env(config: *mut otlpflow_config) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
-        let mut message = None;
         // SAFETY: NULL or a live config.
-        let r = unsafe {
-            with_builder(config, |b| {
-                b.apply_env().map_err(|e| {
-                    message = Some(e.to_string());
-                    R::InvalidConfig
-                })
+        unsafe { with_checked_builder(config, |b| b.apply_env()) }
+    })
+}
+
+/// Runs a fallible builder step: on error the config keeps its settings,
+/// the error's message is kept for `otlpflow_config_error`, and the result
+/// is `INVALID_CONFIG`.
+///
+/// # Safety
+/// No other thread may use or free `config` during the call.
+unsafe fn with_checked_builder(
+    config: *mut otlpflow_config,
+    f: impl FnOnce(PipelineBuilder) -> Result<PipelineBuilder, otlpflow::Error>,
+) -> otlpflow_result {
+    let mut message = None;
+    // SAFETY: forwarded to the caller's contract.
+    let r = unsafe {
+        with_builder(config, |b| {
+            f(b).map_err(|e| {
+                message = Some(e.to_string());
+                R::InvalidConfig
             })
-        };
-        if let Some(m) = message {
-            // SAFETY: the call above succeeded in borrowing it.
-            if let Ok(cfg) = unsafe { handle_mut(config) } {
-                cfg.error = m;
-            }
+        })
+    };
+    if let Some(m) = message {
+        // SAFETY: the call above succeeded in borrowing it.
+        if let Ok(cfg) = unsafe { handle_mut(config) } {
+            cfg.error = m;
         }
-        r
+    }
+    r
+}
+
+/// Applies any setting by name, with a text value: every setting of the
+/// Rust builder is reachable this way (`"memory_budget"`, `"64M"`;
+/// `"tls_ca_file"`, a path; `"traces.endpoint"`, a URL;
+/// `"header.authorization"`, a secret). Sizes take `K`/`M`/`G`, durations
+/// a unit (`250ms`, `5s`; a bare number is milliseconds), pairs are
+/// `A,B`. The names and values are listed in the README ("Every setting
+/// by name"). An unknown name or a malformed value returns
+/// `OTLPFLOW_RESULT_INVALID_CONFIG`, leaves the config unchanged, and
+/// keeps a message naming the setting (never its value) for
+/// `otlpflow_config_error`.
+#[no_mangle]
+#[must_use]
+pub extern "C" fn otlpflow_config_set(
+    config: *mut otlpflow_config,
+    name: otlpflow_str,
+    value: otlpflow_str,
+) -> otlpflow_result {
+    ffi_boundary!(R::Panic, {
+        // SAFETY: string arguments are valid for reads of their length.
+        let (n, v) = match unsafe { (str_of(name), str_of(value)) } {
+            (Ok(n), Ok(v)) => (n, v),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        // SAFETY: NULL or a live config.
+        unsafe { with_checked_builder(config, |b| b.set(n, v)) }
     })
 }
 

@@ -189,27 +189,13 @@ impl PipelineBuilder {
             self.flow.egress_byte_rate = Some((r as f64, r.max(1)));
         }
         if let Some(v) = get("OTLPFLOW_CONCURRENCY") {
-            let want = "adaptive, adaptive:MIN:MAX or a number";
-            match v.split(':').collect::<Vec<_>>()[..] {
-                ["adaptive"] => {
-                    self.flow.adaptive_concurrency = Some((1, self.max_in_flight.max(64)))
-                }
-                ["adaptive", min, max] => {
-                    let (min, max) = min
-                        .parse()
-                        .ok()
-                        .zip(max.parse().ok())
-                        .ok_or_else(|| bad("OTLPFLOW_CONCURRENCY", &v, want))?;
-                    self.flow.adaptive_concurrency = Some((min, max));
-                }
-                [n] => {
-                    self.max_in_flight = n
-                        .parse()
-                        .map_err(|_| bad("OTLPFLOW_CONCURRENCY", &v, want))?;
-                    self.flow.adaptive_concurrency = None;
-                }
-                _ => return Err(bad("OTLPFLOW_CONCURRENCY", &v, want)),
-            }
+            self = super::named::apply_concurrency(self, &v).ok_or_else(|| {
+                bad(
+                    "OTLPFLOW_CONCURRENCY",
+                    &v,
+                    "adaptive, adaptive:MIN:MAX or a number",
+                )
+            })?;
         }
         Ok(self)
     }

@@ -8,6 +8,7 @@
 mod builder;
 mod endpoint;
 mod env;
+mod named;
 mod size;
 mod validate;
 
@@ -18,6 +19,7 @@ use crate::record::{OwnedValue, PerSignal};
 
 pub use crate::record::Signal;
 pub use endpoint::Endpoint;
+pub use named::{parse_duration, SETTINGS};
 pub use size::parse_bytes;
 
 /// Wire protocol of the exporter.

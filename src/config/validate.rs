@@ -40,6 +40,13 @@ impl PipelineBuilder {
                 timeout: o.timeout.unwrap_or(self.request_timeout),
             })
         })?;
+        if let Some((cert, key)) = &self.tls.client_cert {
+            if cert.as_os_str().is_empty() || key.as_os_str().is_empty() {
+                return Err(Error::config(
+                    "tls_client_cert and tls_client_key: a client certificate needs both",
+                ));
+            }
+        }
         if signals.values().any(|s| s.timeout.is_zero()) {
             return Err(Error::config("request_timeout: must be more than zero"));
         }

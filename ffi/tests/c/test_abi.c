@@ -50,6 +50,10 @@ static otlpflow_pipeline *start(const char *endpoint) {
   OK(otlpflow_config_set_shards(cfg, 2));
   OK(otlpflow_config_set_workers(cfg, 1));
   OK(otlpflow_config_set_linger_ms(cfg, 5));
+  /* Any setting by name, with a text value. */
+  OK(otlpflow_config_set(cfg, s("memory_budget"), s("32M")));
+  OK(otlpflow_config_set(cfg, s("retry_max_elapsed"), s("20s")));
+  OK(otlpflow_config_set(cfg, s("traces.timeout"), s("5s")));
   otlpflow_value v = {0};
   v.kind = OTLPFLOW_VALUE_KIND_STR;
   v.str = s("c-test-host");
@@ -242,6 +246,15 @@ static int bad_input(const char *endpoint) {
   char msg[256];
   OK(otlpflow_config_error(cfg, msg, sizeof msg, &len));
   CHECK(len == strlen(msg) && strstr(msg, "endpoint") != NULL);
+  /* A setting by name: a bad value or an unknown name is refused, the
+     message names the setting and never shows the value. */
+  CHECK(otlpflow_config_set(cfg, s("memory_budget"), s("lots-s3cret")) == OTLPFLOW_RESULT_INVALID_CONFIG);
+  OK(otlpflow_config_error(cfg, msg, sizeof msg, &len));
+  CHECK(strstr(msg, "memory_budget") != NULL && strstr(msg, "s3cret") == NULL);
+  CHECK(otlpflow_config_set(cfg, s("no_such_setting"), s("1")) == OTLPFLOW_RESULT_INVALID_CONFIG);
+  OK(otlpflow_config_error(cfg, msg, sizeof msg, &len));
+  CHECK(strstr(msg, "unknown setting") != NULL);
+  CHECK(otlpflow_config_set(cfg, s("memory_budget"), bad_utf8) == OTLPFLOW_RESULT_INVALID_UTF8);
   OK(otlpflow_config_set_ring_bytes(cfg, 1000));
   OK(otlpflow_config_set_endpoint(cfg, s(endpoint)));
   CHECK(otlpflow_pipeline_start(cfg, &p) == OTLPFLOW_RESULT_INVALID_CONFIG);

@@ -1,0 +1,476 @@
+//! Settings by name: `set("memory_budget", "64M")`. One entry point that
+//! reaches every setter of the builder with text values, for hosts where a
+//! typed setter per setting is a burden (the C ABI's `otlpflow_config_set`,
+//! Python's `Pipeline(**settings)`, configuration files). The names are the
+//! builder's method names; [`SETTINGS`] lists them with the value each takes.
+//!
+//! Errors name the setting and what it takes, never the value given: header
+//! values and resource attributes can be credentials.
+
+use std::time::Duration;
+
+use super::*;
+
+/// Every setting name (`<signal>` is `traces`, `logs` or `metrics`;
+/// `<key>` any header name or attribute key) with the value it takes.
+pub const SETTINGS: &[(&str, &str)] = &[
+    (
+        "endpoint",
+        "URL, http:// or https:// (the base for OTLP/HTTP)",
+    ),
+    ("<signal>.endpoint", "URL used as it is"),
+    ("<signal>.compression", "none, gzip or zstd"),
+    ("<signal>.timeout", "duration"),
+    (
+        "<signal>.header.<key>",
+        "header value, added to the general ones",
+    ),
+    ("protocol", "grpc or http/protobuf"),
+    ("http_version", "1.1 or 2 (OTLP/HTTP only)"),
+    ("compression", "none, gzip or zstd"),
+    ("compression_level", "integer (gzip 0-9, zstd 1-22)"),
+    ("header.<key>", "header value"),
+    ("service_name", "text"),
+    ("service_version", "text"),
+    ("resource.<key>", "text attribute of the resource"),
+    ("tls_ca_file", "path of a PEM file of trusted CAs"),
+    (
+        "tls_client_cert",
+        "path of a PEM client certificate (with tls_client_key)",
+    ),
+    (
+        "tls_client_key",
+        "path of a PEM private key (with tls_client_cert)",
+    ),
+    ("tls_insecure_skip_verify", "true or false"),
+    ("shards", "count (0 = one per CPU)"),
+    ("workers", "count (0 = one per CPU)"),
+    ("ring_bytes", "size"),
+    ("max_batch_items", "count"),
+    ("max_batch_bytes", "size"),
+    ("max_request_bytes", "size"),
+    ("linger", "duration"),
+    ("max_in_flight", "count (fixed concurrency per worker)"),
+    ("concurrency", "a count, adaptive, or adaptive:MIN:MAX"),
+    ("adaptive_concurrency", "MIN,MAX"),
+    ("adaptive_batch", "MIN_ITEMS,LATENCY_TARGET"),
+    ("connections_per_worker", "count"),
+    ("keepalive", "duration"),
+    ("idle_timeout", "duration"),
+    ("request_timeout", "duration"),
+    ("policy", "drop, block or block:MILLISECONDS"),
+    ("retry_initial_backoff", "duration"),
+    ("retry_max_backoff", "duration"),
+    ("retry_max_elapsed", "duration"),
+    ("retry_multiplier", "number >= 1"),
+    ("retry_queue", "keep or drop_oldest"),
+    ("breaker_threshold", "count"),
+    ("breaker_min_open", "duration"),
+    ("breaker_max_open", "duration"),
+    ("memory_budget", "size"),
+    ("rate_limit", "records per second, or RATE,BURST"),
+    ("byte_rate_limit", "bytes per second (size), or RATE,BURST"),
+    ("egress_byte_rate", "bytes per second (size), or RATE,BURST"),
+    (
+        "scope_rate_limit",
+        "records per second per scope, or RATE,BURST",
+    ),
+    ("window_limit", "MAX,WINDOW (records per window duration)"),
+    ("worker_cpu_budget", "fraction of a CPU in (0, 1]"),
+    (
+        "prometheus",
+        "socket address to serve /metrics on, e.g. 127.0.0.1:9464",
+    ),
+    ("self_metrics", "true or false"),
+    ("metrics_interval", "duration"),
+    ("metrics_temporality", "cumulative or delta"),
+    ("cardinality_limit", "count"),
+];
+
+/// Parses a duration: a number with a unit `ns`, `us`, `ms`, `s`, `m` or
+/// `h` (`250ms`, `1.5s`), or a bare whole number of milliseconds (as the
+/// OpenTelemetry environment variables have it).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<u64>() {
+        return Some(Duration::from_millis(ms));
+    }
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = (&s[..split], s[split..].trim());
+    let x: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(x * seconds).ok()
+}
+
+/// `adaptive`, `adaptive:MIN:MAX` or a fixed count, applied to `b`.
+pub(super) fn apply_concurrency(mut b: PipelineBuilder, v: &str) -> Option<PipelineBuilder> {
+    match v.trim().split(':').collect::<Vec<_>>()[..] {
+        ["adaptive"] => b.flow.adaptive_concurrency = Some((1, b.max_in_flight.max(64))),
+        ["adaptive", min, max] => {
+            b.flow.adaptive_concurrency = Some((min.parse().ok()?, max.parse().ok()?))
+        }
+        [n] => {
+            b.max_in_flight = n.parse().ok()?;
+            b.flow.adaptive_concurrency = None;
+        }
+        _ => return None,
+    }
+    Some(b)
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `A` or `A,B`: the second defaults to `default_b(a)`.
+fn pair<A, B>(
+    v: &str,
+    a: impl Fn(&str) -> Option<A>,
+    b: impl Fn(&str) -> Option<B>,
+    default_b: impl Fn(&A) -> Option<B>,
+) -> Option<(A, B)> {
+    match v.split_once(',') {
+        Some((x, y)) => Some((a(x.trim())?, b(y.trim())?)),
+        None => {
+            let x = a(v.trim())?;
+            let y = default_b(&x)?;
+            Some((x, y))
+        }
+    }
+}
+
+/// A rate with an optional burst (one second's worth by default).
+fn rate(v: &str, unit: impl Fn(&str) -> Option<u64>) -> Option<(f64, u64)> {
+    pair(
+        v,
+        |s| unit(s).map(|r| r as f64),
+        &unit,
+        |r| Some(r.ceil().max(1.0) as u64),
+    )
+}
+
+/// A rate of records: a number, possibly fractional.
+fn records(v: &str) -> Option<(f64, u64)> {
+    pair(v, number::<f64>, number::<u64>, |r| {
+        Some(r.ceil().max(1.0) as u64)
+    })
+}
+
+fn number<T: std::str::FromStr>(v: &str) -> Option<T> {
+    v.trim().parse().ok()
+}
+
+fn signal_named(s: &str) -> Option<Signal> {
+    Signal::ALL.into_iter().find(|sig| sig.name() == s)
+}
+
+impl PipelineBuilder {
+    /// Applies one setting by name (see [`SETTINGS`] for the names and
+    /// values). An unknown name or a value that does not parse is a
+    /// configuration error naming the setting; the value never appears in
+    /// it. Like the typed setters, nothing is checked against other
+    /// settings until [`PipelineBuilder::build`].
+    pub fn set(self, name: &str, value: &str) -> Result<Self, Error> {
+        let want = |what: &str| Error::config(format!("{name}: expects {what}"));
+        let expects = |name_pattern: &str| {
+            SETTINGS
+                .iter()
+                .find(|(n, _)| *n == name_pattern)
+                .map_or("a valid value", |(_, what)| *what)
+        };
+        let duration = |v: &str| parse_duration(v).ok_or_else(|| want("a duration like 250ms"));
+        let size = |v: &str| parse_bytes(v).ok_or_else(|| want("a size like 64K or 8M"));
+        let count = |v: &str| number::<usize>(v).ok_or_else(|| want("a whole number"));
+        let boolean = |v: &str| parse_bool(v).ok_or_else(|| want("true or false"));
+        let compression = |v: &str| Compression::parse(v).map_err(|_| want("none, gzip or zstd"));
+        let mut b = self;
+
+        if let Some(key) = name.strip_prefix("header.") {
+            return Ok(b.header(key, value));
+        }
+        if let Some(key) = name.strip_prefix("resource.") {
+            return Ok(b.resource_attribute(key, value));
+        }
+        if let Some((signal, rest)) = name.split_once('.') {
+            let signal = signal_named(signal)
+                .ok_or_else(|| Error::config(format!("{name}: unknown setting")))?;
+            if let Some(key) = rest.strip_prefix("header.") {
+                return Ok(b.signal_header(signal, key, value));
+            }
+            let o = &mut b.signals[signal];
+            match rest {
+                "endpoint" => o.endpoint = Some(value.trim().to_owned()),
+                "compression" => o.compression = Some(compression(value)?),
+                "timeout" => o.timeout = Some(duration(value)?),
+                _ => return Err(Error::config(format!("{name}: unknown setting"))),
+            }
+            return Ok(b);
+        }
+        let v = value.trim();
+        match name {
+            "endpoint" => b.endpoint = Some(v.to_owned()),
+            "protocol" => b.protocol = Protocol::parse(v).map_err(|_| want(expects(name)))?,
+            "http_version" => {
+                b.http_version = match v {
+                    "1.1" | "1" | "http/1.1" => HttpVersion::Http1,
+                    "2" | "h2" | "http/2" => HttpVersion::Http2,
+                    _ => return Err(want(expects(name))),
+                }
+            }
+            "compression" => b.compression = compression(v)?,
+            "compression_level" => {
+                b.compression_level = number(v).ok_or_else(|| want(expects(name)))?
+            }
+            "service_name" => b.service_name = Some(value.to_owned()),
+            "service_version" => b.service_version = Some(value.to_owned()),
+            "tls_ca_file" => b.tls.ca_file = Some(v.into()),
+            "tls_client_cert" | "tls_client_key" => {
+                let (mut cert, mut key) = b.tls.client_cert.take().unwrap_or_default();
+                if name == "tls_client_cert" {
+                    cert = v.into();
+                } else {
+                    key = v.into();
+                }
+                b.tls.client_cert = Some((cert, key));
+            }
+            "tls_insecure_skip_verify" => b.tls.insecure_skip_verify = boolean(v)?,
+            "shards" => b.shards = Some(count(v)?),
+            "workers" => b.workers = Some(count(v)?),
+            "ring_bytes" => b.ring_bytes = size(v)? as usize,
+            "max_batch_items" => b.max_batch_items = count(v)?,
+            "max_batch_bytes" => b.max_batch_bytes = size(v)? as usize,
+            "max_request_bytes" => b.max_request_bytes = size(v)? as usize,
+            "linger" => b.linger = duration(v)?,
+            "max_in_flight" => b.max_in_flight = count(v)?,
+            "concurrency" => {
+                b = apply_concurrency(b, v).ok_or_else(|| want(expects(name)))?;
+            }
+            "adaptive_concurrency" => {
+                let mm = pair(v, number, number, |_| None).ok_or_else(|| want(expects(name)))?;
+                b.flow.adaptive_concurrency = Some(mm);
+            }
+            "adaptive_batch" => {
+                let ab =
+                    pair(v, number, parse_duration, |_| None).ok_or_else(|| want(expects(name)))?;
+                b.adaptive_batch = Some(ab);
+            }
+            "connections_per_worker" => b.connections_per_worker = count(v)?,
+            "keepalive" => b.keepalive = duration(v)?,
+            "idle_timeout" => b.idle_timeout = duration(v)?,
+            "request_timeout" => b.request_timeout = duration(v)?,
+            "policy" => b.policy = Policy::parse(v).ok_or_else(|| want(expects(name)))?,
+            "retry_initial_backoff" => b.retry.initial_backoff = duration(v)?,
+            "retry_max_backoff" => b.retry.max_backoff = duration(v)?,
+            "retry_max_elapsed" => b.retry.max_elapsed = duration(v)?,
+            "retry_multiplier" => {
+                b.retry.multiplier = number(v).ok_or_else(|| want(expects(name)))?
+            }
+            "retry_queue" => {
+                b.flow.retry_queue = match v {
+                    "keep" => RetryQueue::Keep,
+                    "drop_oldest" => RetryQueue::DropOldest,
+                    _ => return Err(want(expects(name))),
+                }
+            }
+            "breaker_threshold" => {
+                b.flow.breaker.threshold = number(v).ok_or_else(|| want("a whole number"))?
+            }
+            "breaker_min_open" => b.flow.breaker.min_open = duration(v)?,
+            "breaker_max_open" => b.flow.breaker.max_open = duration(v)?,
+            "memory_budget" => b.flow.memory_budget = Some(size(v)?),
+            "rate_limit" => b.rate_limit = Some(records(v).ok_or_else(|| want(expects(name)))?),
+            "scope_rate_limit" => {
+                b.flow.scope_rate_limit = Some(records(v).ok_or_else(|| want(expects(name)))?)
+            }
+            "byte_rate_limit" | "egress_byte_rate" => {
+                let r = rate(v, parse_bytes).ok_or_else(|| want(expects(name)))?;
+                if name == "byte_rate_limit" {
+                    b.byte_rate_limit = Some(r);
+                } else {
+                    b.flow.egress_byte_rate = Some(r);
+                }
+            }
+            "window_limit" => {
+                let w =
+                    pair(v, number, parse_duration, |_| None).ok_or_else(|| want(expects(name)))?;
+                b.flow.window_limit = Some(w);
+            }
+            "worker_cpu_budget" => {
+                b.flow.worker_cpu_budget = Some(number(v).ok_or_else(|| want(expects(name)))?)
+            }
+            "prometheus" => b.prometheus = Some(number(v).ok_or_else(|| want(expects(name)))?),
+            "self_metrics" => b.self_metrics = boolean(v)?,
+            "metrics_interval" => b.metrics_interval = duration(v)?,
+            "metrics_temporality" => {
+                b.temporality = match v {
+                    "cumulative" => crate::record::Temporality::Cumulative,
+                    "delta" => crate::record::Temporality::Delta,
+                    _ => return Err(want(expects(name))),
+                }
+            }
+            "cardinality_limit" => b.cardinality_limit = count(v)?,
+            _ => return Err(Error::config(format!("{name}: unknown setting"))),
+        }
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_people_write() {
+        for (text, want) in [
+            ("250", Duration::from_millis(250)),
+            ("250ms", Duration::from_millis(250)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("10us", Duration::from_micros(10)),
+        ] {
+            assert_eq!(parse_duration(text), Some(want), "{text}");
+        }
+        for bad in ["", "s", "5 parsecs", "-1s", "1e400s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_listed_setting_is_reachable_and_builds() {
+        let cases = [
+            ("endpoint", "http://127.0.0.1:4317"),
+            ("traces.endpoint", "http://127.0.0.1:4999/v1/traces"),
+            ("logs.compression", "gzip"),
+            ("metrics.timeout", "3s"),
+            ("logs.header.x-tenant", "t1"),
+            ("protocol", "http/protobuf"),
+            ("http_version", "2"),
+            ("compression", "zstd"),
+            ("compression_level", "3"),
+            ("header.authorization", "Bearer s3cret"),
+            ("service_name", "api"),
+            ("service_version", "1.2"),
+            ("resource.deployment.environment", "prod"),
+            ("tls_insecure_skip_verify", "false"),
+            ("shards", "2"),
+            ("workers", "1"),
+            ("ring_bytes", "1M"),
+            ("max_batch_items", "256"),
+            ("max_batch_bytes", "512K"),
+            ("max_request_bytes", "4M"),
+            ("linger", "20ms"),
+            ("max_in_flight", "8"),
+            ("adaptive_concurrency", "1,16"),
+            ("concurrency", "adaptive:2:32"),
+            ("adaptive_batch", "64,50ms"),
+            ("connections_per_worker", "2"),
+            ("keepalive", "30s"),
+            ("idle_timeout", "90s"),
+            ("request_timeout", "5s"),
+            ("policy", "block:250"),
+            ("retry_initial_backoff", "50ms"),
+            ("retry_max_backoff", "2s"),
+            ("retry_max_elapsed", "30s"),
+            ("retry_multiplier", "1.5"),
+            ("retry_queue", "drop_oldest"),
+            ("breaker_threshold", "3"),
+            ("breaker_min_open", "100ms"),
+            ("breaker_max_open", "5s"),
+            ("memory_budget", "16M"),
+            ("rate_limit", "10000,20000"),
+            ("byte_rate_limit", "10M"),
+            ("egress_byte_rate", "20M,1M"),
+            ("scope_rate_limit", "500"),
+            ("window_limit", "1000,1s"),
+            ("worker_cpu_budget", "0.5"),
+            ("prometheus", "127.0.0.1:0"),
+            ("self_metrics", "true"),
+            ("metrics_interval", "10s"),
+            ("metrics_temporality", "delta"),
+            ("cardinality_limit", "500"),
+            ("tls_ca_file", "/etc/ssl/ca.pem"),
+            ("tls_client_cert", "/etc/ssl/client.pem"),
+            ("tls_client_key", "/etc/ssl/client.key"),
+        ];
+        let mut b = PipelineBuilder::default();
+        for (name, value) in cases {
+            b = b.set(name, value).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let c = b.clone().build().expect("builds");
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.http_version, HttpVersion::Http2);
+        assert_eq!(
+            c.policy,
+            Policy::Block {
+                max_wait: Duration::from_millis(250)
+            }
+        );
+        assert_eq!(c.flow.adaptive_concurrency, Some((2, 32)));
+        assert_eq!(c.flow.memory_budget, Some(16 << 20));
+        assert_eq!(c.rate_limit, Some((10000.0, 20000)));
+        assert_eq!(
+            c.flow.egress_byte_rate,
+            Some((20.0 * (1 << 20) as f64, 1 << 20))
+        );
+        assert_eq!(c.signals[Signal::Metrics].timeout, Duration::from_secs(3));
+        assert_eq!(c.signals[Signal::Logs].compression, Compression::Gzip);
+        assert_eq!(c.signals[Signal::Traces].endpoint.port, 4999);
+        assert_eq!(c.retry.multiplier, 1.5);
+        assert_eq!(c.flow.breaker.threshold, 3);
+        assert!(c.self_metrics);
+        // Every plain name in SETTINGS is among the cases above.
+        for (pattern, _) in SETTINGS.iter().filter(|(p, _)| !p.contains('<')) {
+            assert!(
+                cases.iter().any(|(n, _)| n == pattern),
+                "{pattern} untested"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_setting_never_the_value() {
+        let b = PipelineBuilder::default();
+        let e = b
+            .clone()
+            .set("memory_budget", "lots-s3cret")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory_budget") && !e.contains("s3cret"), "{e}");
+        let e = b
+            .clone()
+            .set("no_such_thing", "s3cret")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown setting") && !e.contains("s3cret"),
+            "{e}"
+        );
+        let e = b
+            .clone()
+            .set("spans.endpoint", "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spans.endpoint: unknown setting"), "{e}");
+        // Half a client certificate is refused at build, naming both.
+        let e = b
+            .set("tls_client_cert", "/c.pem")
+            .unwrap()
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls_client_key"), "{e}");
+    }
+}

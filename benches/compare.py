@@ -240,6 +240,8 @@ def main():
         table(rows, "throughput, shape %s: median of %d runs (Rust %d spans, Python %d spans)" % (
             shape, args.repeats, args.spans, args.py_spans))
     n = int(10_000 * args.rate_seconds)
+    if not n:
+        return
     rows = [median_row([run(name, argv, k) for _ in range(args.repeats)])
             for name, argv, k in systems(n, n, "bench", rate=10_000) if wanted(name)]
     table(rows, "CPU at a fixed 10,000 spans/s for %.0f s (shape bench): median of %d runs" % (

@@ -691,6 +691,21 @@ otlpflow_result otlpflow_config_free(struct otlpflow_config *config);
 // is available from `otlpflow_config_error`.
 OTLPFLOW_MUST_USE otlpflow_result otlpflow_config_apply_env(struct otlpflow_config *config);
 
+// Applies any setting by name, with a text value: every setting of the
+// Rust builder is reachable this way (`"memory_budget"`, `"64M"`;
+// `"tls_ca_file"`, a path; `"traces.endpoint"`, a URL;
+// `"header.authorization"`, a secret). Sizes take `K`/`M`/`G`, durations
+// a unit (`250ms`, `5s`; a bare number is milliseconds), pairs are
+// `A,B`. The names and values are listed in the README ("Every setting
+// by name"). An unknown name or a malformed value returns
+// `OTLPFLOW_RESULT_INVALID_CONFIG`, leaves the config unchanged, and
+// keeps a message naming the setting (never its value) for
+// `otlpflow_config_error`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_config_set(struct otlpflow_config *config,
+                                    struct otlpflow_str name,
+                                    struct otlpflow_str value);
+
 // The OTLP/gRPC endpoint, e.g. `http://collector:4317` (checked at start).
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_endpoint(struct otlpflow_config *config,
@@ -900,6 +915,22 @@ otlpflow_result otlpflow_pipeline_last_error(const struct otlpflow_pipeline *pip
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_pipeline_health(const struct otlpflow_pipeline *pipeline,
                                          uint32_t *out);
+
+// Records a batch of spans marshalled by Python: `buf` holds
+// `marshal.dumps(list_of_span_tuples, 4)` (the tuple layout is in the
+// README, "Python"). Meant for the Python binding, which batches spans
+// this way because one `marshal` call is far cheaper than building C
+// structs field by field. Writes how many spans were accepted and refused;
+// a tuple of the wrong shape is refused and counted as `dropped.invalid`
+// without stopping the others. A buffer that is not a marshalled list
+// returns `OTLPFLOW_RESULT_INVALID_ARGUMENT` and records nothing.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_marshalled_spans(const struct otlpflow_pipeline *pipeline,
+                                                          const struct otlpflow_scope *scope,
+                                                          const uint8_t *buf,
+                                                          size_t len,
+                                                          size_t *out_accepted,
+                                                          size_t *out_refused);
 
 // Records one log record. Results as for `otlpflow_pipeline_record_span`.
 OTLPFLOW_MUST_USE

@@ -7,14 +7,7 @@ use crate::engine::{Pipeline, Scope};
 use crate::error::RecordError;
 use crate::record::{Event, KeyValue, Span, SpanKind, Status, StatusCode, Value};
 
-/// SplitMix64: a fast, well-spread hash for generating ids.
-#[inline]
-pub fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+pub use crate::record::ids::splitmix;
 
 /// The trace id of span `i` of a producer seeded `seed`: a new one every
 /// 1000 spans.

@@ -2,8 +2,6 @@
 //! by name, and a per-thread id generator.
 
 #[cfg(feature = "tracing")]
-use std::cell::Cell;
-
 use parking_lot::RwLock;
 
 use crate::engine::{Pipeline, Scope};
@@ -56,47 +54,6 @@ impl Scopes {
 }
 
 // The ids are the `tracing` layer's (the `log` bridge takes the current
-// span's).
+// span's), from the record layer's per-thread generator.
 #[cfg(feature = "tracing")]
-thread_local! {
-    /// This thread's id generator (SplitMix64 over a per-thread seed).
-    static IDS: Cell<u64> = Cell::new(seed());
-}
-
-#[cfg(feature = "tracing")]
-fn seed() -> u64 {
-    let t = crate::clock::now_unix_nano();
-    let here = &t as *const u64 as u64;
-    crate::workload::splitmix(t ^ here.rotate_left(32))
-}
-
-#[cfg(feature = "tracing")]
-/// A fresh non-zero 64-bit id from this thread's generator.
-pub(crate) fn next_id() -> u64 {
-    IDS.with(|c| {
-        let mut v;
-        loop {
-            let s = c.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            c.set(s);
-            v = crate::workload::splitmix(s);
-            if v != 0 {
-                return v;
-            }
-        }
-    })
-}
-
-#[cfg(feature = "tracing")]
-/// A fresh trace id (16 bytes, not all zero).
-pub(crate) fn new_trace_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&next_id().to_be_bytes());
-    id[8..].copy_from_slice(&next_id().to_be_bytes());
-    id
-}
-
-#[cfg(feature = "tracing")]
-/// A fresh span id (8 bytes, not zero).
-pub(crate) fn new_span_id() -> [u8; 8] {
-    next_id().to_be_bytes()
-}
+pub(crate) use crate::record::ids::{new_span_id, new_trace_id};

@@ -96,6 +96,14 @@ impl Pipeline {
             })
     }
 
+    /// Counts one record of `signal` the host could not even express as a
+    /// record (a malformed span from a binding, say) as offered and
+    /// dropped as `invalid`, so that it is accounted for like any other
+    /// refusal. Returns the error to hand back.
+    pub fn refuse_invalid(&self, signal: Signal) -> RecordError {
+        self.engine().refuse_offered(signal, RecordError::Invalid)
+    }
+
     /// Records one log record, as `record_span` does a span.
     #[inline]
     pub fn record_log(&self, scope: &Scope, log: &LogRecord<'_>) -> Result<(), RecordError> {

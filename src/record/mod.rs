@@ -3,6 +3,7 @@
 //! The types here borrow their data so that recording allocates nothing; the
 //! encoders write straight into a ring record, after sizing it exactly.
 
+pub mod ids;
 pub mod log;
 pub mod metric;
 pub(crate) mod proto3;

@@ -19,10 +19,13 @@ import os
 import random
 import threading
 import time
+import weakref
 
-from . import _ffi
+from . import _ffi, _spans
+from ._spans import CURRENT, Span, SpanContext
 
-__all__ = ["Pipeline", "OtlpflowError", "ConfigError", "ShutdownError", "FlushTimeout", "version"]
+__all__ = ["Pipeline", "Span", "SpanContext", "OtlpflowError", "ConfigError", "ShutdownError", "FlushTimeout",
+           "LoggingHandler", "current_span", "version"]
 __version__ = "0.1.0"
 
 _lib = None
@@ -105,8 +108,8 @@ def _str(text):
     return _ffi.Str(data, len(data)), data
 
 
-_KINDS = {"unspecified": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
-_CODES = {"unset": 0, "ok": 1, "error": 2}
+_KINDS = _spans.KINDS
+_CODES = _spans.STATUS
 _COMPRESSION = {"none": 0, "gzip": 1, "zstd": 2}
 _PROTOCOL = {"grpc": 0, "http/protobuf": 1}
 
@@ -182,53 +185,6 @@ def _id(value, size):
     return value
 
 
-class Span:
-    """A span being timed by Pipeline.span(); add attributes and events."""
-
-    __slots__ = ("name", "attributes", "events", "kind", "trace_id", "span_id", "parent_span_id",
-                 "start", "status", "status_message")
-
-    def __init__(self, name, attributes, kind, trace_id, parent_span_id):
-        self.name = name
-        self.attributes = dict(attributes or {})
-        self.events = []
-        self.kind = kind
-        self.trace_id = _id(trace_id, 16)
-        self.span_id = _id(None, 8)
-        self.parent_span_id = parent_span_id
-        self.start = time.time_ns()
-        self.status = "unset"
-        self.status_message = ""
-
-    def set_attribute(self, key, value):
-        self.attributes[key] = value
-
-    def add_event(self, name, attributes=None):
-        self.events.append((time.time_ns(), name, attributes or {}))
-
-    def set_status(self, status, message=""):
-        self.status, self.status_message = status, message
-
-
-class _SpanContext:
-    def __init__(self, pipeline, span, scope):
-        self._pipeline, self._span, self._scope = pipeline, span, scope
-
-    def __enter__(self):
-        return self._span
-
-    def __exit__(self, exc_type, exc, tb):
-        s = self._span
-        if exc_type is not None and s.status == "unset":
-            s.set_status("error", "%s: %s" % (exc_type.__name__, exc))
-        self._pipeline.record_span(
-            s.name, trace_id=s.trace_id, span_id=s.span_id, parent_span_id=s.parent_span_id,
-            kind=s.kind, start_time_unix_nano=s.start, end_time_unix_nano=time.time_ns(),
-            attributes=s.attributes, events=s.events, status=(s.status, s.status_message),
-            scope=self._scope)
-        return False
-
-
 class _Guard:
     """A native handle and the calls using it: `with guard as h:` hands the
     handle to a call (ShutdownError once closed); `take()` withdraws it from
@@ -268,7 +224,8 @@ class Pipeline:
 
     def __init__(self, endpoint=None, protocol="grpc", compression="none", service_name=None,
                  service_version=None, resource=None, headers=None, policy="drop", max_wait=1.0,
-                 shards=0, workers=0, linger=None, from_env=True):
+                 shards=0, workers=0, linger=None, from_env=True, batch_spans=512, batch_interval=0.05,
+                 **settings):
         if protocol not in _PROTOCOL:
             raise ConfigError(INVALID_CONFIG, "protocol must be one of %s" % ", ".join(sorted(_PROTOCOL)))
         if compression not in _COMPRESSION:
@@ -307,12 +264,37 @@ class Pipeline:
             setting(lib.otlpflow_config_set_workers(cfg, workers), "workers")
             if linger is not None:
                 setting(lib.otlpflow_config_set_linger_ms(cfg, int(linger * 1000)), "linger")
+            for name, value in settings.items():
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                setting(lib.otlpflow_config_set(cfg, keep.str(name), keep.str(str(value))), name)
             handle = ctypes.c_void_p()
             setting(lib.otlpflow_pipeline_start(cfg, ctypes.byref(handle)), "start")
             self._guard = _Guard(handle)
         finally:
             lib.otlpflow_config_free(cfg)
         self._default_scope = self.scope("otlpflow.python", __version__)
+        if batch_spans < 1 or not batch_interval > 0:
+            raise ConfigError(INVALID_CONFIG, "batch_spans must be at least 1 and batch_interval positive")
+        self._batch_spans = batch_spans
+        self._buffers = {}
+        # This pipeline's Span class: `p.span(...)` constructs it directly.
+        self._span_class = type("Span", (Span,), {
+            "__slots__": (),
+            "_default_buffer": self._span_buffer(None),
+            "_buffer_of": staticmethod(self._span_buffer),
+        })
+        self.span = self._span_class
+        # The flush thread holds the pipeline weakly: a pipeline dropped
+        # without close() is still collected (and closed by __del__).
+        me = weakref.ref(self)
+
+        def buffers():
+            p = me()
+            return None if p is None else list(p._buffers.values())
+        self._flusher = _spans.Flusher(buffers, batch_interval)
+        self._flusher.start()
+        _LIVE.add(self)
 
     def _config_error(self, cfg, code, what):
         buf = ctypes.create_string_buffer(1024)
@@ -436,17 +418,54 @@ class Pipeline:
             _check(self._lib.otlpflow_pipeline_collect_metrics(h, ctypes.byref(n)), "collect_metrics")
         return n.value
 
-    def span(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None, scope=None):
-        """A context manager that times a span and records it on exit (status
-        error if the block raised)."""
-        return _SpanContext(self, Span(name, attributes, kind, trace_id, parent_span_id), scope)
+    def span(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None, scope=None,
+             parent=None, links=None):
+        """A span timed by a `with` block and recorded when it ends (status
+        error and an `exception` event if the block raised). Inside another
+        span (this thread's or asyncio task's current one) it continues that
+        span's trace as its child; `parent` (a Span or a SpanContext from
+        `otlpflow.propagation.extract`) names the parent explicitly.
+        Recorded spans wait in a bounded buffer (see `batch_spans`).
+
+        (Replaced on each pipeline by its own Span class, which takes the
+        same arguments: one Python call less per span.)"""
+        return self._span_class(name, attributes, kind, trace_id, parent_span_id, scope, parent, links)
+
+    def _span_buffer(self, scope):
+        sc = self._default_scope if scope is None else scope
+        buf = self._buffers.get(sc.id)
+        if buf is None:
+            buf = self._buffers.setdefault(sc.id, _spans.SpanBuffer(self._sender(sc), self._batch_spans))
+        return buf
+
+    def _sender(self, sc):
+        lib, guard = self._lib, self._guard
+        accepted, refused = ctypes.c_size_t(), ctypes.c_size_t()
+        ref_sc, ref_a, ref_r = ctypes.byref(sc), ctypes.byref(accepted), ctypes.byref(refused)
+
+        def send(data):
+            with guard as h:
+                _check(lib.otlpflow_pipeline_record_marshalled_spans(h, ref_sc, data, len(data), ref_a, ref_r),
+                       "span hand-over")
+            return accepted.value, refused.value
+        return send
+
+    def _hand_over(self):
+        for buf in list(getattr(self, "_buffers", {}).values()):
+            buf.hand_over()
 
     def stats(self):
         """The counters as a dict (never blocks)."""
         st = _ffi.Stats()
         with self._guard as h:
             _check(self._lib.otlpflow_pipeline_stats(h, ctypes.byref(st)), "stats")
-        return st.to_dict()
+        return self._with_buffers(st.to_dict())
+
+    def _with_buffers(self, d):
+        bufs = list(getattr(self, "_buffers", {}).values())
+        d["python_buffered"] = sum(len(b.spans) for b in bufs)
+        d["python_handed_over"] = sum(b.handed_over for b in bufs)
+        return d
 
     def health(self):
         """'healthy', 'degraded' (some export attempts failing) or 'down'."""
@@ -464,13 +483,14 @@ class Pipeline:
         return buf.value.decode() or None
 
     def _timed(self, fn, timeout, what):
+        self._hand_over()
         st = _ffi.Stats()
         with self._guard as h:
             code = fn(h, int(timeout * 1000), ctypes.byref(st))
         if code == TIMEOUT:
-            raise FlushTimeout(code, "%s: timed out after %ss" % (what, timeout), st.to_dict())
+            raise FlushTimeout(code, "%s: timed out after %ss" % (what, timeout), self._with_buffers(st.to_dict()))
         _check(code, what)
-        return st.to_dict()
+        return self._with_buffers(st.to_dict())
 
     def flush(self, timeout=10.0):
         """Waits until everything recorded so far is exported or failed;
@@ -485,7 +505,15 @@ class Pipeline:
         """Shuts down (if needed) and frees the native pipeline. Calls made
         from other threads meanwhile finish first; later ones raise
         ShutdownError: the native pipeline is never used after it is freed."""
+        flusher = getattr(self, "_flusher", None)
+        if flusher is not None:
+            flusher.stop()
         guard = getattr(self, "_guard", None)
+        if guard is not None and guard._handle is not None:
+            try:
+                self._hand_over()
+            except OtlpflowError:
+                pass
         handle = guard.take() if guard else None
         if handle:
             self._lib.otlpflow_pipeline_free(handle)
@@ -595,13 +623,55 @@ class LoggingHandler(logging.Handler):
             self.handleError(record)
 
 
+# Live pipelines, for the fork and exit hooks.
+_LIVE = weakref.WeakSet()
+
+
+def current_span():
+    """The current span of this thread or asyncio task (a Span, a remote
+    SpanContext, or None)."""
+    return CURRENT.get()
+
+
+def _before_fork():
+    # Spans waiting in Python go to the engine first, so that the child
+    # does not inherit (and send again) the parent's.
+    for p in list(_LIVE):
+        try:
+            p._hand_over()
+        except Exception:
+            pass
+
+
+def _restart_in_child():
+    # The child starts with empty buffers (the parent handed its spans
+    # over before the fork), fresh locks (another thread may have held
+    # one at the fork) and its own flush thread: threads do not survive
+    # fork.
+    for p in list(_LIVE):
+        for buf in p._buffers.values():
+            buf.spans = []
+            buf._lock = threading.Lock()
+        p._flusher.start()
+
+
+def _at_exit():
+    _before_fork()
+
+
+import atexit  # noqa: E402
+
+atexit.register(_at_exit)
+
+
 def _after_fork_in_child():
     # The native library restarts its engine in the child by itself (it
     # registers pthread_atfork hooks); calling the hook again is harmless and
     # covers a library loaded in a way that bypassed them.
     if _lib is not None:
         _lib.otlpflow_fork_child()
+    _restart_in_child()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -6,15 +6,18 @@ checks that the receiver counted the spans these tests report delivering
 (one number per line in OTLPFLOW_TEST_REPORT).
 """
 
+import asyncio
 import os
 import socket
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import otlpflow  # noqa: E402
+from otlpflow import propagation  # noqa: E402
 
 ENDPOINT = os.environ.get("OTLPFLOW_TEST_ENDPOINT", "")
 REPORT = os.environ.get("OTLPFLOW_TEST_REPORT", "")
@@ -67,6 +70,126 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(stats["exported"], 2)
             self.assertEqual(stats["in_flight"], 0)
         delivered(2)
+
+    def test_nested_spans_continue_the_trace_in_threads_and_tasks(self):
+        with pipeline() as p:
+            seen = {}
+
+            def work(t):
+                with p.span("outer-%d" % t) as outer:
+                    with p.span("inner") as inner:
+                        seen[t] = (outer.trace_id, outer.span_id, inner.trace_id, inner.parent_span_id,
+                                   otlpflow.current_span() is inner)
+                    seen[t] += (otlpflow.current_span() is outer,)
+            threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for t, (otid, osid, itid, iparent, inner_current, outer_current) in seen.items():
+                self.assertEqual(itid, otid)
+                self.assertEqual(iparent, osid)
+                self.assertTrue(inner_current and outer_current)
+            self.assertEqual(len({v[0] for v in seen.values()}), 3, "each thread its own trace")
+
+            async def task(n):
+                with p.span("task-%d" % n) as s:
+                    await asyncio.sleep(0.01)
+                    with p.span("step") as c:
+                        await asyncio.sleep(0.01)
+                        return s.trace_id, s.span_id, c.trace_id, c.parent_span_id
+
+            async def main():
+                return await asyncio.gather(*(task(n) for n in range(4)))
+            for tid, sid, ctid, cparent in asyncio.run(main()):
+                self.assertEqual((ctid, cparent), (tid, sid))
+            self.assertIsNone(otlpflow.current_span())
+            stats = p.shutdown()
+            self.assertEqual(stats["exported"], 6 + 8)
+            self.assertEqual(stats["python_buffered"], 0)
+            self.assertEqual(stats["python_handed_over"], 14)
+        delivered(14)
+
+    def test_traceparent_inject_and_extract(self):
+        with pipeline() as p:
+            headers = {}
+            with p.span("client", kind="client") as s:
+                propagation.inject(headers)
+                tid, sid = s.trace_id, s.span_id
+            self.assertEqual(headers["traceparent"], "00-%032x-%016x-01" % (tid, sid))
+            headers["tracestate"] = "vendor=abc"
+            ctx = propagation.extract(headers)
+            self.assertEqual((ctx.trace_id, ctx.span_id, ctx.trace_state), (tid, sid, "vendor=abc"))
+            with p.span("server", kind="server", parent=ctx) as child:
+                self.assertEqual((child.trace_id, child.parent_span_id), (tid, sid))
+                self.assertEqual(child.trace_state, "vendor=abc")
+                out = {}
+                propagation.inject(out)
+                self.assertEqual(out["tracestate"], "vendor=abc")
+            for bad in ("", "00-%s-%s-01" % ("0" * 32, "1" * 16), "00-xyz-1-01",
+                        "ff-%s-%s-01" % ("1" * 32, "1" * 16), "00-%s-%s-01-extra" % ("1" * 32, "1" * 16)):
+                self.assertIsNone(propagation.extract({"traceparent": bad}), bad)
+            self.assertEqual(p.shutdown()["exported"], 2)
+        delivered(2)
+
+    def test_exceptions_and_status_on_spans(self):
+        with pipeline() as p:
+            with self.assertRaises(KeyError):
+                with p.span("fails") as s:
+                    raise KeyError("missing")
+            self.assertEqual(s.status[0], 2)
+            self.assertIn("KeyError", s.status[1])
+            ev = s.events[-1]
+            self.assertEqual(ev[1], "exception")
+            self.assertEqual(ev[2]["exception.type"], "KeyError")
+            self.assertIn("raise KeyError", ev[2]["exception.stacktrace"])
+            with p.span("ok") as s:
+                s.set_status("ok", "ignored with ok")
+                s.record_exception(ValueError("handled"), {"handled": True})
+                s.set_attributes({"a": 1, "b": [1, 2]})
+            self.assertEqual(s.status, (1, ""))
+            # A span with a value neither marshal nor OTLP takes is refused
+            # and counted; the others in its batch still go.
+            with p.span("bad", attributes={"k": object()}):
+                pass
+            with p.span("set", attributes={"k": {1, 2}}):
+                pass
+            with p.span("fine"):
+                pass
+            stats = p.shutdown()
+            self.assertEqual(stats["exported"], 3)
+            self.assertEqual(stats["dropped_invalid"], 2)
+        delivered(3)
+
+    def test_span_buffer_is_bounded_and_handed_over_on_time(self):
+        with pipeline(batch_spans=64, batch_interval=0.05) as p:
+            for i in range(1000):
+                with p.span("bounded", attributes={"i": i}):
+                    pass
+                self.assertLess(p.stats()["python_buffered"], 64)
+            with p.span("alone"):
+                pass
+            # The flush thread hands it over within batch_interval.
+            deadline = time.monotonic() + 5
+            while p.stats()["python_buffered"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(p.stats()["python_buffered"], 0)
+            self.assertEqual(p.shutdown()["exported"], 1001)
+        delivered(1001)
+
+    def test_settings_by_name(self):
+        with pipeline(memory_budget="16M", retry_max_elapsed="20s", concurrency="adaptive:1:8",
+                      self_metrics=False, **{"traces.timeout": "5s"}) as p:
+            self.assertTrue(p.record_span("named settings"))
+            self.assertEqual(p.shutdown()["exported"], 1)
+        delivered(1)
+        with self.assertRaises(otlpflow.ConfigError) as cm:
+            pipeline(memory_budget="lots-s3cret")
+        self.assertIn("memory_budget", str(cm.exception))
+        self.assertNotIn("s3cret", str(cm.exception))
+        with self.assertRaises(otlpflow.ConfigError) as cm:
+            pipeline(no_such_setting=1)
+        self.assertIn("unknown setting", str(cm.exception))
 
     def test_four_threads_record_at_once(self):
         with pipeline() as p:
@@ -158,6 +281,36 @@ class PipelineTest(unittest.TestCase):
         self.assertEqual(p.shutdown()["exported"], 170)
         p.close()
         delivered(220)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_spans_waiting_in_python_at_a_fork_are_sent_once(self):
+        p = pipeline(batch_interval=60.0)
+        for i in range(10):
+            with p.span("waiting", attributes={"i": i}):
+                pass
+        self.assertEqual(p.stats()["python_buffered"], 10)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                # The parent handed the spans over before the fork: the
+                # child starts with nothing waiting and sends nothing twice.
+                st = p.stats()
+                code = 0 if st["python_buffered"] == 0 else 2
+                with p.span("child"):
+                    pass
+                st = p.shutdown()
+                # Counters carry over the fork, as the native ones do: the
+                # 10 handed over before it, and the child's own one.
+                code = code or (0 if st["python_handed_over"] == 11 else 3)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "child failed: %r" % status)
+        stats = p.shutdown()
+        self.assertEqual(stats["exported"], 10)
+        p.close()
+        delivered(11)
 
     def test_errors_are_exceptions_with_codes(self):
         with self.assertRaises(otlpflow.ConfigError) as cm:

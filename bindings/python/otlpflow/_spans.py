@@ -1,0 +1,324 @@
+"""Spans from Python at close to native speed: the `with p.span(...)` path.
+
+A finished span becomes one tuple appended to its scope's buffer (a list:
+appending is atomic under the GIL, so recording threads take no lock).
+When a buffer holds `batch_spans` spans, the thread that filled it hands
+them over in one native call: `marshal.dumps(spans, 4)`, one C-speed call,
+and `otlpflow_pipeline_record_marshalled_spans`, which reads the bytes in
+Rust. A background thread hands over what waits longer than
+`batch_interval`; `flush()`, `shutdown()`, `os.fork()` and interpreter exit
+hand over everything first. So a span waits in Python at most
+`batch_interval` seconds, the buffer holds at most `batch_spans` spans
+plus one per recording thread, and `stats()` shows how many wait there
+(`python_buffered`) and how many were handed over (`python_handed_over`).
+
+Ids are made lazily: a span nobody asks the id of gets one from the native
+side at hand-over; a span with a child, or whose context is injected into
+headers, makes its ids here (random.getrandbits). Context follows
+`contextvars`, so threads and asyncio tasks each see their own current span.
+"""
+
+import contextvars
+import marshal
+import random
+import threading
+import time
+import traceback
+
+_time_ns = time.time_ns
+_getrandbits = random.getrandbits
+
+KINDS = {"unspecified": 0, "internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+STATUS = {"unset": 0, "ok": 1, "error": 2}
+
+# The current span (or remote SpanContext) of this thread or task.
+CURRENT = contextvars.ContextVar("otlpflow_current_span", default=None)
+
+
+def _nonzero(bits):
+    while True:
+        v = _getrandbits(bits)
+        if v:
+            return v
+
+
+def _as_int(value, size):
+    """An id given as bytes (big-endian) or int, as an int."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        if value < 0 or value >> (8 * size):
+            raise ValueError("id must fit %d bytes" % size)
+        return value
+    value = bytes(value)
+    if len(value) != size:
+        raise ValueError("id must be %d bytes, got %d" % (size, len(value)))
+    return int.from_bytes(value, "big")
+
+
+class SpanContext:
+    """The identity of a span, possibly in another process: what
+    `propagation.extract` returns and what a child span continues."""
+
+    __slots__ = ("trace_id", "span_id", "trace_flags", "trace_state", "is_remote")
+
+    def __init__(self, trace_id, span_id, trace_flags=1, trace_state="", is_remote=True):
+        self.trace_id, self.span_id = trace_id, span_id
+        self.trace_flags, self.trace_state, self.is_remote = trace_flags, trace_state, is_remote
+
+    @property
+    def context(self):
+        return self
+
+    def __repr__(self):
+        return "SpanContext(trace_id=%032x, span_id=%016x, flags=%02x)" % (
+            self.trace_id, self.span_id, self.trace_flags)
+
+
+# The positions of a span's record (the tuple layout the native side
+# reads; see ffi/src/pyspans.rs). A span keeps its record as a list it
+# fills in place, and hands the list itself over when it ends.
+_NAME, _KIND, _TID, _SID, _PARENT, _START, _END, _ATTRS, _EVENTS, _STATUS, _MESSAGE, _LINKS, _STATE = range(13)
+
+
+class Span:
+    """A span being timed: `with p.span(...) as span:`. Add attributes,
+    events, status and exceptions while it runs; it is recorded when the
+    block ends."""
+
+    __slots__ = ("_rec", "_buffer", "_token")
+
+    # Set on the per-pipeline subclass (see Pipeline.span).
+    _default_buffer = None
+    _buffer_of = None
+
+    def __init__(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None,
+                 scope=None, parent=None, links=None):
+        self._buffer = self._default_buffer if scope is None else self._buffer_of(scope)
+        if parent is None:
+            parent = CURRENT.get()
+        if parent is None:
+            tid = parent_id = 0
+            state = ""
+        else:
+            tid, parent_id, state = parent.trace_id, parent.span_id, parent.trace_state
+        if trace_id is not None:
+            tid = trace_id if trace_id.__class__ is bytes and len(trace_id) == 16 else _as_int(trace_id, 16)
+        if parent_span_id is not None:
+            parent_id = (parent_span_id if parent_span_id.__class__ is bytes and len(parent_span_id) == 8
+                         else _as_int(parent_span_id, 8))
+        self._rec = [name, kind if kind.__class__ is int else KINDS[kind], tid, 0, parent_id, _time_ns(), 0,
+                     dict(attributes) if attributes else {}, None, 0, "", links, state]
+        self._token = None
+
+    @property
+    def name(self):
+        return self._rec[_NAME]
+
+    @property
+    def attributes(self):
+        return self._rec[_ATTRS]
+
+    @property
+    def events(self):
+        return self._rec[_EVENTS] or []
+
+    @property
+    def start(self):
+        return self._rec[_START]
+
+    @property
+    def status(self):
+        return self._rec[_STATUS], self._rec[_MESSAGE]
+
+    @property
+    def trace_id(self):
+        """The trace id (an int, as the OpenTelemetry API has it)."""
+        rec = self._rec
+        tid = rec[_TID]
+        if not tid:
+            tid = rec[_TID] = _nonzero(128)
+        elif tid.__class__ is bytes:
+            tid = rec[_TID] = int.from_bytes(tid, "big")
+        return tid
+
+    @property
+    def span_id(self):
+        rec = self._rec
+        if not rec[_SID]:
+            rec[_SID] = _nonzero(64)
+        return rec[_SID]
+
+    @property
+    def parent_span_id(self):
+        parent = self._rec[_PARENT]
+        return int.from_bytes(parent, "big") if parent.__class__ is bytes else parent
+
+    @property
+    def trace_state(self):
+        return self._rec[_STATE]
+
+    @property
+    def trace_flags(self):
+        return 1
+
+    @property
+    def context(self):
+        return SpanContext(self.trace_id, self.span_id, 1, self.trace_state, is_remote=False)
+
+    def set_attribute(self, key, value):
+        self._rec[_ATTRS][key] = value
+
+    def set_attributes(self, attributes):
+        self._rec[_ATTRS].update(attributes)
+
+    def add_event(self, name, attributes=None, timestamp=None):
+        ev = (_time_ns() if timestamp is None else timestamp, name, dict(attributes) if attributes else None)
+        events = self._rec[_EVENTS]
+        if events is None:
+            self._rec[_EVENTS] = [ev]
+        else:
+            events.append(ev)
+
+    def set_status(self, status, message=""):
+        """status: "unset", "ok" or "error" (a message goes with error only,
+        as the OpenTelemetry specification has it)."""
+        code = status if status.__class__ is int else STATUS[status]
+        rec = self._rec
+        rec[_STATUS] = code
+        rec[_MESSAGE] = message if code == 2 else ""
+
+    def record_exception(self, exc, attributes=None):
+        """Adds an `exception` event with the semantic-convention attributes
+        (type, message, stack trace)."""
+        attrs = {
+            "exception.type": type(exc).__qualname__,
+            "exception.message": str(exc),
+            "exception.stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        }
+        if attributes:
+            attrs.update(attributes)
+        self.add_event("exception", attrs)
+
+    def __enter__(self):
+        self._token = CURRENT.set(self)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        rec = self._rec
+        rec[_END] = _time_ns()
+        if self._token is not None:
+            CURRENT.reset(self._token)
+            self._token = None
+        if exc_type is not None:
+            self.record_exception(exc)
+            if rec[_STATUS] != 1:
+                rec[_STATUS], rec[_MESSAGE] = 2, "%s: %s" % (exc_type.__name__, exc)
+        spans = self._buffer.spans
+        spans.append(rec)
+        if len(spans) >= self._buffer.limit:
+            self._buffer.hand_over()
+        return False
+
+    def end(self, end_time=None):
+        """Records the span (for spans used without `with`)."""
+        rec = self._rec
+        rec[_END] = _time_ns() if end_time is None else end_time
+        self._buffer.spans.append(rec)
+        if len(self._buffer.spans) >= self._buffer.limit:
+            self._buffer.hand_over()
+
+
+class SpanBuffer:
+    """The spans of one scope waiting to be handed over (see the module
+    docstring)."""
+
+    __slots__ = ("spans", "limit", "_send", "_lock", "handed_over", "refused", "__weakref__")
+
+    def __init__(self, send, limit):
+        self.spans = []
+        self.limit = limit
+        self._send = send
+        self._lock = threading.Lock()
+        self.handed_over = 0
+        self.refused = 0
+
+    def hand_over(self):
+        """Hands everything waiting to the engine. Spans appended while this
+        runs stay for the next call: the slice and the delete each run
+        whole under the GIL, and only the spans sliced are deleted."""
+        with self._lock:
+            n = len(self.spans)
+            if not n:
+                return
+            batch = self.spans[:n]
+            del self.spans[:n]
+            try:
+                data = marshal.dumps(batch, 4)
+            except ValueError:
+                data = marshal.dumps(_sorted_out(batch), 4)
+            try:
+                accepted, refused = self._send(data)
+            except ValueError:
+                # The native side could not read the batch (a value
+                # marshal writes in a form it does not take): one span at
+                # a time, a span it cannot read counted as invalid.
+                accepted = refused = 0
+                for rec in batch:
+                    try:
+                        a, r = self._send(marshal.dumps([rec], 4))
+                    except ValueError:
+                        a, r = self._send(marshal.dumps([None], 4))
+                    accepted, refused = accepted + a, refused + r
+            self.handed_over += accepted + refused
+            self.refused += refused
+
+
+def _sorted_out(batch):
+    """The batch with each span that marshal cannot write (an attribute
+    value of a type it does not know) replaced by None, which the native
+    side refuses and counts as `dropped_invalid`: one bad span does not
+    cost the others."""
+    out = []
+    for rec in batch:
+        try:
+            marshal.dumps(rec, 4)
+            out.append(rec)
+        except ValueError:
+            out.append(None)
+    return out
+
+
+class Flusher:
+    """One daemon thread per pipeline that hands over, every `interval`
+    seconds, whatever waits in its buffers."""
+
+    def __init__(self, buffers, interval):
+        self._buffers, self._interval = buffers, interval
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="otlpflow-py-flush", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self._interval):
+            buffers = self._buffers()
+            if buffers is None:
+                return  # the pipeline is gone
+            try:
+                for b in buffers:
+                    b.hand_over()
+            except Exception:
+                # A closed pipeline: nothing more to hand over.
+                return
+            del buffers
+
+    def stop(self):
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(5)
+        self._thread = None

@@ -4,32 +4,48 @@
 //! `bytes`, tuples, lists and dicts, with back-references.
 //!
 //! Why marshal: it is the fastest way pure Python has to turn a batch of
-//! span tuples into bytes (one call in C, about 0.4 us a span here), far
+//! span tuples into bytes (one call in C, about 0.5 us a span here), far
 //! cheaper than packing each field with `struct`, and it keeps the Python
 //! binding a plain ctypes one. The bytes come from the host's own process,
 //! but the reader trusts nothing: every length is checked against the
 //! buffer, nesting is bounded, a back-reference must point at an object
-//! already read, and anything else (code objects, sets, complex numbers,
-//! integers wider than 128 bits) is an error, never a panic.
+//! already read, and anything else (code objects, integers wider than 128
+//! bits) is an error, never a panic.
 //!
 //! Objects are kept in one flat arena: a container is a range of it, so a
-//! whole batch is parsed with a handful of allocations.
+//! whole batch is parsed with a handful of allocations. An object is 16
+//! bytes (strings are positions in the buffer), small enough to travel in
+//! registers: a wider one was copied through memory after narrow stores,
+//! and the stalled store forwarding cost more than the parsing.
 
-/// A parsed object; containers index [`Parsed::items`].
+/// A parsed object; containers index [`Parsed::items`], strings and big
+/// integers the buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Obj<'a> {
+pub enum Obj {
     None,
     Bool(bool),
     /// An integer that fits an `i64`.
     Int(i64),
-    /// A non-negative integer past `i64::MAX` (up to 128 bits: an id), as
-    /// its high and low 64 bits.
-    Big(u64, u64),
+    /// A non-negative integer past `i64::MAX` (up to 128 bits: an id): its
+    /// 15-bit digits in the buffer.
+    Big {
+        at: u32,
+        digits: u8,
+    },
     Float(f64),
-    /// A `str` as UTF-8 bytes: checked when used (a lone surrogate is
-    /// written as invalid UTF-8 by marshal).
-    Str(&'a [u8]),
-    Bytes(&'a [u8]),
+    /// A `str`, its UTF-8 checked once when read (a string used again is
+    /// a back-reference to the same object, not checked again).
+    Str {
+        at: u32,
+        len: u32,
+    },
+    /// A `str` that is not valid UTF-8 (marshal writes a lone surrogate
+    /// that way).
+    BadStr,
+    Bytes {
+        at: u32,
+        len: u32,
+    },
     /// A tuple or list: `len` items from `start` in the arena.
     Seq {
         start: u32,
@@ -45,7 +61,7 @@ pub enum Obj<'a> {
     Other,
 }
 
-impl<'a> Obj<'a> {
+impl Obj {
     /// The integer as an `i64`, if it is one and fits.
     pub fn as_i64(&self) -> Option<i64> {
         match *self {
@@ -59,24 +75,6 @@ impl<'a> Obj<'a> {
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             Obj::Int(v) => u64::try_from(v).ok(),
-            Obj::Big(0, lo) => Some(lo),
-            _ => None,
-        }
-    }
-
-    /// The integer as a `u128`, if it is a non-negative one.
-    pub fn as_u128(&self) -> Option<u128> {
-        match *self {
-            Obj::Int(v) => u128::try_from(v).ok(),
-            Obj::Big(hi, lo) => Some((hi as u128) << 64 | lo as u128),
-            _ => None,
-        }
-    }
-
-    /// The text, if it is a `str` of valid UTF-8.
-    pub fn as_str(&self) -> Option<&'a str> {
-        match *self {
-            Obj::Str(b) => std::str::from_utf8(b).ok(),
             _ => None,
         }
     }
@@ -104,15 +102,16 @@ pub enum MarshalError {
 /// levels; 16 leaves room and bounds the reader's recursion.
 const MAX_DEPTH: usize = 16;
 
-/// A parsed buffer: the top-level object and the arena of items.
-#[derive(Debug, Default)]
+/// A parsed buffer: the arena of items, and the buffer strings point into.
+#[derive(Debug)]
 pub struct Parsed<'a> {
-    pub items: Vec<Obj<'a>>,
+    buf: &'a [u8],
+    pub items: Vec<Obj>,
 }
 
 impl<'a> Parsed<'a> {
     /// The items of a tuple or list (empty for anything else).
-    pub fn seq(&self, o: Obj<'a>) -> &[Obj<'a>] {
+    pub fn seq(&self, o: Obj) -> &[Obj] {
         match o {
             Obj::Seq { start, len } => &self.items[start as usize..(start + len) as usize],
             _ => &[],
@@ -120,7 +119,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// The key, value pairs of a dict (empty for anything else).
-    pub fn dict(&self, o: Obj<'a>) -> impl Iterator<Item = (Obj<'a>, Obj<'a>)> + '_ {
+    pub fn dict(&self, o: Obj) -> impl Iterator<Item = (Obj, Obj)> + '_ {
         let pairs = match o {
             Obj::Dict { start, len } => {
                 &self.items[start as usize..start as usize + 2 * len as usize]
@@ -129,6 +128,49 @@ impl<'a> Parsed<'a> {
         };
         pairs.chunks_exact(2).map(|kv| (kv[0], kv[1]))
     }
+
+    fn slice(&self, at: u32, len: u32) -> &'a [u8] {
+        // In bounds: the reader checked every position it made.
+        &self.buf[at as usize..at as usize + len as usize]
+    }
+
+    /// The text, if `o` is a `str` of valid UTF-8.
+    pub fn str(&self, o: Obj) -> Option<&'a str> {
+        match o {
+            Obj::Str { at, len } => {
+                let bytes = self.slice(at, len);
+                // SAFETY: the reader made `Obj::Str` only for this range of
+                // this buffer after `std::str::from_utf8` accepted it (see
+                // `Reader::text`), and the buffer is borrowed unchanged.
+                Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+            }
+            _ => None,
+        }
+    }
+
+    /// The bytes, if `o` is a `bytes`.
+    pub fn bytes(&self, o: Obj) -> Option<&'a [u8]> {
+        match o {
+            Obj::Bytes { at, len } => Some(self.slice(at, len)),
+            _ => None,
+        }
+    }
+
+    /// The integer as a `u128`, if it is a non-negative one.
+    pub fn u128(&self, o: Obj) -> Option<u128> {
+        match o {
+            Obj::Int(v) => u128::try_from(v).ok(),
+            Obj::Big { at, digits } => {
+                let raw = self.slice(at, 2 * digits as u32);
+                let mut magnitude = 0u128;
+                for (i, d) in raw.chunks_exact(2).enumerate() {
+                    magnitude |= (u16::from_le_bytes([d[0], d[1]]) as u128) << (15 * i);
+                }
+                Some(magnitude)
+            }
+            _ => None,
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -136,17 +178,42 @@ struct Reader<'a> {
     pos: usize,
     /// Objects flagged for back-reference, in the order marshal numbers
     /// them; `None` while a container is still being read.
-    refs: Vec<Option<Obj<'a>>>,
+    refs: Vec<Option<Obj>>,
     /// Items of the dicts being read (their length is known only at the
     /// end), moved to the arena when each one closes so that every
     /// container's items are contiguous.
-    stack: Vec<Obj<'a>>,
-    arena: Vec<Obj<'a>>,
+    stack: Vec<Obj>,
+    arena: Vec<Obj>,
 }
 
 const FLAG_REF: u8 = 0x80;
 
+/// Where an object read goes: a reserved arena slot (an item of a tuple
+/// or list) or a stack slot (a key or value of a dict being read).
+#[derive(Clone, Copy)]
+enum Slot {
+    Arena(usize),
+    Stack(usize),
+}
+
 impl<'a> Reader<'a> {
+    /// A string of the next `n` bytes: `Str` if they are UTF-8.
+    fn text(&mut self, n: usize) -> Result<Obj, MarshalError> {
+        let at = self.pos as u32;
+        let bytes = self.take(n)?;
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(_) => Obj::Str { at, len: n as u32 },
+            Err(_) => Obj::BadStr,
+        })
+    }
+
+    /// The position and length of the next `n` bytes, taken.
+    fn span(&mut self, n: usize) -> Result<(u32, u32), MarshalError> {
+        let at = self.pos as u32;
+        self.take(n)?;
+        Ok((at, n as u32))
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], MarshalError> {
         let end = self.pos.checked_add(n).ok_or(MarshalError::Truncated)?;
         let s = self.buf.get(self.pos..end).ok_or(MarshalError::Truncated)?;
@@ -172,7 +239,10 @@ impl<'a> Reader<'a> {
         usize::try_from(self.i32()?).map_err(|_| MarshalError::Malformed)
     }
 
-    fn object(&mut self, depth: usize) -> Result<Obj<'a>, MarshalError> {
+    /// Reads one object into `dst`. Written in place, not returned: a
+    /// returned `Result<Obj, _>` went through memory, and copying it out
+    /// stalled on store forwarding more than all the parsing cost.
+    fn object(&mut self, depth: usize, dst: Slot) -> Result<(), MarshalError> {
         if depth > MAX_DEPTH {
             return Err(MarshalError::TooDeep);
         }
@@ -193,15 +263,16 @@ impl<'a> Reader<'a> {
             b'g' => Obj::Float(f64::from_le_bytes(self.array()?)),
             b'z' | b'Z' => {
                 let n = self.byte()? as usize;
-                Obj::Str(self.take(n)?)
+                self.text(n)?
             }
             b'u' | b't' | b'a' | b'A' => {
                 let n = self.len()?;
-                Obj::Str(self.take(n)?)
+                self.text(n)?
             }
             b's' => {
                 let n = self.len()?;
-                Obj::Bytes(self.take(n)?)
+                let (at, len) = self.span(n)?;
+                Obj::Bytes { at, len }
             }
             b')' => {
                 let n = self.byte()? as usize;
@@ -225,27 +296,32 @@ impl<'a> Reader<'a> {
             b'r' => {
                 let i = u32::from_le_bytes(self.array()?) as usize;
                 // A reference is not itself numbered (marshal never flags it).
-                return match self.refs.get(i) {
-                    Some(Some(o)) => Ok(*o),
-                    _ => Err(MarshalError::BadReference),
-                };
+                match self.refs.get(i) {
+                    Some(Some(o)) => *o,
+                    _ => return Err(MarshalError::BadReference),
+                }
             }
             other => return Err(MarshalError::Unsupported(other)),
         };
         if let Some(i) = slot {
             self.refs[i] = Some(obj);
         }
-        Ok(obj)
+        match dst {
+            Slot::Arena(i) => self.arena[i] = obj,
+            Slot::Stack(i) => self.stack[i] = obj,
+        }
+        Ok(())
     }
 
     /// A `PyLong`: a signed count of 15-bit digits, least significant first.
-    fn long(&mut self) -> Result<Obj<'a>, MarshalError> {
+    fn long(&mut self) -> Result<Obj, MarshalError> {
         let n = self.i32()?;
         let digits = n.unsigned_abs() as usize;
         // 9 digits are 135 bits: enough for any 128-bit id.
         if digits > 9 {
             return Err(MarshalError::Unsupported(b'l'));
         }
+        let at = self.pos as u32;
         let raw = self.take(2 * digits)?;
         let mut magnitude: u128 = 0;
         for (i, d) in raw.chunks_exact(2).enumerate() {
@@ -264,12 +340,15 @@ impl<'a> Reader<'a> {
             (true, _) if magnitude <= 1 << 63 => {
                 Ok(Obj::Int((magnitude as i128).wrapping_neg() as i64))
             }
-            (false, Err(_)) => Ok(Obj::Big((magnitude >> 64) as u64, magnitude as u64)),
+            (false, Err(_)) => Ok(Obj::Big {
+                at,
+                digits: digits as u8,
+            }),
             (true, _) => Err(MarshalError::Unsupported(b'l')),
         }
     }
 
-    fn seq(&mut self, n: usize, depth: usize) -> Result<Obj<'a>, MarshalError> {
+    fn seq(&mut self, n: usize, depth: usize) -> Result<Obj, MarshalError> {
         // Every item takes at least one byte: a count past what is left
         // cannot be honest (and must not size an allocation).
         if n > self.buf.len() - self.pos {
@@ -280,8 +359,7 @@ impl<'a> Reader<'a> {
         let start = self.arena.len();
         self.arena.resize(start + n, Obj::None);
         for i in 0..n {
-            let o = self.object(depth + 1)?;
-            self.arena[start + i] = o;
+            self.object(depth + 1, Slot::Arena(start + i))?;
         }
         Ok(Obj::Seq {
             start: start as u32,
@@ -289,7 +367,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn dict(&mut self, depth: usize) -> Result<Obj<'a>, MarshalError> {
+    fn dict(&mut self, depth: usize) -> Result<Obj, MarshalError> {
         let base = self.stack.len();
         let mut pairs = 0;
         loop {
@@ -297,20 +375,20 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 break;
             }
-            let k = self.object(depth + 1)?;
-            if matches!(k, Obj::Seq { .. } | Obj::Dict { .. }) {
+            let k = self.stack.len();
+            self.stack.extend([Obj::None, Obj::None]);
+            self.object(depth + 1, Slot::Stack(k))?;
+            if matches!(self.stack[k], Obj::Seq { .. } | Obj::Dict { .. }) {
                 return Err(MarshalError::Malformed);
             }
-            let v = self.object(depth + 1)?;
-            self.stack.push(k);
-            self.stack.push(v);
+            self.object(depth + 1, Slot::Stack(k + 1))?;
             pairs += 1;
         }
         Ok(self.close_dict(base, pairs))
     }
 
     /// Moves a closed dict's items from the stack to the arena.
-    fn close_dict(&mut self, base: usize, pairs: usize) -> Obj<'a> {
+    fn close_dict(&mut self, base: usize, pairs: usize) -> Obj {
         let start = self.arena.len() as u32;
         self.arena.extend(self.stack.drain(base..));
         Obj::Dict {
@@ -321,8 +399,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads one marshalled object filling the whole buffer.
-pub fn parse(buf: &[u8]) -> Result<(Obj<'_>, Parsed<'_>), MarshalError> {
-    // Arena positions are u32: no object count can pass them.
+pub fn parse(buf: &[u8]) -> Result<(Obj, Parsed<'_>), MarshalError> {
+    // Positions are u32: no buffer may pass them.
     if buf.len() > u32::MAX as usize {
         return Err(MarshalError::Malformed);
     }
@@ -331,35 +409,34 @@ pub fn parse(buf: &[u8]) -> Result<(Obj<'_>, Parsed<'_>), MarshalError> {
         pos: 0,
         refs: Vec::new(),
         stack: Vec::new(),
-        arena: SPARE.with(|s| recycle(s.take())),
+        arena: SPARE.with(|s| s.take()),
     };
-    let top = r.object(0)?;
-    if r.pos != buf.len() {
-        return Err(MarshalError::TrailingBytes);
+    r.arena.clear();
+    r.arena.push(Obj::None);
+    let read = r.object(0, Slot::Arena(0));
+    let parsed = Parsed {
+        buf,
+        items: r.arena,
+    };
+    match read {
+        Ok(()) if r.pos != buf.len() => Err(MarshalError::TrailingBytes),
+        Ok(()) => Ok((parsed.items[0], parsed)),
+        Err(e) => Err(e),
     }
-    Ok((top, Parsed { items: r.arena }))
 }
 
 thread_local! {
     /// The last arena, kept for the next batch of this thread: a batch's
-    /// arena is several hundred KiB, and a fresh one each time would be
+    /// arena is a few hundred KiB, and a fresh one each time would be
     /// mapped and faulted in page by page on every call.
-    static SPARE: std::cell::Cell<Vec<Obj<'static>>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// An emptied vector of another lifetime in the same allocation (the
-/// standard library collects in place when the item layouts match, as
-/// here: only the lifetime differs).
-fn recycle<'b>(mut v: Vec<Obj<'_>>) -> Vec<Obj<'b>> {
-    v.clear();
-    v.into_iter().map(|_| Obj::None).collect()
+    static SPARE: std::cell::Cell<Vec<Obj>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Drop for Parsed<'_> {
     fn drop(&mut self) {
         // Keep at most 4 MiB of arena for the next call.
-        if self.items.capacity() <= (4 << 20) / std::mem::size_of::<Obj<'_>>() {
-            let items = recycle(std::mem::take(&mut self.items));
+        if self.items.capacity() <= (4 << 20) / std::mem::size_of::<Obj>() {
+            let items = std::mem::take(&mut self.items);
             SPARE.with(|s| s.set(items));
         }
     }
@@ -406,19 +483,25 @@ mod tests {
         let (top, p) = parse(&b).unwrap();
         let items = p.seq(top);
         assert_eq!(items.len(), 10);
-        assert_eq!(items[0].as_str(), Some("GET"));
+        assert_eq!(p.str(items[0]), Some("GET"));
         assert_eq!(items[1].as_i64(), Some(7));
         assert_eq!(items[2].as_i64(), Some(-2));
-        assert_eq!(items[3], Obj::Big(1, 5));
-        assert_eq!(items[3].as_u128(), Some((1u128 << 64) + 5));
+        assert_eq!(p.u128(items[3]), Some((1u128 << 64) + 5));
         assert_eq!(items[4], Obj::Float(1.5));
         assert_eq!(items[5], Obj::None);
         assert_eq!(items[6], Obj::Bool(true));
-        assert_eq!(items[7], Obj::Bytes(&[0]));
+        assert_eq!(p.bytes(items[7]), Some(&[0u8][..]));
         let list = p.seq(items[8]);
-        assert_eq!((list[0].as_i64(), list[1].as_str()), (Some(1), Some("GET")));
+        assert_eq!((list[0].as_i64(), p.str(list[1])), (Some(1), Some("GET")));
         let d: Vec<_> = p.dict(items[9]).collect();
-        assert_eq!(d, vec![(Obj::Str(b"k"), Obj::Int(2))]);
+        assert_eq!(d.len(), 1);
+        assert_eq!((p.str(d[0].0), d[0].1), (Some("k"), Obj::Int(2)));
+    }
+
+    #[test]
+    fn an_object_fits_two_registers() {
+        assert_eq!(std::mem::size_of::<Obj>(), 16);
+        assert_eq!(std::mem::size_of::<Result<Obj, MarshalError>>(), 16);
     }
 
     #[test]

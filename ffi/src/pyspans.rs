@@ -69,15 +69,14 @@ struct SpanPlan<'a> {
     start: u64,
     end: u64,
     attrs: Range<usize>,
-    events: Range<usize>,
-    links: Range<usize>,
     status: Status<'a>,
     trace_state: &'a str,
     flags: u32,
     dropped: [u32; 3],
 }
 
-/// The batch's arenas: everything the spans' slices point into.
+/// A span's arenas: everything its slices point into (reused from span
+/// to span).
 #[derive(Default)]
 struct Arenas<'a> {
     values: Vec<Value<'a>>,
@@ -93,57 +92,54 @@ pub struct Outcome {
     pub refused: usize,
 }
 
-/// Records every span tuple of the marshalled list `top`.
-pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj<'_>) -> Outcome {
-    let mut arenas = Arenas::default();
-    let plans: Vec<Option<SpanPlan<'_>>> = parsed
-        .seq(top)
-        .iter()
-        .map(|&t| plan_span(parsed, t, &mut arenas))
-        .collect();
-    let Arenas {
-        values,
-        attrs,
-        events,
-        links,
-    } = arenas;
-    let kvs: Vec<KeyValue<'_>> = attrs
-        .iter()
-        .map(|(key, src)| KeyValue {
-            key,
-            value: match src {
-                Src::Scalar(v) => *v,
-                Src::Array(r) => Value::Array(&values[r.clone()]),
-            },
-        })
-        .collect();
-    let events: Vec<Event<'_>> = events
-        .iter()
-        .map(|e| Event {
-            time_unix_nano: e.time,
-            name: e.name,
-            attributes: &kvs[e.attrs.clone()],
-            dropped_attributes_count: e.dropped,
-        })
-        .collect();
-    let links: Vec<Link<'_>> = links
-        .iter()
-        .map(|l| Link {
-            trace_id: l.trace_id,
-            span_id: l.span_id,
-            trace_state: l.trace_state,
-            attributes: &kvs[l.attrs.clone()],
-            dropped_attributes_count: l.dropped,
-            flags: l.flags,
-        })
-        .collect();
+/// Records every span tuple of the marshalled list `top`, one at a time:
+/// the arenas are reused from span to span.
+pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Outcome {
+    let mut a = Arenas::default();
     let mut out = Outcome::default();
-    for plan in plans {
-        let Some(s) = plan else {
+    for &t in parsed.seq(top) {
+        a.values.clear();
+        a.attrs.clear();
+        a.events.clear();
+        a.links.clear();
+        let Ok(s) = plan_span(parsed, parsed.seq(t), &mut a) else {
             let _ = p.refuse_invalid(Signal::Traces);
             out.refused += 1;
             continue;
         };
+        let kvs: Vec<KeyValue<'_>> = a
+            .attrs
+            .iter()
+            .map(|(key, src)| KeyValue {
+                key,
+                value: match src {
+                    Src::Scalar(v) => *v,
+                    Src::Array(r) => Value::Array(&a.values[r.clone()]),
+                },
+            })
+            .collect();
+        let events: Vec<Event<'_>> = a
+            .events
+            .iter()
+            .map(|e| Event {
+                time_unix_nano: e.time,
+                name: e.name,
+                attributes: &kvs[e.attrs.clone()],
+                dropped_attributes_count: e.dropped,
+            })
+            .collect();
+        let links: Vec<Link<'_>> = a
+            .links
+            .iter()
+            .map(|l| Link {
+                trace_id: l.trace_id,
+                span_id: l.span_id,
+                trace_state: l.trace_state,
+                attributes: &kvs[l.attrs.clone()],
+                dropped_attributes_count: l.dropped,
+                flags: l.flags,
+            })
+            .collect();
         let span = Span {
             trace_id: s.trace_id,
             span_id: s.span_id,
@@ -156,9 +152,9 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj<'_>) ->
             end_time_unix_nano: s.end,
             attributes: &kvs[s.attrs],
             dropped_attributes_count: s.dropped[0],
-            events: &events[s.events],
+            events: &events,
             dropped_events_count: s.dropped[1],
-            links: &links[s.links],
+            links: &links,
             dropped_links_count: s.dropped[2],
             status: s.status,
         };
@@ -172,69 +168,75 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj<'_>) ->
 
 /// An id of `N` bytes: an `int` (big-endian) or `N` bytes; zero or `None`
 /// gives `None`.
-fn id<const N: usize>(o: Obj<'_>) -> Result<Option<[u8; N]>, ()> {
+fn id<const N: usize>(p: &Parsed<'_>, o: Obj) -> Result<Option<[u8; N]>, ()> {
     let mut out = [0u8; N];
     match o {
         Obj::None => return Ok(None),
-        Obj::Int(_) | Obj::Big(..) => {
-            let magnitude = o.as_u128().ok_or(())?;
+        Obj::Int(_) | Obj::Big { .. } => {
+            let magnitude = p.u128(o).ok_or(())?;
             if N < 16 && magnitude >> (8 * N) != 0 {
                 return Err(());
             }
             out.copy_from_slice(&magnitude.to_be_bytes()[16 - N..]);
         }
-        Obj::Bytes(b) if b.len() == N => out.copy_from_slice(b),
+        Obj::Bytes { .. } => {
+            let b = p.bytes(o).ok_or(())?;
+            if b.len() != N {
+                return Err(());
+            }
+            out.copy_from_slice(b);
+        }
         _ => return Err(()),
     }
     Ok((out != [0; N]).then_some(out))
 }
 
-fn text<'a>(o: Obj<'a>) -> Result<&'a str, ()> {
+fn text<'a>(p: &Parsed<'a>, o: Obj) -> Result<&'a str, ()> {
     match o {
         Obj::None => Ok(""),
-        _ => o.as_str().ok_or(()),
+        _ => p.str(o).ok_or(()),
     }
 }
 
-fn count(o: Option<&Obj<'_>>) -> Result<u32, ()> {
+fn count(o: Option<&Obj>) -> Result<u32, ()> {
     match o {
         None | Some(Obj::None) => Ok(0),
         Some(o) => o.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or(()),
     }
 }
 
-fn scalar<'a>(o: Obj<'a>) -> Result<Option<Value<'a>>, ()> {
+fn scalar<'a>(p: &Parsed<'a>, o: Obj) -> Result<Option<Value<'a>>, ()> {
     Ok(Some(match o {
         Obj::None => return Ok(None),
         Obj::Bool(b) => Value::Bool(b),
         Obj::Int(v) => Value::I64(v),
-        Obj::Big(..) => return Err(()),
         Obj::Float(f) => Value::F64(f),
-        Obj::Str(_) => Value::Str(o.as_str().ok_or(())?),
-        Obj::Bytes(b) => Value::Bytes(b),
-        Obj::Seq { .. } | Obj::Dict { .. } | Obj::Other => return Err(()),
+        Obj::Str { .. } => Value::Str(p.str(o).ok_or(())?),
+        Obj::BadStr => return Err(()),
+        Obj::Bytes { .. } => Value::Bytes(p.bytes(o).ok_or(())?),
+        Obj::Big { .. } | Obj::Seq { .. } | Obj::Dict { .. } | Obj::Other => return Err(()),
     }))
 }
 
 /// Appends a dict's attributes to the arenas; their range.
-fn plan_attrs<'a>(p: &Parsed<'a>, o: Obj<'a>, a: &mut Arenas<'a>) -> Result<Range<usize>, ()> {
+fn plan_attrs<'a>(p: &Parsed<'a>, o: Obj, a: &mut Arenas<'a>) -> Result<Range<usize>, ()> {
     let start = a.attrs.len();
     match o {
         Obj::None => {}
         Obj::Dict { .. } => {
             for (k, v) in p.dict(o) {
-                let key = k.as_str().ok_or(())?;
+                let key = p.str(k).ok_or(())?;
                 let src = match v {
                     Obj::Seq { .. } => {
                         let from = a.values.len();
                         for &item in p.seq(v) {
-                            if let Some(x) = scalar(item)? {
+                            if let Some(x) = scalar(p, item)? {
                                 a.values.push(x);
                             }
                         }
                         Src::Array(from..a.values.len())
                     }
-                    _ => match scalar(v)? {
+                    _ => match scalar(p, v)? {
                         Some(x) => Src::Scalar(x),
                         None => continue,
                     },
@@ -247,17 +249,7 @@ fn plan_attrs<'a>(p: &Parsed<'a>, o: Obj<'a>, a: &mut Arenas<'a>) -> Result<Rang
     Ok(start..a.attrs.len())
 }
 
-fn plan_span<'a>(p: &Parsed<'a>, t: Obj<'a>, a: &mut Arenas<'a>) -> Option<SpanPlan<'a>> {
-    // Arenas grown for a span that turns out invalid stay as they are:
-    // nothing points at them.
-    plan_span_fields(p, p.seq(t), a).ok()
-}
-
-fn plan_span_fields<'a>(
-    p: &Parsed<'a>,
-    f: &[Obj<'a>],
-    a: &mut Arenas<'a>,
-) -> Result<SpanPlan<'a>, ()> {
+fn plan_span<'a>(p: &Parsed<'a>, f: &[Obj], a: &mut Arenas<'a>) -> Result<SpanPlan<'a>, ()> {
     if f.len() < 12 {
         return Err(());
     }
@@ -277,7 +269,6 @@ fn plan_span_fields<'a>(
         _ => return Err(()),
     };
     let attrs = plan_attrs(p, f[7], a)?;
-    let ev_start = a.events.len();
     if !matches!(f[8], Obj::None) {
         for &e in p.seq(f[8]) {
             let e = p.seq(e);
@@ -286,14 +277,13 @@ fn plan_span_fields<'a>(
             }
             let ev = EventPlan {
                 time: e[0].as_u64().ok_or(())?,
-                name: text(e[1])?,
+                name: text(p, e[1])?,
                 attrs: plan_attrs(p, e[2], a)?,
                 dropped: count(e.get(3))?,
             };
             a.events.push(ev);
         }
     }
-    let link_start = a.links.len();
     if !matches!(f[11], Obj::None) {
         for &l in p.seq(f[11]) {
             let l = p.seq(l);
@@ -301,10 +291,10 @@ fn plan_span_fields<'a>(
                 return Err(());
             }
             let link = LinkPlan {
-                trace_id: id::<16>(l[0])?.ok_or(())?,
-                span_id: id::<8>(l[1])?.ok_or(())?,
+                trace_id: id::<16>(p, l[0])?.ok_or(())?,
+                span_id: id::<8>(p, l[1])?.ok_or(())?,
                 attrs: plan_attrs(p, l[2], a)?,
-                trace_state: l.get(3).map_or(Ok(""), |&o| text(o))?,
+                trace_state: l.get(3).map_or(Ok(""), |&o| text(p, o))?,
                 flags: count(l.get(4))?,
                 dropped: count(l.get(5))?,
             };
@@ -312,21 +302,19 @@ fn plan_span_fields<'a>(
         }
     }
     Ok(SpanPlan {
-        name: text(f[0])?,
+        name: text(p, f[0])?,
         kind,
-        trace_id: id::<16>(f[2])?.unwrap_or_else(new_trace_id),
-        span_id: id::<8>(f[3])?.unwrap_or_else(new_span_id),
-        parent: id::<8>(f[4])?.unwrap_or([0; 8]),
+        trace_id: id::<16>(p, f[2])?.unwrap_or_else(new_trace_id),
+        span_id: id::<8>(p, f[3])?.unwrap_or_else(new_span_id),
+        parent: id::<8>(p, f[4])?.unwrap_or([0; 8]),
         start: f[5].as_u64().ok_or(())?,
         end: f[6].as_u64().ok_or(())?,
         attrs,
-        events: ev_start..a.events.len(),
-        links: link_start..a.links.len(),
         status: Status {
             code,
-            message: text(f[10])?,
+            message: text(p, f[10])?,
         },
-        trace_state: f.get(12).map_or(Ok(""), |&o| text(o))?,
+        trace_state: f.get(12).map_or(Ok(""), |&o| text(p, o))?,
         flags: count(f.get(13))?,
         dropped: [count(f.get(14))?, count(f.get(15))?, count(f.get(16))?],
     })

@@ -154,11 +154,13 @@ class PipelineTest(unittest.TestCase):
                 pass
             with p.span("set", attributes={"k": {1, 2}}):
                 pass
+            with p.span("lone surrogate", attributes={"k": "\ud800"}):
+                pass
             with p.span("fine"):
                 pass
             stats = p.shutdown()
             self.assertEqual(stats["exported"], 3)
-            self.assertEqual(stats["dropped_invalid"], 2)
+            self.assertEqual(stats["dropped_invalid"], 3)
         delivered(3)
 
     def test_span_buffer_is_bounded_and_handed_over_on_time(self):

@@ -13,219 +13,38 @@ from any number of threads at once, and keeps working in both processes after
 os.fork(): the child restarts the engine on its next call.
 """
 
+from __future__ import annotations
+
+import atexit
 import ctypes
-import logging
 import os
-import random
 import threading
 import time
 import weakref
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-from . import _ffi, _spans
+from . import _ffi, _native, _spans
+from ._instruments import Instrument
+from ._logging import LoggingHandler
+from ._native import *  # noqa: F401,F403  (the result codes and errors)
+from ._native import (Result, OtlpflowError, ConfigError, ShutdownError, FlushTimeout, version, _library,
+                      _error, _recorded, _check, _Keep, _fill_value, _attributes, _id, _Guard,
+                      _KINDS, _CODES, _COMPRESSION, _PROTOCOL, INVALID_CONFIG, OK, TIMEOUT)
 from ._spans import CURRENT, Span, SpanContext
 
-__all__ = ["Pipeline", "Span", "SpanContext", "OtlpflowError", "ConfigError", "ShutdownError", "FlushTimeout",
-           "LoggingHandler", "current_span", "version"]
+__all__ = ["Pipeline", "Span", "SpanContext", "Instrument", "LoggingHandler", "Result", "OtlpflowError",
+           "ConfigError", "ShutdownError", "FlushTimeout", "current_span", "version"]
 __version__ = "0.1.0"
-
-_lib = None
-_lib_lock = threading.Lock()
-
-
-def _library():
-    global _lib
-    with _lib_lock:
-        if _lib is None:
-            _lib = _ffi.load()
-        return _lib
-
-
-def version():
-    """The version of the loaded native library."""
-    return _library().otlpflow_version().decode()
-
-
-# Result codes (otlpflow_result).
-OK, NULL_ARGUMENT, INVALID_UTF8, BUFFER_TOO_SMALL, INVALID_CONFIG, FULL, TOO_LARGE, SHUTDOWN, TIMEOUT, \
-    INVALID_ARGUMENT, TOO_MANY_ATTRIBUTES, INVALID_SCOPE, RATE_LIMITED, MEMORY = range(14)
-PANIC = 100
-
-
-class OtlpflowError(Exception):
-    """A failed call; `code` is the C result code."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-
-
-class ConfigError(OtlpflowError, ValueError):
-    """An invalid setting; the message names it."""
-
-
-class ShutdownError(OtlpflowError):
-    """The pipeline has been shut down."""
-
-
-class FlushTimeout(OtlpflowError, TimeoutError):
-    """flush() or shutdown() reached its timeout first; `stats` holds the counts then."""
-
-    def __init__(self, code, message, stats):
-        super().__init__(code, message)
-        self.stats = stats
-
-
-def _error(code, context):
-    msg = "%s: %s" % (context, _library().otlpflow_result_message(code).decode())
-    if code == INVALID_CONFIG:
-        return ConfigError(code, msg)
-    if code == SHUTDOWN:
-        return ShutdownError(code, msg)
-    if code in (INVALID_ARGUMENT, INVALID_UTF8, NULL_ARGUMENT, TOO_MANY_ATTRIBUTES, INVALID_SCOPE):
-        return ValueError(msg)
-    return OtlpflowError(code, msg)
-
-
-def _recorded(code, context):
-    """True if a record call took the record, False if it was refused and
-    counted (full, too large, rate limited, over the memory budget); raises
-    for invalid arguments."""
-    if code == OK:
-        return True
-    if code in (FULL, TOO_LARGE, RATE_LIMITED, MEMORY):
-        return False
-    raise _error(code, context)
-
-
-def _check(code, context):
-    if code != OK:
-        raise _error(code, context)
-
-
-def _str(text):
-    """A Str pointing into `data` (which the caller keeps alive)."""
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    return _ffi.Str(data, len(data)), data
-
-
-_KINDS = _spans.KINDS
-_CODES = _spans.STATUS
-_COMPRESSION = {"none": 0, "gzip": 1, "zstd": 2}
-_PROTOCOL = {"grpc": 0, "http/protobuf": 1}
-
-
-# Attribute keys, span names and most values repeat from call to call:
-# their encoded form is kept (bounded; never evicted, so a handed-out
-# pointer stays valid). Dict operations are atomic under the GIL.
-_STR_CACHE = {}
-_STR_CACHE_MAX = 8192
-
-
-class _Keep:
-    """Holds the Python objects a C struct points into, for one call."""
-
-    __slots__ = ("items",)
-
-    def __init__(self):
-        self.items = []
-
-    def str(self, text):
-        hit = _STR_CACHE.get(text)
-        if hit is not None:
-            return hit[0]  # the cache keeps its bytes alive
-        s, data = _str(text)
-        self.items.append(data)
-        if len(_STR_CACHE) < _STR_CACHE_MAX and isinstance(text, str) and len(text) <= 128:
-            _STR_CACHE[text] = (s, data)
-        return s
-
-
-def _fill_value(v, value, keep, allow_array=True):
-    if isinstance(value, bool):
-        v.kind, v.boolean = _ffi.BOOL, value
-    elif isinstance(value, int):
-        v.kind, v.i64 = _ffi.I64, value
-    elif isinstance(value, float):
-        v.kind, v.f64 = _ffi.F64, value
-    elif isinstance(value, str):
-        v.kind, v.str = _ffi.STR, keep.str(value)
-    elif isinstance(value, (bytes, bytearray)):
-        v.kind, v.str = _ffi.BYTES, keep.str(bytes(value))
-    elif allow_array and isinstance(value, (list, tuple)):
-        arr = (_ffi.Value * len(value))()
-        for i, item in enumerate(value):
-            _fill_value(arr[i], item, keep, allow_array=False)
-        keep.items.append(arr)
-        v.kind, v.array, v.array_len = _ffi.ARRAY, arr, len(value)
-    else:
-        raise TypeError("unsupported attribute value %r" % (value,))
-
-
-def _attributes(attributes, keep):
-    if not attributes:
-        return None, 0
-    items = list(attributes.items())
-    arr = (_ffi.Attribute * len(items))()
-    for i, (k, v) in enumerate(items):
-        arr[i].key = keep.str(k)
-        _fill_value(arr[i].value, v, keep)
-    keep.items.append(arr)
-    return arr, len(items)
-
-
-def _id(value, size):
-    if value is None:
-        while True:
-            raw = random.getrandbits(8 * size)
-            if raw:
-                return raw.to_bytes(size, "little")
-    value = bytes(value)
-    if len(value) != size:
-        raise ValueError("id must be %d bytes, got %d" % (size, len(value)))
-    return value
-
-
-class _Guard:
-    """A native handle and the calls using it: `with guard as h:` hands the
-    handle to a call (ShutdownError once closed); `take()` withdraws it from
-    new calls and waits for those in flight, so that the handle is freed
-    only when no call can still be using it."""
-
-    __slots__ = ("_cv", "_handle", "_busy")
-
-    def __init__(self, handle):
-        self._cv = threading.Condition(threading.Lock())
-        self._handle, self._busy = handle, 0
-
-    def __enter__(self):
-        with self._cv:
-            if self._handle is None:
-                raise ShutdownError(SHUTDOWN, "the pipeline is closed")
-            self._busy += 1
-            return self._handle
-
-    def __exit__(self, *exc):
-        with self._cv:
-            self._busy -= 1
-            if self._busy == 0:
-                self._cv.notify_all()
-        return False
-
-    def take(self):
-        with self._cv:
-            handle, self._handle = self._handle, None
-            while self._busy:
-                self._cv.wait()
-            return handle
-
 
 class Pipeline:
     """A running otlpflow pipeline (see the module docstring)."""
 
-    def __init__(self, endpoint=None, protocol="grpc", compression="none", service_name=None,
-                 service_version=None, resource=None, headers=None, policy="drop", max_wait=1.0,
-                 shards=0, workers=0, linger=None, from_env=True, batch_spans=512, batch_interval=0.05,
-                 **settings):
+    def __init__(self, endpoint: Optional[str] = None, protocol: str = "grpc", compression: str = "none",
+                 service_name: Optional[str] = None, service_version: Optional[str] = None,
+                 resource: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None,
+                 policy: str = "drop", max_wait: float = 1.0, shards: int = 0, workers: int = 0,
+                 linger: Optional[float] = None, from_env: bool = True, batch_spans: int = 512,
+                 batch_interval: float = 0.05, **settings: Union[str, int, float, bool]) -> None:
         if protocol not in _PROTOCOL:
             raise ConfigError(INVALID_CONFIG, "protocol must be one of %s" % ", ".join(sorted(_PROTOCOL)))
         if compression not in _COMPRESSION:
@@ -304,7 +123,7 @@ class Pipeline:
         err = _error(code, what)
         return err if isinstance(err, Exception) else ConfigError(code, what)
 
-    def scope(self, name, version=""):
+    def scope(self, name: str, version: str = "") -> _ffi.Scope:
         """Registers (or finds) an instrumentation scope."""
         sc = _ffi.Scope()
         keep = _Keep()
@@ -313,7 +132,7 @@ class Pipeline:
                                                      ctypes.byref(sc)), "scope")
         return sc
 
-    def record_span(self, name, *, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
+    def record_span(self, name: str, *, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
                     start_time_unix_nano=None, end_time_unix_nano=None, attributes=None, events=None,
                     links=None, status=("unset", ""), scope=None):
         """Records a finished span. Returns True if accepted, False if refused
@@ -395,31 +214,33 @@ class Pipeline:
                 arr, len(bounds), ctypes.byref(out)), "instrument %s" % name)
         return Instrument(self._lib, out.value, name)
 
-    def counter(self, name, unit="", description="", scope=None):
+    def counter(self, name: str, unit: str = "", description: str = "", scope=None) -> Instrument:
         """A monotonic counter: `add(n, attributes)` with whole n >= 0."""
         return self._instrument(1, name, unit, description, scope=scope)
 
-    def up_down_counter(self, name, unit="", description="", scope=None):
+    def up_down_counter(self, name: str, unit: str = "", description: str = "", scope=None) -> Instrument:
         """A counter that can go down: `add(n, attributes)` with whole n."""
         return self._instrument(2, name, unit, description, scope=scope)
 
-    def gauge(self, name, unit="", description="", scope=None):
+    def gauge(self, name: str, unit: str = "", description: str = "", scope=None) -> Instrument:
         """A gauge: `set(value, attributes)`."""
         return self._instrument(3, name, unit, description, scope=scope)
 
-    def histogram(self, name, unit="", description="", bounds=None, scope=None):
+    def histogram(self, name: str, unit: str = "", description: str = "", bounds: Optional[Sequence[float]] = None,
+                  scope=None) -> Instrument:
         """An explicit-bucket histogram: `record(value, attributes)`."""
         return self._instrument(4, name, unit, description, bounds, scope=scope)
 
-    def collect_metrics(self):
+    def collect_metrics(self) -> int:
         """Collects every instrument now; returns the points recorded."""
         n = ctypes.c_uint64()
         with self._guard as h:
             _check(self._lib.otlpflow_pipeline_collect_metrics(h, ctypes.byref(n)), "collect_metrics")
         return n.value
 
-    def span(self, name, attributes=None, kind="internal", trace_id=None, parent_span_id=None, scope=None,
-             parent=None, links=None):
+    def span(self, name: str, attributes: Optional[Mapping[str, Any]] = None, kind: Union[str, int] = "internal",
+             trace_id: Union[None, int, bytes] = None, parent_span_id: Union[None, int, bytes] = None, scope=None,
+             parent: Union[None, Span, SpanContext] = None, links: Optional[list] = None) -> Span:
         """A span timed by a `with` block and recorded when it ends (status
         error and an `exception` event if the block raised). Inside another
         span (this thread's or asyncio task's current one) it continues that
@@ -454,7 +275,7 @@ class Pipeline:
         for buf in list(getattr(self, "_buffers", {}).values()):
             buf.hand_over()
 
-    def stats(self):
+    def stats(self) -> Dict[str, int]:
         """The counters as a dict (never blocks)."""
         st = _ffi.Stats()
         with self._guard as h:
@@ -467,14 +288,14 @@ class Pipeline:
         d["python_handed_over"] = sum(b.handed_over for b in bufs)
         return d
 
-    def health(self):
+    def health(self) -> str:
         """'healthy', 'degraded' (some export attempts failing) or 'down'."""
         out = ctypes.c_uint32()
         with self._guard as h:
             _check(self._lib.otlpflow_pipeline_health(h, ctypes.byref(out)), "health")
         return ("healthy", "degraded", "down")[out.value]
 
-    def last_error(self):
+    def last_error(self) -> Optional[str]:
         """The last export error, or None."""
         buf = ctypes.create_string_buffer(4096)
         n = ctypes.c_size_t()
@@ -492,16 +313,16 @@ class Pipeline:
         _check(code, what)
         return self._with_buffers(st.to_dict())
 
-    def flush(self, timeout=10.0):
+    def flush(self, timeout: float = 10.0) -> Dict[str, int]:
         """Waits until everything recorded so far is exported or failed;
         returns the stats. Raises FlushTimeout at the timeout."""
         return self._timed(self._lib.otlpflow_pipeline_flush, timeout, "flush")
 
-    def shutdown(self, timeout=10.0):
+    def shutdown(self, timeout: float = 10.0) -> Dict[str, int]:
         """Flushes (up to `timeout`), stops the workers, returns the final stats."""
         return self._timed(self._lib.otlpflow_pipeline_shutdown, timeout, "shutdown")
 
-    def close(self):
+    def close(self) -> None:
         """Shuts down (if needed) and frees the native pipeline. Calls made
         from other threads meanwhile finish first; later ones raise
         ShutdownError: the native pipeline is never used after it is freed."""
@@ -536,98 +357,11 @@ class Pipeline:
             pass
 
 
-class Instrument:
-    """A lock-free instrument of a pipeline (see Pipeline.counter and the
-    others). `add`, `set` and `record` are the same native call."""
-
-    def __init__(self, lib, handle, name):
-        self._lib, self._guard, self.name = lib, _Guard(handle), name
-
-    def record(self, value, attributes=None):
-        keep = _Keep()
-        attrs, n = _attributes(attributes, keep)
-        with self._guard as h:
-            _check(self._lib.otlpflow_instrument_record(h, float(value), attrs, n),
-                   "instrument %s" % self.name)
-
-    add = record
-    set = record
-
-    def close(self):
-        handle = self._guard.take()
-        if handle:
-            self._lib.otlpflow_instrument_free(handle)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-# Python logging levels to OTLP severity numbers (the OpenTelemetry
-# Python SDK's mapping: DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21).
-def _severity(levelno):
-    if levelno >= 50:
-        return 21
-    if levelno >= 40:
-        return 17
-    if levelno >= 30:
-        return 13
-    if levelno >= 20:
-        return 9
-    if levelno >= 10:
-        return 5
-    return 1
-
-
-class LoggingHandler(logging.Handler):
-    """A logging.Handler that sends Python log records through otlpflow as
-    OTLP log records: the formatted message as body, the level as severity,
-    the logger name, file, line and thread as attributes (semantic
-    convention names), and `extra` fields whose values are str, int, float
-    or bool as attributes too. Never blocks the caller under the default
-    policy; refused records are counted in the pipeline's stats."""
-
-    _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
-
-    def __init__(self, pipeline, level=logging.NOTSET, scope=None):
-        super().__init__(level)
-        self.pipeline = pipeline
-        self.scope = scope
-
-    def emit(self, record):
-        try:
-            attributes = {
-                "code.function.name": record.funcName,
-                "code.file.path": record.pathname,
-                "code.line.number": record.lineno,
-                "thread.name": record.threadName,
-                "log.logger": record.name,
-            }
-            for key, value in vars(record).items():
-                if key not in self._STANDARD and isinstance(value, (str, int, float, bool)):
-                    attributes[key] = value
-            if record.exc_info and record.exc_info[0] is not None:
-                attributes["exception.type"] = record.exc_info[0].__name__
-                attributes["exception.message"] = str(record.exc_info[1])
-            self.pipeline.record_log(
-                self.format(record),
-                severity=_severity(record.levelno),
-                severity_text=record.levelname,
-                attributes=attributes,
-                time_unix_nano=int(record.created * 1e9),
-                scope=self.scope,
-            )
-        except Exception:
-            self.handleError(record)
-
-
 # Live pipelines, for the fork and exit hooks.
 _LIVE = weakref.WeakSet()
 
 
-def current_span():
+def current_span() -> Union[None, Span, SpanContext]:
     """The current span of this thread or asyncio task (a Span, a remote
     SpanContext, or None)."""
     return CURRENT.get()
@@ -659,8 +393,6 @@ def _at_exit():
     _before_fork()
 
 
-import atexit  # noqa: E402
-
 atexit.register(_at_exit)
 
 
@@ -668,8 +400,8 @@ def _after_fork_in_child():
     # The native library restarts its engine in the child by itself (it
     # registers pthread_atfork hooks); calling the hook again is harmless and
     # covers a library loaded in a way that bypassed them.
-    if _lib is not None:
-        _lib.otlpflow_fork_child()
+    if _native._lib is not None:
+        _native._lib.otlpflow_fork_child()
     _restart_in_child()
 
 

@@ -7,10 +7,12 @@ folder of a source checkout (target/release, then target/debug).
 
 import ctypes
 import os
+import sys
 from ctypes import (POINTER, Structure, c_bool, c_char_p, c_double, c_int64,
                     c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
 
-LIB_NAME = "libotlpflow_ffi.so"
+# The library file as cargo names it on each platform.
+LIB_NAME = {"darwin": "libotlpflow_ffi.dylib", "win32": "otlpflow_ffi.dll"}.get(sys.platform, "libotlpflow_ffi.so")
 
 
 class Str(Structure):

@@ -932,6 +932,36 @@ otlpflow_result otlpflow_pipeline_record_marshalled_spans(const struct otlpflow_
                                                           size_t *out_accepted,
                                                           size_t *out_refused);
 
+// Registers (or finds) an instrumentation scope with attributes, written
+// to `*out`; a scope is the same one when its name, version and
+// attributes are.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_scope_with_attributes(const struct otlpflow_pipeline *pipeline,
+                                                        struct otlpflow_str name,
+                                                        struct otlpflow_str version,
+                                                        const struct otlpflow_attribute *attributes,
+                                                        size_t attributes_len,
+                                                        struct otlpflow_scope *out);
+
+// Uses `attributes` as the resource of every request from now on, if the
+// pipeline was configured with none (no service name, version or resource
+// attribute, from setters or the environment): what an SDK bridge does
+// with its SDK's resource. Once only; `*out_adopted` says whether it
+// happened.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_adopt_resource(const struct otlpflow_pipeline *pipeline,
+                                                 const struct otlpflow_attribute *attributes,
+                                                 size_t attributes_len,
+                                                 bool *out_adopted);
+
+// Counts one record of `signal` (an `otlpflow_signal`) that the host
+// could not hand over at all (a kind of metric point the C ABI has no
+// struct for, say) as offered and dropped as `invalid`, so that the
+// pipeline's accounting includes it like any other refusal.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_count_invalid(const struct otlpflow_pipeline *pipeline,
+                                                uint32_t signal);
+
 // Records one log record. Results as for `otlpflow_pipeline_record_span`.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_pipeline_record_log(const struct otlpflow_pipeline *pipeline,

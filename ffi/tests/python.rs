@@ -75,7 +75,7 @@ fn header_fields(header: &str, name: &str) -> Vec<(String, String)> {
         .filter(|l| !l.is_empty() && !l.starts_with("//"))
         .map(|l| {
             let decl = l.trim_end_matches(';');
-            let field = decl.rsplit(' ').next().unwrap();
+            let field = decl.rsplit(' ').next().unwrap().trim_start_matches('*');
             match field.split_once('[') {
                 Some((f, n)) => (f.to_owned(), n.trim_end_matches(']').to_owned()),
                 None => (field.to_owned(), "1".to_owned()),
@@ -84,29 +84,41 @@ fn header_fields(header: &str, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The Python ctypes mirror of `otlpflow_stats` has the C struct's fields,
-/// in order, at the same offsets, with the same array lengths and the same
-/// size: a field added to one and not the other fails here.
+/// The Python ctypes mirrors of `otlpflow_stats` and
+/// `otlpflow_metric_point` have the C structs' fields, in order, at the
+/// same offsets, with the same array lengths and the same size: a field
+/// added to one and not the other fails here.
 #[test]
-fn python_stats_mirror_matches_the_c_struct() {
+fn python_struct_mirrors_match_the_c_structs() {
+    for (c_name, py_name) in [
+        ("otlpflow_stats", "Stats"),
+        ("otlpflow_metric_point", "MetricPoint"),
+    ] {
+        check_mirror(c_name, py_name);
+    }
+}
+
+fn check_mirror(c_name: &str, py_name: &str) {
     let root = common::root();
     let header = std::fs::read_to_string(root.join("include/otlpflow.h")).unwrap();
-    let fields = header_fields(&header, "otlpflow_stats");
+    let fields = header_fields(&header, c_name);
     assert!(fields.len() > 20, "{fields:?}");
     // The C side: a program printing name, offset and length of each field.
     let dir = common::lib_dir();
-    let src = dir.join("stats_layout.c");
+    let src = dir.join(format!("{c_name}_layout.c"));
     let mut c = String::from(
         "#include <stddef.h>\n#include <stdio.h>\n#include \"otlpflow.h\"\nint main(void) {\n",
     );
     for (f, n) in &fields {
         c.push_str(&format!(
-            "  printf(\"{f} %zu %zu\\n\", offsetof(otlpflow_stats, {f}), (size_t)({n}));\n"
+            "  printf(\"{f} %zu %zu\\n\", offsetof({c_name}, {f}), (size_t)({n}));\n"
         ));
     }
-    c.push_str("  printf(\"sizeof %zu 1\\n\", sizeof(otlpflow_stats));\n  return 0;\n}\n");
+    c.push_str(&format!(
+        "  printf(\"sizeof %zu 1\\n\", sizeof({c_name}));\n  return 0;\n}}\n"
+    ));
     std::fs::write(&src, c).unwrap();
-    let exe = dir.join("stats_layout");
+    let exe = dir.join(format!("{c_name}_layout"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(cc)
         .arg("-I")
@@ -120,15 +132,18 @@ fn python_stats_mirror_matches_the_c_struct() {
     let c_layout = String::from_utf8(Command::new(&exe).output().unwrap().stdout).unwrap();
     // The Python side: the ctypes Structure's fields.
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = "import ctypes, sys\n\
+    let script = format!(
+        "import ctypes, sys\n\
         sys.path.insert(0, sys.argv[1])\n\
         from otlpflow import _ffi\n\
-        for name, ty in _ffi.Stats._fields_:\n\
+        S = _ffi.{py_name}\n\
+        for name, ty in S._fields_:\n\
         \x20   n = getattr(ty, '_length_', 1)\n\
-        \x20   print(name, getattr(_ffi.Stats, name).offset, n)\n\
-        print('sizeof', ctypes.sizeof(_ffi.Stats), 1)\n";
+        \x20   print(name, getattr(S, name).offset, n)\n\
+        print('sizeof', ctypes.sizeof(S), 1)\n"
+    );
     let out = Command::new(python)
-        .args(["-c", script])
+        .args(["-c", &script])
         .arg(root.join("bindings/python"))
         .output()
         .unwrap();
@@ -143,7 +158,7 @@ fn python_stats_mirror_matches_the_c_struct() {
     assert_eq!(
         py_layout.trim(),
         c_layout.trim(),
-        "Python's otlpflow_stats mirror differs from the C struct"
+        "Python's {py_name} mirror differs from the C struct {c_name}"
     );
 }
 

@@ -5,19 +5,26 @@ opentelemetry-proto package, and Python's http.server for OTLP/HTTP
 (/v1/traces, /v1/logs, /v1/metrics), both decoding every request with the
 opentelemetry-proto types and counting spans, log records and data points.
 
-    receiver.py   -> prints "READY <grpc_port> <http_port>", then serves;
-                     on SIGTERM prints one JSON line of counts and exits.
+    receiver.py [--dump FILE] [--tls CERT KEY]
+        prints "READY <grpc_port> <http_port>", then serves; on SIGTERM
+        prints one JSON line of counts and exits. --dump writes every span,
+        log record and data point received (as protobuf's JSON mapping,
+        with its resource and scope) to FILE at exit; --tls serves both
+        ports over TLS with that certificate and key (PEM files).
 """
 
+import argparse
 import gzip
 import json
 import signal
+import ssl
 import sys
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
+from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -28,11 +35,31 @@ counts = {"grpc_spans": 0, "grpc_requests": 0, "http_spans": 0, "http_requests":
           "grpc_points": 0, "http_points": 0, "metric_errors": 0}
 
 
+# What --dump writes: every item received with its resource and scope.
+dumped = {"spans": [], "logs": [], "points": []}
+DUMP = False
+
+
+def dump(kind, resource, scope, item):
+    if DUMP:
+        entry = {"resource": MessageToDict(resource), "scope": MessageToDict(scope), kind: MessageToDict(item)}
+        with lock:
+            dumped[kind + "s"].append(entry)
+
+
 def spans_in(request):
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                dump("span", rs.resource, ss.scope, span)
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
 
 def logs_in(request):
+    for rl in request.resource_logs:
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                dump("log", rl.resource, sl.scope, rec)
     return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
@@ -46,14 +73,26 @@ def points_in(request):
                 with lock:
                     counts["metric_errors"] += 1
             for m in sm.metrics:
-                n += len(getattr(m, m.WhichOneof("data")).data_points)
+                data = getattr(m, m.WhichOneof("data"))
+                n += len(data.data_points)
+                if DUMP:
+                    for pt in data.data_points:
+                        meta = {"name": m.name, "unit": m.unit, "description": m.description,
+                                "type": m.WhichOneof("data"),
+                                "temporality": getattr(data, "aggregation_temporality", 0),
+                                "monotonic": getattr(data, "is_monotonic", False)}
+                        entry = {"resource": MessageToDict(rm.resource), "scope": MessageToDict(sm.scope),
+                                 "metric": meta, "point": MessageToDict(pt)}
+                        with lock:
+                            dumped["points"].append(entry)
     return n
 
 
 class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
     def Export(self, request, context):
+        n = logs_in(request)
         with lock:
-            counts["grpc_logs"] += logs_in(request)
+            counts["grpc_logs"] += n
         return logs_service_pb2.ExportLogsServiceResponse()
 
 
@@ -92,16 +131,18 @@ class Handler(BaseHTTPRequestHandler):
             if self.path == "/v1/traces":
                 request = trace_service_pb2.ExportTraceServiceRequest()
                 request.ParseFromString(body)
+                n = spans_in(request)
                 with lock:
-                    counts["http_spans"] += spans_in(request)
+                    counts["http_spans"] += n
                     counts["http_requests"] += 1
                     counts["http_user_agent"] = self.headers.get("User-Agent", "")
                 out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
             elif self.path == "/v1/logs":
                 request = logs_service_pb2.ExportLogsServiceRequest()
                 request.ParseFromString(body)
+                n = logs_in(request)
                 with lock:
-                    counts["http_logs"] += logs_in(request)
+                    counts["http_logs"] += n
                 out = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
             elif self.path == "/v1/metrics":
                 request = metrics_service_pb2.ExportMetricsServiceRequest()
@@ -126,13 +167,26 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    global DUMP
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dump")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    args = ap.parse_args()
+    DUMP = bool(args.dump)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(), server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(), server)
-    grpc_port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
     http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if args.tls:
+        cert, key = (open(f, "rb").read() for f in args.tls)
+        grpc_port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*args.tls)
+        http.socket = ctx.wrap_socket(http.socket, server_side=True)
+    else:
+        grpc_port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     threading.Thread(target=http.serve_forever, daemon=True).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -141,6 +195,9 @@ def main():
     server.stop(grace=1)
     http.shutdown()
     with lock:
+        if args.dump:
+            with open(args.dump, "w") as f:
+                json.dump(dumped, f)
         print(json.dumps(counts), flush=True)
 
 

@@ -123,14 +123,37 @@ class Pipeline:
         err = _error(code, what)
         return err if isinstance(err, Exception) else ConfigError(code, what)
 
-    def scope(self, name: str, version: str = "") -> _ffi.Scope:
+    def scope(self, name: str, version: str = "", attributes: Optional[Mapping[str, Any]] = None) -> _ffi.Scope:
         """Registers (or finds) an instrumentation scope."""
         sc = _ffi.Scope()
         keep = _Keep()
         with self._guard as h:
-            _check(self._lib.otlpflow_pipeline_scope(h, keep.str(name), keep.str(version),
-                                                     ctypes.byref(sc)), "scope")
+            if attributes:
+                attrs, n = _attributes(attributes, keep)
+                code = self._lib.otlpflow_pipeline_scope_with_attributes(
+                    h, keep.str(name), keep.str(version), attrs, n, ctypes.byref(sc))
+            else:
+                code = self._lib.otlpflow_pipeline_scope(h, keep.str(name), keep.str(version), ctypes.byref(sc))
+        _check(code, "scope")
         return sc
+
+    def count_invalid(self, signal: str) -> None:
+        """Counts one record of `signal` ("traces", "logs", "metrics") the
+        host could not hand over as offered and dropped (`dropped_invalid`)."""
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_count_invalid(h, _ffi.SIGNAL_NAMES.index(signal)), "count_invalid")
+
+    def adopt_resource(self, attributes: Mapping[str, Any]) -> bool:
+        """Uses `attributes` as the resource from now on if the pipeline was
+        given none (no service name, version or resource attribute): what
+        the OpenTelemetry SDK drop-ins do with the SDK's resource. Once
+        only; returns whether it happened."""
+        keep = _Keep()
+        attrs, n = _attributes(attributes, keep)
+        out = ctypes.c_bool()
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_adopt_resource(h, attrs, n, ctypes.byref(out)), "adopt_resource")
+        return out.value
 
     def record_span(self, name: str, *, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
                     start_time_unix_nano=None, end_time_unix_nano=None, attributes=None, events=None,
@@ -177,7 +200,8 @@ class Pipeline:
         return _recorded(code, "record_span")
 
     def record_log(self, body, severity=9, severity_text="", attributes=None, time_unix_nano=None,
-                   trace_id=None, span_id=None, event_name="", scope=None):
+                   trace_id=None, span_id=None, event_name="", scope=None, observed_time_unix_nano=None,
+                   flags=0, dropped_attributes_count=0):
         """Records one log record (severity: the OTLP number, 9 INFO, 13
         WARN, 17 ERROR). Returns True, or False if it was refused (counted:
         full, rate limited, memory)."""
@@ -185,7 +209,9 @@ class Pipeline:
         rec = _ffi.LogRecord()
         now = time.time_ns()
         rec.time_unix_nano = now if time_unix_nano is None else time_unix_nano
-        rec.observed_time_unix_nano = now
+        rec.observed_time_unix_nano = now if observed_time_unix_nano is None else observed_time_unix_nano
+        rec.flags = flags
+        rec.dropped_attributes_count = dropped_attributes_count
         rec.severity_number = severity
         rec.severity_text = keep.str(severity_text)
         if body is not None:
@@ -201,6 +227,48 @@ class Pipeline:
         with self._guard as h:
             code = self._lib.otlpflow_pipeline_record_log(h, ctypes.byref(sc), ctypes.byref(rec))
         return _recorded(code, "record_log")
+
+    def record_metric_point(self, name: str, value=None, *, kind: str = "gauge", unit: str = "",
+                            description: str = "", attributes=None, start_time_unix_nano: int = 0,
+                            time_unix_nano: Optional[int] = None, temporality: str = "cumulative",
+                            monotonic: bool = False, histogram=None, flags: int = 0, scope=None) -> bool:
+        """Records one data point the host aggregated itself: a "gauge" or
+        "sum" `value` (int or float), or a "histogram" given as
+        `histogram=(count, sum, bounds, bucket_counts, min, max)` (sum, min
+        and max may be None). Returns True, or False if it was refused
+        (counted)."""
+        keep = _Keep()
+        pt = _ffi.MetricPoint()
+        pt.name, pt.unit, pt.description = keep.str(name), keep.str(unit), keep.str(description)
+        pt.attributes, pt.attributes_len = _attributes(attributes, keep)
+        pt.start_time_unix_nano = start_time_unix_nano
+        pt.time_unix_nano = time.time_ns() if time_unix_nano is None else time_unix_nano
+        pt.flags = flags
+        try:
+            pt.type_ = {"gauge": 1, "sum": 2, "histogram": 3}[kind]
+            pt.temporality = {"delta": 1, "cumulative": 2}[temporality]
+        except KeyError as e:
+            raise ValueError("unknown metric kind or temporality %s" % e) from None
+        pt.monotonic = monotonic
+        if kind == "histogram":
+            count, total, bounds, counts, lo, hi = histogram
+            pt.count = count
+            pt.has_sum, pt.sum = total is not None, total or 0.0
+            pt.has_min_max = lo is not None and hi is not None
+            pt.min, pt.max = (lo, hi) if pt.has_min_max else (0.0, 0.0)
+            b = (ctypes.c_double * len(bounds))(*bounds)
+            c = (ctypes.c_uint64 * len(counts))(*counts)
+            keep.items += [b, c]
+            pt.bounds, pt.bounds_len = b, len(bounds)
+            pt.bucket_counts, pt.bucket_counts_len = c, len(counts)
+        elif isinstance(value, float):
+            pt.is_double, pt.as_double = True, value
+        else:
+            pt.as_int = int(value)
+        sc = self._default_scope if scope is None else scope
+        with self._guard as h:
+            code = self._lib.otlpflow_pipeline_record_metric(h, ctypes.byref(sc), ctypes.byref(pt))
+        return _recorded(code, "record_metric_point")
 
     def _instrument(self, kind, name, unit, description, bounds=None, scope=None):
         keep = _Keep()

@@ -122,6 +122,35 @@ class LogRecord(Structure):
     ]
 
 
+class MetricPoint(Structure):
+    _fields_ = [
+        ("name", Str),
+        ("description", Str),
+        ("unit", Str),
+        ("attributes", POINTER(Attribute)),
+        ("attributes_len", c_size_t),
+        ("start_time_unix_nano", c_uint64),
+        ("time_unix_nano", c_uint64),
+        ("flags", c_uint32),
+        ("type_", c_uint32),
+        ("temporality", c_uint32),
+        ("monotonic", c_bool),
+        ("is_double", c_bool),
+        ("as_int", c_int64),
+        ("as_double", c_double),
+        ("count", c_uint64),
+        ("has_sum", c_bool),
+        ("sum", c_double),
+        ("has_min_max", c_bool),
+        ("min", c_double),
+        ("max", c_double),
+        ("bounds", POINTER(c_double)),
+        ("bounds_len", c_size_t),
+        ("bucket_counts", POINTER(c_uint64)),
+        ("bucket_counts_len", c_size_t),
+    ]
+
+
 class Stats(Structure):
     """otlpflow_stats, a versioned struct: `size` is set to its size here,
     before the library fills it."""
@@ -227,9 +256,11 @@ def _declare(lib):
         "otlpflow_pipeline_scope": (R, [pipe, Str, Str, POINTER(Scope)]),
         "otlpflow_pipeline_record_span": (R, [pipe, POINTER(Scope), POINTER(Span)]),
         "otlpflow_pipeline_record_log": (R, [pipe, POINTER(Scope), POINTER(LogRecord)]),
-        # The metric point struct is not mirrored here (instruments are the
-        # Python way to make metrics): passed as an opaque pointer.
-        "otlpflow_pipeline_record_metric": (R, [pipe, POINTER(Scope), c_void_p]),
+        "otlpflow_pipeline_record_metric": (R, [pipe, POINTER(Scope), POINTER(MetricPoint)]),
+        "otlpflow_pipeline_scope_with_attributes": (R, [pipe, Str, Str, POINTER(Attribute), c_size_t,
+                                                        POINTER(Scope)]),
+        "otlpflow_pipeline_count_invalid": (R, [pipe, c_uint32]),
+        "otlpflow_pipeline_adopt_resource": (R, [pipe, POINTER(Attribute), c_size_t, POINTER(c_bool)]),
         "otlpflow_pipeline_record_batch": (R, [pipe, POINTER(Scope), POINTER(Span), c_size_t,
                                                POINTER(c_size_t), POINTER(c_size_t)]),
         "otlpflow_pipeline_record_marshalled_spans": (R, [pipe, POINTER(Scope), c_char_p, c_size_t,

@@ -1,0 +1,251 @@
+"""The OpenTelemetry Python SDK, exporting through otlpflow: one line changed.
+
+    from opentelemetry.sdk.trace import TracerProvider
+    import otlpflow, otlpflow.opentelemetry
+
+    pipeline = otlpflow.Pipeline(endpoint="http://collector:4317")
+    provider = TracerProvider(resource=...)
+    provider.add_span_processor(otlpflow.opentelemetry.SpanProcessor(pipeline))   # the one line
+
+instead of `BatchSpanProcessor(OTLPSpanExporter(...))`. A finished span is
+handed to the engine at once (the same bounded buffer as `Pipeline.span`):
+no Python batch thread, no Python protobuf, no grpcio. Likewise
+`LogRecordProcessor` for the SDK's logs (so `LoggingHandler` setups keep
+working) and `MetricExporter` for a `PeriodicExportingMetricReader`.
+
+What arrives is what the SDK's own OTLP exporter sends, field by field,
+with these differences (each a choice, see the README):
+- span and link `flags` carry the W3C trace flags in bits 0-7, as the OTLP
+  specification asks (the SDK's exporter sends only the is-remote bits);
+- a link's `trace_state` is sent (the SDK's exporter leaves it out);
+- a scope's `schema_url` is not sent;
+- metrics: exemplars are not sent, and exponential histograms are refused
+  (counted as `dropped_invalid`); the SDK's default aggregations make none.
+
+The resource is the SDK's (the first one seen), unless the pipeline was
+given one of its own (a service name, version or resource attribute).
+`shutdown()` of a provider flushes the pipeline; it shuts it down only when
+the processor was made with `owns_pipeline=True` (a pipeline shared by the
+tracer, logger and meter providers outlives each of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.metrics import export as sdk_metrics_export
+
+try:
+    from opentelemetry.sdk._logs import LogRecordProcessor as _SdkLogRecordProcessor
+except ImportError:  # an SDK without the logs API
+    _SdkLogRecordProcessor = object
+
+from . import Pipeline
+
+__all__ = ["SpanProcessor", "LogRecordProcessor", "MetricExporter"]
+
+# OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+
+
+def _flags(ctx, parent_or_self) -> int:
+    flags = _HAS_IS_REMOTE | (int(ctx.trace_flags) & 0xFF if ctx is not None else 0)
+    if parent_or_self is not None and parent_or_self.is_remote:
+        flags |= _IS_REMOTE
+    return flags
+
+
+def _state(ctx) -> str:
+    ts = getattr(ctx, "trace_state", None)
+    return ts.to_header() if ts else ""
+
+
+def _attrs(attributes) -> Optional[Dict[str, Any]]:
+    return dict(attributes) if attributes else None
+
+
+class _Common:
+    """The pipeline, the SDK's resource (adopted once) and the scopes."""
+
+    def __init__(self, pipeline: Pipeline, flush_timeout: float, owns_pipeline: bool):
+        self.pipeline = pipeline
+        self.flush_timeout = flush_timeout
+        self.owns_pipeline = owns_pipeline
+        self._scopes: Dict[Tuple, Any] = {}
+        self._resource_seen = False
+
+    def adopt(self, resource) -> None:
+        if not self._resource_seen and resource is not None:
+            self._resource_seen = True
+            self.pipeline.adopt_resource(dict(resource.attributes))
+
+    def scope(self, scope):
+        """The pipeline scope of an SDK InstrumentationScope (cached)."""
+        if scope is None:
+            return None
+        attrs = getattr(scope, "attributes", None)
+        key = (scope.name, scope.version or "", tuple(sorted(attrs.items())) if attrs else ())
+        sc = self._scopes.get(key)
+        if sc is None:
+            sc = self._scopes[key] = self.pipeline.scope(scope.name, scope.version or "", dict(attrs or {}))
+        return sc
+
+    def force_flush(self, timeout_millis: Optional[float]) -> bool:
+        timeout = self.flush_timeout if timeout_millis is None else timeout_millis / 1000.0
+        try:
+            self.pipeline.flush(timeout=timeout)
+            return True
+        except Exception:
+            return False
+
+    def shutdown(self) -> None:
+        """Flushes; shuts the pipeline down only if this processor owns it
+        (one pipeline often serves a tracer, a logger and a meter provider,
+        and the first provider's shutdown must not end the others')."""
+        if self.owns_pipeline:
+            try:
+                self.pipeline.shutdown(timeout=self.flush_timeout)
+            except Exception:
+                pass
+        else:
+            self.force_flush(None)
+
+
+class SpanProcessor(sdk_trace.SpanProcessor):
+    """Hands each ended span (all its fields) to otlpflow at once."""
+
+    def __init__(self, pipeline: Pipeline, flush_timeout: float = 30.0, owns_pipeline: bool = False):
+        self._c = _Common(pipeline, flush_timeout, owns_pipeline)
+        self._buffers: Dict[int, Any] = {}
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span) -> None:
+        c = self._c
+        if not c._resource_seen:
+            c.adopt(span.resource)
+        sc = c.scope(span.instrumentation_scope)
+        buf = self._buffers.get(id(sc)) if sc is not None else None
+        if buf is None:
+            buf = c.pipeline._span_buffer(sc)
+            if sc is not None:
+                self._buffers[id(sc)] = buf
+        ctx = span.get_span_context()
+        parent = span.parent
+        events = [(e.timestamp, e.name, _attrs(e.attributes), e.dropped_attributes) for e in span.events] or None
+        links = [(lk.context.trace_id, lk.context.span_id, _attrs(lk.attributes), _state(lk.context),
+                  _flags(lk.context, lk.context), lk.dropped_attributes) for lk in span.links] or None
+        status = span.status
+        rec = [span.name, span.kind.value + 1, ctx.trace_id, ctx.span_id, parent.span_id if parent else 0,
+               span.start_time, span.end_time, _attrs(span.attributes), events, status.status_code.value,
+               status.description or "", links, _state(ctx), _flags(ctx, parent), span.dropped_attributes,
+               span.dropped_events, span.dropped_links]
+        buf.spans.append(rec)
+        if len(buf.spans) >= buf.limit:
+            buf.hand_over()
+
+    def shutdown(self) -> None:
+        self._c.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._c.force_flush(timeout_millis)
+
+
+class LogRecordProcessor(_SdkLogRecordProcessor):
+    """Hands each emitted log record to otlpflow at once."""
+
+    def __init__(self, pipeline: Pipeline, flush_timeout: float = 30.0, owns_pipeline: bool = False):
+        self._c = _Common(pipeline, flush_timeout, owns_pipeline)
+
+    def on_emit(self, log_data) -> None:
+        # SDK 1.3x passes LogData(log_record, instrumentation_scope); later
+        # ones a ReadWriteLogRecord(log_record, resource, scope).
+        rec = log_data.log_record
+        c = self._c
+        resource = getattr(log_data, "resource", None) or getattr(rec, "resource", None)
+        if not c._resource_seen:
+            c.adopt(resource)
+        sc = c.scope(getattr(log_data, "instrumentation_scope", None))
+        severity = rec.severity_number.value if rec.severity_number is not None else 0
+        body = rec.body
+        if body is not None and not isinstance(body, (str, bytes, bool, int, float, list, tuple)):
+            body = str(body)
+        dropped = getattr(log_data, "dropped_attributes", None)
+        if dropped is None:
+            dropped = getattr(rec, "dropped_attributes", 0)
+        attributes = {k: v for k, v in (rec.attributes or {}).items()
+                      if isinstance(v, (str, bytes, bool, int, float, list, tuple))}
+        self._c.pipeline.record_log(
+            body, severity=severity, severity_text=rec.severity_text or "", attributes=attributes,
+            time_unix_nano=rec.timestamp or rec.observed_timestamp,
+            observed_time_unix_nano=rec.observed_timestamp,
+            trace_id=rec.trace_id.to_bytes(16, "big") if rec.trace_id else None,
+            span_id=rec.span_id.to_bytes(8, "big") if rec.span_id else None,
+            flags=int(rec.trace_flags or 0), event_name=getattr(rec, "event_name", None) or "",
+            dropped_attributes_count=dropped, scope=sc)
+
+    def emit(self, log_data) -> None:  # the older name of on_emit
+        self.on_emit(log_data)
+
+    def shutdown(self) -> None:
+        self._c.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._c.force_flush(timeout_millis)
+
+
+class MetricExporter(sdk_metrics_export.MetricExporter):
+    """A metric exporter for the SDK's PeriodicExportingMetricReader: each
+    data point goes to otlpflow's pipeline (gauges, sums and explicit
+    histograms)."""
+
+    def __init__(self, pipeline: Pipeline, flush_timeout: float = 30.0, owns_pipeline: bool = False,
+                 preferred_temporality=None, preferred_aggregation=None):
+        super().__init__(preferred_temporality=preferred_temporality,
+                         preferred_aggregation=preferred_aggregation)
+        self._c = _Common(pipeline, flush_timeout, owns_pipeline)
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
+        from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
+        p, ok = self._c.pipeline, True
+        for rm in metrics_data.resource_metrics:
+            if not self._c._resource_seen:
+                self._c.adopt(rm.resource)
+            for sm in rm.scope_metrics:
+                sc = self._c.scope(sm.scope)
+                for m in sm.metrics:
+                    data = m.data
+                    common = dict(unit=m.unit or "", description=m.description or "", scope=sc)
+                    for pt in data.data_points:
+                        if isinstance(data, Histogram):
+                            ok &= p.record_metric_point(
+                                m.name, kind="histogram", attributes=_attrs(pt.attributes),
+                                start_time_unix_nano=pt.start_time_unix_nano or 0, time_unix_nano=pt.time_unix_nano,
+                                temporality=_temporality(data), flags=getattr(pt, "flags", 0) or 0,
+                                histogram=(pt.count, pt.sum, list(pt.explicit_bounds), list(pt.bucket_counts),
+                                           pt.min, pt.max), **common)
+                        elif isinstance(data, (Sum, Gauge)):
+                            ok &= p.record_metric_point(
+                                m.name, pt.value, kind="sum" if isinstance(data, Sum) else "gauge",
+                                attributes=_attrs(pt.attributes), start_time_unix_nano=pt.start_time_unix_nano or 0,
+                                time_unix_nano=pt.time_unix_nano, flags=getattr(pt, "flags", 0) or 0,
+                                temporality=_temporality(data) if isinstance(data, Sum) else "cumulative",
+                                monotonic=bool(getattr(data, "is_monotonic", False)), **common)
+                        else:  # an exponential histogram: not in the C ABI
+                            p.count_invalid("metrics")
+                            ok = False
+        return (sdk_metrics_export.MetricExportResult.SUCCESS if ok
+                else sdk_metrics_export.MetricExportResult.FAILURE)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._c.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        self._c.shutdown()
+
+
+def _temporality(data) -> str:
+    return "delta" if int(data.aggregation_temporality) == 1 else "cumulative"
+

@@ -38,13 +38,21 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 RECEIVER = os.environ.get("OTLPFLOW_RECEIVER", "")
 
 
+TLS_DIR = os.environ.get("OTLPFLOW_TLS_DIR", "")
+
+
 class Receiver:
-    def __init__(self, dump):
+    def __init__(self, dump, tls=False):
         self.dump = dump
-        self.proc = subprocess.Popen([sys.executable, RECEIVER, "--dump", dump], stdout=subprocess.PIPE, text=True)
+        argv = [sys.executable, RECEIVER, "--dump", dump]
+        if tls:
+            argv += ["--tls", os.path.join(TLS_DIR, "cert.pem"), os.path.join(TLS_DIR, "key.pem")]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         ready = self.proc.stdout.readline().split()
         assert ready and ready[0] == "READY", ready
-        self.endpoint = "http://127.0.0.1:%s" % ready[1]
+        host = "https://localhost" if tls else "http://127.0.0.1"
+        self.endpoint = "%s:%s" % (host, ready[1])
+        self.http_endpoint = "%s:%s" % (host, ready[2])
 
     def stop(self):
         self.proc.terminate()
@@ -212,6 +220,26 @@ class SdkDropIn(unittest.TestCase):
             pa, pb = dict(a[k]["point"]), dict(b[k]["point"])
             pb.pop("exemplars", None)  # not sent by otlpflow (documented)
             self.assertEqual(pa, pb)
+
+
+@unittest.skipUnless(RECEIVER and TLS_DIR, "needs OTLPFLOW_RECEIVER and OTLPFLOW_TLS_DIR (run through cargo test)")
+class PythonTransports(unittest.TestCase):
+    def test_grpc_and_http_in_clear_and_over_tls_to_a_real_receiver(self):
+        tmp = tempfile.mkdtemp()
+        ca = os.path.join(TLS_DIR, "ca.pem")
+        for tls in (False, True):
+            r = Receiver(os.path.join(tmp, "tls-%s.json" % tls), tls=tls)
+            extra = {"tls_ca_file": ca} if tls else {}
+            for endpoint, protocol, n in ((r.endpoint, "grpc", 120), (r.http_endpoint, "http/protobuf", 80)):
+                with otlpflow.Pipeline(endpoint=endpoint, protocol=protocol, service_name="py-transports",
+                                       from_env=False, policy="block", compression="gzip", **extra) as p:
+                    for i in range(n):
+                        with p.span("over %s" % protocol, attributes={"i": i, "tls": tls}):
+                            pass
+                    stats = p.shutdown()
+                    self.assertEqual((stats["exported"], stats["failed"]), (n, 0), p.last_error())
+            counts, _ = r.stop()
+            self.assertEqual((counts["grpc_spans"], counts["http_spans"], counts["http_errors"]), (120, 80, 0))
 
 
 if __name__ == "__main__":

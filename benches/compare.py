@@ -80,10 +80,20 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.trace import (SpanKind, Status, StatusCode, SpanContext, NonRecordingSpan, TraceFlags,
                                  set_span_in_context)
-tuned = sys.argv[4] == "tuned"
+mode = sys.argv[4]
 provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
-kw = dict(max_queue_size=65536, max_export_batch_size=8192, schedule_delay_millis=100) if tuned else {}
-provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=ENDPOINT, insecure=True), **kw))
+if mode == "none":
+    pass  # no processor: what the SDK's span creation alone costs (the bound for any exporter)
+elif mode == "otlpflow":
+    # The one-line swap: otlpflow's processor instead of Batch + OTLP exporter.
+    sys.path.insert(0, os.path.join(sys.argv[1], "bindings", "python"))
+    os.environ.setdefault("OTLPFLOW_LIBRARY", os.path.join(sys.argv[1], "target", "release", "libotlpflow_ffi.so"))
+    import otlpflow, otlpflow.opentelemetry
+    pipeline = otlpflow.Pipeline(endpoint=ENDPOINT, policy="block", max_wait=30.0, from_env=False)
+    provider.add_span_processor(otlpflow.opentelemetry.SpanProcessor(pipeline, owns_pipeline=True))
+else:
+    kw = dict(max_queue_size=65536, max_export_batch_size=8192, schedule_delay_millis=100) if mode == "tuned" else {}
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=ENDPOINT, insecure=True), **kw))
 tracer = provider.get_tracer("bench")
 parent = set_span_in_context(NonRecordingSpan(SpanContext(int.from_bytes(os.urandom(16), "big"),
                                                           int.from_bytes(os.urandom(8), "big"), True,
@@ -130,7 +140,7 @@ def run(name, argv, spans):
     sink.send_signal(signal.SIGINT)
     sink_out, _ = sink.communicate(timeout=30)
     received = json.loads(sink_out.decode().strip().splitlines()[-1])["spans"]
-    if "baseline" in argv:
+    if "baseline" in argv or "none" in argv:
         received = int(spans)  # nothing is sent; count it as delivered
     line = [l for l in out.decode().splitlines() if l.startswith("RESULT")]
     if status != 0 or not line:
@@ -155,6 +165,8 @@ PAIRS = [
     ("tracing + otlpflow layer", "tracing + tracing-opentelemetry, defaults"),
     ("otlpflow (Python, ctypes)", "OTel Python SDK, tuned"),
     ("otlpflow (Python, ctypes)", "OTel Python SDK, defaults"),
+    ("OTel Python SDK + otlpflow processor", "OTel Python SDK, tuned"),
+    ("OTel Python SDK + otlpflow processor", "OTel Python SDK, defaults"),
 ]
 
 
@@ -179,7 +191,10 @@ def systems(spans_rust, spans_py, shape, rate=None):
         ("otlpflow (Python, ctypes)", [py, "-c", OTLPFLOW, ROOT, str(spans_py), "@ENDPOINT@"] + rate_py, spans_py),
         ("OTel Python SDK, tuned", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "tuned"] + r, spans_py),
         ("OTel Python SDK, defaults", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "defaults"] + r, spans_py),
-    ]
+        ("OTel Python SDK + otlpflow processor", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "otlpflow"] + r,
+         spans_py),
+    ] + ([("OTel Python SDK, no processor (bound)", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "none"],
+           spans_py)] if rate is None else [])
 
 
 def table(rows, title):

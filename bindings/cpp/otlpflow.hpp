@@ -120,6 +120,12 @@ class Config {
     v.str = str(value);
     return apply(otlpflow_config_add_resource_attribute(raw_.get(), str(key), &v), "resource");
   }
+  /// Any setting by name with a text value (see the README, "Every setting
+  /// by name"): `set("memory_budget", "64M")`, `set("tls_ca_file", path)`,
+  /// `set("traces.endpoint", url)`. Throws Error naming the setting.
+  Config &set(std::string_view name, std::string_view value) {
+    return apply(otlpflow_config_set(raw_.get(), str(name), str(value)), "set");
+  }
   /// Validates and starts; throws Error with the setting's name if invalid.
   [[nodiscard]] Pipeline start();
 

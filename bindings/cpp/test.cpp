@@ -32,8 +32,18 @@ int main(int argc, char **argv) {
     CHECK(e.code() == OTLPFLOW_RESULT_INVALID_ARGUMENT);
   }
 
+  try {
+    otlpflow::Config().set("memory_budget", "lots");
+    CHECK(false);
+  } catch (const otlpflow::Error &e) {
+    CHECK(e.code() == OTLPFLOW_RESULT_INVALID_CONFIG);
+    CHECK(std::string(e.what()).find("memory_budget") != std::string::npos);
+  }
+
   otlpflow::Pipeline p = otlpflow::Config()
                              .endpoint(argv[1])
+                             .set("memory_budget", "32M")
+                             .set("retry_max_elapsed", "20s")
                              .service_name("cpp-test")
                              .resource("deployment.environment", "test")
                              .block(std::chrono::milliseconds(10000))

@@ -247,7 +247,103 @@ fn examples_build_and_the_install_script_writes_a_working_pkg_config() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(sink.stop().spans, 1000);
-    // The pkg-config template names the library and the header folder.
-    let pc = std::fs::read_to_string(root().join("ffi/otlpflow.pc.in")).unwrap();
-    assert!(pc.contains("-lotlpflow_ffi") && pc.contains("Cflags: -I${includedir}"));
+}
+
+/// `ffi/install.sh` into a fresh prefix (a debug build), then the record
+/// example built the two ways a C project would: with pkg-config, and with
+/// CMake's `find_package(otlpflow)` (shared and static imported targets).
+/// Each program delivers its 1000 spans; the installed library carries the
+/// versioned SONAME.
+#[test]
+fn installed_library_builds_with_pkg_config_and_cmake() {
+    if !have("pkg-config") || !have("cmake") {
+        eprintln!("pkg-config or cmake missing (.ci/run installs them): install test skipped");
+        return;
+    }
+    let prefix = std::env::temp_dir().join(format!("otlpflow-prefix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&prefix);
+    let target_dir = lib_dir().parent().unwrap().to_path_buf();
+    let status = Command::new("bash")
+        .arg(root().join("ffi/install.sh"))
+        .arg(&prefix)
+        .env("OTLPFLOW_PROFILE", "dev")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "install.sh failed");
+    let lib = prefix.join("lib");
+    for f in [
+        "libotlpflow.so",
+        "libotlpflow.so.0",
+        "libotlpflow.so.0.1.0",
+        "libotlpflow.a",
+    ] {
+        assert!(lib.join(f).exists(), "{f} not installed");
+    }
+    let readelf = Command::new("readelf")
+        .args(["-d"])
+        .arg(lib.join("libotlpflow.so.0.1.0"))
+        .output();
+    if let Ok(out) = readelf {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("[libotlpflow.so.0]"), "SONAME:\n{text}");
+    }
+    let mut programs = Vec::new();
+    // pkg-config.
+    let pc = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "otlpflow"])
+        .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+        .output()
+        .unwrap();
+    assert!(pc.status.success());
+    let flags = String::from_utf8(pc.stdout).unwrap();
+    let exe = prefix.join("record_pkgconfig");
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-std=c11", "-Wall", "-Werror"])
+        .arg(root().join("ffi/examples/record.c"))
+        .args(flags.split_whitespace())
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building with pkg-config");
+    programs.push(exe);
+    // CMake.
+    let build = prefix.join("cmake-build");
+    let status = Command::new("cmake")
+        .arg("-S")
+        .arg(root().join("ffi/examples"))
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+        .arg("-DCMAKE_BUILD_RPATH_USE_ORIGIN=OFF")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cmake configure (find_package(otlpflow))");
+    let status = Command::new("cmake")
+        .arg("--build")
+        .arg(&build)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cmake build");
+    programs.push(build.join("record"));
+    programs.push(build.join("record_static"));
+    for program in programs {
+        let sink = Sink::start(SinkOptions::default()).unwrap();
+        let out = Command::new(&program)
+            .arg(sink.endpoint())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(sink.stop().spans, 1000, "{}", program.display());
+    }
+    let _ = std::fs::remove_dir_all(&prefix);
 }

@@ -33,6 +33,11 @@ pub fn lib_dir() -> PathBuf {
             assert!(
                 dir.join("libotlpflow_ffi.so").exists() && dir.join("libotlpflow_ffi.a").exists()
             );
+            // The library's SONAME is libotlpflow.so.0 (ffi/build.rs): a
+            // program linked against it looks for that name at run time.
+            let soname = dir.join("libotlpflow.so.0");
+            let _ = std::fs::remove_file(&soname);
+            std::os::unix::fs::symlink("libotlpflow_ffi.so", &soname).unwrap();
             dir
         })
         .clone()

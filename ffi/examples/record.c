@@ -1,9 +1,10 @@
 /* A minimal otlpflow user in C: configure, start, record spans, shut down.
  *
- *   cargo build --release -p otlpflow-ffi
- *   cc -I include ffi/examples/record.c -L target/release -lotlpflow_ffi \
- *      -Wl,-rpath,$PWD/target/release -o record
- *   ./record http://127.0.0.1:4317 */
+ *   ffi/install.sh $HOME/.local
+ *   PKG_CONFIG_PATH=$HOME/.local/lib/pkgconfig \
+ *     cc ffi/examples/record.c $(pkg-config --cflags --libs otlpflow) -Wl,-rpath,$HOME/.local/lib -o record
+ *   ./record http://127.0.0.1:4317
+ * (or with CMake: ffi/examples/CMakeLists.txt) */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>

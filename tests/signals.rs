@@ -359,3 +359,43 @@ fn exponential_histogram_points_arrive_and_malformed_ones_are_refused() {
     }
     assert_eq!(seen, 10);
 }
+
+#[test]
+fn each_signal_may_use_its_own_protocol_set_by_the_environment() {
+    // Traces over gRPC to one receiver; logs over OTLP/HTTP to another's
+    // HTTP port, chosen by OTEL_EXPORTER_OTLP_LOGS_PROTOCOL (a log record
+    // sent over gRPC to that port would fail and be counted).
+    let grpc = sink();
+    let http = sink();
+    let logs_url = format!("{}/v1/logs", http.http_endpoint().expect("http"));
+    let env = |k: &str| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(grpc.endpoint()),
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" => Some(logs_url.clone()),
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL" => Some("http/protobuf".to_owned()),
+        _ => None,
+    };
+    let p = Pipeline::builder()
+        .apply_env_from(env)
+        .expect("env")
+        .service_name("signals")
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        })
+        .start()
+        .expect("start");
+    let scope = p.scope("signals", "1");
+    for i in 0..100 {
+        let log = LogRecord {
+            severity_number: Severity::INFO,
+            body: Some(Value::I64(i)),
+            ..LogRecord::default()
+        };
+        p.record_log(&scope, &log).expect("log");
+        otlpflow::workload::record_benchmark_span(&p, &scope, 1, i as u64, 1).expect("span");
+    }
+    let stats = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_eq!(stats.failed.total(), 0, "{:?}", p.last_error());
+    assert_eq!((grpc.counts().spans, grpc.counts().logs), (100, 0));
+    assert_eq!((http.counts().spans, http.counts().logs), (0, 100));
+    assert_eq!(http.counts().errors, 0);
+}

@@ -55,6 +55,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// One signal's protocol, overriding [`PipelineBuilder::protocol`]
+    /// (logs over OTLP/HTTP while traces go over gRPC, say; the
+    /// `OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL` variables set it too).
+    pub fn signal_protocol(mut self, signal: Signal, p: Protocol) -> Self {
+        self.signals[signal].protocol = Some(p);
+        self
+    }
+
     /// `signal`'s compression, instead of the general one.
     pub fn signal_compression(mut self, signal: Signal, c: Compression) -> Self {
         self.signals[signal].compression = Some(c);

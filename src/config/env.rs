@@ -24,8 +24,11 @@ impl PipelineBuilder {
 
     /// Applies the standard environment variables: `OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`, and `OTEL_EXPORTER_OTLP_{ENDPOINT,
-    /// PROTOCOL, HEADERS, COMPRESSION, TIMEOUT}` with their `_TRACES_`
-    /// variants taking precedence. Setters called afterwards override them
+    /// PROTOCOL, HEADERS, COMPRESSION, TIMEOUT}` with their `_TRACES_`,
+    /// `_LOGS_` and `_METRICS_` variants taking precedence for their
+    /// signal; `_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` and
+    /// `_INSECURE` (one TLS setup for all signals: the `_TRACES_` variant,
+    /// else the general one). Setters called afterwards override them
     /// (explicit setting > per-signal variable > general variable >
     /// default). A malformed variable is a configuration error naming it.
     pub fn apply_env(self) -> Result<Self, Error> {
@@ -92,6 +95,10 @@ impl PipelineBuilder {
                 Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
                 o.endpoint = Some(v);
             }
+            if let Some((name, v)) = get("PROTOCOL") {
+                o.protocol =
+                    Some(Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?);
+            }
             if let Some((name, v)) = get("COMPRESSION") {
                 o.compression = Some(
                     Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?,
@@ -110,7 +117,7 @@ impl PipelineBuilder {
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| (name, v))
         };
-        if let Some((name, v)) = pick("PROTOCOL") {
+        if let Some((name, v)) = general("PROTOCOL") {
             self.protocol =
                 Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
         }

@@ -107,10 +107,11 @@ pub enum Policy {
 }
 
 /// Settings one signal may override (its own endpoint, headers added to
-/// the general ones, compression, timeout).
+/// the general ones, protocol, compression, timeout).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SignalOverrides {
     pub(crate) endpoint: Option<String>,
+    pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: HeaderList,
     pub(crate) compression: Option<Compression>,
     pub(crate) timeout: Option<Duration>,
@@ -218,7 +219,6 @@ impl Default for RetryConfig {
 /// here opens a file or a socket.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub(crate) protocol: Protocol,
     pub(crate) http_version: HttpVersion,
     pub(crate) resource: Vec<(String, OwnedValue)>,
     /// No service name, version or attribute was configured (the resource
@@ -261,6 +261,7 @@ pub struct Config {
 /// One signal's resolved export settings.
 #[derive(Debug, Clone)]
 pub(crate) struct SignalConfig {
+    pub(crate) protocol: Protocol,
     pub(crate) endpoint: Endpoint,
     /// The request path of OTLP/HTTP (`/v1/<signal>` appended to a base
     /// endpoint, or a per-signal endpoint's path as given).

@@ -19,6 +19,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "URL, http:// or https:// (the base for OTLP/HTTP)",
     ),
     ("<signal>.endpoint", "URL used as it is"),
+    ("<signal>.protocol", "grpc or http/protobuf"),
     ("<signal>.compression", "none, gzip or zstd"),
     ("<signal>.timeout", "duration"),
     (
@@ -212,6 +213,11 @@ impl PipelineBuilder {
             let o = &mut b.signals[signal];
             match rest {
                 "endpoint" => o.endpoint = Some(value.trim().to_owned()),
+                "protocol" => {
+                    o.protocol = Some(
+                        Protocol::parse(value.trim()).map_err(|_| want("grpc or http/protobuf"))?,
+                    )
+                }
                 "compression" => o.compression = Some(compression(value)?),
                 "timeout" => o.timeout = Some(duration(value)?),
                 _ => return Err(Error::config(format!("{name}: unknown setting"))),
@@ -354,6 +360,7 @@ mod tests {
             ("endpoint", "http://127.0.0.1:4317"),
             ("traces.endpoint", "http://127.0.0.1:4999/v1/traces"),
             ("logs.compression", "gzip"),
+            ("metrics.protocol", "grpc"),
             ("metrics.timeout", "3s"),
             ("logs.header.x-tenant", "t1"),
             ("protocol", "http/protobuf"),
@@ -410,7 +417,7 @@ mod tests {
             b = b.set(name, value).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let c = b.clone().build().expect("builds");
-        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.signals[Signal::Traces].protocol, Protocol::HttpProtobuf);
         assert_eq!(c.http_version, HttpVersion::Http2);
         assert_eq!(
             c.policy,
@@ -427,6 +434,8 @@ mod tests {
         );
         assert_eq!(c.signals[Signal::Metrics].timeout, Duration::from_secs(3));
         assert_eq!(c.signals[Signal::Logs].compression, Compression::Gzip);
+        assert_eq!(c.signals[Signal::Metrics].protocol, Protocol::Grpc);
+        assert_eq!(c.signals[Signal::Logs].protocol, Protocol::HttpProtobuf);
         assert_eq!(c.signals[Signal::Traces].endpoint.port, 4999);
         assert_eq!(c.retry.multiplier, 1.5);
         assert_eq!(c.flow.breaker.threshold, 3);

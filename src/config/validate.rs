@@ -8,12 +8,13 @@ use super::*;
 impl PipelineBuilder {
     /// Validates the settings.
     pub fn build(self) -> Result<Config, Error> {
-        let default_endpoint = match self.protocol {
-            Protocol::Grpc => "http://localhost:4317",
-            Protocol::HttpProtobuf => "http://localhost:4318",
-        };
         let signals = PerSignal::try_from_fn(|signal| {
             let o = &self.signals[signal];
+            let protocol = o.protocol.unwrap_or(self.protocol);
+            let default_endpoint = match protocol {
+                Protocol::Grpc => "http://localhost:4317",
+                Protocol::HttpProtobuf => "http://localhost:4318",
+            };
             let (endpoint, http_path) = match (&o.endpoint, &self.endpoint) {
                 (Some(t), _) => {
                     let e = Endpoint::parse(t)?;
@@ -33,6 +34,7 @@ impl PipelineBuilder {
             let mut all_headers = self.headers.0.clone();
             all_headers.extend(o.headers.0.iter().cloned());
             Ok::<_, Error>(SignalConfig {
+                protocol,
                 endpoint,
                 http_path,
                 compression: o.compression.unwrap_or(self.compression),
@@ -157,7 +159,6 @@ impl PipelineBuilder {
             resource.push((k, v));
         }
         Ok(Config {
-            protocol: self.protocol,
             http_version: self.http_version,
             resource,
             resource_is_default,

@@ -204,24 +204,29 @@ impl ExportSettings {
     /// a bad one is a configuration error) is built once, if any signal's
     /// endpoint is `https://`, and used by exactly those signals.
     pub fn for_config(cfg: &Config) -> Result<PerSignal<ExportSettings>, Error> {
-        let any_tls = cfg.signals.values().any(|s| s.endpoint.scheme == "https");
-        let tls: Option<Arc<rustls::ClientConfig>> = if any_tls {
-            let alpn: &[&[u8]] = match (cfg.protocol, cfg.http_version) {
-                (Protocol::HttpProtobuf, HttpVersion::Http1) => &[b"http/1.1"],
-                _ => &[b"h2"],
-            };
-            Some(crate::tls::client_config(&cfg.tls, alpn)?)
-        } else {
-            None
-        };
+        // One TLS client per ALPN offer that some https:// signal needs
+        // (signals may differ in protocol): HTTP/1.1 must not be offered h2.
+        let mut clients: Vec<(bool, Arc<rustls::ClientConfig>)> = Vec::new();
         PerSignal::try_from_fn(|signal| {
             let s = &cfg.signals[signal];
-            let tls = (s.endpoint.scheme == "https")
-                .then(|| tls.clone())
-                .flatten();
+            let tls = if s.endpoint.scheme == "https" {
+                let http1 =
+                    s.protocol == Protocol::HttpProtobuf && cfg.http_version == HttpVersion::Http1;
+                match clients.iter().find(|(h1, _)| *h1 == http1) {
+                    Some((_, c)) => Some(c.clone()),
+                    None => {
+                        let alpn: &[&[u8]] = if http1 { &[b"http/1.1"] } else { &[b"h2"] };
+                        let c = crate::tls::client_config(&cfg.tls, alpn)?;
+                        clients.push((http1, c.clone()));
+                        Some(c)
+                    }
+                }
+            } else {
+                None
+            };
             Ok(ExportSettings {
                 signal,
-                protocol: cfg.protocol,
+                protocol: s.protocol,
                 http_version: cfg.http_version,
                 connector: Connector::new(&s.endpoint, tls)?,
                 endpoint: s.endpoint.clone(),

@@ -32,7 +32,7 @@
 #define OTLPFLOW_MAX_TOTAL_ATTRIBUTES 512
 
 // Number of `otlpflow_drop_reason`s: the length of `otlpflow_stats.dropped`.
-#define OTLPFLOW_DROP_REASONS 6
+#define OTLPFLOW_DROP_REASONS 7
 
 // Number of `otlpflow_fail_reason`s: the length of
 // `otlpflow_stats.failed_by_reason`.
@@ -73,7 +73,8 @@ enum otlpflow_result
   OTLPFLOW_RESULT_INVALID_SCOPE = 11,
   // Over the ingest rate limit: the record was dropped (and counted).
   OTLPFLOW_RESULT_RATE_LIMITED = 12,
-  // Over the memory budget: the record was dropped (and counted).
+  // Over the memory budget, or the system's memory use over
+  // `system_memory_limit`: the record was dropped (and counted by which).
   OTLPFLOW_RESULT_MEMORY = 13,
   // Not a live handle of the expected type: already freed, a handle of
   // another type, or a number that was never a handle. Nothing was done.
@@ -333,6 +334,8 @@ enum otlpflow_drop_reason
   OTLPFLOW_DROP_REASON_RATE_LIMITED = 4,
   // Over the memory budget.
   OTLPFLOW_DROP_REASON_MEMORY = 5,
+  // The system's memory use over `system_memory_limit`.
+  OTLPFLOW_DROP_REASON_SYSTEM_MEMORY = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -96,6 +96,8 @@ pub enum RecordError {
     RateLimited,
     /// Over the memory budget.
     Memory,
+    /// The system's memory use is over `system_memory_limit`.
+    SystemMemory,
     /// The record is malformed (a log severity over 24, a metric point
     /// without a name or with buckets that do not match its bounds).
     Invalid,
@@ -109,6 +111,7 @@ impl fmt::Display for RecordError {
             RecordError::Shutdown => "pipeline is shut down",
             RecordError::InvalidScope => "scope handle belongs to another pipeline",
             RecordError::RateLimited => "over the ingest rate limit: record dropped",
+            RecordError::SystemMemory => "system memory use over its limit: record dropped",
             RecordError::Memory => "over the memory budget: record dropped",
             RecordError::Invalid => "malformed record: dropped",
         })

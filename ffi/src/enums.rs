@@ -223,6 +223,8 @@ pub enum otlpflow_drop_reason {
     RateLimited = 4,
     /// Over the memory budget.
     Memory = 5,
+    /// The system's memory use over `system_memory_limit`.
+    SystemMemory = 6,
 }
 
 decode!(otlpflow_drop_reason {
@@ -231,7 +233,8 @@ decode!(otlpflow_drop_reason {
     Shutdown,
     Invalid,
     RateLimited,
-    Memory
+    Memory,
+    SystemMemory
 });
 
 /// Why accepted records failed for good: indexes

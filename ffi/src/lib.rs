@@ -93,7 +93,8 @@ pub enum otlpflow_result {
     InvalidScope = 11,
     /// Over the ingest rate limit: the record was dropped (and counted).
     RateLimited = 12,
-    /// Over the memory budget: the record was dropped (and counted).
+    /// Over the memory budget, or the system's memory use over
+    /// `system_memory_limit`: the record was dropped (and counted by which).
     Memory = 13,
     /// Not a live handle of the expected type: already freed, a handle of
     /// another type, or a number that was never a handle. Nothing was done.
@@ -123,7 +124,9 @@ impl otlpflow_result {
             }
             otlpflow_result::InvalidScope => "the scope does not belong to this pipeline\0",
             otlpflow_result::RateLimited => "over the ingest rate limit: record dropped\0",
-            otlpflow_result::Memory => "over the memory budget: record dropped\0",
+            otlpflow_result::Memory => {
+                "over the memory budget or the system memory limit: record dropped\0"
+            }
             otlpflow_result::InvalidHandle => {
                 "not a live handle of this type (freed, another type, or never a handle)\0"
             }

@@ -124,7 +124,7 @@ pub(crate) fn record_result(r: Result<(), RecordError>) -> otlpflow_result {
         Err(RecordError::Shutdown) => R::Shutdown,
         Err(RecordError::InvalidScope) => R::InvalidScope,
         Err(RecordError::RateLimited) => R::RateLimited,
-        Err(RecordError::Memory) => R::Memory,
+        Err(RecordError::Memory | RecordError::SystemMemory) => R::Memory,
         Err(RecordError::Invalid) => R::InvalidArgument,
     }
 }

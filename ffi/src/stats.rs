@@ -13,7 +13,7 @@ use crate::ptr::{handle_ref, read_size, write_prefix};
 use crate::{ffi_boundary, otlpflow_result, result_of, R};
 
 /// Number of `otlpflow_drop_reason`s: the length of `otlpflow_stats.dropped`.
-pub const OTLPFLOW_DROP_REASONS: usize = 6;
+pub const OTLPFLOW_DROP_REASONS: usize = 7;
 /// Number of `otlpflow_fail_reason`s: the length of
 /// `otlpflow_stats.failed_by_reason`.
 pub const OTLPFLOW_FAIL_REASONS: usize = 5;

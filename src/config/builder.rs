@@ -328,6 +328,24 @@ impl PipelineBuilder {
         self.flow.breaker = b;
         self
     }
+    /// Refuses new records (counted as `dropped.system_memory`), or makes
+    /// producers wait under `Block`, while the system's memory use is over
+    /// `fraction` (0.8: 80%): the process's cgroup v2 use against its
+    /// limit when it has one, else the machine's (`/proc/meminfo`),
+    /// sampled every 100 ms. Workers stop growing their concurrency and
+    /// batches meanwhile, and `health()` says `Degraded`. Off by default.
+    pub fn system_memory_limit(mut self, fraction: f64) -> Self {
+        self.flow.system_memory_limit = Some(fraction);
+        self
+    }
+
+    /// Where [`PipelineBuilder::system_memory_limit`] reads memory use
+    /// (tests point it at files they write; the default is the system's).
+    pub fn system_memory_source(mut self, source: crate::flow::MemorySource) -> Self {
+        self.system_memory_source = source;
+        self
+    }
+
     /// What happens to requests waiting for a retry when newer data needs
     /// room (default `Keep`).
     pub fn retry_queue(mut self, q: RetryQueue) -> Self {

@@ -184,6 +184,12 @@ impl PipelineBuilder {
                 .ok_or_else(|| bad("OTLPFLOW_MEMORY_BUDGET", &v, "a size like 64M"))?;
             self.flow.memory_budget = Some(n);
         }
+        if let Some(v) = get("OTLPFLOW_SYSTEM_MEMORY_LIMIT") {
+            let f: f64 = v
+                .parse()
+                .map_err(|_| bad("OTLPFLOW_SYSTEM_MEMORY_LIMIT", &v, "a fraction like 0.8"))?;
+            self.flow.system_memory_limit = Some(f);
+        }
         if let Some(v) = get("OTLPFLOW_RATE_LIMIT") {
             let r: f64 = v
                 .parse()

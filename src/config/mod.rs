@@ -174,6 +174,10 @@ pub struct FlowConfig {
     /// Each worker's CPU budget as a fraction of one core: over it, the
     /// adaptive concurrency backs off as from a throttle.
     pub worker_cpu_budget: Option<f64>,
+    /// Refuse new records (or make producers wait, under `Block`) while the
+    /// system's memory use (the process's cgroup, else the machine) is over
+    /// this fraction; workers stop growing concurrency and batches then.
+    pub system_memory_limit: Option<f64>,
 }
 
 impl Policy {
@@ -246,6 +250,8 @@ pub struct Config {
     /// builds its TLS client from them).
     pub(crate) tls: TlsSettings,
     pub(crate) flow: FlowConfig,
+    /// Where system memory use is read from (tests point it at files).
+    pub(crate) system_memory_source: crate::flow::MemorySource,
     /// Per signal: endpoint, path, compression, headers, timeout.
     pub(crate) signals: PerSignal<SignalConfig>,
     /// How often instruments are collected.
@@ -359,6 +365,7 @@ pub struct PipelineBuilder {
     headers: HeaderList,
     tls: TlsSettings,
     flow: FlowConfig,
+    system_memory_source: crate::flow::MemorySource,
 }
 
 impl Default for PipelineBuilder {
@@ -398,6 +405,7 @@ impl Default for PipelineBuilder {
             headers: HeaderList::default(),
             tls: Default::default(),
             flow: FlowConfig::default(),
+            system_memory_source: crate::flow::MemorySource::default(),
         }
     }
 }

@@ -69,6 +69,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("breaker_min_open", "duration"),
     ("breaker_max_open", "duration"),
     ("memory_budget", "size"),
+    ("system_memory_limit", "fraction of memory in use, like 0.8"),
     ("rate_limit", "records per second, or RATE,BURST"),
     ("byte_rate_limit", "bytes per second (size), or RATE,BURST"),
     ("egress_byte_rate", "bytes per second (size), or RATE,BURST"),
@@ -296,6 +297,9 @@ impl PipelineBuilder {
             "breaker_min_open" => b.flow.breaker.min_open = duration(v)?,
             "breaker_max_open" => b.flow.breaker.max_open = duration(v)?,
             "memory_budget" => b.flow.memory_budget = Some(size(v)?),
+            "system_memory_limit" => {
+                b.flow.system_memory_limit = Some(number(v).ok_or_else(|| want(expects(name)))?)
+            }
             "rate_limit" => b.rate_limit = Some(records(v).ok_or_else(|| want(expects(name)))?),
             "scope_rate_limit" => {
                 b.flow.scope_rate_limit = Some(records(v).ok_or_else(|| want(expects(name)))?)
@@ -397,6 +401,7 @@ mod tests {
             ("breaker_min_open", "100ms"),
             ("breaker_max_open", "5s"),
             ("memory_budget", "16M"),
+            ("system_memory_limit", "0.95"),
             ("rate_limit", "10000,20000"),
             ("byte_rate_limit", "10M"),
             ("egress_byte_rate", "20M,1M"),

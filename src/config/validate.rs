@@ -182,6 +182,7 @@ impl PipelineBuilder {
             compression_level: self.compression_level,
             tls: self.tls,
             flow: self.flow,
+            system_memory_source: self.system_memory_source,
             signals,
             metrics_interval: self.metrics_interval,
             temporality: self.temporality,
@@ -223,6 +224,13 @@ impl FlowConfig {
             if !(rate > 0.0 && rate <= 1e9) || burst == 0 {
                 return Err(Error::config(
                     "scope_rate_limit: the rate must be in (0, 1e9] per second and the burst at least 1",
+                ));
+            }
+        }
+        if let Some(f) = self.system_memory_limit {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(Error::config(
+                    "system_memory_limit: a fraction in (0, 1], like 0.8",
                 ));
             }
         }

@@ -88,6 +88,12 @@ impl Engine {
                 .flow
                 .egress_byte_rate
                 .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),
+            system_memory: config.flow.system_memory_limit.map(|f| {
+                Arc::new(crate::flow::SystemMemory::new(
+                    f,
+                    config.system_memory_source.clone(),
+                ))
+            }),
             budget: config
                 .flow
                 .memory_budget
@@ -128,6 +134,14 @@ impl Engine {
             *inner.last_error.lock() = Some(crate::tls::INSECURE_WARNING.to_owned());
         }
         let mut threads = Vec::new();
+        if let Some(sys) = inner.system_memory.clone() {
+            let engine = Arc::downgrade(&inner);
+            let sampler = std::thread::Builder::new()
+                .name("otlpflow-memory".into())
+                .spawn(move || sample_system_memory(&sys, &engine))
+                .map_err(|e| Error::internal(format!("spawning the memory sampler: {e}")))?;
+            threads.push(sampler);
+        }
         for w in 0..inner.config.workers {
             let consumers: Vec<(usize, Consumer)> = inner
                 .shards
@@ -184,5 +198,23 @@ impl Engine {
             s.memory_peak = b.peak();
         }
         s
+    }
+}
+
+/// The `otlpflow-memory` thread: samples the system's memory use every
+/// 100 ms until the engine stops (or is gone), and wakes producers parked
+/// on it when the pressure ends.
+fn sample_system_memory(sys: &crate::flow::SystemMemory, engine: &std::sync::Weak<Engine>) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Some(e) = engine.upgrade() else { return };
+        if e.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let was_over = sys.over();
+        sys.sample();
+        if was_over && !sys.over() {
+            e.budget_cv.notify_all();
+        }
     }
 }

@@ -151,6 +151,9 @@ struct Engine {
     scope_buckets: Option<Box<[crate::flow::TokenBucket]>>,
     /// Egress pacing: wire bytes per second, shared by all workers.
     egress: Option<crate::flow::TokenBucket>,
+    /// The system's memory use against `system_memory_limit`, when set
+    /// (sampled by the `otlpflow-memory` thread).
+    system_memory: Option<Arc<crate::flow::SystemMemory>>,
     /// The memory budget, when configured, and the producers parked on it.
     budget: Option<crate::flow::MemoryBudget>,
     budget_waiters: AtomicU32,

@@ -243,14 +243,20 @@ impl Pipeline {
     /// The export path's health: `Down` when every worker that has sent
     /// anything has its circuit breaker open or its last few attempts failed,
     /// `Degraded` when some are failing or a worker's smoothed round trip is
-    /// over half the request timeout, `Healthy` otherwise. Recovers by itself
+    /// over half the request timeout or the system's memory use is over
+    /// `system_memory_limit`, `Healthy` otherwise. Recovers by itself
     /// (the breaker probes the endpoint and closes on its first answer).
     pub fn health(&self) -> crate::stats::Health {
         let inner = self.engine();
-        stats::health(
+        let h = stats::health(
             inner.workers.iter().map(|w| &w.counters),
             inner.config.min_timeout().as_nanos() as u64 / 2,
-        )
+        );
+        // Refusing records for want of system memory is degraded service.
+        if h == crate::stats::Health::Healthy && inner.under_memory_pressure() {
+            return crate::stats::Health::Degraded;
+        }
+        h
     }
 
     /// The last export error seen, if any.

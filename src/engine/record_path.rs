@@ -97,6 +97,9 @@ impl Engine {
         }
         let tag = scope.id | (signal.index() as u32) << SIGNAL_SHIFT;
         let mut deadline = None;
+        if let Some(sys) = &inner.system_memory {
+            inner.under_system_memory(sys, shard, &mut deadline)?;
+        }
         // Held until the record is in the ring; dropped (released) on every
         // refusal below.
         let reservation = inner.reserve(len, shard, &mut deadline)?;
@@ -169,6 +172,42 @@ impl Engine {
             id: id as u32,
             pipeline: self.id,
         }
+    }
+
+    /// Waits (under `Block`, up to the record's deadline) while the
+    /// system's memory use is over its limit; refuses with `SystemMemory`
+    /// otherwise or at the deadline.
+    #[cold]
+    fn under_system_memory(
+        &self,
+        sys: &crate::flow::SystemMemory,
+        shard: &Shard,
+        deadline: &mut Option<Instant>,
+    ) -> Result<(), RecordError> {
+        while sys.over() {
+            let Policy::Block { max_wait } = self.config.policy else {
+                return Err(shard.counters.refuse(RecordError::SystemMemory));
+            };
+            let until = *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
+            if Instant::now() >= until {
+                return Err(shard.counters.refuse(RecordError::SystemMemory));
+            }
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(shard.counters.refuse(RecordError::Shutdown));
+            }
+            // The sampler notifies when the pressure ends; the timed wait
+            // bounds a missed notification.
+            let mut guard = self.budget_lock.lock();
+            let until = until.min(Instant::now() + Duration::from_millis(20));
+            self.budget_cv.wait_until(&mut guard, until);
+        }
+        Ok(())
+    }
+
+    /// Whether the system's memory use is over its limit (workers hold
+    /// their concurrency and batch size then).
+    pub(super) fn under_memory_pressure(&self) -> bool {
+        self.system_memory.as_ref().is_some_and(|s| s.over())
     }
 
     /// Reserves a record's bytes against the memory budget, if there is one.

@@ -109,6 +109,9 @@ reasons! {
         RateLimited = 4, "rate_limited", "over an ingest rate limit";
         /// Over the memory budget (`DropNewest`, or `Block` after its wait).
         Memory = 5, "memory", "over the memory budget";
+        /// The system's memory use over `system_memory_limit` (`DropNewest`,
+        /// or `Block` after its wait).
+        SystemMemory = 6, "system_memory", "the system's memory use over its limit";
     }
 }
 
@@ -146,6 +149,7 @@ impl DropReason {
             E::InvalidScope | E::Invalid => DropReason::Invalid,
             E::RateLimited => DropReason::RateLimited,
             E::Memory => DropReason::Memory,
+            E::SystemMemory => DropReason::SystemMemory,
         }
     }
 }

@@ -92,7 +92,7 @@ class Scope(Structure):
 # The number of drop reasons, fail reasons and signals: the lengths of the
 # arrays in otlpflow_stats (OTLPFLOW_DROP_REASONS, ...). Their names come
 # from the library (otlpflow_drop_reason_name, ...), read once at load.
-DROP_REASONS, FAIL_REASONS, SIGNALS = 6, 5, 3
+DROP_REASONS, FAIL_REASONS, SIGNALS = 7, 5, 3
 SIGNAL_NAMES = ("traces", "logs", "metrics")
 DROP_NAMES, FAIL_NAMES = [], []
 

@@ -167,6 +167,16 @@ impl ExportContext {
         self.publish_breaker();
         if let Some(a) = self.aimd.borrow_mut().as_mut() {
             let before = a.limit();
+            // Under system memory pressure an answer does not count toward
+            // growing the limit (throttles still shrink it).
+            let outcome = match outcome {
+                crate::flow::concurrency::Outcome::Answered
+                    if self.inner.under_memory_pressure() =>
+                {
+                    crate::flow::concurrency::Outcome::Other
+                }
+                o => o,
+            };
             a.on_response(now, rtt.as_nanos() as u64, outcome);
             if a.limit() != before {
                 self.counters()
@@ -302,7 +312,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 for s in &req.samples {
                     counters.e2e_latency.record(now.saturating_sub(*s));
                 }
-                adapt_batch(cfg, counters, latency);
+                adapt_batch(cfg, counters, latency, inner.under_memory_pressure());
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
                 counters.export(req.signal, items - rejected);
@@ -377,6 +387,7 @@ fn adapt_batch(
     cfg: &crate::config::Config,
     counters: &crate::stats::WorkerCounters,
     latency_ns: u64,
+    memory_pressure: bool,
 ) {
     // The smoothed round trip is kept either way: health() reads it too.
     let old = counters.latency_ewma_ns.load(Ordering::Relaxed);
@@ -403,6 +414,12 @@ fn adapt_batch(
         current
     }
     .clamp(min as u64, cfg.max_batch_items as u64);
+    // Under system memory pressure batches may shrink, never grow.
+    let next = if memory_pressure {
+        next.min(current)
+    } else {
+        next
+    };
     if next != current {
         counters.batch_target.store(next, Ordering::Relaxed);
     }

@@ -272,16 +272,7 @@ fn each_signal_goes_to_its_own_endpoint_with_its_own_settings() {
         })
         .start()
         .expect("start");
-    let scope = p.scope("signals", "1");
-    for i in 0..100 {
-        let log = LogRecord {
-            severity_number: Severity::INFO,
-            body: Some(Value::I64(i)),
-            ..LogRecord::default()
-        };
-        p.record_log(&scope, &log).expect("log");
-        otlpflow::workload::record_benchmark_span(&p, &scope, 1, i as u64, 1).expect("span");
-    }
+    record_logs_and_spans(&p, 100);
     p.shutdown(Duration::from_secs(10)).expect("shutdown");
     assert_eq!((main.counts().spans, main.counts().logs), (100, 0));
     assert_eq!((logs.counts().spans, logs.counts().logs), (0, 100));
@@ -383,19 +374,24 @@ fn each_signal_may_use_its_own_protocol_set_by_the_environment() {
         })
         .start()
         .expect("start");
+    record_logs_and_spans(&p, 100);
+    let stats = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_eq!(stats.failed.total(), 0, "{:?}", p.last_error());
+    assert_eq!((grpc.counts().spans, grpc.counts().logs), (100, 0));
+    assert_eq!((http.counts().spans, http.counts().logs), (0, 100));
+    assert_eq!(http.counts().errors, 0);
+}
+
+/// Records `n` log records and `n` benchmark spans.
+fn record_logs_and_spans(p: &Pipeline, n: i64) {
     let scope = p.scope("signals", "1");
-    for i in 0..100 {
+    for i in 0..n {
         let log = LogRecord {
             severity_number: Severity::INFO,
             body: Some(Value::I64(i)),
             ..LogRecord::default()
         };
         p.record_log(&scope, &log).expect("log");
-        otlpflow::workload::record_benchmark_span(&p, &scope, 1, i as u64, 1).expect("span");
+        otlpflow::workload::record_benchmark_span(p, &scope, 1, i as u64, 1).expect("span");
     }
-    let stats = p.shutdown(Duration::from_secs(10)).expect("shutdown");
-    assert_eq!(stats.failed.total(), 0, "{:?}", p.last_error());
-    assert_eq!((grpc.counts().spans, grpc.counts().logs), (100, 0));
-    assert_eq!((http.counts().spans, http.counts().logs), (0, 100));
-    assert_eq!(http.counts().errors, 0);
 }

@@ -69,6 +69,18 @@ fn sink() -> Sink {
     .unwrap()
 }
 
+/// A pipeline to `sink` refusing over 80% of `mem`'s memory in use.
+fn pipeline(sink: &Sink, mem: &FakeMemory, policy: Policy) -> Pipeline {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .service_name("sysmem")
+        .system_memory_limit(0.8)
+        .system_memory_source(mem.source())
+        .policy(policy)
+        .start()
+        .unwrap()
+}
+
 /// Polls `cond` for up to 5 s (the sampler runs every 100 ms).
 fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -86,14 +98,7 @@ fn over_the_limit_records_are_refused_and_counted_then_accepted_again() {
     let mem = FakeMemory::new("drop");
     mem.set_used_percent(90);
     let sink = sink();
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .service_name("sysmem")
-        .system_memory_limit(0.8)
-        .system_memory_source(mem.source())
-        .policy(Policy::DropNewest)
-        .start()
-        .unwrap();
+    let p = pipeline(&sink, &mem, Policy::DropNewest);
     let scope = p.scope("sysmem", "1");
     let mut refused = 0;
     for i in 0..100 {
@@ -132,16 +137,13 @@ fn under_block_a_producer_waits_out_the_pressure_and_loses_nothing() {
     let mem = FakeMemory::new("block");
     mem.set_used_percent(95);
     let sink = sink();
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .service_name("sysmem")
-        .system_memory_limit(0.8)
-        .system_memory_source(mem.source())
-        .policy(Policy::Block {
+    let p = pipeline(
+        &sink,
+        &mem,
+        Policy::Block {
             max_wait: Duration::from_secs(30),
-        })
-        .start()
-        .unwrap();
+        },
+    );
     let scope = p.scope("sysmem", "1");
     let done = Arc::new(AtomicBool::new(false));
     let producer = {

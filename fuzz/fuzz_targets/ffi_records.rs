@@ -7,49 +7,12 @@
 //! `OTLPFLOW_RESULT_PANIC`), no crash, no leak.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use otlpflow_ffi::*;
 
-struct Handle(*mut otlpflow_pipeline, otlpflow_scope);
-// SAFETY: the pipeline handle may be used from any thread.
-unsafe impl Send for Handle {}
-// SAFETY: as above.
-unsafe impl Sync for Handle {}
-
-/// One pipeline for the whole run, exporting nowhere: records fill its
-/// small ring and are refused (counted) once it is full.
-fn pipeline() -> &'static Handle {
-    static P: OnceLock<Handle> = OnceLock::new();
-    P.get_or_init(|| {
-        let mut cfg = std::ptr::null_mut();
-        assert_eq!(otlpflow_config_new(&mut cfg), otlpflow_result::Ok);
-        let s = |t: &'static str| otlpflow_str {
-            ptr: t.as_ptr().cast(),
-            len: t.len(),
-        };
-        assert_eq!(
-            otlpflow_config_set_endpoint(cfg, s("http://127.0.0.1:9")),
-            otlpflow_result::Ok
-        );
-        assert_eq!(
-            otlpflow_config_set_ring_bytes(cfg, 1 << 16),
-            otlpflow_result::Ok
-        );
-        assert_eq!(otlpflow_config_set_shards(cfg, 1), otlpflow_result::Ok);
-        assert_eq!(otlpflow_config_set_workers(cfg, 1), otlpflow_result::Ok);
-        let mut p = std::ptr::null_mut();
-        assert_eq!(otlpflow_pipeline_start(cfg, &mut p), otlpflow_result::Ok);
-        let _ = otlpflow_config_free(cfg);
-        let mut scope = otlpflow_scope { id: 0, pipeline: 0 };
-        assert_eq!(
-            otlpflow_pipeline_scope(p, s("fuzz"), s("1"), &mut scope),
-            otlpflow_result::Ok
-        );
-        Handle(p, scope)
-    })
-}
+#[path = "shared/pipeline.rs"]
+mod shared;
+use shared::pipeline;
 
 /// Reads the fuzz input as a stream of choices.
 struct Bytes<'a>(&'a [u8]);

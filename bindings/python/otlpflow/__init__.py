@@ -458,7 +458,16 @@ def _restart_in_child():
 
 
 def _at_exit():
-    _before_fork()
+    # At interpreter exit a pipeline still open is closed: what waits in
+    # Python is handed over and the engine flushes for up to 5 s (as
+    # otlpflow_pipeline_free does), so a script that never called
+    # shutdown() still delivers what it recorded. (The OpenTelemetry SDK's
+    # providers do the same at exit.)
+    for p in list(_LIVE):
+        try:
+            p.close()
+        except Exception:
+            pass
 
 
 atexit.register(_at_exit)

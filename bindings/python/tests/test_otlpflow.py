@@ -9,6 +9,7 @@ checks that the receiver counted the spans these tests report delivering
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -178,6 +179,21 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(p.stats()["python_buffered"], 0)
             self.assertEqual(p.shutdown()["exported"], 1001)
         delivered(1001)
+
+    def test_a_script_that_never_shuts_down_still_delivers_at_exit(self):
+        script = (
+            "import sys; sys.path.insert(0, sys.argv[1]); import otlpflow\n"
+            "p = otlpflow.Pipeline(endpoint=sys.argv[2], service_name='py-exit', from_env=False,\n"
+            "                      batch_interval=60.0)\n"
+            "for i in range(300):\n"
+            "    with p.span('before exit', attributes={'i': i}):\n"
+            "        pass\n"
+            "p.record_span('direct')\n")
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        out = subprocess.run([sys.executable, "-c", script, root, ENDPOINT], capture_output=True, text=True,
+                             timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        delivered(301)
 
     def test_settings_by_name(self):
         with pipeline(memory_budget="16M", retry_max_elapsed="20s", concurrency="adaptive:1:8",

@@ -150,6 +150,17 @@ pub extern "C" fn otlpflow_config_set(
     name: otlpflow_str,
     value: otlpflow_str,
 ) -> otlpflow_result {
+    set_pair(config, name, value, |b, n, v| b.set(n, v))
+}
+
+/// Applies a setting taking two strings (a name and a value); a failure's
+/// message is kept for `otlpflow_config_error`.
+fn set_pair(
+    config: *mut otlpflow_config,
+    name: otlpflow_str,
+    value: otlpflow_str,
+    f: impl FnOnce(PipelineBuilder, &str, &str) -> Result<PipelineBuilder, otlpflow::Error>,
+) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: string arguments are valid for reads of their length.
         let (n, v) = match unsafe { (str_of(name), str_of(value)) } {
@@ -157,7 +168,7 @@ pub extern "C" fn otlpflow_config_set(
             (Err(e), _) | (_, Err(e)) => return e,
         };
         // SAFETY: NULL or a live config.
-        unsafe { with_checked_builder(config, |b| b.set(n, v)) }
+        unsafe { with_checked_builder(config, |b| f(b, n, v)) }
     })
 }
 
@@ -405,15 +416,7 @@ pub extern "C" fn otlpflow_config_add_header(
     name: otlpflow_str,
     value: otlpflow_str,
 ) -> otlpflow_result {
-    ffi_boundary!(R::Panic, {
-        // SAFETY: string arguments are valid for reads of their length.
-        let (n, v) = match unsafe { (str_of(name), str_of(value)) } {
-            (Ok(n), Ok(v)) => (n.to_owned(), v.to_owned()),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        // SAFETY: NULL or a live config.
-        unsafe { with_builder(config, |b| Ok(b.header(n, v))) }
-    })
+    set_pair(config, name, value, |b, n, v| Ok(b.header(n, v)))
 }
 
 /// Adds a resource attribute with a scalar value (string, bool, int,

@@ -188,6 +188,11 @@ def _id(value, size):
             raw = random.getrandbits(8 * size)
             if raw:
                 return raw.to_bytes(size, "little")
+    if isinstance(value, int):
+        # As the OpenTelemetry API and otlpflow's Span keep ids: big-endian.
+        if value <= 0 or value >> (8 * size):
+            raise ValueError("id must be a positive integer of at most %d bytes" % size)
+        return value.to_bytes(size, "big")
     value = bytes(value)
     if len(value) != size:
         raise ValueError("id must be %d bytes, got %d" % (size, len(value)))

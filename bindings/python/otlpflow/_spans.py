@@ -214,6 +214,7 @@ class Span:
             self.record_exception(exc)
             if rec[_STATUS] != 1:
                 rec[_STATUS], rec[_MESSAGE] = 2, "%s: %s" % (exc_type.__name__, exc)
+        # SpanBuffer.add, inlined: one Python call less on every span.
         spans = self._buffer.spans
         spans.append(rec)
         if len(spans) >= self._buffer.limit:
@@ -224,9 +225,7 @@ class Span:
         """Records the span (for spans used without `with`)."""
         rec = self._rec
         rec[_END] = _time_ns() if end_time is None else end_time
-        self._buffer.spans.append(rec)
-        if len(self._buffer.spans) >= self._buffer.limit:
-            self._buffer.hand_over()
+        self._buffer.add(rec)
 
 
 class SpanBuffer:
@@ -242,6 +241,12 @@ class SpanBuffer:
         self._lock = threading.Lock()
         self.handed_over = 0
         self.refused = 0
+
+    def add(self, rec):
+        """Appends one span record; hands the buffer over when it is full."""
+        self.spans.append(rec)
+        if len(self.spans) >= self.limit:
+            self.hand_over()
 
     def hand_over(self):
         """Hands everything waiting to the engine. Spans appended while this

@@ -142,9 +142,7 @@ class SpanProcessor(sdk_trace.SpanProcessor):
                span.start_time, span.end_time, _attrs(span.attributes), events, status.status_code.value,
                status.description or "", links, _state(ctx), _flags(ctx, parent), span.dropped_attributes,
                span.dropped_events, span.dropped_links]
-        buf.spans.append(rec)
-        if len(buf.spans) >= buf.limit:
-            buf.hand_over()
+        buf.add(rec)
 
     def shutdown(self) -> None:
         self._c.shutdown()
@@ -181,8 +179,7 @@ class LogRecordProcessor(_SdkLogRecordProcessor):
             body, severity=severity, severity_text=rec.severity_text or "", attributes=attributes,
             time_unix_nano=rec.timestamp or rec.observed_timestamp,
             observed_time_unix_nano=rec.observed_timestamp,
-            trace_id=rec.trace_id.to_bytes(16, "big") if rec.trace_id else None,
-            span_id=rec.span_id.to_bytes(8, "big") if rec.span_id else None,
+            trace_id=rec.trace_id or None, span_id=rec.span_id or None,
             flags=int(rec.trace_flags or 0), event_name=getattr(rec, "event_name", None) or "",
             dropped_attributes_count=dropped, scope=sc)
 

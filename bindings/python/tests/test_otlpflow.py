@@ -130,8 +130,12 @@ class PipelineTest(unittest.TestCase):
             for bad in ("", "00-%s-%s-01" % ("0" * 32, "1" * 16), "00-xyz-1-01",
                         "ff-%s-%s-01" % ("1" * 32, "1" * 16), "00-%s-%s-01-extra" % ("1" * 32, "1" * 16)):
                 self.assertIsNone(propagation.extract({"traceparent": bad}), bad)
-            self.assertEqual(p.shutdown()["exported"], 2)
-        delivered(2)
+            # The direct path takes ids as the spans give them (ints).
+            self.assertTrue(p.record_span("direct child", trace_id=tid, parent_span_id=sid))
+            with self.assertRaises(ValueError):
+                p.record_span("x", trace_id=1 << 130)
+            self.assertEqual(p.shutdown()["exported"], 3)
+        delivered(3)
 
     def test_exceptions_and_status_on_spans(self):
         with pipeline() as p:

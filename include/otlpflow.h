@@ -18,6 +18,9 @@
 #define OTLPFLOW_MUST_USE
 #endif
 
+// Bytes of `otlpflow_delivery.message`, its NUL included.
+#define OTLPFLOW_DELIVERY_MESSAGE 256
+
 // Most attributes one span, event or link may carry.
 #define OTLPFLOW_MAX_ATTRIBUTES 128
 
@@ -582,6 +585,33 @@ typedef struct otlpflow_stats {
   uint64_t ring_fill_max_pct;
 } otlpflow_stats;
 
+// How the records of one waiting call ended. Set `size =
+// sizeof(otlpflow_delivery)` before the call (a versioned struct, as
+// `otlpflow_stats`). Once resolved, `delivered + rejected + sum(dropped) +
+// sum(failed) = records`. Delivery is at least once: a request retried
+// after a lost answer may have reached the receiver twice.
+typedef struct otlpflow_delivery {
+  // The size of this struct as the caller knows it; on return, the bytes
+  // written.
+  size_t size;
+  // Records handed in.
+  uint64_t records;
+  // Records in requests the receiver acknowledged.
+  uint64_t delivered;
+  // Records the receiver rejected (partial success). When one request
+  // carried records of several waiting calls, each counts the rejection
+  // against its own records.
+  uint64_t rejected;
+  // Records refused at ingest, indexed by `otlpflow_drop_reason`.
+  uint64_t dropped[OTLPFLOW_DROP_REASONS];
+  // Records accepted and then lost, indexed by `otlpflow_fail_reason`.
+  uint64_t failed[OTLPFLOW_FAIL_REASONS];
+  // The first error that came with a loss or rejection (the receiver's
+  // message or the export error), NUL-terminated and cut to fit; empty if
+  // none. Never holds header values or keys.
+  char message[OTLPFLOW_DELIVERY_MESSAGE];
+} otlpflow_delivery;
+
 // A log record. Zero-initialise it, then fill what you have; pointers are
 // borrowed for the call only.
 typedef struct otlpflow_log_record {
@@ -934,6 +964,24 @@ otlpflow_result otlpflow_pipeline_record_marshalled_spans(const struct otlpflow_
                                                           size_t len,
                                                           size_t *out_accepted,
                                                           size_t *out_refused);
+
+// Records `len` spans under one receipt, then blocks until each of them
+// is delivered, rejected by the receiver, refused at ingest or lost, or
+// `timeout_ms` passes. Writes how they ended to `*out` (set `out->size`
+// first): in full when the call returns `OTLPFLOW_RESULT_OK` (check
+// `out->delivered == out->records`), what is known so far with
+// `OTLPFLOW_RESULT_TIMEOUT` (the rest are still on their way; they are not
+// cancelled). A span that does not convert (a NUL string, a bad enum) is
+// counted as dropped `invalid`, in the stats and in `*out`; it does not
+// stop the others. Under `OTLPFLOW_POLICY_BLOCK` recording may wait for
+// room first, within the policy's own wait.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_batch_wait(const struct otlpflow_pipeline *pipeline,
+                                                    const struct otlpflow_scope *scope,
+                                                    const struct otlpflow_span *spans,
+                                                    size_t len,
+                                                    uint64_t timeout_ms,
+                                                    struct otlpflow_delivery *out);
 
 // Registers (or finds) an instrumentation scope with attributes, written
 // to `*out`; a scope is the same one when its name, version and

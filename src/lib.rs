@@ -65,7 +65,7 @@ pub use config::{
     parse_bytes, parse_duration, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers,
     HttpVersion, PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, TlsSettings, SETTINGS,
 };
-pub use engine::{fork, BatchResult, Pipeline, Scope};
+pub use engine::{fork, Acked, BatchResult, Delivery, Pipeline, Receipt, Recordable, Scope};
 pub use error::{Error, RecordError};
 pub use metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, UpDownCounter};
 pub use record::{

@@ -263,6 +263,28 @@ class Pipeline {
   [[nodiscard]] otlpflow_result record(const Scope &scope, SpanBuilder &span) const noexcept {
     return otlpflow_pipeline_record_span(raw_.get(), &scope.raw, &span.raw());
   }
+  /// Records `spans` under one receipt and waits until the receiver has
+  /// answered for each of them, or `timeout_ms` passes (then `code` is
+  /// OTLPFLOW_RESULT_TIMEOUT and `delivery` says what is known so far).
+  struct Waited {
+    otlpflow_result code;
+    otlpflow_delivery delivery;
+    [[nodiscard]] bool all_delivered() const noexcept {
+      return code == OTLPFLOW_RESULT_OK && delivery.delivered == delivery.records;
+    }
+  };
+  [[nodiscard]] Waited record_wait(const Scope &scope, std::vector<SpanBuilder> &spans,
+                                   uint64_t timeout_ms) const {
+    std::vector<otlpflow_span> raw;
+    raw.reserve(spans.size());
+    for (auto &s : spans) raw.push_back(s.raw());
+    Waited w{};
+    w.delivery.size = sizeof(otlpflow_delivery);
+    w.code = otlpflow_pipeline_record_batch_wait(raw_.get(), &scope.raw, raw.data(), raw.size(), timeout_ms,
+                                                 &w.delivery);
+    if (w.code != OTLPFLOW_RESULT_OK && w.code != OTLPFLOW_RESULT_TIMEOUT) check(w.code, "otlpflow_pipeline_record_batch_wait");
+    return w;
+  }
   /// Records a log record with a string body and a severity number
   /// (9 INFO, 13 WARN, 17 ERROR), stamped now.
   [[nodiscard]] otlpflow_result log(const Scope &scope, uint32_t severity, std::string_view body,

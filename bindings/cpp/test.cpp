@@ -74,6 +74,11 @@ int main(int argc, char **argv) {
   for (auto &t : ts) t.join();
   otlpflow_stats s = p.flush(10000);
   CHECK(s.exported == threads * per);
+  // Waiting for delivery: 100 spans, all acknowledged by the receiver.
+  std::vector<otlpflow::SpanBuilder> waited;
+  for (int i = 0; i < 100; i++) waited.emplace_back("waited");
+  otlpflow::Pipeline::Waited w = p.record_wait(scope, waited, 10000);
+  CHECK(w.all_delivered() && w.delivery.records == 100 && w.delivery.message[0] == 0);
   // Logs and a counter from several threads.
   otlpflow::Instrument hits = p.instrument(scope, OTLPFLOW_INSTRUMENT_KIND_COUNTER, "cpp.hits", "{hit}");
   std::vector<std::thread> ls;
@@ -100,6 +105,6 @@ int main(int argc, char **argv) {
     CHECK(e.code() == OTLPFLOW_RESULT_SHUTDOWN);
   }
   // Shutdown collected the counter once: one point.
-  std::printf("expect_received=%d\nexpect_logs=%d\nexpect_points=1\n", threads * per, threads * per);
+  std::printf("expect_received=%d\nexpect_logs=%d\nexpect_points=1\n", threads * per + 100, threads * per);
   return 0;
 }

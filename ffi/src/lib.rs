@@ -36,6 +36,7 @@ mod marshal;
 mod pipeline;
 mod ptr;
 mod pyspans;
+mod receipt;
 mod resource;
 mod signals;
 mod span;

@@ -151,20 +151,27 @@ pub extern "C" fn otlpflow_pipeline_record_span(
 }
 
 fn record_one(p: &otlpflow_pipeline, sc: &otlpflow_scope, s: &otlpflow_span) -> otlpflow_result {
+    let scope = Scope::from_parts(sc.id, sc.pipeline);
+    match with_span(s, |span| p.pipeline.record_span(&scope, span)) {
+        Ok(r) => record_result(r),
+        Err(e) => e,
+    }
+}
+
+/// Converts a C span and hands it to `f`; a span that does not convert is
+/// the error code (the caller counts it).
+pub(crate) fn with_span<T>(
+    s: &otlpflow_span,
+    f: impl FnOnce(&otlpflow::Span<'_>) -> T,
+) -> Result<T, otlpflow_result> {
     let mut values = ValuePool::new();
     let mut kvs = KvPool::new();
     let mut events = EventPool::new();
     let mut links = LinkPool::new();
     // SAFETY: every pointer inside the span is valid for this call, per the
     // contract of the record functions.
-    let span = match unsafe { convert(s, &mut values, &mut kvs, &mut events, &mut links) } {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    record_result(
-        p.pipeline
-            .record_span(&Scope::from_parts(sc.id, sc.pipeline), &span),
-    )
+    let span = unsafe { convert(s, &mut values, &mut kvs, &mut events, &mut links) }?;
+    Ok(f(&span))
 }
 
 /// Records `len` spans; writes how many were accepted and refused (each

@@ -39,6 +39,7 @@ impl Engine {
             let _g = s.lock.lock();
             s.space.notify_all();
         }
+        self.async_room.notify_waiters();
         let flushed = self.flush_until(deadline);
         self.stop.store(true, Ordering::SeqCst);
         self.wake_all();

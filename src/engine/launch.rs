@@ -101,6 +101,9 @@ impl Engine {
             budget_waiters: AtomicU32::new(0),
             budget_lock: Mutex::new(()),
             budget_cv: Condvar::new(),
+            async_waiters: AtomicU32::new(0),
+            async_room: tokio::sync::Notify::new(),
+            receipts: super::receipt::ReceiptTable::new(),
             batch_limit,
             max_record,
             resource_field: RwLock::new(Bytes::from(resource_field)),
@@ -215,6 +218,7 @@ fn sample_system_memory(sys: &crate::flow::SystemMemory, engine: &std::sync::Wea
         sys.sample();
         if was_over && !sys.over() {
             e.budget_cv.notify_all();
+            e.wake_async();
         }
     }
 }

@@ -14,8 +14,10 @@ mod core;
 pub mod fork;
 mod launch;
 mod pipeline;
+mod receipt;
 mod record_path;
 mod self_metrics;
+mod send;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -25,6 +27,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
+
+pub use receipt::{Delivery, Receipt};
+pub use send::{Acked, Recordable};
 
 use crate::config::Config;
 use crate::export::ExportSettings;
@@ -159,6 +164,13 @@ struct Engine {
     budget_waiters: AtomicU32,
     budget_lock: Mutex<()>,
     budget_cv: Condvar,
+    /// Async senders waiting for ring space or memory (`Pipeline::send`),
+    /// and what wakes them: a drain, a release of memory, the end of
+    /// system memory pressure, shutdown.
+    async_waiters: AtomicU32,
+    async_room: tokio::sync::Notify,
+    /// Receipts with records still on their way (`record_*_acked`).
+    receipts: receipt::ReceiptTable,
     /// Set once by shutdown; producers check it after claiming.
     closed: AtomicBool,
     /// Set when workers should exit after their final flush.

@@ -63,7 +63,7 @@ impl Pipeline {
     /// The engine, restarted first if this process is a fork child that has
     /// not used the pipeline since the fork. One relaxed load on the hot path.
     #[inline]
-    fn engine(&self) -> &Engine {
+    pub(super) fn engine(&self) -> &Engine {
         if fork::generation() != self.core.generation.load(Ordering::Relaxed) {
             self.core.restart_after_fork();
         }

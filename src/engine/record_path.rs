@@ -80,6 +80,23 @@ impl Engine {
         len: usize,
         encode: impl FnOnce(&mut [u8]),
     ) -> Result<(), RecordError> {
+        self.record_flagged::<true>(scope, signal, len, 0, encode)
+    }
+
+    /// The record path with tag `flags` (a receipt's records carry
+    /// `RECEIPT_BIT`). `PARK = false` is the async path: where `Block`
+    /// would park the thread, the record is neither counted offered nor
+    /// refused and the error says what it waits for (`Full`, `Memory`,
+    /// `SystemMemory`); the caller awaits and tries again.
+    #[inline(always)]
+    pub(super) fn record_flagged<const PARK: bool>(
+        &self,
+        scope: &Scope,
+        signal: Signal,
+        len: usize,
+        flags: u32,
+        encode: impl FnOnce(&mut [u8]),
+    ) -> Result<(), RecordError> {
         let inner = self;
         let shard = &inner.shards[thread_shard(inner.shards.len())];
         shard.counters.offer(signal);
@@ -95,14 +112,18 @@ impl Engine {
         if !inner.admit(len, scope.id) {
             return Err(shard.counters.refuse(RecordError::RateLimited));
         }
-        let tag = scope.id | (signal.index() as u32) << SIGNAL_SHIFT;
+        let tag = scope.id | (signal.index() as u32) << SIGNAL_SHIFT | flags;
         let mut deadline = None;
         if let Some(sys) = &inner.system_memory {
+            if !PARK && sys.over() && inner.blocks() {
+                shard.counters.unoffer(signal);
+                return Err(RecordError::SystemMemory);
+            }
             inner.under_system_memory(sys, shard, &mut deadline)?;
         }
         // Held until the record is in the ring; dropped (released) on every
         // refusal below.
-        let reservation = inner.reserve(len, shard, &mut deadline)?;
+        let reservation = inner.reserve::<PARK>(len, shard, signal, &mut deadline)?;
         let mut encode = Some(encode);
         loop {
             match shard.ring.claim(len, tag) {
@@ -140,6 +161,10 @@ impl Engine {
                     let Policy::Block { max_wait } = inner.config.policy else {
                         return Err(shard.counters.refuse(RecordError::Full));
                     };
+                    if !PARK {
+                        shard.counters.unoffer(signal);
+                        return Err(RecordError::Full);
+                    }
                     let until =
                         *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
                     if Instant::now() >= until {
@@ -204,6 +229,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the policy is `Block` (producers wait rather than drop).
+    pub(super) fn blocks(&self) -> bool {
+        matches!(self.config.policy, Policy::Block { .. })
+    }
+
     /// Whether the system's memory use is over its limit (workers hold
     /// their concurrency and batch size then).
     pub(super) fn under_memory_pressure(&self) -> bool {
@@ -214,10 +244,11 @@ impl Engine {
     /// Over it, `Block` parks the producer until memory is released or the
     /// deadline (shared with the ring's wait) passes; `DropNewest` refuses.
     #[inline]
-    pub(super) fn reserve<'a>(
+    pub(super) fn reserve<'a, const PARK: bool>(
         &'a self,
         len: usize,
         shard: &Shard,
+        signal: Signal,
         deadline: &mut Option<Instant>,
     ) -> Result<Reservation<'a>, RecordError> {
         let Some(budget) = &self.budget else {
@@ -228,6 +259,10 @@ impl Engine {
             let Policy::Block { max_wait } = self.config.policy else {
                 return Err(shard.counters.refuse(RecordError::Memory));
             };
+            if !PARK {
+                shard.counters.unoffer(signal);
+                return Err(RecordError::Memory);
+            }
             let until = *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
             if Instant::now() >= until {
                 return Err(shard.counters.refuse(RecordError::Memory));
@@ -286,6 +321,7 @@ impl Engine {
             let _g = self.budget_lock.lock();
             self.budget_cv.notify_all();
         }
+        self.wake_async();
     }
 
     /// Applies the ingest token buckets, if configured. A record refused by
@@ -331,6 +367,17 @@ impl Engine {
         let crossed = before < shard.high_water && after >= shard.high_water;
         if (mode == IDLE || crossed) && w.mode.swap(AWAKE, Ordering::SeqCst) != AWAKE {
             w.notify.notify_one();
+        }
+    }
+
+    /// Wakes async senders waiting for room, if there are any. Callers
+    /// have made room and then issued a SeqCst fence, which pairs with the
+    /// waiter's SeqCst increment of `async_waiters` before its last try:
+    /// either we see the waiter, or its try sees the room.
+    #[inline]
+    pub(super) fn wake_async(&self) {
+        if self.async_waiters.load(Ordering::Relaxed) > 0 {
+            self.async_room.notify_waiters();
         }
     }
 

@@ -49,6 +49,13 @@ impl ShardCounters {
         self.signals[signal].offered.fetch_add(1, Relaxed);
     }
 
+    /// Takes back an offer the async path will make again (it counts a
+    /// record once, however many times it waits for room).
+    #[cold]
+    pub fn unoffer(&self, signal: Signal) {
+        self.signals[signal].offered.fetch_sub(1, Relaxed);
+    }
+
     /// Counts a record of `signal` committed into the ring; returns how
     /// many were before it (the end-to-end sampler takes every 64th).
     #[inline]

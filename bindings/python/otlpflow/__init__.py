@@ -28,8 +28,8 @@ from ._instruments import Instrument
 from ._logging import LoggingHandler
 from ._native import *  # noqa: F401,F403  (the result codes and errors)
 from ._native import (Result, OtlpflowError, ConfigError, ShutdownError, FlushTimeout, version, _library,
-                      _error, _recorded, _check, _Keep, _fill_value, _attributes, _id, _Guard,
-                      _KINDS, _CODES, _COMPRESSION, _PROTOCOL, INVALID_CONFIG, OK, TIMEOUT)
+                      _error, _recorded, _check, _Keep, _fill_value, _attributes, _id, _Guard, _c_span,
+                      _COMPRESSION, _PROTOCOL, INVALID_CONFIG, OK, TIMEOUT)
 from ._spans import CURRENT, Span, SpanContext
 
 __all__ = ["Pipeline", "Span", "SpanContext", "Instrument", "LoggingHandler", "Result", "OtlpflowError",
@@ -155,49 +155,60 @@ class Pipeline:
             _check(self._lib.otlpflow_pipeline_adopt_resource(h, attrs, n, ctypes.byref(out)), "adopt_resource")
         return out.value
 
-    def record_span(self, name: str, *, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
-                    start_time_unix_nano=None, end_time_unix_nano=None, attributes=None, events=None,
-                    links=None, status=("unset", ""), scope=None):
+    def record_span(self, name: str, *, scope=None, **fields):
         """Records a finished span. Returns True if accepted, False if refused
         (ring full or too large: counted in stats()). Raises ShutdownError
-        after shutdown and ValueError/TypeError for invalid arguments."""
+        after shutdown and ValueError/TypeError for invalid arguments.
+        Fields: trace_id, span_id, parent_span_id, kind, start_time_unix_nano,
+        end_time_unix_nano, attributes, events ((time, name, attributes)...),
+        links ((trace_id, span_id, attributes)...), status ((code, message))."""
         keep = _Keep()
-        s = _ffi.Span()
-        ctypes.memmove(s.trace_id, _id(trace_id, 16), 16)
-        ctypes.memmove(s.span_id, _id(span_id, 8), 8)
-        if parent_span_id is not None:
-            ctypes.memmove(s.parent_span_id, _id(parent_span_id, 8), 8)
-        s.name = keep.str(name)
-        try:
-            s.kind = _KINDS[kind]
-            s.status_code = _CODES[status[0]]
-        except KeyError as e:
-            raise ValueError("unknown kind or status %s" % e) from None
-        s.status_message = keep.str(status[1])
-        now = time.time_ns()
-        s.end_time_unix_nano = now if end_time_unix_nano is None else end_time_unix_nano
-        s.start_time_unix_nano = s.end_time_unix_nano if start_time_unix_nano is None else start_time_unix_nano
-        s.attributes, s.attributes_len = _attributes(attributes, keep)
-        if events:
-            evs = (_ffi.Event * len(events))()
-            for i, (t, ename, eattrs) in enumerate(events):
-                evs[i].time_unix_nano = t
-                evs[i].name = keep.str(ename)
-                evs[i].attributes, evs[i].attributes_len = _attributes(eattrs, keep)
-            keep.items.append(evs)
-            s.events, s.events_len = evs, len(events)
-        if links:
-            ls = (_ffi.Link * len(links))()
-            for i, (tid, sid, lattrs) in enumerate(links):
-                ctypes.memmove(ls[i].trace_id, _id(tid, 16), 16)
-                ctypes.memmove(ls[i].span_id, _id(sid, 8), 8)
-                ls[i].attributes, ls[i].attributes_len = _attributes(lattrs, keep)
-            keep.items.append(ls)
-            s.links, s.links_len = ls, len(links)
+        s = _c_span(keep, name, **fields)
         sc = self._default_scope if scope is None else scope
         with self._guard as h:
             code = self._lib.otlpflow_pipeline_record_span(h, ctypes.byref(sc), ctypes.byref(s))
         return _recorded(code, "record_span")
+
+    def record_batch(self, spans: Sequence[Mapping[str, Any]], *, wait: bool = False, timeout: float = 10.0,
+                     scope=None) -> Dict[str, Any]:
+        """Records spans given as dicts of `record_span`'s arguments (`name`
+        and the fields). Without `wait`, returns {"accepted": n, "dropped":
+        n}. With `wait=True`, blocks until the receiver has answered for
+        every span (or `timeout` seconds pass) and returns how they ended:
+        records, delivered, rejected (partial success), dropped_<reason>,
+        failed_<reason>, message, and "complete" (False on timeout: the rest
+        are still on their way). Delivery is at least once."""
+        keep = _Keep()
+        arr = (_ffi.Span * max(len(spans), 1))()
+        for i, fields in enumerate(spans):
+            fields = dict(fields)
+            arr[i] = _c_span(keep, fields.pop("name"), **fields)
+        sc = self._default_scope if scope is None else scope
+        if not wait:
+            accepted, dropped = ctypes.c_size_t(), ctypes.c_size_t()
+            with self._guard as h:
+                _check(self._lib.otlpflow_pipeline_record_batch(
+                    h, ctypes.byref(sc), arr, len(spans), ctypes.byref(accepted), ctypes.byref(dropped)),
+                    "record_batch")
+            return {"accepted": accepted.value, "dropped": dropped.value}
+        out = _ffi.Delivery()
+        with self._guard as h:
+            code = self._lib.otlpflow_pipeline_record_batch_wait(
+                h, ctypes.byref(sc), arr, len(spans), max(0, int(timeout * 1000)), ctypes.byref(out))
+        if code != Result.TIMEOUT:
+            _check(code, "record_batch")
+        d = out.to_dict()
+        d["complete"] = code == Result.OK
+        return d
+
+    async def send(self, spans: Sequence[Mapping[str, Any]], *, timeout: float = 10.0, scope=None):
+        """`record_batch(spans, wait=True)` for asyncio: the wait runs in the
+        loop's default executor, so the event loop keeps running."""
+        import asyncio
+        import functools
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(
+            self.record_batch, spans, wait=True, timeout=timeout, scope=scope))
 
     def record_log(self, body, severity=9, severity_text="", attributes=None, time_unix_nano=None,
                    trace_id=None, span_id=None, event_name="", scope=None, observed_time_unix_nano=None,

@@ -192,6 +192,38 @@ class Stats(Structure):
         return d
 
 
+DELIVERY_MESSAGE = 256
+
+
+class Delivery(Structure):
+    """otlpflow_delivery: how the spans of one waiting call ended."""
+    _fields_ = [
+        ("size", c_size_t),
+        ("records", c_uint64),
+        ("delivered", c_uint64),
+        ("rejected", c_uint64),
+        ("dropped", c_uint64 * DROP_REASONS),
+        ("failed", c_uint64 * FAIL_REASONS),
+        ("message", ctypes.c_char * DELIVERY_MESSAGE),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.size = ctypes.sizeof(Delivery)
+
+    def to_dict(self):
+        """records, delivered, rejected, `dropped_<reason>` and
+        `failed_<reason>` for every reason, and the first error message
+        (None if there was none)."""
+        d = {"records": self.records, "delivered": self.delivered, "rejected": self.rejected}
+        for i, name in enumerate(DROP_NAMES):
+            d["dropped_" + name] = self.dropped[i]
+        for i, name in enumerate(FAIL_NAMES):
+            d["failed_" + name] = self.failed[i]
+        d["message"] = self.message.decode("utf-8", "replace") or None
+        return d
+
+
 # Value kinds (otlpflow_value_kind).
 STR, BOOL, I64, F64, BYTES, ARRAY = 1, 2, 3, 4, 5, 6
 
@@ -263,6 +295,8 @@ def _declare(lib):
         "otlpflow_pipeline_adopt_resource": (R, [pipe, POINTER(Attribute), c_size_t, POINTER(c_bool)]),
         "otlpflow_pipeline_record_batch": (R, [pipe, POINTER(Scope), POINTER(Span), c_size_t,
                                                POINTER(c_size_t), POINTER(c_size_t)]),
+        "otlpflow_pipeline_record_batch_wait": (R, [pipe, POINTER(Scope), POINTER(Span), c_size_t, c_uint64,
+                                                    POINTER(Delivery)]),
         "otlpflow_pipeline_record_marshalled_spans": (R, [pipe, POINTER(Scope), c_char_p, c_size_t,
                                                           POINTER(c_size_t), POINTER(c_size_t)]),
         "otlpflow_pipeline_instrument": (R, [pipe, POINTER(Scope), c_uint32, Str, Str, Str,

@@ -1,9 +1,11 @@
 """The native library, its result codes and errors, and the helpers that
 build the C structs of the direct (unbuffered) calls."""
 
+import ctypes
 import enum
 import random
 import threading
+import time
 
 from . import _ffi, _spans
 
@@ -233,3 +235,42 @@ class _Guard:
             return handle
 
 
+
+
+def _c_span(keep, name, trace_id=None, span_id=None, parent_span_id=None, kind="internal",
+            start_time_unix_nano=None, end_time_unix_nano=None, attributes=None, events=None,
+            links=None, status=("unset", "")):
+    """An otlpflow_span for `record_span`'s arguments, pointing into `keep`."""
+    s = _ffi.Span()
+    ctypes.memmove(s.trace_id, _id(trace_id, 16), 16)
+    ctypes.memmove(s.span_id, _id(span_id, 8), 8)
+    if parent_span_id is not None:
+        ctypes.memmove(s.parent_span_id, _id(parent_span_id, 8), 8)
+    s.name = keep.str(name)
+    try:
+        s.kind = _KINDS[kind]
+        s.status_code = _CODES[status[0]]
+    except KeyError as e:
+        raise ValueError("unknown kind or status %s" % e) from None
+    s.status_message = keep.str(status[1])
+    now = time.time_ns()
+    s.end_time_unix_nano = now if end_time_unix_nano is None else end_time_unix_nano
+    s.start_time_unix_nano = s.end_time_unix_nano if start_time_unix_nano is None else start_time_unix_nano
+    s.attributes, s.attributes_len = _attributes(attributes, keep)
+    if events:
+        evs = (_ffi.Event * len(events))()
+        for i, (t, ename, eattrs) in enumerate(events):
+            evs[i].time_unix_nano = t
+            evs[i].name = keep.str(ename)
+            evs[i].attributes, evs[i].attributes_len = _attributes(eattrs, keep)
+        keep.items.append(evs)
+        s.events, s.events_len = evs, len(events)
+    if links:
+        ls = (_ffi.Link * len(links))()
+        for i, (tid, sid, lattrs) in enumerate(links):
+            ctypes.memmove(ls[i].trace_id, _id(tid, 16), 16)
+            ctypes.memmove(ls[i].span_id, _id(sid, 8), 8)
+            ls[i].attributes, ls[i].attributes_len = _attributes(lattrs, keep)
+        keep.items.append(ls)
+        s.links, s.links_len = ls, len(links)
+    return s

@@ -59,6 +59,48 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(stats["offered"], stats["accepted"])
         delivered(1000)
 
+    def test_record_batch_waits_for_delivery(self):
+        with pipeline() as p:
+            spans = [{"name": "waited", "attributes": {"i": i}} for i in range(200)]
+            spans.append({"name": "bad", "kind": "server", "attributes": {"x": 1},
+                          "status": ("error", "boom")})
+            out = p.record_batch(spans, wait=True, timeout=20.0)
+            self.assertTrue(out["complete"], out)
+            self.assertEqual((out["records"], out["delivered"], out["rejected"]), (201, 201, 0))
+            self.assertEqual(out["dropped_invalid"] + out["failed_permanent"], 0)
+            self.assertIsNone(out["message"])
+            # Without wait: counts only.
+            self.assertEqual(p.record_batch([{"name": "plain"}] * 10), {"accepted": 10, "dropped": 0})
+            # asyncio: the wait runs off the event loop, which keeps ticking.
+            ticks = []
+
+            async def main():
+                async def tick():
+                    for _ in range(5):
+                        ticks.append(1)
+                        await asyncio.sleep(0)
+                t = asyncio.ensure_future(tick())
+                r = await p.send([{"name": "async"} for _ in range(50)], timeout=20.0)
+                await t
+                return r
+            out = asyncio.run(main())
+            self.assertTrue(out["complete"], out)
+            self.assertEqual(out["delivered"], 50)
+            self.assertEqual(len(ticks), 5)
+        delivered(261)
+
+    def test_record_batch_wait_reports_a_dead_endpoint(self):
+        port = socket.socket()
+        port.bind(("127.0.0.1", 0))
+        addr = "http://127.0.0.1:%d" % port.getsockname()[1]
+        port.close()
+        with otlpflow.Pipeline(endpoint=addr, from_env=False, retry_max_elapsed="500ms") as p:
+            out = p.record_batch([{"name": "lost"}] * 3, wait=True, timeout=20.0)
+            self.assertTrue(out["complete"], out)
+            self.assertEqual((out["delivered"], out["failed_exhausted"]), (0, 3))
+            self.assertTrue(out["message"])
+            p.shutdown(timeout=0.2)
+
     def test_span_context_manager_times_and_marks_errors(self):
         with pipeline() as p:
             with p.span("work", attributes={"a": 1}) as s:

@@ -9,6 +9,7 @@ use super::export_task::{export_task, ExportRequest};
 use super::Worker;
 use crate::config::{Compression, RetryQueue};
 use crate::engine::batch::ClosedBatch;
+use crate::engine::receipt::Fate;
 use crate::export::Exporter;
 use crate::otlp::compress::Compressor;
 use crate::record::Signal;
@@ -28,6 +29,7 @@ impl Worker {
     /// in-flight slot, and starts the export task.
     async fn dispatch_one(&mut self, signal: Signal) {
         let req = self.batches[signal].take(&self.inner.resource_field.read());
+        let mut receipts = std::mem::take(&mut self.shares[signal]);
         let items = req.items;
         // Bytes held against the memory budget; the export task takes them
         // over.
@@ -42,7 +44,9 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 counters.fail(FailReason::Permanent, req.items);
-                *self.inner.last_error.lock() = Some(format!("compression: {e}"));
+                let message = format!("compression: {e}");
+                receipts.settle(Fate::Failed(FailReason::Permanent, Some(&message)));
+                *self.inner.last_error.lock() = Some(message);
                 self.inner.release_memory(charge);
                 return;
             }
@@ -86,6 +90,7 @@ impl Worker {
                 .is_some_and(|d| std::time::Instant::now() >= d)
             {
                 counters.fail(FailReason::Shutdown, items);
+                receipts.settle(Fate::Failed(FailReason::Shutdown, None));
                 self.inner.release_memory(charge);
                 return;
             }
@@ -111,6 +116,7 @@ impl Worker {
             items,
             wire: wire as u64,
             charge,
+            receipts,
         };
         tokio::task::spawn_local(async move {
             export_task(&shared, request, seed).await;

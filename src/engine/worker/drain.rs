@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::Worker;
 use crate::engine::batch::Batch;
+use crate::engine::receipt::{RECEIPT_BIT, RECEIPT_PREFIX};
 use crate::engine::{Engine, SCOPE_MASK, SIGNAL_SHIFT};
 use crate::record::Signal;
 use crate::stats::FailReason;
@@ -19,6 +20,7 @@ impl Worker {
             inner,
             consumers,
             batches,
+            shares,
             scope_cache,
             idx,
             charged,
@@ -52,25 +54,34 @@ impl Worker {
                 }
             }
             let n = consumer.read(room, |tag, payload| {
-                let Some(signal) = Signal::from_bits(tag >> SIGNAL_SHIFT) else {
+                let Some(signal) = Signal::from_bits((tag >> SIGNAL_SHIFT) & 3) else {
                     // Never written by this crate: skip it rather than
                     // stall, and count it as failed, not lost silently.
                     debug_assert!(false, "ring record with tag {tag:#x}");
                     unknown += 1;
                     return true;
                 };
+                // The memory budget held the whole ring record.
+                let held = payload.len() as u64;
+                let (receipt, record) = match receipt_of(tag, payload) {
+                    Some((id, record)) => (Some(id), record),
+                    None => (None, payload),
+                };
                 let batch = &mut batches[signal];
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.
                 if batch.items() >= max_items
-                    || (!batch.is_empty() && batch.bytes() + payload.len() + 16 > limit)
+                    || (!batch.is_empty() && batch.bytes() + record.len() + 16 > limit)
                 {
                     return false;
                 }
-                batch.push(tag & SCOPE_MASK, payload, |t| {
+                batch.push(tag & SCOPE_MASK, record, |t| {
                     scope_bytes(inner, scope_cache, t)
                 });
-                charged[signal] += payload.len() as u64;
+                if let Some(id) = receipt {
+                    shares[signal].add(&inner.receipts, id);
+                }
+                charged[signal] += held;
                 true
             });
             if n > 0 {
@@ -85,6 +96,7 @@ impl Worker {
                     let _g = shard.lock.lock();
                     shard.space.notify_all();
                 }
+                inner.wake_async();
             }
         }
         if total > 0 {
@@ -96,6 +108,17 @@ impl Worker {
         }
         total
     }
+}
+
+/// A receipt's id and the record behind it, if the ring record carries
+/// one (tag bit `RECEIPT_BIT`).
+#[inline]
+pub(super) fn receipt_of(tag: u32, payload: &[u8]) -> Option<(u64, &[u8])> {
+    if tag & RECEIPT_BIT == 0 {
+        return None;
+    }
+    let (id, record) = payload.split_first_chunk::<RECEIPT_PREFIX>()?;
+    Some((u64::from_le_bytes(*id), record))
 }
 
 /// The encoded `scope` field for a tag, cached per worker.

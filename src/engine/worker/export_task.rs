@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::config::RetryQueue;
+use crate::engine::receipt::{Fate, Shares};
 use crate::engine::Engine;
 use crate::export::{Backoff, ExportError, Exporter};
 use crate::flow::breaker::{Admit, Breaker};
@@ -237,12 +238,23 @@ pub(super) struct ExportRequest {
     pub(super) wire: u64,
     /// Bytes held against the memory budget.
     pub(super) charge: u64,
+    /// The delivery receipts whose records it carries.
+    pub(super) receipts: Shares,
+}
+
+impl ExportRequest {
+    /// Counts the request's records as failed for `reason`, and settles
+    /// its receipts so (with `message`, the last error, if any).
+    fn fail(&mut self, shared: &ExportContext, reason: FailReason, message: Option<&str>) {
+        shared.counters().fail(reason, self.items);
+        self.receipts.settle(Fate::Failed(reason, message));
+    }
 }
 
 /// Sends one request, retrying transient failures with backoff until the
 /// retry budget or the shutdown deadline runs out, and counts the outcome.
 /// Each attempt first passes the circuit breaker and the egress pacing.
-pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed: u64) {
+pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, seed: u64) {
     let inner = &shared.inner;
     let cfg = &inner.config;
     let counters = shared.counters();
@@ -260,6 +272,8 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
         Some(d) if d <= budget_end => FailReason::Shutdown,
         _ => FailReason::Exhausted,
     };
+    // The last attempt's error, for the receipts of a request that fails.
+    let mut last_error: Option<String> = None;
     loop {
         let mut give_up = budget_end;
         if let Some(d) = inner.stop_deadline() {
@@ -269,11 +283,11 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
             Admission::Send { probe } => probe,
             Admission::GaveUp => {
                 // The endpoint stayed down (breaker open) past the budget.
-                counters.fail(out_of_time(), items);
+                req.fail(shared, out_of_time(), last_error.as_deref());
                 return;
             }
             Admission::Evicted => {
-                counters.fail(FailReason::Evicted, items);
+                req.fail(shared, FailReason::Evicted, last_error.as_deref());
                 return;
             }
         };
@@ -283,7 +297,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 let until = crate::clock::deadline_after(wait);
                 tokio::time::sleep_until(until.min(give_up).into()).await;
                 if until > give_up {
-                    counters.fail(out_of_time(), items);
+                    req.fail(shared, out_of_time(), last_error.as_deref());
                     return;
                 }
             }
@@ -316,6 +330,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
                 counters.export(req.signal, items - rejected);
+                req.receipts.settle_answered(rejected, &ack.message);
                 if rejected > 0 {
                     counters.reject(rejected);
                     *inner.last_error.lock() = Some(format!(
@@ -338,14 +353,16 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 counters
                     .consecutive_failures
                     .fetch_add(1, Ordering::Relaxed);
-                *inner.last_error.lock() = Some(if e.refuses_encoding() {
+                let message = if e.refuses_encoding() {
                     format!(
                         "configuration error: the receiver refuses compression {:?} ({e}); use none or gzip",
                         inner.exports[req.signal].compression.token().unwrap_or("none")
                     )
                 } else {
                     e.to_string()
-                });
+                };
+                *inner.last_error.lock() = Some(message.clone());
+                last_error = Some(message);
                 // The server's RetryInfo or Retry-After wins over our backoff.
                 let backoff_delay = backoff.next_delay();
                 let delay = e.retry_after().unwrap_or(backoff_delay);
@@ -354,7 +371,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                     if wait_for_retry(shared, req.seq, delay).await {
                         continue;
                     }
-                    counters.fail(FailReason::Evicted, items);
+                    req.fail(shared, FailReason::Evicted, last_error.as_deref());
                     return;
                 }
                 let reason = if e.retryable() {
@@ -362,7 +379,7 @@ pub(super) async fn export_task(shared: &ExportContext, req: ExportRequest, seed
                 } else {
                     FailReason::Permanent
                 };
-                counters.fail(reason, items);
+                req.fail(shared, reason, last_error.as_deref());
                 return;
             }
         }

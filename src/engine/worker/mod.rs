@@ -25,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::batch::Batch;
+use super::receipt::{Fate, Shares};
 use super::{Engine, AWAKE, IDLE, LINGER};
 use crate::config::RetryQueue;
 use crate::export::Exporter;
@@ -57,6 +58,8 @@ struct Worker {
     consumers: Vec<(usize, Consumer)>,
     /// One batch per signal.
     batches: PerSignal<Batch>,
+    /// The receipts each batch carries records of.
+    shares: PerSignal<Shares>,
     scope_cache: Vec<Option<Bytes>>,
     compressors: PerSignal<Compressor>,
     shared: Rc<ExportContext>,
@@ -128,6 +131,7 @@ pub(super) fn run(
             Signal::Metrics => Batch::for_metrics(),
             _ => Batch::new(),
         }),
+        shares: PerSignal::default(),
         scope_cache: Vec::new(),
         next_seq: 0,
         flush: None,
@@ -317,10 +321,22 @@ impl Worker {
             })
             .sum();
         lost += self.shared.outstanding.borrow().values().sum::<u64>();
+        let lost_fate = Fate::Failed(FailReason::Shutdown, None);
+        for s in Signal::ALL {
+            self.shares[s].settle(lost_fate);
+        }
         // Still in the rings: taken out now, and failed with the rest.
         let mut unread = 0;
+        let receipts = &self.inner.receipts;
         for (_, c) in self.consumers.iter_mut() {
-            unread += c.read(usize::MAX, |_, _| true) as u64;
+            let mut shares = Shares::default();
+            unread += c.read(usize::MAX, |tag, payload| {
+                if let Some((id, _)) = drain::receipt_of(tag, payload) {
+                    shares.add(receipts, id);
+                }
+                true
+            }) as u64;
+            shares.settle(lost_fate);
         }
         w.counters.drain(unread);
         w.counters.fail(FailReason::Shutdown, lost + unread);

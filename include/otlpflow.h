@@ -583,6 +583,45 @@ typedef struct otlpflow_stats {
   uint64_t breaker_opened;
   // The fullest shard ring, percent.
   uint64_t ring_fill_max_pct;
+  // Export round-trip latency: smallest and mean, nanoseconds.
+  uint64_t export_latency_min_ns;
+  // Mean.
+  uint64_t export_latency_mean_ns;
+  // End-to-end latency: smallest, mean and largest, nanoseconds.
+  uint64_t e2e_latency_min_ns;
+  // Mean.
+  uint64_t e2e_latency_mean_ns;
+  // Largest.
+  uint64_t e2e_latency_max_ns;
+  // Milliseconds since the pipeline started.
+  uint64_t uptime_ms;
+  // The window of the last-interval rates below, milliseconds (since
+  // the newest earlier stats snapshot at least 1 s old).
+  uint64_t rate_window_ms;
+  // Records offered per second over the last interval.
+  uint64_t offered_per_sec;
+  // Records acknowledged per second over the last interval.
+  uint64_t exported_per_sec;
+  // Uncompressed bytes exported per second over the last interval.
+  uint64_t bytes_raw_per_sec;
+  // Wire bytes per second over the last interval.
+  uint64_t bytes_wire_per_sec;
+  // Requests per second over the last interval.
+  uint64_t requests_per_sec;
+  // Failed attempts per second over the last interval.
+  uint64_t request_errors_per_sec;
+  // Records acknowledged per second since start.
+  uint64_t exported_per_sec_since_start;
+  // Wire bytes per second since start.
+  uint64_t bytes_wire_per_sec_since_start;
+  // Requests per second since start.
+  uint64_t requests_per_sec_since_start;
+  // Records refused per second over the last interval, indexed by
+  // `otlpflow_drop_reason`.
+  uint64_t dropped_per_sec[OTLPFLOW_DROP_REASONS];
+  // Records failed per second over the last interval, indexed by
+  // `otlpflow_fail_reason`.
+  uint64_t failed_per_sec[OTLPFLOW_FAIL_REASONS];
 } otlpflow_stats;
 
 // How the records of one waiting call ended. Set `size =

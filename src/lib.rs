@@ -73,7 +73,7 @@ pub use record::{
     MetricPoint, Number, OwnedValue, PerSignal, Severity, Signal, Span, SpanKind, Status,
     StatusCode, Temporality, Value,
 };
-pub use stats::{DropReason, Dropped, FailReason, Failed, Health, Latency, Stats};
+pub use stats::{DropReason, Dropped, FailReason, Failed, Health, Latency, Rates, Stats};
 
 /// The `User-Agent` otlpflow sends.
 pub const USER_AGENT: &str = concat!("otlpflow/", env!("CARGO_PKG_VERSION"));

@@ -187,9 +187,72 @@ pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
         ] {
             let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", v as f64 / 1e9);
         }
+        let sum = l.mean_ns as f64 * l.count as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
         let _ = writeln!(out, "{name}_count {}", l.count);
+        let _ = writeln!(
+            out,
+            "# HELP {name}_stat {help} Minimum, mean and maximum since start."
+        );
+        let _ = writeln!(out, "# TYPE {name}_stat gauge");
+        for (stat, v) in [("min", l.min_ns), ("mean", l.mean_ns), ("max", l.max_ns)] {
+            let _ = writeln!(out, "{name}_stat{{stat=\"{stat}\"}} {}", v as f64 / 1e9);
+        }
     }
+    rates(&mut out, s);
     out
+}
+
+/// The per-second rates, since start and over the last interval.
+fn rates(out: &mut String, s: &Stats) {
+    let windows = [("start", &s.rates_since_start), ("last", &s.rates_last)];
+    let _ = writeln!(
+        out,
+        "# HELP otlpflow_rate_per_second Records, bytes and requests per second, since start and over the last interval."
+    );
+    let _ = writeln!(out, "# TYPE otlpflow_rate_per_second gauge");
+    for (window, r) in windows {
+        for (what, v) in [
+            ("records_offered", r.offered),
+            ("records_exported", r.exported),
+            ("bytes_raw", r.bytes_raw),
+            ("bytes_wire", r.bytes_wire),
+            ("requests", r.requests),
+            ("request_errors", r.request_errors),
+        ] {
+            let _ = writeln!(
+                out,
+                "otlpflow_rate_per_second{{window=\"{window}\",what=\"{what}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP otlpflow_loss_rate_per_second Records lost per second by reason (dropped at ingest, failed after), since start and over the last interval."
+    );
+    let _ = writeln!(out, "# TYPE otlpflow_loss_rate_per_second gauge");
+    for (window, r) in windows {
+        for (reason, v) in r.dropped.iter() {
+            let name = reason.name();
+            let _ = writeln!(
+                out,
+                "otlpflow_loss_rate_per_second{{window=\"{window}\",kind=\"dropped\",reason=\"{name}\"}} {v}"
+            );
+        }
+        for (reason, v) in r.failed.iter() {
+            let name = reason.name();
+            let _ = writeln!(
+                out,
+                "otlpflow_loss_rate_per_second{{window=\"{window}\",kind=\"failed\",reason=\"{name}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP otlpflow_uptime_seconds Time since the pipeline started."
+    );
+    let _ = writeln!(out, "# TYPE otlpflow_uptime_seconds gauge");
+    let _ = writeln!(out, "otlpflow_uptime_seconds {}", s.uptime_ms as f64 / 1e3);
 }
 
 /// A running endpoint; stopping it (or dropping it) ends its thread.

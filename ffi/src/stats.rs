@@ -93,6 +93,45 @@ pub struct otlpflow_stats {
     pub breaker_opened: u64,
     /// The fullest shard ring, percent.
     pub ring_fill_max_pct: u64,
+    /// Export round-trip latency: smallest and mean, nanoseconds.
+    pub export_latency_min_ns: u64,
+    /// Mean.
+    pub export_latency_mean_ns: u64,
+    /// End-to-end latency: smallest, mean and largest, nanoseconds.
+    pub e2e_latency_min_ns: u64,
+    /// Mean.
+    pub e2e_latency_mean_ns: u64,
+    /// Largest.
+    pub e2e_latency_max_ns: u64,
+    /// Milliseconds since the pipeline started.
+    pub uptime_ms: u64,
+    /// The window of the last-interval rates below, milliseconds (since
+    /// the newest earlier stats snapshot at least 1 s old).
+    pub rate_window_ms: u64,
+    /// Records offered per second over the last interval.
+    pub offered_per_sec: u64,
+    /// Records acknowledged per second over the last interval.
+    pub exported_per_sec: u64,
+    /// Uncompressed bytes exported per second over the last interval.
+    pub bytes_raw_per_sec: u64,
+    /// Wire bytes per second over the last interval.
+    pub bytes_wire_per_sec: u64,
+    /// Requests per second over the last interval.
+    pub requests_per_sec: u64,
+    /// Failed attempts per second over the last interval.
+    pub request_errors_per_sec: u64,
+    /// Records acknowledged per second since start.
+    pub exported_per_sec_since_start: u64,
+    /// Wire bytes per second since start.
+    pub bytes_wire_per_sec_since_start: u64,
+    /// Requests per second since start.
+    pub requests_per_sec_since_start: u64,
+    /// Records refused per second over the last interval, indexed by
+    /// `otlpflow_drop_reason`.
+    pub dropped_per_sec: [u64; OTLPFLOW_DROP_REASONS],
+    /// Records failed per second over the last interval, indexed by
+    /// `otlpflow_fail_reason`.
+    pub failed_per_sec: [u64; OTLPFLOW_FAIL_REASONS],
 }
 
 impl From<Stats> for otlpflow_stats {
@@ -128,6 +167,24 @@ impl From<Stats> for otlpflow_stats {
             memory_peak: s.memory_peak,
             breaker_opened: s.breaker_opened,
             ring_fill_max_pct: s.ring_fill_max_pct,
+            export_latency_min_ns: s.export_latency.min_ns,
+            export_latency_mean_ns: s.export_latency.mean_ns,
+            e2e_latency_min_ns: s.e2e_latency.min_ns,
+            e2e_latency_mean_ns: s.e2e_latency.mean_ns,
+            e2e_latency_max_ns: s.e2e_latency.max_ns,
+            uptime_ms: s.uptime_ms,
+            rate_window_ms: s.rates_last.window_ms,
+            offered_per_sec: s.rates_last.offered,
+            exported_per_sec: s.rates_last.exported,
+            bytes_raw_per_sec: s.rates_last.bytes_raw,
+            bytes_wire_per_sec: s.rates_last.bytes_wire,
+            requests_per_sec: s.rates_last.requests,
+            request_errors_per_sec: s.rates_last.request_errors,
+            exported_per_sec_since_start: s.rates_since_start.exported,
+            bytes_wire_per_sec_since_start: s.rates_since_start.bytes_wire,
+            requests_per_sec_since_start: s.rates_since_start.requests,
+            dropped_per_sec: s.rates_last.dropped.as_array(),
+            failed_per_sec: s.rates_last.failed.as_array(),
         }
     }
 }

@@ -104,6 +104,7 @@ impl Engine {
             async_waiters: AtomicU32::new(0),
             async_room: tokio::sync::Notify::new(),
             receipts: super::receipt::ReceiptTable::new(),
+            rate_window: Mutex::new(stats::RateWindow::new(Instant::now())),
             batch_limit,
             max_record,
             resource_field: RwLock::new(Bytes::from(resource_field)),
@@ -200,6 +201,7 @@ impl Engine {
             s.memory_used = b.used();
             s.memory_peak = b.peak();
         }
+        self.rate_window.lock().fill(Instant::now(), &mut s);
         s
     }
 }

@@ -171,6 +171,8 @@ struct Engine {
     async_room: tokio::sync::Notify,
     /// Receipts with records still on their way (`record_*_acked`).
     receipts: receipt::ReceiptTable,
+    /// The snapshots `stats()` computes its last-interval rates against.
+    rate_window: Mutex<crate::stats::RateWindow>,
     /// Set once by shutdown; producers check it after claiming.
     closed: AtomicBool,
     /// Set when workers should exit after their final flush.

@@ -1,5 +1,7 @@
-//! Latency histograms: log-linear buckets of nanosecond values, recorded
-//! with one relaxed atomic add, summed by a snapshot, read as percentiles.
+//! Latency histograms: log-linear buckets of nanosecond values with their
+//! sum, minimum and maximum, recorded with relaxed atomics (once per
+//! request, or per sampled record), summed by a snapshot, read as
+//! percentiles, mean, minimum and maximum.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -12,6 +14,10 @@ pub(crate) const BUCKETS: usize = ((64 - SUB_BITS as usize) + 1) * SUB as usize;
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
     max: AtomicU64,
+    /// `u64::MAX` until the first sample.
+    min: AtomicU64,
+    /// Sum of the samples (wraps after 584 years of nanoseconds).
+    sum: AtomicU64,
 }
 
 impl Default for Histogram {
@@ -19,6 +25,27 @@ impl Default for Histogram {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             max: AtomicU64::new(0),
+            min: AtomicU64::new(u64::MAX),
+            sum: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Several histograms summed by a snapshot.
+pub(crate) struct Sum {
+    buckets: Vec<u64>,
+    max: u64,
+    min: u64,
+    sum: u64,
+}
+
+impl Default for Sum {
+    fn default() -> Self {
+        Sum {
+            buckets: vec![0; BUCKETS],
+            max: 0,
+            min: u64::MAX,
+            sum: 0,
         }
     }
 }
@@ -48,13 +75,17 @@ impl Histogram {
     pub fn record(&self, v: u64) {
         self.buckets[bucket_of(v)].fetch_add(1, Relaxed);
         self.max.fetch_max(v, Relaxed);
+        self.min.fetch_min(v, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
     }
 
-    pub(crate) fn add_into(&self, into: &mut [u64], max: &mut u64) {
-        for (acc, b) in into.iter_mut().zip(self.buckets.iter()) {
+    pub(crate) fn add_into(&self, into: &mut Sum) {
+        for (acc, b) in into.buckets.iter_mut().zip(self.buckets.iter()) {
             *acc += b.load(Relaxed);
         }
-        *max = (*max).max(self.max.load(Relaxed));
+        into.max = into.max.max(self.max.load(Relaxed));
+        into.min = into.min.min(self.min.load(Relaxed));
+        into.sum = into.sum.wrapping_add(self.sum.load(Relaxed));
     }
 }
 
@@ -64,6 +95,10 @@ impl Histogram {
 pub struct Latency {
     /// Number of samples.
     pub count: u64,
+    /// Mean (0 without samples).
+    pub mean_ns: u64,
+    /// Smallest sample (0 without samples).
+    pub min_ns: u64,
     /// Median.
     pub p50_ns: u64,
     /// 90th percentile.
@@ -77,7 +112,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    pub(crate) fn from_buckets(buckets: &[u64], max: u64) -> Latency {
+    pub(crate) fn from_sum(s: &Sum) -> Latency {
+        let (buckets, max) = (&s.buckets[..], s.max);
         let count: u64 = buckets.iter().sum();
         let at = |q: f64| -> u64 {
             if count == 0 {
@@ -95,6 +131,9 @@ impl Latency {
         };
         Latency {
             count,
+            // A snapshot under load may read a bucket before its sum.
+            mean_ns: s.sum.checked_div(count).unwrap_or(0),
+            min_ns: if count == 0 { 0 } else { s.min },
             p50_ns: at(0.50),
             p90_ns: at(0.90),
             p99_ns: at(0.99),
@@ -140,13 +179,15 @@ mod tests {
         for v in 1..=1000u64 {
             h.record(v * 1000);
         }
-        let mut b = vec![0; BUCKETS];
-        let mut max = 0;
-        h.add_into(&mut b, &mut max);
-        let l = Latency::from_buckets(&b, max);
+        let mut sum = Sum::default();
+        h.add_into(&mut sum);
+        let l = Latency::from_sum(&sum);
         assert_eq!(l.count, 1000);
+        assert_eq!((l.min_ns, l.mean_ns), (1_000, 500_500));
         assert!((500_000..=570_000).contains(&l.p50_ns), "{l:?}");
         assert!((990_000..=1_000_000).contains(&l.p99_ns), "{l:?}");
         assert_eq!(l.max_ns, 1_000_000);
+        let empty = Latency::from_sum(&Sum::default());
+        assert_eq!((empty.count, empty.min_ns, empty.mean_ns), (0, 0, 0));
     }
 }

@@ -9,6 +9,7 @@
 mod counters;
 mod health;
 mod histogram;
+mod rates;
 mod reasons;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,9 +19,10 @@ use crate::record::{PerSignal, Signal};
 pub(crate) use counters::{ShardCounters, WorkerCounters};
 pub(crate) use health::health;
 pub use health::Health;
-use histogram::BUCKETS;
 
 pub use histogram::Latency;
+pub(crate) use rates::RateWindow;
+pub use rates::Rates;
 pub use reasons::{DropReason, Dropped, FailReason, Failed};
 
 /// A snapshot of a pipeline's counters. The accounting identity (checked by
@@ -86,6 +88,14 @@ pub struct Stats {
     pub breaker_opened: u64,
     /// Export round-trip latency.
     pub export_latency: Latency,
+    /// Milliseconds since the pipeline started.
+    pub uptime_ms: u64,
+    /// Per-second rates since the pipeline started.
+    pub rates_since_start: Rates,
+    /// Per-second rates over the last interval: since the newest earlier
+    /// `stats()` snapshot at least 1 s old (1-2 s when stats are read every
+    /// second or more often; since start at the first read).
+    pub rates_last: Rates,
     /// End to end: from a record's commit into its ring to the receiver's
     /// acknowledgement of its request (1 record in 64 per shard sampled;
     /// a sample is attributed to the batch being filled when the worker
@@ -149,10 +159,8 @@ pub(crate) fn snapshot<'a>(
     workers: impl Iterator<Item = &'a WorkerCounters>,
 ) -> Stats {
     let mut s = Stats::default();
-    let mut buckets = vec![0u64; BUCKETS];
-    let mut max = 0;
-    let mut e2e = vec![0u64; BUCKETS];
-    let mut e2e_max = 0;
+    let mut export = histogram::Sum::default();
+    let mut e2e = histogram::Sum::default();
     let mut n_workers = 0;
     for w in workers {
         n_workers += 1;
@@ -174,8 +182,8 @@ pub(crate) fn snapshot<'a>(
         s.in_flight_requests += w.in_flight_requests.load(Relaxed);
         s.bytes_raw += w.bytes_raw.load(Relaxed);
         s.bytes_wire += w.bytes_wire.load(Relaxed);
-        w.export_latency.add_into(&mut buckets, &mut max);
-        w.e2e_latency.add_into(&mut e2e, &mut e2e_max);
+        w.export_latency.add_into(&mut export);
+        w.e2e_latency.add_into(&mut e2e);
     }
     for (c, used, capacity) in shards {
         s.ring_fill_max_pct = s
@@ -196,8 +204,8 @@ pub(crate) fn snapshot<'a>(
     // A snapshot under load can read a count before the one it follows;
     // the displayed gauge is clamped, `check_identity` sees the raw terms.
     s.in_flight = s.accepted.saturating_sub(s.drained).saturating_add(s.held);
-    s.export_latency = Latency::from_buckets(&buckets, max);
-    s.e2e_latency = Latency::from_buckets(&e2e, e2e_max);
+    s.export_latency = Latency::from_sum(&export);
+    s.e2e_latency = Latency::from_sum(&e2e);
     s.batch_target /= n_workers.max(1);
     s
 }

@@ -102,6 +102,10 @@ STATS_TAIL = [
     "export_latency_p50_ns", "export_latency_p99_ns", "export_latency_max_ns",
     "e2e_latency_p50_ns", "e2e_latency_p99_ns", "concurrency_limit", "batch_target",
     "memory_used", "memory_peak", "breaker_opened", "ring_fill_max_pct",
+    "export_latency_min_ns", "export_latency_mean_ns", "e2e_latency_min_ns", "e2e_latency_mean_ns",
+    "e2e_latency_max_ns", "uptime_ms", "rate_window_ms", "offered_per_sec", "exported_per_sec",
+    "bytes_raw_per_sec", "bytes_wire_per_sec", "requests_per_sec", "request_errors_per_sec",
+    "exported_per_sec_since_start", "bytes_wire_per_sec_since_start", "requests_per_sec_since_start",
 ]
 
 class LogRecord(Structure):
@@ -167,7 +171,10 @@ class Stats(Structure):
         ("offered_by_signal", c_uint64 * SIGNALS),
         ("accepted_by_signal", c_uint64 * SIGNALS),
         ("exported_by_signal", c_uint64 * SIGNALS),
-    ] + [(name, c_uint64) for name in STATS_TAIL]
+    ] + [(name, c_uint64) for name in STATS_TAIL] + [
+        ("dropped_per_sec", c_uint64 * DROP_REASONS),
+        ("failed_per_sec", c_uint64 * FAIL_REASONS),
+    ]
 
     def __init__(self):
         super().__init__()
@@ -189,6 +196,10 @@ class Stats(Structure):
             d[sig + "_exported"] = self.exported_by_signal[i]
         for name in STATS_TAIL:
             d[name] = getattr(self, name)
+        for i, name in enumerate(DROP_NAMES):
+            d["dropped_%s_per_sec" % name] = self.dropped_per_sec[i]
+        for i, name in enumerate(FAIL_NAMES):
+            d["failed_%s_per_sec" % name] = self.failed_per_sec[i]
         return d
 
 

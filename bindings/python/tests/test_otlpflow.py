@@ -466,10 +466,19 @@ class PipelineTest(unittest.TestCase):
 
     def test_stats_and_version(self):
         with pipeline() as p:
-            stats = p.stats()
+            for i in range(100):
+                p.record_span("stats", attributes={"i": i})
+            stats = p.flush()
             for key in ("offered", "accepted", "exported", "dropped_full", "failed", "in_flight",
-                        "export_latency_p99_ns"):
+                        "export_latency_p99_ns", "exported_per_sec", "dropped_full_per_sec",
+                        "failed_exhausted_per_sec", "rate_window_ms"):
                 self.assertIn(key, stats)
+            self.assertGreater(stats["uptime_ms"], 0)
+            self.assertGreater(stats["exported_per_sec_since_start"], 0)
+            self.assertLessEqual(stats["export_latency_min_ns"], stats["export_latency_mean_ns"])
+            self.assertLessEqual(stats["export_latency_mean_ns"], stats["export_latency_max_ns"])
+            self.assertGreater(stats["export_latency_min_ns"], 0)
+        delivered(100)
         self.assertEqual(otlpflow.version(), otlpflow.__version__)
 
 

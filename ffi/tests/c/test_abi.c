@@ -169,6 +169,11 @@ static int basic(const char *endpoint, uint64_t n) {
   CHECK(otlpflow_pipeline_health(p, NULL) == OTLPFLOW_RESULT_NULL_ARGUMENT);
   CHECK(st.accepted == n + 18);
   CHECK(st.exported == n + 18);
+  /* The spread of the export latency, and the rates. */
+  CHECK(st.export_latency_min_ns > 0 && st.export_latency_min_ns <= st.export_latency_mean_ns &&
+        st.export_latency_mean_ns <= st.export_latency_max_ns);
+  CHECK(st.uptime_ms > 0 && st.exported_per_sec_since_start > 0 && st.rate_window_ms > 0);
+  CHECK(st.dropped_per_sec[OTLPFLOW_DROP_REASON_FULL] == 0 && st.failed_per_sec[OTLPFLOW_FAIL_REASON_EXHAUSTED] == 0);
   CHECK(st.offered == st.accepted + st.dropped[OTLPFLOW_DROP_REASON_FULL] + st.dropped[OTLPFLOW_DROP_REASON_TOO_LARGE] +
                           st.dropped[OTLPFLOW_DROP_REASON_SHUTDOWN] + st.dropped[OTLPFLOW_DROP_REASON_INVALID]);
 

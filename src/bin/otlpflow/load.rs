@@ -155,25 +155,26 @@ pub(crate) fn spawn_progress(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} exported  {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        let mut last = (Instant::now(), 0u64, 0u64);
         while !done.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
             let s = p.stats();
-            let now = Instant::now();
-            let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
-            let rate = (s.exported - last.1.min(s.exported)) as f64 / dt;
-            let mbps = (s.bytes_wire - last.2.min(s.bytes_wire)) as f64 / dt / 1e6;
-            last = (now, s.exported, s.bytes_wire);
+            // The pipeline's own last-interval rates (1-2 s window).
+            let r = &s.rates_last;
             bar.set_position(s.exported);
             bar.set_message(format!(
-                "{:.0}/s  {:.1} MB/s  dropped {}  in flight {}  concurrency {}  ring {}%  p99 export {:.2} ms, end-to-end {:.2} ms",
-                rate,
-                mbps,
+                "{}/s  {:.1} MB/s  {} req/s  lost {}/s  dropped {}  in flight {}  concurrency {}  ring {}%  export p99 {:.2} ms (min {:.2} mean {:.2} max {:.2}), end-to-end p99 {:.2} ms",
+                r.exported,
+                r.bytes_wire as f64 / 1e6,
+                r.requests,
+                r.dropped.total() + r.failed.total(),
                 s.dropped.total(),
                 s.in_flight,
                 s.concurrency_limit,
                 s.ring_fill_max_pct,
                 s.export_latency.p99_ns as f64 / 1e6,
+                s.export_latency.min_ns as f64 / 1e6,
+                s.export_latency.mean_ns as f64 / 1e6,
+                s.export_latency.max_ns as f64 / 1e6,
                 s.e2e_latency.p99_ns as f64 / 1e6
             ));
         }

@@ -40,7 +40,31 @@ pub(crate) struct Report {
     export_latency_p99_ms: f64,
     e2e_latency_p50_ms: f64,
     e2e_latency_p99_ms: f64,
+    export_latency_ms: Spread,
+    e2e_latency_ms: Spread,
+    bytes_per_sec: f64,
+    requests_per_sec: f64,
+    /// Records lost per second of the run, by reason.
+    loss_per_sec: std::collections::BTreeMap<&'static str, f64>,
     pub(crate) last_error: Option<String>,
+}
+
+/// Minimum, mean and maximum of a latency, in milliseconds.
+#[derive(serde::Serialize)]
+struct Spread {
+    min: f64,
+    mean: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(l: &otlpflow::Latency) -> Spread {
+        Spread {
+            min: l.min_ns as f64 / 1e6,
+            mean: l.mean_ns as f64 / 1e6,
+            max: l.max_ns as f64 / 1e6,
+        }
+    }
 }
 
 /// What the receiver counted of this signal.
@@ -96,6 +120,20 @@ pub(crate) fn make_report(
         export_latency_p99_ms: s.export_latency.p99_ns as f64 / 1e6,
         e2e_latency_p50_ms: s.e2e_latency.p50_ns as f64 / 1e6,
         e2e_latency_p99_ms: s.e2e_latency.p99_ns as f64 / 1e6,
+        export_latency_ms: Spread::of(&s.export_latency),
+        e2e_latency_ms: Spread::of(&s.e2e_latency),
+        bytes_per_sec: s.bytes_wire as f64 / secs,
+        requests_per_sec: s.requests as f64 / secs,
+        loss_per_sec: s
+            .dropped
+            .iter()
+            .map(|(r, n)| (r.name(), n))
+            .chain(s.failed.iter().map(|(r, n)| (r.name(), n)))
+            .filter(|(_, n)| *n > 0)
+            .fold(Default::default(), |mut m, (name, n)| {
+                *m.entry(name).or_insert(0.0) += n as f64 / secs;
+                m
+            }),
         last_error,
     }
 }
@@ -161,6 +199,19 @@ pub(crate) fn print_report(
         r.compression_ratio
     );
     println!(
+        "  rates              {:>14.1} MB/s on the wire, {:.0} requests/s",
+        r.bytes_per_sec / 1e6,
+        r.requests_per_sec
+    );
+    if !r.loss_per_sec.is_empty() {
+        let losses: Vec<String> = r
+            .loss_per_sec
+            .iter()
+            .map(|(name, v)| format!("{} {v:.0}/s", name.replace('_', " ")))
+            .collect();
+        println!("  loss rate          {:>14}", losses.join(", "));
+    }
+    println!(
         "  requests           {:>14}   ({} retried)",
         r.requests, r.retries
     );
@@ -181,14 +232,27 @@ pub(crate) fn print_report(
     if let Some(t) = r.throttled_by_receiver.filter(|t| *t > 0) {
         println!("  throttled (sink)   {t:>14}");
     }
-    println!(
-        "  export latency     p50 {:.2} ms   p99 {:.2} ms",
-        r.export_latency_p50_ms, r.export_latency_p99_ms
-    );
-    println!(
-        "  end-to-end         p50 {:.2} ms   p99 {:.2} ms   (record to acknowledgement, sampled)",
-        r.e2e_latency_p50_ms, r.e2e_latency_p99_ms
-    );
+    for (what, p50, p99, spread, note) in [
+        (
+            "export latency",
+            r.export_latency_p50_ms,
+            r.export_latency_p99_ms,
+            &r.export_latency_ms,
+            "",
+        ),
+        (
+            "end-to-end    ",
+            r.e2e_latency_p50_ms,
+            r.e2e_latency_p99_ms,
+            &r.e2e_latency_ms,
+            "   (record to acknowledgement, sampled)",
+        ),
+    ] {
+        println!(
+            "  {what}     p50 {p50:.2} ms   p99 {p99:.2} ms   min {:.2} / mean {:.2} / max {:.2} ms{note}",
+            spread.min, spread.mean, spread.max
+        );
+    }
     if let Some(e) = &r.last_error {
         println!("  last error         {e}");
     }

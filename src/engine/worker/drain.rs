@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::Worker;
 use crate::engine::batch::Batch;
-use crate::engine::receipt::{RECEIPT_BIT, RECEIPT_PREFIX};
+use crate::engine::receipt::{Shares, RECEIPT_BIT, RECEIPT_PREFIX};
 use crate::engine::{Engine, SCOPE_MASK, SIGNAL_SHIFT};
 use crate::record::Signal;
 use crate::stats::FailReason;
@@ -63,9 +63,11 @@ impl Worker {
                 };
                 // The memory budget held the whole ring record.
                 let held = payload.len() as u64;
-                let (receipt, record) = match receipt_of(tag, payload) {
-                    Some((id, record)) => (Some(id), record),
-                    None => (None, payload),
+                // One bit test for records without a receipt.
+                let record = if tag & RECEIPT_BIT == 0 {
+                    payload
+                } else {
+                    payload.get(RECEIPT_PREFIX..).unwrap_or_default()
                 };
                 let batch = &mut batches[signal];
                 // Close the batch before a record would take it past the
@@ -78,8 +80,8 @@ impl Worker {
                 batch.push(tag & SCOPE_MASK, record, |t| {
                     scope_bytes(inner, scope_cache, t)
                 });
-                if let Some(id) = receipt {
-                    shares[signal].add(&inner.receipts, id);
+                if tag & RECEIPT_BIT != 0 {
+                    add_share(&mut shares[signal], inner, tag, payload);
                 }
                 charged[signal] += held;
                 true
@@ -107,6 +109,15 @@ impl Worker {
             }
         }
         total
+    }
+}
+
+/// Carries one record's share of its receipt with the batch.
+#[cold]
+#[inline(never)]
+fn add_share(shares: &mut Shares, inner: &Engine, tag: u32, payload: &[u8]) {
+    if let Some((id, _)) = receipt_of(tag, payload) {
+        shares.add(&inner.receipts, id);
     }
 }
 

@@ -46,6 +46,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod record;
 pub mod ring;
+mod route;
 pub mod sink;
 mod stats;
 mod sync;
@@ -63,7 +64,8 @@ pub use bridge::tracing;
 
 pub use config::{
     parse_bytes, parse_duration, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers,
-    HttpVersion, PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, TlsSettings, SETTINGS,
+    HttpVersion, PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, Routing, TlsSettings,
+    SETTINGS,
 };
 pub use engine::{fork, Acked, BatchResult, Delivery, Pipeline, Receipt, Recordable, Scope};
 pub use error::{Error, RecordError};
@@ -73,7 +75,9 @@ pub use record::{
     MetricPoint, Number, OwnedValue, PerSignal, Severity, Signal, Span, SpanKind, Status,
     StatusCode, Temporality, Value,
 };
-pub use stats::{DropReason, Dropped, FailReason, Failed, Health, Latency, Rates, Stats};
+pub use stats::{
+    DropReason, Dropped, EndpointStats, FailReason, Failed, Health, Latency, Rates, Stats,
+};
 
 /// The `User-Agent` otlpflow sends.
 pub const USER_AGENT: &str = concat!("otlpflow/", env!("CARGO_PKG_VERSION"));

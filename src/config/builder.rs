@@ -22,6 +22,34 @@ impl PipelineBuilder {
         self
     }
 
+    /// Several receivers (a collector fleet), as base endpoints like
+    /// `endpoint`'s: each signal's records are spread over them by its
+    /// [`Routing`] (by trace id for spans, so that each trace reaches one
+    /// collector whole). Wins over `endpoint`.
+    pub fn endpoints<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.endpoints = Some(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Several endpoints for `signal` only, used as they are (see
+    /// `traces_endpoint`). Wins over `endpoints` and the signal's own
+    /// endpoint.
+    pub fn signal_endpoints<S: Into<String>>(
+        mut self,
+        signal: Signal,
+        urls: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.signals[signal].endpoints = Some(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How `signal`'s records are spread over several endpoints (default:
+    /// by trace id for traces and logs, round robin for metrics).
+    pub fn routing(mut self, signal: Signal, routing: Routing) -> Self {
+        self.signals[signal].routing = Some(routing);
+        self
+    }
+
     /// The traces endpoint, used as it is (OTLP/HTTP: the full URL with its
     /// path). Wins over `endpoint`.
     pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {

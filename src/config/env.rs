@@ -302,8 +302,8 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        assert_eq!(c.signals.traces.endpoint.host, "traces");
-        assert_eq!(c.signals.traces.http_path, "/");
+        assert_eq!(c.signals.traces.endpoint().host, "traces");
+        assert_eq!(c.signals.traces.http_path(), "/");
         assert_eq!(c.signals.traces.compression, Compression::Gzip);
         assert_eq!(c.signals.traces.timeout, Duration::from_millis(2500));
         assert_eq!(c.signals.traces.headers.0[0].1.to_str().unwrap(), "s=cret");
@@ -353,13 +353,13 @@ mod tests {
             .unwrap()
             .build()
             .unwrap();
-        assert_eq!(c.signals.traces.endpoint.scheme, "http");
+        assert_eq!(c.signals.traces.endpoint().scheme, "http");
         let c = PipelineBuilder::default()
             .apply_env_from(env("false"))
             .unwrap()
             .build()
             .unwrap();
-        assert_eq!(c.signals.traces.endpoint.scheme, "https");
+        assert_eq!(c.signals.traces.endpoint().scheme, "https");
         assert!(PipelineBuilder::default()
             .apply_env_from(env("maybe"))
             .is_err());
@@ -371,13 +371,13 @@ mod tests {
         let c = b().build().unwrap();
         assert_eq!(
             (
-                c.signals.traces.endpoint.port,
-                c.signals.traces.http_path.as_str()
+                c.signals.traces.endpoint().port,
+                c.signals.traces.http_path()
             ),
             (4318, "/v1/traces")
         );
         let c = b().endpoint("http://gw:9000/otlp/").build().unwrap();
-        assert_eq!(c.signals.traces.http_path, "/otlp/v1/traces");
+        assert_eq!(c.signals.traces.http_path(), "/otlp/v1/traces");
         let c = b()
             .traces_endpoint("http://gw:9000/custom/traces")
             .endpoint("http://x:1")
@@ -385,8 +385,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             (
-                c.signals.traces.endpoint.host.as_str(),
-                c.signals.traces.http_path.as_str()
+                c.signals.traces.endpoint().host.as_str(),
+                c.signals.traces.http_path()
             ),
             ("gw", "/custom/traces")
         );
@@ -396,7 +396,7 @@ mod tests {
                 .unwrap()
                 .signals
                 .traces
-                .endpoint
+                .endpoint()
                 .port,
             4317
         );

@@ -22,6 +22,36 @@ pub use endpoint::Endpoint;
 pub use named::{parse_duration, SETTINGS};
 pub use size::parse_bytes;
 
+/// How a signal's records are spread over several endpoints (see
+/// `PipelineBuilder::endpoints`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// By trace id on a consistent-hash ring, the one the OpenTelemetry
+    /// Collector's `loadbalancing` exporter uses: all spans of a trace go to
+    /// the same endpoint. Records without a trace id go round robin. The
+    /// default for traces and logs.
+    TraceId,
+    /// By the resource's `service.name` on the same ring: everything this
+    /// pipeline sends of the signal goes to one endpoint.
+    Service,
+    /// Batches in turn to each endpoint. The default for metrics.
+    RoundRobin,
+}
+
+impl Routing {
+    /// Parses `trace_id`, `service` or `round_robin`.
+    pub fn parse(s: &str) -> Result<Routing, Error> {
+        match s.trim() {
+            "trace_id" | "traceID" => Ok(Routing::TraceId),
+            "service" => Ok(Routing::Service),
+            "round_robin" => Ok(Routing::RoundRobin),
+            other => Err(Error::config(format!(
+                "routing: {other:?} is not trace_id, service or round_robin"
+            ))),
+        }
+    }
+}
+
 /// Wire protocol of the exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -111,6 +141,9 @@ pub enum Policy {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SignalOverrides {
     pub(crate) endpoint: Option<String>,
+    /// Several endpoints to route between (wins over `endpoint`).
+    pub(crate) endpoints: Option<Vec<String>>,
+    pub(crate) routing: Option<Routing>,
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: HeaderList,
     pub(crate) compression: Option<Compression>,
@@ -268,10 +301,12 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub(crate) struct SignalConfig {
     pub(crate) protocol: Protocol,
-    pub(crate) endpoint: Endpoint,
-    /// The request path of OTLP/HTTP (`/v1/<signal>` appended to a base
-    /// endpoint, or a per-signal endpoint's path as given).
-    pub(crate) http_path: String,
+    /// Every endpoint with the request path of OTLP/HTTP (`/v1/<signal>`
+    /// appended to a base endpoint, or a per-signal endpoint's path as
+    /// given), in the order configured (the ring gives a contested position
+    /// to the one listed first).
+    pub(crate) targets: Vec<(Endpoint, String)>,
+    pub(crate) routing: Routing,
     pub(crate) compression: Compression,
     pub(crate) headers: Headers,
     pub(crate) timeout: Duration,
@@ -287,6 +322,19 @@ impl std::fmt::Debug for Headers {
         f.debug_list()
             .entries(self.0.iter().map(|(k, _)| format!("{k}: <redacted>")))
             .finish()
+    }
+}
+
+#[cfg(test)]
+impl SignalConfig {
+    /// The first (or only) endpoint.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.targets[0].0
+    }
+
+    /// The first endpoint's OTLP/HTTP path.
+    pub(crate) fn http_path(&self) -> &str {
+        &self.targets[0].1
     }
 }
 
@@ -332,6 +380,7 @@ pub struct TlsSettings {
 #[derive(Debug, Clone)]
 pub struct PipelineBuilder {
     endpoint: Option<String>,
+    endpoints: Option<Vec<String>>,
     signals: PerSignal<SignalOverrides>,
     metrics_interval: Duration,
     temporality: crate::record::Temporality,
@@ -372,6 +421,7 @@ impl Default for PipelineBuilder {
     fn default() -> Self {
         PipelineBuilder {
             endpoint: None,
+            endpoints: None,
             signals: Default::default(),
             metrics_interval: Duration::from_secs(60),
             temporality: crate::record::Temporality::Cumulative,

@@ -18,7 +18,16 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "endpoint",
         "URL, http:// or https:// (the base for OTLP/HTTP)",
     ),
+    (
+        "endpoints",
+        "base URLs, comma-separated: a fleet to route between",
+    ),
     ("<signal>.endpoint", "URL used as it is"),
+    (
+        "<signal>.endpoints",
+        "URLs used as they are, comma-separated",
+    ),
+    ("<signal>.routing", "trace_id, service or round_robin"),
     ("<signal>.protocol", "grpc or http/protobuf"),
     ("<signal>.compression", "none, gzip or zstd"),
     ("<signal>.timeout", "duration"),
@@ -174,6 +183,15 @@ fn number<T: std::str::FromStr>(v: &str) -> Option<T> {
     v.trim().parse().ok()
 }
 
+/// A comma-separated list, its items trimmed, empty ones left out.
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn signal_named(s: &str) -> Option<Signal> {
     Signal::ALL.into_iter().find(|sig| sig.name() == s)
 }
@@ -214,6 +232,8 @@ impl PipelineBuilder {
             let o = &mut b.signals[signal];
             match rest {
                 "endpoint" => o.endpoint = Some(value.trim().to_owned()),
+                "endpoints" => o.endpoints = Some(list(value)),
+                "routing" => o.routing = Some(Routing::parse(value)?),
                 "protocol" => {
                     o.protocol = Some(
                         Protocol::parse(value.trim()).map_err(|_| want("grpc or http/protobuf"))?,
@@ -228,6 +248,7 @@ impl PipelineBuilder {
         let v = value.trim();
         match name {
             "endpoint" => b.endpoint = Some(v.to_owned()),
+            "endpoints" => b.endpoints = Some(list(v)),
             "protocol" => b.protocol = Protocol::parse(v).map_err(|_| want(expects(name)))?,
             "http_version" => {
                 b.http_version = match v {
@@ -363,6 +384,12 @@ mod tests {
         let cases = [
             ("endpoint", "http://127.0.0.1:4317"),
             ("traces.endpoint", "http://127.0.0.1:4999/v1/traces"),
+            ("endpoints", "http://127.0.0.1:4317, http://127.0.0.1:4318"),
+            (
+                "logs.endpoints",
+                "http://127.0.0.1:5001/v1/logs,http://127.0.0.1:5002/v1/logs",
+            ),
+            ("metrics.routing", "round_robin"),
             ("logs.compression", "gzip"),
             ("metrics.protocol", "grpc"),
             ("metrics.timeout", "3s"),
@@ -441,7 +468,21 @@ mod tests {
         assert_eq!(c.signals[Signal::Logs].compression, Compression::Gzip);
         assert_eq!(c.signals[Signal::Metrics].protocol, Protocol::Grpc);
         assert_eq!(c.signals[Signal::Logs].protocol, Protocol::HttpProtobuf);
-        assert_eq!(c.signals[Signal::Traces].endpoint.port, 4999);
+        assert_eq!(c.signals[Signal::Traces].endpoint().port, 4999);
+        // The signal's own endpoint wins over the general list; its own list
+        // over everything.
+        assert_eq!(c.signals[Signal::Traces].targets.len(), 1);
+        let logs: Vec<_> = c.signals[Signal::Logs]
+            .targets
+            .iter()
+            .map(|(e, p)| (e.port, p.as_str()))
+            .collect();
+        assert_eq!(logs, [(5001, "/v1/logs"), (5002, "/v1/logs")]);
+        let metrics = &c.signals[Signal::Metrics];
+        assert_eq!(metrics.targets.len(), 2);
+        assert_eq!(metrics.targets[1].1, "/v1/metrics");
+        assert_eq!(metrics.routing, Routing::RoundRobin);
+        assert_eq!(c.signals[Signal::Logs].routing, Routing::TraceId);
         assert_eq!(c.retry.multiplier, 1.5);
         assert_eq!(c.flow.breaker.threshold, 3);
         assert!(c.self_metrics);

@@ -15,28 +15,53 @@ impl PipelineBuilder {
                 Protocol::Grpc => "http://localhost:4317",
                 Protocol::HttpProtobuf => "http://localhost:4318",
             };
-            let (endpoint, http_path) = match (&o.endpoint, &self.endpoint) {
-                (Some(t), _) => {
-                    let e = Endpoint::parse(t)?;
-                    let path = if e.path.is_empty() {
-                        "/".to_owned()
-                    } else {
-                        e.path.clone()
-                    };
-                    (e, path)
-                }
-                (None, base) => {
-                    let e = Endpoint::parse(base.as_deref().unwrap_or(default_endpoint))?;
-                    let path = format!("{}/v1/{}", e.path.trim_end_matches('/'), signal.name());
-                    (e, path)
-                }
+            // A signal's own endpoint is used as given; a base endpoint
+            // gets `/v1/<signal>` appended for OTLP/HTTP.
+            let own = |t: &str| -> Result<(Endpoint, String), Error> {
+                let e = Endpoint::parse(t)?;
+                let path = if e.path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    e.path.clone()
+                };
+                Ok((e, path))
             };
+            let base = |b: &str| -> Result<(Endpoint, String), Error> {
+                let e = Endpoint::parse(b)?;
+                let path = format!("{}/v1/{}", e.path.trim_end_matches('/'), signal.name());
+                Ok((e, path))
+            };
+            let targets: Vec<(Endpoint, String)> =
+                match (&o.endpoints, &o.endpoint, &self.endpoints, &self.endpoint) {
+                    (Some(list), ..) => list.iter().map(|t| own(t)).collect::<Result<_, _>>()?,
+                    (None, Some(t), ..) => vec![own(t)?],
+                    (None, None, Some(list), _) => {
+                        list.iter().map(|b| base(b)).collect::<Result<_, _>>()?
+                    }
+                    (None, None, None, b) => vec![base(b.as_deref().unwrap_or(default_endpoint))?],
+                };
+            if targets.is_empty() {
+                return Err(Error::config(format!(
+                    "{}.endpoints: the list is empty",
+                    signal.name()
+                )));
+            }
+            if targets.len() > 256 {
+                return Err(Error::config(format!(
+                    "{}.endpoints: at most 256 endpoints",
+                    signal.name()
+                )));
+            }
+            let routing = o.routing.unwrap_or(match signal {
+                Signal::Metrics => Routing::RoundRobin,
+                _ => Routing::TraceId,
+            });
             let mut all_headers = self.headers.0.clone();
             all_headers.extend(o.headers.0.iter().cloned());
             Ok::<_, Error>(SignalConfig {
                 protocol,
-                endpoint,
-                http_path,
+                targets,
+                routing,
                 compression: o.compression.unwrap_or(self.compression),
                 headers: Headers(build_headers(&all_headers)?),
                 timeout: o.timeout.unwrap_or(self.request_timeout),

@@ -14,6 +14,7 @@ use super::{batch, worker, Engine, Shard, WorkerState, AWAKE, SCOPE_BUCKETS};
 use crate::config::Config;
 use crate::error::Error;
 use crate::export::ExportSettings;
+use crate::record::PerSignal;
 use crate::ring::{Consumer, Ring};
 use crate::stats::{self, ShardCounters, Stats, WorkerCounters};
 
@@ -28,7 +29,27 @@ impl Engine {
     ) -> Result<(Arc<Engine>, Vec<JoinHandle<()>>), Error> {
         // Each signal's endpoint, TLS client and pool, checked before any
         // thread starts.
-        let exports = ExportSettings::for_config(&config)?;
+        let by_signal = ExportSettings::for_config(&config)?;
+        let service = config
+            .resource
+            .iter()
+            .find(|(k, _)| k == "service.name")
+            .and_then(|(_, v)| match v {
+                crate::record::OwnedValue::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .unwrap_or("");
+        let routers = by_signal.map(|signal, list| {
+            let keys: Vec<String> = list.iter().map(|e| e.endpoint.address()).collect();
+            crate::route::Router::new(config.signals[signal].routing, &keys, service)
+        });
+        let mut lanes = PerSignal::from_fn(|_| 0..0);
+        let mut exports = Vec::new();
+        for signal in crate::record::Signal::ALL {
+            let start = exports.len();
+            exports.extend(by_signal[signal].iter().cloned());
+            lanes[signal] = start..exports.len();
+        }
         let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
         let shards: Box<[Shard]> = (0..config.shards)
             .map(|i| Shard {
@@ -52,6 +73,7 @@ impl Engine {
                     mode: AtomicU32::new(AWAKE),
                     notify: tokio::sync::Notify::new(),
                     counters,
+                    endpoints: exports.iter().map(|_| Default::default()).collect(),
                     flush_done: AtomicU64::new(0),
                 }
             })
@@ -110,6 +132,8 @@ impl Engine {
             resource_field: RwLock::new(Bytes::from(resource_field)),
             resource_adoptable: AtomicBool::new(config.resource_is_default),
             exports,
+            lanes,
+            routers,
             config,
             shards,
             workers,
@@ -133,7 +157,7 @@ impl Engine {
             inner.carry(&c);
         }
         let insecure = inner.config.tls.insecure_skip_verify
-            && inner.exports.values().any(|e| e.endpoint.scheme == "https");
+            && inner.exports.iter().any(|e| e.endpoint.scheme == "https");
         if insecure {
             *inner.last_error.lock() = Some(crate::tls::INSECURE_WARNING.to_owned());
         }

@@ -77,6 +77,8 @@ struct WorkerState {
     mode: AtomicU32,
     notify: tokio::sync::Notify,
     counters: WorkerCounters,
+    /// Per lane (a signal's endpoint): what this worker sent it.
+    endpoints: Box<[crate::stats::EndpointCounters]>,
     /// The last flush epoch this worker has completed.
     flush_done: AtomicU64,
 }
@@ -118,8 +120,13 @@ pub struct BatchResult {
 struct Engine {
     id: u64,
     config: Config,
-    /// Each signal's exporter settings (endpoint, TLS, pool), resolved once.
-    exports: PerSignal<ExportSettings>,
+    /// Exporter settings (endpoint, TLS, pool) by lane: one lane per
+    /// endpoint of each signal, resolved once.
+    exports: Vec<ExportSettings>,
+    /// Each signal's lanes, a range of `exports`.
+    lanes: PerSignal<std::ops::Range<usize>>,
+    /// Each signal's routing over its lanes.
+    routers: PerSignal<crate::route::Router>,
     shards: Box<[Shard]>,
     workers: Box<[WorkerState]>,
     /// When the engine started (cumulative sums start here).

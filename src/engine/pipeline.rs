@@ -235,6 +235,23 @@ impl Pipeline {
         r
     }
 
+    /// Per endpoint of each signal: what it took and whether its circuit
+    /// breaker is open (one entry per signal when nothing is routed).
+    pub fn endpoint_stats(&self) -> Vec<crate::stats::EndpointStats> {
+        let e = self.engine();
+        e.exports
+            .iter()
+            .enumerate()
+            .map(|(lane, s)| {
+                let mut st = crate::stats::EndpointStats::new(s.signal, s.endpoint.address());
+                for w in e.workers.iter() {
+                    st.add(&w.endpoints[lane]);
+                }
+                st
+            })
+            .collect()
+    }
+
     /// A snapshot of the counters, taken without stopping anything.
     pub fn stats(&self) -> Stats {
         self.engine().stats()

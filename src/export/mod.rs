@@ -200,16 +200,33 @@ pub(crate) struct ExportSettings {
 }
 
 impl ExportSettings {
-    /// Each signal's settings. The TLS client (its files read now, so that
-    /// a bad one is a configuration error) is built once, if any signal's
-    /// endpoint is `https://`, and used by exactly those signals.
-    pub fn for_config(cfg: &Config) -> Result<PerSignal<ExportSettings>, Error> {
+    /// Each signal's settings, one per endpoint it routes to. The TLS
+    /// client (its files read now, so that a bad one is a configuration
+    /// error) is built once, if any endpoint is `https://`, and used by
+    /// exactly those endpoints.
+    pub fn for_config(cfg: &Config) -> Result<PerSignal<Vec<ExportSettings>>, Error> {
         // One TLS client per ALPN offer that some https:// signal needs
         // (signals may differ in protocol): HTTP/1.1 must not be offered h2.
         let mut clients: Vec<(bool, Arc<rustls::ClientConfig>)> = Vec::new();
         PerSignal::try_from_fn(|signal| {
             let s = &cfg.signals[signal];
-            let tls = if s.endpoint.scheme == "https" {
+            s.targets
+                .iter()
+                .map(|(endpoint, path)| Self::for_target(cfg, signal, endpoint, path, &mut clients))
+                .collect()
+        })
+    }
+
+    fn for_target(
+        cfg: &Config,
+        signal: Signal,
+        endpoint: &Endpoint,
+        http_path: &str,
+        clients: &mut Vec<(bool, Arc<rustls::ClientConfig>)>,
+    ) -> Result<ExportSettings, Error> {
+        {
+            let s = &cfg.signals[signal];
+            let tls = if endpoint.scheme == "https" {
                 let http1 =
                     s.protocol == Protocol::HttpProtobuf && cfg.http_version == HttpVersion::Http1;
                 match clients.iter().find(|(h1, _)| *h1 == http1) {
@@ -228,9 +245,9 @@ impl ExportSettings {
                 signal,
                 protocol: s.protocol,
                 http_version: cfg.http_version,
-                connector: Connector::new(&s.endpoint, tls)?,
-                endpoint: s.endpoint.clone(),
-                http_path: s.http_path.clone(),
+                connector: Connector::new(endpoint, tls)?,
+                endpoint: endpoint.clone(),
+                http_path: http_path.to_owned(),
                 compression: s.compression,
                 compression_level: cfg.compression_level,
                 headers: s.headers.clone(),
@@ -241,7 +258,7 @@ impl ExportSettings {
                     idle_timeout: cfg.idle_timeout,
                 },
             })
-        })
+        }
     }
 }
 

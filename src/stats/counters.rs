@@ -110,8 +110,11 @@ pub(crate) struct WorkerCounters {
     pub in_flight_requests: AtomicU64,
     /// The worker's limit on requests in flight (moves when adaptive).
     pub concurrency_limit: AtomicU64,
-    /// Signals (bit per signal) whose circuit breaker is open or probing.
+    /// Signals (bit per signal) whose every endpoint's circuit breaker is
+    /// open or probing.
     pub breaker_state: AtomicU64,
+    /// Endpoints (of any signal) whose circuit breaker is open or probing.
+    pub breakers_open: AtomicU64,
     /// Signals (bit per signal) this worker has sent requests for.
     pub signals_used: AtomicU64,
     /// Times the circuit breaker opened.

@@ -38,7 +38,11 @@ pub(crate) fn health<'a>(
         // row, per endpoint; the worker-wide count below only degrades.)
         if open != 0 && open & used == used {
             down += 1;
-        } else if f > 0 || open != 0 || w.latency_ewma_ns.load(Relaxed) > slow_ns {
+        } else if f > 0
+            || open != 0
+            || w.breakers_open.load(Relaxed) > 0
+            || w.latency_ewma_ns.load(Relaxed) > slow_ns
+        {
             failing += 1;
         }
     }

@@ -7,6 +7,7 @@
 //! counted by the reasons of one table (`reasons`).
 
 mod counters;
+mod endpoints;
 mod health;
 mod histogram;
 mod rates;
@@ -17,6 +18,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::record::{PerSignal, Signal};
 
 pub(crate) use counters::{ShardCounters, WorkerCounters};
+pub(crate) use endpoints::EndpointCounters;
+pub use endpoints::EndpointStats;
 pub(crate) use health::health;
 pub use health::Health;
 

@@ -12,32 +12,43 @@ use crate::engine::batch::ClosedBatch;
 use crate::engine::receipt::Fate;
 use crate::export::Exporter;
 use crate::otlp::compress::Compressor;
-use crate::record::Signal;
+
 use crate::stats::FailReason;
 
 impl Worker {
-    /// Closes every non-empty batch and sends each as its signal's request.
+    /// Closes every non-empty batch and sends each as its lane's request.
     pub(super) async fn dispatch(&mut self) {
-        for signal in Signal::ALL {
-            if !self.batches[signal].is_empty() {
-                self.dispatch_one(signal).await;
+        for lane in 0..self.batches.len() {
+            if !self.batches[lane].is_empty() {
+                self.dispatch_one(lane).await;
             }
         }
     }
 
-    /// Closes one signal's batch, frames and compresses it, waits for an
+    /// Sends the batches that are full; the others keep filling (with
+    /// several endpoints, one full lane does not cut the others short).
+    pub(super) async fn dispatch_full(&mut self) {
+        for lane in 0..self.batches.len() {
+            if self.is_full(lane) {
+                self.dispatch_one(lane).await;
+            }
+        }
+    }
+
+    /// Closes one lane's batch, frames and compresses it, waits for an
     /// in-flight slot, and starts the export task.
-    async fn dispatch_one(&mut self, signal: Signal) {
-        let req = self.batches[signal].take(&self.inner.resource_field.read());
-        let mut receipts = std::mem::take(&mut self.shares[signal]);
+    async fn dispatch_one(&mut self, lane: usize) {
+        let signal = self.inner.exports[lane].signal;
+        let req = self.batches[lane].take(&self.inner.resource_field.read());
+        let mut receipts = std::mem::take(&mut self.shares[lane]);
         let items = req.items;
         // Bytes held against the memory budget; the export task takes them
         // over.
-        let mut charge = std::mem::take(&mut self.charged[signal]);
+        let mut charge = std::mem::take(&mut self.charged[lane]);
         let counters = &self.inner.workers[self.idx].counters;
         let framed = frame(
-            &mut self.compressors[signal],
-            &self.shared.exporters[signal],
+            &mut self.compressors[lane],
+            &self.shared.exporters[lane],
             &req,
         );
         let chunks = match framed {
@@ -54,7 +65,7 @@ impl Worker {
         let wire: usize = chunks.iter().map(|c| c.len()).sum();
         if let (Some(b), true) = (
             &self.inner.budget,
-            self.compressors[signal].kind() != Compression::None,
+            self.compressors[lane].kind() != Compression::None,
         ) {
             // The compressed copy replaces the batch's buffers (dropped with
             // `req` below): hold its size instead.
@@ -111,6 +122,7 @@ impl Worker {
         let request = ExportRequest {
             samples: std::mem::take(&mut self.samples),
             signal,
+            lane,
             seq,
             chunks,
             items,

@@ -21,6 +21,7 @@ impl Worker {
             consumers,
             batches,
             shares,
+            turns,
             scope_cache,
             idx,
             charged,
@@ -38,10 +39,10 @@ impl Worker {
         for (shard_idx, consumer) in consumers.iter_mut() {
             let limit = inner.batch_limit;
             let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit;
-            if batches.values().any(full) {
+            if batches.iter().any(full) {
                 break;
             }
-            let room = limit - batches.values().map(Batch::bytes).max().unwrap_or(0);
+            let room = limit - batches.iter().map(Batch::bytes).max().unwrap_or(0);
             // Take the shard's latency sample before reading: its record was
             // committed before the sample was set, so it is in the ring now.
             // Load first: a swap on every drain would pull the producers'
@@ -69,7 +70,9 @@ impl Worker {
                 } else {
                     payload.get(RECEIPT_PREFIX..).unwrap_or_default()
                 };
-                let batch = &mut batches[signal];
+                let lane = inner.lanes[signal].start
+                    + inner.routers[signal].pick(signal, record, &mut turns[signal]);
+                let batch = &mut batches[lane];
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.
                 if batch.items() >= max_items
@@ -81,9 +84,9 @@ impl Worker {
                     scope_bytes(inner, scope_cache, t)
                 });
                 if tag & RECEIPT_BIT != 0 {
-                    add_share(&mut shares[signal], inner, tag, payload);
+                    add_share(&mut shares[lane], inner, tag, payload);
                 }
-                charged[signal] += held;
+                charged[lane] += held;
                 true
             });
             if n > 0 {

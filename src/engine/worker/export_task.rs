@@ -19,7 +19,7 @@ use crate::engine::Engine;
 use crate::export::{Backoff, ExportError, Exporter};
 use crate::flow::breaker::{Admit, Breaker};
 use crate::flow::concurrency::{Aimd, Outcome};
-use crate::record::{PerSignal, Signal};
+use crate::record::Signal;
 use crate::stats::FailReason;
 
 /// What export tasks share with their worker.
@@ -28,7 +28,7 @@ pub(super) struct ExportContext {
     pub(super) idx: usize,
     /// One exporter per signal, each with its own endpoint, path, headers
     /// and compression.
-    pub(super) exporters: PerSignal<Exporter>,
+    pub(super) exporters: Vec<Exporter>,
     /// Outstanding requests: sequence number -> records.
     pub(super) outstanding: RefCell<BTreeMap<u64, u64>>,
     /// The limit on requests in flight (`in_flight_requests` in the
@@ -39,7 +39,7 @@ pub(super) struct ExportContext {
     pub(super) slot_freed: Notify,
     /// One circuit breaker per signal: each signal may have its own
     /// endpoint, and a dead logs endpoint must not hold spans back.
-    pub(super) breakers: PerSignal<RefCell<Breaker>>,
+    pub(super) breakers: Vec<RefCell<Breaker>>,
     /// Signalled when a breaker's probe has its answer.
     pub(super) breaker_changed: Notify,
     /// Requests sleeping before a retry, oldest first, each with the signal
@@ -50,6 +50,11 @@ pub(super) struct ExportContext {
 impl ExportContext {
     pub(super) fn counters(&self) -> &crate::stats::WorkerCounters {
         &self.inner.workers[self.idx].counters
+    }
+
+    /// This worker's counts for endpoint `lane`.
+    pub(super) fn endpoint(&self, lane: usize) -> &crate::stats::EndpointCounters {
+        &self.inner.workers[self.idx].endpoints[lane]
     }
 
     pub(super) fn now_ns(&self) -> u64 {
@@ -97,9 +102,9 @@ impl ExportContext {
     /// Waits until the circuit breaker lets request `seq` out, or
     /// `give_up`. While it waits, the request is in the retry queue: under
     /// `RetryQueue::DropOldest` newer data may evict it.
-    pub(super) async fn admit(&self, signal: Signal, seq: u64, give_up: Instant) -> Admission {
+    pub(super) async fn admit(&self, lane: usize, seq: u64, give_up: Instant) -> Admission {
         loop {
-            let admit = self.breakers[signal].borrow_mut().admit(self.now_ns());
+            let admit = self.breakers[lane].borrow_mut().admit(self.now_ns());
             let until = match admit {
                 Admit::Go => return Admission::Send { probe: false },
                 Admit::Probe => {
@@ -130,16 +135,16 @@ impl ExportContext {
     /// `ExportError::no_answer`).
     pub(super) fn on_attempt(
         &self,
-        signal: Signal,
+        lane: usize,
         probe: bool,
         rtt: Duration,
         outcome: Outcome,
         no_answer: bool,
     ) {
         let now = self.now_ns();
-        let authority = &self.inner.exports[signal].endpoint.authority;
+        let authority = &self.inner.exports[lane].endpoint.authority;
         {
-            let mut b = self.breakers[signal].borrow_mut();
+            let mut b = self.breakers[lane].borrow_mut();
             let (state, opened) = (b.state(), b.opened());
             if no_answer {
                 b.on_failure(now, probe);
@@ -190,14 +195,28 @@ impl ExportContext {
         }
     }
 
-    /// Publishes which signals' breakers are not closed (bit per signal).
+    /// Publishes which breakers are not closed: per endpoint, how many,
+    /// and the signals all of whose endpoints are cut off (bit per signal).
     pub(super) fn publish_breaker(&self) {
-        let open = self
-            .breakers
-            .iter()
-            .filter(|(_, b)| b.borrow().state() != crate::flow::breaker::State::Closed)
-            .fold(0u64, |m, (s, _)| m | s.bit());
-        self.counters().breaker_state.store(open, Ordering::Relaxed);
+        let w = &self.inner.workers[self.idx];
+        let (mut open, mut closed_somewhere, mut count) = (0u64, 0u64, 0u64);
+        for (lane, b) in self.breakers.iter().enumerate() {
+            let not_closed = b.borrow().state() != crate::flow::breaker::State::Closed;
+            let bit = self.inner.exports[lane].signal.bit();
+            w.endpoints[lane]
+                .breaker_open
+                .store(not_closed, Ordering::Relaxed);
+            if not_closed {
+                open |= bit;
+                count += 1;
+            } else {
+                closed_somewhere |= bit;
+            }
+        }
+        let c = self.counters();
+        c.breaker_state
+            .store(open & !closed_somewhere, Ordering::Relaxed);
+        c.breakers_open.store(count, Ordering::Relaxed);
     }
 }
 
@@ -231,6 +250,8 @@ pub(super) struct ExportRequest {
     /// Commit times of sampled records in it (end-to-end latency).
     pub(super) samples: Vec<u64>,
     pub(super) signal: Signal,
+    /// The signal's endpoint it goes to.
+    pub(super) lane: usize,
     pub(super) seq: u64,
     pub(super) chunks: Vec<Bytes>,
     pub(super) items: u64,
@@ -247,6 +268,10 @@ impl ExportRequest {
     /// its receipts so (with `message`, the last error, if any).
     fn fail(&mut self, shared: &ExportContext, reason: FailReason, message: Option<&str>) {
         shared.counters().fail(reason, self.items);
+        shared
+            .endpoint(self.lane)
+            .failed
+            .fetch_add(self.items, Ordering::Relaxed);
         self.receipts.settle(Fate::Failed(reason, message));
     }
 }
@@ -279,7 +304,7 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
         if let Some(d) = inner.stop_deadline() {
             give_up = give_up.min(d);
         }
-        let probe = match shared.admit(req.signal, req.seq, give_up).await {
+        let probe = match shared.admit(req.lane, req.seq, give_up).await {
             Admission::Send { probe } => probe,
             Admission::GaveUp => {
                 // The endpoint stayed down (breaker open) past the budget.
@@ -303,13 +328,17 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
             }
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
+        shared
+            .endpoint(req.lane)
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
         counters
             .signals_used
             .fetch_or(req.signal.bit(), Ordering::Relaxed);
         let t0 = Instant::now();
         let result = match tokio::time::timeout(
-            inner.exports[req.signal].timeout,
-            shared.exporters[req.signal].send(&req.chunks),
+            inner.exports[req.lane].timeout,
+            shared.exporters[req.lane].send(&req.chunks),
         )
         .await
         {
@@ -319,7 +348,7 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
         let rtt = t0.elapsed();
         match result {
             Ok(ack) => {
-                shared.on_attempt(req.signal, probe, rtt, Outcome::Answered, false);
+                shared.on_attempt(req.lane, probe, rtt, Outcome::Answered, false);
                 let latency = rtt.as_nanos() as u64;
                 counters.export_latency.record(latency);
                 let now = inner.epoch.elapsed().as_nanos() as u64;
@@ -330,6 +359,10 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
                 counters.export(req.signal, items - rejected);
+                shared
+                    .endpoint(req.lane)
+                    .exported
+                    .fetch_add(items - rejected, Ordering::Relaxed);
                 req.receipts.settle_answered(rejected, &ack.message);
                 if rejected > 0 {
                     counters.reject(rejected);
@@ -348,15 +381,19 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 } else {
                     Outcome::Answered
                 };
-                shared.on_attempt(req.signal, probe, rtt, outcome, e.no_answer());
+                shared.on_attempt(req.lane, probe, rtt, outcome, e.no_answer());
                 counters.request_errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .endpoint(req.lane)
+                    .request_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 counters
                     .consecutive_failures
                     .fetch_add(1, Ordering::Relaxed);
                 let message = if e.refuses_encoding() {
                     format!(
                         "configuration error: the receiver refuses compression {:?} ({e}); use none or gzip",
-                        inner.exports[req.signal].compression.token().unwrap_or("none")
+                        inner.exports[req.lane].compression.token().unwrap_or("none")
                     )
                 } else {
                     e.to_string()

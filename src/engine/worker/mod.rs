@@ -56,15 +56,17 @@ struct Worker {
     inner: Arc<Engine>,
     idx: usize,
     consumers: Vec<(usize, Consumer)>,
-    /// One batch per signal.
-    batches: PerSignal<Batch>,
+    /// One batch per lane (a signal's endpoint).
+    batches: Vec<Batch>,
     /// The receipts each batch carries records of.
-    shares: PerSignal<Shares>,
+    shares: Vec<Shares>,
     scope_cache: Vec<Option<Bytes>>,
-    compressors: PerSignal<Compressor>,
+    compressors: Vec<Compressor>,
     shared: Rc<ExportContext>,
     /// Bytes of the records in each batch, held against the memory budget.
-    charged: PerSignal<u64>,
+    charged: Vec<u64>,
+    /// Each signal's round-robin turn over its endpoints.
+    turns: PerSignal<usize>,
     /// End-to-end latency samples (commit times) taken from the shards,
     /// handed to the next request.
     samples: Vec<u64>,
@@ -86,10 +88,21 @@ pub(super) fn run(
 ) {
     crate::threads::mark_own();
     let cfg = &inner.config;
-    let exporters = inner.exports.map(|_, s| Exporter::new(s));
+    let exporters: Vec<Exporter> = inner.exports.iter().map(Exporter::new).collect();
     let compressors = inner
         .exports
-        .map(|_, s| Compressor::new(s.compression, s.compression_level));
+        .iter()
+        .map(|s| Compressor::new(s.compression, s.compression_level))
+        .collect();
+    let lanes = inner.exports.len();
+    let batches = inner
+        .exports
+        .iter()
+        .map(|s| match s.signal {
+            Signal::Metrics => Batch::for_metrics(),
+            _ => Batch::new(),
+        })
+        .collect();
     let now_ns = inner.epoch.elapsed().as_nanos() as u64;
     let aimd = cfg
         .flow
@@ -116,22 +129,20 @@ pub(super) fn run(
             fixed_limit: cfg.max_in_flight,
             aimd: RefCell::new(aimd),
             slot_freed: Notify::new(),
-            breakers: PerSignal::from_fn(|_| RefCell::new(breaker.clone())),
+            breakers: (0..lanes).map(|_| RefCell::new(breaker.clone())).collect(),
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
         }),
-        charged: PerSignal::default(),
+        charged: vec![0; lanes],
+        turns: PerSignal::default(),
         samples: Vec::new(),
         loss: (idx == 0).then(LossLog::new),
         cpu: cfg.flow.worker_cpu_budget.map(CpuMeter::new),
         inner,
         idx,
         consumers,
-        batches: PerSignal::from_fn(|s| match s {
-            Signal::Metrics => Batch::for_metrics(),
-            _ => Batch::new(),
-        }),
-        shares: PerSignal::default(),
+        batches,
+        shares: (0..lanes).map(|_| Shares::default()).collect(),
         scope_cache: Vec::new(),
         next_seq: 0,
         flush: None,
@@ -158,7 +169,7 @@ impl Worker {
             }
             let drained = self.drain();
             if self.batch_full() {
-                self.dispatch().await;
+                self.dispatch_full().await;
                 continue;
             }
             if self.advance_flush().await {
@@ -210,23 +221,27 @@ impl Worker {
     }
 
     fn batch_full(&self) -> bool {
+        (0..self.batches.len()).any(|lane| self.is_full(lane))
+    }
+
+    /// Whether `lane`'s batch reached the batch target or the byte limit.
+    fn is_full(&self, lane: usize) -> bool {
         let cfg = &self.inner.config;
         let target = self.inner.workers[self.idx]
             .counters
             .batch_target
             .load(Ordering::Relaxed) as usize;
-        self.batches.values().any(|b| {
-            b.items() >= target.min(cfg.max_batch_items) || b.bytes() >= self.inner.batch_limit
-        })
+        let b = &self.batches[lane];
+        b.items() >= target.min(cfg.max_batch_items) || b.bytes() >= self.inner.batch_limit
     }
 
     /// When the oldest open batch opened.
     fn opened(&self) -> Option<Instant> {
-        self.batches.values().filter_map(Batch::opened).min()
+        self.batches.iter().filter_map(Batch::opened).min()
     }
 
     fn batches_empty(&self) -> bool {
-        self.batches.values().all(Batch::is_empty)
+        self.batches.iter().all(Batch::is_empty)
     }
 
     /// Moves a pending flush forward. Returns true if it did something that
@@ -312,18 +327,16 @@ impl Worker {
     fn abandon(&mut self) {
         let w = &self.inner.workers[self.idx];
         // Held: in a batch, or in a request still outstanding.
-        let mut lost: u64 = Signal::ALL
-            .into_iter()
-            .map(|s| {
-                self.batches[s]
-                    .take(&self.inner.resource_field.read())
-                    .items
-            })
+        let resource = self.inner.resource_field.read().clone();
+        let mut lost: u64 = self
+            .batches
+            .iter_mut()
+            .map(|b| b.take(&resource).items)
             .sum();
         lost += self.shared.outstanding.borrow().values().sum::<u64>();
         let lost_fate = Fate::Failed(FailReason::Shutdown, None);
-        for s in Signal::ALL {
-            self.shares[s].settle(lost_fate);
+        for s in self.shares.iter_mut() {
+            s.settle(lost_fate);
         }
         // Still in the rings: taken out now, and failed with the rest.
         let mut unread = 0;

@@ -1,0 +1,247 @@
+//! Routing a signal's records across several endpoints (a collector
+//! fleet): by trace id or service name on a consistent-hash ring, or round
+//! robin.
+//!
+//! The ring is the one the OpenTelemetry Collector's `loadbalancing`
+//! exporter builds, so that otlpflow and such collectors agree on where a
+//! trace goes: each endpoint's key is its `host:port`; it gets 100
+//! positions `crc32_ieee(key ++ [i as u8]) % 36000` for `i` in `0..100`; a
+//! position already taken is skipped (the endpoint listed first keeps it);
+//! the positions are sorted; a record goes to the first position at or
+//! after `crc32_ieee(16 trace id bytes) % 36000`, wrapping around to the
+//! first.
+//!
+//! The trace id is read where the encoder put it: a span starts with it
+//! (field 1, 16 bytes); a log record carries it as field 9, found by
+//! skipping the fields before it. Nothing is decoded or re-encoded.
+
+use crate::config::Routing;
+use crate::record::Signal;
+
+/// Positions on the ring.
+const RING_SIZE: u32 = 36_000;
+/// Positions per endpoint.
+const POSITIONS: u32 = 100;
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as Go's
+/// `crc32.ChecksumIEEE`.
+pub(crate) fn crc32_ieee(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut crc = !0u32;
+    for &b in data {
+        crc = TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+/// A consistent-hash ring over endpoints, as the Collector builds it.
+#[derive(Debug, Clone)]
+pub(crate) struct HashRing {
+    /// (position, endpoint index), sorted by position.
+    positions: Vec<(u32, u16)>,
+}
+
+impl HashRing {
+    /// The ring of endpoints keyed `keys` (`host:port`), in order.
+    pub(crate) fn new<K: AsRef<str>>(keys: &[K]) -> HashRing {
+        let mut positions: Vec<(u32, u16)> = Vec::with_capacity(keys.len() * POSITIONS as usize);
+        let mut taken = std::collections::HashSet::new();
+        for (e, key) in keys.iter().enumerate() {
+            let key = key.as_ref().as_bytes();
+            let mut buf = Vec::with_capacity(key.len() + 1);
+            for i in 0..POSITIONS {
+                buf.clear();
+                buf.extend_from_slice(key);
+                buf.push(i as u8);
+                let pos = crc32_ieee(&buf) % RING_SIZE;
+                if taken.insert(pos) {
+                    positions.push((pos, e as u16));
+                }
+            }
+        }
+        positions.sort_unstable();
+        HashRing { positions }
+    }
+
+    /// The endpoint for `key`'s hash.
+    pub(crate) fn pick(&self, key: &[u8]) -> usize {
+        let h = crc32_ieee(key) % RING_SIZE;
+        let i = self.positions.partition_point(|(p, _)| *p < h);
+        let (_, e) = self
+            .positions
+            .get(i)
+            .or(self.positions.first())
+            .copied()
+            .unwrap_or((0, 0));
+        e as usize
+    }
+}
+
+/// Where one signal's records go.
+#[derive(Debug, Clone)]
+pub(crate) struct Router {
+    routing: Routing,
+    endpoints: usize,
+    ring: HashRing,
+    /// Under `Routing::Service`: the one endpoint of this pipeline's
+    /// service.
+    service: usize,
+}
+
+impl Router {
+    /// A router over endpoints keyed `keys`; `service_name` is the
+    /// resource's.
+    pub(crate) fn new<K: AsRef<str>>(routing: Routing, keys: &[K], service_name: &str) -> Router {
+        let ring = HashRing::new(keys);
+        let service = ring.pick(service_name.as_bytes());
+        Router {
+            routing,
+            endpoints: keys.len().max(1),
+            ring,
+            service,
+        }
+    }
+
+    /// The endpoint index of an encoded record of `signal`. `turn` is the
+    /// caller's round-robin counter.
+    #[inline]
+    pub(crate) fn pick(&self, signal: Signal, record: &[u8], turn: &mut usize) -> usize {
+        if self.endpoints == 1 {
+            return 0;
+        }
+        match self.routing {
+            Routing::Service => self.service,
+            Routing::TraceId => match trace_id(signal, record) {
+                Some(id) => self.ring.pick(id),
+                None => round_robin(turn, self.endpoints),
+            },
+            Routing::RoundRobin => round_robin(turn, self.endpoints),
+        }
+    }
+}
+
+fn round_robin(turn: &mut usize, n: usize) -> usize {
+    *turn = (*turn + 1) % n;
+    *turn
+}
+
+/// The trace id of an encoded span or log record, if it has one.
+pub(crate) fn trace_id(signal: Signal, record: &[u8]) -> Option<&[u8]> {
+    match signal {
+        // Field 1, length 16, first: the span encoder writes it first
+        // whenever it is not all zero.
+        Signal::Traces => match record {
+            [0x0A, 0x10, id @ ..] if id.len() >= 16 => Some(&id[..16]),
+            _ => None,
+        },
+        Signal::Logs => field_bytes(record, 9).filter(|id| id.len() == 16),
+        Signal::Metrics => None,
+    }
+}
+
+/// The bytes of length-delimited field `field` of a message, found by
+/// skipping the fields before it.
+fn field_bytes(mut msg: &[u8], field: u64) -> Option<&[u8]> {
+    while !msg.is_empty() {
+        let key = varint(&mut msg)?;
+        let len = match key & 7 {
+            0 => {
+                varint(&mut msg)?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(varint(&mut msg)?).ok()?,
+            5 => 4,
+            _ => return None,
+        };
+        let body = msg.get(..len)?;
+        msg = &msg[len..];
+        if key >> 3 == field && key & 7 == 2 {
+            return Some(body);
+        }
+    }
+    None
+}
+
+fn varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        v |= u64::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32_ieee(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32_ieee(b""), 0);
+    }
+
+    #[test]
+    fn a_contested_position_stays_with_the_first_endpoint() {
+        // The same key twice: the second gets no position at all.
+        let ring = HashRing::new(&["a:1", "a:1"]);
+        assert_eq!(ring.positions.len(), 100);
+        assert!(ring.positions.iter().all(|(_, e)| *e == 0));
+        assert!(ring.positions.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn trace_ids_are_read_from_spans_and_logs() {
+        let id = [7u8; 16];
+        let span = crate::record::Span {
+            trace_id: id,
+            span_id: [1; 8],
+            name: "x",
+            ..Default::default()
+        };
+        let mut buf = vec![0; span.encoded_len()];
+        span.encode(&mut buf);
+        assert_eq!(trace_id(Signal::Traces, &buf), Some(&id[..]));
+        let log = crate::record::LogRecord {
+            time_unix_nano: 5,
+            severity_text: "INFO",
+            body: Some(crate::record::Value::Str("hello")),
+            trace_id: id,
+            span_id: [2; 8],
+            ..Default::default()
+        };
+        let mut buf = vec![0; log.encoded_len()];
+        log.encode(&mut buf);
+        assert_eq!(trace_id(Signal::Logs, &buf), Some(&id[..]));
+        let anonymous = crate::record::LogRecord {
+            time_unix_nano: 5,
+            ..Default::default()
+        };
+        let mut buf = vec![0; anonymous.encoded_len()];
+        anonymous.encode(&mut buf);
+        assert_eq!(trace_id(Signal::Logs, &buf), None);
+    }
+}

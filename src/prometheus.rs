@@ -12,15 +12,29 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use http_body_util::Full;
 
-use crate::stats::{Health, Stats};
+use crate::stats::{EndpointStats, Health, Stats};
 
 /// Borrows owned label strings as the `metric` helper takes them.
 fn labelled(v: &[(String, u64)]) -> Vec<(&str, u64)> {
     v.iter().map(|(l, n)| (l.as_str(), *n)).collect()
 }
 
-/// Renders the stats in the Prometheus text exposition format (0.0.4).
-pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
+/// What one scrape shows: the counters, the health, each shard ring's fill
+/// and each endpoint's counts.
+pub struct Scrape {
+    /// The counters.
+    pub stats: Stats,
+    /// The health.
+    pub health: Health,
+    /// Each shard ring's fill, 0 to 1.
+    pub ring_fill: Vec<f64>,
+    /// Each endpoint of each signal.
+    pub endpoints: Vec<EndpointStats>,
+}
+
+/// Renders a scrape in the Prometheus text exposition format (0.0.4).
+pub fn render(scrape: &Scrape) -> String {
+    let (s, health, ring_fill) = (&scrape.stats, scrape.health, &scrape.ring_fill[..]);
     let mut out = String::with_capacity(4096);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -200,7 +214,64 @@ pub fn render(s: &Stats, health: Health, ring_fill: &[f64]) -> String {
         }
     }
     rates(&mut out, s);
+    endpoints(&mut out, &scrape.endpoints);
     out
+}
+
+/// Per endpoint of each signal (a collector fleet), labelled with the
+/// signal and the endpoint's `host:port`.
+fn endpoints(out: &mut String, list: &[EndpointStats]) {
+    for (name, kind, help, value) in [
+        (
+            "otlpflow_endpoint_records_exported_total",
+            "counter",
+            "Records each endpoint acknowledged.",
+            (|e| e.exported) as fn(&EndpointStats) -> u64,
+        ),
+        (
+            "otlpflow_endpoint_requests_total",
+            "counter",
+            "Requests sent to each endpoint, retries included.",
+            |e| e.requests,
+        ),
+        (
+            "otlpflow_endpoint_request_errors_total",
+            "counter",
+            "Attempts to each endpoint that failed.",
+            |e| e.request_errors,
+        ),
+        (
+            "otlpflow_endpoint_records_failed_total",
+            "counter",
+            "Records failed for good on their way to each endpoint.",
+            |e| e.failed,
+        ),
+        (
+            "otlpflow_endpoint_breaker_open",
+            "gauge",
+            "1 while some worker's circuit breaker for the endpoint is open or probing.",
+            |e| e.breaker_open as u64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for e in list {
+            let _ = writeln!(
+                out,
+                "{name}{{signal=\"{}\",endpoint=\"{}\"}} {}",
+                e.signal.name(),
+                label(&e.endpoint),
+                value(e)
+            );
+        }
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The per-second rates, since start and over the last interval.
@@ -267,7 +338,7 @@ impl Server {
     /// (`None` once the pipeline is gone).
     pub fn start(
         addr: SocketAddr,
-        snapshot: impl Fn() -> Option<(Stats, Health, Vec<f64>)> + Send + Sync + 'static,
+        snapshot: impl Fn() -> Option<Scrape> + Send + Sync + 'static,
     ) -> std::io::Result<Server> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -355,14 +426,14 @@ const MAX_CONNECTIONS: usize = 64;
 fn respond(
     method: &http::Method,
     path: &str,
-    snapshot: &dyn Fn() -> Option<(Stats, Health, Vec<f64>)>,
+    snapshot: &dyn Fn() -> Option<Scrape>,
 ) -> http::Response<Full<Bytes>> {
     let head = method == http::Method::HEAD;
     let (status, body) = if !head && method != http::Method::GET {
         (405, "use GET\n".to_owned())
     } else {
         match (path, snapshot()) {
-            ("/metrics", Some((s, h, fill))) => (200, render(&s, h, &fill)),
+            ("/metrics", Some(scrape)) => (200, render(&scrape)),
             ("/metrics", None) => (503, "the pipeline is gone\n".to_owned()),
             _ => (404, "try /metrics\n".to_owned()),
         }

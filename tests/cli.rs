@@ -285,3 +285,31 @@ fn bad_flags_are_refused_without_echoing_secrets() {
     assert!(!out.status.success());
     assert!(stderr.contains("8MiB"), "{stderr}");
 }
+
+#[test]
+fn gen_routes_across_repeated_endpoints() {
+    use otlpflow::sink::{Sink, SinkOptions};
+    let sinks: Vec<Sink> = (0..2)
+        .map(|_| Sink::start(SinkOptions::default()).unwrap())
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+        .args(["gen", "--spans", "20000", "--threads", "2", "--json"])
+        .args(
+            sinks
+                .iter()
+                .flat_map(|s| ["--endpoint".to_owned(), s.endpoint()]),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["exported"], 20000, "{r}");
+    let counts: Vec<u64> = sinks.into_iter().map(|s| s.stop().spans).collect();
+    // Both receivers got a share (the benchmark spans carry many trace ids).
+    assert_eq!(counts.iter().sum::<u64>(), 20000);
+    assert!(counts.iter().all(|n| *n > 2000), "{counts:?}");
+}

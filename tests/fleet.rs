@@ -136,6 +136,7 @@ fn every_trace_arrives_whole_at_the_receiver_the_ring_names() {
     let keys: Vec<String> = sinks.iter().map(|s| s.addr().to_string()).collect();
     let p = Pipeline::builder()
         .endpoints(sinks.iter().map(|s| s.endpoint()))
+        .prometheus("127.0.0.1:0".parse().unwrap())
         .policy(Policy::Block {
             max_wait: Duration::from_secs(30),
         })
@@ -159,6 +160,23 @@ fn every_trace_arrives_whole_at_the_receiver_the_ring_names() {
             .find(|e| e.signal == Signal::Traces && &e.endpoint == key)
             .unwrap();
         assert_eq!(e.exported, per[i] * 10, "{e:?}");
+    }
+    // The same per endpoint on the Prometheus endpoint.
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(p.prometheus_addr().unwrap()).unwrap();
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let line = format!(
+            "otlpflow_endpoint_records_exported_total{{signal=\"traces\",endpoint=\"{key}\"}} {}",
+            per[i] * 10
+        );
+        assert!(text.contains(&line), "{line} not in:\n{text}");
     }
 }
 

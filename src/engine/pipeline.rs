@@ -52,7 +52,12 @@ impl Pipeline {
                 let p = Pipeline {
                     core: weak.upgrade()?,
                 };
-                Some((p.stats(), p.health(), p.ring_fill()))
+                Some(crate::prometheus::Scrape {
+                    stats: p.stats(),
+                    health: p.health(),
+                    ring_fill: p.ring_fill(),
+                    endpoints: p.endpoint_stats(),
+                })
             })
             .map_err(|e| Error::config(format!("prometheus: cannot listen on {addr}: {e}")))?;
             *pipeline.core.prometheus.lock() = Some(server);

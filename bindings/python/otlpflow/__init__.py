@@ -86,6 +86,9 @@ class Pipeline:
             for name, value in settings.items():
                 if isinstance(value, bool):
                     value = "true" if value else "false"
+                elif isinstance(value, (list, tuple)):
+                    # endpoints=[...]: the comma-separated list of the name.
+                    value = ",".join(str(v) for v in value)
                 setting(lib.otlpflow_config_set(cfg, keep.str(name), keep.str(str(value))), name)
             handle = ctypes.c_void_p()
             setting(lib.otlpflow_pipeline_start(cfg, ctypes.byref(handle)), "start")

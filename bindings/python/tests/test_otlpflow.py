@@ -247,6 +247,12 @@ class PipelineTest(unittest.TestCase):
             self.assertTrue(p.record_span("named settings"))
             self.assertEqual(p.shutdown()["exported"], 1)
         delivered(1)
+        # A list setting: routed across both (the same receiver twice).
+        with pipeline(endpoints=[ENDPOINT, ENDPOINT], **{"traces.routing": "round_robin"}) as p:
+            for i in range(10):
+                self.assertTrue(p.record_span("fleet", attributes={"i": i}))
+            self.assertEqual(p.shutdown()["exported"], 10)
+        delivered(10)
         with self.assertRaises(otlpflow.ConfigError) as cm:
             pipeline(memory_budget="lots-s3cret")
         self.assertIn("memory_budget", str(cm.exception))

@@ -12,7 +12,7 @@ use crate::args::*;
 use crate::report::{make_report, print_report, Report};
 
 pub(crate) fn run_load(
-    endpoint: &str,
+    endpoints: &[String],
     load: &Load,
     sink: Option<&Sink>,
 ) -> Result<Report, Box<dyn std::error::Error>> {
@@ -30,7 +30,7 @@ pub(crate) fn run_load(
         PolicyArg::Drop => Policy::DropNewest,
     };
     let mut builder = Pipeline::builder()
-        .endpoint(endpoint)
+        .endpoints(endpoints)
         .service_name("otlpflow-demo")
         .resource_attribute(
             "service.instance.id",

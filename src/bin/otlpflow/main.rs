@@ -35,9 +35,11 @@ enum Command {
     Demo(Load),
     /// Push generated spans to an external OTLP/gRPC endpoint.
     Gen {
-        /// The receiver, e.g. http://127.0.0.1:4317.
-        #[arg(long)]
-        endpoint: String,
+        /// The receiver, e.g. http://127.0.0.1:4317. Repeat it for a fleet:
+        /// spans are routed by trace id across them (the Collector
+        /// loadbalancing exporter's ring).
+        #[arg(long, required = true)]
+        endpoint: Vec<String>,
         #[command(flatten)]
         load: Load,
     },
@@ -137,7 +139,7 @@ fn demo(load: Load) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .http_endpoint()
             .ok_or("the sink has no OTLP/HTTP port")?,
     };
-    let report = run_load(&endpoint, &load, Some(&sink))?;
+    let report = run_load(&[endpoint], &load, Some(&sink))?;
     let counts = sink.stop();
     let received = received_of(&counts, load.signal);
     if received != report.exported || counts.errors != 0 {

@@ -83,15 +83,23 @@ impl HashRing {
 
     /// The endpoint for `key`'s hash.
     pub(crate) fn pick(&self, key: &[u8]) -> usize {
+        self.pick_avoiding(key, |_| false)
+    }
+
+    /// The endpoint for `key`'s hash, passing over those `down` says are
+    /// down to the next one on the ring (the first pick if all are down).
+    pub(crate) fn pick_avoiding(&self, key: &[u8], down: impl Fn(usize) -> bool) -> usize {
+        let n = self.positions.len();
+        if n == 0 {
+            return 0;
+        }
         let h = crc32_ieee(key) % RING_SIZE;
-        let i = self.positions.partition_point(|(p, _)| *p < h);
-        let (_, e) = self
-            .positions
-            .get(i)
-            .or(self.positions.first())
-            .copied()
-            .unwrap_or((0, 0));
-        e as usize
+        let start = self.positions.partition_point(|(p, _)| *p < h) % n;
+        let first = self.positions[start].1 as usize;
+        (0..n)
+            .map(|k| self.positions[(start + k) % n].1 as usize)
+            .find(|e| !down(*e))
+            .unwrap_or(first)
     }
 }
 
@@ -121,25 +129,39 @@ impl Router {
     }
 
     /// The endpoint index of an encoded record of `signal`. `turn` is the
-    /// caller's round-robin counter.
+    /// caller's round-robin counter; `down`, when failing over, says which
+    /// endpoints to pass over.
     #[inline]
-    pub(crate) fn pick(&self, signal: Signal, record: &[u8], turn: &mut usize) -> usize {
+    pub(crate) fn pick(
+        &self,
+        signal: Signal,
+        record: &[u8],
+        turn: &mut usize,
+        down: Option<&dyn Fn(usize) -> bool>,
+    ) -> usize {
         if self.endpoints == 1 {
             return 0;
         }
+        let avoid = |e: usize| down.is_some_and(|d| d(e));
         match self.routing {
-            Routing::Service => self.service,
+            Routing::Service if !avoid(self.service) => self.service,
+            Routing::Service => self.ring.pick_avoiding(b"", avoid),
             Routing::TraceId => match trace_id(signal, record) {
-                Some(id) => self.ring.pick(id),
-                None => round_robin(turn, self.endpoints),
+                Some(id) => self.ring.pick_avoiding(id, avoid),
+                None => round_robin(turn, self.endpoints, avoid),
             },
-            Routing::RoundRobin => round_robin(turn, self.endpoints),
+            Routing::RoundRobin => round_robin(turn, self.endpoints, avoid),
         }
     }
 }
 
-fn round_robin(turn: &mut usize, n: usize) -> usize {
-    *turn = (*turn + 1) % n;
+/// The next endpoint in turn that is not down (the next one if all are).
+fn round_robin(turn: &mut usize, n: usize, down: impl Fn(usize) -> bool) -> usize {
+    let first = (*turn + 1) % n;
+    *turn = (0..n)
+        .map(|k| (first + k) % n)
+        .find(|e| !down(*e))
+        .unwrap_or(first);
     *turn
 }
 

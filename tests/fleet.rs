@@ -48,8 +48,18 @@ impl ExpectedRing {
     }
 
     fn of(&self, trace_id: &[u8]) -> usize {
+        self.of_without(trace_id, usize::MAX)
+    }
+
+    /// The same, passing over endpoint `down` to the next on the ring.
+    fn of_without(&self, trace_id: &[u8], down: usize) -> usize {
         let h = crc32(trace_id) % 36_000;
-        self.0.iter().find(|(p, _)| *p >= h).unwrap_or(&self.0[0]).1
+        let after = self.0.iter().filter(|(p, _)| *p >= h);
+        after
+            .chain(self.0.iter())
+            .find(|(_, e)| *e != down)
+            .unwrap()
+            .1
     }
 }
 
@@ -229,5 +239,84 @@ fn a_receiver_down_for_five_seconds_loses_nothing_and_keeps_affinity() {
         errors[1] > 0 && errors[0] == 0 && errors[2] == 0,
         "{errors:?}"
     );
+    p.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn with_failover_a_downed_receivers_traces_go_to_the_next_on_the_ring() {
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let mut sinks: Vec<Option<Sink>> = addrs.iter().map(|a| Some(sink_at(*a))).collect();
+    let keys: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let ring = ExpectedRing::new(&keys);
+    let p = Pipeline::builder()
+        .endpoints(addrs.iter().map(|a| format!("http://{a}")))
+        .failover(true)
+        .linger(Duration::from_millis(5))
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(60),
+        })
+        .start()
+        .unwrap();
+    let down_at = std::time::Instant::now();
+    sinks[1].take().unwrap().stop();
+    // 2,000 traces over about 2 s, from one thread: most of them after
+    // receiver 1's breaker has opened.
+    let scope = p.scope("fleet", "1");
+    for n in 0..2_000u64 {
+        for s in 0..10u64 {
+            workload::with_benchmark_span(3, n * 10 + s, 1, |span| {
+                let mut span = *span;
+                span.trace_id = workload::trace_id(3 ^ 0x5EED, n * 1000);
+                p.record_span(&scope, &span).unwrap();
+            });
+        }
+        if n % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The others kept receiving while receiver 1 was down.
+    let during: Vec<u64> = [0, 2]
+        .iter()
+        .map(|i| sinks[*i].as_ref().unwrap().counts().spans)
+        .collect();
+    assert!(during.iter().all(|n| *n > 0), "{during:?}");
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(down_at.elapsed()));
+    sinks[1] = Some(sink_at(addrs[1]));
+    let stats = p.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        (stats.exported, stats.dropped.total(), stats.failed.total()),
+        (20_000, 0, 0)
+    );
+    let mut got = HashMap::new();
+    for (i, s) in sinks.iter().enumerate() {
+        collect(&mut got, s.as_ref().unwrap(), i);
+    }
+    assert_eq!(got.len(), 2_000);
+    let (mut rerouted, mut waited) = (0, 0);
+    for (id, at) in &got {
+        assert_eq!(at.values().sum::<u64>(), 10, "trace {id:02x?}: {at:?}");
+        let home = ring.of(id);
+        if home != 1 {
+            // Traces of the receivers that stayed up never moved.
+            assert_eq!(at.get(&home), Some(&10), "trace {id:02x?} at {at:?}");
+            continue;
+        }
+        // Receiver 1's traces: sent on before its breaker opened (they
+        // waited for it), or to the next endpoint on the ring.
+        let next = ring.of_without(id, 1);
+        for r in at.keys() {
+            assert!(
+                *r == 1 || *r == next,
+                "trace {id:02x?} at {at:?}, next {next}"
+            );
+        }
+        if at.contains_key(&next) {
+            rerouted += 1;
+        } else {
+            waited += 1;
+        }
+    }
+    eprintln!("failover: {rerouted} traces rerouted, {waited} waited for their receiver");
+    assert!(rerouted > 100, "rerouted {rerouted}, waited {waited}");
     p.shutdown(Duration::from_secs(10)).unwrap();
 }

@@ -367,6 +367,16 @@ impl PipelineBuilder {
         self
     }
 
+    /// With several endpoints (`endpoints`): while an endpoint's circuit
+    /// breaker is open, its records go to the next endpoint on the ring
+    /// (trace affinity gives way to delivery), and back once the breaker
+    /// lets a request through again. Off by default: records wait for
+    /// their endpoint.
+    pub fn failover(mut self, on: bool) -> Self {
+        self.flow.failover = on;
+        self
+    }
+
     /// Where [`PipelineBuilder::system_memory_limit`] reads memory use
     /// (tests point it at files they write; the default is the system's).
     pub fn system_memory_source(mut self, source: crate::flow::MemorySource) -> Self {

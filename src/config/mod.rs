@@ -211,6 +211,11 @@ pub struct FlowConfig {
     /// system's memory use (the process's cgroup, else the machine) is over
     /// this fraction; workers stop growing concurrency and batches then.
     pub system_memory_limit: Option<f64>,
+    /// With several endpoints: a record whose endpoint's circuit breaker is
+    /// open goes to the next endpoint on the ring instead, and back once
+    /// the breaker lets a request through again. Off: it waits for its
+    /// endpoint (trace affinity kept).
+    pub failover: bool,
 }
 
 impl Policy {

@@ -74,6 +74,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("retry_max_elapsed", "duration"),
     ("retry_multiplier", "number >= 1"),
     ("retry_queue", "keep or drop_oldest"),
+    ("failover", "true or false (several endpoints)"),
     ("breaker_threshold", "count"),
     ("breaker_min_open", "duration"),
     ("breaker_max_open", "duration"),
@@ -305,6 +306,9 @@ impl PipelineBuilder {
             "retry_multiplier" => {
                 b.retry.multiplier = number(v).ok_or_else(|| want(expects(name)))?
             }
+            "failover" => {
+                b.flow.failover = parse_bool(v).ok_or_else(|| want(expects(name)))?;
+            }
             "retry_queue" => {
                 b.flow.retry_queue = match v {
                     "keep" => RetryQueue::Keep,
@@ -424,6 +428,7 @@ mod tests {
             ("retry_max_elapsed", "30s"),
             ("retry_multiplier", "1.5"),
             ("retry_queue", "drop_oldest"),
+            ("failover", "true"),
             ("breaker_threshold", "3"),
             ("breaker_min_open", "100ms"),
             ("breaker_max_open", "5s"),

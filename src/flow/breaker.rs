@@ -85,6 +85,16 @@ impl Breaker {
         }
     }
 
+    /// Whether a new request would have to wait at `now_ns`: open and
+    /// not yet due for its probe, or a probe out.
+    pub fn refuses(&self, now_ns: u64) -> bool {
+        match self.state {
+            State::Closed => false,
+            State::Open => now_ns < self.open_until,
+            State::HalfOpen => true,
+        }
+    }
+
     /// An attempt was answered.
     pub fn on_success(&mut self) {
         self.failures = 0;

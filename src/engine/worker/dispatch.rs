@@ -25,13 +25,47 @@ impl Worker {
         }
     }
 
-    /// Sends the batches that are full; the others keep filling (with
-    /// several endpoints, one full lane does not cut the others short).
-    pub(super) async fn dispatch_full(&mut self) {
+    /// Sends the batches that are full (`only_full`) or all non-empty ones
+    /// whose endpoint has a free request slot; with several endpoints, one
+    /// that is slow or down neither cuts the others' batches short nor
+    /// holds them back. Returns whether it sent anything.
+    pub(super) async fn dispatch_ready(&mut self, only_full: bool) -> bool {
+        let mut sent = false;
         for lane in 0..self.batches.len() {
-            if self.is_full(lane) {
+            let linger = self.inner.config.linger;
+            let ready = if only_full {
+                self.is_full(lane)
+            } else {
+                self.batches[lane]
+                    .opened()
+                    .is_some_and(|t| t.elapsed() >= linger)
+            };
+            // A signal with one endpoint waits for its slot (evicting under
+            // DropOldest) as it always did; with several, a lane without a
+            // free slot is passed over.
+            let signal = self.inner.exports[lane].signal;
+            let alone = self.inner.lanes[signal].len() == 1;
+            if ready && (alone || self.shared.has_slot(lane)) {
                 self.dispatch_one(lane).await;
+                sent = true;
             }
+        }
+        sent
+    }
+
+    /// Waits until a request ends (a slot frees), a producer or control
+    /// call wakes the worker, or `linger` passes: what a worker does when
+    /// every ready batch waits for its endpoint's slots.
+    pub(super) async fn wait_for_slot(&self) {
+        let linger = self
+            .inner
+            .config
+            .linger
+            .max(std::time::Duration::from_millis(1));
+        tokio::select! {
+            _ = self.shared.slot_freed.notified() => {}
+            _ = self.inner.workers[self.idx].notify.notified() => {}
+            _ = tokio::time::sleep(linger) => {}
         }
     }
 
@@ -84,9 +118,9 @@ impl Worker {
         // its retry makes room for this fresh one.
         // Shutdown's deadline ends the wait: the batch is a shutdown loss,
         // and the worker goes on to abandon the rest on time.
-        while self.shared.in_flight() >= self.shared.limit() {
+        while !self.shared.has_slot(lane) {
             if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
-                self.shared.evict_oldest();
+                self.shared.evict_oldest(Some(lane));
             }
             let stop = self.inner.stop_deadline();
             let far = crate::clock::deadline_after(std::time::Duration::from_secs(3600));
@@ -107,6 +141,7 @@ impl Worker {
             }
         }
         let n = counters.in_flight_requests.fetch_add(1, Ordering::Relaxed) as usize + 1;
+        self.shared.lane_in_flight.borrow_mut()[lane] += 1;
         if let Some(a) = self.shared.aimd.borrow_mut().as_mut() {
             a.on_send(n);
         }
@@ -137,6 +172,7 @@ impl Worker {
             w.counters
                 .in_flight_requests
                 .fetch_sub(1, Ordering::Relaxed);
+            shared.lane_in_flight.borrow_mut()[lane] -= 1;
             shared.slot_freed.notify_one();
             // Let the worker re-check a pending flush.
             w.notify.notify_one();

@@ -26,8 +26,10 @@ impl Worker {
             idx,
             charged,
             samples,
+            shared,
             ..
         } = self;
+        let now_ns = inner.epoch.elapsed().as_nanos() as u64;
         let cfg = &inner.config;
         let max_items = (inner.workers[*idx]
             .counters
@@ -70,8 +72,12 @@ impl Worker {
                 } else {
                     payload.get(RECEIPT_PREFIX..).unwrap_or_default()
                 };
-                let lane = inner.lanes[signal].start
-                    + inner.routers[signal].pick(signal, record, &mut turns[signal]);
+                let base = inner.lanes[signal].start;
+                let down = |e: usize| shared.breakers[base + e].borrow().refuses(now_ns);
+                let failover: Option<&dyn Fn(usize) -> bool> =
+                    if cfg.flow.failover { Some(&down) } else { None };
+                let lane =
+                    base + inner.routers[signal].pick(signal, record, &mut turns[signal], failover);
                 let batch = &mut batches[lane];
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.

@@ -44,7 +44,11 @@ pub(super) struct ExportContext {
     pub(super) breaker_changed: Notify,
     /// Requests sleeping before a retry, oldest first, each with the signal
     /// that evicts it (`RetryQueue::DropOldest`).
-    pub(super) retrying: RefCell<BTreeMap<u64, Rc<Notify>>>,
+    pub(super) retrying: RefCell<BTreeMap<u64, (usize, Rc<Notify>)>>,
+    /// Requests in flight per lane: each endpoint has the worker's limit of
+    /// request slots to itself, so one that stops answering cannot take
+    /// the others' slots.
+    pub(super) lane_in_flight: RefCell<Vec<usize>>,
 }
 
 impl ExportContext {
@@ -61,12 +65,6 @@ impl ExportContext {
         self.inner.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Requests in flight (sending or waiting for a retry). Written only on
-    /// this worker's thread; the atomic is what stats() reads.
-    pub(super) fn in_flight(&self) -> usize {
-        self.counters().in_flight_requests.load(Ordering::Relaxed) as usize
-    }
-
     pub(super) fn limit(&self) -> usize {
         match &*self.aimd.borrow() {
             Some(a) => a.limit(),
@@ -74,10 +72,20 @@ impl ExportContext {
         }
     }
 
-    /// Drops the request that has waited longest for its retry. Returns
-    /// whether there was one.
-    pub(super) fn evict_oldest(&self) -> bool {
-        match self.retrying.borrow_mut().pop_first() {
+    /// Whether `lane` has a free request slot.
+    pub(super) fn has_slot(&self, lane: usize) -> bool {
+        self.lane_in_flight.borrow()[lane] < self.limit()
+    }
+
+    /// Drops the request that has waited longest for its retry (of `lane`
+    /// only, if given). Returns whether there was one.
+    pub(super) fn evict_oldest(&self, lane: Option<usize>) -> bool {
+        let mut retrying = self.retrying.borrow_mut();
+        let seq = retrying
+            .iter()
+            .find(|(_, (l, _))| lane.is_none_or(|want| *l == want))
+            .map(|(seq, _)| *seq);
+        match seq.and_then(|s| retrying.remove(&s)) {
             Some((_, signal)) => {
                 // notify_one keeps the permit if the task is not polled yet.
                 signal.notify_one();
@@ -89,9 +97,11 @@ impl ExportContext {
 
     /// Puts request `seq` in the retry queue (leave it with
     /// `retrying.remove`); the returned signal fires if it is evicted.
-    pub(super) fn enter_retry_queue(&self, seq: u64) -> Rc<Notify> {
+    pub(super) fn enter_retry_queue(&self, seq: u64, lane: usize) -> Rc<Notify> {
         let signal = Rc::new(Notify::new());
-        self.retrying.borrow_mut().insert(seq, signal.clone());
+        self.retrying
+            .borrow_mut()
+            .insert(seq, (lane, signal.clone()));
         if self.inner.config.flow.retry_queue == RetryQueue::DropOldest {
             // A dispatch waiting for a slot may now evict this request.
             self.slot_freed.notify_one();
@@ -114,7 +124,7 @@ impl ExportContext {
                 Admit::WaitUntil(ns) => Some(self.inner.epoch + Duration::from_nanos(ns)),
                 Admit::WaitProbe => None,
             };
-            let evict = self.enter_retry_queue(seq);
+            let evict = self.enter_retry_queue(seq, lane);
             let evicted = tokio::select! {
                 _ = evict.notified() => true,
                 _ = self.breaker_changed.notified(), if until.is_none() => false,
@@ -405,7 +415,7 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 let delay = e.retry_after().unwrap_or(backoff_delay);
                 if e.retryable() && crate::clock::deadline_after(delay) < give_up {
                     counters.retries.fetch_add(1, Ordering::Relaxed);
-                    if wait_for_retry(shared, req.seq, delay).await {
+                    if wait_for_retry(shared, req.seq, req.lane, delay).await {
                         continue;
                     }
                     req.fail(shared, FailReason::Evicted, last_error.as_deref());
@@ -425,8 +435,8 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
 
 /// Sleeps before a retry in the retry queue, where newer data may evict
 /// the request (`RetryQueue::DropOldest`). Returns false if it was evicted.
-async fn wait_for_retry(shared: &ExportContext, seq: u64, delay: Duration) -> bool {
-    let signal = shared.enter_retry_queue(seq);
+async fn wait_for_retry(shared: &ExportContext, seq: u64, lane: usize, delay: Duration) -> bool {
+    let signal = shared.enter_retry_queue(seq, lane);
     let evicted = tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = signal.notified() => true,

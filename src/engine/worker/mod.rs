@@ -132,6 +132,7 @@ pub(super) fn run(
             breakers: (0..lanes).map(|_| RefCell::new(breaker.clone())).collect(),
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
+            lane_in_flight: RefCell::new(vec![0; lanes]),
         }),
         charged: vec![0; lanes],
         turns: PerSignal::default(),
@@ -169,7 +170,9 @@ impl Worker {
             }
             let drained = self.drain();
             if self.batch_full() {
-                self.dispatch_full().await;
+                if !self.dispatch_ready(true).await {
+                    self.wait_for_slot().await;
+                }
                 continue;
             }
             if self.advance_flush().await {
@@ -196,7 +199,9 @@ impl Worker {
             }
             if let Some(opened) = self.opened() {
                 if opened.elapsed() >= inner.config.linger {
-                    self.dispatch().await;
+                    if !self.dispatch_ready(false).await {
+                        self.wait_for_slot().await;
+                    }
                     continue;
                 }
             }
@@ -216,7 +221,7 @@ impl Worker {
         if self.inner.config.flow.retry_queue == RetryQueue::DropOldest
             && self.inner.budget_waiters.load(Ordering::Relaxed) > 0
         {
-            self.shared.evict_oldest();
+            self.shared.evict_oldest(None);
         }
     }
 

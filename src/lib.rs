@@ -64,8 +64,8 @@ pub use bridge::tracing;
 
 pub use config::{
     parse_bytes, parse_duration, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers,
-    HttpVersion, PipelineBuilder, Policy, Protocol, RetryConfig, RetryQueue, Routing, TlsSettings,
-    SETTINGS,
+    HttpVersion, PipelineBuilder, Policy, Protocol, Resolver, RetryConfig, RetryQueue, Routing,
+    TlsSettings, SETTINGS,
 };
 pub use engine::{fork, Acked, BatchResult, Delivery, Pipeline, Receipt, Recordable, Scope};
 pub use error::{Error, RecordError};

@@ -117,9 +117,9 @@ fn check_affinity(
     got: &HashMap<Vec<u8>, HashMap<usize, u64>>,
     ring: &ExpectedRing,
     traces: u64,
-) -> [u64; 3] {
+) -> Vec<u64> {
     assert_eq!(got.len() as u64, traces, "every trace arrived");
-    let mut per = [0u64; 3];
+    let mut per = vec![0u64; 4];
     for (id, at) in got {
         let want = ring.of(id);
         assert_eq!(at.len(), 1, "trace {id:02x?} split across {at:?}");
@@ -162,7 +162,7 @@ fn every_trace_arrives_whole_at_the_receiver_the_ring_names() {
     let per = check_affinity(&got, &ExpectedRing::new(&keys), 10_000);
     // Each receiver has a fair share (the ring's arcs are uneven, not that
     // uneven).
-    assert!(per.iter().all(|n| *n > 1_500), "{per:?}");
+    assert!(per[..3].iter().all(|n| *n > 1_500), "{per:?}");
     let by_endpoint = p.endpoint_stats();
     for (i, key) in keys.iter().enumerate() {
         let e = by_endpoint
@@ -318,5 +318,138 @@ fn with_failover_a_downed_receivers_traces_go_to_the_next_on_the_ring() {
     }
     eprintln!("failover: {rerouted} traces rerouted, {waited} waited for their receiver");
     assert!(rerouted > 100, "rerouted {rerouted}, waited {waited}");
+    p.shutdown(Duration::from_secs(10)).unwrap();
+}
+
+/// Records traces `from..to` (10 spans each) from this thread.
+fn record_range(p: &Pipeline, seed: u64, from: u64, to: u64) {
+    let scope = p.scope("fleet", "1");
+    for n in from..to {
+        for s in 0..10u64 {
+            workload::with_benchmark_span(seed, n * 10 + s, 1, |span| {
+                let mut span = *span;
+                span.trace_id = workload::trace_id(seed ^ 0x5EED, n * 1000);
+                p.record_span(&scope, &span).unwrap();
+            });
+        }
+    }
+}
+
+#[test]
+fn a_fourth_endpoint_moves_about_a_quarter_of_the_traces() {
+    // On the ring itself, with fixed keys: 10,000 trace ids.
+    let three: Vec<String> = (1..=3).map(|i| format!("10.0.0.{i}:4317")).collect();
+    let four: Vec<String> = (1..=4).map(|i| format!("10.0.0.{i}:4317")).collect();
+    let (r3, r4) = (ExpectedRing::new(&three), ExpectedRing::new(&four));
+    let moved = (0..10_000u64)
+        .map(|n| workload::trace_id(77, n * 1000))
+        .filter(|id| r3.of(id) != r4.of(id))
+        .count();
+    eprintln!("a fourth endpoint moved {moved} of 10000 traces");
+    assert!((2_000..=3_000).contains(&moved), "moved {moved} of 10000");
+    // Every trace that moved went to the new endpoint.
+    assert!((0..10_000u64)
+        .map(|n| workload::trace_id(77, n * 1000))
+        .filter(|id| r3.of(id) != r4.of(id))
+        .all(|id| r4.of(&id) == 3));
+
+    // And live: a fourth receiver added to a running pipeline.
+    let sinks: Vec<Sink> = (0..4).map(|_| sink_at(free_addr())).collect();
+    let keys: Vec<String> = sinks.iter().map(|s| s.addr().to_string()).collect();
+    let urls: Vec<String> = sinks.iter().map(|s| s.endpoint()).collect();
+    let p = Pipeline::builder().endpoints(&urls[..3]).start().unwrap();
+    record_range(&p, 4, 0, 1_000);
+    p.flush(Duration::from_secs(30)).unwrap();
+    let mut before = HashMap::new();
+    for (i, s) in sinks.iter().enumerate() {
+        collect(&mut before, s, i);
+    }
+    check_affinity(&before, &ExpectedRing::new(&keys[..3]), 1_000);
+    assert!(p.set_endpoints(Signal::Traces, &urls).unwrap());
+    assert!(
+        !p.set_endpoints(Signal::Traces, &urls).unwrap(),
+        "the same set again"
+    );
+    assert_eq!(p.endpoints(Signal::Traces), keys);
+    p.flush(Duration::from_secs(30)).unwrap();
+    record_range(&p, 4, 1_000, 3_000);
+    let stats = p.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.exported, stats.failed.total()), (30_000, 0));
+    let mut after = HashMap::new();
+    for (i, s) in sinks.iter().enumerate() {
+        collect(&mut after, s, i);
+    }
+    let ring4 = ExpectedRing::new(&keys);
+    let per = check_affinity(&after, &ring4, 2_000);
+    let ring3 = ExpectedRing::new(&keys[..3]);
+    let moved = after
+        .keys()
+        .filter(|id| ring3.of(id) != ring4.of(id))
+        .count() as u64;
+    // Exactly the traces the new ring gives the new receiver moved.
+    assert_eq!(moved, per[3]);
+    assert!(moved > 0);
+}
+
+#[test]
+fn a_dns_name_is_resolved_again_and_its_new_address_gets_traces() {
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+    // Three receivers on the same port of 127.0.0.1, .2 and .3.
+    let port = free_addr().port();
+    let ips: Vec<IpAddr> = (1..=3)
+        .map(|i| format!("127.0.0.{i}").parse().unwrap())
+        .collect();
+    let sinks: Vec<Sink> = ips
+        .iter()
+        .map(|ip| sink_at(SocketAddr::new(*ip, port)))
+        .collect();
+    let keys: Vec<String> = sinks.iter().map(|s| s.addr().to_string()).collect();
+    // The name answers with two addresses (in any order), then three.
+    let answer = Arc::new(Mutex::new(vec![ips[1], ips[0]]));
+    let resolver = {
+        let answer = answer.clone();
+        otlpflow::Resolver::new(move |host| {
+            assert_eq!(host, "fleet.test");
+            Ok(answer.lock().unwrap().clone())
+        })
+    };
+    let p = Pipeline::builder()
+        .resolver(resolver)
+        .endpoints_dns(
+            format!("http://fleet.test:{port}"),
+            Duration::from_millis(100),
+        )
+        .start()
+        .unwrap();
+    assert_eq!(p.endpoints(Signal::Traces), keys[..2]);
+    record_range(&p, 5, 0, 1_000);
+    p.flush(Duration::from_secs(30)).unwrap();
+    let mut first = HashMap::new();
+    for (i, s) in sinks.iter().enumerate() {
+        collect(&mut first, s, i);
+    }
+    check_affinity(&first, &ExpectedRing::new(&keys[..2]), 1_000);
+
+    answer.lock().unwrap().push(ips[2]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.endpoints(Signal::Traces).len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.endpoints(Signal::Traces), keys);
+    p.flush(Duration::from_secs(30)).unwrap();
+    record_range(&p, 5, 1_000, 2_000);
+    p.flush(Duration::from_secs(30)).unwrap();
+    let mut second = HashMap::new();
+    for (i, s) in sinks.iter().enumerate() {
+        collect(&mut second, s, i);
+    }
+    let per = check_affinity(&second, &ExpectedRing::new(&keys), 1_000);
+    assert!(per[2] > 0, "{per:?}");
+    // A name that stops resolving keeps the endpoints it had.
+    answer.lock().unwrap().clear();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(p.endpoints(Signal::Traces), keys);
+    assert!(p.last_error().unwrap_or_default().contains("fleet.test"));
     p.shutdown(Duration::from_secs(10)).unwrap();
 }

@@ -31,6 +31,23 @@ impl PipelineBuilder {
         self
     }
 
+    /// One DNS name standing for a fleet (a headless service, say): the
+    /// base URL's host is resolved to all its addresses, each address
+    /// (with the URL's port) is an endpoint, routed as with `endpoints`,
+    /// and the name is resolved again every `interval`: addresses that
+    /// appear get endpoints, those that go stop being routed to. For the
+    /// signals without endpoints of their own; wins over `endpoints`.
+    pub fn endpoints_dns(mut self, url: impl Into<String>, interval: Duration) -> Self {
+        self.dns = Some((url.into(), interval));
+        self
+    }
+
+    /// The resolver `endpoints_dns` uses (default: the system's).
+    pub fn resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     /// Several endpoints for `signal` only, used as they are (see
     /// `traces_endpoint`). Wins over `endpoints` and the signal's own
     /// endpoint.

@@ -6,6 +6,7 @@
 //! from a validated [`Config`].
 
 mod builder;
+mod dns;
 mod endpoint;
 mod env;
 mod named;
@@ -18,9 +19,12 @@ use crate::error::Error;
 use crate::record::{OwnedValue, PerSignal};
 
 pub use crate::record::Signal;
+pub(crate) use dns::DnsEndpoints;
+pub use dns::Resolver;
 pub use endpoint::Endpoint;
 pub use named::{parse_duration, SETTINGS};
 pub use size::parse_bytes;
+pub(crate) use validate::base_target;
 
 /// How a signal's records are spread over several endpoints (see
 /// `PipelineBuilder::endpoints`).
@@ -261,6 +265,8 @@ impl Default for RetryConfig {
 /// here opens a file or a socket.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Endpoints given as a DNS name, re-resolved on an interval.
+    pub(crate) dns: Option<DnsEndpoints>,
     pub(crate) http_version: HttpVersion,
     pub(crate) resource: Vec<(String, OwnedValue)>,
     /// No service name, version or attribute was configured (the resource
@@ -386,6 +392,8 @@ pub struct TlsSettings {
 pub struct PipelineBuilder {
     endpoint: Option<String>,
     endpoints: Option<Vec<String>>,
+    dns: Option<(String, Duration)>,
+    resolver: Option<Resolver>,
     signals: PerSignal<SignalOverrides>,
     metrics_interval: Duration,
     temporality: crate::record::Temporality,
@@ -427,6 +435,8 @@ impl Default for PipelineBuilder {
         PipelineBuilder {
             endpoint: None,
             endpoints: None,
+            dns: None,
+            resolver: None,
             signals: Default::default(),
             metrics_interval: Duration::from_secs(60),
             temporality: crate::record::Temporality::Cumulative,

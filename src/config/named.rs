@@ -22,6 +22,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "endpoints",
         "base URLs, comma-separated: a fleet to route between",
     ),
+    (
+        "endpoints_dns",
+        "base URL whose host is a DNS name for the fleet",
+    ),
+    ("dns_interval", "duration (default 5s)"),
     ("<signal>.endpoint", "URL used as it is"),
     (
         "<signal>.endpoints",
@@ -250,6 +255,14 @@ impl PipelineBuilder {
         match name {
             "endpoint" => b.endpoint = Some(v.to_owned()),
             "endpoints" => b.endpoints = Some(list(v)),
+            "endpoints_dns" => {
+                let interval = b.dns.as_ref().map_or(Duration::from_secs(5), |d| d.1);
+                b.dns = Some((v.to_owned(), interval));
+            }
+            "dns_interval" => {
+                let url = b.dns.take().map(|d| d.0).unwrap_or_default();
+                b.dns = Some((url, duration(v)?));
+            }
             "protocol" => b.protocol = Protocol::parse(v).map_err(|_| want(expects(name)))?,
             "http_version" => {
                 b.http_version = match v {
@@ -491,10 +504,12 @@ mod tests {
         assert_eq!(c.retry.multiplier, 1.5);
         assert_eq!(c.flow.breaker.threshold, 3);
         assert!(c.self_metrics);
-        // Every plain name in SETTINGS is among the cases above.
+        // Every plain name in SETTINGS is among the cases above, or in
+        // the DNS test below.
+        let dns = ["endpoints_dns", "dns_interval"];
         for (pattern, _) in SETTINGS.iter().filter(|(p, _)| !p.contains('<')) {
             assert!(
-                cases.iter().any(|(n, _)| n == pattern),
+                cases.iter().any(|(n, _)| n == pattern) || dns.contains(pattern),
                 "{pattern} untested"
             );
         }
@@ -532,5 +547,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tls_client_key"), "{e}");
+    }
+
+    #[test]
+    fn dns_endpoints_by_name_resolve_with_the_given_resolver() {
+        let c = PipelineBuilder::default()
+            .resolver(Resolver::new(|host| {
+                assert_eq!(host, "collectors.internal");
+                Ok(vec![
+                    "10.0.0.2".parse().unwrap(),
+                    "10.0.0.1".parse().unwrap(),
+                ])
+            }))
+            .set("dns_interval", "250ms")
+            .unwrap()
+            .set("endpoints_dns", "http://collectors.internal:4317")
+            .unwrap()
+            .set("metrics.endpoint", "http://127.0.0.1:9/v1/metrics")
+            .unwrap()
+            .build()
+            .unwrap();
+        let d = c.dns.as_ref().unwrap();
+        assert_eq!(d.interval, Duration::from_millis(250));
+        assert_eq!(d.signals, [Signal::Traces, Signal::Logs]);
+        // Sorted, one endpoint per address, the port of the URL.
+        let keys: Vec<String> = c.signals[Signal::Traces]
+            .targets
+            .iter()
+            .map(|(e, _)| e.address())
+            .collect();
+        assert_eq!(keys, ["10.0.0.1:4317", "10.0.0.2:4317"]);
+        assert_eq!(c.signals[Signal::Metrics].targets.len(), 1);
     }
 }

@@ -5,9 +5,36 @@ use std::time::Duration;
 
 use super::*;
 
+/// A base endpoint URL and `signal`'s OTLP/HTTP path under it
+/// (`/v1/<signal>` appended).
+pub(crate) fn base_target(url: &str, signal: Signal) -> Result<(Endpoint, String), Error> {
+    let e = Endpoint::parse(url)?;
+    let path = format!("{}/v1/{}", e.path.trim_end_matches('/'), signal.name());
+    Ok((e, path))
+}
+
 impl PipelineBuilder {
     /// Validates the settings.
     pub fn build(self) -> Result<Config, Error> {
+        let dns = self.dns.as_ref().map(|(url, interval)| DnsEndpoints {
+            url: url.clone(),
+            interval: *interval,
+            resolver: self.resolver.clone().unwrap_or_else(Resolver::system),
+            // The signals without endpoints of their own.
+            signals: Signal::ALL
+                .into_iter()
+                .filter(|s| {
+                    self.signals[*s].endpoints.is_none() && self.signals[*s].endpoint.is_none()
+                })
+                .collect(),
+        });
+        if let Some(d) = &dns {
+            if d.interval < Duration::from_millis(10) {
+                return Err(Error::config(
+                    "endpoints_dns: the interval must be at least 10 ms",
+                ));
+            }
+        }
         let signals = PerSignal::try_from_fn(|signal| {
             let o = &self.signals[signal];
             let protocol = o.protocol.unwrap_or(self.protocol);
@@ -26,20 +53,24 @@ impl PipelineBuilder {
                 };
                 Ok((e, path))
             };
-            let base = |b: &str| -> Result<(Endpoint, String), Error> {
-                let e = Endpoint::parse(b)?;
-                let path = format!("{}/v1/{}", e.path.trim_end_matches('/'), signal.name());
-                Ok((e, path))
+            let base = |b: &str| base_target(b, signal);
+            let targets: Vec<(Endpoint, String)> = match (
+                &o.endpoints,
+                &o.endpoint,
+                &dns,
+                &self.endpoints,
+                &self.endpoint,
+            ) {
+                (Some(list), ..) => list.iter().map(|t| own(t)).collect::<Result<_, _>>()?,
+                (None, Some(t), ..) => vec![own(t)?],
+                (None, None, Some(d), ..) => d.targets(signal)?,
+                (None, None, None, Some(list), _) => {
+                    list.iter().map(|b| base(b)).collect::<Result<_, _>>()?
+                }
+                (None, None, None, None, b) => {
+                    vec![base(b.as_deref().unwrap_or(default_endpoint))?]
+                }
             };
-            let targets: Vec<(Endpoint, String)> =
-                match (&o.endpoints, &o.endpoint, &self.endpoints, &self.endpoint) {
-                    (Some(list), ..) => list.iter().map(|t| own(t)).collect::<Result<_, _>>()?,
-                    (None, Some(t), ..) => vec![own(t)?],
-                    (None, None, Some(list), _) => {
-                        list.iter().map(|b| base(b)).collect::<Result<_, _>>()?
-                    }
-                    (None, None, None, b) => vec![base(b.as_deref().unwrap_or(default_endpoint))?],
-                };
             if targets.is_empty() {
                 return Err(Error::config(format!(
                     "{}.endpoints: the list is empty",
@@ -184,6 +215,7 @@ impl PipelineBuilder {
             resource.push((k, v));
         }
         Ok(Config {
+            dns,
             http_version: self.http_version,
             resource,
             resource_is_default,

@@ -13,8 +13,6 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::{batch, worker, Engine, Shard, WorkerState, AWAKE, SCOPE_BUCKETS};
 use crate::config::Config;
 use crate::error::Error;
-use crate::export::ExportSettings;
-use crate::record::PerSignal;
 use crate::ring::{Consumer, Ring};
 use crate::stats::{self, ShardCounters, Stats, WorkerCounters};
 
@@ -29,27 +27,7 @@ impl Engine {
     ) -> Result<(Arc<Engine>, Vec<JoinHandle<()>>), Error> {
         // Each signal's endpoint, TLS client and pool, checked before any
         // thread starts.
-        let by_signal = ExportSettings::for_config(&config)?;
-        let service = config
-            .resource
-            .iter()
-            .find(|(k, _)| k == "service.name")
-            .and_then(|(_, v)| match v {
-                crate::record::OwnedValue::Str(s) => Some(s.as_str()),
-                _ => None,
-            })
-            .unwrap_or("");
-        let routers = by_signal.map(|signal, list| {
-            let keys: Vec<String> = list.iter().map(|e| e.endpoint.address()).collect();
-            crate::route::Router::new(config.signals[signal].routing, &keys, service)
-        });
-        let mut lanes = PerSignal::from_fn(|_| 0..0);
-        let mut exports = Vec::new();
-        for signal in crate::record::Signal::ALL {
-            let start = exports.len();
-            exports.extend(by_signal[signal].iter().cloned());
-            lanes[signal] = start..exports.len();
-        }
+        let lanes = super::lanes::Lanes::new(&config)?;
         let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
         let shards: Box<[Shard]> = (0..config.shards)
             .map(|i| Shard {
@@ -73,7 +51,7 @@ impl Engine {
                     mode: AtomicU32::new(AWAKE),
                     notify: tokio::sync::Notify::new(),
                     counters,
-                    endpoints: exports.iter().map(|_| Default::default()).collect(),
+                    endpoints: Mutex::new(Vec::new()),
                     flush_done: AtomicU64::new(0),
                 }
             })
@@ -131,9 +109,7 @@ impl Engine {
             max_record,
             resource_field: RwLock::new(Bytes::from(resource_field)),
             resource_adoptable: AtomicBool::new(config.resource_is_default),
-            exports,
             lanes,
-            routers,
             config,
             shards,
             workers,
@@ -157,11 +133,24 @@ impl Engine {
             inner.carry(&c);
         }
         let insecure = inner.config.tls.insecure_skip_verify
-            && inner.exports.iter().any(|e| e.endpoint.scheme == "https");
+            && inner
+                .lanes
+                .current()
+                .exports
+                .iter()
+                .any(|e| e.endpoint.scheme == "https");
         if insecure {
             *inner.last_error.lock() = Some(crate::tls::INSECURE_WARNING.to_owned());
         }
         let mut threads = Vec::new();
+        if let Some(dns) = inner.config.dns.clone() {
+            let engine = Arc::downgrade(&inner);
+            let resolver = std::thread::Builder::new()
+                .name("otlpflow-resolve".into())
+                .spawn(move || resolve_again(&dns, &engine))
+                .map_err(|e| Error::internal(format!("spawning the resolver: {e}")))?;
+            threads.push(resolver);
+        }
         if let Some(sys) = inner.system_memory.clone() {
             let engine = Arc::downgrade(&inner);
             let sampler = std::thread::Builder::new()
@@ -227,6 +216,39 @@ impl Engine {
         }
         self.rate_window.lock().fill(Instant::now(), &mut s);
         s
+    }
+}
+
+/// The `otlpflow-resolve` thread: resolves the fleet's DNS name every
+/// interval and hands a changed address set to the lanes, until the engine
+/// stops (or is gone). A failed resolution keeps the endpoints as they are
+/// and is reported as the last error.
+fn resolve_again(dns: &crate::config::DnsEndpoints, engine: &std::sync::Weak<Engine>) {
+    let step = std::time::Duration::from_millis(50).min(dns.interval);
+    loop {
+        let until = Instant::now() + dns.interval;
+        while Instant::now() < until {
+            std::thread::sleep(step);
+            match engine.upgrade() {
+                Some(e) if !e.stop.load(Ordering::Relaxed) => {}
+                _ => return,
+            }
+        }
+        let Some(e) = engine.upgrade() else { return };
+        for signal in &dns.signals {
+            let changed = dns
+                .targets(*signal)
+                .and_then(|t| e.lanes.set(&e.config, *signal, &t));
+            match changed {
+                Ok(true) => log::info!(
+                    "otlpflow: {} endpoints now {:?}",
+                    signal.name(),
+                    e.lanes.addresses(*signal)
+                ),
+                Ok(false) => {}
+                Err(err) => *e.last_error.lock() = Some(err.to_string()),
+            }
+        }
     }
 }
 

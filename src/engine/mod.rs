@@ -12,6 +12,7 @@ pub(crate) mod batch;
 mod control;
 mod core;
 pub mod fork;
+mod lanes;
 mod launch;
 mod pipeline;
 mod receipt;
@@ -32,9 +33,7 @@ pub use receipt::{Delivery, Receipt};
 pub use send::{Acked, Recordable};
 
 use crate::config::Config;
-use crate::export::ExportSettings;
 use crate::metrics::Instrument;
-use crate::record::PerSignal;
 use crate::ring::Ring;
 use crate::stats::{ShardCounters, WorkerCounters};
 
@@ -77,8 +76,9 @@ struct WorkerState {
     mode: AtomicU32,
     notify: tokio::sync::Notify,
     counters: WorkerCounters,
-    /// Per lane (a signal's endpoint): what this worker sent it.
-    endpoints: Box<[crate::stats::EndpointCounters]>,
+    /// Per lane (a signal's endpoint): what this worker sent it. The
+    /// worker appends when lanes are added; `endpoint_stats` reads.
+    endpoints: Mutex<Vec<Arc<crate::stats::EndpointCounters>>>,
     /// The last flush epoch this worker has completed.
     flush_done: AtomicU64,
 }
@@ -120,13 +120,9 @@ pub struct BatchResult {
 struct Engine {
     id: u64,
     config: Config,
-    /// Exporter settings (endpoint, TLS, pool) by lane: one lane per
-    /// endpoint of each signal, resolved once.
-    exports: Vec<ExportSettings>,
-    /// Each signal's lanes, a range of `exports`.
-    lanes: PerSignal<std::ops::Range<usize>>,
-    /// Each signal's routing over its lanes.
-    routers: PerSignal<crate::route::Router>,
+    /// Exporter settings (endpoint, TLS, pool) by lane, one lane per
+    /// endpoint of each signal, and each signal's routing over its lanes.
+    lanes: lanes::Lanes,
     shards: Box<[Shard]>,
     workers: Box<[WorkerState]>,
     /// When the engine started (cumulative sums start here).

@@ -240,17 +240,41 @@ impl Pipeline {
         r
     }
 
+    /// Replaces `signal`'s endpoints while the pipeline runs (base URLs, as
+    /// `PipelineBuilder::endpoints` takes them). The ring is rebuilt over
+    /// the new set, which moves about 1/N of the traces when an endpoint
+    /// joins N-1 others; an endpoint that leaves keeps sending what it
+    /// already holds. Returns whether the set changed.
+    pub fn set_endpoints<S: AsRef<str>>(&self, signal: Signal, urls: &[S]) -> Result<bool, Error> {
+        let e = self.engine();
+        let targets = urls
+            .iter()
+            .map(|u| crate::config::base_target(u.as_ref(), signal))
+            .collect::<Result<Vec<_>, _>>()?;
+        e.lanes.set(&e.config, signal, &targets)
+    }
+
+    /// `signal`'s endpoints now (`host:port`), in the order its ring was
+    /// built from.
+    pub fn endpoints(&self, signal: Signal) -> Vec<String> {
+        self.engine().lanes.addresses(signal)
+    }
+
     /// Per endpoint of each signal: what it took and whether its circuit
     /// breaker is open (one entry per signal when nothing is routed).
     pub fn endpoint_stats(&self) -> Vec<crate::stats::EndpointStats> {
         let e = self.engine();
-        e.exports
+        e.lanes
+            .current()
+            .exports
             .iter()
             .enumerate()
             .map(|(lane, s)| {
                 let mut st = crate::stats::EndpointStats::new(s.signal, s.endpoint.address());
                 for w in e.workers.iter() {
-                    st.add(&w.endpoints[lane]);
+                    if let Some(c) = w.endpoints.lock().get(lane) {
+                        st.add(c);
+                    }
                 }
                 st
             })

@@ -217,7 +217,9 @@ impl ExportSettings {
         })
     }
 
-    fn for_target(
+    /// One endpoint's settings (see `for_config`); `clients` caches the
+    /// TLS clients built so far.
+    pub(crate) fn for_target(
         cfg: &Config,
         signal: Signal,
         endpoint: &Endpoint,

@@ -43,8 +43,8 @@ impl Worker {
             // A signal with one endpoint waits for its slot (evicting under
             // DropOldest) as it always did; with several, a lane without a
             // free slot is passed over.
-            let signal = self.inner.exports[lane].signal;
-            let alone = self.inner.lanes[signal].len() == 1;
+            let signal = self.table.exports[lane].signal;
+            let alone = self.table.alone(signal);
             if ready && (alone || self.shared.has_slot(lane)) {
                 self.dispatch_one(lane).await;
                 sent = true;
@@ -72,7 +72,7 @@ impl Worker {
     /// Closes one lane's batch, frames and compresses it, waits for an
     /// in-flight slot, and starts the export task.
     async fn dispatch_one(&mut self, lane: usize) {
-        let signal = self.inner.exports[lane].signal;
+        let signal = self.table.exports[lane].signal;
         let req = self.batches[lane].take(&self.inner.resource_field.read());
         let mut receipts = std::mem::take(&mut self.shares[lane]);
         let items = req.items;
@@ -82,7 +82,7 @@ impl Worker {
         let counters = &self.inner.workers[self.idx].counters;
         let framed = frame(
             &mut self.compressors[lane],
-            &self.shared.exporters[lane],
+            &self.shared.exporters.borrow()[lane],
             &req,
         );
         let chunks = match framed {

@@ -27,6 +27,7 @@ impl Worker {
             charged,
             samples,
             shared,
+            table,
             ..
         } = self;
         let now_ns = inner.epoch.elapsed().as_nanos() as u64;
@@ -72,12 +73,10 @@ impl Worker {
                 } else {
                     payload.get(RECEIPT_PREFIX..).unwrap_or_default()
                 };
-                let base = inner.lanes[signal].start;
-                let down = |e: usize| shared.breakers[base + e].borrow().refuses(now_ns);
+                let down = |lane: usize| shared.breakers.borrow()[lane].refuses(now_ns);
                 let failover: Option<&dyn Fn(usize) -> bool> =
                     if cfg.flow.failover { Some(&down) } else { None };
-                let lane =
-                    base + inner.routers[signal].pick(signal, record, &mut turns[signal], failover);
+                let lane = table.route(signal, record, &mut turns[signal], failover);
                 let batch = &mut batches[lane];
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.

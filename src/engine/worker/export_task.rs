@@ -28,7 +28,7 @@ pub(super) struct ExportContext {
     pub(super) idx: usize,
     /// One exporter per signal, each with its own endpoint, path, headers
     /// and compression.
-    pub(super) exporters: Vec<Exporter>,
+    pub(super) exporters: RefCell<Vec<Rc<Exporter>>>,
     /// Outstanding requests: sequence number -> records.
     pub(super) outstanding: RefCell<BTreeMap<u64, u64>>,
     /// The limit on requests in flight (`in_flight_requests` in the
@@ -39,7 +39,13 @@ pub(super) struct ExportContext {
     pub(super) slot_freed: Notify,
     /// One circuit breaker per signal: each signal may have its own
     /// endpoint, and a dead logs endpoint must not hold spans back.
-    pub(super) breakers: Vec<RefCell<Breaker>>,
+    pub(super) breakers: RefCell<Vec<Breaker>>,
+    /// A new lane's breaker.
+    pub(super) breaker: Breaker,
+    /// This worker's counts per lane.
+    pub(super) endpoints: RefCell<Vec<Arc<crate::stats::EndpointCounters>>>,
+    /// The lanes as the worker last saw them.
+    pub(super) table: RefCell<Arc<crate::engine::lanes::LaneTable>>,
     /// Signalled when a breaker's probe has its answer.
     pub(super) breaker_changed: Notify,
     /// Requests sleeping before a retry, oldest first, each with the signal
@@ -57,8 +63,13 @@ impl ExportContext {
     }
 
     /// This worker's counts for endpoint `lane`.
-    pub(super) fn endpoint(&self, lane: usize) -> &crate::stats::EndpointCounters {
-        &self.inner.workers[self.idx].endpoints[lane]
+    pub(super) fn endpoint(&self, lane: usize) -> Arc<crate::stats::EndpointCounters> {
+        self.endpoints.borrow()[lane].clone()
+    }
+
+    /// Lane `lane`'s settings.
+    pub(super) fn settings(&self, lane: usize) -> Arc<crate::export::ExportSettings> {
+        self.table.borrow().exports[lane].clone()
     }
 
     pub(super) fn now_ns(&self) -> u64 {
@@ -114,7 +125,7 @@ impl ExportContext {
     /// `RetryQueue::DropOldest` newer data may evict it.
     pub(super) async fn admit(&self, lane: usize, seq: u64, give_up: Instant) -> Admission {
         loop {
-            let admit = self.breakers[lane].borrow_mut().admit(self.now_ns());
+            let admit = self.breakers.borrow_mut()[lane].admit(self.now_ns());
             let until = match admit {
                 Admit::Go => return Admission::Send { probe: false },
                 Admit::Probe => {
@@ -152,9 +163,10 @@ impl ExportContext {
         no_answer: bool,
     ) {
         let now = self.now_ns();
-        let authority = &self.inner.exports[lane].endpoint.authority;
+        let authority = self.settings(lane).endpoint.authority.clone();
         {
-            let mut b = self.breakers[lane].borrow_mut();
+            let mut breakers = self.breakers.borrow_mut();
+            let b = &mut breakers[lane];
             let (state, opened) = (b.state(), b.opened());
             if no_answer {
                 b.on_failure(now, probe);
@@ -210,10 +222,12 @@ impl ExportContext {
     pub(super) fn publish_breaker(&self) {
         let w = &self.inner.workers[self.idx];
         let (mut open, mut closed_somewhere, mut count) = (0u64, 0u64, 0u64);
-        for (lane, b) in self.breakers.iter().enumerate() {
-            let not_closed = b.borrow().state() != crate::flow::breaker::State::Closed;
-            let bit = self.inner.exports[lane].signal.bit();
-            w.endpoints[lane]
+        let table = self.table.borrow();
+        let endpoints = self.endpoints.borrow();
+        for (lane, b) in self.breakers.borrow().iter().enumerate() {
+            let not_closed = b.state() != crate::flow::breaker::State::Closed;
+            let bit = table.exports[lane].signal.bit();
+            endpoints[lane]
                 .breaker_open
                 .store(not_closed, Ordering::Relaxed);
             if not_closed {
@@ -223,7 +237,7 @@ impl ExportContext {
                 closed_somewhere |= bit;
             }
         }
-        let c = self.counters();
+        let c = &w.counters;
         c.breaker_state
             .store(open & !closed_somewhere, Ordering::Relaxed);
         c.breakers_open.store(count, Ordering::Relaxed);
@@ -346,9 +360,10 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
             .signals_used
             .fetch_or(req.signal.bit(), Ordering::Relaxed);
         let t0 = Instant::now();
+        let exporter = shared.exporters.borrow()[req.lane].clone();
         let result = match tokio::time::timeout(
-            inner.exports[req.lane].timeout,
-            shared.exporters[req.lane].send(&req.chunks),
+            shared.settings(req.lane).timeout,
+            exporter.send(&req.chunks),
         )
         .await
         {
@@ -403,7 +418,7 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 let message = if e.refuses_encoding() {
                     format!(
                         "configuration error: the receiver refuses compression {:?} ({e}); use none or gzip",
-                        inner.exports[req.lane].compression.token().unwrap_or("none")
+                        shared.settings(req.lane).compression.token().unwrap_or("none")
                     )
                 } else {
                     e.to_string()

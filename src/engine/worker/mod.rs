@@ -25,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::batch::Batch;
+use super::lanes::LaneTable;
 use super::receipt::{Fate, Shares};
 use super::{Engine, AWAKE, IDLE, LINGER};
 use crate::config::RetryQueue;
@@ -67,6 +68,9 @@ struct Worker {
     charged: Vec<u64>,
     /// Each signal's round-robin turn over its endpoints.
     turns: PerSignal<usize>,
+    /// The lanes as this worker last saw them, and their version.
+    table: Arc<LaneTable>,
+    table_version: u64,
     /// End-to-end latency samples (commit times) taken from the shards,
     /// handed to the next request.
     samples: Vec<u64>,
@@ -88,21 +92,6 @@ pub(super) fn run(
 ) {
     crate::threads::mark_own();
     let cfg = &inner.config;
-    let exporters: Vec<Exporter> = inner.exports.iter().map(Exporter::new).collect();
-    let compressors = inner
-        .exports
-        .iter()
-        .map(|s| Compressor::new(s.compression, s.compression_level))
-        .collect();
-    let lanes = inner.exports.len();
-    let batches = inner
-        .exports
-        .iter()
-        .map(|s| match s.signal {
-            Signal::Metrics => Batch::for_metrics(),
-            _ => Batch::new(),
-        })
-        .collect();
     let now_ns = inner.epoch.elapsed().as_nanos() as u64;
     let aimd = cfg
         .flow
@@ -119,22 +108,28 @@ pub(super) fn run(
         .counters
         .concurrency_limit
         .store(limit as u64, Ordering::Relaxed);
-    let worker = Worker {
-        compressors,
+    let table = inner.lanes.current();
+    let mut worker = Worker {
+        compressors: Vec::new(),
         shared: Rc::new(ExportContext {
             inner: inner.clone(),
             idx,
-            exporters,
+            exporters: RefCell::new(Vec::new()),
             outstanding: RefCell::new(BTreeMap::new()),
             fixed_limit: cfg.max_in_flight,
             aimd: RefCell::new(aimd),
             slot_freed: Notify::new(),
-            breakers: (0..lanes).map(|_| RefCell::new(breaker.clone())).collect(),
+            breaker,
+            breakers: RefCell::new(Vec::new()),
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
-            lane_in_flight: RefCell::new(vec![0; lanes]),
+            lane_in_flight: RefCell::new(Vec::new()),
+            endpoints: RefCell::new(Vec::new()),
+            table: RefCell::new(table.clone()),
         }),
-        charged: vec![0; lanes],
+        table,
+        table_version: u64::MAX,
+        charged: Vec::new(),
         turns: PerSignal::default(),
         samples: Vec::new(),
         loss: (idx == 0).then(LossLog::new),
@@ -142,14 +137,15 @@ pub(super) fn run(
         inner,
         idx,
         consumers,
-        batches,
-        shares: (0..lanes).map(|_| Shares::default()).collect(),
+        batches: Vec::new(),
+        shares: Vec::new(),
         scope_cache: Vec::new(),
         next_seq: 0,
         flush: None,
         flush_done: 0,
         rng: 0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1),
     };
+    worker.sync_lanes();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, worker.run());
     // Dropping the LocalSet and runtime drops any task abandoned at the
@@ -157,8 +153,45 @@ pub(super) fn run(
 }
 
 impl Worker {
+    /// Takes up a new version of the lanes: a new lane gets its batch,
+    /// compressor, exporter, breaker, request slots and counters here.
+    fn sync_lanes(&mut self) {
+        let version = self.inner.lanes.version();
+        if version == self.table_version {
+            return;
+        }
+        let table = self.inner.lanes.current();
+        let shared = &self.shared;
+        for s in &table.exports[self.batches.len()..] {
+            self.batches.push(match s.signal {
+                Signal::Metrics => Batch::for_metrics(),
+                _ => Batch::new(),
+            });
+            self.shares.push(Shares::default());
+            self.charged.push(0);
+            self.compressors
+                .push(Compressor::new(s.compression, s.compression_level));
+            shared
+                .exporters
+                .borrow_mut()
+                .push(Rc::new(Exporter::new(s)));
+            shared.breakers.borrow_mut().push(shared.breaker.clone());
+            shared.lane_in_flight.borrow_mut().push(0);
+            let counters = Arc::new(crate::stats::EndpointCounters::default());
+            self.inner.workers[self.idx]
+                .endpoints
+                .lock()
+                .push(counters.clone());
+            shared.endpoints.borrow_mut().push(counters);
+        }
+        *shared.table.borrow_mut() = table.clone();
+        self.table = table;
+        self.table_version = version;
+    }
+
     async fn run(mut self) {
         loop {
+            self.sync_lanes();
             if let Some(l) = self.loss.as_mut() {
                 l.check(&self.inner, false);
             }

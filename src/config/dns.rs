@@ -1,0 +1,91 @@
+//! Endpoints given as one DNS name (like the Collector `loadbalancing`
+//! exporter's `dns` resolver): the name is resolved to all its addresses,
+//! each address is an endpoint (`ip:port`, the ring key), and the name is
+//! resolved again on an interval; a changed address set changes the
+//! pipeline's endpoint set while it runs.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{base_target, Endpoint};
+use crate::error::Error;
+use crate::record::Signal;
+
+/// The function that resolves a host name to its addresses.
+type ResolveFn = dyn Fn(&str) -> std::io::Result<Vec<IpAddr>> + Send + Sync;
+
+/// Resolves host names: the system's resolver by default; tests and hosts
+/// with their own discovery can supply one.
+#[derive(Clone)]
+pub struct Resolver(Arc<ResolveFn>);
+
+impl Resolver {
+    /// A resolver calling `f` with the host name.
+    pub fn new(f: impl Fn(&str) -> std::io::Result<Vec<IpAddr>> + Send + Sync + 'static) -> Self {
+        Resolver(Arc::new(f))
+    }
+
+    /// The system's resolver (`getaddrinfo`).
+    pub fn system() -> Self {
+        Resolver::new(|host| {
+            use std::net::ToSocketAddrs;
+            Ok((host, 0).to_socket_addrs()?.map(|a| a.ip()).collect())
+        })
+    }
+
+    /// The addresses of `host`, sorted and without repeats (the ring is
+    /// built in this order, as the Collector sorts them).
+    pub(crate) fn resolve(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let mut ips = (self.0)(host)?;
+        ips.sort();
+        ips.dedup();
+        Ok(ips)
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+/// A DNS name standing for a set of endpoints.
+#[derive(Debug, Clone)]
+pub(crate) struct DnsEndpoints {
+    /// The base URL with the name as its host.
+    pub(crate) url: String,
+    pub(crate) interval: Duration,
+    pub(crate) resolver: Resolver,
+    /// The signals whose endpoints it gives (those without their own).
+    pub(crate) signals: Vec<Signal>,
+}
+
+impl DnsEndpoints {
+    /// `signal`'s endpoints now: one base endpoint per address of the name.
+    pub(crate) fn targets(&self, signal: Signal) -> Result<Vec<(Endpoint, String)>, Error> {
+        let e = Endpoint::parse(&self.url)?;
+        let ips = self.resolver.resolve(&e.host).map_err(|err| {
+            Error::config(format!("endpoints_dns: cannot resolve {:?}: {err}", e.host))
+        })?;
+        if ips.is_empty() {
+            return Err(Error::config(format!(
+                "endpoints_dns: {:?} has no address",
+                e.host
+            )));
+        }
+        ips.iter()
+            .map(|ip| {
+                let host = match ip {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                base_target(
+                    &format!("{}://{host}:{}{}", e.scheme, e.port, e.path),
+                    signal,
+                )
+            })
+            .collect()
+    }
+}

@@ -220,6 +220,84 @@ def table(rows, title):
                                           b_cpu_d / a_cpu_d if a_cpu_d else 0, b_cpu / a_cpu if a_cpu else 0))
 
 
+def latency_sweep(latencies, spans):
+    """otlpflow's delivered spans/s against receiver latency, for its
+    defaults and for fixed settings: `otlpflow demo` with the embedded
+    receiver adding the latency to every request."""
+    settings = [
+        ("defaults (4 in flight, 512-span batches)", []),
+        ("16 in flight", ["--concurrency", "16"]),
+        ("64 in flight, 2048-span batches", ["--concurrency", "64", "--batch", "2048"]),
+        ("adaptive concurrency", ["--concurrency", "adaptive"]),
+    ]
+    rows = []
+    for label, extra in settings:
+        for ms in latencies:
+            # Enough spans for about 3 s at the expected rate, at least 50k.
+            argv = [SINK, "demo", "--spans", str(spans), "--threads", "2", "--sink-latency-ms", str(ms),
+                    "--json"] + extra
+            out = subprocess.run(argv, capture_output=True, check=True).stdout.decode()
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append(dict(setting=label, latency_ms=ms, rate=r["records_per_sec"],
+                             lost=r["offered"] - r["exported"]))
+            print("  %-44s %6.0f ms: %10.0f spans/s, %d lost" % (label, ms, r["records_per_sec"],
+                                                                  r["offered"] - r["exported"]))
+    return rows
+
+
+def machine():
+    return "%d vCPU %s, %s" % (os.cpu_count(), os.uname().machine,
+                               time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+
+
+def draw(out_dir, throughput_rows, latency_rows):
+    """PNG charts of the results (matplotlib, imported only here)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    os.makedirs(out_dir, exist_ok=True)
+    where = machine()
+    written = []
+    if throughput_rows:
+        rows = sorted(throughput_rows, key=lambda r: r["received"] / r["elapsed_s"])
+        names = [r["system"] for r in rows]
+        rate = [r["received"] / r["elapsed_s"] / 1e3 for r in rows]
+        cpu = [r["cpu_s"] / r["received"] * 1e6 if r["received"] else 0 for r in rows]
+        loss = [100.0 * (r["offered"] - r["received"]) / r["offered"] for r in rows]
+        fig, axes = plt.subplots(1, 3, figsize=(16, 0.45 * len(rows) + 2), sharey=True)
+        for ax, values, label in [
+            (axes[0], rate, "delivered spans/s (thousands)"),
+            (axes[1], cpu, "CPU seconds per million delivered spans"),
+            (axes[2], loss, "spans lost, % of offered"),
+        ]:
+            ax.barh(names, values, color=["#2a7ab0" if "otlpflow" in n else "#b0b0b0" for n in names])
+            ax.set_xlabel(label)
+            ax.grid(axis="x", alpha=0.3)
+        fig.suptitle("Each system offered spans as fast as it could, to the same receiver "
+                     "(median of runs; otlpflow in blue) - " + where)
+        fig.tight_layout()
+        path = os.path.join(out_dir, "throughput.png")
+        fig.savefig(path, dpi=90)
+        written.append(path)
+    if latency_rows:
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        for setting in dict.fromkeys(r["setting"] for r in latency_rows):
+            pts = [r for r in latency_rows if r["setting"] == setting]
+            ax.plot([p["latency_ms"] for p in pts], [p["rate"] / 1e3 for p in pts], marker="o", label=setting)
+        ax.set_xlabel("receiver latency added to every request (ms)")
+        ax.set_ylabel("delivered spans/s (thousands)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title("otlpflow demo, 2 producer threads, against receiver latency - " + where, fontsize=9)
+        fig.tight_layout()
+        path = os.path.join(out_dir, "latency.png")
+        fig.savefig(path, dpi=90)
+        written.append(path)
+    for p in written:
+        print("wrote", p)
+
+
 def median_row(runs):
     """The run with the median throughput, with median CPU and RSS."""
     runs = sorted(runs, key=lambda r: r["received"] / r["elapsed_s"])
@@ -237,6 +315,10 @@ def main():
     ap.add_argument("--rate-seconds", type=float, default=10.0)
     ap.add_argument("--shapes", default="bench,attr10", help="throughput shapes; empty for none")
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching systems")
+    ap.add_argument("--latency", default="",
+                    help="comma-separated receiver latencies in ms: otlpflow's throughput at each, per setting")
+    ap.add_argument("--latency-spans", type=int, default=100_000, help="spans per latency run")
+    ap.add_argument("--charts", default="", help="directory to draw PNG charts into (needs matplotlib)")
     args = ap.parse_args()
     only = [o for o in args.only.split(",") if o]
 
@@ -244,6 +326,7 @@ def main():
         return not only or any(o in name for o in only)
 
     print("machine: %d CPUs; %s" % (os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    charted = []
     for shape in [x for x in args.shapes.split(",") if x]:
         rows = []
         for name, argv, n in systems(args.spans, args.py_spans, shape):
@@ -254,6 +337,14 @@ def main():
             rows.append(median_row([run(name, argv, n) for _ in range(args.repeats)]))
         table(rows, "throughput, shape %s: median of %d runs (Rust %d spans, Python %d spans)" % (
             shape, args.repeats, args.spans, args.py_spans))
+        if shape == "bench":
+            charted = rows
+    latency_rows = []
+    if args.latency:
+        print("\notlpflow against receiver latency (%d spans per run)" % args.latency_spans)
+        latency_rows = latency_sweep([float(x) for x in args.latency.split(",")], args.latency_spans)
+    if args.charts:
+        draw(args.charts, charted, latency_rows)
     n = int(10_000 * args.rate_seconds)
     if not n:
         return

@@ -166,7 +166,9 @@ impl PipelineBuilder {
     /// `OTLPFLOW_MEMORY_BUDGET` (bytes, with an optional K/M/G suffix),
     /// `OTLPFLOW_RATE_LIMIT` (records per second; the burst is one second's
     /// worth), `OTLPFLOW_EGRESS_BYTES_PER_SECOND`, `OTLPFLOW_CONCURRENCY`
-    /// (`adaptive`, `adaptive:MIN:MAX` or a fixed number).
+    /// (`adaptive`, `adaptive:MIN:MAX` or a fixed number); for a collector
+    /// fleet `OTLPFLOW_ENDPOINTS` (base URLs, comma-separated) and
+    /// `OTLPFLOW_FAILOVER` (`true` or `false`).
     fn apply_flow_env(mut self, var: &impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let get = |name: &str| {
             var(name)
@@ -200,6 +202,14 @@ impl PipelineBuilder {
             let r = parse_bytes(&v)
                 .ok_or_else(|| bad("OTLPFLOW_EGRESS_BYTES_PER_SECOND", &v, "a size like 10M"))?;
             self.flow.egress_byte_rate = Some((r as f64, r.max(1)));
+        }
+        if let Some(v) = get("OTLPFLOW_ENDPOINTS") {
+            self = self.set("endpoints", &v)?;
+        }
+        if let Some(v) = get("OTLPFLOW_FAILOVER") {
+            self = self
+                .set("failover", &v)
+                .map_err(|_| bad("OTLPFLOW_FAILOVER", &v, "true or false"))?;
         }
         if let Some(v) = get("OTLPFLOW_CONCURRENCY") {
             self = super::named::apply_concurrency(self, &v).ok_or_else(|| {
@@ -404,5 +414,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("http/json"));
+    }
+
+    #[test]
+    fn a_fleet_from_the_environment() {
+        let env = |k: &str| -> Option<String> {
+            match k {
+                "OTLPFLOW_ENDPOINTS" => Some("http://c0:4317, http://c1:4317".to_owned()),
+                "OTLPFLOW_FAILOVER" => Some("true".to_owned()),
+                _ => None,
+            }
+        };
+        let c = PipelineBuilder::default()
+            .apply_env_from(env)
+            .unwrap()
+            .build()
+            .unwrap();
+        let hosts: Vec<&str> = c
+            .signals
+            .logs
+            .targets
+            .iter()
+            .map(|(e, _)| e.host.as_str())
+            .collect();
+        assert_eq!(hosts, ["c0", "c1"]);
+        assert!(c.flow.failover);
+        let bad = |k: &str| (k == "OTLPFLOW_FAILOVER").then(|| "perhaps".to_owned());
+        let e = PipelineBuilder::default().apply_env_from(bad).unwrap_err();
+        assert!(e.to_string().contains("OTLPFLOW_FAILOVER"), "{e}");
     }
 }

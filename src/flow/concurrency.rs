@@ -10,6 +10,11 @@
 //!   round trip is within `STEADY` times the reference, the limit grows by
 //!   one (additive increase); in between it holds.
 //!
+//! Before the first cut, and again whenever the limit is back at its
+//! minimum, growth is a slow start (as TCP's): the limit doubles per
+//! window instead of growing by one, so a long round trip (a collector in
+//! another region) is filled in a few round trips rather than dozens.
+//!
 //! The reference is the least window mean seen (the round trip without a
 //! queue, as TCP Vegas keeps it), learnt again whenever the limit is at its
 //! minimum: with one request out there is no queue to measure, so a path
@@ -58,6 +63,8 @@ pub struct Aimd {
     reached: bool,
     throttled: bool,
     overloaded: bool,
+    /// Doubling rather than adding one (until the first cut).
+    slow_start: bool,
 }
 
 impl Aimd {
@@ -77,6 +84,7 @@ impl Aimd {
             reached: false,
             throttled: false,
             overloaded: false,
+            slow_start: true,
         }
     }
 
@@ -135,13 +143,20 @@ impl Aimd {
         };
         if self.throttled || self.overloaded || congested {
             self.limit = ((self.limit as f64 * DECREASE) as usize).clamp(self.min, self.max);
+            // Back at the minimum, the path is learnt afresh: slow start.
+            self.slow_start = self.limit == self.min;
         } else if self.reached {
             let steady = match (mean, self.have_past) {
                 (Some(m), true) => m <= self.reference * STEADY,
                 _ => true,
             };
             if steady {
-                self.limit = (self.limit + 1).min(self.max);
+                let grown = if self.slow_start {
+                    self.limit * 2
+                } else {
+                    self.limit + 1
+                };
+                self.limit = grown.min(self.max);
             }
         }
         if let Some(m) = mean {
@@ -201,6 +216,20 @@ mod tests {
         let seen = drive(&mut c, &mut 0, 200, |_| (5 * MS, Outcome::Answered));
         assert_eq!(*seen.last().unwrap(), 64, "{seen:?}");
         assert!(seen.windows(2).all(|w| w[1] >= w[0]));
+    }
+
+    #[test]
+    fn slow_start_doubles_until_the_first_cut() {
+        let mut c = Aimd::new(1, 1024, 0);
+        let now = &mut 0;
+        let seen = drive(&mut c, now, 8, |_| (200 * MS, Outcome::Answered));
+        assert_eq!(seen, [2, 4, 8, 16, 32, 64, 128, 256]);
+        // A throttle cuts it and ends the doubling: one at a time after.
+        let cut = drive(&mut c, now, 1, |_| (200 * MS, Outcome::Throttled));
+        assert_eq!(cut, [230]);
+        // (The cut round's later throttles close one more window.)
+        let seen = drive(&mut c, now, 4, |_| (200 * MS, Outcome::Answered));
+        assert_eq!(seen, [207, 208, 209, 210]);
     }
 
     #[test]

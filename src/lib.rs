@@ -48,6 +48,7 @@ pub mod record;
 pub mod ring;
 mod route;
 pub mod sink;
+mod spool;
 mod stats;
 mod sync;
 mod threads;
@@ -76,7 +77,8 @@ pub use record::{
     StatusCode, Temporality, Value,
 };
 pub use stats::{
-    DropReason, Dropped, EndpointStats, FailReason, Failed, Health, Latency, Rates, Stats,
+    DropReason, Dropped, EndpointStats, FailReason, Failed, Health, Latency, Rates, SpoolStats,
+    Stats,
 };
 
 /// The `User-Agent` otlpflow sends.

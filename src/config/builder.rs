@@ -42,6 +42,16 @@ impl PipelineBuilder {
         self
     }
 
+    /// Spools export requests to disk in `dir`, up to `max_bytes`, while
+    /// their endpoint does not answer (its circuit breaker is open), and
+    /// replays them oldest first once it does; a pipeline started on the
+    /// same directory replays what an earlier process left there. Full, the
+    /// oldest segment is dropped (counted).
+    pub fn spool(mut self, dir: impl Into<std::path::PathBuf>, max_bytes: u64) -> Self {
+        self.spool = Some((dir.into(), max_bytes));
+        self
+    }
+
     /// The resolver `endpoints_dns` uses (default: the system's).
     pub fn resolver(mut self, resolver: Resolver) -> Self {
         self.resolver = Some(resolver);

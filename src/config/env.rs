@@ -203,6 +203,12 @@ impl PipelineBuilder {
                 .ok_or_else(|| bad("OTLPFLOW_EGRESS_BYTES_PER_SECOND", &v, "a size like 10M"))?;
             self.flow.egress_byte_rate = Some((r as f64, r.max(1)));
         }
+        if let Some(v) = get("OTLPFLOW_SPOOL_DIR") {
+            self = self.set("spool_dir", &v)?;
+        }
+        if let Some(v) = get("OTLPFLOW_SPOOL_MAX_BYTES") {
+            self = self.set("spool_max_bytes", &v)?;
+        }
         if let Some(v) = get("OTLPFLOW_ENDPOINTS") {
             self = self.set("endpoints", &v)?;
         }

@@ -265,6 +265,8 @@ impl Default for RetryConfig {
 /// here opens a file or a socket.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The disk spool's directory and size bound.
+    pub(crate) spool: Option<(std::path::PathBuf, u64)>,
     /// Endpoints given as a DNS name, re-resolved on an interval.
     pub(crate) dns: Option<DnsEndpoints>,
     pub(crate) http_version: HttpVersion,
@@ -394,6 +396,7 @@ pub struct PipelineBuilder {
     endpoints: Option<Vec<String>>,
     dns: Option<(String, Duration)>,
     resolver: Option<Resolver>,
+    spool: Option<(std::path::PathBuf, u64)>,
     signals: PerSignal<SignalOverrides>,
     metrics_interval: Duration,
     temporality: crate::record::Temporality,
@@ -437,6 +440,7 @@ impl Default for PipelineBuilder {
             endpoints: None,
             dns: None,
             resolver: None,
+            spool: None,
             signals: Default::default(),
             metrics_interval: Duration::from_secs(60),
             temporality: crate::record::Temporality::Cumulative,

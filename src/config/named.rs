@@ -27,6 +27,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "base URL whose host is a DNS name for the fleet",
     ),
     ("dns_interval", "duration (default 5s)"),
+    ("spool_dir", "directory of the disk spool"),
+    ("spool_max_bytes", "size (default 1G)"),
     ("<signal>.endpoint", "URL used as it is"),
     (
         "<signal>.endpoints",
@@ -255,6 +257,14 @@ impl PipelineBuilder {
         match name {
             "endpoint" => b.endpoint = Some(v.to_owned()),
             "endpoints" => b.endpoints = Some(list(v)),
+            "spool_dir" => {
+                let max = b.spool.as_ref().map_or(1 << 30, |s| s.1);
+                b.spool = Some((v.into(), max));
+            }
+            "spool_max_bytes" => {
+                let dir = b.spool.take().map(|s| s.0).unwrap_or_default();
+                b.spool = Some((dir, size(v)?));
+            }
             "endpoints_dns" => {
                 let interval = b.dns.as_ref().map_or(Duration::from_secs(5), |d| d.1);
                 b.dns = Some((v.to_owned(), interval));
@@ -506,7 +516,12 @@ mod tests {
         assert!(c.self_metrics);
         // Every plain name in SETTINGS is among the cases above, or in
         // the DNS test below.
-        let dns = ["endpoints_dns", "dns_interval"];
+        let dns = [
+            "endpoints_dns",
+            "dns_interval",
+            "spool_dir",
+            "spool_max_bytes",
+        ];
         for (pattern, _) in SETTINGS.iter().filter(|(p, _)| !p.contains('<')) {
             assert!(
                 cases.iter().any(|(n, _)| n == pattern) || dns.contains(pattern),

@@ -214,7 +214,16 @@ impl PipelineBuilder {
             resource.retain(|(existing, _)| *existing != k);
             resource.push((k, v));
         }
+        if let Some((dir, max)) = &self.spool {
+            if dir.as_os_str().is_empty() {
+                return Err(Error::config("spool_dir: empty"));
+            }
+            if *max < 1 << 20 {
+                return Err(Error::config("spool_max_bytes: at least 1M"));
+            }
+        }
         Ok(Config {
+            spool: self.spool.clone(),
             dns,
             http_version: self.http_version,
             resource,

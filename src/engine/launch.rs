@@ -28,6 +28,10 @@ impl Engine {
         // Each signal's endpoint, TLS client and pool, checked before any
         // thread starts.
         let lanes = super::lanes::Lanes::new(&config)?;
+        let spool = match (&config.spool, &carried) {
+            (Some((dir, max)), None) => Some(Arc::new(crate::spool::Spool::open(dir, *max)?)),
+            _ => None,
+        };
         let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);
         let shards: Box<[Shard]> = (0..config.shards)
             .map(|i| Shard {
@@ -104,6 +108,7 @@ impl Engine {
             async_waiters: AtomicU32::new(0),
             async_room: tokio::sync::Notify::new(),
             receipts: super::receipt::ReceiptTable::new(),
+            spool,
             rate_window: Mutex::new(stats::RateWindow::new(Instant::now())),
             batch_limit,
             max_record,
@@ -213,6 +218,17 @@ impl Engine {
         if let Some(b) = &self.budget {
             s.memory_used = b.used();
             s.memory_peak = b.peak();
+        }
+        if let Some(sp) = &self.spool {
+            let c = &sp.counters;
+            s.spool = stats::SpoolStats {
+                bytes: sp.bytes(),
+                replayed: c.replayed.load(Ordering::Relaxed),
+                corrupt: c.corrupt.load(Ordering::Relaxed),
+                dropped_full: c.dropped_full.load(Ordering::Relaxed),
+                failed: c.failed.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
+            };
         }
         self.rate_window.lock().fill(Instant::now(), &mut s);
         s

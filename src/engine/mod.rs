@@ -172,6 +172,9 @@ struct Engine {
     /// system memory pressure, shutdown.
     async_waiters: AtomicU32,
     async_room: tokio::sync::Notify,
+    /// The disk spool, when configured (not in a fork child: the parent
+    /// keeps the directory's lock).
+    spool: Option<Arc<crate::spool::Spool>>,
     /// Receipts with records still on their way (`record_*_acked`).
     receipts: receipt::ReceiptTable,
     /// The snapshots `stats()` computes its last-interval rates against.

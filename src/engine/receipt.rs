@@ -288,6 +288,10 @@ impl Receipt {
 pub(crate) struct Shares(Vec<(Arc<ReceiptState>, u64)>);
 
 impl Shares {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Adds one record of receipt `id`, looked up in `table` only when it
     /// differs from the last record's.
     pub(crate) fn add(&mut self, table: &ReceiptTable, id: u64) {

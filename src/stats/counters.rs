@@ -85,6 +85,8 @@ pub(crate) struct WorkerCounters {
     pub exported: PerSignal<AtomicU64>,
     /// Records the server rejected through partial success.
     pub rejected: AtomicU64,
+    /// Records written to the disk spool.
+    pub spooled: AtomicU64,
     /// Records failed for good, by [`FailReason`].
     pub failed: [AtomicU64; FailReason::COUNT],
     /// Export requests sent (each attempt counts).
@@ -141,6 +143,13 @@ impl WorkerCounters {
     /// `n` held records rejected by the receiver (partial success).
     pub fn reject(&self, n: u64) {
         self.rejected.fetch_add(n, Relaxed);
+        self.held.fetch_sub(n, Relaxed);
+    }
+
+    /// `n` held records written to the disk spool: this process is done
+    /// with them (the spool replays them, here or in a later process).
+    pub fn spool(&self, n: u64) {
+        self.spooled.fetch_add(n, Relaxed);
         self.held.fetch_sub(n, Relaxed);
     }
 

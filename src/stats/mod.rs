@@ -24,6 +24,7 @@ pub(crate) use health::health;
 pub use health::Health;
 
 pub use histogram::Latency;
+
 pub(crate) use rates::RateWindow;
 pub use rates::Rates;
 pub use reasons::{DropReason, Dropped, FailReason, Failed};
@@ -52,6 +53,11 @@ pub struct Stats {
     pub failed: Failed,
     /// Records the server rejected (partial success).
     pub rejected: u64,
+    /// Records written to the disk spool after they were drained (the
+    /// spool replays them, in this process or a later one).
+    pub spooled: u64,
+    /// The disk spool, when configured.
+    pub spool: SpoolStats,
     /// Records accepted and not yet exported, failed or rejected: those
     /// still in the rings (`accepted - drained`) and those the workers hold.
     pub in_flight: u64,
@@ -123,14 +129,18 @@ impl Stats {
             ));
         }
         // Wide arithmetic: a miscount may have wrapped `held` below zero.
-        let done = self.exported as u128 + self.rejected as u128 + self.failed.total() as u128;
+        let done = self.exported as u128
+            + self.rejected as u128
+            + self.failed.total() as u128
+            + self.spooled as u128;
         if self.drained as u128 != done + self.held as u128 {
             return Err(format!(
-                "drained {} != exported {} + rejected {} + failed {} + held {}",
+                "drained {} != exported {} + rejected {} + failed {} + spooled {} + held {}",
                 self.drained,
                 self.exported,
                 self.rejected,
                 self.failed.total(),
+                self.spooled,
                 self.held
             ));
         }
@@ -152,6 +162,24 @@ impl Stats {
         }
         Ok(())
     }
+}
+
+/// What the disk spool did (zero without one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpoolStats {
+    /// Bytes in the spool's segments now.
+    pub bytes: u64,
+    /// Records replayed from the spool and acknowledged (those of an
+    /// earlier process too).
+    pub replayed: u64,
+    /// Spooled requests found corrupt (bad checksum, torn) and skipped.
+    pub corrupt: u64,
+    /// Records dropped with the oldest segment when the spool was full.
+    pub dropped_full: u64,
+    /// Records replayed and refused for good by the receiver.
+    pub failed: u64,
+    /// Spool writes and reads that failed (the request stayed in memory).
+    pub errors: u64,
 }
 
 /// Sums the shards' and the workers' counters. Worker counts are read
@@ -176,6 +204,7 @@ pub(crate) fn snapshot<'a>(
             s.failed.add(*r, w.failed[r.index()].load(Relaxed));
         }
         s.rejected += w.rejected.load(Relaxed);
+        s.spooled += w.spooled.load(Relaxed);
         s.held += w.held.load(Relaxed);
         s.concurrency_limit += w.concurrency_limit.load(Relaxed);
         s.breaker_opened += w.breaker_opened.load(Relaxed);
@@ -243,6 +272,7 @@ pub(crate) fn carry(c: &Stats, shard: &ShardCounters, worker: &WorkerCounters) {
     worker.drained.store(c.accepted, Relaxed);
     worker.held.store(0, Relaxed);
     worker.rejected.store(c.rejected, Relaxed);
+    worker.spooled.store(c.spooled, Relaxed);
     worker.requests.store(c.requests, Relaxed);
     worker.retries.store(c.retries, Relaxed);
     worker.request_errors.store(c.request_errors, Relaxed);

@@ -328,6 +328,9 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
         if let Some(d) = inner.stop_deadline() {
             give_up = give_up.min(d);
         }
+        if spool_if_refused(shared, &req) {
+            return;
+        }
         let probe = match shared.admit(req.lane, req.seq, give_up).await {
             Admission::Send { probe } => probe,
             Admission::GaveUp => {
@@ -446,6 +449,46 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
             }
         }
     }
+}
+
+/// Writes `req` to the disk spool, if there is one, the request may go
+/// there (it carries no delivery receipt: those wait in memory) and its
+/// endpoint's circuit breaker refuses requests now. Returns whether it did;
+/// the records are then the spool's.
+fn spool_if_refused(shared: &ExportContext, req: &ExportRequest) -> bool {
+    let Some(spool) = &shared.inner.spool else {
+        return false;
+    };
+    if !req.receipts.is_empty() || !shared.breakers.borrow()[req.lane].refuses(shared.now_ns()) {
+        return false;
+    }
+    let mut request = Vec::with_capacity(req.wire as usize);
+    for c in &req.chunks {
+        request.extend_from_slice(c);
+    }
+    let entry = crate::spool::Entry {
+        signal: req.signal,
+        key: lane_key(&shared.settings(req.lane)),
+        items: req.items as u32,
+        request,
+    };
+    match spool.append(&entry) {
+        Ok(()) => {
+            shared.counters().spool(req.items);
+            true
+        }
+        Err(crate::spool::SpoolError::Full) => false,
+        Err(crate::spool::SpoolError::Io(e)) => {
+            spool.counters.errors.fetch_add(1, Ordering::Relaxed);
+            *shared.inner.last_error.lock() = Some(format!("spool: {e}"));
+            false
+        }
+    }
+}
+
+/// What a spooled request records as its endpoint: `host:port` and path.
+pub(super) fn lane_key(s: &crate::export::ExportSettings) -> String {
+    format!("{}{}", s.endpoint.address(), s.http_path)
 }
 
 /// Sleeps before a retry in the retry queue, where newer data may evict

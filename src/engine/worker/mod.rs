@@ -13,6 +13,7 @@ mod dispatch;
 mod drain;
 mod export_task;
 mod monitor;
+mod replay;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ struct Worker {
     charged: Vec<u64>,
     /// Each signal's round-robin turn over its endpoints.
     turns: PerSignal<usize>,
+    /// The spool segment being replayed (worker 0).
+    replaying: Option<replay::Replay>,
     /// The lanes as this worker last saw them, and their version.
     table: Arc<LaneTable>,
     table_version: u64,
@@ -129,6 +132,7 @@ pub(super) fn run(
         }),
         table,
         table_version: u64::MAX,
+        replaying: None,
         charged: Vec::new(),
         turns: PerSignal::default(),
         samples: Vec::new(),
@@ -192,6 +196,7 @@ impl Worker {
     async fn run(mut self) {
         loop {
             self.sync_lanes();
+            self.replay();
             if let Some(l) = self.loss.as_mut() {
                 l.check(&self.inner, false);
             }

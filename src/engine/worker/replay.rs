@@ -1,0 +1,162 @@
+//! Replay from the disk spool, on worker 0: one segment at a time, oldest
+//! first, each request sent to the endpoint it was spooled for (or the
+//! signal's first endpoint, if that one is gone) while that endpoint's
+//! breaker lets requests through and more than half of its request slots
+//! are free, so fresh data keeps room. A request that fails with a
+//! retryable error goes back to the front of the segment's queue (the
+//! breaker then holds replay back); the segment is deleted once every
+//! request in it is acknowledged or refused for good, so a segment on disk
+//! never has a copy elsewhere.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::export_task::lane_key;
+use super::Worker;
+use crate::export::ExportError;
+use crate::flow::concurrency::Outcome;
+use crate::spool::{Entry, Spool};
+
+/// The segment being replayed.
+pub(super) struct Replay {
+    seq: u64,
+    entries: Rc<RefCell<VecDeque<Entry>>>,
+    /// Requests of it still in flight.
+    outstanding: Rc<Cell<usize>>,
+}
+
+impl Worker {
+    /// Starts what replay the endpoints have room for.
+    pub(super) fn replay(&mut self) {
+        let Some(spool) = self.inner.spool.clone() else {
+            return;
+        };
+        if self.idx != 0 {
+            return;
+        }
+        if self.replaying.is_none() {
+            if !spool.has_work() {
+                return;
+            }
+            let Some((seq, entries)) = spool.next_segment() else {
+                return;
+            };
+            self.replaying = Some(Replay {
+                seq,
+                entries: Rc::new(RefCell::new(entries.into())),
+                outstanding: Rc::new(Cell::new(0)),
+            });
+        }
+        let now = self.shared.now_ns();
+        let Some(queue) = self.replaying.as_ref().map(|r| r.entries.clone()) else {
+            return;
+        };
+        loop {
+            let Some(lane) = queue.borrow().front().map(|e| self.lane_for(e)) else {
+                break;
+            };
+            let Some(lane) = lane else {
+                // No endpoint of its signal at all: nothing can take it.
+                if let Some(e) = queue.borrow_mut().pop_front() {
+                    spool
+                        .counters
+                        .failed
+                        .fetch_add(e.items as u64, Ordering::Relaxed);
+                }
+                continue;
+            };
+            let limit = self.shared.limit();
+            let busy = self.shared.lane_in_flight.borrow()[lane];
+            let refused = self.shared.breakers.borrow()[lane].refuses(now);
+            if refused || (limit - busy.min(limit)) * 2 <= limit {
+                break;
+            }
+            let Some(r) = self.replaying.as_ref() else {
+                break;
+            };
+            let Some(entry) = queue.borrow_mut().pop_front() else {
+                break;
+            };
+            r.outstanding.set(r.outstanding.get() + 1);
+            let outstanding = r.outstanding.clone();
+            self.send_replayed(spool.clone(), lane, entry, queue.clone(), outstanding);
+        }
+        if let Some(r) = &self.replaying {
+            if r.entries.borrow().is_empty() && r.outstanding.get() == 0 {
+                spool.done(r.seq);
+                self.replaying = None;
+            }
+        }
+    }
+
+    /// The lane a spooled request goes to.
+    fn lane_for(&self, e: &Entry) -> Option<usize> {
+        let t = &self.table;
+        t.exports
+            .iter()
+            .position(|s| s.signal == e.signal && lane_key(s) == e.key)
+            .or_else(|| t.exports.iter().position(|s| s.signal == e.signal))
+    }
+
+    fn send_replayed(
+        &self,
+        spool: std::sync::Arc<Spool>,
+        lane: usize,
+        entry: Entry,
+        queue: Rc<RefCell<VecDeque<Entry>>>,
+        outstanding: Rc<Cell<usize>>,
+    ) {
+        let shared = self.shared.clone();
+        shared.lane_in_flight.borrow_mut()[lane] += 1;
+        tokio::task::spawn_local(async move {
+            let exporter = shared.exporters.borrow()[lane].clone();
+            let timeout = shared.settings(lane).timeout;
+            let chunks = [Bytes::copy_from_slice(&entry.request)];
+            let t0 = Instant::now();
+            let result = match tokio::time::timeout(timeout, exporter.send(&chunks)).await {
+                Ok(r) => r,
+                Err(_) => Err(ExportError::Timeout),
+            };
+            let rtt = t0.elapsed();
+            match result {
+                Ok(ack) => {
+                    shared.on_attempt(lane, false, rtt, Outcome::Answered, false);
+                    let delivered = (entry.items as u64).saturating_sub(ack.rejected);
+                    spool
+                        .counters
+                        .replayed
+                        .fetch_add(delivered, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let outcome = if e.throttled() {
+                        Outcome::Throttled
+                    } else {
+                        Outcome::Other
+                    };
+                    shared.on_attempt(lane, false, rtt, outcome, e.no_answer());
+                    // Retryable: back to the front of the queue, for when
+                    // the breaker lets requests through again. A permanent
+                    // refusal is the end of it, counted.
+                    if e.retryable() {
+                        queue.borrow_mut().push_front(entry);
+                    } else {
+                        spool
+                            .counters
+                            .failed
+                            .fetch_add(entry.items as u64, Ordering::Relaxed);
+                        log::warn!("otlpflow: spool: a replayed request failed for good: {e}");
+                    }
+                }
+            }
+            shared.lane_in_flight.borrow_mut()[lane] -= 1;
+            outstanding.set(outstanding.get() - 1);
+            shared.slot_freed.notify_one();
+            shared.inner.workers[shared.idx].notify.notify_one();
+        });
+    }
+}

@@ -1,0 +1,287 @@
+//! The disk spool: export requests that cannot be sent now (their
+//! endpoint's circuit breaker is open) are written, as framed and
+//! compressed for the wire, to append-only segment files in a directory,
+//! and replayed oldest first once the endpoint answers again. A segment is
+//! deleted once every request in it is acknowledged, written back to the
+//! spool, or failed for good (at-least-once). A pipeline started on a
+//! directory replays what an earlier process left there; an exclusive lock
+//! on the directory keeps a second process out.
+//!
+//! Durability: a segment is synced to disk when it is sealed (at its size,
+//! when replay takes it, and when the spool closes); a crash of the machine
+//! can lose the unsealed tail, a crash of the process cannot.
+
+pub(crate) mod segment;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use crate::error::Error;
+pub(crate) use segment::Entry;
+
+/// Counts of what the spool did, for `Stats`.
+#[derive(Default)]
+pub(crate) struct SpoolCounters {
+    /// OTLP records written to the spool.
+    pub(crate) spooled: AtomicU64,
+    /// OTLP records replayed from it and acknowledged.
+    pub(crate) replayed: AtomicU64,
+    /// Spooled requests found corrupt (bad checksum, torn) and skipped.
+    pub(crate) corrupt: AtomicU64,
+    /// OTLP records replayed and refused for good (or that could not go
+    /// back to the spool after a failed replay).
+    pub(crate) failed: AtomicU64,
+    /// OTLP records dropped with the oldest segment when the spool was full.
+    pub(crate) dropped_full: AtomicU64,
+    /// Writes and reads that failed (ENOSPC, EIO, ...); the request stayed
+    /// in memory.
+    pub(crate) errors: AtomicU64,
+}
+
+struct Active {
+    file: File,
+    seq: u64,
+    bytes: u64,
+}
+
+struct State {
+    active: Option<Active>,
+    /// Sealed segments, oldest first: (sequence, bytes).
+    sealed: VecDeque<(u64, u64)>,
+    /// The segment being replayed, not to be dropped under it.
+    replaying: Option<u64>,
+    total: u64,
+    next_seq: u64,
+}
+
+/// An open spool directory.
+pub(crate) struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    /// Holds the directory's lock for the spool's life.
+    _lock: File,
+    state: Mutex<State>,
+    pub(crate) counters: SpoolCounters,
+}
+
+/// Why a request could not be spooled.
+#[derive(Debug)]
+pub(crate) enum SpoolError {
+    /// Full, with nothing older to drop.
+    Full,
+    Io(std::io::Error),
+}
+
+impl Spool {
+    /// Opens (creating) `dir`, takes its lock, and finds the segments an
+    /// earlier process left, to replay.
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Spool, Error> {
+        let fail = |what: &str, e: std::io::Error| {
+            Error::config(format!("spool {}: {what}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
+        let lock = File::create(dir.join("lock")).map_err(|e| fail("cannot open its lock", e))?;
+        // SAFETY: flock on a descriptor we own for the call's duration; no
+        // memory is passed.
+        let locked = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if locked != 0 {
+            return Err(Error::config(format!(
+                "spool {}: in use by another process (its lock is held)",
+                dir.display()
+            )));
+        }
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| fail("cannot list it", e))? {
+            let e = e.map_err(|e| fail("cannot list it", e))?;
+            let name = e.file_name();
+            let Some(seq) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+            found.push((seq, bytes));
+        }
+        found.sort_unstable();
+        let total = found.iter().map(|(_, b)| b).sum();
+        let next_seq = found.last().map_or(1, |(s, _)| s + 1);
+        Ok(Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes: (max_bytes / 8).clamp(64 << 10, 4 << 20),
+            _lock: lock,
+            state: Mutex::new(State {
+                active: None,
+                sealed: found.into(),
+                replaying: None,
+                total,
+                next_seq,
+            }),
+            counters: SpoolCounters::default(),
+        })
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.seg"))
+    }
+
+    /// Writes one request. Over `max_bytes`, the oldest segment not being
+    /// replayed is dropped (its records counted); with none to drop, the
+    /// request is refused.
+    pub(crate) fn append(&self, e: &Entry) -> Result<(), SpoolError> {
+        let mut buf = Vec::with_capacity(e.request.len() + e.key.len() + 16);
+        segment::encode(e, &mut buf);
+        let len = buf.len() as u64;
+        let mut st = self.state.lock();
+        while st.total + len + segment::HEADER as u64 > self.max_bytes {
+            let victim = st.sealed.iter().position(|(s, _)| Some(*s) != st.replaying);
+            let Some(i) = victim else {
+                return Err(SpoolError::Full);
+            };
+            let (seq, bytes) = st.sealed.remove(i).unwrap_or_default();
+            let path = self.path(seq);
+            let lost: u64 = std::fs::read(&path)
+                .map(|d| {
+                    segment::decode(&d)
+                        .entries
+                        .iter()
+                        .map(|e| e.items as u64)
+                        .sum()
+                })
+                .unwrap_or(0);
+            self.counters.dropped_full.fetch_add(lost, Relaxed);
+            let _ = std::fs::remove_file(path);
+            st.total -= bytes;
+        }
+        if st
+            .active
+            .as_ref()
+            .is_some_and(|a| a.bytes + len > self.segment_bytes)
+        {
+            self.seal(&mut st);
+        }
+        if st.active.is_none() {
+            let seq = st.next_seq;
+            let mut file = std::fs::OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(self.path(seq))
+                .map_err(SpoolError::Io)?;
+            file.write_all(&segment::header()).map_err(SpoolError::Io)?;
+            st.next_seq += 1;
+            st.total += segment::HEADER as u64;
+            st.active = Some(Active {
+                file,
+                seq,
+                bytes: segment::HEADER as u64,
+            });
+        }
+        let Some(a) = st.active.as_mut() else {
+            return Err(SpoolError::Full);
+        };
+        a.file.write_all(&buf).map_err(SpoolError::Io)?;
+        a.bytes += len;
+        st.total += len;
+        self.counters.spooled.fetch_add(e.items as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Syncs and closes the active segment, making it replayable.
+    fn seal(&self, st: &mut State) {
+        if let Some(a) = st.active.take() {
+            if let Err(e) = a.file.sync_all() {
+                self.counters.errors.fetch_add(1, Relaxed);
+                log::warn!("otlpflow: spool: syncing a segment: {e}");
+            }
+            st.sealed.push_back((a.seq, a.bytes));
+        }
+    }
+
+    /// The oldest segment to replay and its requests (sealing the active
+    /// one when nothing older waits). It stays on disk until `done`.
+    pub(crate) fn next_segment(&self) -> Option<(u64, Vec<Entry>)> {
+        let mut st = self.state.lock();
+        if st.replaying.is_some() {
+            return None;
+        }
+        if st.sealed.is_empty() {
+            self.seal(&mut st);
+        }
+        let (seq, _) = *st.sealed.front()?;
+        st.replaying = Some(seq);
+        drop(st);
+        match std::fs::read(self.path(seq)) {
+            Ok(data) => {
+                let r = segment::decode(&data);
+                if r.corrupt > 0 {
+                    log::warn!(
+                        "otlpflow: spool: {} corrupt request(s) skipped in segment {seq}",
+                        r.corrupt
+                    );
+                }
+                self.counters.corrupt.fetch_add(r.corrupt, Relaxed);
+                Some((seq, r.entries))
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Relaxed);
+                log::warn!("otlpflow: spool: reading segment {seq}: {e}");
+                self.done(seq);
+                None
+            }
+        }
+    }
+
+    /// Every request of segment `seq` is settled: delete it.
+    pub(crate) fn done(&self, seq: u64) {
+        let mut st = self.state.lock();
+        if let Some(i) = st.sealed.iter().position(|(s, _)| *s == seq) {
+            let (_, bytes) = st.sealed.remove(i).unwrap_or_default();
+            st.total -= bytes;
+        }
+        if st.replaying == Some(seq) {
+            st.replaying = None;
+        }
+        drop(st);
+        if let Err(e) = std::fs::remove_file(self.path(seq)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                self.counters.errors.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Whether anything waits to be replayed.
+    pub(crate) fn has_work(&self) -> bool {
+        let st = self.state.lock();
+        st.replaying.is_none()
+            && (!st.sealed.is_empty()
+                || st
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.bytes > segment::HEADER as u64))
+    }
+
+    /// Bytes on disk.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.state.lock().total
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let mut st = self.state.lock();
+        self.seal(&mut st);
+    }
+}

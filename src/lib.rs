@@ -66,7 +66,7 @@ pub use bridge::tracing;
 pub use config::{
     parse_bytes, parse_duration, BreakerConfig, Compression, Config, Endpoint, FlowConfig, Headers,
     HttpVersion, PipelineBuilder, Policy, Protocol, Resolver, RetryConfig, RetryQueue, Routing,
-    TlsSettings, SETTINGS,
+    SpoolFull, SpoolSync, TlsSettings, SETTINGS,
 };
 pub use engine::{fork, Acked, BatchResult, Delivery, Pipeline, Receipt, Recordable, Scope};
 pub use error::{Error, RecordError};

@@ -215,7 +215,56 @@ pub fn render(scrape: &Scrape) -> String {
     }
     rates(&mut out, s);
     endpoints(&mut out, &scrape.endpoints);
+    spool(&mut out, s);
     out
+}
+
+/// The disk spool's counts (zeros without one).
+fn spool(out: &mut String, s: &Stats) {
+    let sp = &s.spool;
+    for (name, kind, help, v) in [
+        ("otlpflow_spool_bytes", "gauge", "Bytes in the disk spool's segments.", sp.bytes),
+        (
+            "otlpflow_spool_records_written_total",
+            "counter",
+            "Records this process wrote to the disk spool.",
+            s.spooled,
+        ),
+        (
+            "otlpflow_spool_records_replayed_total",
+            "counter",
+            "Records replayed from the disk spool and acknowledged.",
+            sp.replayed,
+        ),
+        (
+            "otlpflow_spool_requests_corrupt_total",
+            "counter",
+            "Spooled requests found corrupt and skipped.",
+            sp.corrupt,
+        ),
+        (
+            "otlpflow_spool_records_dropped_total",
+            "counter",
+            "Records dropped with the oldest segment of a full spool.",
+            sp.dropped_full,
+        ),
+        (
+            "otlpflow_spool_records_failed_total",
+            "counter",
+            "Replayed records the receiver refused for good.",
+            sp.failed,
+        ),
+        (
+            "otlpflow_spool_errors_total",
+            "counter",
+            "Spool writes and reads that failed.",
+            sp.errors,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {v}");
+    }
 }
 
 /// Per endpoint of each signal (a collector fleet), labelled with the

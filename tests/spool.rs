@@ -187,3 +187,160 @@ fn a_flipped_byte_and_a_torn_tail_cost_only_the_requests_they_hit() {
     assert_eq!(s.spool.replayed, 2_800, "{s:?}");
     assert_eq!(sink.counts().spans, 2_800);
 }
+
+/// CRC-32C, one bit at a time (the engine uses a table).
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0x82F6_3B78 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// The OTLP records in a spool directory's intact requests, read with the
+/// format's definition: a 16-byte header, then length, CRC-32C and body
+/// (signal, key length and key, records, request).
+fn spooled_records(dir: &Path) -> u64 {
+    let mut n = 0;
+    let Ok(list) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in list {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "seg") {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        if data.len() < 16 || &data[..8] != b"OTLPFSPL" {
+            continue;
+        }
+        let mut at = 16;
+        while at + 8 <= data.len() {
+            let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap());
+            let Some(body) = data.get(at + 8..at + 8 + len) else {
+                break;
+            };
+            at += 8 + len;
+            if crc32c(body) != crc {
+                continue;
+            }
+            let key = u16::from_le_bytes([body[1], body[2]]) as usize;
+            n += u32::from_le_bytes(body[3 + key..7 + key].try_into().unwrap()) as u64;
+        }
+    }
+    n
+}
+
+fn gen(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_otlpflow"));
+    c.arg("gen").args(args);
+    c
+}
+
+#[test]
+fn gen_killed_while_the_receiver_is_down_leaves_its_spool_to_the_next_gen() {
+    let dir = TempDir::new("kill9");
+    let addr = dead_port();
+    let endpoint = format!("http://{addr}");
+    let spool = dir.0.to_str().unwrap();
+    let mut first = gen(&[
+        "--endpoint",
+        &endpoint,
+        "--spool-dir",
+        spool,
+        "--rate",
+        "5000",
+        "--duration",
+        "60",
+        "--batch",
+        "100",
+        "--threads",
+        "1",
+        "--json",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    assert!(eventually(30, || spooled_records(&dir.0) >= 5_000));
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let left = spooled_records(&dir.0);
+    assert!(left >= 5_000, "{left}");
+
+    let sink = sink_at(addr);
+    let out = gen(&[
+        "--endpoint",
+        &endpoint,
+        "--spool-dir",
+        spool,
+        "--spans",
+        "0",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["spool"]["replayed"], left, "{r}");
+    assert_eq!(sink.counts().spans, left);
+    assert_eq!(
+        spooled_records(&dir.0),
+        0,
+        "segments deleted once acknowledged"
+    );
+}
+
+#[test]
+fn a_full_filesystem_is_counted_and_the_pipeline_carries_on_in_memory() {
+    // A 64 KiB tmpfs in a mount namespace of our own (an unprivileged user
+    // namespace): room for two requests, then ENOSPC.
+    let probe = std::process::Command::new("unshare")
+        .args(["-Urm", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("unshare -Urm is not available here: test skipped");
+        return;
+    }
+    let dir = TempDir::new("enospc");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let addr = dead_port();
+    let script = format!(
+        "mount -t tmpfs -o size=64k none {d} && exec {gen} gen --endpoint http://{addr} \
+         --spool-dir {d} --spans 20000 --batch 100 --threads 1 --json",
+        d = dir.0.display(),
+        gen = env!("CARGO_BIN_EXE_otlpflow"),
+    );
+    let child = std::process::Command::new("unshare")
+        .args(["-Urm", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let sink = sink_at(addr);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["spool"]["errors"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(
+        (r["dropped"].as_u64(), r["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    let delivered = r["exported"].as_u64().unwrap() + r["spool"]["replayed"].as_u64().unwrap();
+    assert_eq!(delivered, 20_000, "{r}");
+    assert_eq!(sink.counts().spans, 20_000);
+}

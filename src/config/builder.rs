@@ -52,6 +52,18 @@ impl PipelineBuilder {
         self
     }
 
+    /// When the spool syncs to disk (default: per segment).
+    pub fn spool_sync(mut self, sync: SpoolSync) -> Self {
+        self.spool_sync = sync;
+        self
+    }
+
+    /// What a full spool does (default: drop its oldest segment).
+    pub fn spool_full(mut self, full: SpoolFull) -> Self {
+        self.spool_full = full;
+        self
+    }
+
     /// The resolver `endpoints_dns` uses (default: the system's).
     pub fn resolver(mut self, resolver: Resolver) -> Self {
         self.resolver = Some(resolver);

@@ -26,6 +26,30 @@ pub use named::{parse_duration, SETTINGS};
 pub use size::parse_bytes;
 pub(crate) use validate::base_target;
 
+/// When the disk spool syncs what it wrote to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpoolSync {
+    /// When a segment is sealed (at its size, when replay takes it, at
+    /// close): a machine crash can lose the open segment's tail.
+    #[default]
+    Segment,
+    /// Also at most this long after a write.
+    Every(Duration),
+    /// Never explicitly (the kernel writes back in its own time).
+    Never,
+}
+
+/// What a full disk spool does with one more request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpoolFull {
+    /// Drops its oldest segment (counted `spool.dropped_full`).
+    #[default]
+    DropOldest,
+    /// Refuses it: the request stays in memory, and once memory is full
+    /// new records wait or are refused by the ingest policy.
+    Refuse,
+}
+
 /// How a signal's records are spread over several endpoints (see
 /// `PipelineBuilder::endpoints`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +291,8 @@ impl Default for RetryConfig {
 pub struct Config {
     /// The disk spool's directory and size bound.
     pub(crate) spool: Option<(std::path::PathBuf, u64)>,
+    pub(crate) spool_sync: SpoolSync,
+    pub(crate) spool_full: SpoolFull,
     /// Endpoints given as a DNS name, re-resolved on an interval.
     pub(crate) dns: Option<DnsEndpoints>,
     pub(crate) http_version: HttpVersion,
@@ -397,6 +423,8 @@ pub struct PipelineBuilder {
     dns: Option<(String, Duration)>,
     resolver: Option<Resolver>,
     spool: Option<(std::path::PathBuf, u64)>,
+    spool_sync: SpoolSync,
+    spool_full: SpoolFull,
     signals: PerSignal<SignalOverrides>,
     metrics_interval: Duration,
     temporality: crate::record::Temporality,
@@ -441,6 +469,8 @@ impl Default for PipelineBuilder {
             dns: None,
             resolver: None,
             spool: None,
+            spool_sync: SpoolSync::default(),
+            spool_full: SpoolFull::default(),
             signals: Default::default(),
             metrics_interval: Duration::from_secs(60),
             temporality: crate::record::Temporality::Cumulative,

@@ -29,6 +29,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("dns_interval", "duration (default 5s)"),
     ("spool_dir", "directory of the disk spool"),
     ("spool_max_bytes", "size (default 1G)"),
+    ("spool_sync", "segment, never, or a duration"),
+    ("spool_full", "drop_oldest or refuse"),
     ("<signal>.endpoint", "URL used as it is"),
     (
         "<signal>.endpoints",
@@ -260,6 +262,20 @@ impl PipelineBuilder {
             "spool_dir" => {
                 let max = b.spool.as_ref().map_or(1 << 30, |s| s.1);
                 b.spool = Some((v.into(), max));
+            }
+            "spool_sync" => {
+                b.spool_sync = match v {
+                    "segment" => SpoolSync::Segment,
+                    "never" => SpoolSync::Never,
+                    d => SpoolSync::Every(duration(d)?),
+                }
+            }
+            "spool_full" => {
+                b.spool_full = match v {
+                    "drop_oldest" => SpoolFull::DropOldest,
+                    "refuse" => SpoolFull::Refuse,
+                    _ => return Err(want(expects(name))),
+                }
             }
             "spool_max_bytes" => {
                 let dir = b.spool.take().map(|s| s.0).unwrap_or_default();
@@ -521,6 +537,8 @@ mod tests {
             "dns_interval",
             "spool_dir",
             "spool_max_bytes",
+            "spool_sync",
+            "spool_full",
         ];
         for (pattern, _) in SETTINGS.iter().filter(|(p, _)| !p.contains('<')) {
             assert!(

@@ -224,6 +224,8 @@ impl PipelineBuilder {
         }
         Ok(Config {
             spool: self.spool.clone(),
+            spool_sync: self.spool_sync,
+            spool_full: self.spool_full,
             dns,
             http_version: self.http_version,
             resource,

@@ -29,7 +29,12 @@ impl Engine {
         // thread starts.
         let lanes = super::lanes::Lanes::new(&config)?;
         let spool = match (&config.spool, &carried) {
-            (Some((dir, max)), None) => Some(Arc::new(crate::spool::Spool::open(dir, *max)?)),
+            (Some((dir, max)), None) => Some(Arc::new(crate::spool::Spool::open(
+                dir,
+                *max,
+                config.spool_sync,
+                config.spool_full,
+            )?)),
             _ => None,
         };
         let high_water = (config.ring_bytes / 4).min(config.max_batch_bytes);

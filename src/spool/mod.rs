@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
+use crate::config::{SpoolFull, SpoolSync};
 use crate::error::Error;
 pub(crate) use segment::Entry;
 
@@ -47,6 +48,8 @@ struct Active {
     file: File,
     seq: u64,
     bytes: u64,
+    /// When it was last synced (`SpoolSync::Every`).
+    synced: std::time::Instant,
 }
 
 struct State {
@@ -66,6 +69,8 @@ pub(crate) struct Spool {
     segment_bytes: u64,
     /// Holds the directory's lock for the spool's life.
     _lock: File,
+    sync: SpoolSync,
+    full: SpoolFull,
     state: Mutex<State>,
     pub(crate) counters: SpoolCounters,
 }
@@ -81,7 +86,12 @@ pub(crate) enum SpoolError {
 impl Spool {
     /// Opens (creating) `dir`, takes its lock, and finds the segments an
     /// earlier process left, to replay.
-    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Spool, Error> {
+    pub(crate) fn open(
+        dir: &Path,
+        max_bytes: u64,
+        sync: SpoolSync,
+        full: SpoolFull,
+    ) -> Result<Spool, Error> {
         let fail = |what: &str, e: std::io::Error| {
             Error::config(format!("spool {}: {what}: {e}", dir.display()))
         };
@@ -123,6 +133,8 @@ impl Spool {
             max_bytes,
             segment_bytes: (max_bytes / 8).clamp(64 << 10, 4 << 20),
             _lock: lock,
+            sync,
+            full,
             state: Mutex::new(State {
                 active: None,
                 sealed: found.into(),
@@ -147,6 +159,9 @@ impl Spool {
         let len = buf.len() as u64;
         let mut st = self.state.lock();
         while st.total + len + segment::HEADER as u64 > self.max_bytes {
+            if self.full == SpoolFull::Refuse {
+                return Err(SpoolError::Full);
+            }
             let victim = st.sealed.iter().position(|(s, _)| Some(*s) != st.replaying);
             let Some(i) = victim else {
                 return Err(SpoolError::Full);
@@ -187,6 +202,7 @@ impl Spool {
                 file,
                 seq,
                 bytes: segment::HEADER as u64,
+                synced: std::time::Instant::now(),
             });
         }
         let Some(a) = st.active.as_mut() else {
@@ -194,6 +210,12 @@ impl Spool {
         };
         a.file.write_all(&buf).map_err(SpoolError::Io)?;
         a.bytes += len;
+        if let SpoolSync::Every(d) = self.sync {
+            if a.synced.elapsed() >= d {
+                a.file.sync_data().map_err(SpoolError::Io)?;
+                a.synced = std::time::Instant::now();
+            }
+        }
         st.total += len;
         self.counters.spooled.fetch_add(e.items as u64, Relaxed);
         Ok(())
@@ -202,7 +224,11 @@ impl Spool {
     /// Syncs and closes the active segment, making it replayable.
     fn seal(&self, st: &mut State) {
         if let Some(a) = st.active.take() {
-            if let Err(e) = a.file.sync_all() {
+            let synced = match self.sync {
+                SpoolSync::Never => Ok(()),
+                _ => a.file.sync_all(),
+            };
+            if let Err(e) = synced {
                 self.counters.errors.fetch_add(1, Relaxed);
                 log::warn!("otlpflow: spool: syncing a segment: {e}");
             }
@@ -283,5 +309,81 @@ impl Drop for Spool {
     fn drop(&mut self) {
         let mut st = self.state.lock();
         self.seal(&mut st);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Signal;
+
+    fn dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("otlpflow-spool-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn entry(i: u32) -> Entry {
+        Entry {
+            signal: Signal::Traces,
+            key: "127.0.0.1:4317/v1/traces".into(),
+            items: 100,
+            request: vec![i as u8; 50_000],
+        }
+    }
+
+    #[test]
+    fn full_drops_the_oldest_segment_or_refuses() {
+        let d = dir("full");
+        let s = Spool::open(&d, 1 << 20, SpoolSync::Never, SpoolFull::DropOldest).unwrap();
+        for i in 0..40 {
+            s.append(&entry(i)).unwrap();
+        }
+        assert!(s.bytes() <= 1 << 20, "{}", s.bytes());
+        let dropped = s.counters.dropped_full.load(Relaxed);
+        assert!(dropped > 0 && dropped % 100 == 0, "{dropped}");
+        // What is left replays oldest first, the newest request last.
+        let mut seen = Vec::new();
+        while let Some((seq, entries)) = s.next_segment() {
+            seen.extend(entries.iter().map(|e| e.request[0]));
+            s.done(seq);
+        }
+        assert_eq!(seen.last(), Some(&39));
+        assert_eq!(seen.len() as u64 * 100 + dropped, 4_000);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&d);
+
+        let d = dir("refuse");
+        let s = Spool::open(
+            &d,
+            1 << 20,
+            SpoolSync::Every(std::time::Duration::ZERO),
+            SpoolFull::Refuse,
+        )
+        .unwrap();
+        let mut refused = 0;
+        for i in 0..40 {
+            if matches!(s.append(&entry(i)), Err(SpoolError::Full)) {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0);
+        assert_eq!(s.counters.dropped_full.load(Relaxed), 0);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_second_open_of_a_locked_directory_is_refused() {
+        let d = dir("lock");
+        let first = Spool::open(&d, 1 << 20, SpoolSync::Segment, SpoolFull::DropOldest).unwrap();
+        let e = Spool::open(&d, 1 << 20, SpoolSync::Segment, SpoolFull::DropOldest)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("in use"), "{e}");
+        drop(first);
+        assert!(Spool::open(&d, 1 << 20, SpoolSync::Segment, SpoolFull::DropOldest).is_ok());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

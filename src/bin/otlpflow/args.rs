@@ -89,6 +89,14 @@ pub(crate) struct Load {
     /// throttles the rest (RESOURCE_EXHAUSTED / HTTP 429).
     #[arg(long)]
     pub(crate) sink_max_concurrent: Option<usize>,
+    /// Spool requests to this directory while the receiver does not
+    /// answer, and replay them (and what an earlier run left) before
+    /// exiting.
+    #[arg(long)]
+    pub(crate) spool_dir: Option<std::path::PathBuf>,
+    /// The spool's size bound.
+    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    pub(crate) spool_max_bytes: u64,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,

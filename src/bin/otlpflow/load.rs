@@ -58,6 +58,9 @@ pub(crate) fn run_load(
     if let Some(b) = load.memory_budget {
         builder = builder.memory_budget(b);
     }
+    if let Some(dir) = &load.spool_dir {
+        builder = builder.spool(dir, load.spool_max_bytes);
+    }
     if let Some(r) = load.rate_limit {
         builder = builder.rate_limit(r, r.ceil().max(1.0) as u64);
     }
@@ -122,6 +125,15 @@ pub(crate) fn run_load(
         .collect();
     for p in producers {
         p.join().map_err(|_| "a producer thread panicked")?;
+    }
+    if load.spool_dir.is_some() {
+        // What went to the spool (now or in an earlier run) is replayed
+        // before the run ends, for up to a minute.
+        pipeline.flush(Duration::from_secs(60))?;
+        let until = Instant::now() + Duration::from_secs(60);
+        while pipeline.stats().spool.bytes > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let stats = pipeline.shutdown(Duration::from_secs(60))?;
     let elapsed = started.elapsed();

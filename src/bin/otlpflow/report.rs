@@ -36,6 +36,8 @@ pub(crate) struct Report {
     pub(crate) concurrency_limit: u64,
     pub(crate) memory_peak_bytes: u64,
     pub(crate) breaker_opened: u64,
+    spooled: u64,
+    spool: otlpflow::SpoolStats,
     export_latency_p50_ms: f64,
     export_latency_p99_ms: f64,
     e2e_latency_p50_ms: f64,
@@ -116,6 +118,8 @@ pub(crate) fn make_report(
         concurrency_limit: s.concurrency_limit,
         memory_peak_bytes: s.memory_peak,
         breaker_opened: s.breaker_opened,
+        spooled: s.spooled,
+        spool: s.spool,
         export_latency_p50_ms: s.export_latency.p50_ns as f64 / 1e6,
         export_latency_p99_ms: s.export_latency.p99_ns as f64 / 1e6,
         e2e_latency_p50_ms: s.e2e_latency.p50_ns as f64 / 1e6,
@@ -228,6 +232,12 @@ pub(crate) fn print_report(
     }
     if r.breaker_opened > 0 {
         println!("  breaker opened     {:>14}", r.breaker_opened);
+    }
+    if r.spooled > 0 || r.spool.replayed > 0 || r.spool.errors > 0 {
+        println!(
+            "  spool              {:>14}   spooled, {} replayed, {} corrupt, {} dropped full, {} errors",
+            r.spooled, r.spool.replayed, r.spool.corrupt, r.spool.dropped_full, r.spool.errors
+        );
     }
     if let Some(t) = r.throttled_by_receiver.filter(|t| *t > 0) {
         println!("  throttled (sink)   {t:>14}");

@@ -223,7 +223,12 @@ pub fn render(scrape: &Scrape) -> String {
 fn spool(out: &mut String, s: &Stats) {
     let sp = &s.spool;
     for (name, kind, help, v) in [
-        ("otlpflow_spool_bytes", "gauge", "Bytes in the disk spool's segments.", sp.bytes),
+        (
+            "otlpflow_spool_bytes",
+            "gauge",
+            "Bytes in the disk spool's segments.",
+            sp.bytes,
+        ),
         (
             "otlpflow_spool_records_written_total",
             "counter",

@@ -15,6 +15,7 @@
 //! (field 1, 16 bytes); a log record carries it as field 9, found by
 //! skipping the fields before it. Nothing is decoded or re-encoded.
 
+use crate::checksum::crc32_ieee;
 use crate::config::Routing;
 use crate::record::Signal;
 
@@ -22,35 +23,6 @@ use crate::record::Signal;
 const RING_SIZE: u32 = 36_000;
 /// Positions per endpoint.
 const POSITIONS: u32 = 100;
-
-/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as Go's
-/// `crc32.ChecksumIEEE`.
-pub(crate) fn crc32_ieee(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
 
 /// A consistent-hash ring over endpoints, as the Collector builds it.
 #[derive(Debug, Clone)]
@@ -219,12 +191,6 @@ fn varint(buf: &mut &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32_ieee(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32_ieee(b""), 0);
-    }
 
     #[test]
     fn a_contested_position_stays_with_the_first_endpoint() {

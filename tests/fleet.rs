@@ -13,6 +13,8 @@ use std::time::Duration;
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{workload, Pipeline, Policy, Signal};
 
+mod support;
+
 /// CRC-32/IEEE, one bit at a time (the engine uses a table).
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
@@ -172,15 +174,7 @@ fn every_trace_arrives_whole_at_the_receiver_the_ring_names() {
         assert_eq!(e.exported, per[i] * 10, "{e:?}");
     }
     // The same per endpoint on the Prometheus endpoint.
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(p.prometheus_addr().unwrap()).unwrap();
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
+    let text = support::scrape(p.prometheus_addr().unwrap());
     for (i, key) in keys.iter().enumerate() {
         let line = format!(
             "otlpflow_endpoint_records_exported_total{{signal=\"traces\",endpoint=\"{key}\"}} {}",

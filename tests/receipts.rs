@@ -15,6 +15,8 @@ use otlpflow::{
     DropReason, FailReason, KeyValue, LogRecord, Pipeline, Policy, Receipt, Severity, Span, Value,
 };
 
+mod support;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 fn sink(latency: Duration) -> Sink {
@@ -165,13 +167,7 @@ fn a_full_ring_under_drop_newest_counts_against_the_receipt() {
     // One request at a time to a receiver that takes 500 ms: the worker
     // holds at most a batch or two while the ring fills.
     let sink = sink(Duration::from_millis(500));
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .ring_bytes(64 * 1024)
-        .shards(1)
-        .workers(1)
-        .max_in_flight(1)
-        .policy(Policy::DropNewest)
+    let p = support::tiny(sink.endpoint(), Policy::DropNewest)
         .start()
         .unwrap();
     let scope = p.scope("receipts", "1");
@@ -246,16 +242,11 @@ fn async_send_under_block_leaves_a_current_thread_runtime_running() {
     // The receiver never answers within the test; the ring is small, so
     // the sender soon waits for room.
     let sink = sink(Duration::from_secs(60));
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .ring_bytes(64 * 1024)
-        .shards(1)
-        .workers(1)
-        .max_in_flight(1)
+    let block = Policy::Block {
+        max_wait: Duration::from_secs(1),
+    };
+    let p = support::tiny(sink.endpoint(), block)
         .max_batch_items(64)
-        .policy(Policy::Block {
-            max_wait: Duration::from_secs(1),
-        })
         .start()
         .unwrap();
     let scope = p.scope("receipts", "1");

@@ -4,11 +4,12 @@
 //! second by reason. Read from `stats()` and from the Prometheus endpoint
 //! after real exports to the embedded receiver.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{workload, DropReason, Pipeline, Policy};
+
+mod support;
 
 fn sink(latency: Duration) -> Sink {
     Sink::start(SinkOptions {
@@ -86,13 +87,7 @@ fn rates_since_start_and_over_the_last_interval() {
 fn losses_per_second_by_reason() {
     // A tiny ring and DropNewest: a burst loses records as `full`.
     let sink = sink(Duration::from_millis(200));
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .ring_bytes(64 * 1024)
-        .shards(1)
-        .workers(1)
-        .max_in_flight(1)
-        .policy(Policy::DropNewest)
+    let p = support::tiny(sink.endpoint(), Policy::DropNewest)
         .start()
         .unwrap();
     let scope = p.scope("statistics", "1");
@@ -121,14 +116,7 @@ fn prometheus_shows_the_spread_and_the_rates() {
         .unwrap();
     record(&p, 5, 200);
     let s = p.flush(Duration::from_secs(20)).unwrap();
-    let mut tcp = std::net::TcpStream::connect(p.prometheus_addr().unwrap()).unwrap();
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
+    let text = support::scrape(p.prometheus_addr().unwrap());
     let value = |name: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

@@ -174,6 +174,21 @@ pub(crate) fn with_span<T>(
     Ok(f(&span))
 }
 
+/// The pipeline, scope and spans of a batch call, checked.
+///
+/// # Safety
+/// As the batch functions' contract: each pointer NULL or valid, `spans`
+/// valid for `len` elements, none freed during the call.
+pub(crate) unsafe fn batch_args<'a>(
+    pipeline: *const otlpflow_pipeline,
+    scope: *const otlpflow_scope,
+    spans: *const otlpflow_span,
+    len: usize,
+) -> Result<(&'a otlpflow_pipeline, &'a otlpflow_scope, &'a [otlpflow_span]), otlpflow_result> {
+    // SAFETY: forwarded.
+    unsafe { Ok((handle_ref(pipeline)?, ref_of(scope)?, slice_of(spans, len)?)) }
+}
+
 /// Records `len` spans; writes how many were accepted and refused (each
 /// refusal counted in the stats by reason, and an invalid span counted as
 /// refused too). One bad span does not stop the others.
@@ -189,10 +204,9 @@ pub extern "C" fn otlpflow_pipeline_record_batch(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let args = unsafe { (handle_ref(pipeline), ref_of(scope), slice_of(spans, len)) };
-        let (p, sc, list) = match args {
-            (Ok(p), Ok(sc), Ok(l)) => (p, sc, l),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        let (p, sc, list) = match unsafe { batch_args(pipeline, scope, spans, len) } {
+            Ok(a) => a,
+            Err(e) => return e,
         };
         if out_accepted.is_null() || out_dropped.is_null() {
             return R::NullArgument;

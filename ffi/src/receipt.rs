@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use otlpflow::{Delivery, Scope, Signal};
 
-use crate::pipeline::{otlpflow_pipeline, otlpflow_scope, with_span};
-use crate::ptr::{handle_ref, read_size, ref_of, slice_of, write_prefix};
+use crate::pipeline::{batch_args, otlpflow_pipeline, otlpflow_scope, with_span};
+use crate::ptr::{read_size, write_prefix};
 use crate::span::otlpflow_span;
 use crate::stats::{OTLPFLOW_DROP_REASONS, OTLPFLOW_FAIL_REASONS};
 use crate::{ffi_boundary, otlpflow_result, R};
@@ -92,10 +92,9 @@ pub extern "C" fn otlpflow_pipeline_record_batch_wait(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let args = unsafe { (handle_ref(pipeline), ref_of(scope), slice_of(spans, len)) };
-        let (p, sc, list) = match args {
-            (Ok(p), Ok(sc), Ok(l)) => (p, sc, l),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        let (p, sc, list) = match unsafe { batch_args(pipeline, scope, spans, len) } {
+            Ok(a) => a,
+            Err(e) => return e,
         };
         // Checked before anything is recorded: a bad `out` records nothing.
         // SAFETY: `out` per the contract (NULL is refused by read_size).

@@ -5,6 +5,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -292,21 +294,15 @@ fn gen_routes_across_repeated_endpoints() {
     let sinks: Vec<Sink> = (0..2)
         .map(|_| Sink::start(SinkOptions::default()).unwrap())
         .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
-        .args(["gen", "--spans", "20000", "--threads", "2", "--json"])
-        .args(
-            sinks
-                .iter()
-                .flat_map(|s| ["--endpoint".to_owned(), s.endpoint()]),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = support::json_report(
+        Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+            .args(["gen", "--spans", "20000", "--threads", "2", "--json"])
+            .args(
+                sinks
+                    .iter()
+                    .flat_map(|s| ["--endpoint".to_owned(), s.endpoint()]),
+            ),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["exported"], 20000, "{r}");
     let counts: Vec<u64> = sinks.into_iter().map(|s| s.stop().spans).collect();
     // Both receivers got a share (the benchmark spans carry many trace ids).

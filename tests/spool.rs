@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{workload, Pipeline, Policy};
 
+mod support;
+
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -273,7 +275,7 @@ fn gen_killed_while_the_receiver_is_down_leaves_its_spool_to_the_next_gen() {
     assert!(left >= 5_000, "{left}");
 
     let sink = sink_at(addr);
-    let out = gen(&[
+    let r = support::json_report(&mut gen(&[
         "--endpoint",
         &endpoint,
         "--spool-dir",
@@ -281,15 +283,7 @@ fn gen_killed_while_the_receiver_is_down_leaves_its_spool_to_the_next_gen() {
         "--spans",
         "0",
         "--json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ]));
     assert_eq!(r["spool"]["replayed"], left, "{r}");
     assert_eq!(sink.counts().spans, left);
     assert_eq!(

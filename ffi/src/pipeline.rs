@@ -184,7 +184,14 @@ pub(crate) unsafe fn batch_args<'a>(
     scope: *const otlpflow_scope,
     spans: *const otlpflow_span,
     len: usize,
-) -> Result<(&'a otlpflow_pipeline, &'a otlpflow_scope, &'a [otlpflow_span]), otlpflow_result> {
+) -> Result<
+    (
+        &'a otlpflow_pipeline,
+        &'a otlpflow_scope,
+        &'a [otlpflow_span],
+    ),
+    otlpflow_result,
+> {
     // SAFETY: forwarded.
     unsafe { Ok((handle_ref(pipeline)?, ref_of(scope)?, slice_of(spans, len)?)) }
 }

@@ -61,3 +61,16 @@ unsafe impl GlobalAlloc for Counting {
 pub fn allocs() -> u64 {
     ALLOCS.with(|c| c.get())
 }
+
+/// Runs `cmd` (an `otlpflow` run with `--json`), checks that it succeeded,
+/// and returns the report it printed last.
+pub fn json_report(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim().lines().last().unwrap_or_default()).unwrap()
+}

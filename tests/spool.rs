@@ -338,3 +338,43 @@ fn a_full_filesystem_is_counted_and_the_pipeline_carries_on_in_memory() {
     assert_eq!(delivered, 20_000, "{r}");
     assert_eq!(sink.counts().spans, 20_000);
 }
+
+#[test]
+fn requests_evicted_from_the_retry_queue_wait_on_disk() {
+    use otlpflow::sink::Fault;
+    // Every request is throttled with a long RetryInfo at first: requests
+    // pile up waiting for their retry and fresh batches evict the oldest,
+    // which go to the spool instead of being lost.
+    let dir = TempDir::new("evict");
+    let sink = Sink::start(SinkOptions::default()).unwrap();
+    sink.inject(
+        Fault::GrpcStatus {
+            code: 8,
+            retry_info: Some(Duration::from_secs(1)),
+        },
+        10,
+    );
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .spool(&dir.0, 64 << 20)
+        .workers(1)
+        .max_in_flight(2)
+        .max_batch_items(100)
+        .policy(Policy::DropNewest)
+        .retry_queue(otlpflow::RetryQueue::DropOldest)
+        .start()
+        .unwrap();
+    record(&p, 4, 3_000);
+    p.flush(Duration::from_secs(30)).unwrap();
+    let accepted = p.stats().accepted;
+    assert!(
+        eventually(30, || sink.counts().spans >= accepted),
+        "{:?}",
+        p.stats()
+    );
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.failed.total(), 0, "{s:?}");
+    assert!(s.spooled > 0, "{s:?}");
+    assert_eq!(s.exported + s.spool.replayed, s.accepted, "{s:?}");
+    assert_eq!(sink.counts().spans, s.accepted);
+}

@@ -339,7 +339,11 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 return;
             }
             Admission::Evicted => {
-                req.fail(shared, FailReason::Evicted, last_error.as_deref());
+                // Evicted for newer data: to disk rather than lost, if
+                // there is a spool.
+                if !spool_now(shared, &req) {
+                    req.fail(shared, FailReason::Evicted, last_error.as_deref());
+                }
                 return;
             }
         };
@@ -432,11 +436,18 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 let backoff_delay = backoff.next_delay();
                 let delay = e.retry_after().unwrap_or(backoff_delay);
                 if e.retryable() && crate::clock::deadline_after(delay) < give_up {
+                    // Producers waiting for memory: a request that must wait
+                    // for its retry waits on disk instead, if it can.
+                    if inner.budget_waiters.load(Ordering::Relaxed) > 0 && spool_now(shared, &req) {
+                        return;
+                    }
                     counters.retries.fetch_add(1, Ordering::Relaxed);
                     if wait_for_retry(shared, req.seq, req.lane, delay).await {
                         continue;
                     }
-                    req.fail(shared, FailReason::Evicted, last_error.as_deref());
+                    if !spool_now(shared, &req) {
+                        req.fail(shared, FailReason::Evicted, last_error.as_deref());
+                    }
                     return;
                 }
                 let reason = if e.retryable() {
@@ -454,12 +465,20 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
 /// Writes `req` to the disk spool, if there is one, the request may go
 /// there (it carries no delivery receipt: those wait in memory) and its
 /// endpoint's circuit breaker refuses requests now. Returns whether it did;
-/// the records are then the spool's.
+/// the records are then the spool's. (Requests also go to the spool when
+/// evicted from the retry queue, and instead of waiting for a retry while
+/// producers wait for memory.)
 fn spool_if_refused(shared: &ExportContext, req: &ExportRequest) -> bool {
+    shared.breakers.borrow()[req.lane].refuses(shared.now_ns()) && spool_now(shared, req)
+}
+
+/// Writes `req` to the disk spool, if there is one and the request may go
+/// there. Returns whether it did.
+fn spool_now(shared: &ExportContext, req: &ExportRequest) -> bool {
     let Some(spool) = &shared.inner.spool else {
         return false;
     };
-    if !req.receipts.is_empty() || !shared.breakers.borrow()[req.lane].refuses(shared.now_ns()) {
+    if !req.receipts.is_empty() {
         return false;
     }
     let mut request = Vec::with_capacity(req.wire as usize);

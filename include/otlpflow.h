@@ -622,6 +622,20 @@ typedef struct otlpflow_stats {
   // Records failed per second over the last interval, indexed by
   // `otlpflow_fail_reason`.
   uint64_t failed_per_sec[OTLPFLOW_FAIL_REASONS];
+  // Records this process wrote to the disk spool (they left `in_flight`).
+  uint64_t spooled;
+  // Bytes in the disk spool's segments now.
+  uint64_t spool_bytes;
+  // Records replayed from the spool and acknowledged.
+  uint64_t spool_replayed;
+  // Spooled requests found corrupt and skipped.
+  uint64_t spool_corrupt;
+  // Records dropped with the oldest segment of a full spool.
+  uint64_t spool_dropped_full;
+  // Replayed records the receiver refused for good.
+  uint64_t spool_failed;
+  // Spool writes and reads that failed.
+  uint64_t spool_errors;
 } otlpflow_stats;
 
 // How the records of one waiting call ended. Set `size =

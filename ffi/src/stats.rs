@@ -132,6 +132,20 @@ pub struct otlpflow_stats {
     /// Records failed per second over the last interval, indexed by
     /// `otlpflow_fail_reason`.
     pub failed_per_sec: [u64; OTLPFLOW_FAIL_REASONS],
+    /// Records this process wrote to the disk spool (they left `in_flight`).
+    pub spooled: u64,
+    /// Bytes in the disk spool's segments now.
+    pub spool_bytes: u64,
+    /// Records replayed from the spool and acknowledged.
+    pub spool_replayed: u64,
+    /// Spooled requests found corrupt and skipped.
+    pub spool_corrupt: u64,
+    /// Records dropped with the oldest segment of a full spool.
+    pub spool_dropped_full: u64,
+    /// Replayed records the receiver refused for good.
+    pub spool_failed: u64,
+    /// Spool writes and reads that failed.
+    pub spool_errors: u64,
 }
 
 impl From<Stats> for otlpflow_stats {
@@ -185,6 +199,13 @@ impl From<Stats> for otlpflow_stats {
             requests_per_sec_since_start: s.rates_since_start.requests,
             dropped_per_sec: s.rates_last.dropped.as_array(),
             failed_per_sec: s.rates_last.failed.as_array(),
+            spooled: s.spooled,
+            spool_bytes: s.spool.bytes,
+            spool_replayed: s.spool.replayed,
+            spool_corrupt: s.spool.corrupt,
+            spool_dropped_full: s.spool.dropped_full,
+            spool_failed: s.spool.failed,
+            spool_errors: s.spool.errors,
         }
     }
 }

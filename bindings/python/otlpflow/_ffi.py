@@ -107,6 +107,11 @@ STATS_TAIL = [
     "bytes_raw_per_sec", "bytes_wire_per_sec", "requests_per_sec", "request_errors_per_sec",
     "exported_per_sec_since_start", "bytes_wire_per_sec_since_start", "requests_per_sec_since_start",
 ]
+# After the per-second arrays: the disk spool.
+STATS_SPOOL = [
+    "spooled", "spool_bytes", "spool_replayed", "spool_corrupt", "spool_dropped_full", "spool_failed",
+    "spool_errors",
+]
 
 class LogRecord(Structure):
     _fields_ = [
@@ -174,7 +179,7 @@ class Stats(Structure):
     ] + [(name, c_uint64) for name in STATS_TAIL] + [
         ("dropped_per_sec", c_uint64 * DROP_REASONS),
         ("failed_per_sec", c_uint64 * FAIL_REASONS),
-    ]
+    ] + [(name, c_uint64) for name in STATS_SPOOL]
 
     def __init__(self):
         super().__init__()
@@ -200,6 +205,8 @@ class Stats(Structure):
             d["dropped_%s_per_sec" % name] = self.dropped_per_sec[i]
         for i, name in enumerate(FAIL_NAMES):
             d["failed_%s_per_sec" % name] = self.failed_per_sec[i]
+        for name in STATS_SPOOL:
+            d[name] = getattr(self, name)
         return d
 
 

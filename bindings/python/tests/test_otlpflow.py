@@ -405,6 +405,28 @@ class PipelineTest(unittest.TestCase):
         p.close()
         p.close()  # a second close is harmless
 
+    def test_a_dead_endpoint_with_a_spool_writes_to_disk(self):
+        import tempfile
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        with tempfile.TemporaryDirectory() as d:
+            p = otlpflow.Pipeline(endpoint="http://127.0.0.1:%d" % port, from_env=False, spool_dir=d,
+                                  spool_max_bytes="16M", max_batch_items=100, linger=0.005)
+            for i in range(1000):
+                p.record_span("to disk", attributes={"i": i})
+            deadline = time.time() + 30
+            while p.stats()["spooled"] < 1000 and time.time() < deadline:
+                time.sleep(0.02)
+            stats = p.stats()
+            self.assertEqual(stats["spooled"], 1000, stats)
+            self.assertGreater(stats["spool_bytes"], 0)
+            self.assertEqual(stats["spool_errors"], 0)
+            self.assertTrue(any(f.endswith(".seg") for f in os.listdir(d)))
+            p.shutdown(timeout=0.3)
+            p.close()
+
     def test_flush_times_out_against_a_dead_endpoint(self):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))

@@ -3,6 +3,8 @@
 //! opentelemetry-proto types. Every load is bounded in count and time.
 
 use std::collections::HashSet;
+
+mod support;
 use std::time::{Duration, Instant};
 
 use otlpflow::sink::{Sink, SinkOptions, Verify};
@@ -452,7 +454,6 @@ fn the_batch_size_adapts_to_hold_the_latency_target() {
 
 #[test]
 fn the_prometheus_endpoint_serves_the_same_numbers_as_stats() {
-    use std::io::{Read, Write};
     let sink = sink();
     let p = builder(&sink.endpoint())
         .prometheus("127.0.0.1:0".parse().unwrap())
@@ -461,17 +462,7 @@ fn the_prometheus_endpoint_serves_the_same_numbers_as_stats() {
     record_n(&p, 2, 150);
     let s = p.flush(Duration::from_secs(10)).unwrap();
     let addr = p.prometheus_addr().unwrap();
-    let scrape = |path: &str| {
-        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            tcp,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        tcp.read_to_string(&mut out).unwrap();
-        out
-    };
+    let scrape = |path: &str| support::get(addr, path);
     let text = scrape("/metrics");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     // Parse every sample line: name{labels} value.

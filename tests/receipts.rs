@@ -28,6 +28,14 @@ fn sink(latency: Duration) -> Sink {
     .unwrap()
 }
 
+/// A pipeline with the default settings to `sink`.
+fn started(sink: &Sink) -> Pipeline {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .start()
+        .unwrap()
+}
+
 /// One attribute of `pad` bytes, for the spans below.
 fn padding(pad: usize) -> String {
     "x".repeat(pad)
@@ -116,10 +124,7 @@ fn a_permanent_status_fails_the_receipt_with_its_message() {
         },
         1,
     );
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .start()
-        .unwrap();
+    let p = started(&sink);
     let scope = p.scope("receipts", "1");
     let r = acked(&p, &scope, 1, 10, 8);
     p.flush(WAIT).unwrap();
@@ -191,10 +196,7 @@ fn partial_success_reports_the_rejected_records() {
         },
         1,
     );
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .start()
-        .unwrap();
+    let p = started(&sink);
     let scope = p.scope("receipts", "1");
     let d = acked(&p, &scope, 5, 10, 8).wait(WAIT).unwrap();
     assert_eq!((d.delivered, d.rejected), (7, 3), "{d:?}");
@@ -205,14 +207,8 @@ fn partial_success_reports_the_rejected_records() {
 #[test]
 fn refused_records_settle_at_once_and_an_empty_receipt_is_resolved() {
     let sink = sink(Duration::ZERO);
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .start()
-        .unwrap();
-    let other = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .start()
-        .unwrap();
+    let p = started(&sink);
+    let other = started(&sink);
     // A scope of another pipeline: every record refused as invalid.
     let foreign = other.scope("receipts", "1");
     let r = acked(&p, &foreign, 6, 4, 8);
@@ -226,10 +222,7 @@ fn refused_records_settle_at_once_and_an_empty_receipt_is_resolved() {
 #[test]
 fn shutdown_settles_what_it_could_not_send() {
     let sink = sink(Duration::from_secs(30));
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .start()
-        .unwrap();
+    let p = started(&sink);
     let scope = p.scope("receipts", "1");
     let r = acked(&p, &scope, 7, 50, 8);
     p.shutdown(Duration::from_millis(300)).unwrap();

@@ -12,10 +12,15 @@ use otlpflow::{Pipeline, PipelineBuilder, Policy};
 
 /// The body of `GET /metrics` from `addr`, the HTTP head included.
 pub fn scrape(addr: SocketAddr) -> String {
+    get(addr, "/metrics")
+}
+
+/// The response to `GET path` from `addr`, the HTTP head included.
+pub fn get(addr: SocketAddr, path: &str) -> String {
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     write!(
         tcp,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();

@@ -56,8 +56,8 @@ struct State {
     active: Option<Active>,
     /// Sealed segments, oldest first: (sequence, bytes).
     sealed: VecDeque<(u64, u64)>,
-    /// The segment being replayed, not to be dropped under it.
-    replaying: Option<u64>,
+    /// The segments being replayed, not to be dropped under them.
+    replaying: Vec<u64>,
     total: u64,
     next_seq: u64,
 }
@@ -138,7 +138,7 @@ impl Spool {
             state: Mutex::new(State {
                 active: None,
                 sealed: found.into(),
-                replaying: None,
+                replaying: Vec::new(),
                 total,
                 next_seq,
             }),
@@ -162,7 +162,10 @@ impl Spool {
             if self.full == SpoolFull::Refuse {
                 return Err(SpoolError::Full);
             }
-            let victim = st.sealed.iter().position(|(s, _)| Some(*s) != st.replaying);
+            let victim = st
+                .sealed
+                .iter()
+                .position(|(s, _)| !st.replaying.contains(s));
             let Some(i) = victim else {
                 return Err(SpoolError::Full);
             };
@@ -170,7 +173,7 @@ impl Spool {
             let path = self.path(seq);
             let lost: u64 = std::fs::read(&path)
                 .map(|d| {
-                    segment::decode(&d)
+                    segment::decode(&d.into())
                         .entries
                         .iter()
                         .map(|e| e.items as u64)
@@ -236,22 +239,26 @@ impl Spool {
         }
     }
 
-    /// The oldest segment to replay and its requests (sealing the active
-    /// one when nothing older waits). It stays on disk until `done`.
+    /// The oldest segment not yet taken for replay, and its requests
+    /// (sealing the active one when no sealed one waits). It stays on disk
+    /// until `done`; several may be in replay at once.
     pub(crate) fn next_segment(&self) -> Option<(u64, Vec<Entry>)> {
         let mut st = self.state.lock();
-        if st.replaying.is_some() {
-            return None;
-        }
-        if st.sealed.is_empty() {
+        let waiting = |st: &State| {
+            st.sealed
+                .iter()
+                .map(|(s, _)| *s)
+                .find(|s| !st.replaying.contains(s))
+        };
+        if waiting(&st).is_none() {
             self.seal(&mut st);
         }
-        let (seq, _) = *st.sealed.front()?;
-        st.replaying = Some(seq);
+        let seq = waiting(&st)?;
+        st.replaying.push(seq);
         drop(st);
         match std::fs::read(self.path(seq)) {
             Ok(data) => {
-                let r = segment::decode(&data);
+                let r = segment::decode(&data.into());
                 if r.corrupt > 0 {
                     log::warn!(
                         "otlpflow: spool: {} corrupt request(s) skipped in segment {seq}",
@@ -277,9 +284,7 @@ impl Spool {
             let (_, bytes) = st.sealed.remove(i).unwrap_or_default();
             st.total -= bytes;
         }
-        if st.replaying == Some(seq) {
-            st.replaying = None;
-        }
+        st.replaying.retain(|s| *s != seq);
         drop(st);
         if let Err(e) = std::fs::remove_file(self.path(seq)) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -291,15 +296,14 @@ impl Spool {
     /// Whether anything waits to be replayed.
     pub(crate) fn has_work(&self) -> bool {
         let st = self.state.lock();
-        st.replaying.is_none()
-            && (!st.sealed.is_empty()
-                || st
-                    .active
-                    .as_ref()
-                    .is_some_and(|a| a.bytes > segment::HEADER as u64))
+        st.sealed.iter().any(|(s, _)| !st.replaying.contains(s))
+            || st
+                .active
+                .as_ref()
+                .is_some_and(|a| a.bytes > segment::HEADER as u64)
     }
 
-    /// Bytes on disk.
+    /// The combined size of the segments on disk.
     pub(crate) fn bytes(&self) -> u64 {
         self.state.lock().total
     }
@@ -329,7 +333,7 @@ mod tests {
             signal: Signal::Traces,
             key: "127.0.0.1:4317/v1/traces".into(),
             items: 100,
-            request: vec![i as u8; 50_000],
+            request: vec![i as u8; 50_000].into(),
         }
     }
 

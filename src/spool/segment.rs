@@ -7,6 +7,8 @@
 //! that the file ends inside, is corrupt: it is skipped and counted, and
 //! reading goes on at the next record when its length was readable.
 
+use bytes::Bytes;
+
 use crate::checksum::crc32c;
 use crate::record::Signal;
 
@@ -27,7 +29,7 @@ pub(crate) struct Entry {
     /// OTLP records in it.
     pub(crate) items: u32,
     /// The request as framed for the wire.
-    pub(crate) request: Vec<u8>,
+    pub(crate) request: Bytes,
 }
 
 /// A segment file's first bytes.
@@ -62,8 +64,9 @@ pub(crate) struct Read {
     pub(crate) corrupt: u64,
 }
 
-/// Reads a whole segment. A file with a foreign header is all corrupt.
-pub(crate) fn decode(data: &[u8]) -> Read {
+/// Reads a whole segment; the requests are slices of `data`, not copies.
+/// A file with a foreign header is all corrupt.
+pub(crate) fn decode(data: &Bytes) -> Read {
     let mut r = Read::default();
     if data.len() < HEADER || &data[..8] != MAGIC {
         r.corrupt += u64::from(!data.is_empty());
@@ -82,17 +85,18 @@ pub(crate) fn decode(data: &[u8]) -> Read {
         };
         let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
         let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let Some(body) = data
-            .get(at + FRAME..at + FRAME + len)
-            .filter(|_| len <= MAX_BODY)
-        else {
+        let body_at = at + FRAME;
+        let Some(body) = data.get(body_at..body_at + len).filter(|_| len <= MAX_BODY) else {
             // Torn at the end (or a length that cannot be): nothing after it
             // can be framed.
             r.corrupt += 1;
             break;
         };
         at += FRAME + len;
-        match (crc32c(body) == crc).then(|| body_entry(body)).flatten() {
+        match (crc32c(body) == crc)
+            .then(|| body_entry(data, body_at, len))
+            .flatten()
+        {
             Some(e) => r.entries.push(e),
             None => r.corrupt += 1,
         }
@@ -100,17 +104,19 @@ pub(crate) fn decode(data: &[u8]) -> Read {
     r
 }
 
-fn body_entry(b: &[u8]) -> Option<Entry> {
+/// The entry in the body at `data[at..at + len]`.
+fn body_entry(data: &Bytes, at: usize, len: usize) -> Option<Entry> {
+    let b = &data[at..at + len];
     let signal = Signal::from_bits(u32::from(*b.first()?))?;
     let key_len = u16::from_le_bytes([*b.get(1)?, *b.get(2)?]) as usize;
     let key = std::str::from_utf8(b.get(3..3 + key_len)?).ok()?;
-    let at = 3 + key_len;
-    let items = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?);
+    let items_at = 3 + key_len;
+    let items = u32::from_le_bytes(b.get(items_at..items_at + 4)?.try_into().ok()?);
     Some(Entry {
         signal,
         key: key.to_owned(),
         items,
-        request: b.get(at + 4..)?.to_vec(),
+        request: data.slice(at + items_at + 4..at + len),
     })
 }
 
@@ -123,7 +129,7 @@ mod tests {
             signal: Signal::Logs,
             key: "127.0.0.1:4317/v1/logs".into(),
             items: 10 + i as u32,
-            request: vec![i; 100 + i as usize],
+            request: vec![i; 100 + i as usize].into(),
         }
     }
 
@@ -133,21 +139,25 @@ mod tests {
         for i in 0..3 {
             encode(&entry(i), &mut seg);
         }
+        let seg = Bytes::from(seg);
         let r = decode(&seg);
         assert_eq!((r.entries.len(), r.corrupt), (3, 0));
         assert_eq!(r.entries[2], entry(2));
         // A flipped byte in the second record's request: it alone is lost.
-        let mut flipped = seg.clone();
+        let mut flipped = seg.to_vec();
         let second = HEADER + FRAME + (1 + 2 + 22 + 4 + 100) + FRAME + 40;
         flipped[second] ^= 0xFF;
-        let r = decode(&flipped);
+        let r = decode(&flipped.into());
         assert_eq!((r.entries.len(), r.corrupt), (2, 1));
         assert_eq!(r.entries[1], entry(2));
         // Torn inside the last record: the first two survive.
-        let r = decode(&seg[..seg.len() - 30]);
+        let r = decode(&seg.slice(..seg.len() - 30));
         assert_eq!((r.entries.len(), r.corrupt), (2, 1));
         // Not a segment at all.
-        assert_eq!(decode(b"hello, world, not a spool").corrupt, 1);
-        assert_eq!(decode(b"").corrupt, 0);
+        assert_eq!(
+            decode(&Bytes::from_static(b"hello, world, not a spool")).corrupt,
+            1
+        );
+        assert_eq!(decode(&Bytes::new()).corrupt, 0);
     }
 }

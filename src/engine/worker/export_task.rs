@@ -481,10 +481,16 @@ fn spool_now(shared: &ExportContext, req: &ExportRequest) -> bool {
     if !req.receipts.is_empty() {
         return false;
     }
-    let mut request = Vec::with_capacity(req.wire as usize);
-    for c in &req.chunks {
-        request.extend_from_slice(c);
-    }
+    let request = match &req.chunks[..] {
+        [one] => one.clone(),
+        chunks => {
+            let mut r = Vec::with_capacity(req.wire as usize);
+            for c in chunks {
+                r.extend_from_slice(c);
+            }
+            r.into()
+        }
+    };
     let entry = crate::spool::Entry {
         signal: req.signal,
         key: lane_key(&shared.settings(req.lane)),

@@ -69,8 +69,8 @@ struct Worker {
     charged: Vec<u64>,
     /// Each signal's round-robin turn over its endpoints.
     turns: PerSignal<usize>,
-    /// The spool segment being replayed (worker 0).
-    replaying: Option<replay::Replay>,
+    /// The spool segments in replay, oldest first (worker 0).
+    replaying: std::collections::VecDeque<replay::Replay>,
     /// The lanes as this worker last saw them, and their version.
     table: Arc<LaneTable>,
     table_version: u64,
@@ -132,7 +132,7 @@ pub(super) fn run(
         }),
         table,
         table_version: u64::MAX,
-        replaying: None,
+        replaying: Default::default(),
         charged: Vec::new(),
         turns: PerSignal::default(),
         samples: Vec::new(),

@@ -1,21 +1,21 @@
-//! Replay from the disk spool, on worker 0: one segment at a time, oldest
-//! first, each request sent to the endpoint it was spooled for (or the
-//! signal's first endpoint, if that one is gone) while that endpoint's
-//! breaker lets requests through, in at most half of its request slots
-//! while fresh data waits (all of them otherwise), so fresh data keeps
-//! room. A request that fails with a
-//! retryable error goes back to the front of the segment's queue (the
-//! breaker then holds replay back); the segment is deleted once every
-//! request in it is acknowledged or refused for good, so a segment on disk
-//! never has a copy elsewhere.
+//! Replay from the disk spool, on worker 0, oldest segment first, each
+//! request sent to the endpoint it was spooled for (or the signal's first
+//! endpoint, if that one is gone) while that endpoint's breaker lets
+//! requests through, in at most half of its request slots while fresh data
+//! waits (`IDLE_REPLAY` or all of them otherwise), so fresh data keeps
+//! room. The next segment is read once every request of the ones before it
+//! is on its way, so the stream of requests does not pause at a segment's
+//! end, and at most one segment's unsent requests are in memory. A request
+//! that fails with a retryable error goes back to the front of its
+//! segment's queue (the breaker then holds replay back); a segment is
+//! deleted once every request in it is acknowledged or refused for good, so
+//! a segment on disk never has a copy elsewhere.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-use bytes::Bytes;
 
 use super::export_task::lane_key;
 use super::Worker;
@@ -26,11 +26,12 @@ use crate::spool::{Entry, Spool};
 /// Replay requests in flight per endpoint while no fresh data waits.
 const IDLE_REPLAY: usize = 64;
 
-/// The segment being replayed.
+/// A segment in replay.
 pub(super) struct Replay {
     seq: u64,
+    /// Its requests not yet sent (or back after a failed attempt).
     entries: Rc<RefCell<VecDeque<Entry>>>,
-    /// Requests of it still in flight.
+    /// Requests of it in flight.
     outstanding: Rc<Cell<usize>>,
 }
 
@@ -43,24 +44,31 @@ impl Worker {
         if self.idx != 0 {
             return;
         }
-        if self.replaying.is_none() {
-            if !spool.has_work() {
-                return;
-            }
-            let Some((seq, entries)) = spool.next_segment() else {
-                return;
-            };
-            self.replaying = Some(Replay {
-                seq,
-                entries: Rc::new(RefCell::new(entries.into())),
-                outstanding: Rc::new(Cell::new(0)),
-            });
-        }
         let now = self.shared.now_ns();
-        let Some(queue) = self.replaying.as_ref().map(|r| r.entries.clone()) else {
-            return;
-        };
         loop {
+            // The oldest segment with a request to send; the next one from
+            // disk when every loaded one has sent all it has.
+            let next = self
+                .replaying
+                .iter()
+                .find(|r| !r.entries.borrow().is_empty());
+            let (queue, outstanding) = match next {
+                Some(r) => (r.entries.clone(), r.outstanding.clone()),
+                None => {
+                    if !spool.has_work() {
+                        break;
+                    }
+                    let Some((seq, entries)) = spool.next_segment() else {
+                        break;
+                    };
+                    self.replaying.push_back(Replay {
+                        seq,
+                        entries: Rc::new(RefCell::new(entries.into())),
+                        outstanding: Rc::new(Cell::new(0)),
+                    });
+                    continue;
+                }
+            };
             let Some(lane) = queue.borrow().front().map(|e| self.lane_for(e)) else {
                 break;
             };
@@ -99,22 +107,20 @@ impl Worker {
                     break;
                 }
             }
-            let Some(r) = self.replaying.as_ref() else {
-                break;
-            };
             let Some(entry) = queue.borrow_mut().pop_front() else {
                 break;
             };
-            r.outstanding.set(r.outstanding.get() + 1);
-            let outstanding = r.outstanding.clone();
-            self.send_replayed(spool.clone(), lane, entry, queue.clone(), outstanding);
+            outstanding.set(outstanding.get() + 1);
+            self.send_replayed(spool.clone(), lane, entry, queue, outstanding);
         }
-        if let Some(r) = &self.replaying {
-            if r.entries.borrow().is_empty() && r.outstanding.get() == 0 {
+        // Segments wholly acknowledged leave the disk.
+        self.replaying.retain(|r| {
+            let settled = r.entries.borrow().is_empty() && r.outstanding.get() == 0;
+            if settled {
                 spool.done(r.seq);
-                self.replaying = None;
             }
-        }
+            !settled
+        });
     }
 
     /// The lane a spooled request goes to.
@@ -140,7 +146,7 @@ impl Worker {
         tokio::task::spawn_local(async move {
             let exporter = shared.exporters.borrow()[lane].clone();
             let timeout = shared.settings(lane).timeout;
-            let chunks = [Bytes::copy_from_slice(&entry.request)];
+            let chunks = [entry.request.clone()];
             let t0 = Instant::now();
             let result = match tokio::time::timeout(timeout, exporter.send(&chunks)).await {
                 Ok(r) => r,

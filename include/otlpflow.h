@@ -18,6 +18,9 @@
 #define OTLPFLOW_MUST_USE
 #endif
 
+// Bytes of `otlpflow_endpoint_stats.endpoint`, its NUL included.
+#define OTLPFLOW_ENDPOINT_NAME 256
+
 // Bytes of `otlpflow_delivery.message`, its NUL included.
 #define OTLPFLOW_DELIVERY_MESSAGE 256
 
@@ -419,6 +422,29 @@ typedef struct otlpflow_value {
   // For `ARRAY`: the number of elements.
   size_t array_len;
 } otlpflow_value;
+
+// What one endpoint of a signal took, summed over the workers. Set `size =
+// sizeof(otlpflow_endpoint_stats)` before the call (a versioned struct, as
+// `otlpflow_stats`).
+typedef struct otlpflow_endpoint_stats {
+  // The size of this struct as the caller knows it; on return, the bytes
+  // written.
+  size_t size;
+  // The signal it receives, an `otlpflow_signal`.
+  uint32_t signal;
+  // 1 while some worker's circuit breaker for it is open or probing.
+  uint32_t breaker_open;
+  // Records it acknowledged.
+  uint64_t exported;
+  // Requests sent to it, retries included.
+  uint64_t requests;
+  // Attempts that failed.
+  uint64_t request_errors;
+  // Records failed for good on their way to it.
+  uint64_t failed;
+  // Its `host:port`, NUL-terminated (cut to fit).
+  char endpoint[OTLPFLOW_ENDPOINT_NAME];
+} otlpflow_endpoint_stats;
 
 // An instrumentation scope of a pipeline: a plain value, copy it freely.
 // Made by `otlpflow_pipeline_scope`; a scope of another pipeline (or
@@ -910,6 +936,19 @@ otlpflow_result otlpflow_config_error(const struct otlpflow_config *config,
                                       char *buf,
                                       size_t cap,
                                       size_t *out_len);
+
+// Writes the number of endpoints in use (all signals together) to
+// `*out_count` (NULL to skip it), and the counts of endpoint `index` (from
+// 0, in configuration order, signal by signal) to `*out` (set `out->size`
+// first; NULL to ask for the count only). An `index` past the last
+// endpoint returns `OTLPFLOW_RESULT_INVALID_ARGUMENT` and writes only the
+// count, so `for (i = 0; otlpflow_pipeline_endpoint_stats(p, i, &e, &n) ==
+// OTLPFLOW_RESULT_OK; i++)` visits each. Never blocks.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_endpoint_stats(const struct otlpflow_pipeline *pipeline,
+                                                 size_t index,
+                                                 struct otlpflow_endpoint_stats *out,
+                                                 size_t *out_count);
 
 // Call just before `fork()`. otlpflow registers these three hooks with
 // `pthread_atfork` itself when the first pipeline starts, so most programs

@@ -30,6 +30,7 @@
 use std::os::raw::c_char;
 
 mod config;
+mod endpoints;
 mod enums;
 mod fork;
 mod marshal;
@@ -43,6 +44,7 @@ mod span;
 mod stats;
 
 pub use config::*;
+pub use endpoints::*;
 pub use enums::*;
 pub use fork::*;
 pub use pipeline::*;

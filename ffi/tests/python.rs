@@ -94,6 +94,7 @@ fn python_struct_mirrors_match_the_c_structs() {
         ("otlpflow_stats", "Stats"),
         ("otlpflow_metric_point", "MetricPoint"),
         ("otlpflow_delivery", "Delivery"),
+        ("otlpflow_endpoint_stats", "EndpointStats"),
     ] {
         check_mirror(c_name, py_name);
     }

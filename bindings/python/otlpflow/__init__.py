@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _ffi, _native, _spans
 from ._instruments import Instrument
@@ -369,6 +369,24 @@ class Pipeline:
         d["python_buffered"] = sum(len(b.spans) for b in bufs)
         d["python_handed_over"] = sum(b.handed_over for b in bufs)
         return d
+
+    def endpoint_stats(self) -> List[Dict[str, Any]]:
+        """Per endpoint of each signal (one per signal when nothing is
+        routed): a dict with signal, endpoint (`host:port`), exported,
+        requests, request_errors, failed and breaker_open (never blocks)."""
+        out = []
+        count = ctypes.c_size_t()
+        es = _ffi.EndpointStats()
+        with self._guard as h:
+            i = 0
+            while True:
+                rc = self._lib.otlpflow_pipeline_endpoint_stats(h, i, ctypes.byref(es), ctypes.byref(count))
+                if rc == Result.INVALID_ARGUMENT and i >= count.value:
+                    break
+                _check(rc, "endpoint_stats")
+                out.append(es.to_dict())
+                i += 1
+        return out
 
     def health(self) -> str:
         """'healthy', 'degraded' (some export attempts failing) or 'down'."""

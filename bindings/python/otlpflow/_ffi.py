@@ -242,6 +242,41 @@ class Delivery(Structure):
         return d
 
 
+ENDPOINT_NAME = 256
+SIGNAL_NAMES = ("traces", "logs", "metrics")
+
+
+class EndpointStats(Structure):
+    """otlpflow_endpoint_stats: what one endpoint of a signal took."""
+    _fields_ = [
+        ("size", c_size_t),
+        ("signal", c_uint32),
+        ("breaker_open", c_uint32),
+        ("exported", c_uint64),
+        ("requests", c_uint64),
+        ("request_errors", c_uint64),
+        ("failed", c_uint64),
+        ("endpoint", ctypes.c_char * ENDPOINT_NAME),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.size = ctypes.sizeof(EndpointStats)
+
+    def to_dict(self):
+        """signal (its name), endpoint (`host:port`), exported, requests,
+        request_errors, failed, breaker_open (a bool)."""
+        return {
+            "signal": SIGNAL_NAMES[self.signal],
+            "endpoint": self.endpoint.decode("utf-8", "replace"),
+            "exported": self.exported,
+            "requests": self.requests,
+            "request_errors": self.request_errors,
+            "failed": self.failed,
+            "breaker_open": bool(self.breaker_open),
+        }
+
+
 # Value kinds (otlpflow_value_kind).
 STR, BOOL, I64, F64, BYTES, ARRAY = 1, 2, 3, 4, 5, 6
 
@@ -326,6 +361,7 @@ def _declare(lib):
         "otlpflow_pipeline_shutdown": (R, [pipe, c_uint64, POINTER(Stats)]),
         "otlpflow_pipeline_stats": (R, [pipe, POINTER(Stats)]),
         "otlpflow_pipeline_health": (R, [pipe, POINTER(c_uint32)]),
+        "otlpflow_pipeline_endpoint_stats": (R, [pipe, c_size_t, POINTER(EndpointStats), POINTER(c_size_t)]),
         "otlpflow_pipeline_last_error": (R, [pipe, c_char_p, c_size_t, POINTER(c_size_t)]),
         "otlpflow_drop_reason_name": (c_char_p, [c_uint32]),
         "otlpflow_fail_reason_name": (c_char_p, [c_uint32]),

@@ -379,6 +379,9 @@ class PipelineTest(unittest.TestCase):
         self.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "child failed: %r" % status)
         stats = p.shutdown()
         self.assertEqual(stats["exported"], 10)
+        traces = [e for e in p.endpoint_stats() if e["signal"] == "traces"]
+        self.assertEqual([e["exported"] for e in traces], [10])
+        self.assertIn(traces[0]["endpoint"], ENDPOINT)
         p.close()
         delivered(11)
 
@@ -424,6 +427,14 @@ class PipelineTest(unittest.TestCase):
             self.assertGreater(stats["spool_bytes"], 0)
             self.assertEqual(stats["spool_errors"], 0)
             self.assertTrue(any(f.endswith(".seg") for f in os.listdir(d)))
+            # Per endpoint: the dead one failing, its breaker open, nothing
+            # acknowledged.
+            traces = [e for e in p.endpoint_stats() if e["signal"] == "traces"]
+            self.assertEqual(len(traces), 1, traces)
+            self.assertEqual(traces[0]["endpoint"], "127.0.0.1:%d" % port)
+            self.assertGreater(traces[0]["request_errors"], 0)
+            self.assertTrue(traces[0]["breaker_open"])
+            self.assertEqual(traces[0]["exported"], 0)
             p.shutdown(timeout=0.3)
             p.close()
 

@@ -163,6 +163,26 @@ static int basic(const char *endpoint, uint64_t n) {
 
   otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   OK(otlpflow_pipeline_flush(p, 10000, &st));
+  /* Per endpoint: one per signal here, the traces one took every span. */
+  size_t count = 0, seen = 0;
+  OK(otlpflow_pipeline_endpoint_stats(p, 0, NULL, &count));
+  CHECK(count == 3);
+  uint64_t traces_exported = 0;
+  otlpflow_endpoint_stats es = {.size = sizeof(otlpflow_endpoint_stats)};
+  for (size_t i = 0; otlpflow_pipeline_endpoint_stats(p, i, &es, &count) == OTLPFLOW_RESULT_OK; i++) {
+    CHECK(es.size == sizeof es && es.endpoint[0] != 0 && strstr(endpoint, es.endpoint) != NULL);
+    CHECK(es.breaker_open == 0 && es.failed == 0);
+    if (es.signal == OTLPFLOW_SIGNAL_TRACES) {
+      CHECK(es.requests >= 1);
+      traces_exported += es.exported;
+    }
+    seen++;
+  }
+  CHECK(seen == count && traces_exported == st.exported);
+  CHECK(otlpflow_pipeline_endpoint_stats(p, count, &es, NULL) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  otlpflow_endpoint_stats tiny = {.size = sizeof(size_t)};
+  CHECK(otlpflow_pipeline_endpoint_stats(p, 0, &tiny, NULL) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_pipeline_endpoint_stats(NULL, 0, &es, &count) == OTLPFLOW_RESULT_NULL_ARGUMENT);
   uint32_t health = 99;
   OK(otlpflow_pipeline_health(p, &health));
   CHECK(health == OTLPFLOW_HEALTH_HEALTHY);

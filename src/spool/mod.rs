@@ -25,6 +25,9 @@ use crate::config::{SpoolFull, SpoolSync};
 use crate::error::Error;
 pub(crate) use segment::Entry;
 
+/// Reads a segment in replay, a record at a time.
+pub(crate) type SegmentReader = segment::Reader<std::io::BufReader<File>>;
+
 /// Counts of what the spool did, for `Stats`.
 #[derive(Default)]
 pub(crate) struct SpoolCounters {
@@ -43,6 +46,9 @@ pub(crate) struct SpoolCounters {
     /// in memory.
     pub(crate) errors: AtomicU64,
 }
+
+/// The read buffer of a segment in replay.
+const READ_BUFFER: usize = 64 << 10;
 
 struct Active {
     file: File,
@@ -171,11 +177,10 @@ impl Spool {
             };
             let (seq, bytes) = st.sealed.remove(i).unwrap_or_default();
             let path = self.path(seq);
-            let lost: u64 = std::fs::read(&path)
-                .map(|d| {
-                    segment::decode(&d.into())
-                        .entries
-                        .iter()
+            let lost: u64 = File::open(&path)
+                .map(|f| {
+                    let mut r = segment::Reader::new(std::io::BufReader::new(f));
+                    std::iter::from_fn(|| r.next_entry())
                         .map(|e| e.items as u64)
                         .sum()
                 })
@@ -239,10 +244,10 @@ impl Spool {
         }
     }
 
-    /// The oldest segment not yet taken for replay, and its requests
+    /// The oldest segment not yet taken for replay, opened for reading
     /// (sealing the active one when no sealed one waits). It stays on disk
     /// until `done`; several may be in replay at once.
-    pub(crate) fn next_segment(&self) -> Option<(u64, Vec<Entry>)> {
+    pub(crate) fn next_segment(&self) -> Option<(u64, SegmentReader)> {
         let mut st = self.state.lock();
         let waiting = |st: &State| {
             st.sealed
@@ -256,18 +261,11 @@ impl Spool {
         let seq = waiting(&st)?;
         st.replaying.push(seq);
         drop(st);
-        match std::fs::read(self.path(seq)) {
-            Ok(data) => {
-                let r = segment::decode(&data.into());
-                if r.corrupt > 0 {
-                    log::warn!(
-                        "otlpflow: spool: {} corrupt request(s) skipped in segment {seq}",
-                        r.corrupt
-                    );
-                }
-                self.counters.corrupt.fetch_add(r.corrupt, Relaxed);
-                Some((seq, r.entries))
-            }
+        match File::open(self.path(seq)) {
+            Ok(f) => Some((
+                seq,
+                segment::Reader::new(std::io::BufReader::with_capacity(READ_BUFFER, f)),
+            )),
             Err(e) => {
                 self.counters.errors.fetch_add(1, Relaxed);
                 log::warn!("otlpflow: spool: reading segment {seq}: {e}");
@@ -275,6 +273,23 @@ impl Spool {
                 None
             }
         }
+    }
+
+    /// The next request of segment `seq` from `r`, or None at its end; the
+    /// corrupt records skipped and a failed read are counted and logged.
+    pub(crate) fn next_entry(&self, seq: u64, r: &mut SegmentReader) -> Option<Entry> {
+        let before = r.corrupt;
+        let e = r.next_entry();
+        let skipped = r.corrupt - before;
+        if skipped > 0 {
+            self.counters.corrupt.fetch_add(skipped, Relaxed);
+            log::warn!("otlpflow: spool: {skipped} corrupt request(s) skipped in segment {seq}");
+        }
+        if let Some(err) = r.error.take() {
+            self.counters.errors.fetch_add(1, Relaxed);
+            log::warn!("otlpflow: spool: reading segment {seq}: {err}");
+        }
+        e
     }
 
     /// Every request of segment `seq` is settled: delete it.
@@ -349,8 +364,10 @@ mod tests {
         assert!(dropped > 0 && dropped % 100 == 0, "{dropped}");
         // What is left replays oldest first, the newest request last.
         let mut seen = Vec::new();
-        while let Some((seq, entries)) = s.next_segment() {
-            seen.extend(entries.iter().map(|e| e.request[0]));
+        while let Some((seq, mut r)) = s.next_segment() {
+            while let Some(e) = s.next_entry(seq, &mut r) {
+                seen.push(e.request[0]);
+            }
             s.done(seq);
         }
         assert_eq!(seen.last(), Some(&39));

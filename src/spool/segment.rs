@@ -56,67 +56,111 @@ pub(crate) fn encode(e: &Entry, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// What reading a segment found.
-#[derive(Debug, Default)]
-pub(crate) struct Read {
-    pub(crate) entries: Vec<Entry>,
-    /// Records skipped: a bad checksum, a bad body, a torn end.
+/// Reads a segment's records one at a time, so replay holds in memory only
+/// the requests it is about to send, never a whole segment. A file with a
+/// foreign header or version counts as one corrupt record; a record whose
+/// checksum or body is bad is skipped and counted; a record the file ends
+/// inside (or whose length cannot be) ends the segment, counted.
+pub(crate) struct Reader<R> {
+    src: R,
+    /// Records skipped so far.
     pub(crate) corrupt: u64,
+    /// A read that failed (the segment ends there).
+    pub(crate) error: Option<std::io::Error>,
+    done: bool,
 }
 
-/// Reads a whole segment; the requests are slices of `data`, not copies.
-/// A file with a foreign header is all corrupt.
-pub(crate) fn decode(data: &Bytes) -> Read {
-    let mut r = Read::default();
-    if data.len() < HEADER || &data[..8] != MAGIC {
-        r.corrupt += u64::from(!data.is_empty());
-        return r;
-    }
-    let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
-    if version != VERSION {
-        r.corrupt += 1;
-        return r;
-    }
-    let mut at = HEADER;
-    while at < data.len() {
-        let Some(frame) = data.get(at..at + FRAME) else {
-            r.corrupt += 1;
-            break;
+impl<R: std::io::Read> Reader<R> {
+    /// Reads and checks the header of `src`.
+    pub(crate) fn new(src: R) -> Reader<R> {
+        let mut r = Reader {
+            src,
+            corrupt: 0,
+            error: None,
+            done: false,
         };
-        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let body_at = at + FRAME;
-        let Some(body) = data.get(body_at..body_at + len).filter(|_| len <= MAX_BODY) else {
-            // Torn at the end (or a length that cannot be): nothing after it
-            // can be framed.
-            r.corrupt += 1;
-            break;
-        };
-        at += FRAME + len;
-        match (crc32c(body) == crc)
-            .then(|| body_entry(data, body_at, len))
-            .flatten()
-        {
-            Some(e) => r.entries.push(e),
-            None => r.corrupt += 1,
+        let mut h = [0u8; HEADER];
+        let n = r.fill(&mut h);
+        if n < HEADER || &h[..8] != MAGIC || h[8..12] != VERSION.to_le_bytes() {
+            r.corrupt += u64::from(n > 0 && r.error.is_none());
+            r.done = true;
         }
+        r
     }
-    r
+
+    /// The next sound record, or None at the segment's end.
+    pub(crate) fn next_entry(&mut self) -> Option<Entry> {
+        use std::io::Read;
+        while !self.done {
+            let mut frame = [0u8; FRAME];
+            let n = self.fill(&mut frame);
+            if n < FRAME {
+                self.corrupt += u64::from(n > 0 && self.error.is_none());
+                self.done = true;
+                break;
+            }
+            let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+            let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            // Read through `take`, so a damaged length allocates no more
+            // than the file holds.
+            let mut body = Vec::new();
+            let read = (&mut self.src)
+                .take(len.min(MAX_BODY + 1) as u64)
+                .read_to_end(&mut body);
+            if let Err(e) = read {
+                self.error = Some(e);
+                self.done = true;
+                break;
+            }
+            if len > MAX_BODY || body.len() < len {
+                // Torn at the end, or a length that cannot be: nothing
+                // after it can be framed.
+                self.corrupt += 1;
+                self.done = true;
+                break;
+            }
+            if crc32c(&body) != crc {
+                self.corrupt += 1;
+                continue;
+            }
+            match body_entry(Bytes::from(body)) {
+                Some(e) => return Some(e),
+                None => self.corrupt += 1,
+            }
+        }
+        None
+    }
+
+    /// Reads until `buf` is full or the source ends; returns the bytes read.
+    fn fill(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.src.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            }
+        }
+        n
+    }
 }
 
-/// The entry in the body at `data[at..at + len]`.
-fn body_entry(data: &Bytes, at: usize, len: usize) -> Option<Entry> {
-    let b = &data[at..at + len];
+/// The entry in a record's body; its request is a slice of `b`, not a copy.
+fn body_entry(b: Bytes) -> Option<Entry> {
     let signal = Signal::from_bits(u32::from(*b.first()?))?;
     let key_len = u16::from_le_bytes([*b.get(1)?, *b.get(2)?]) as usize;
-    let key = std::str::from_utf8(b.get(3..3 + key_len)?).ok()?;
-    let items_at = 3 + key_len;
-    let items = u32::from_le_bytes(b.get(items_at..items_at + 4)?.try_into().ok()?);
+    let key = std::str::from_utf8(b.get(3..3 + key_len)?).ok()?.to_owned();
+    let at = 3 + key_len;
+    let items = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?);
     Some(Entry {
         signal,
-        key: key.to_owned(),
+        key,
         items,
-        request: data.slice(at + items_at + 4..at + len),
+        request: b.slice(at + 4..),
     })
 }
 
@@ -133,31 +177,38 @@ mod tests {
         }
     }
 
+    /// Every sound entry of `data`, and the count of corrupt ones.
+    fn decode(data: &[u8]) -> (Vec<Entry>, u64) {
+        let mut r = Reader::new(data);
+        let entries = std::iter::from_fn(|| r.next_entry()).collect();
+        (entries, r.corrupt)
+    }
+
     #[test]
     fn records_round_trip_and_damage_is_counted_not_fatal() {
         let mut seg = header().to_vec();
         for i in 0..3 {
             encode(&entry(i), &mut seg);
         }
-        let seg = Bytes::from(seg);
-        let r = decode(&seg);
-        assert_eq!((r.entries.len(), r.corrupt), (3, 0));
-        assert_eq!(r.entries[2], entry(2));
+        let (entries, corrupt) = decode(&seg);
+        assert_eq!((entries.len(), corrupt), (3, 0));
+        assert_eq!(entries[2], entry(2));
         // A flipped byte in the second record's request: it alone is lost.
-        let mut flipped = seg.to_vec();
+        let mut flipped = seg.clone();
         let second = HEADER + FRAME + (1 + 2 + 22 + 4 + 100) + FRAME + 40;
         flipped[second] ^= 0xFF;
-        let r = decode(&flipped.into());
-        assert_eq!((r.entries.len(), r.corrupt), (2, 1));
-        assert_eq!(r.entries[1], entry(2));
+        let (entries, corrupt) = decode(&flipped);
+        assert_eq!((entries.len(), corrupt), (2, 1));
+        assert_eq!(entries[1], entry(2));
         // Torn inside the last record: the first two survive.
-        let r = decode(&seg.slice(..seg.len() - 30));
-        assert_eq!((r.entries.len(), r.corrupt), (2, 1));
+        let (entries, corrupt) = decode(&seg[..seg.len() - 30]);
+        assert_eq!((entries.len(), corrupt), (2, 1));
+        // A length far past the file's end allocates no more than is there.
+        let mut huge = seg.clone();
+        huge[HEADER..HEADER + 4].copy_from_slice(&(200u32 << 20).to_le_bytes());
+        assert_eq!(decode(&huge), (vec![], 1));
         // Not a segment at all.
-        assert_eq!(
-            decode(&Bytes::from_static(b"hello, world, not a spool")).corrupt,
-            1
-        );
-        assert_eq!(decode(&Bytes::new()).corrupt, 0);
+        assert_eq!(decode(b"hello, world, not a spool").1, 1);
+        assert_eq!(decode(b""), (vec![], 0));
     }
 }

@@ -436,9 +436,11 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 let backoff_delay = backoff.next_delay();
                 let delay = e.retry_after().unwrap_or(backoff_delay);
                 if e.retryable() && crate::clock::deadline_after(delay) < give_up {
-                    // Producers waiting for memory: a request that must wait
-                    // for its retry waits on disk instead, if it can.
-                    if inner.budget_waiters.load(Ordering::Relaxed) > 0 && spool_now(shared, &req) {
+                    // Memory short (producers waiting for it, or half the
+                    // budget taken, where `DropNewest` would soon refuse
+                    // records): a request that must wait for its retry
+                    // waits on disk instead, if it can.
+                    if memory_short(inner) && spool_now(shared, &req) {
                         return;
                     }
                     counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -470,6 +472,16 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
 /// producers wait for memory.)
 fn spool_if_refused(shared: &ExportContext, req: &ExportRequest) -> bool {
     shared.breakers.borrow()[req.lane].refuses(shared.now_ns()) && spool_now(shared, req)
+}
+
+/// Whether fresh records are short of memory: producers wait for it, or
+/// half the budget is taken.
+fn memory_short(inner: &Engine) -> bool {
+    inner.budget_waiters.load(Ordering::Relaxed) > 0
+        || inner
+            .budget
+            .as_ref()
+            .is_some_and(|b| b.used().saturating_mul(2) >= b.limit())
 }
 
 /// Writes `req` to the disk spool, if there is one and the request may go

@@ -71,6 +71,8 @@ struct Worker {
     turns: PerSignal<usize>,
     /// The spool segments in replay, oldest first (worker 0).
     replaying: std::collections::VecDeque<replay::Replay>,
+    /// Bytes of replayed requests in flight (at most half the budget).
+    replay_bytes: Rc<std::cell::Cell<u64>>,
     /// The lanes as this worker last saw them, and their version.
     table: Arc<LaneTable>,
     table_version: u64,
@@ -133,6 +135,7 @@ pub(super) fn run(
         table,
         table_version: u64::MAX,
         replaying: Default::default(),
+        replay_bytes: Rc::default(),
         charged: Vec::new(),
         turns: PerSignal::default(),
         samples: Vec::new(),

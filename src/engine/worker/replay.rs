@@ -3,9 +3,12 @@
 //! endpoint, if that one is gone) while that endpoint's breaker lets
 //! requests through, in at most half of its request slots while fresh data
 //! waits (`IDLE_REPLAY` or all of them otherwise), so fresh data keeps
-//! room. The next segment is read once every request of the ones before it
+//! room. Segments are read a request at a time, just before it is sent,
+//! and the next segment is opened once every request of the ones before it
 //! is on its way, so the stream of requests does not pause at a segment's
-//! end, and at most one segment's unsent requests are in memory. A request
+//! end and replay holds in memory only what is in flight (reserved in the
+//! memory budget, at most half of it) and the one request it is about to
+//! send. A request
 //! that fails with a retryable error goes back to the front of its
 //! segment's queue (the breaker then holds replay back); a segment is
 //! deleted once every request in it is acknowledged or refused for good, so
@@ -21,7 +24,7 @@ use super::export_task::lane_key;
 use super::Worker;
 use crate::export::ExportError;
 use crate::flow::concurrency::Outcome;
-use crate::spool::{Entry, Spool};
+use crate::spool::{Entry, SegmentReader, Spool};
 
 /// Replay requests in flight per endpoint while no fresh data waits.
 const IDLE_REPLAY: usize = 64;
@@ -29,7 +32,10 @@ const IDLE_REPLAY: usize = 64;
 /// A segment in replay.
 pub(super) struct Replay {
     seq: u64,
-    /// Its requests not yet sent (or back after a failed attempt).
+    /// Its file, read a request at a time; None once read to the end.
+    reader: Option<SegmentReader>,
+    /// Its requests read and not yet sent (the next one, and those back
+    /// after a failed attempt).
     entries: Rc<RefCell<VecDeque<Entry>>>,
     /// Requests of it in flight.
     outstanding: Rc<Cell<usize>>,
@@ -46,24 +52,37 @@ impl Worker {
         }
         let now = self.shared.now_ns();
         loop {
-            // The oldest segment with a request to send; the next one from
-            // disk when every loaded one has sent all it has.
-            let next = self
-                .replaying
-                .iter()
-                .find(|r| !r.entries.borrow().is_empty());
+            // The oldest segment with a request to send (reading its next
+            // one from the file); the next segment from disk when every
+            // loaded one has sent all it has.
+            let mut next = None;
+            for r in self.replaying.iter_mut() {
+                if r.entries.borrow().is_empty() {
+                    if let Some(reader) = r.reader.as_mut() {
+                        match spool.next_entry(r.seq, reader) {
+                            Some(e) => r.entries.borrow_mut().push_back(e),
+                            None => r.reader = None,
+                        }
+                    }
+                }
+                if !r.entries.borrow().is_empty() {
+                    next = Some((r.entries.clone(), r.outstanding.clone()));
+                    break;
+                }
+            }
             let (queue, outstanding) = match next {
-                Some(r) => (r.entries.clone(), r.outstanding.clone()),
+                Some(n) => n,
                 None => {
                     if !spool.has_work() {
                         break;
                     }
-                    let Some((seq, entries)) = spool.next_segment() else {
+                    let Some((seq, reader)) = spool.next_segment() else {
                         break;
                     };
                     self.replaying.push_back(Replay {
                         seq,
-                        entries: Rc::new(RefCell::new(entries.into())),
+                        reader: Some(reader),
+                        entries: Rc::default(),
                         outstanding: Rc::new(Cell::new(0)),
                     });
                     continue;
@@ -99,10 +118,14 @@ impl Worker {
                 break;
             }
             // A replayed request's bytes count against the memory budget
-            // while it is in flight; replay waits for room rather than
-            // crowd out fresh records.
+            // while it is in flight, and replay keeps to half the budget
+            // (one request at least), so fresh records keep room.
             let bytes = queue.borrow().front().map_or(0, |e| e.request.len() as u64);
             if let Some(b) = &self.inner.budget {
+                let mine = self.replay_bytes.get();
+                if mine > 0 && (mine + bytes).saturating_mul(2) > b.limit() {
+                    break;
+                }
                 if !b.try_reserve(bytes) {
                     break;
                 }
@@ -111,11 +134,13 @@ impl Worker {
                 break;
             };
             outstanding.set(outstanding.get() + 1);
+            self.replay_bytes.set(self.replay_bytes.get() + bytes);
             self.send_replayed(spool.clone(), lane, entry, queue, outstanding);
         }
         // Segments wholly acknowledged leave the disk.
         self.replaying.retain(|r| {
-            let settled = r.entries.borrow().is_empty() && r.outstanding.get() == 0;
+            let settled =
+                r.reader.is_none() && r.entries.borrow().is_empty() && r.outstanding.get() == 0;
             if settled {
                 spool.done(r.seq);
             }
@@ -141,6 +166,7 @@ impl Worker {
         outstanding: Rc<Cell<usize>>,
     ) {
         let shared = self.shared.clone();
+        let replay_bytes = self.replay_bytes.clone();
         let entry_bytes = entry.request.len() as u64;
         shared.lane_in_flight.borrow_mut()[lane] += 1;
         tokio::task::spawn_local(async move {
@@ -184,6 +210,7 @@ impl Worker {
                 }
             }
             shared.inner.release_memory(entry_bytes);
+            replay_bytes.set(replay_bytes.get() - entry_bytes);
             shared.lane_in_flight.borrow_mut()[lane] -= 1;
             outstanding.set(outstanding.get() - 1);
             shared.slot_freed.notify_one();

@@ -220,28 +220,41 @@ def table(rows, title):
                                           b_cpu_d / a_cpu_d if a_cpu_d else 0, b_cpu / a_cpu if a_cpu else 0))
 
 
-def latency_sweep(latencies, spans):
-    """otlpflow's delivered spans/s against receiver latency, for its
-    defaults and for fixed settings: `otlpflow demo` with the embedded
-    receiver adding the latency to every request."""
-    settings = [
-        ("defaults (4 in flight, 512-span batches)", []),
-        ("16 in flight", ["--concurrency", "16"]),
-        ("64 in flight, 2048-span batches", ["--concurrency", "64", "--batch", "2048"]),
-        ("adaptive concurrency", ["--concurrency", "adaptive"]),
-    ]
+FIXED_GRID = [(c, b) for c in (4, 16, 64, 128) for b in (512, 2048, 3000)]
+
+
+def latency_sweep(latencies, spans, repeats=1):
+    """otlpflow's delivered spans/s against receiver latency: its defaults
+    (adaptive concurrency from 4, batches growing from 512 over a long round
+    trip), the defaults before them (4 in flight, 512-span batches), and a
+    grid of fixed concurrency x batch size to find the best fixed setting
+    at each latency. `otlpflow demo --threads 2` with the embedded receiver
+    adding the latency to every request; the median of `repeats` runs."""
+    settings = [("defaults", []), ("old defaults (4 in flight, 512-span batches)", ["--concurrency", "4", "--batch", "512"])]
+    settings += [("%d in flight, %d-span batches" % (c, b), ["--concurrency", str(c), "--batch", str(b)])
+                 for c, b in FIXED_GRID]
     rows = []
-    for label, extra in settings:
-        for ms in latencies:
-            # Enough spans for about 3 s at the expected rate, at least 50k.
-            argv = [SINK, "demo", "--spans", str(spans), "--threads", "2", "--sink-latency-ms", str(ms),
-                    "--json"] + extra
-            out = subprocess.run(argv, capture_output=True, check=True).stdout.decode()
-            r = json.loads(out.strip().splitlines()[-1])
-            rows.append(dict(setting=label, latency_ms=ms, rate=r["records_per_sec"],
-                             lost=r["offered"] - r["exported"]))
-            print("  %-44s %6.0f ms: %10.0f spans/s, %d lost" % (label, ms, r["records_per_sec"],
-                                                                  r["offered"] - r["exported"]))
+    for ms in latencies:
+        for label, extra in settings:
+            rates, lost, peak = [], 0, 0
+            for _ in range(repeats):
+                argv = [SINK, "demo", "--spans", str(spans), "--threads", "2", "--sink-latency-ms", str(ms),
+                        "--json"] + extra
+                out = subprocess.run(argv, capture_output=True, check=True).stdout.decode()
+                r = json.loads(out.strip().splitlines()[-1])
+                rates.append(r["records_per_sec"])
+                lost += r["offered"] - r["exported"]
+            rate = statistics.median(rates)
+            rows.append(dict(setting=label, latency_ms=ms, rate=rate, lost=lost))
+            print("  %6.0f ms  %-44s %10.0f spans/s (runs: %s), %d lost" % (
+                ms, label, rate, ", ".join("%.0f" % x for x in rates), lost))
+        fixed = [r for r in rows if r["latency_ms"] == ms and "in flight" in r["setting"]
+                 and not r["setting"].startswith("old")]
+        best = max(fixed, key=lambda r: r["rate"])
+        d = next(r for r in rows if r["latency_ms"] == ms and r["setting"] == "defaults")
+        old = next(r for r in rows if r["latency_ms"] == ms and r["setting"].startswith("old"))
+        print("  %6.0f ms  defaults: %.0f%% of the best fixed (%s, %.0f spans/s), %.2fx the old defaults" % (
+            ms, 100.0 * d["rate"] / best["rate"], best["setting"], best["rate"], d["rate"] / old["rate"]))
     return rows
 
 
@@ -281,9 +294,16 @@ def draw(out_dir, throughput_rows, latency_rows):
         written.append(path)
     if latency_rows:
         fig, ax = plt.subplots(figsize=(9, 5.5))
-        for setting in dict.fromkeys(r["setting"] for r in latency_rows):
+        lats = sorted(set(r["latency_ms"] for r in latency_rows))
+        for setting in ("defaults", "old defaults (4 in flight, 512-span batches)", "64 in flight, 2048-span batches"):
             pts = [r for r in latency_rows if r["setting"] == setting]
-            ax.plot([p["latency_ms"] for p in pts], [p["rate"] / 1e3 for p in pts], marker="o", label=setting)
+            if pts:
+                ax.plot([p["latency_ms"] for p in pts], [p["rate"] / 1e3 for p in pts], marker="o", label=setting,
+                        linewidth=2.5 if setting == "defaults" else 1.5)
+        best = [max((r for r in latency_rows if r["latency_ms"] == ms and "in flight" in r["setting"]
+                     and not r["setting"].startswith("old")), key=lambda r: r["rate"])["rate"] for ms in lats]
+        ax.plot(lats, [b / 1e3 for b in best], linestyle="--", marker="x", color="gray",
+                label="best fixed setting at each latency (of %d tried)" % len(FIXED_GRID))
         ax.set_xlabel("receiver latency added to every request (ms)")
         ax.set_ylabel("delivered spans/s (thousands)")
         ax.set_yscale("log")
@@ -317,7 +337,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching systems")
     ap.add_argument("--latency", default="",
                     help="comma-separated receiver latencies in ms: otlpflow's throughput at each, per setting")
-    ap.add_argument("--latency-spans", type=int, default=100_000, help="spans per latency run")
+    ap.add_argument("--latency-spans", type=int, default=2_000_000, help="spans per latency run")
+    ap.add_argument("--latency-repeats", type=int, default=1, help="runs per latency and setting (median)")
     ap.add_argument("--charts", default="", help="directory to draw PNG charts into (needs matplotlib)")
     args = ap.parse_args()
     only = [o for o in args.only.split(",") if o]
@@ -342,7 +363,8 @@ def main():
     latency_rows = []
     if args.latency:
         print("\notlpflow against receiver latency (%d spans per run)" % args.latency_spans)
-        latency_rows = latency_sweep([float(x) for x in args.latency.split(",")], args.latency_spans)
+        latency_rows = latency_sweep([float(x) for x in args.latency.split(",")], args.latency_spans,
+                                     args.latency_repeats)
     if args.charts:
         draw(args.charts, charted, latency_rows)
     n = int(10_000 * args.rate_seconds)

@@ -861,7 +861,8 @@ OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_ring_bytes(struct otlpflow_config *config,
                                                size_t bytes);
 
-// Records per batch (default 512).
+// Records per batch, a fixed cap. Unset, batches start at 512 and grow
+// while the path's round trip is 10 ms or more and most leave full.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_max_batch_items(struct otlpflow_config *config,
                                                     size_t items);
@@ -871,7 +872,8 @@ OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_linger_ms(struct otlpflow_config *config,
                                               uint64_t ms);
 
-// Requests in flight per worker (default 4).
+// A fixed number of requests in flight per worker. Unset, each worker's
+// limit adapts (AIMD) from 4 up to a ceiling the memory budget bounds.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_max_in_flight(struct otlpflow_config *config,
                                                   size_t requests);

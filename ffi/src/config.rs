@@ -295,7 +295,8 @@ pub extern "C" fn otlpflow_config_set_ring_bytes(
     set(config, |b| Ok(b.ring_bytes(bytes)))
 }
 
-/// Records per batch (default 512).
+/// Records per batch, a fixed cap. Unset, batches start at 512 and grow
+/// while the path's round trip is 10 ms or more and most leave full.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn otlpflow_config_set_max_batch_items(
@@ -315,7 +316,8 @@ pub extern "C" fn otlpflow_config_set_linger_ms(
     set(config, |b| Ok(b.linger(Duration::from_millis(ms))))
 }
 
-/// Requests in flight per worker (default 4).
+/// A fixed number of requests in flight per worker. Unset, each worker's
+/// limit adapts (AIMD) from 4 up to a ceiling the memory budget bounds.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn otlpflow_config_set_max_in_flight(

@@ -254,9 +254,13 @@ impl PipelineBuilder {
         self.ring_bytes = n;
         self
     }
-    /// A batch closes at this many records (default 512).
+    /// A batch closes at this many records. Unset, batches start at 512 and
+    /// grow (up to 16 times that, `max_batch_bytes` still applying) while
+    /// the path's round trip is 10 ms or more and most batches leave full;
+    /// set, it is a fixed cap.
     pub fn max_batch_items(mut self, n: usize) -> Self {
         self.max_batch_items = n;
+        self.batch_set = true;
         self
     }
     /// No export request is larger than this after compression (default
@@ -280,6 +284,7 @@ impl PipelineBuilder {
     /// once every 4 acknowledged requests so that it does not oscillate.
     pub fn adaptive_batch(mut self, min_items: usize, latency_target: Duration) -> Self {
         self.adaptive_batch = Some((min_items, latency_target));
+        self.batch_set = true;
         self
     }
     /// Admits at most `per_second` records per second at ingest, in bursts
@@ -325,9 +330,13 @@ impl PipelineBuilder {
         self.linger = d;
         self
     }
-    /// Requests in flight per worker (default 4).
+    /// A fixed number of requests in flight per worker. Unset (and without
+    /// `adaptive_concurrency`), each worker's limit adapts (AIMD) from 4
+    /// up to a ceiling that keeps requests in flight within the memory
+    /// budget, or 128 MiB without one, at `max_batch_bytes` each (4..=256).
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
+        self.concurrency_set = true;
         self
     }
     /// Timeout of one export request (default 10 s, as in OTLP).
@@ -387,6 +396,7 @@ impl PipelineBuilder {
     /// adaptive request concurrency), instead of a fixed `max_in_flight`.
     pub fn adaptive_concurrency(mut self, min: usize, max: usize) -> Self {
         self.flow.adaptive_concurrency = Some((min, max));
+        self.concurrency_set = true;
         self
     }
     /// The circuit breaker (default: opens after 5 attempts without an

@@ -309,6 +309,12 @@ pub struct Config {
     pub(crate) connections_per_worker: usize,
     pub(crate) rate_limit: Option<(f64, u64)>,
     pub(crate) adaptive_batch: Option<(usize, Duration)>,
+    /// Batches may grow up to this many records while the round trip is
+    /// long and batches leave full (the default when neither
+    /// `max_batch_items` nor the adaptive batch was set).
+    pub(crate) batch_growth: Option<usize>,
+    /// Where the adaptive concurrency starts.
+    pub(crate) aimd_start: usize,
     pub(crate) prometheus: Option<std::net::SocketAddr>,
     pub(crate) byte_rate_limit: Option<(f64, u64)>,
     pub(crate) keepalive: Duration,
@@ -378,6 +384,12 @@ impl SignalConfig {
 }
 
 impl Config {
+    /// The most records a batch may take: `max_batch_items`, or more where
+    /// batches grow by themselves.
+    pub(crate) fn batch_cap(&self) -> usize {
+        self.batch_growth.unwrap_or(self.max_batch_items)
+    }
+
     /// The shortest request timeout of the three signals.
     pub(crate) fn min_timeout(&self) -> Duration {
         self.signals
@@ -451,6 +463,12 @@ pub struct PipelineBuilder {
     idle_timeout: Duration,
     linger: Duration,
     max_in_flight: usize,
+    /// `max_in_flight` or adaptive concurrency was chosen: no automatic
+    /// concurrency.
+    concurrency_set: bool,
+    /// `max_batch_items` or the adaptive batch was chosen: batches do not
+    /// grow by themselves.
+    batch_set: bool,
     request_timeout: Duration,
     policy: Policy,
     retry: RetryConfig,
@@ -497,6 +515,8 @@ impl Default for PipelineBuilder {
             idle_timeout: Duration::from_secs(90),
             linger: Duration::from_millis(100),
             max_in_flight: 4,
+            concurrency_set: false,
+            batch_set: false,
             request_timeout: Duration::from_secs(10),
             policy: Policy::DropNewest,
             retry: RetryConfig::default(),

@@ -133,6 +133,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// `adaptive`, `adaptive:MIN:MAX` or a fixed count, applied to `b`.
 pub(super) fn apply_concurrency(mut b: PipelineBuilder, v: &str) -> Option<PipelineBuilder> {
+    b.concurrency_set = true;
     match v.trim().split(':').collect::<Vec<_>>()[..] {
         ["adaptive"] => b.flow.adaptive_concurrency = Some((1, b.max_in_flight.max(64))),
         ["adaptive", min, max] => {
@@ -317,22 +318,30 @@ impl PipelineBuilder {
             "shards" => b.shards = Some(count(v)?),
             "workers" => b.workers = Some(count(v)?),
             "ring_bytes" => b.ring_bytes = size(v)? as usize,
-            "max_batch_items" => b.max_batch_items = count(v)?,
+            "max_batch_items" => {
+                b.max_batch_items = count(v)?;
+                b.batch_set = true;
+            }
             "max_batch_bytes" => b.max_batch_bytes = size(v)? as usize,
             "max_request_bytes" => b.max_request_bytes = size(v)? as usize,
             "linger" => b.linger = duration(v)?,
-            "max_in_flight" => b.max_in_flight = count(v)?,
+            "max_in_flight" => {
+                b.max_in_flight = count(v)?;
+                b.concurrency_set = true;
+            }
             "concurrency" => {
                 b = apply_concurrency(b, v).ok_or_else(|| want(expects(name)))?;
             }
             "adaptive_concurrency" => {
                 let mm = pair(v, number, number, |_| None).ok_or_else(|| want(expects(name)))?;
                 b.flow.adaptive_concurrency = Some(mm);
+                b.concurrency_set = true;
             }
             "adaptive_batch" => {
                 let ab =
                     pair(v, number, parse_duration, |_| None).ok_or_else(|| want(expects(name)))?;
                 b.adaptive_batch = Some(ab);
+                b.batch_set = true;
             }
             "connections_per_worker" => b.connections_per_worker = count(v)?,
             "keepalive" => b.keepalive = duration(v)?,

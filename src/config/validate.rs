@@ -13,6 +13,15 @@ pub(crate) fn base_target(url: &str, signal: Signal) -> Result<(Endpoint, String
     Ok((e, path))
 }
 
+/// Bytes that requests in flight may hold when concurrency is automatic
+/// and no memory budget is set: the adaptive ceiling is this over the
+/// batch byte limit, split over the workers.
+pub(crate) const AUTO_IN_FLIGHT_BYTES: u64 = 128 << 20;
+
+/// How far automatic batches may grow: this many times `max_batch_items`
+/// (the batch byte limit still applies).
+const BATCH_GROWTH: usize = 16;
+
 impl PipelineBuilder {
     /// Validates the settings.
     pub fn build(self) -> Result<Config, Error> {
@@ -222,7 +231,25 @@ impl PipelineBuilder {
                 return Err(Error::config("spool_max_bytes: at least 1M"));
             }
         }
+        // Automatic flow (nothing chosen): adaptive concurrency starting at
+        // `max_in_flight`, with a ceiling that keeps requests in flight
+        // within the memory budget (or `AUTO_IN_FLIGHT_BYTES` without one)
+        // even at the batch byte limit; and batches that grow while the
+        // round trip is long and they leave full.
+        let mut flow = self.flow;
+        let mut aimd_start = flow.adaptive_concurrency.map_or(1, |(min, _)| min);
+        if !self.concurrency_set && flow.adaptive_concurrency.is_none() {
+            let allowance = flow.memory_budget.unwrap_or(AUTO_IN_FLIGHT_BYTES);
+            let per_request = self.max_batch_bytes.max(1) as u64 * workers as u64;
+            let ceiling = (allowance / per_request).clamp(self.max_in_flight as u64, 256) as usize;
+            flow.adaptive_concurrency = Some((1, ceiling));
+            aimd_start = self.max_in_flight;
+        }
+        let batch_growth = (!self.batch_set && self.adaptive_batch.is_none())
+            .then(|| self.max_batch_items.saturating_mul(BATCH_GROWTH));
         Ok(Config {
+            batch_growth,
+            aimd_start,
             spool: self.spool.clone(),
             spool_sync: self.spool_sync,
             spool_full: self.spool_full,
@@ -249,7 +276,7 @@ impl PipelineBuilder {
             retry: self.retry,
             compression_level: self.compression_level,
             tls: self.tls,
-            flow: self.flow,
+            flow,
             system_memory_source: self.system_memory_source,
             signals,
             metrics_interval: self.metrics_interval,

@@ -67,6 +67,9 @@ pub struct Batch {
     items: usize,
     bytes: usize,
     opened: Option<Instant>,
+    /// A record did not fit under the byte limit: the batch is full below
+    /// the limit and goes as it is.
+    closed: bool,
     /// Records are metric points to group (see `record::metric`).
     metrics: bool,
 }
@@ -98,6 +101,17 @@ impl Batch {
     /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
         self.items == 0
+    }
+
+    /// Marks the batch full: the next record would take it past the byte
+    /// limit.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether `close` was called since the batch was last taken.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// When the first record of this batch arrived.
@@ -199,6 +213,7 @@ impl Batch {
         self.items = 0;
         self.bytes = 0;
         self.opened = None;
+        self.closed = false;
         ClosedBatch {
             head,
             chunks,

@@ -70,11 +70,18 @@ pub struct Aimd {
 impl Aimd {
     /// A controller starting at `min`, moving within `[min, max]`.
     pub fn new(min: usize, max: usize, now_ns: u64) -> Aimd {
+        Aimd::starting_at(min, max, min, now_ns)
+    }
+
+    /// A controller starting at `start` (within `[min, max]`), in slow
+    /// start.
+    pub fn starting_at(min: usize, max: usize, start: usize, now_ns: u64) -> Aimd {
         let min = min.max(1);
+        let max = max.max(min);
         Aimd {
             min,
-            max: max.max(min),
-            limit: min,
+            max,
+            limit: start.clamp(min, max),
             past_mean: 0.0,
             reference: 0.0,
             have_past: false,
@@ -86,6 +93,12 @@ impl Aimd {
             overloaded: false,
             slow_start: true,
         }
+    }
+
+    /// The round trip without a queue, as far as it is known (nanoseconds;
+    /// 0 before the first answer).
+    pub fn reference_ns(&self) -> u64 {
+        self.reference as u64
     }
 
     /// The current limit on requests in flight.

@@ -65,9 +65,10 @@ pub(crate) struct Load {
     /// What producers do on a full ring.
     #[arg(long, value_enum, default_value_t = PolicyArg::Block)]
     pub(crate) policy: PolicyArg,
-    /// Records per batch.
-    #[arg(long, default_value_t = 512)]
-    pub(crate) batch: usize,
+    /// Records per batch [default: the library's: 512, growing while the
+    /// round trip is long and batches leave full].
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
     /// What to send: spans, log records or metric data points.
     #[arg(long, value_enum, default_value_t = SignalArg::Traces)]
     pub(crate) signal: SignalArg,
@@ -75,9 +76,10 @@ pub(crate) struct Load {
     #[arg(long, value_parser = parse_size)]
     pub(crate) memory_budget: Option<u64>,
     /// Export requests in flight per worker: a number, or `adaptive`
-    /// (AIMD between 1 and 256).
-    #[arg(long, default_value = "4", value_parser = parse_concurrency)]
-    pub(crate) concurrency: Concurrency,
+    /// (AIMD between 1 and 256) [default: the library's: adaptive from 4,
+    /// its ceiling bounded by the memory budget].
+    #[arg(long, value_parser = parse_concurrency)]
+    pub(crate) concurrency: Option<Concurrency>,
     /// Ingest limit in records per second (refusals counted as
     /// rate_limited; --rate paces the producers instead).
     #[arg(long)]

@@ -38,7 +38,6 @@ pub(crate) fn run_load(
         )
         .compression(compression)
         .policy(policy)
-        .max_batch_items(load.batch)
         .protocol(match load.protocol {
             ProtocolArg::Grpc => otlpflow::Protocol::Grpc,
             ProtocolArg::HttpProtobuf => otlpflow::Protocol::HttpProtobuf,
@@ -64,9 +63,13 @@ pub(crate) fn run_load(
     if let Some(r) = load.rate_limit {
         builder = builder.rate_limit(r, r.ceil().max(1.0) as u64);
     }
+    if let Some(n) = load.batch {
+        builder = builder.max_batch_items(n);
+    }
     builder = match load.concurrency {
-        Concurrency::Fixed(n) => builder.max_in_flight(n),
-        Concurrency::Adaptive => builder.adaptive_concurrency(1, 256),
+        Some(Concurrency::Fixed(n)) => builder.max_in_flight(n),
+        Some(Concurrency::Adaptive) => builder.adaptive_concurrency(1, 256),
+        None => builder,
     };
     let pipeline = builder.start()?;
     let scope = pipeline.scope("otlpflow.demo", otlpflow::VERSION);

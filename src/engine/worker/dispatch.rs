@@ -72,6 +72,9 @@ impl Worker {
     /// Closes one lane's batch, frames and compresses it, waits for an
     /// in-flight slot, and starts the export task.
     async fn dispatch_one(&mut self, lane: usize) {
+        let (sent, full) = self.shared.batches.get();
+        let filled = u64::from(self.is_full(lane));
+        self.shared.batches.set((sent + 1, full + filled));
         let signal = self.table.exports[lane].signal;
         let req = self.batches[lane].take(&self.inner.resource_field.read());
         let mut receipts = std::mem::take(&mut self.shares[lane]);

@@ -36,12 +36,12 @@ impl Worker {
             .counters
             .batch_target
             .load(Ordering::Relaxed) as usize)
-            .min(cfg.max_batch_items);
+            .min(cfg.batch_cap());
         let mut total = 0;
         let mut unknown = 0u64;
         for (shard_idx, consumer) in consumers.iter_mut() {
             let limit = inner.batch_limit;
-            let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit;
+            let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit || b.is_closed();
             if batches.iter().any(full) {
                 break;
             }
@@ -80,9 +80,12 @@ impl Worker {
                 let batch = &mut batches[lane];
                 // Close the batch before a record would take it past the
                 // request limit: the record waits in the ring for the next.
-                if batch.items() >= max_items
-                    || (!batch.is_empty() && batch.bytes() + record.len() + 16 > limit)
-                {
+                if batch.items() >= max_items {
+                    return false;
+                }
+                if !batch.is_empty() && batch.bytes() + record.len() + 16 > limit {
+                    // Full below the limit: it goes now, not at `linger`.
+                    batch.close();
                     return false;
                 }
                 batch.push(tag & SCOPE_MASK, record, |t| {

@@ -55,6 +55,9 @@ pub(super) struct ExportContext {
     /// request slots to itself, so one that stops answering cannot take
     /// the others' slots.
     pub(super) lane_in_flight: RefCell<Vec<usize>>,
+    /// Batches sent since the batch target last moved, and how many of them
+    /// left full (automatic batch growth).
+    pub(super) batches: std::cell::Cell<(u64, u64)>,
 }
 
 impl ExportContext {
@@ -387,7 +390,7 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 for s in &req.samples {
                     counters.e2e_latency.record(now.saturating_sub(*s));
                 }
-                adapt_batch(cfg, counters, latency, inner.under_memory_pressure());
+                super::batch_size::adapt_batch(shared, latency, inner.under_memory_pressure());
                 counters.consecutive_failures.store(0, Ordering::Relaxed);
                 let rejected = ack.rejected.min(items);
                 counters.export(req.signal, items - rejected);
@@ -538,49 +541,4 @@ async fn wait_for_retry(shared: &ExportContext, seq: u64, lane: usize, delay: Du
     };
     shared.retrying.borrow_mut().remove(&seq);
     !evicted
-}
-
-/// Moves the batch target after an acknowledged request (see
-/// `PipelineBuilder::adaptive_batch`). Runs on the worker's thread.
-fn adapt_batch(
-    cfg: &crate::config::Config,
-    counters: &crate::stats::WorkerCounters,
-    latency_ns: u64,
-    memory_pressure: bool,
-) {
-    // The smoothed round trip is kept either way: health() reads it too.
-    let old = counters.latency_ewma_ns.load(Ordering::Relaxed);
-    let ewma = if old == 0 {
-        latency_ns
-    } else {
-        // Weight 1/8, in integers: smooth enough not to chase one slow reply.
-        (old * 7 + latency_ns) / 8
-    };
-    counters.latency_ewma_ns.store(ewma, Ordering::Relaxed);
-    let Some((min, target)) = cfg.adaptive_batch else {
-        return;
-    };
-    if counters.since_adjust.fetch_add(1, Ordering::Relaxed) + 1 < 4 {
-        return;
-    }
-    let target_ns = target.as_nanos() as u64;
-    let current = counters.batch_target.load(Ordering::Relaxed);
-    let next = if ewma > 2 * target_ns {
-        current * 3 / 4
-    } else if ewma < target_ns / 2 {
-        (current * 5).div_ceil(4)
-    } else {
-        current
-    }
-    .clamp(min as u64, cfg.max_batch_items as u64);
-    // Under system memory pressure batches may shrink, never grow.
-    let next = if memory_pressure {
-        next.min(current)
-    } else {
-        next
-    };
-    if next != current {
-        counters.batch_target.store(next, Ordering::Relaxed);
-    }
-    counters.since_adjust.store(0, Ordering::Relaxed);
 }

@@ -9,6 +9,7 @@
 //! sequence number of the next request; flush E is done when no request
 //! before that number is outstanding.
 
+mod batch_size;
 mod dispatch;
 mod drain;
 mod export_task;
@@ -101,7 +102,7 @@ pub(super) fn run(
     let aimd = cfg
         .flow
         .adaptive_concurrency
-        .map(|(min, max)| Aimd::new(min, max, now_ns));
+        .map(|(min, max)| Aimd::starting_at(min, max, cfg.aimd_start, now_ns));
     let b = &cfg.flow.breaker;
     let breaker = Breaker::new(
         b.threshold,
@@ -128,6 +129,7 @@ pub(super) fn run(
             breakers: RefCell::new(Vec::new()),
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
+            batches: Default::default(),
             lane_in_flight: RefCell::new(Vec::new()),
             endpoints: RefCell::new(Vec::new()),
             table: RefCell::new(table.clone()),
@@ -278,7 +280,9 @@ impl Worker {
             .batch_target
             .load(Ordering::Relaxed) as usize;
         let b = &self.batches[lane];
-        b.items() >= target.min(cfg.max_batch_items) || b.bytes() >= self.inner.batch_limit
+        b.items() >= target.min(cfg.batch_cap())
+            || b.bytes() >= self.inner.batch_limit
+            || b.is_closed()
     }
 
     /// When the oldest open batch opened.

@@ -223,13 +223,14 @@ def table(rows, title):
 FIXED_GRID = [(c, b) for c in (4, 16, 64, 128) for b in (512, 2048, 3000)]
 
 
-def latency_sweep(latencies, spans, repeats=1):
+def latency_sweep(latencies, seconds, budget, repeats=1):
     """otlpflow's delivered spans/s against receiver latency: its defaults
     (adaptive concurrency from 4, batches growing from 512 over a long round
     trip), the defaults before them (4 in flight, 512-span batches), and a
     grid of fixed concurrency x batch size to find the best fixed setting
-    at each latency. `otlpflow demo --threads 2` with the embedded receiver
-    adding the latency to every request; the median of `repeats` runs."""
+    at each latency. `otlpflow demo --threads 2 --duration SECONDS` with the
+    embedded receiver adding the latency to every request, every setting
+    under the same memory budget; the median of `repeats` runs."""
     settings = [("defaults", []), ("old defaults (4 in flight, 512-span batches)", ["--concurrency", "4", "--batch", "512"])]
     settings += [("%d in flight, %d-span batches" % (c, b), ["--concurrency", str(c), "--batch", str(b)])
                  for c, b in FIXED_GRID]
@@ -238,8 +239,8 @@ def latency_sweep(latencies, spans, repeats=1):
         for label, extra in settings:
             rates, lost, peak = [], 0, 0
             for _ in range(repeats):
-                argv = [SINK, "demo", "--spans", str(spans), "--threads", "2", "--sink-latency-ms", str(ms),
-                        "--json"] + extra
+                argv = [SINK, "demo", "--duration", str(seconds), "--threads", "2", "--sink-latency-ms", str(ms),
+                        "--memory-budget", budget, "--json"] + extra
                 out = subprocess.run(argv, capture_output=True, check=True).stdout.decode()
                 r = json.loads(out.strip().splitlines()[-1])
                 rates.append(r["records_per_sec"])
@@ -337,7 +338,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching systems")
     ap.add_argument("--latency", default="",
                     help="comma-separated receiver latencies in ms: otlpflow's throughput at each, per setting")
-    ap.add_argument("--latency-spans", type=int, default=2_000_000, help="spans per latency run")
+    ap.add_argument("--latency-seconds", type=float, default=4.0, help="seconds each latency run offers spans")
+    ap.add_argument("--latency-budget", default="256M", help="the memory budget of every latency run")
     ap.add_argument("--latency-repeats", type=int, default=1, help="runs per latency and setting (median)")
     ap.add_argument("--charts", default="", help="directory to draw PNG charts into (needs matplotlib)")
     args = ap.parse_args()
@@ -362,9 +364,10 @@ def main():
             charted = rows
     latency_rows = []
     if args.latency:
-        print("\notlpflow against receiver latency (%d spans per run)" % args.latency_spans)
-        latency_rows = latency_sweep([float(x) for x in args.latency.split(",")], args.latency_spans,
-                                     args.latency_repeats)
+        print("\notlpflow against receiver latency (%.0f s per run, memory budget %s)" % (
+            args.latency_seconds, args.latency_budget))
+        latency_rows = latency_sweep([float(x) for x in args.latency.split(",")], args.latency_seconds,
+                                     args.latency_budget, args.latency_repeats)
     if args.charts:
         draw(args.charts, charted, latency_rows)
     n = int(10_000 * args.rate_seconds)

@@ -873,7 +873,8 @@ otlpflow_result otlpflow_config_set_linger_ms(struct otlpflow_config *config,
                                               uint64_t ms);
 
 // A fixed number of requests in flight per worker. Unset, each worker's
-// limit adapts (AIMD) from 4 up to a ceiling the memory budget bounds.
+// limit adapts (AIMD) from 4 up to a ceiling the memory budget bounds
+// (three quarters of it, at `max_batch_bytes` per request).
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_max_in_flight(struct otlpflow_config *config,
                                                   size_t requests);

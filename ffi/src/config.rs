@@ -317,7 +317,8 @@ pub extern "C" fn otlpflow_config_set_linger_ms(
 }
 
 /// A fixed number of requests in flight per worker. Unset, each worker's
-/// limit adapts (AIMD) from 4 up to a ceiling the memory budget bounds.
+/// limit adapts (AIMD) from 4 up to a ceiling the memory budget bounds
+/// (three quarters of it, at `max_batch_bytes` per request).
 #[no_mangle]
 #[must_use]
 pub extern "C" fn otlpflow_config_set_max_in_flight(

@@ -332,8 +332,10 @@ impl PipelineBuilder {
     }
     /// A fixed number of requests in flight per worker. Unset (and without
     /// `adaptive_concurrency`), each worker's limit adapts (AIMD) from 4
-    /// up to a ceiling that keeps requests in flight within the memory
-    /// budget, or 128 MiB without one, at `max_batch_bytes` each (4..=256).
+    /// up to a ceiling that keeps requests in flight within three quarters
+    /// of the memory budget, or of 128 MiB without one, at
+    /// `max_batch_bytes` each (4..=256); the rest is left to the rings and
+    /// batches.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
         self.concurrency_set = true;

@@ -315,6 +315,9 @@ pub struct Config {
     pub(crate) batch_growth: Option<usize>,
     /// Where the adaptive concurrency starts.
     pub(crate) aimd_start: usize,
+    /// The adaptive concurrency is the automatic one (nothing was set): it
+    /// grows past its start only over a long path.
+    pub(crate) auto_concurrency: bool,
     pub(crate) prometheus: Option<std::net::SocketAddr>,
     pub(crate) byte_rate_limit: Option<(f64, u64)>,
     pub(crate) keepalive: Duration,

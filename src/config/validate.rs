@@ -232,7 +232,7 @@ impl PipelineBuilder {
             }
         }
         // Automatic flow (nothing chosen): adaptive concurrency starting at
-        // `max_in_flight`, with a ceiling that keeps requests in flight
+        // `max_in_flight` and growing past it only over a long path, with a ceiling that keeps requests in flight
         // within three quarters of the memory budget (or of
         // `AUTO_IN_FLIGHT_BYTES` without one) even at the batch byte limit,
         // the rest left to rings and batches (at the whole budget,
@@ -241,7 +241,8 @@ impl PipelineBuilder {
         // they leave full.
         let mut flow = self.flow;
         let mut aimd_start = flow.adaptive_concurrency.map_or(1, |(min, _)| min);
-        if !self.concurrency_set && flow.adaptive_concurrency.is_none() {
+        let auto_concurrency = !self.concurrency_set && flow.adaptive_concurrency.is_none();
+        if auto_concurrency {
             let allowance = flow.memory_budget.unwrap_or(AUTO_IN_FLIGHT_BYTES);
             let per_request = self.max_batch_bytes.max(1) as u64 * workers as u64;
             let ceiling =
@@ -254,6 +255,7 @@ impl PipelineBuilder {
         Ok(Config {
             batch_growth,
             aimd_start,
+            auto_concurrency,
             spool: self.spool.clone(),
             spool_sync: self.spool_sync,
             spool_full: self.spool_full,

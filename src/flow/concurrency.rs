@@ -28,6 +28,10 @@
 //! the worker's thread only: plain fields, no atomics. Times are passed in
 //! (nanoseconds on any monotonic clock) so that tests can drive it.
 
+/// A path whose round trip without a queue is at least this is long: the
+/// automatic flow settings grow concurrency and batches only on such paths.
+pub const LONG_ROUND_TRIP_NS: u64 = 10_000_000;
+
 /// Multiplicative decrease factor.
 const DECREASE: f64 = 0.9;
 /// Smoothing of the reported round trip.
@@ -65,6 +69,11 @@ pub struct Aimd {
     overloaded: bool,
     /// Doubling rather than adding one (until the first cut).
     slow_start: bool,
+    /// Where it started.
+    start: usize,
+    /// It grows past `start` only while the reference round trip is at
+    /// least this (0: always).
+    grow_above_ns: u64,
 }
 
 impl Aimd {
@@ -92,7 +101,19 @@ impl Aimd {
             throttled: false,
             overloaded: false,
             slow_start: true,
+            start: start.clamp(min, max),
+            grow_above_ns: 0,
         }
+    }
+
+    /// Grows past its start only while the path's round trip without a
+    /// queue (the reference) is at least `ns`: a path that short is kept
+    /// full by the few requests it starts with, and more in flight would
+    /// only queue at the receiver (or for the CPU, with the receiver on the
+    /// same cores).
+    pub fn grow_only_above(mut self, ns: u64) -> Aimd {
+        self.grow_above_ns = ns;
+        self
     }
 
     /// The round trip without a queue, as far as it is known (nanoseconds;
@@ -163,7 +184,14 @@ impl Aimd {
                 (Some(m), true) => m <= self.reference * STEADY,
                 _ => true,
             };
-            if steady {
+            // The reference, or this first window's mean before there is one.
+            let reference = if self.have_past {
+                self.reference
+            } else {
+                mean.unwrap_or(0.0)
+            };
+            let short = self.limit >= self.start && (reference as u64) < self.grow_above_ns;
+            if steady && !short {
                 let grown = if self.slow_start {
                     self.limit * 2
                 } else {
@@ -243,6 +271,25 @@ mod tests {
         // (The cut round's later throttles close one more window.)
         let seen = drive(&mut c, now, 4, |_| (200 * MS, Outcome::Answered));
         assert_eq!(seen, [207, 208, 209, 210]);
+    }
+
+    #[test]
+    fn grows_past_its_start_only_over_a_long_path() {
+        // 1 ms away: a few requests keep the path full; it stays at 4.
+        let mut c = Aimd::starting_at(1, 256, 4, 0).grow_only_above(LONG_ROUND_TRIP_NS);
+        let seen = drive(&mut c, &mut 0, 50, |_| (MS, Outcome::Answered));
+        assert!(seen.iter().all(|&l| l == 4), "{seen:?}");
+        // 50 ms away: slow start from 4 up to the ceiling.
+        let mut c = Aimd::starting_at(1, 256, 4, 0).grow_only_above(LONG_ROUND_TRIP_NS);
+        let seen = drive(&mut c, &mut 0, 8, |_| (50 * MS, Outcome::Answered));
+        assert_eq!(seen, [8, 16, 32, 64, 128, 256, 256, 256]);
+        // Cut below its start on a short path, it may grow back to it.
+        let mut c = Aimd::starting_at(1, 256, 4, 0).grow_only_above(LONG_ROUND_TRIP_NS);
+        let now = &mut 0;
+        drive(&mut c, now, 3, |_| (MS, Outcome::Throttled));
+        assert!(c.limit() < 4);
+        let seen = drive(&mut c, now, 20, |_| (MS, Outcome::Answered));
+        assert_eq!(*seen.last().unwrap(), 4, "{seen:?}");
     }
 
     #[test]

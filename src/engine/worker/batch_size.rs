@@ -7,9 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use super::export_task::ExportContext;
-
-/// A smoothed round trip from this on counts as long: batches may grow.
-const LONG_ROUND_TRIP_NS: u64 = 10_000_000;
+use crate::flow::concurrency::LONG_ROUND_TRIP_NS;
 
 /// Moves the batch target after an acknowledged request: by the latency
 /// target of `PipelineBuilder::adaptive_batch`, or, where batches grow by

@@ -99,10 +99,14 @@ pub(super) fn run(
     crate::threads::mark_own();
     let cfg = &inner.config;
     let now_ns = inner.epoch.elapsed().as_nanos() as u64;
-    let aimd = cfg
-        .flow
-        .adaptive_concurrency
-        .map(|(min, max)| Aimd::starting_at(min, max, cfg.aimd_start, now_ns));
+    let aimd = cfg.flow.adaptive_concurrency.map(|(min, max)| {
+        let a = Aimd::starting_at(min, max, cfg.aimd_start, now_ns);
+        if cfg.auto_concurrency {
+            a.grow_only_above(crate::flow::concurrency::LONG_ROUND_TRIP_NS)
+        } else {
+            a
+        }
+    });
     let b = &cfg.flow.breaker;
     let breaker = Breaker::new(
         b.threshold,

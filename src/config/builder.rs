@@ -331,8 +331,8 @@ impl PipelineBuilder {
         self
     }
     /// A fixed number of requests in flight per worker. Unset (and without
-    /// `adaptive_concurrency`), each worker's limit adapts (AIMD) from 4,
-    /// growing past 4 only while the path's round trip without a queue is
+    /// `adaptive_concurrency`), each worker's limit adapts (AIMD) between 4
+    /// and a ceiling, growing past 4 only while the path's round trip without a queue is
     /// 10 ms or more, up to a ceiling that keeps requests in flight within three quarters
     /// of the memory budget, or of 128 MiB without one, at
     /// `max_batch_bytes` each (4..=256); the rest is left to the rings and

@@ -247,7 +247,10 @@ impl PipelineBuilder {
             let per_request = self.max_batch_bytes.max(1) as u64 * workers as u64;
             let ceiling =
                 (allowance / 4 * 3 / per_request).clamp(self.max_in_flight as u64, 256) as usize;
-            flow.adaptive_concurrency = Some((1, ceiling));
+            // Never below the fixed default either: on a loopback receiver
+            // sharing the cores, queueing for the CPU looks like congestion,
+            // and cuts below 4 cost a third of the rate.
+            flow.adaptive_concurrency = Some((self.max_in_flight, ceiling));
             aimd_start = self.max_in_flight;
         }
         let batch_growth = (!self.batch_set && self.adaptive_batch.is_none())

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{workload, Pipeline, Policy};
 
@@ -23,6 +24,18 @@ fn record(p: &Pipeline, n: u64) {
     for i in 0..n {
         workload::record_benchmark_span(p, &scope, 1, i, 1_700_000_000_000_000_000).unwrap();
     }
+}
+
+/// The most spans one request the receiver kept carried.
+fn biggest_request(sink: &Sink) -> usize {
+    let spans = |r: &ExportTraceServiceRequest| -> usize {
+        r.resource_spans[0]
+            .scope_spans
+            .iter()
+            .map(|s| s.spans.len())
+            .sum()
+    };
+    sink.take_requests().iter().map(spans).max().unwrap()
 }
 
 /// A batch whose next record would pass the byte limit is full: it used to
@@ -52,18 +65,7 @@ fn a_batch_full_by_bytes_leaves_without_waiting_for_linger() {
     }
     let c = sink.counts();
     assert!(c.requests >= 20, "{c:?}");
-    let biggest = sink
-        .take_requests()
-        .iter()
-        .map(|r| {
-            r.resource_spans[0]
-                .scope_spans
-                .iter()
-                .map(|s| s.spans.len())
-                .sum::<usize>()
-        })
-        .max()
-        .unwrap();
+    let biggest = biggest_request(&sink);
     assert!(biggest > 150 && biggest < 300, "{biggest}");
     let st = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!(st.exported, 5_000);
@@ -123,18 +125,7 @@ fn defaults_grow_batches_and_concurrency_over_a_long_round_trip_and_settings_are
     let during = fixed.stats();
     let st = fixed.shutdown(Duration::from_secs(30)).unwrap();
     assert_eq!(st.exported, 30_000);
-    let biggest = sink_fixed
-        .take_requests()
-        .iter()
-        .map(|r| {
-            r.resource_spans[0]
-                .scope_spans
-                .iter()
-                .map(|s| s.spans.len())
-                .sum::<usize>()
-        })
-        .max()
-        .unwrap();
+    let biggest = biggest_request(&sink_fixed);
     assert_eq!(biggest, 300);
     assert_eq!(during.concurrency_limit, 3);
 }

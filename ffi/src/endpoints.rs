@@ -7,7 +7,7 @@ use std::os::raw::c_char;
 use otlpflow::{EndpointStats, Signal};
 
 use crate::pipeline::otlpflow_pipeline;
-use crate::ptr::{handle_ref, read_size, write_out, write_prefix};
+use crate::ptr::{c_text, handle_ref, read_size, write_out, write_prefix};
 use crate::{ffi_boundary, otlpflow_result, R};
 
 /// Bytes of `otlpflow_endpoint_stats.endpoint`, its NUL included.
@@ -40,14 +40,7 @@ pub struct otlpflow_endpoint_stats {
 
 impl From<&EndpointStats> for otlpflow_endpoint_stats {
     fn from(e: &EndpointStats) -> otlpflow_endpoint_stats {
-        let mut endpoint = [0 as c_char; OTLPFLOW_ENDPOINT_NAME];
-        let mut end = e.endpoint.len().min(OTLPFLOW_ENDPOINT_NAME - 1);
-        while !e.endpoint.is_char_boundary(end) {
-            end -= 1;
-        }
-        for (out, b) in endpoint.iter_mut().zip(&e.endpoint.as_bytes()[..end]) {
-            *out = *b as c_char;
-        }
+        let endpoint = c_text(&e.endpoint);
         otlpflow_endpoint_stats {
             size: std::mem::size_of::<otlpflow_endpoint_stats>(),
             signal: match e.signal {

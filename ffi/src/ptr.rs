@@ -130,6 +130,20 @@ pub(crate) unsafe fn copy_text(
     Ok(())
 }
 
+/// `text` as a fixed-size NUL-terminated C string, cut at a character
+/// boundary to fit (so it stays UTF-8).
+pub(crate) fn c_text<const N: usize>(text: &str) -> [c_char; N] {
+    let mut out = [0 as c_char; N];
+    let mut end = text.len().min(N.saturating_sub(1));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    for (o, b) in out.iter_mut().zip(&text.as_bytes()[..end]) {
+        *o = *b as c_char;
+    }
+    out
+}
+
 /// Writes the first `size` bytes of `value` to `out` (a versioned struct
 /// whose caller said how much of it it knows: `size` at most
 /// `size_of::<T>()`).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use otlpflow::{Delivery, Scope, Signal};
 
 use crate::pipeline::{batch_args, otlpflow_pipeline, otlpflow_scope, with_span};
-use crate::ptr::{read_size, write_prefix};
+use crate::ptr::{c_text, read_size, write_prefix};
 use crate::span::otlpflow_span;
 use crate::stats::{OTLPFLOW_DROP_REASONS, OTLPFLOW_FAIL_REASONS};
 use crate::{ffi_boundary, otlpflow_result, R};
@@ -47,17 +47,7 @@ pub struct otlpflow_delivery {
 
 impl From<&Delivery> for otlpflow_delivery {
     fn from(d: &Delivery) -> otlpflow_delivery {
-        let mut message = [0 as c_char; OTLPFLOW_DELIVERY_MESSAGE];
-        if let Some(m) = &d.message {
-            // Cut at a character boundary so the text stays UTF-8.
-            let mut end = m.len().min(OTLPFLOW_DELIVERY_MESSAGE - 1);
-            while !m.is_char_boundary(end) {
-                end -= 1;
-            }
-            for (out, b) in message.iter_mut().zip(&m.as_bytes()[..end]) {
-                *out = *b as c_char;
-            }
-        }
+        let message = c_text(d.message.as_deref().unwrap_or_default());
         otlpflow_delivery {
             size: std::mem::size_of::<otlpflow_delivery>(),
             records: d.records,

@@ -232,13 +232,13 @@ impl PipelineBuilder {
             }
         }
         // Automatic flow (nothing chosen): adaptive concurrency starting at
-        // `max_in_flight` and growing past it only over a long path, with a ceiling that keeps requests in flight
-        // within three quarters of the memory budget (or of
-        // `AUTO_IN_FLIGHT_BYTES` without one) even at the batch byte limit,
-        // the rest left to rings and batches (at the whole budget,
-        // producers waited for memory: 200 ms away, 1.83 M spans/s against
-        // 1.88 M); and batches that grow while the round trip is long and
-        // they leave full.
+        // `max_in_flight` and growing past it only over a long path, with a
+        // ceiling that keeps requests in flight within three quarters of
+        // the memory budget (or of `AUTO_IN_FLIGHT_BYTES` without one) even
+        // at the batch byte limit, the rest left to rings and batches (at
+        // the whole budget, producers waited for memory: 200 ms away, 1.83
+        // M spans/s against 1.88 M); and batches that grow while the round
+        // trip is long and they leave full.
         let mut flow = self.flow;
         let mut aimd_start = flow.adaptive_concurrency.map_or(1, |(min, _)| min);
         let auto_concurrency = !self.concurrency_set && flow.adaptive_concurrency.is_none();
@@ -246,7 +246,7 @@ impl PipelineBuilder {
             let allowance = flow.memory_budget.unwrap_or(AUTO_IN_FLIGHT_BYTES);
             let per_request = self.max_batch_bytes.max(1) as u64 * workers as u64;
             let ceiling =
-                (allowance / 4 * 3 / per_request).clamp(self.max_in_flight as u64, 256) as usize;
+                ((allowance / 4 * 3 / per_request).min(256) as usize).max(self.max_in_flight);
             // Never below the fixed default either: on a loopback receiver
             // sharing the cores, queueing for the CPU looks like congestion,
             // and cuts below 4 cost a third of the rate.

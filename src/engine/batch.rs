@@ -109,9 +109,10 @@ impl Batch {
         self.closed = true;
     }
 
-    /// Whether `close` was called since the batch was last taken.
-    pub fn is_closed(&self) -> bool {
-        self.closed
+    /// Whether the batch should leave: `max_items` records, `byte_limit`
+    /// bytes, or closed because the next record would not fit.
+    pub fn is_full(&self, max_items: usize, byte_limit: usize) -> bool {
+        self.items >= max_items || self.bytes >= byte_limit || self.closed
     }
 
     /// When the first record of this batch arrived.

@@ -41,7 +41,7 @@ impl Worker {
         let mut unknown = 0u64;
         for (shard_idx, consumer) in consumers.iter_mut() {
             let limit = inner.batch_limit;
-            let full = |b: &Batch| b.items() >= max_items || b.bytes() >= limit || b.is_closed();
+            let full = |b: &Batch| b.is_full(max_items, limit);
             if batches.iter().any(full) {
                 break;
             }

@@ -276,17 +276,15 @@ impl Worker {
         (0..self.batches.len()).any(|lane| self.is_full(lane))
     }
 
-    /// Whether `lane`'s batch reached the batch target or the byte limit.
+    /// Whether `lane`'s batch reached the batch target or the byte limit
+    /// (or was closed short of it).
     fn is_full(&self, lane: usize) -> bool {
         let cfg = &self.inner.config;
         let target = self.inner.workers[self.idx]
             .counters
             .batch_target
             .load(Ordering::Relaxed) as usize;
-        let b = &self.batches[lane];
-        b.items() >= target.min(cfg.batch_cap())
-            || b.bytes() >= self.inner.batch_limit
-            || b.is_closed()
+        self.batches[lane].is_full(target.min(cfg.batch_cap()), self.inner.batch_limit)
     }
 
     /// When the oldest open batch opened.

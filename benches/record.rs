@@ -29,6 +29,28 @@ fn encode(c: &mut Criterion) {
             })
         })
     });
+    // The same span through its template (name, kind and four attributes
+    // encoded once).
+    let shape = otlpflow::SpanShape::new(
+        "GET /api/v1/items/{id}",
+        otlpflow::SpanKind::Server,
+        &[
+            KeyValue::new("http.request.method", Value::Str("GET")),
+            KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
+            KeyValue::new("server.address", Value::Str("api.example.internal")),
+            KeyValue::new("http.response.status_code", Value::I64(200)),
+        ],
+    );
+    g.bench_function("otlpflow_span_template", |b| {
+        b.iter(|| {
+            i += 1;
+            workload::with_templated_benchmark_span(1, i, NOW, |s| {
+                let n = shape.encoded_len(s);
+                shape.encode(s, &mut buf[..n]);
+                n
+            })
+        })
+    });
     // The same span through prost: build the message structs, then encode.
     let mut out = Vec::with_capacity(1024);
     g.bench_function("prost_build_and_encode", |b| {
@@ -129,6 +151,37 @@ fn record_span(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             workload::record_benchmark_span(&p, &scope, 1, i, NOW)
+        })
+    });
+    let template = workload::benchmark_template(&p, &scope);
+    g.bench_function("1_thread_template", |b| {
+        b.iter(|| {
+            i += 1;
+            workload::record_templated_benchmark_span(&p, &template, 1, i, NOW)
+        })
+    });
+    // The same two in the recording thread's CPU time rather than wall
+    // time: on a 2-core machine the worker and the embedded receiver keep
+    // both cores busy, and the time the producer spends descheduled is not
+    // what recording costs it.
+    g.bench_function("1_thread_cpu", |b| {
+        b.iter_custom(|iters| {
+            thread_cpu(|| {
+                for _ in 0..iters {
+                    i += 1;
+                    let _ = workload::record_benchmark_span(&p, &scope, 1, i, NOW);
+                }
+            })
+        })
+    });
+    g.bench_function("1_thread_template_cpu", |b| {
+        b.iter_custom(|iters| {
+            thread_cpu(|| {
+                for _ in 0..iters {
+                    i += 1;
+                    let _ = workload::record_templated_benchmark_span(&p, &template, 1, i, NOW);
+                }
+            })
         })
     });
     // Two producers at once: each iteration is one record per thread.
@@ -279,6 +332,22 @@ fn record_span_with(
     let s = p.shutdown(Duration::from_secs(30)).expect("shutdown");
     assert_eq!(s.dropped.total(), 0);
     s
+}
+
+/// The calling thread's CPU time spent in `f`.
+fn thread_cpu(f: impl FnOnce()) -> Duration {
+    let now = || {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid, writable timespec for the call.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let start = now();
+    f();
+    now() - start
 }
 
 /// Runs `f` `iters` times on each of two threads at once.

@@ -69,13 +69,15 @@ pub use config::{
     HttpVersion, PipelineBuilder, Policy, Protocol, Resolver, RetryConfig, RetryQueue, Routing,
     SpoolFull, SpoolSync, TlsSettings, SETTINGS,
 };
-pub use engine::{fork, Acked, BatchResult, Delivery, Pipeline, Receipt, Recordable, Scope};
+pub use engine::{
+    fork, Acked, BatchResult, Delivery, Pipeline, Receipt, Recordable, Scope, SpanTemplate,
+};
 pub use error::{Error, RecordError};
 pub use metrics::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, UpDownCounter};
 pub use record::{
-    Event, ExpBuckets, ExpHistogramPoint, HistogramPoint, KeyValue, Link, LogRecord, MetricData,
-    MetricPoint, Number, OwnedValue, PerSignal, Severity, Signal, Span, SpanKind, Status,
-    StatusCode, Temporality, Value,
+    AttributeSet, Event, ExpBuckets, ExpHistogramPoint, HistogramPoint, KeyValue, Link, LogRecord,
+    MetricData, MetricPoint, Number, OwnedValue, PerSignal, Severity, Signal, Span, SpanKind,
+    SpanShape, Status, StatusCode, TemplateSpan, Temporality, Value,
 };
 pub use stats::{
     DropReason, Dropped, EndpointStats, FailReason, Failed, Health, Latency, Rates, SpoolStats,

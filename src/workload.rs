@@ -3,9 +3,9 @@
 //! /api/v1/items/{id}`, kind SERVER, a parent span id, 5 attributes, one
 //! `cache.miss` event, status OK; a new trace id every 1000 spans.
 
-use crate::engine::{Pipeline, Scope};
+use crate::engine::{Pipeline, Scope, SpanTemplate};
 use crate::error::RecordError;
-use crate::record::{Event, KeyValue, Span, SpanKind, Status, StatusCode, Value};
+use crate::record::{Event, KeyValue, Span, SpanKind, Status, StatusCode, TemplateSpan, Value};
 
 pub use crate::record::ids::splitmix;
 
@@ -53,6 +53,15 @@ fn span_id(seed: u64, i: u64) -> [u8; 8] {
     (splitmix(seed ^ i.wrapping_mul(31)) | 1).to_le_bytes()
 }
 
+/// The parent span id of benchmark record `i` of producer `seed`.
+#[inline]
+fn parent_span_id(seed: u64, i: u64) -> [u8; 8] {
+    (splitmix(seed ^ (i / 1000) ^ 0xABCD) | 1).to_le_bytes()
+}
+
+/// The benchmark span's name.
+const BENCHMARK_NAME: &str = "GET /api/v1/items/{id}";
+
 /// Builds benchmark span number `i` on the stack and hands it to `f`.
 #[inline]
 pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Span<'_>) -> R) -> R {
@@ -67,12 +76,69 @@ pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Sp
     let span = Span {
         trace_id: trace_id(seed, i),
         span_id: span_id(seed, i),
-        parent_span_id: (splitmix(seed ^ (i / 1000) ^ 0xABCD) | 1).to_le_bytes(),
-        name: "GET /api/v1/items/{id}",
+        parent_span_id: parent_span_id(seed, i),
+        name: BENCHMARK_NAME,
         kind: SpanKind::Server,
         start_time_unix_nano: now_ns.saturating_sub(1_000_000),
         end_time_unix_nano: now_ns,
         attributes: &attrs,
+        events: &events,
+        status: Status {
+            code: StatusCode::Ok,
+            message: "",
+        },
+        flags: 0x101,
+        ..Default::default()
+    };
+    f(&span)
+}
+
+/// The benchmark span's template: its name, kind and the four attributes
+/// that are the same for every span (the item id varies).
+pub fn benchmark_template(pipeline: &Pipeline, scope: &Scope) -> SpanTemplate {
+    let statics = &benchmark_attributes(0)[..4];
+    pipeline.template(scope, BENCHMARK_NAME, SpanKind::Server, statics)
+}
+
+/// Records benchmark span number `i` through `template` (from
+/// [`benchmark_template`]): the same span as [`record_benchmark_span`].
+#[inline]
+pub fn record_templated_benchmark_span(
+    pipeline: &Pipeline,
+    template: &SpanTemplate,
+    seed: u64,
+    i: u64,
+    now_ns: u64,
+) -> Result<(), RecordError> {
+    with_templated_benchmark_span(seed, i, now_ns, |span| {
+        pipeline.record_templated(template, span)
+    })
+}
+
+/// Builds the per-span part of benchmark span number `i` (see
+/// [`benchmark_template`]) on the stack and hands it to `f`.
+#[inline]
+pub fn with_templated_benchmark_span<R>(
+    seed: u64,
+    i: u64,
+    now_ns: u64,
+    f: impl FnOnce(&TemplateSpan<'_>) -> R,
+) -> R {
+    let item = [benchmark_attributes(i)[4]];
+    let event_attrs = [KeyValue::new("cache.key", Value::I64((i % 4096) as i64))];
+    let events = [Event {
+        time_unix_nano: now_ns.saturating_sub(500_000),
+        name: "cache.miss",
+        attributes: &event_attrs,
+        dropped_attributes_count: 0,
+    }];
+    let span = TemplateSpan {
+        trace_id: trace_id(seed, i),
+        span_id: span_id(seed, i),
+        parent_span_id: parent_span_id(seed, i),
+        start_time_unix_nano: now_ns.saturating_sub(1_000_000),
+        end_time_unix_nano: now_ns,
+        attributes: &item,
         events: &events,
         status: Status {
             code: StatusCode::Ok,
@@ -136,6 +202,7 @@ pub fn record_benchmark_point(
         name: "http.server.request.duration",
         description: "Duration of HTTP server requests.",
         unit: "ms",
+        attribute_set: None,
         attributes: &attrs,
         start_time_unix_nano: now_ns.saturating_sub(10_000_000_000),
         time_unix_nano: now_ns,

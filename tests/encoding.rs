@@ -203,6 +203,7 @@ fn to_span(o: &OwnedSpan) -> Span<'static> {
         kind: KINDS[o.kind as usize],
         start_time_unix_nano: o.start,
         end_time_unix_nano: o.end,
+        attribute_set: None,
         attributes: to_attrs(&o.attrs),
         dropped_attributes_count: o.dropped.0,
         events: leak(
@@ -336,6 +337,40 @@ proptest! {
         let ours = encode(&to_span(&s));
         let theirs = expect_span(&s).encode_to_vec();
         prop_assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn templates_and_attribute_sets_agree_with_prost(s in span_strategy(), cut in 0usize..8) {
+        // The first `cut` attributes static (in the template, or in a set),
+        // the rest the span's own: the same bytes as prost's whole span.
+        let span = to_span(&s);
+        let cut = cut.min(span.attributes.len());
+        let (fixed, own) = span.attributes.split_at(cut);
+        let theirs = expect_span(&s).encode_to_vec();
+        let shape = otlpflow::SpanShape::new(span.name, span.kind, fixed);
+        let t = otlpflow::TemplateSpan {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            trace_state: span.trace_state,
+            parent_span_id: span.parent_span_id,
+            flags: span.flags,
+            start_time_unix_nano: span.start_time_unix_nano,
+            end_time_unix_nano: span.end_time_unix_nano,
+            attributes: own,
+            dropped_attributes_count: span.dropped_attributes_count,
+            events: span.events,
+            dropped_events_count: span.dropped_events_count,
+            links: span.links,
+            dropped_links_count: span.dropped_links_count,
+            status: span.status,
+        };
+        let mut ours = vec![0u8; shape.encoded_len(&t)];
+        shape.encode(&t, &mut ours);
+        prop_assert_eq!(&ours, &theirs);
+        let set = otlpflow::AttributeSet::new(fixed);
+        prop_assert_eq!(set.len(), cut);
+        let with_set = Span { attribute_set: Some(&set), attributes: own, ..span };
+        prop_assert_eq!(encode(&with_set), theirs);
     }
 }
 
@@ -640,6 +675,7 @@ fn to_point(o: &OwnedPoint) -> otlpflow::MetricPoint<'static> {
         name: leak_str(&o.name),
         description: leak_str(&o.description),
         unit: leak_str(&o.unit),
+        attribute_set: None,
         attributes: to_attrs(&o.attrs),
         start_time_unix_nano: o.start,
         time_unix_nano: o.time,
@@ -802,6 +838,7 @@ proptest! {
             severity_number: otlpflow::Severity(o.severity),
             severity_text: leak_str(&o.text),
             body,
+            attribute_set: None,
             attributes: to_attrs(&o.attrs),
             dropped_attributes_count: o.dropped,
             flags: o.flags,
@@ -813,6 +850,13 @@ proptest! {
         log.encode(&mut buf);
         let got = opentelemetry_proto::tonic::logs::v1::LogRecord::decode(&buf[..]).expect("decodes");
         prop_assert_eq!(got, expect_log(&o));
+        // Half the attributes in a set: the same bytes.
+        let (fixed, own) = log.attributes.split_at(log.attributes.len() / 2);
+        let set = otlpflow::AttributeSet::new(fixed);
+        let split = otlpflow::LogRecord { attribute_set: Some(&set), attributes: own, ..log };
+        let mut again = vec![0u8; split.encoded_len()];
+        split.encode(&mut again);
+        prop_assert_eq!(again, buf);
     }
 
     #[test]
@@ -828,6 +872,22 @@ proptest! {
         let got = &req.resource_metrics[0].scope_metrics[0].metrics;
         let want: Vec<_> = points.iter().map(expect_metric).collect();
         prop_assert_eq!(got, &want);
+        // Half of each point's attributes in a set: the same metrics.
+        let sets: Vec<_> = encoded
+            .iter()
+            .map(|p| otlpflow::AttributeSet::new(&p.attributes[..p.attributes.len() / 2]))
+            .collect();
+        let split: Vec<_> = encoded
+            .iter()
+            .zip(&sets)
+            .map(|(p, set)| otlpflow::MetricPoint {
+                attribute_set: Some(set),
+                attributes: &p.attributes[p.attributes.len() / 2..],
+                ..*p
+            })
+            .collect();
+        let req = frame_metrics(&split);
+        prop_assert_eq!(&req.resource_metrics[0].scope_metrics[0].metrics, &want);
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Out
             kind: s.kind,
             start_time_unix_nano: s.start,
             end_time_unix_nano: s.end,
+            attribute_set: None,
             attributes: &kvs[s.attrs],
             dropped_attributes_count: s.dropped[0],
             events: &events,

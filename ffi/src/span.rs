@@ -294,6 +294,7 @@ pub(crate) unsafe fn convert<'s: 'v, 'v: 'k, 'k: 'e, 'e>(
         kind,
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,
+        attribute_set: None,
         attributes: list_of(0),
         dropped_attributes_count: s.dropped_attributes_count,
         events: ev_pool,

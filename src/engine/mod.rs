@@ -19,6 +19,7 @@ mod receipt;
 mod record_path;
 mod self_metrics;
 mod send;
+mod template;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -31,6 +32,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use receipt::{Delivery, Receipt};
 pub use send::{Acked, Recordable};
+pub use template::SpanTemplate;
 
 use crate::config::Config;
 use crate::metrics::Instrument;

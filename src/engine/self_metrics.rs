@@ -31,6 +31,7 @@ impl Engine {
                 name,
                 description: "",
                 unit,
+                attribute_set: None,
                 attributes: attrs,
                 start_time_unix_nano: if sum { start } else { 0 },
                 time_unix_nano: now,

@@ -298,6 +298,7 @@ impl Instrument {
                 name: &i.name,
                 description: &i.description,
                 unit: &i.unit,
+                attribute_set: None,
                 attributes: &[],
                 start_time_unix_nano: start,
                 time_unix_nano: now,

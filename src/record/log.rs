@@ -1,6 +1,7 @@
 //! Log records: the full OTLP `LogRecord`, borrowed, encoded on the hot path
 //! like spans (size pass, then an exact write into the ring record).
 
+use super::attribute_set::{encode_set, set_len, AttributeSet};
 use super::proto3::*;
 use super::value::{attributes_len, encode_attributes, KeyValue, Value};
 use super::wire::{self, Writer};
@@ -45,6 +46,9 @@ pub struct LogRecord<'a> {
     pub severity_text: &'a str,
     /// The body: any OTLP value (a string, usually).
     pub body: Option<Value<'a>>,
+    /// Attributes encoded once (see [`AttributeSet`]); they come before
+    /// `attributes` on the wire.
+    pub attribute_set: Option<&'a AttributeSet>,
     /// Attributes.
     pub attributes: &'a [KeyValue<'a>],
     /// Attributes the caller discarded.
@@ -84,6 +88,7 @@ impl LogRecord<'_> {
             + self
                 .body
                 .map_or(0, |b| wire::len_field(BODY, b.encoded_len()))
+            + set_len(self.attribute_set)
             + attributes_len(ATTRIBUTES, self.attributes)
             + uint_len(DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64)
             + fixed32_len(FLAGS, self.flags)
@@ -105,6 +110,7 @@ impl LogRecord<'_> {
             w.message_header(BODY, b.encoded_len());
             b.encode(w);
         }
+        encode_set(w, ATTRIBUTES, self.attribute_set);
         encode_attributes(w, ATTRIBUTES, self.attributes);
         put_uint(w, DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64);
         put_fixed32(w, FLAGS, self.flags);

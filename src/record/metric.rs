@@ -10,6 +10,7 @@
 //! whose first bytes (kind, flags, head) are equal into one `Metric`, so a
 //! request carries each metric once with all its points.
 
+use super::attribute_set::{encode_set, set_len, AttributeSet};
 use super::proto3::*;
 use super::value::{attributes_len, encode_attributes, KeyValue};
 use super::wire::{self, Writer};
@@ -124,6 +125,9 @@ pub struct MetricPoint<'a> {
     pub description: &'a str,
     /// Unit (UCUM, e.g. "ms", "By", "1").
     pub unit: &'a str,
+    /// Attributes encoded once (see [`AttributeSet`]); they come before
+    /// `attributes` on the wire.
+    pub attribute_set: Option<&'a AttributeSet>,
     /// The point's attributes.
     pub attributes: &'a [KeyValue<'a>],
     /// Start of the point's interval (sums and histograms), ns since epoch.
@@ -300,6 +304,7 @@ impl MetricPoint<'_> {
                 fixed64_len(N_START, self.start_time_unix_nano)
                     + fixed64_len(N_TIME, self.time_unix_nano)
                     + NUMBER_LEN
+                    + set_len(self.attribute_set)
                     + attributes_len(N_ATTRIBUTES, self.attributes)
                     + uint_len(N_FLAGS, self.flags as u64)
             }
@@ -311,6 +316,7 @@ impl MetricPoint<'_> {
                     + opt(h.sum, H_SUM)
                     + packed_len(H_BUCKETS, h.bucket_counts.len())
                     + packed_len(H_BOUNDS, h.bounds.len())
+                    + set_len(self.attribute_set)
                     + attributes_len(H_ATTRIBUTES, self.attributes)
                     + uint_len(H_FLAGS, self.flags as u64)
                     + opt(h.min, H_MIN)
@@ -318,7 +324,8 @@ impl MetricPoint<'_> {
             }
             MetricData::ExponentialHistogram { point: e, .. } => {
                 let opt = |v: Option<f64>, f: u32| v.map_or(0, |_| wire::key_len(f) + 8);
-                attributes_len(E_ATTRIBUTES, self.attributes)
+                set_len(self.attribute_set)
+                    + attributes_len(E_ATTRIBUTES, self.attributes)
                     + fixed64_len(E_START, self.start_time_unix_nano)
                     + fixed64_len(E_TIME, self.time_unix_nano)
                     + fixed64_len(E_COUNT, e.count)
@@ -362,6 +369,7 @@ impl MetricPoint<'_> {
                     Number::F64(d) => w.fixed64_field(N_DOUBLE, d.to_bits()),
                     Number::I64(i) => w.fixed64_field(N_INT, i as u64),
                 }
+                encode_set(w, N_ATTRIBUTES, self.attribute_set);
                 encode_attributes(w, N_ATTRIBUTES, self.attributes);
                 put_uint(w, N_FLAGS, self.flags as u64);
             }
@@ -384,6 +392,7 @@ impl MetricPoint<'_> {
                         w.raw(&b.to_bits().to_le_bytes());
                     }
                 }
+                encode_set(w, H_ATTRIBUTES, self.attribute_set);
                 encode_attributes(w, H_ATTRIBUTES, self.attributes);
                 put_uint(w, H_FLAGS, self.flags as u64);
                 if let Some(v) = h.min {
@@ -394,6 +403,7 @@ impl MetricPoint<'_> {
                 }
             }
             MetricData::ExponentialHistogram { point: e, .. } => {
+                encode_set(w, E_ATTRIBUTES, self.attribute_set);
                 encode_attributes(w, E_ATTRIBUTES, self.attributes);
                 put_fixed64(w, E_START, self.start_time_unix_nano);
                 put_fixed64(w, E_TIME, self.time_unix_nano);

@@ -2,6 +2,7 @@
 //! nothing, and their encoding as the body of an OTLP `Span` message
 //! (opentelemetry/proto/trace/v1/trace.proto).
 
+use super::attribute_set::{encode_set, set_len, AttributeSet};
 use super::proto3::*;
 use super::value::{attributes_len, encode_attributes, KeyValue};
 use super::wire::{self, Writer};
@@ -101,6 +102,9 @@ pub struct Span<'a> {
     pub start_time_unix_nano: u64,
     /// End, in nanoseconds since the Unix epoch.
     pub end_time_unix_nano: u64,
+    /// Attributes encoded once (see [`AttributeSet`]); they come before
+    /// `attributes` on the wire.
+    pub attribute_set: Option<&'a AttributeSet>,
     /// Attributes.
     pub attributes: &'a [KeyValue<'a>],
     /// Attributes the caller discarded before recording.
@@ -199,19 +203,56 @@ impl Status<'_> {
     }
 }
 
+/// Where a span's name and kind come from: its own fields, or bytes a
+/// template encoded once.
+#[derive(Clone, Copy)]
+pub(crate) enum Head<'a> {
+    /// The span's `name` and `kind`.
+    Fields,
+    /// Fields 5 and 6, already encoded.
+    Encoded(&'a [u8]),
+}
+
+/// Size of fields 5 and 6 (name, kind).
+pub(crate) fn head_len(name: &str, kind: SpanKind) -> usize {
+    str_len(field::NAME, name) + uint_len(field::KIND, kind as u64)
+}
+
+/// Writes fields 5 and 6 (name, kind).
+pub(crate) fn encode_head(w: &mut Writer<'_>, name: &str, kind: SpanKind) {
+    put_str(w, field::NAME, name);
+    put_uint(w, field::KIND, kind as u64);
+}
+
 impl Span<'_> {
     /// Size in bytes of the encoded `Span` message body.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
+        self.len_with(head_len(self.name, self.kind), set_len(self.attribute_set))
+    }
+
+    /// Writes the `Span` message body into `buf`, which must be exactly
+    /// [`Span::encoded_len`] bytes long.
+    #[inline]
+    pub fn encode(&self, buf: &mut [u8]) {
+        debug_assert_eq!(buf.len(), self.encoded_len());
+        self.encode_with(buf, Head::Fields, self.attribute_set);
+    }
+
+    /// Size of the body with a head of `head` bytes and a set of `set`
+    /// bytes in place of the span's own.
+    #[inline]
+    pub(crate) fn len_with(&self, head: usize, set: usize) -> usize {
         use field::*;
         let status = self.status.encoded_len();
         id_len(TRACE_ID, &self.trace_id)
             + id_len(SPAN_ID, &self.span_id)
             + str_len(TRACE_STATE, self.trace_state)
             + id_len(PARENT_SPAN_ID, &self.parent_span_id)
-            + str_len(NAME, self.name)
-            + uint_len(KIND, self.kind as u64)
+            + head
             + fixed64_len(START, self.start_time_unix_nano)
             + fixed64_len(END, self.end_time_unix_nano)
+            + set
             + attributes_len(ATTRIBUTES, self.attributes)
             + uint_len(DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64)
             + self
@@ -234,40 +275,46 @@ impl Span<'_> {
             + fixed32_len(FLAGS, self.flags)
     }
 
-    /// Writes the `Span` message body into `buf`, which must be exactly
-    /// [`Span::encoded_len`] bytes long.
-    pub fn encode(&self, buf: &mut [u8]) {
+    /// Writes the body with `head` and `set` in place of the span's name,
+    /// kind and set; `buf` is exactly as long as `len_with` said.
+    #[inline]
+    pub(crate) fn encode_with(&self, buf: &mut [u8], head: Head<'_>, set: Option<&AttributeSet>) {
         use field::*;
         let w = &mut Writer::new(buf);
         put_id(w, TRACE_ID, &self.trace_id);
         put_id(w, SPAN_ID, &self.span_id);
         put_str(w, TRACE_STATE, self.trace_state);
         put_id(w, PARENT_SPAN_ID, &self.parent_span_id);
-        put_str(w, NAME, self.name);
-        put_uint(w, KIND, self.kind as u64);
+        match head {
+            Head::Fields => encode_head(w, self.name, self.kind),
+            Head::Encoded(bytes) => w.raw(bytes),
+        }
         put_fixed64(w, START, self.start_time_unix_nano);
         put_fixed64(w, END, self.end_time_unix_nano);
+        encode_set(w, ATTRIBUTES, set);
         encode_attributes(w, ATTRIBUTES, self.attributes);
         put_uint(w, DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64);
         for e in self.events {
-            w.message_header(EVENTS, e.encoded_len());
+            let event = w.begin_message(EVENTS);
             e.encode(w);
+            w.end_message(event);
         }
         put_uint(w, DROPPED_EVENTS, self.dropped_events_count as u64);
         for l in self.links {
-            w.message_header(LINKS, l.encoded_len());
+            let link = w.begin_message(LINKS);
             l.encode(w);
+            w.end_message(link);
         }
         put_uint(w, DROPPED_LINKS, self.dropped_links_count as u64);
-        let status = self.status.encoded_len();
-        if status != 0 {
-            w.message_header(STATUS, status);
+        if !self.status.message.is_empty() || self.status.code != StatusCode::Unset {
+            let status = w.begin_message(STATUS);
             put_str(w, STATUS_MESSAGE, self.status.message);
             put_uint(w, STATUS_CODE, self.status.code as u64);
+            w.end_message(status);
         }
         // Field 16 last: prost writes fields in tag order, and so do we, so
         // that our bytes are identical to prost's.
         put_fixed32(w, FLAGS, self.flags);
-        debug_assert_eq!(w.position(), self.encoded_len());
+        debug_assert!(w.is_full(), "the size pass and the encoder disagree");
     }
 }

@@ -116,15 +116,18 @@ impl Value<'_> {
     fn encode_nested(&self, w: &mut Writer<'_>) {
         match *self {
             Value::Array(vs) => {
-                w.message_header(ARRAY_VALUE, array_body_len(vs));
+                let array = w.begin_message(ARRAY_VALUE);
                 for v in vs {
-                    w.message_header(LIST_VALUES, v.encoded_len());
+                    let item = w.begin_message(LIST_VALUES);
                     v.encode(w);
+                    w.end_message(item);
                 }
+                w.end_message(array);
             }
             Value::KvList(kvs) => {
-                w.message_header(KVLIST_VALUE, attributes_len(LIST_VALUES, kvs));
+                let list = w.begin_message(KVLIST_VALUE);
                 encode_attributes(w, LIST_VALUES, kvs);
+                w.end_message(list);
             }
             _ => {}
         }
@@ -163,18 +166,20 @@ pub fn attributes_len(field: u32, kvs: &[KeyValue<'_>]) -> usize {
         .sum()
 }
 
-/// Writes a repeated `KeyValue` field numbered `field`. Each value is sized
-/// once here (the size pass sized it once before).
+/// Writes a repeated `KeyValue` field numbered `field`. Lengths are
+/// written after their bodies (see `Writer::begin_message`), so nothing is
+/// sized twice.
 #[inline]
 pub fn encode_attributes(w: &mut Writer<'_>, field: u32, kvs: &[KeyValue<'_>]) {
     for kv in kvs {
-        let value_len = kv.value.encoded_len();
-        w.message_header(field, kv.len_with_value(value_len));
+        let kv_start = w.begin_message(field);
         if !kv.key.is_empty() {
             w.bytes_field(KV_KEY, kv.key.as_bytes());
         }
-        w.message_header(KV_VALUE, value_len);
+        let value_start = w.begin_message(KV_VALUE);
         kv.value.encode(w);
+        w.end_message(value_start);
+        w.end_message(kv_start);
     }
 }
 

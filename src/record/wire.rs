@@ -67,6 +67,19 @@ impl<'a> Writer<'a> {
         self.pos
     }
 
+    /// Whether every byte of the buffer has been written.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// Overwrites one byte already written, at `at`.
+    #[inline]
+    pub fn patch(&mut self, at: usize, byte: u8) {
+        debug_assert!(at < self.pos);
+        self.buf[at] = byte;
+    }
+
     /// Writes a varint.
     #[inline]
     pub fn varint(&mut self, mut v: u64) {
@@ -141,6 +154,41 @@ impl<'a> Writer<'a> {
         self.varint(body as u64);
     }
 
+    /// Starts a nested message numbered `field` whose size the caller has
+    /// not computed: writes the key and one byte for the length, and returns
+    /// where the body starts, for [`Writer::end_message`]. The encoder then
+    /// sizes each nested message once (in the size pass), not again here.
+    #[inline]
+    pub fn begin_message(&mut self, field: u32) -> usize {
+        self.key(field, LEN);
+        self.pos += 1;
+        self.pos
+    }
+
+    /// Ends the nested message whose body started at `start`: writes its
+    /// length. Most bodies are under 128 bytes and take the one byte kept
+    /// for it; a longer body moves up by the bytes its length needs beyond
+    /// that (the buffer, sized by the size pass, has room for them).
+    #[inline]
+    pub fn end_message(&mut self, start: usize) {
+        let body = self.pos - start;
+        if body < 0x80 {
+            self.buf[start - 1] = body as u8;
+            return;
+        }
+        self.long_length(start, body);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn long_length(&mut self, start: usize, body: usize) {
+        let extra = varint_len(body as u64) - 1;
+        self.buf.copy_within(start..start + body, start + extra);
+        self.pos = start - 1;
+        self.varint(body as u64);
+        self.pos += body;
+    }
+
     /// Writes a varint field.
     #[inline]
     pub fn varint_field(&mut self, field: u32, v: u64) {
@@ -182,6 +230,29 @@ pub fn put_len_header(out: &mut Vec<u8>, field: u32, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_messages_get_their_length_after_their_body() {
+        for body in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let want = {
+                let mut out = Vec::new();
+                put_len_header(&mut out, 3, body);
+                out.extend((0..body).map(|i| i as u8));
+                out.push(0xEE);
+                out
+            };
+            let mut buf = vec![0; want.len()];
+            let mut w = Writer::new(&mut buf);
+            let start = w.begin_message(3);
+            for i in 0..body {
+                w.raw(&[i as u8]);
+            }
+            w.end_message(start);
+            w.raw(&[0xEE]);
+            assert!(w.is_full());
+            assert_eq!(buf, want, "body of {body}");
+        }
+    }
 
     #[test]
     fn varint_lengths_match_the_encoding() {

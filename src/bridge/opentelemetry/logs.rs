@@ -61,6 +61,7 @@ impl opentelemetry_sdk::logs::LogProcessor for LogProcessor {
             severity_number: Severity(data.severity_number().map_or(0, |s| s as u8)),
             severity_text: data.severity_text().unwrap_or(""),
             body,
+            attribute_set: None,
             attributes: &attrs,
             dropped_attributes_count: 0,
             flags,

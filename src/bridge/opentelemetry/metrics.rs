@@ -112,6 +112,7 @@ impl PointSink<'_> {
             name: self.metric.name(),
             description: self.metric.description(),
             unit: self.metric.unit(),
+            attribute_set: None,
             attributes: &kvs,
             start_time_unix_nano: start.map_or(0, unix_nanos),
             time_unix_nano: unix_nanos(time),

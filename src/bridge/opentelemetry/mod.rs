@@ -295,6 +295,7 @@ impl opentelemetry_sdk::trace::SpanProcessor for SpanProcessor {
             },
             start_time_unix_nano: unix_nanos(span.start_time),
             end_time_unix_nano: unix_nanos(span.end_time),
+            attribute_set: None,
             attributes: &kvs[..own],
             dropped_attributes_count: span.dropped_attributes_count,
             events: &events,

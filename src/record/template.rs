@@ -1,0 +1,180 @@
+//! Span templates: the parts of a span that most spans of one operation
+//! share (name, kind, static attributes), encoded once, and the per-span
+//! rest. Recording through a template writes ids, times, status and the few
+//! dynamic attributes, and copies the template's bytes for everything else;
+//! the result is byte for byte the span the plain encoder writes for the
+//! same data.
+
+use super::attribute_set::AttributeSet;
+use super::span::{encode_head, head_len, Event, Head, Link, Span, SpanKind, Status};
+use super::value::KeyValue;
+use super::wire::Writer;
+
+/// Name, kind and static attributes of a kind of span, encoded once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SpanShape {
+    /// Fields 5 and 6 (name, kind) as they go on the wire.
+    head: Box<[u8]>,
+    /// The static attributes; a span's own attributes follow them.
+    attributes: AttributeSet,
+}
+
+impl SpanShape {
+    /// Encodes `name`, `kind` and `attributes` once.
+    pub fn new(name: &str, kind: SpanKind, attributes: &[KeyValue<'_>]) -> SpanShape {
+        let mut head = vec![0u8; head_len(name, kind)].into_boxed_slice();
+        encode_head(&mut Writer::new(&mut head), name, kind);
+        SpanShape {
+            head,
+            attributes: AttributeSet::new(attributes),
+        }
+    }
+
+    /// The static attributes.
+    pub fn attributes(&self) -> &AttributeSet {
+        &self.attributes
+    }
+
+    /// Size of the `Span` body `span` makes with this shape.
+    #[inline]
+    pub fn encoded_len(&self, span: &TemplateSpan<'_>) -> usize {
+        span.as_span()
+            .len_with(self.head.len(), self.attributes.encoded_len())
+    }
+
+    /// Writes the `Span` body into `buf`, exactly [`SpanShape::encoded_len`]
+    /// bytes long.
+    #[inline]
+    pub fn encode(&self, span: &TemplateSpan<'_>, buf: &mut [u8]) {
+        span.as_span()
+            .encode_with(buf, Head::Encoded(&self.head), Some(&self.attributes));
+    }
+}
+
+impl std::fmt::Debug for SpanShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanShape")
+            .field("head_bytes", &self.head.len())
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
+/// What one span recorded through a template adds to it: everything of a
+/// [`Span`] but its name, kind and static attributes. `attributes` are the
+/// span's dynamic ones, written after the template's.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TemplateSpan<'a> {
+    /// Trace id (16 bytes, not all zero).
+    pub trace_id: [u8; 16],
+    /// Span id (8 bytes, not all zero).
+    pub span_id: [u8; 8],
+    /// W3C trace state.
+    pub trace_state: &'a str,
+    /// Parent span id; all zero for a root span.
+    pub parent_span_id: [u8; 8],
+    /// W3C trace flags and OTLP span flags.
+    pub flags: u32,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_time_unix_nano: u64,
+    /// End, in nanoseconds since the Unix epoch.
+    pub end_time_unix_nano: u64,
+    /// Dynamic attributes, after the template's.
+    pub attributes: &'a [KeyValue<'a>],
+    /// Attributes the caller discarded before recording.
+    pub dropped_attributes_count: u32,
+    /// Events.
+    pub events: &'a [Event<'a>],
+    /// Events the caller discarded before recording.
+    pub dropped_events_count: u32,
+    /// Links.
+    pub links: &'a [Link<'a>],
+    /// Links the caller discarded before recording.
+    pub dropped_links_count: u32,
+    /// Status.
+    pub status: Status<'a>,
+}
+
+impl<'a> TemplateSpan<'a> {
+    /// The span without name, kind and set (the shape supplies them).
+    #[inline]
+    fn as_span(&self) -> Span<'a> {
+        Span {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            trace_state: self.trace_state,
+            parent_span_id: self.parent_span_id,
+            flags: self.flags,
+            name: "",
+            kind: SpanKind::Unspecified,
+            start_time_unix_nano: self.start_time_unix_nano,
+            end_time_unix_nano: self.end_time_unix_nano,
+            attribute_set: None,
+            attributes: self.attributes,
+            dropped_attributes_count: self.dropped_attributes_count,
+            events: self.events,
+            dropped_events_count: self.dropped_events_count,
+            links: self.links,
+            dropped_links_count: self.dropped_links_count,
+            status: self.status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{StatusCode, Value};
+
+    #[test]
+    fn a_templated_span_encodes_as_the_plain_span_with_the_same_data() {
+        let statics = [
+            KeyValue::new("http.request.method", Value::Str("GET")),
+            KeyValue::new("http.response.status_code", Value::I64(200)),
+        ];
+        let dynamic = [KeyValue::new("app.item_id", Value::I64(42))];
+        let all = [statics[0], statics[1], dynamic[0]];
+        let ev_attrs = [KeyValue::new("cache.key", Value::I64(7))];
+        let events = [Event {
+            time_unix_nano: 5,
+            name: "cache.miss",
+            attributes: &ev_attrs,
+            dropped_attributes_count: 0,
+        }];
+        let t = TemplateSpan {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: [3; 8],
+            flags: 0x101,
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            attributes: &dynamic,
+            events: &events,
+            status: Status {
+                code: StatusCode::Error,
+                message: "boom",
+            },
+            ..Default::default()
+        };
+        let plain = Span {
+            name: "GET /items/{id}",
+            kind: SpanKind::Server,
+            attributes: &all,
+            ..t.as_span()
+        };
+        let shape = SpanShape::new("GET /items/{id}", SpanKind::Server, &statics);
+        let mut want = vec![0u8; plain.encoded_len()];
+        plain.encode(&mut want);
+        let mut got = vec![0u8; shape.encoded_len(&t)];
+        shape.encode(&t, &mut got);
+        assert_eq!(got, want);
+        // A template with nothing static: the span's own fields only.
+        let bare = SpanShape::new("", SpanKind::Unspecified, &[]);
+        let plain = Span { ..t.as_span() };
+        let mut want = vec![0u8; plain.encoded_len()];
+        plain.encode(&mut want);
+        let mut got = vec![0u8; bare.encoded_len(&t)];
+        bare.encode(&t, &mut got);
+        assert_eq!(got, want);
+    }
+}

@@ -72,6 +72,19 @@ elapsed = time.perf_counter() - t0
 print("RESULT", N, stats["exported"], t_record, elapsed)
 '''
 
+# The same spans through a span template: name, kind and the four static
+# attributes encoded once; each span carries only its item id.
+OTLPFLOW_TEMPLATE = OTLPFLOW.replace(
+    "t0 = time.perf_counter()\n",
+    "t = p.span_template('GET /api/v1/items/{id}', {k: v for k, v in attrs(0).items() if k != 'app.item_id'},\n"
+    "                    kind='server')\n"
+    "t0 = time.perf_counter()\n",
+).replace(
+    'with p.span("GET /api/v1/items/{id}", attributes=attrs(i), kind="server", parent_span_id=parent) as s:',
+    'with t.span({"app.item_id": i}, parent_span_id=parent) as s:',
+)
+assert "t.span(" in OTLPFLOW_TEMPLATE
+
 OTEL = WORKLOAD + r'''
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -189,6 +202,8 @@ def systems(spans_rust, spans_py, shape, rate=None):
         rust("tracing + tracing-opentelemetry, tuned", "tracing-otel-tuned"),
         rust("tracing + tracing-opentelemetry, defaults", "tracing-otel-default"),
         ("otlpflow (Python, ctypes)", [py, "-c", OTLPFLOW, ROOT, str(spans_py), "@ENDPOINT@"] + rate_py, spans_py),
+        ("otlpflow (Python, span template)", [py, "-c", OTLPFLOW_TEMPLATE, ROOT, str(spans_py), "@ENDPOINT@"] + rate_py,
+         spans_py),
         ("OTel Python SDK, tuned", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "tuned"] + r, spans_py),
         ("OTel Python SDK, defaults", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "defaults"] + r, spans_py),
         ("OTel Python SDK + otlpflow processor", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "otlpflow"] + r,

@@ -378,6 +378,12 @@ typedef uint32_t otlpflow_fail_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// An attribute list encoded once (`otlpflow_attribute_set_new`), for the
+// `_with_set` record calls: its attributes go before the record's own,
+// copied rather than encoded again. Immutable: use it from any number of
+// threads; free it with `otlpflow_attribute_set_free` once none does.
+typedef struct otlpflow_attribute_set otlpflow_attribute_set;
+
 // Pipeline settings, built up with setters and handed to
 // `otlpflow_pipeline_start`. A `Box` underneath, reached through a checked
 // handle; not thread-safe: use one config from one thread at a time. Free
@@ -395,6 +401,12 @@ typedef struct otlpflow_instrument otlpflow_instrument;
 // once. Free it with `otlpflow_pipeline_free` (which shuts it down first
 // if needed) once no thread uses it any more.
 typedef struct otlpflow_pipeline otlpflow_pipeline;
+
+// A span's name, kind and static attributes encoded once for one scope of
+// one pipeline (`otlpflow_pipeline_span_template`), for
+// `otlpflow_pipeline_record_templated_span`. Immutable: use it from any
+// number of threads; free it with `otlpflow_span_template_free`.
+typedef struct otlpflow_span_template otlpflow_span_template;
 
 // A borrowed string from C: pointer and length, no NUL needed. `ptr` may be
 // NULL only when `len` is 0.
@@ -1172,6 +1184,67 @@ const char *otlpflow_drop_reason_name(uint32_t reason);
 // NUL-terminated string, or NULL for a number that is not an
 // `otlpflow_fail_reason`.
 const char *otlpflow_fail_reason_name(uint32_t reason);
+
+// Encodes `attributes` (up to `OTLPFLOW_MAX_ATTRIBUTES`, copied) into a new
+// attribute set, written to `*out`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_attribute_set_new(const struct otlpflow_attribute *attributes,
+                                           size_t attributes_len,
+                                           struct otlpflow_attribute_set **out);
+
+// Frees an attribute set. NULL is fine; a handle already freed, or one of
+// another type, returns `OTLPFLOW_RESULT_INVALID_HANDLE`.
+otlpflow_result otlpflow_attribute_set_free(struct otlpflow_attribute_set *set);
+
+// Encodes a span's `name`, `kind` (an `otlpflow_span_kind`) and static
+// `attributes` once, for `scope`; the template is written to `*out`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_span_template(const struct otlpflow_pipeline *pipeline,
+                                                const struct otlpflow_scope *scope,
+                                                struct otlpflow_str name,
+                                                uint32_t kind,
+                                                const struct otlpflow_attribute *attributes,
+                                                size_t attributes_len,
+                                                struct otlpflow_span_template **out);
+
+// Frees a span template. NULL is fine; a handle already freed, or one of
+// another type, returns `OTLPFLOW_RESULT_INVALID_HANDLE`.
+otlpflow_result otlpflow_span_template_free(struct otlpflow_span_template *tmpl);
+
+// Records one span made from template `tmpl`: the span's name must be empty and
+// its kind `OTLPFLOW_SPAN_KIND_UNSPECIFIED` (the template's are used, else
+// `OTLPFLOW_RESULT_INVALID_ARGUMENT`); its attributes follow the
+// template's. A template of another pipeline returns
+// `OTLPFLOW_RESULT_INVALID_SCOPE`. Other results as for
+// `otlpflow_pipeline_record_span`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_templated_span(const struct otlpflow_pipeline *pipeline,
+                                                        const struct otlpflow_span_template *tmpl,
+                                                        const struct otlpflow_span *span);
+
+// Records one span with `set`'s attributes before its own. Results as for
+// `otlpflow_pipeline_record_span`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_span_with_set(const struct otlpflow_pipeline *pipeline,
+                                                       const struct otlpflow_scope *scope,
+                                                       const struct otlpflow_span *span,
+                                                       const struct otlpflow_attribute_set *set);
+
+// Records one log record with `set`'s attributes before its own. Results
+// as for `otlpflow_pipeline_record_log`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_log_with_set(const struct otlpflow_pipeline *pipeline,
+                                                      const struct otlpflow_scope *scope,
+                                                      const struct otlpflow_log_record *log,
+                                                      const struct otlpflow_attribute_set *set);
+
+// Records one metric data point with `set`'s attributes before its own.
+// Results as for `otlpflow_pipeline_record_metric`.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_metric_with_set(const struct otlpflow_pipeline *pipeline,
+                                                         const struct otlpflow_scope *scope,
+                                                         const struct otlpflow_metric_point *point,
+                                                         const struct otlpflow_attribute_set *set);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -42,6 +42,7 @@ mod resource;
 mod signals;
 mod span;
 mod stats;
+mod template;
 
 pub use config::*;
 pub use endpoints::*;
@@ -54,6 +55,7 @@ pub use resource::*;
 pub use signals::*;
 pub use span::*;
 pub use stats::*;
+pub use template::*;
 
 /// Short name for the result codes inside this crate.
 pub(crate) use otlpflow_result as R;

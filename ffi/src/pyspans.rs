@@ -8,8 +8,8 @@
 //!
 //! | # | field | Python value |
 //! |---|-------|--------------|
-//! | 0 | name | `str` |
-//! | 1 | kind | `int` 0-5 (`otlpflow_span_kind`) |
+//! | 0 | name | `str`, or an `int`: an `otlpflow_span_template` handle whose name, kind and attributes the span takes (its own attributes follow) |
+//! | 1 | kind | `int` 0-5 (`otlpflow_span_kind`; ignored with a template) |
 //! | 2 | trace id | `int` (big-endian, as the OpenTelemetry SDK keeps it) or 16 `bytes`; `0`/`None`: a fresh one |
 //! | 3 | span id | `int` or 8 `bytes`; `0`/`None`: a fresh one |
 //! | 4 | parent span id | `int` or 8 `bytes`; `0`/`None`: a root span |
@@ -31,10 +31,13 @@ use std::ops::Range;
 
 use otlpflow::record::ids::{new_span_id, new_trace_id};
 use otlpflow::{
-    Event, KeyValue, Link, Pipeline, Scope, Signal, Span, SpanKind, Status, StatusCode, Value,
+    Event, KeyValue, Link, Pipeline, Scope, Signal, Span, SpanKind, Status, StatusCode,
+    TemplateSpan, Value,
 };
 
 use crate::marshal::{Obj, Parsed};
+use crate::ptr::handle_ref;
+use crate::template::otlpflow_span_template;
 
 /// An attribute value before arrays are resolved.
 #[derive(Clone)]
@@ -62,6 +65,8 @@ struct LinkPlan<'a> {
 
 struct SpanPlan<'a> {
     name: &'a str,
+    /// An `otlpflow_span_template` handle, in place of name and kind.
+    template: Option<u64>,
     kind: SpanKind,
     trace_id: [u8; 16],
     span_id: [u8; 8],
@@ -159,7 +164,21 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Out
             dropped_links_count: s.dropped[2],
             status: s.status,
         };
-        match p.record_span(scope, &span) {
+        let recorded = match s.template {
+            None => p.record_span(scope, &span),
+            Some(h) => {
+                // SAFETY: `handle_ref` checks the number is a live template
+                // handle (anything else is refused); the Python binding
+                // frees its templates only after the pipeline, once no
+                // hand-over can run, and a C caller must not free one
+                // during this call.
+                match unsafe { handle_ref::<otlpflow_span_template>(h as usize as *const _) } {
+                    Ok(t) => p.record_templated(&t.template, &TemplateSpan::from(&span)),
+                    Err(_) => Err(p.refuse_invalid(Signal::Traces)),
+                }
+            }
+        };
+        match recorded {
             Ok(()) => out.accepted += 1,
             Err(_) => out.refused += 1,
         }
@@ -302,8 +321,16 @@ fn plan_span<'a>(p: &Parsed<'a>, f: &[Obj], a: &mut Arenas<'a>) -> Result<SpanPl
             a.links.push(link);
         }
     }
+    let (name, template) = match f[0] {
+        Obj::Int(_) | Obj::Big { .. } => {
+            let h = p.u128(f[0]).and_then(|h| u64::try_from(h).ok()).ok_or(())?;
+            ("", Some(h))
+        }
+        o => (text(p, o)?, None),
+    };
     Ok(SpanPlan {
-        name: text(p, f[0])?,
+        name,
+        template,
         kind,
         trace_id: id::<16>(p, f[2])?.unwrap_or_else(new_trace_id),
         span_id: id::<8>(p, f[3])?.unwrap_or_else(new_span_id),
@@ -339,7 +366,7 @@ pub extern "C" fn otlpflow_pipeline_record_marshalled_spans(
     out_accepted: *mut usize,
     out_refused: *mut usize,
 ) -> crate::otlpflow_result {
-    use crate::ptr::{handle_ref, ref_of, slice_of, write_out};
+    use crate::ptr::{ref_of, slice_of, write_out};
     use crate::R;
     crate::ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract: a live pipeline, a scope, and

@@ -3,8 +3,8 @@
 //! spans), and one opaque handle type for the instruments.
 
 use otlpflow::{
-    HistogramPoint, KeyValue, LogRecord, MetricData, MetricPoint, Number, Scope, Severity,
-    Temporality, Value,
+    AttributeSet, HistogramPoint, KeyValue, LogRecord, MetricData, MetricPoint, Number, Scope,
+    Severity, Temporality, Value,
 };
 
 use crate::enums::{otlpflow_instrument_kind, otlpflow_metric_type};
@@ -169,51 +169,60 @@ pub extern "C" fn otlpflow_pipeline_record_log(
             (Ok(p), Ok(sc), Ok(l)) => (p, sc, l),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
         };
-        if l.severity_number > 24 {
-            return R::InvalidArgument;
-        }
-        let mut values = ValuePool::new();
-        let mut kvs = KvPool::new();
-        // SAFETY: every pointer in the record is valid for this call.
-        let attrs = match unsafe {
-            attribute_list(l.attributes, l.attributes_len, &mut values, &mut kvs)
-        } {
+        record_log(p, sc, l, None)
+    })
+}
+
+/// Records a C log record with `set`'s attributes before its own.
+pub(crate) fn record_log(
+    p: &otlpflow_pipeline,
+    sc: &otlpflow_scope,
+    l: &otlpflow_log_record,
+    set: Option<&AttributeSet>,
+) -> otlpflow_result {
+    if l.severity_number > 24 {
+        return R::InvalidArgument;
+    }
+    let mut values = ValuePool::new();
+    let mut kvs = KvPool::new();
+    // SAFETY: every pointer in the record is valid for this call.
+    let attrs =
+        match unsafe { attribute_list(l.attributes, l.attributes_len, &mut values, &mut kvs) } {
             Ok(a) => a,
             Err(e) => return e,
         };
-        let body = if l.has_body {
-            // Array bodies are not supported over the C ABI (a string or
-            // scalar is what log bodies are in practice): `scalar_of` refuses
-            // them.
-            // SAFETY: every pointer in the record is valid for this call.
-            match unsafe { scalar_of(&l.body) } {
-                Ok(v) => Some(v),
-                Err(e) => return e,
-            }
-        } else {
-            None
-        };
-        // SAFETY: valid for this call per the contract.
-        let (text, event) = match unsafe { (str_of(l.severity_text), str_of(l.event_name)) } {
-            (Ok(t), Ok(e)) => (t, e),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        let rec = LogRecord {
-            time_unix_nano: l.time_unix_nano,
-            observed_time_unix_nano: l.observed_time_unix_nano,
-            severity_number: Severity(l.severity_number as u8),
-            severity_text: text,
-            body,
-            attribute_set: None,
-            attributes: attrs,
-            dropped_attributes_count: l.dropped_attributes_count,
-            flags: l.flags,
-            trace_id: l.trace_id,
-            span_id: l.span_id,
-            event_name: event,
-        };
-        record_result(p.pipeline.record_log(&scope_of(sc), &rec))
-    })
+    let body = if l.has_body {
+        // Array bodies are not supported over the C ABI (a string or
+        // scalar is what log bodies are in practice): `scalar_of` refuses
+        // them.
+        // SAFETY: every pointer in the record is valid for this call.
+        match unsafe { scalar_of(&l.body) } {
+            Ok(v) => Some(v),
+            Err(e) => return e,
+        }
+    } else {
+        None
+    };
+    // SAFETY: valid for this call per the contract.
+    let (text, event) = match unsafe { (str_of(l.severity_text), str_of(l.event_name)) } {
+        (Ok(t), Ok(e)) => (t, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let rec = LogRecord {
+        time_unix_nano: l.time_unix_nano,
+        observed_time_unix_nano: l.observed_time_unix_nano,
+        severity_number: Severity(l.severity_number as u8),
+        severity_text: text,
+        body,
+        attribute_set: set,
+        attributes: attrs,
+        dropped_attributes_count: l.dropped_attributes_count,
+        flags: l.flags,
+        trace_id: l.trace_id,
+        span_id: l.span_id,
+        event_name: event,
+    };
+    record_result(p.pipeline.record_log(&scope_of(sc), &rec))
 }
 
 /// Records one metric data point the host aggregated. A malformed point
@@ -232,79 +241,88 @@ pub extern "C" fn otlpflow_pipeline_record_metric(
             (Ok(p), Ok(sc), Ok(m)) => (p, sc, m),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
         };
-        let mut values = ValuePool::new();
-        let mut kvs = KvPool::new();
-        // SAFETY: every pointer in the point is valid for this call.
-        let attrs = match unsafe {
-            attribute_list(m.attributes, m.attributes_len, &mut values, &mut kvs)
-        } {
+        record_metric(p, sc, m, None)
+    })
+}
+
+/// Records a C metric point with `set`'s attributes before its own.
+pub(crate) fn record_metric(
+    p: &otlpflow_pipeline,
+    sc: &otlpflow_scope,
+    m: &otlpflow_metric_point,
+    set: Option<&AttributeSet>,
+) -> otlpflow_result {
+    let mut values = ValuePool::new();
+    let mut kvs = KvPool::new();
+    // SAFETY: every pointer in the point is valid for this call.
+    let attrs =
+        match unsafe { attribute_list(m.attributes, m.attributes_len, &mut values, &mut kvs) } {
             Ok(a) => a,
             Err(e) => return e,
         };
-        // SAFETY: valid for this call per the contract.
-        let strs = unsafe { (str_of(m.name), str_of(m.description), str_of(m.unit)) };
-        let (name, description, unit) = match strs {
-            (Ok(n), Ok(d), Ok(u)) => (n, d, u),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
-        };
-        let kind = match otlpflow_metric_type::from_u32(m.type_) {
-            Ok(k) => k,
-            Err(e) => return e,
-        };
-        let temporality = match m.temporality {
-            1 => Temporality::Delta,
-            2 => Temporality::Cumulative,
-            _ if kind == otlpflow_metric_type::Gauge => Temporality::Cumulative,
-            _ => return R::InvalidArgument,
-        };
-        let number = if m.is_double {
-            Number::F64(m.as_double)
-        } else {
-            Number::I64(m.as_int)
-        };
-        // SAFETY: valid for reads of their lengths for this call.
-        let arrays = unsafe {
-            (
-                slice_of(m.bounds, m.bounds_len),
-                slice_of(m.bucket_counts, m.bucket_counts_len),
-            )
-        };
-        let (bounds, counts) = match arrays {
-            (Ok(b), Ok(c)) => (b, c),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        let data = match kind {
-            otlpflow_metric_type::Gauge => MetricData::Gauge(number),
-            otlpflow_metric_type::Sum => MetricData::Sum {
-                value: number,
-                monotonic: m.monotonic,
-                temporality,
+    // SAFETY: valid for this call per the contract.
+    let strs = unsafe { (str_of(m.name), str_of(m.description), str_of(m.unit)) };
+    let (name, description, unit) = match strs {
+        (Ok(n), Ok(d), Ok(u)) => (n, d, u),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+    };
+    let kind = match otlpflow_metric_type::from_u32(m.type_) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    let temporality = match m.temporality {
+        1 => Temporality::Delta,
+        2 => Temporality::Cumulative,
+        _ if kind == otlpflow_metric_type::Gauge => Temporality::Cumulative,
+        _ => return R::InvalidArgument,
+    };
+    let number = if m.is_double {
+        Number::F64(m.as_double)
+    } else {
+        Number::I64(m.as_int)
+    };
+    // SAFETY: valid for reads of their lengths for this call.
+    let arrays = unsafe {
+        (
+            slice_of(m.bounds, m.bounds_len),
+            slice_of(m.bucket_counts, m.bucket_counts_len),
+        )
+    };
+    let (bounds, counts) = match arrays {
+        (Ok(b), Ok(c)) => (b, c),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let data = match kind {
+        otlpflow_metric_type::Gauge => MetricData::Gauge(number),
+        otlpflow_metric_type::Sum => MetricData::Sum {
+            value: number,
+            monotonic: m.monotonic,
+            temporality,
+        },
+        otlpflow_metric_type::Histogram => MetricData::Histogram {
+            point: HistogramPoint {
+                count: m.count,
+                sum: m.has_sum.then_some(m.sum),
+                min: m.has_min_max.then_some(m.min),
+                max: m.has_min_max.then_some(m.max),
+                bounds,
+                bucket_counts: counts,
             },
-            otlpflow_metric_type::Histogram => MetricData::Histogram {
-                point: HistogramPoint {
-                    count: m.count,
-                    sum: m.has_sum.then_some(m.sum),
-                    min: m.has_min_max.then_some(m.min),
-                    max: m.has_min_max.then_some(m.max),
-                    bounds,
-                    bucket_counts: counts,
-                },
-                temporality,
-            },
-        };
-        let point = MetricPoint {
-            name,
-            description,
-            unit,
-            attribute_set: None,
-            attributes: attrs,
-            start_time_unix_nano: m.start_time_unix_nano,
-            time_unix_nano: m.time_unix_nano,
-            flags: m.flags,
-            data,
-        };
-        record_result(p.pipeline.record_metric(&scope_of(sc), &point))
-    })
+            temporality,
+        },
+    };
+    let point = MetricPoint {
+        name,
+        description,
+        unit,
+        attribute_set: set,
+        attributes: attrs,
+        start_time_unix_nano: m.start_time_unix_nano,
+        time_unix_nano: m.time_unix_nano,
+        flags: m.flags,
+        data,
+    };
+    record_result(p.pipeline.record_metric(&scope_of(sc), &point))
 }
 
 enum Inst {

@@ -23,9 +23,14 @@ fn have(tool: &str) -> bool {
 
 /// Compiles the test program; `link` is "shared" or "static".
 fn compile(link: &str, sanitize: bool) -> PathBuf {
+    compile_program("test_abi", link, sanitize)
+}
+
+/// Compiles `ffi/tests/c/NAME.c`; `link` is "shared" or "static".
+fn compile_program(name: &str, link: &str, sanitize: bool) -> PathBuf {
     let dir = lib_dir();
     let out = dir.join(format!(
-        "c_test_abi_{link}{}",
+        "c_{name}_{link}{}",
         if sanitize { "_asan" } else { "" }
     ));
     let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
@@ -40,7 +45,7 @@ fn compile(link: &str, sanitize: bool) -> PathBuf {
     ])
     .arg("-I")
     .arg(root().join("include"))
-    .arg(root().join("ffi/tests/c/test_abi.c"))
+    .arg(root().join(format!("ffi/tests/c/{name}.c")))
     .arg("-o")
     .arg(&out);
     if sanitize {
@@ -138,6 +143,23 @@ fn c_tests_under_asan_and_ubsan_shared_and_static() {
             run(&program, None, mode, 1);
         }
     }
+}
+
+#[test]
+fn c_templates_and_attribute_sets_under_asan_and_valgrind() {
+    for link in ["shared", "static"] {
+        let program = compile_program("test_templates", link, true);
+        run(&program, None, "templates", 1);
+    }
+    let vg = [
+        "valgrind",
+        "-q",
+        "--error-exitcode=9",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+    ];
+    let program = compile_program("test_templates", "shared", false);
+    run(&program, Some(&vg), "templates", 10);
 }
 
 #[test]

@@ -195,3 +195,112 @@ fn python_declares_every_exported_function() {
         "functions without a ctypes declaration in _ffi.py: {missing:?}"
     );
 }
+
+/// Spans from a Python span template, and logs and points with a Python
+/// attribute set, reach the receiver with the template's name, kind and
+/// static attributes before their own (decoded by prost on the receiving
+/// side).
+#[test]
+fn python_templates_and_attribute_sets_arrive_whole() {
+    let root = common::root();
+    let lib = common::lib_dir().join("libotlpflow_ffi.so");
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let script = r#"
+import sys
+import otlpflow
+p = otlpflow.Pipeline(endpoint=sys.argv[1], from_env=False, policy="block", max_wait=10.0,
+                      shards=1, workers=1, linger=0.005, batch_spans=64)
+t = p.span_template("GET /items/{id}", {"http.request.method": "GET", "http.response.status_code": 200,
+                                        "tags": ["a", "b"]}, kind="server")
+for i in range(300):
+    with t.span({"app.item_id": i}) as s:
+        s.add_event("cache.miss", {"cache.key": i})
+    assert s.name == "GET /items/{id}", s.name
+    assert s.span_id and s.trace_id
+regions = p.attribute_set({"region": "eu-west-1", "zone": 3})
+for i in range(5):
+    assert p.record_log("served", attributes={"n": i}, attribute_set=regions)
+    assert p.record_metric_point("queue.depth", i, attributes={"n": i}, attribute_set=regions)
+st = p.shutdown()
+p.close()
+print("exported", st["exported"], "dropped", sum(v for k, v in st.items() if k.startswith("dropped")))
+"#;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(sink.endpoint())
+        .env("OTLPFLOW_LIBRARY", &lib)
+        .env("PYTHONPATH", root.join("bindings/python"))
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("exported 310 dropped 0"),
+        "{stdout}\n{stderr}"
+    );
+    let keys = |kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]| -> Vec<String> {
+        kvs.iter().map(|kv| kv.key.clone()).collect()
+    };
+    let spans: Vec<_> = sink
+        .take_requests()
+        .into_iter()
+        .flat_map(|r| r.resource_spans)
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    assert_eq!(spans.len(), 300);
+    for s in &spans {
+        assert_eq!(s.name, "GET /items/{id}");
+        assert_eq!(s.kind, 2, "server");
+        assert_eq!(
+            keys(&s.attributes),
+            [
+                "http.request.method",
+                "http.response.status_code",
+                "tags",
+                "app.item_id"
+            ]
+        );
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.trace_id.len(), 16);
+    }
+    let logs: Vec<_> = sink
+        .take_log_requests()
+        .into_iter()
+        .flat_map(|r| r.resource_logs)
+        .flat_map(|r| r.scope_logs)
+        .flat_map(|s| s.log_records)
+        .collect();
+    assert_eq!(logs.len(), 5);
+    assert!(logs
+        .iter()
+        .all(|l| keys(&l.attributes) == ["region", "zone", "n"]));
+    let metrics: Vec<_> = sink
+        .take_metric_requests()
+        .into_iter()
+        .flat_map(|r| r.resource_metrics)
+        .flat_map(|r| r.scope_metrics)
+        .flat_map(|s| s.metrics)
+        .collect();
+    let points: usize = metrics
+        .iter()
+        .map(|m| match &m.data {
+            Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => {
+                for p in &g.data_points {
+                    assert_eq!(keys(&p.attributes), ["region", "zone", "n"]);
+                }
+                g.data_points.len()
+            }
+            other => panic!("a gauge, not {other:?}"),
+        })
+        .sum();
+    assert_eq!(points, 5);
+}

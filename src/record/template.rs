@@ -95,6 +95,29 @@ pub struct TemplateSpan<'a> {
     pub status: Status<'a>,
 }
 
+impl<'a> From<&Span<'a>> for TemplateSpan<'a> {
+    /// A span's per-span fields; its name, kind and attribute set are left
+    /// out (a template supplies them).
+    fn from(s: &Span<'a>) -> Self {
+        TemplateSpan {
+            trace_id: s.trace_id,
+            span_id: s.span_id,
+            trace_state: s.trace_state,
+            parent_span_id: s.parent_span_id,
+            flags: s.flags,
+            start_time_unix_nano: s.start_time_unix_nano,
+            end_time_unix_nano: s.end_time_unix_nano,
+            attributes: s.attributes,
+            dropped_attributes_count: s.dropped_attributes_count,
+            events: s.events,
+            dropped_events_count: s.dropped_events_count,
+            links: s.links,
+            dropped_links_count: s.dropped_links_count,
+            status: s.status,
+        }
+    }
+}
+
 impl<'a> TemplateSpan<'a> {
     /// The span without name, kind and set (the shape supplies them).
     #[inline]

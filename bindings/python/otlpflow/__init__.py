@@ -30,10 +30,26 @@ from ._native import *  # noqa: F401,F403  (the result codes and errors)
 from ._native import (Result, OtlpflowError, ConfigError, ShutdownError, FlushTimeout, version, _library,
                       _error, _recorded, _check, _Keep, _fill_value, _attributes, _id, _Guard, _c_span,
                       _COMPRESSION, _PROTOCOL, INVALID_CONFIG, OK, TIMEOUT)
-from ._spans import CURRENT, Span, SpanContext
+from ._spans import CURRENT, Span, SpanContext, SpanTemplate
 
-__all__ = ["Pipeline", "Span", "SpanContext", "Instrument", "LoggingHandler", "Result", "OtlpflowError",
-           "ConfigError", "ShutdownError", "FlushTimeout", "current_span", "version"]
+
+class AttributeSet:
+    """Attributes encoded once on the native side (`Pipeline.attribute_set`)."""
+
+    __slots__ = ("attributes", "_handle")
+
+    def __init__(self, handle, attributes):
+        self._handle, self.attributes = handle, dict(attributes)
+
+    def _live(self):
+        return self._handle
+
+    def __repr__(self):
+        return "AttributeSet(%d attributes)" % len(self.attributes)
+
+
+__all__ = ["Pipeline", "Span", "SpanContext", "SpanTemplate", "AttributeSet", "Instrument", "LoggingHandler",
+           "Result", "OtlpflowError", "ConfigError", "ShutdownError", "FlushTimeout", "current_span", "version"]
 __version__ = "0.1.0"
 
 class Pipeline:
@@ -100,6 +116,10 @@ class Pipeline:
             raise ConfigError(INVALID_CONFIG, "batch_spans must be at least 1 and batch_interval positive")
         self._batch_spans = batch_spans
         self._buffers = {}
+        # Native template and attribute-set handles: freed after the
+        # pipeline, when no hand-over can use them any more.
+        self._templates, self._sets = [], []
+        self._templates_lock = threading.Lock()
         # This pipeline's Span class: `p.span(...)` constructs it directly.
         self._span_class = type("Span", (Span,), {
             "__slots__": (),
@@ -215,10 +235,11 @@ class Pipeline:
 
     def record_log(self, body, severity=9, severity_text="", attributes=None, time_unix_nano=None,
                    trace_id=None, span_id=None, event_name="", scope=None, observed_time_unix_nano=None,
-                   flags=0, dropped_attributes_count=0):
+                   flags=0, dropped_attributes_count=0, attribute_set=None):
         """Records one log record (severity: the OTLP number, 9 INFO, 13
         WARN, 17 ERROR). Returns True, or False if it was refused (counted:
-        full, rate limited, memory)."""
+        full, rate limited, memory). `attribute_set` (from
+        `attribute_set()`) puts its attributes before `attributes`."""
         keep = _Keep()
         rec = _ffi.LogRecord()
         now = time.time_ns()
@@ -239,18 +260,24 @@ class Pipeline:
         rec.event_name = keep.str(event_name)
         sc = self._default_scope if scope is None else scope
         with self._guard as h:
-            code = self._lib.otlpflow_pipeline_record_log(h, ctypes.byref(sc), ctypes.byref(rec))
+            if attribute_set is None:
+                code = self._lib.otlpflow_pipeline_record_log(h, ctypes.byref(sc), ctypes.byref(rec))
+            else:
+                code = self._lib.otlpflow_pipeline_record_log_with_set(
+                    h, ctypes.byref(sc), ctypes.byref(rec), attribute_set._live())
         return _recorded(code, "record_log")
 
     def record_metric_point(self, name: str, value=None, *, kind: str = "gauge", unit: str = "",
                             description: str = "", attributes=None, start_time_unix_nano: int = 0,
                             time_unix_nano: Optional[int] = None, temporality: str = "cumulative",
-                            monotonic: bool = False, histogram=None, flags: int = 0, scope=None) -> bool:
+                            monotonic: bool = False, histogram=None, flags: int = 0, scope=None,
+                            attribute_set=None) -> bool:
         """Records one data point the host aggregated itself: a "gauge" or
         "sum" `value` (int or float), or a "histogram" given as
         `histogram=(count, sum, bounds, bucket_counts, min, max)` (sum, min
         and max may be None). Returns True, or False if it was refused
-        (counted)."""
+        (counted). `attribute_set` (from `attribute_set()`) puts its
+        attributes before `attributes`."""
         keep = _Keep()
         pt = _ffi.MetricPoint()
         pt.name, pt.unit, pt.description = keep.str(name), keep.str(unit), keep.str(description)
@@ -281,8 +308,44 @@ class Pipeline:
             pt.as_int = int(value)
         sc = self._default_scope if scope is None else scope
         with self._guard as h:
-            code = self._lib.otlpflow_pipeline_record_metric(h, ctypes.byref(sc), ctypes.byref(pt))
+            if attribute_set is None:
+                code = self._lib.otlpflow_pipeline_record_metric(h, ctypes.byref(sc), ctypes.byref(pt))
+            else:
+                code = self._lib.otlpflow_pipeline_record_metric_with_set(
+                    h, ctypes.byref(sc), ctypes.byref(pt), attribute_set._live())
         return _recorded(code, "record_metric_point")
+
+    def span_template(self, name: str, attributes: Optional[Mapping[str, Any]] = None,
+                      kind: Union[str, int] = "internal", scope=None) -> SpanTemplate:
+        """A kind of span whose name, kind and static attributes are encoded
+        once: `with template.span(attributes) as s:` then costs what
+        recording the span's own fields costs (see `SpanTemplate`). Make
+        templates once (per route, say), not per span: each lives as long
+        as the pipeline."""
+        code = kind if isinstance(kind, int) else _spans.KINDS[kind]
+        keep = _Keep()
+        attrs, n = _attributes(attributes, keep)
+        sc = self._default_scope if scope is None else scope
+        out = ctypes.c_void_p()
+        with self._guard as h:
+            _check(self._lib.otlpflow_pipeline_span_template(h, ctypes.byref(sc), keep.str(name), code, attrs, n,
+                                                             ctypes.byref(out)), "span_template %s" % name)
+        with self._templates_lock:
+            self._templates.append(out.value)
+        _spans.TEMPLATE_NAMES[out.value] = name
+        return SpanTemplate(out.value, name, code, attributes, self._span_class, scope)
+
+    def attribute_set(self, attributes: Mapping[str, Any]) -> "AttributeSet":
+        """Attributes encoded once, for `record_log` and
+        `record_metric_point` (`attribute_set=`): they go before the
+        record's own. Freed with the pipeline."""
+        keep = _Keep()
+        attrs, n = _attributes(attributes, keep)
+        out = ctypes.c_void_p()
+        _check(self._lib.otlpflow_attribute_set_new(attrs, n, ctypes.byref(out)), "attribute_set")
+        with self._templates_lock:
+            self._sets.append(out.value)
+        return AttributeSet(out.value, attributes)
 
     def _instrument(self, kind, name, unit, description, bounds=None, scope=None):
         keep = _Keep()
@@ -438,6 +501,15 @@ class Pipeline:
         handle = guard.take() if guard else None
         if handle:
             self._lib.otlpflow_pipeline_free(handle)
+        lock = getattr(self, "_templates_lock", None)
+        if lock is not None:
+            with lock:
+                for t in self._templates:
+                    self._lib.otlpflow_span_template_free(t)
+                    _spans.TEMPLATE_NAMES.pop(t, None)
+                for a in self._sets:
+                    self._lib.otlpflow_attribute_set_free(a)
+                self._templates, self._sets = [], []
 
     def __enter__(self):
         return self

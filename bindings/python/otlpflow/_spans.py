@@ -113,7 +113,8 @@ class Span:
 
     @property
     def name(self):
-        return self._rec[_NAME]
+        name = self._rec[_NAME]
+        return name if name.__class__ is str else TEMPLATE_NAMES.get(name, "")
 
     @property
     def attributes(self):
@@ -226,6 +227,35 @@ class Span:
         rec = self._rec
         rec[_END] = _time_ns() if end_time is None else end_time
         self._buffer.add(rec)
+
+
+# Template handle -> name, for `Span.name` of a span made from a template
+# (its record carries the handle where the name goes).
+TEMPLATE_NAMES = {}
+
+
+class SpanTemplate:
+    """A kind of span whose name, kind and static attributes the native side
+    encoded once (`Pipeline.span_template`). `with template.span(...)`
+    times a span like `Pipeline.span` does; its record carries the
+    template's handle instead of name, kind and static attributes, so that
+    less is marshalled and nothing static is encoded again. The span's own
+    attributes come after the template's."""
+
+    __slots__ = ("name", "kind", "attributes", "_handle", "_span_class", "_scope")
+
+    def __init__(self, handle, name, kind, attributes, span_class, scope):
+        self._handle, self.name, self.kind = handle, name, kind
+        self.attributes = dict(attributes) if attributes else {}
+        self._span_class, self._scope = span_class, scope
+
+    def span(self, attributes=None, trace_id=None, parent_span_id=None, parent=None, links=None):
+        """A span of this template, timed by a `with` block (see
+        `Pipeline.span` for the arguments)."""
+        return self._span_class(self._handle, attributes, 0, trace_id, parent_span_id, self._scope, parent, links)
+
+    def __repr__(self):
+        return "SpanTemplate(%r, kind=%r, %d attributes)" % (self.name, self.kind, len(self.attributes))
 
 
 class SpanBuffer:

@@ -4,40 +4,47 @@
 //!
 //! Where the algorithm comes from: Aeron's `ManyToOneRingBuffer` (a record
 //! header carrying the length, space claimed by a CAS on the tail, a padding
-//! record at the wrap, the consumer zeroing what it consumed so that a zero
-//! header always means "not yet committed") and the Linux BPF ring buffer
-//! (reserve/commit, commits may land out of order, the consumer stops at the
-//! first uncommitted record).
+//! record at the wrap) and the Linux BPF ring buffer (reserve/commit,
+//! commits may land out of order, the consumer stops at the first
+//! uncommitted record). Unlike both, the consumer does not zero what it
+//! consumed: a record is committed when its header holds its *stamp*, a
+//! keyed hash of the record's absolute position, which no earlier lap wrote
+//! there (positions never repeat) and which bytes a host recorded cannot
+//! forge (the key is random per ring). So the consumer only reads the
+//! ring's memory and never writes it: no memset per record, and the lines
+//! producers write next are not first pulled dirty into the consumer's
+//! cache.
 //!
-//! Layout: `capacity` bytes (a power of two), records aligned to 8 bytes. A
-//! record is an 8-byte header word followed by the payload:
+//! Layout: `capacity` bytes (a power of two), records aligned to 16 bytes.
+//! A record is a 16-byte header followed by the payload:
 //!
 //! ```text
-//! bit 63      committed (0 while the producer is still writing)
-//! bits 32..63 tag: the caller's record kind, or PAD for padding/aborted records
-//! bits 0..32  payload length in bytes
+//! word 0  stamp(position): the record is committed when this matches
+//! word 1  bits 32..63 tag (the caller's record kind, or PAD for padding or
+//!         aborted records), bits 0..32 payload length in bytes
 //! ```
 //!
 //! Positions (`head`, `tail`) are byte counts that only grow; the index in the
-//! buffer is `position & (capacity - 1)`. Free space is always zeroed.
+//! buffer is `position & (capacity - 1)`.
 //!
 //! This file holds all of the ring's `unsafe`. Under `cfg(loom)` it is
 //! compiled by `loom-tests/` with loom's atomics and cells, where the header
 //! words and the payload bytes live in separate arrays so that loom can track
-//! every access; otherwise the header is the first word of the record itself.
+//! every access; otherwise the header is the first two words of the record.
 
 use crossbeam_utils::CachePadded;
 
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Records start at multiples of this many bytes.
-pub const ALIGN: usize = 8;
-/// Size of the header word in front of every record.
-pub const HEADER: usize = 8;
+/// Records start at multiples of this many bytes (so that the space left
+/// at the end of the buffer always holds a padding record's header).
+pub const ALIGN: usize = 16;
+/// Size of the header in front of every record: the stamp, then tag and
+/// length.
+pub const HEADER: usize = 16;
 /// Largest tag a caller may use; higher values are reserved by the ring.
 pub const MAX_TAG: u32 = PAD_TAG - 1;
 
-const COMMITTED: u64 = 1 << 63;
 const PAD_TAG: u32 = 0x7FFF_FFFF;
 const TAG_MASK: u64 = 0x7FFF_FFFF;
 
@@ -45,8 +52,15 @@ const fn align_up(n: u64) -> u64 {
     (n + (ALIGN as u64 - 1)) & !(ALIGN as u64 - 1)
 }
 
-const fn header_word(tag: u32, len: u32) -> u64 {
-    COMMITTED | ((tag as u64 & TAG_MASK) << 32) | len as u64
+const fn meta_word(tag: u32, len: u32) -> u64 {
+    ((tag as u64 & TAG_MASK) << 32) | len as u64
+}
+
+/// A random key per ring, from the standard library's per-process random
+/// hash keys.
+fn random_key() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64)
 }
 
 /// Why a claim was refused. Refusals are values, never allocations.
@@ -81,9 +95,15 @@ impl Storage {
         }
     }
 
-    /// The header word of the record starting at `index` (a multiple of 8).
-    fn header(&self, index: usize) -> &AtomicU64 {
+    /// The stamp word of the record starting at `index` (a multiple of
+    /// 16).
+    fn stamp_word(&self, index: usize) -> &AtomicU64 {
         &self.words[index / 8]
+    }
+
+    /// The tag-and-length word of the record starting at `index`.
+    fn meta(&self, index: usize) -> &AtomicU64 {
+        &self.words[index / 8 + 1]
     }
 
     #[cfg(not(loom))]
@@ -91,27 +111,6 @@ impl Storage {
         // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through a
         // pointer derived from a shared reference to them is permitted.
         self.words.as_ptr().cast::<u8>().cast_mut()
-    }
-
-    /// Zeroes `len` bytes from `index`, which do not cross the end.
-    ///
-    /// # Safety
-    /// The caller is the single consumer and every record in the range has
-    /// been committed and read: no producer may touch it until `head` moves.
-    unsafe fn zero(&self, index: usize, len: usize) {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: by the caller's contract the range is inside the buffer
-            // (index + len <= capacity) and no other thread accesses it until
-            // the consumer publishes the new head with a Release store.
-            unsafe { std::ptr::write_bytes(self.base().add(index), 0, len) };
-        }
-        #[cfg(loom)]
-        {
-            for w in &self.words[index / 8..(index + len) / 8] {
-                w.store(0, Ordering::Relaxed);
-            }
-        }
     }
 }
 
@@ -123,12 +122,14 @@ pub struct Ring {
     /// Written by producers (CAS) to claim space; read by producers. Counts
     /// every byte ever claimed, padding included.
     tail: CachePadded<AtomicU64>,
-    /// Written only by the consumer, after it has zeroed what it consumed;
+    /// Written only by the consumer, after it has read what it consumed;
     /// read by producers to compute free space.
     head: CachePadded<AtomicU64>,
     storage: Storage,
     capacity: u64,
     mask: u64,
+    /// The stamp key: see the module docs.
+    key: u64,
     /// Set once, by the first `take_consumer`: the ring's one consumer
     /// exists.
     consumer_taken: AtomicBool,
@@ -156,6 +157,7 @@ impl Ring {
             storage: Storage::new(capacity),
             capacity: capacity as u64,
             mask: capacity as u64 - 1,
+            key: random_key(),
             consumer_taken: AtomicBool::new(false),
         }
     }
@@ -210,8 +212,8 @@ impl Ring {
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
             // Acquire pairs with the consumer's Release store of `head` in
-            // `Consumer::read`: the zeroing of the space we are about to
-            // reuse happens-before our writes to it.
+            // `Consumer::read`: its reads of the space we are about to reuse
+            // happen-before our writes to it.
             let head = self.head.load(Ordering::Acquire);
             if head > tail {
                 // Our `tail` is older than the consumer's progress: reload.
@@ -235,21 +237,20 @@ impl Ring {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    let start = if record > to_end {
-                        // Fill the rest of the buffer with one committed padding
-                        // record. Release pairs with the consumer's Acquire load
-                        // of the header.
-                        let pad_len = (to_end - HEADER as u64) as u32;
-                        self.storage
-                            .header(index as usize)
-                            .store(header_word(PAD_TAG, pad_len), Ordering::Release);
-                        0
+                    let pos = if record > to_end {
+                        // Fill the rest of the buffer with one committed
+                        // padding record (`to_end` is a multiple of 16, so
+                        // its header fits).
+                        let pad_len = (to_end - HEADER as u64) as usize;
+                        self.publish(tail, PAD_TAG, pad_len);
+                        tail + to_end
                     } else {
-                        index as usize
+                        tail
                     };
                     return Ok(Claim {
                         ring: self,
-                        index: start,
+                        index: (pos & self.mask) as usize,
+                        pos,
                         len,
                         used_before: tail - head,
                         used_after: tail + needed - head,
@@ -263,13 +264,30 @@ impl Ring {
         }
     }
 
-    /// Publishes the record at `index`.
-    fn publish(&self, index: usize, tag: u32, len: usize) {
-        // Release pairs with the consumer's Acquire load of this header: the
-        // payload writes happen-before the consumer reads them.
+    /// The stamp that commits the record at absolute position `pos`: a
+    /// keyed mix (splitmix64's finaliser over `pos ^ key`), so that no
+    /// stale word in the buffer (an earlier lap's header, or payload bytes)
+    /// matches it but by a 2^-64 chance, and recorded data cannot forge it.
+    #[inline]
+    fn stamp(&self, pos: u64) -> u64 {
+        let mut z = (pos ^ self.key).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Publishes the record at absolute position `pos`.
+    fn publish(&self, pos: u64, tag: u32, len: usize) {
+        let index = (pos & self.mask) as usize;
+        // Relaxed: the Release store of the stamp below publishes it.
         self.storage
-            .header(index)
-            .store(header_word(tag, len as u32), Ordering::Release);
+            .meta(index)
+            .store(meta_word(tag, len as u32), Ordering::Relaxed);
+        // Release pairs with the consumer's Acquire load of the stamp: the
+        // payload and tag-and-length writes happen-before its reads.
+        self.storage
+            .stamp_word(index)
+            .store(self.stamp(pos), Ordering::Release);
     }
 }
 
@@ -279,6 +297,8 @@ impl Ring {
 pub struct Claim<'r> {
     ring: &'r Ring,
     index: usize,
+    /// The record's absolute position (what its stamp is made of).
+    pos: u64,
     len: usize,
     used_before: u64,
     used_after: u64,
@@ -288,15 +308,15 @@ pub struct Claim<'r> {
 }
 
 impl Claim<'_> {
-    /// The payload bytes to fill, exactly as long as was claimed. They are
-    /// zero on entry.
+    /// The payload bytes to fill, exactly as long as was claimed. They hold
+    /// whatever an earlier lap left there: write every one.
     #[cfg(not(loom))]
     pub fn buf(&mut self) -> &mut [u8] {
         // SAFETY: [index + HEADER, index + HEADER + len) lies inside the buffer
         // (claim never lets a record cross the end) and belongs to this claim
         // alone: the CAS on `tail` gave it to us, producers never touch
         // claimed space, and the consumer does not read past our uncommitted
-        // (zero) header. `&mut self` keeps the slice unique on our side.
+        // header (its stamp does not match yet). `&mut self` keeps the slice unique on our side.
         unsafe {
             std::slice::from_raw_parts_mut(
                 self.ring.storage.base().add(self.index + HEADER),
@@ -326,14 +346,14 @@ impl Claim<'_> {
             cell.with_mut(|p| unsafe { *p = *b });
         }
         self.committed = true;
-        self.ring.publish(self.index, tag, self.len);
+        self.ring.publish(self.pos, tag, self.len);
     }
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if !self.committed {
-            self.ring.publish(self.index, PAD_TAG, self.len);
+            self.ring.publish(self.pos, PAD_TAG, self.len);
         }
     }
 }
@@ -371,25 +391,35 @@ impl Consumer {
         let head = ring.head.load(Ordering::Relaxed);
         let mut pos = head;
         let mut records = 0;
-        // Never read more than one lap: in a completely full ring the record
-        // after the last one is the first one again, still committed until
-        // `release` zeroes it.
+        // Never read more than one lap (in a completely full ring the
+        // record after the last one is the first one again; its stamp is
+        // for the position a lap earlier, so it would stop there anyway).
         let limit = max_bytes.min(ring.capacity as usize);
         while ((pos - head) as usize) < limit {
             let index = (pos & ring.mask) as usize;
-            // Acquire pairs with the Release store in `Ring::publish` or the
-            // padding store in `Ring::claim`.
-            let word = ring.storage.header(index).load(Ordering::Acquire);
-            if word & COMMITTED == 0 {
+            // Acquire pairs with the Release store of the stamp in
+            // `Ring::publish`.
+            if ring.storage.stamp_word(index).load(Ordering::Acquire) != ring.stamp(pos) {
                 break;
             }
+            // Relaxed: ordered by the Acquire above.
+            let word = ring.storage.meta(index).load(Ordering::Relaxed);
             let len = word as u32 as usize;
             let tag = ((word >> 32) & TAG_MASK) as u32;
+            if index + HEADER + len > ring.capacity as usize {
+                // Only a stale word matching the stamp by a 2^-64 chance
+                // could say so (claims never cross the end): never read
+                // outside the buffer on its word.
+                debug_assert!(false, "a record crossing the ring's end");
+                break;
+            }
             if tag != PAD_TAG {
                 #[cfg(not(loom))]
-                // SAFETY: the header is committed, so the producer's payload
-                // writes happened-before (Acquire above) and nobody writes the
-                // record again until we move `head` past it.
+                // SAFETY: the stamp matched, so the producer's payload writes
+                // happened-before (Acquire above), `len` is the one it wrote
+                // (at most `max_payload`, inside the buffer: claims never
+                // cross the end), and nobody writes the record again until
+                // we move `head` past it.
                 let payload = unsafe {
                     std::slice::from_raw_parts(ring.storage.base().add(index + HEADER), len)
                 };
@@ -415,22 +445,12 @@ impl Consumer {
         records
     }
 
-    /// Zeroes `[from, to)` and publishes `to` as the new head.
-    fn release(&self, from: u64, to: u64) {
-        let ring = &*self.ring;
-        let start = (from & ring.mask) as usize;
-        let len = (to - from) as usize;
-        let first = len.min(ring.capacity as usize - start);
-        // SAFETY: every record in [from, to) was committed and has been read;
-        // producers cannot claim it before the Release store below.
-        unsafe {
-            ring.storage.zero(start, first);
-            if len > first {
-                ring.storage.zero(0, len - first);
-            }
-        }
-        // Release pairs with the Acquire load of `head` in `Ring::claim`.
-        ring.head.store(to, Ordering::Release);
+    /// Publishes `to` as the new head: the space before it is free. Nothing
+    /// is written to the buffer (see the module docs).
+    fn release(&self, _from: u64, to: u64) {
+        // Release pairs with the Acquire load of `head` in `Ring::claim`:
+        // our reads of the records happen-before their space is reused.
+        self.ring.head.store(to, Ordering::Release);
     }
 }
 
@@ -479,9 +499,9 @@ mod tests {
     #[test]
     fn full_ring_refuses_then_accepts_after_drain() {
         let (r, mut c) = ring(64);
-        // 8 header + 24 payload = 32 bytes each: two fill the ring.
-        put(&r, 0, &[1; 24]).unwrap();
-        put(&r, 0, &[2; 24]).unwrap();
+        // 16 header + 16 payload = 32 bytes each: two fill the ring.
+        put(&r, 0, &[1; 16]).unwrap();
+        put(&r, 0, &[2; 16]).unwrap();
         assert_eq!(put(&r, 0, &[3; 1]), Err(ClaimError::Full));
         assert_eq!(drain(&mut c).len(), 2);
         put(&r, 0, &[3; 1]).unwrap();
@@ -491,18 +511,18 @@ mod tests {
     #[test]
     fn a_completely_full_ring_is_read_once() {
         let (r, mut c) = ring(64);
-        put(&r, 1, &[1; 24]).unwrap();
-        put(&r, 2, &[2; 24]).unwrap();
+        put(&r, 1, &[1; 16]).unwrap();
+        put(&r, 2, &[2; 16]).unwrap();
         assert_eq!(r.used(), 64);
-        assert_eq!(drain(&mut c), vec![(1, vec![1; 24]), (2, vec![2; 24])]);
+        assert_eq!(drain(&mut c), vec![(1, vec![1; 16]), (2, vec![2; 16])]);
         assert!(drain(&mut c).is_empty());
     }
 
     #[test]
     fn too_large_is_refused() {
         let (r, _c) = ring(64);
-        assert_eq!(r.max_payload(), 24);
-        assert!(matches!(r.claim(25, 0), Err(ClaimError::TooLarge)));
+        assert_eq!(r.max_payload(), 16);
+        assert!(matches!(r.claim(17, 0), Err(ClaimError::TooLarge)));
     }
 
     #[test]
@@ -531,6 +551,33 @@ mod tests {
             drain(&mut c),
             vec![(1, b"aaaa".to_vec()), (2, b"bbbb".to_vec())]
         );
+    }
+
+    #[test]
+    fn stale_laps_and_forged_payloads_are_not_read_as_records() {
+        // Each payload holds, at every 16-byte word, the stamp the word's
+        // index will need one lap later (as if recorded data had guessed
+        // the key), and laps of same-size records leave old headers where
+        // the next lap's go: the consumer must still stop at each record
+        // not yet committed.
+        let (r, mut c) = ring(256);
+        let forged = |claim: &Claim<'_>| -> Vec<u8> {
+            (0..96u64)
+                .step_by(8)
+                .flat_map(|j| r.stamp(claim.pos + 16 + j + 256).to_le_bytes())
+                .collect()
+        };
+        for lap in 0..40 {
+            let mut held = r.claim(96, 1).unwrap();
+            let mut next = r.claim(96, 2).unwrap();
+            let (a, b) = (forged(&held), forged(&next));
+            next.buf().copy_from_slice(&b);
+            next.commit(2);
+            assert!(drain(&mut c).is_empty(), "lap {lap}: read past a claim");
+            held.buf().copy_from_slice(&a);
+            held.commit(1);
+            assert_eq!(drain(&mut c), vec![(1, a), (2, b)]);
+        }
     }
 
     #[test]

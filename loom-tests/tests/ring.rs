@@ -65,10 +65,11 @@ fn two_producers_one_consumer() {
 #[test]
 fn wrap_around_with_padding() {
     model(|| {
-        let (r, mut c) = new_ring(64);
-        // Move the positions to 40 of 64: the next 16-byte record fits, the
-        // one after must wrap behind an 8-byte padding record.
-        put(&r, 0, 0, 24).unwrap();
+        let (r, mut c) = new_ring(128);
+        // Move the positions to 80 of 128: the next 32-byte record fits, the
+        // one after must wrap behind a 16-byte padding record (a header
+        // alone).
+        put(&r, 0, 0, 48).unwrap();
         put(&r, 0, 0, 0).unwrap();
         assert_eq!(read_all(&mut c, 2).len(), 2);
         let r1 = r.clone();
@@ -86,15 +87,15 @@ fn wrap_around_with_padding() {
 #[test]
 fn full_ring_refuses_and_loses_nothing() {
     model(|| {
-        // 64 bytes hold two 24-byte-payload records (32 bytes each).
+        // 64 bytes hold two 16-byte-payload records (32 bytes each).
         let (r, mut c) = new_ring(64);
         let r1 = r.clone();
         let p1 = thread::spawn(move || {
-            let a = put(&r1, 1, 0x10, 24).is_ok() as usize;
-            a + put(&r1, 1, 0x11, 24).is_ok() as usize
+            let a = put(&r1, 1, 0x10, 16).is_ok() as usize;
+            a + put(&r1, 1, 0x11, 16).is_ok() as usize
         });
         let r2 = r.clone();
-        let p2 = thread::spawn(move || put(&r2, 2, 0x20, 24).is_ok() as usize);
+        let p2 = thread::spawn(move || put(&r2, 2, 0x20, 16).is_ok() as usize);
         let ok = p1.join().unwrap() + p2.join().unwrap();
         assert!(ok >= 2, "an empty 64-byte ring takes two records");
         let got = read_all(&mut c, ok);

@@ -69,10 +69,17 @@ fn record_n(p: &Pipeline, threads: u64, per_thread: u64) {
 
 #[test]
 fn every_span_is_delivered_exactly_once_with_each_compression() {
-    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+    // zstd at its default level 1, and at -3, one of its fast levels.
+    for (compression, level) in [
+        (Compression::None, 1),
+        (Compression::Gzip, 1),
+        (Compression::Zstd, 1),
+        (Compression::Zstd, -3),
+    ] {
         let sink = sink();
         let p = builder(&sink.endpoint())
             .compression(compression)
+            .compression_level(level)
             .policy(Policy::Block {
                 max_wait: Duration::from_secs(10),
             })

@@ -47,7 +47,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("protocol", "grpc or http/protobuf"),
     ("http_version", "1.1 or 2 (OTLP/HTTP only)"),
     ("compression", "none, gzip or zstd"),
-    ("compression_level", "integer (gzip 0-9, zstd 1-22)"),
+    ("compression_level", "integer (gzip 0-9, zstd -7 to 19)"),
     ("header.<key>", "header value"),
     ("service_name", "text"),
     ("service_version", "text"),

@@ -185,7 +185,9 @@ impl PipelineBuilder {
         let level_ok = match self.compression {
             Compression::None => true,
             Compression::Gzip => (0..=9).contains(&self.compression_level),
-            Compression::Zstd => (1..=19).contains(&self.compression_level),
+            // Below 1, zstd's fast levels: less CPU, a little less
+            // compression (BENCHMARKS.md, "Compression levels").
+            Compression::Zstd => (-7..=19).contains(&self.compression_level),
         };
         if !level_ok {
             return Err(Error::config(format!(

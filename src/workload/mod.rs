@@ -8,6 +8,9 @@ use crate::error::RecordError;
 use crate::record::{Event, KeyValue, Span, SpanKind, Status, StatusCode, TemplateSpan, Value};
 
 pub use crate::record::ids::splitmix;
+pub use mixed::with_mixed_span;
+
+mod mixed;
 
 /// The trace id of span `i` of a producer seeded `seed`: a new one every
 /// 1000 spans.

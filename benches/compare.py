@@ -156,6 +156,11 @@ def run(name, argv, spans):
     if "baseline" in argv or "none" in argv:
         received = int(spans)  # nothing is sent; count it as delivered
     line = [l for l in out.decode().splitlines() if l.startswith("RESULT")]
+    report = [l for l in out.decode().splitlines() if l.startswith("{")]
+    if status == 0 and not line and report:
+        # `otlpflow gen --json`: its report, as a RESULT line.
+        r = json.loads(report[-1])
+        line = ["RESULT %d %d %f %f" % (r["offered"], r["exported"], r["elapsed_s"], r["elapsed_s"])]
     if status != 0 or not line:
         raise SystemExit("%s failed:\n%s" % (name, err.decode()))
     fields = line[0].split()
@@ -233,6 +238,29 @@ def table(rows, title):
             print("  %s vs %s: %.2fx the delivered spans/s, %.2fx less CPU per delivered span, "
                   "%.2fx per offered" % (ours, peer, a_rate / b_rate if b_rate else float("inf"),
                                           b_cpu_d / a_cpu_d if a_cpu_d else 0, b_cpu / a_cpu if a_cpu else 0))
+
+
+def gen_rows(spans, baseline):
+    """`otlpflow gen` of this build and of `baseline` (another build's
+    binary), no compression and zstd, each to its own receiver process."""
+    rows = []
+    for comp in ("none", "zstd"):
+        for label, binary in (("this build", SINK), ("baseline", baseline)):
+            rows.append(("otlpflow gen, %s, %s" % (comp, label),
+                         [binary, "gen", "--endpoint", "@ENDPOINT@", "--spans", str(spans), "--compression", comp,
+                          "--json"], spans))
+    return rows
+
+
+def gen_table(rows):
+    table(rows, "otlpflow gen, this build against the baseline binary, in one run")
+    by = {r["system"]: r for r in rows}
+    for comp in ("none", "zstd"):
+        a, b = by.get("otlpflow gen, %s, this build" % comp), by.get("otlpflow gen, %s, baseline" % comp)
+        if a and b:
+            print("  %s: %.2fx the baseline's delivered spans/s, %.2fx its CPU per offered span" % (
+                comp, (a["received"] / a["elapsed_s"]) / (b["received"] / b["elapsed_s"]),
+                (a["cpu_s"] / a["offered"]) / (b["cpu_s"] / b["offered"])))
 
 
 FIXED_GRID = [(c, b) for c in (4, 16, 64, 128) for b in (512, 2048, 3000)]
@@ -357,6 +385,8 @@ def main():
     ap.add_argument("--latency-budget", default="256M", help="the memory budget of every latency run")
     ap.add_argument("--latency-repeats", type=int, default=1, help="runs per latency and setting (median)")
     ap.add_argument("--charts", default="", help="directory to draw PNG charts into (needs matplotlib)")
+    ap.add_argument("--gen-baseline", default="",
+                    help="another build's otlpflow binary: run `gen` of both, none and zstd, side by side")
     args = ap.parse_args()
     only = [o for o in args.only.split(",") if o]
 
@@ -365,6 +395,9 @@ def main():
 
     print("machine: %d CPUs; %s" % (os.cpu_count(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     charted = []
+    if args.gen_baseline:
+        gen_table([median_row([run(name, argv, n) for _ in range(args.repeats)])
+                   for name, argv, n in gen_rows(args.spans, args.gen_baseline)])
     for shape in [x for x in args.shapes.split(",") if x]:
         rows = []
         for name, argv, n in systems(args.spans, args.py_spans, shape):

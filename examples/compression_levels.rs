@@ -5,7 +5,7 @@
 //! over all requests, this thread's CPU clock).
 //!
 //! `cargo run --release --example compression_levels [REQUESTS [ONLY]]`
-//! (ONLY: run just the rows whose label contains it, e.g. "Zstd 1 ", for
+//! (ONLY: run just the rows whose label contains it, e.g. "mix: Zstd 1 ", for
 //! counting instructions under callgrind).
 
 use std::time::Duration;
@@ -102,7 +102,7 @@ fn main() {
         };
         settings.extend(levels.iter().map(|l| (Compression::Zstd, *l)));
         for (kind, level) in settings {
-            if !format!("{kind:?} {level} ").contains(&only) {
+            if !format!("{label}: {kind:?} {level} ").contains(&only) {
                 continue;
             }
             let (ratio, ns) = measure(&reqs, kind, level);

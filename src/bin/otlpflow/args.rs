@@ -24,6 +24,18 @@ pub(crate) enum SignalArg {
     Metrics,
 }
 
+/// Which spans `--signal traces` records.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ShapeArg {
+    /// The benchmark span (src/workload), the same every time but its ids.
+    Bench,
+    /// The benchmark span through its span template.
+    Template,
+    /// A varied mix: traces of eight spans, 24 operations, random ids and
+    /// values (for measuring compression on realistic traffic).
+    Varied,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum PolicyArg {
     Block,
@@ -72,6 +84,9 @@ pub(crate) struct Load {
     /// What to send: spans, log records or metric data points.
     #[arg(long, value_enum, default_value_t = SignalArg::Traces)]
     pub(crate) signal: SignalArg,
+    /// Which spans to record (traces only).
+    #[arg(long, value_enum, default_value_t = ShapeArg::Bench)]
+    pub(crate) shape: ShapeArg,
     /// Cap on the bytes records hold in the pipeline, e.g. 16M.
     #[arg(long, value_parser = parse_size)]
     pub(crate) memory_budget: Option<u64>,

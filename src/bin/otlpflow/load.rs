@@ -91,37 +91,42 @@ pub(crate) fn run_load(
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(threads as f64 / r));
     let signal = load.signal;
+    let shape = load.shape;
+    let template = Arc::new(workload::benchmark_template(&pipeline, &scope));
     let producers: Vec<_> = (0..threads)
         .map(|t| {
             let p = pipeline.clone();
+            let template = template.clone();
             let n = per_thread + u64::from((t as u64) < extra);
             std::thread::spawn(move || {
                 let seed = workload::splitmix(t as u64 + 1);
-                let mut now = workload::now_unix_nano();
-                let t0 = Instant::now();
-                for i in 0..n {
-                    if i % 64 == 0 {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            break;
-                        }
-                        now = workload::now_unix_nano();
-                    }
-                    if let Some(iv) = interval {
-                        // Pace: span i is due at t0 + i * interval.
-                        let due = t0 + iv.mul_f64(i as f64);
-                        let now_i = Instant::now();
-                        if due > now_i {
-                            std::thread::sleep(due - now_i);
-                        }
-                    }
-                    // Refusals are counted by the pipeline and reported below.
-                    let _ = match signal {
-                        SignalArg::Traces => {
-                            workload::record_benchmark_span(&p, &scope, seed, i, now)
-                        }
-                        SignalArg::Logs => workload::record_benchmark_log(&p, &scope, seed, i, now),
-                        SignalArg::Metrics => workload::record_benchmark_point(&p, &scope, i, now),
-                    };
+                let pace = Pace {
+                    n,
+                    deadline,
+                    interval,
+                };
+                // One loop per kind of record, each with its record call
+                // inlined (a `match` inside one loop changed what the
+                // compiler inlined, and so the instructions counted).
+                // Refusals are counted by the pipeline and reported below.
+                match (signal, shape) {
+                    (SignalArg::Traces, ShapeArg::Bench) => pace.run(|i, now| {
+                        let _ = workload::record_benchmark_span(&p, &scope, seed, i, now);
+                    }),
+                    (SignalArg::Traces, ShapeArg::Template) => pace.run(|i, now| {
+                        let _ =
+                            workload::record_templated_benchmark_span(&p, &template, seed, i, now);
+                    }),
+                    (SignalArg::Traces, ShapeArg::Varied) => pace.run(|i, now| {
+                        let _ =
+                            workload::with_mixed_span(seed, i, now, |s| p.record_span(&scope, s));
+                    }),
+                    (SignalArg::Logs, _) => pace.run(|i, now| {
+                        let _ = workload::record_benchmark_log(&p, &scope, seed, i, now);
+                    }),
+                    (SignalArg::Metrics, _) => pace.run(|i, now| {
+                        let _ = workload::record_benchmark_point(&p, &scope, i, now);
+                    }),
                 }
             })
         })
@@ -195,4 +200,38 @@ pub(crate) fn spawn_progress(
         }
         bar.finish_and_clear();
     })
+}
+
+/// How one producer thread offers its records: how many, until when, and
+/// at what interval.
+struct Pace {
+    n: u64,
+    deadline: Option<Instant>,
+    interval: Option<Duration>,
+}
+
+impl Pace {
+    /// Calls `record(i, now_ns)` for each record due.
+    #[inline(always)]
+    fn run(&self, mut record: impl FnMut(u64, u64)) {
+        let mut now = workload::now_unix_nano();
+        let t0 = Instant::now();
+        for i in 0..self.n {
+            if i % 64 == 0 {
+                if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                now = workload::now_unix_nano();
+            }
+            if let Some(iv) = self.interval {
+                // Pace: record i is due at t0 + i * interval.
+                let due = t0 + iv.mul_f64(i as f64);
+                let now_i = Instant::now();
+                if due > now_i {
+                    std::thread::sleep(due - now_i);
+                }
+            }
+            record(i, now);
+        }
+    }
 }

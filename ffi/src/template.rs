@@ -168,6 +168,34 @@ pub extern "C" fn otlpflow_pipeline_record_templated_span(
     })
 }
 
+/// Checks the arguments of a `_with_set` record call and hands them to
+/// `record`.
+///
+/// # Safety
+/// As the `_with_set` functions' contract: each pointer NULL or valid for
+/// the call, the handles not freed during it.
+unsafe fn with_set<T>(
+    pipeline: *const otlpflow_pipeline,
+    scope: *const otlpflow_scope,
+    rec: *const T,
+    set: *const otlpflow_attribute_set,
+    record: impl FnOnce(&otlpflow_pipeline, &otlpflow_scope, &T, &AttributeSet) -> otlpflow_result,
+) -> otlpflow_result {
+    // SAFETY: forwarded to this function's contract.
+    let args = unsafe {
+        (
+            handle_ref(pipeline),
+            ref_of(scope),
+            ref_of(rec),
+            handle_ref(set),
+        )
+    };
+    match args {
+        (Ok(p), Ok(sc), Ok(r), Ok(set)) => record(p, sc, r, &set.set),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => e,
+    }
+}
+
 /// Records one span with `set`'s attributes before its own. Results as for
 /// `otlpflow_pipeline_record_span`.
 #[no_mangle]
@@ -181,29 +209,21 @@ pub extern "C" fn otlpflow_pipeline_record_span_with_set(
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract; no thread frees the set during
         // the call.
-        let args = unsafe {
-            (
-                handle_ref(pipeline),
-                ref_of(scope),
-                ref_of(span),
-                handle_ref(set),
-            )
-        };
-        let (p, sc, s, set) = match args {
-            (Ok(p), Ok(sc), Ok(s), Ok(set)) => (p, sc, s, set),
-            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return e,
-        };
-        let scope = otlpflow::Scope::from_parts(sc.id, sc.pipeline);
-        let recorded = with_span(s, |span| {
-            let with_set = otlpflow::Span {
-                attribute_set: Some(&set.set),
-                ..*span
-            };
-            p.pipeline.record_span(&scope, &with_set)
-        });
-        match recorded {
-            Ok(r) => record_result(r),
-            Err(e) => e,
+        unsafe {
+            with_set(pipeline, scope, span, set, |p, sc, s, set| {
+                let scope = otlpflow::Scope::from_parts(sc.id, sc.pipeline);
+                let recorded = with_span(s, |span| {
+                    let with_set = otlpflow::Span {
+                        attribute_set: Some(set),
+                        ..*span
+                    };
+                    p.pipeline.record_span(&scope, &with_set)
+                });
+                match recorded {
+                    Ok(r) => record_result(r),
+                    Err(e) => e,
+                }
+            })
         }
     })
 }
@@ -220,17 +240,10 @@ pub extern "C" fn otlpflow_pipeline_record_log_with_set(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let args = unsafe {
-            (
-                handle_ref(pipeline),
-                ref_of(scope),
-                ref_of(log),
-                handle_ref(set),
-            )
-        };
-        match args {
-            (Ok(p), Ok(sc), Ok(l), Ok(set)) => record_log(p, sc, l, Some(&set.set)),
-            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => e,
+        unsafe {
+            with_set(pipeline, scope, log, set, |p, sc, l, set| {
+                record_log(p, sc, l, Some(set))
+            })
         }
     })
 }
@@ -247,17 +260,10 @@ pub extern "C" fn otlpflow_pipeline_record_metric_with_set(
 ) -> otlpflow_result {
     ffi_boundary!(R::Panic, {
         // SAFETY: pointers per the contract.
-        let args = unsafe {
-            (
-                handle_ref(pipeline),
-                ref_of(scope),
-                ref_of(point),
-                handle_ref(set),
-            )
-        };
-        match args {
-            (Ok(p), Ok(sc), Ok(m), Ok(set)) => record_metric(p, sc, m, Some(&set.set)),
-            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => e,
+        unsafe {
+            with_set(pipeline, scope, point, set, |p, sc, m, set| {
+                record_metric(p, sc, m, Some(set))
+            })
         }
     })
 }

@@ -1,7 +1,10 @@
 /* Times otlpflow_pipeline_record_span from C for the benchmark span (5
  * attributes, 1 event), one thread, against a live pipeline whose worker
  * exports to ENDPOINT. Prints the median of 7 rounds in ns per span.
- *   bench_record ENDPOINT [SPANS_PER_ROUND] */
+ * With "template", the same spans through a span template holding the
+ * name, kind and the four static attributes
+ * (otlpflow_pipeline_record_templated_span).
+ *   bench_record ENDPOINT [SPANS_PER_ROUND [template]] */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@ static int cmp(const void *a, const void *b) {
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   long n = argc > 2 ? atol(argv[2]) : 200000;
+  int templated = argc > 3 && strcmp(argv[3], "template") == 0;
   otlpflow_config *cfg = NULL;
   otlpflow_pipeline *p = NULL;
   if (otlpflow_config_new(&cfg) || otlpflow_config_set_endpoint(cfg, str(argv[1])) ||
@@ -71,6 +75,14 @@ int main(int argc, char **argv) {
   span.events_len = 1;
   span.status_code = 1;
   span.flags = 0x101;
+  otlpflow_span_template *tmpl = NULL;
+  if (templated) {
+    if (otlpflow_pipeline_span_template(p, &scope, span.name, span.kind, attrs, 4, &tmpl)) return 1;
+    span.name = str("");
+    span.kind = OTLPFLOW_SPAN_KIND_UNSPECIFIED;
+    span.attributes = &attrs[4];
+    span.attributes_len = 1;
+  }
   double rounds[7];
   for (int r = 0; r < 7; r++) {
     double t0 = now_s();
@@ -82,16 +94,19 @@ int main(int argc, char **argv) {
       ev.time_unix_nano = span.start_time_unix_nano + 500000;
       attrs[4].value.i64 = i;
       ev_attr.value.i64 = i % 4096;
-      if (otlpflow_pipeline_record_span(p, &scope, &span) != OTLPFLOW_RESULT_OK) return 1;
+      otlpflow_result rc = templated ? otlpflow_pipeline_record_templated_span(p, tmpl, &span)
+                                     : otlpflow_pipeline_record_span(p, &scope, &span);
+      if (rc != OTLPFLOW_RESULT_OK) return 1;
     }
     rounds[r] = (now_s() - t0) * 1e9 / (double)n;
   }
   otlpflow_stats st = {.size = sizeof(otlpflow_stats)};
   if (otlpflow_pipeline_shutdown(p, 30000, &st)) return 1;
   (void)otlpflow_pipeline_free(p);
+  (void)otlpflow_span_template_free(tmpl);
   qsort(rounds, 7, sizeof rounds[0], cmp);
-  printf("record_span from C: median %.0f ns/span (min %.0f, max %.0f) over 7 x %ld; exported %llu, dropped %llu\n",
-         rounds[3], rounds[0], rounds[6], n, (unsigned long long)st.exported,
+  printf("%s from C: median %.0f ns/span (min %.0f, max %.0f) over 7 x %ld; exported %llu, dropped %llu\n",
+         templated ? "record_templated_span" : "record_span", rounds[3], rounds[0], rounds[6], n, (unsigned long long)st.exported,
          (unsigned long long)(st.dropped[OTLPFLOW_DROP_REASON_FULL] + st.dropped[OTLPFLOW_DROP_REASON_INVALID]));
   return 0;
 }

@@ -145,21 +145,25 @@ fn c_tests_under_asan_and_ubsan_shared_and_static() {
     }
 }
 
+/// valgrind as the C tests run under it: memory errors and definite leaks
+/// fail the run (the last flag only matters to the fork mode).
+const VALGRIND: [&str; 6] = [
+    "valgrind",
+    "-q",
+    "--error-exitcode=9",
+    "--leak-check=full",
+    "--errors-for-leak-kinds=definite",
+    "--child-silent-after-fork=yes",
+];
+
 #[test]
 fn c_templates_and_attribute_sets_under_asan_and_valgrind() {
     for link in ["shared", "static"] {
         let program = compile_program("test_templates", link, true);
         run(&program, None, "templates", 1);
     }
-    let vg = [
-        "valgrind",
-        "-q",
-        "--error-exitcode=9",
-        "--leak-check=full",
-        "--errors-for-leak-kinds=definite",
-    ];
     let program = compile_program("test_templates", "shared", false);
-    run(&program, Some(&vg), "templates", 10);
+    run(&program, Some(&VALGRIND), "templates", 10);
 }
 
 #[test]
@@ -169,14 +173,7 @@ fn c_tests_under_valgrind() {
         // installs it where missing; say so loudly if it is not.
         panic!("valgrind not found: install it (apt-get install valgrind)");
     }
-    let vg = [
-        "valgrind",
-        "-q",
-        "--error-exitcode=9",
-        "--leak-check=full",
-        "--errors-for-leak-kinds=definite",
-        "--child-silent-after-fork=yes",
-    ];
+    let vg = VALGRIND;
     for (link, mode) in ["shared", "static"]
         .into_iter()
         .flat_map(|l| MODES.map(|m| (l, m)))

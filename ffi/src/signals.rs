@@ -186,11 +186,11 @@ pub(crate) fn record_log(
     let mut values = ValuePool::new();
     let mut kvs = KvPool::new();
     // SAFETY: every pointer in the record is valid for this call.
-    let attrs =
-        match unsafe { attribute_list(l.attributes, l.attributes_len, &mut values, &mut kvs) } {
-            Ok(a) => a,
-            Err(e) => return e,
-        };
+    let list = unsafe { attribute_list(l.attributes, l.attributes_len, &mut values, &mut kvs) };
+    let attrs = match list {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     let body = if l.has_body {
         // Array bodies are not supported over the C ABI (a string or
         // scalar is what log bodies are in practice): `scalar_of` refuses
@@ -255,11 +255,11 @@ pub(crate) fn record_metric(
     let mut values = ValuePool::new();
     let mut kvs = KvPool::new();
     // SAFETY: every pointer in the point is valid for this call.
-    let attrs =
-        match unsafe { attribute_list(m.attributes, m.attributes_len, &mut values, &mut kvs) } {
-            Ok(a) => a,
-            Err(e) => return e,
-        };
+    let list = unsafe { attribute_list(m.attributes, m.attributes_len, &mut values, &mut kvs) };
+    let attrs = match list {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
     // SAFETY: valid for this call per the contract.
     let strs = unsafe { (str_of(m.name), str_of(m.description), str_of(m.unit)) };
     let (name, description, unit) = match strs {

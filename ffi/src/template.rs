@@ -56,11 +56,11 @@ pub extern "C" fn otlpflow_attribute_set_new(
         let mut kvs = KvPool::new();
         // SAFETY: every pointer in the list is valid for this call, per the
         // contract.
-        let attrs =
-            match unsafe { attribute_list(attributes, attributes_len, &mut values, &mut kvs) } {
-                Ok(a) => a,
-                Err(e) => return e,
-            };
+        let list = unsafe { attribute_list(attributes, attributes_len, &mut values, &mut kvs) };
+        let attrs = match list {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
         let handle = match into_handle(otlpflow_attribute_set {
             set: AttributeSet::new(attrs),
         }) {
@@ -109,11 +109,11 @@ pub extern "C" fn otlpflow_pipeline_span_template(
         let mut values = ValuePool::new();
         let mut kvs = KvPool::new();
         // SAFETY: every pointer in the list is valid for this call.
-        let attrs =
-            match unsafe { attribute_list(attributes, attributes_len, &mut values, &mut kvs) } {
-                Ok(a) => a,
-                Err(e) => return e,
-            };
+        let list = unsafe { attribute_list(attributes, attributes_len, &mut values, &mut kvs) };
+        let attrs = match list {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
         let scope = otlpflow::Scope::from_parts(sc.id, sc.pipeline);
         let template = p.pipeline.template(&scope, name, kind, attrs);
         let handle = match into_handle(otlpflow_span_template { template }) {

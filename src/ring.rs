@@ -440,14 +440,14 @@ impl Consumer {
             pos += align_up((HEADER + len) as u64);
         }
         if pos != head {
-            self.release(head, pos);
+            self.release(pos);
         }
         records
     }
 
     /// Publishes `to` as the new head: the space before it is free. Nothing
     /// is written to the buffer (see the module docs).
-    fn release(&self, _from: u64, to: u64) {
+    fn release(&self, to: u64) {
         // Release pairs with the Acquire load of `head` in `Ring::claim`:
         // our reads of the records happen-before their space is reused.
         self.ring.head.store(to, Ordering::Release);

@@ -56,11 +56,13 @@ impl Pipeline {
         span: &TemplateSpan<'_>,
     ) -> Result<(), RecordError> {
         let shape = &template.shape;
+        // One conversion serves the size pass and the encoder.
+        let span = span.as_span();
         self.engine().record_with(
             &template.scope,
             Signal::Traces,
-            shape.encoded_len(span),
-            |buf| shape.encode(span, buf),
+            shape.len_of(&span),
+            |buf| shape.encode_span(&span, buf),
         )
     }
 }

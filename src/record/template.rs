@@ -38,16 +38,27 @@ impl SpanShape {
     /// Size of the `Span` body `span` makes with this shape.
     #[inline]
     pub fn encoded_len(&self, span: &TemplateSpan<'_>) -> usize {
-        span.as_span()
-            .len_with(self.head.len(), self.attributes.encoded_len())
+        self.len_of(&span.as_span())
     }
 
     /// Writes the `Span` body into `buf`, exactly [`SpanShape::encoded_len`]
     /// bytes long.
     #[inline]
     pub fn encode(&self, span: &TemplateSpan<'_>, buf: &mut [u8]) {
-        span.as_span()
-            .encode_with(buf, Head::Encoded(&self.head), Some(&self.attributes));
+        self.encode_span(&span.as_span(), buf)
+    }
+
+    /// [`SpanShape::encoded_len`] of a span already in its per-span form
+    /// (`TemplateSpan::as_span`), for callers that size and encode it.
+    #[inline]
+    pub(crate) fn len_of(&self, span: &Span<'_>) -> usize {
+        span.len_with(self.head.len(), self.attributes.encoded_len())
+    }
+
+    /// [`SpanShape::encode`] of a span in its per-span form.
+    #[inline]
+    pub(crate) fn encode_span(&self, span: &Span<'_>, buf: &mut [u8]) {
+        span.encode_with(buf, Head::Encoded(&self.head), Some(&self.attributes));
     }
 }
 
@@ -121,7 +132,7 @@ impl<'a> From<&Span<'a>> for TemplateSpan<'a> {
 impl<'a> TemplateSpan<'a> {
     /// The span without name, kind and set (the shape supplies them).
     #[inline]
-    fn as_span(&self) -> Span<'a> {
+    pub(crate) fn as_span(&self) -> Span<'a> {
         Span {
             trace_id: self.trace_id,
             span_id: self.span_id,

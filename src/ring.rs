@@ -97,16 +97,19 @@ impl Storage {
 
     /// The stamp word of the record starting at `index` (a multiple of
     /// 16).
+    #[inline]
     fn stamp_word(&self, index: usize) -> &AtomicU64 {
         &self.words[index / 8]
     }
 
     /// The tag-and-length word of the record starting at `index`.
+    #[inline]
     fn meta(&self, index: usize) -> &AtomicU64 {
         &self.words[index / 8 + 1]
     }
 
     #[cfg(not(loom))]
+    #[inline]
     fn base(&self) -> *mut u8 {
         // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through a
         // pointer derived from a shared reference to them is permitted.
@@ -203,6 +206,7 @@ impl Ring {
     /// The claiming CAS is `SeqCst` so that a caller can pair it with a
     /// `SeqCst` load of a "closed" flag (see the pipeline's shutdown): either
     /// the closer sees this claim in `tail`, or this thread sees the flag.
+    #[inline(always)]
     pub fn claim(&self, len: usize, tag: u32) -> Result<Claim<'_>, ClaimError> {
         debug_assert!(tag <= MAX_TAG);
         if len > self.max_payload() {
@@ -277,6 +281,7 @@ impl Ring {
     }
 
     /// Publishes the record at absolute position `pos`.
+    #[inline]
     fn publish(&self, pos: u64, tag: u32, len: usize) {
         let index = (pos & self.mask) as usize;
         // Relaxed: the Release store of the stamp below publishes it.
@@ -311,6 +316,7 @@ impl Claim<'_> {
     /// The payload bytes to fill, exactly as long as was claimed. They hold
     /// whatever an earlier lap left there: write every one.
     #[cfg(not(loom))]
+    #[inline]
     pub fn buf(&mut self) -> &mut [u8] {
         // SAFETY: [index + HEADER, index + HEADER + len) lies inside the buffer
         // (claim never lets a record cross the end) and belongs to this claim
@@ -327,16 +333,19 @@ impl Claim<'_> {
 
     /// The payload bytes to fill (loom: a scratch buffer copied on commit).
     #[cfg(loom)]
+    #[inline]
     pub fn buf(&mut self) -> &mut [u8] {
         &mut self.scratch
     }
 
     /// Bytes in the ring before and after this claim, for high-water checks.
+    #[inline]
     pub fn fill(&self) -> (usize, usize) {
         (self.used_before as usize, self.used_after as usize)
     }
 
     /// Publishes the record to the consumer under `tag`.
+    #[inline]
     pub fn commit(mut self, tag: u32) {
         debug_assert!(tag <= MAX_TAG);
         #[cfg(loom)]

@@ -140,3 +140,71 @@ fn prometheus_shows_the_spread_and_the_rates() {
     assert!(value("otlpflow_uptime_seconds") > 0.0);
     p.shutdown(Duration::from_secs(10)).unwrap();
 }
+
+/// Records one span when dropped: kept in a thread-local, it records
+/// while its thread's locals are torn down (as a subscriber's guard dropped
+/// at thread exit would), likely after otlpflow's own are gone.
+struct RecordAtExit(Pipeline, u64);
+
+impl Drop for RecordAtExit {
+    fn drop(&mut self) {
+        record(&self.0, self.1, 1);
+    }
+}
+
+thread_local! {
+    static AT_EXIT: std::cell::RefCell<Option<RecordAtExit>> = const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn every_record_is_counted_while_threads_come_and_go() {
+    // Each recording thread counts in counters of its own: threads that
+    // exit hand theirs on, two pipelines keep theirs apart, and a record
+    // made while a thread is torn down is counted too.
+    let sink_a = sink(Duration::ZERO);
+    let sink_b = sink(Duration::ZERO);
+    let a = Pipeline::builder()
+        .endpoint(sink_a.endpoint())
+        .start()
+        .unwrap();
+    let b = Pipeline::builder()
+        .endpoint(sink_b.endpoint())
+        .start()
+        .unwrap();
+    let mut seed = 10;
+    for _round in 0..3 {
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                seed += 1;
+                let (a, b, seed) = (a.clone(), b.clone(), seed);
+                std::thread::spawn(move || {
+                    AT_EXIT.with(|x| *x.borrow_mut() = Some(RecordAtExit(a.clone(), seed + 1000)));
+                    for i in 0..200u64 {
+                        record(if (i + t) % 3 == 0 { &b } else { &a }, seed, 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    // 18 threads: 200 records each (67 of them to b), and one more to a
+    // at exit.
+    let to_b = (0..6u64)
+        .map(|t| (0..200u64).filter(|i| (i + t) % 3 == 0).count() as u64)
+        .sum::<u64>()
+        * 3;
+    let sa = a.flush(Duration::from_secs(20)).unwrap();
+    let sb = b.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(sb.offered, to_b);
+    assert_eq!(sa.offered, 18 * 200 - to_b + 18);
+    for (s, sink) in [(&sa, &sink_a), (&sb, &sink_b)] {
+        s.check_identity().unwrap();
+        assert_eq!(s.accepted, s.offered);
+        assert_eq!(s.exported, s.offered);
+        assert_eq!(sink.counts().spans, s.offered);
+    }
+    a.shutdown(Duration::from_secs(10)).unwrap();
+    b.shutdown(Duration::from_secs(10)).unwrap();
+}

@@ -122,6 +122,7 @@ impl Engine {
             lanes,
             config,
             shards,
+            producers: super::producer::Producers::new(),
             workers,
             scope_count: AtomicU32::new(scopes.len() as u32),
             scopes: RwLock::new(scopes),
@@ -214,12 +215,15 @@ impl Engine {
     }
 
     pub(super) fn stats(&self) -> Stats {
-        let mut s = stats::snapshot(
-            self.shards
-                .iter()
-                .map(|s| (&s.counters, s.ring.used(), s.ring.capacity())),
-            self.workers.iter().map(|w| &w.counters),
-        );
+        let mut s = self.producers.with_all(|threads| {
+            stats::snapshot(
+                self.shards
+                    .iter()
+                    .map(|s| (&s.counters, s.ring.used(), s.ring.capacity())),
+                threads,
+                self.workers.iter().map(|w| &w.counters),
+            )
+        });
         if let Some(b) = &self.budget {
             s.memory_used = b.used();
             s.memory_peak = b.peak();

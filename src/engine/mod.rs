@@ -3,7 +3,8 @@
 //! them, batch, frame, compress and export.
 //!
 //! Read it in data-path order: `pipeline` (the public API and `start`),
-//! `record_path` (the hot path), `worker` (drain, dispatch, export task),
+//! `record_path` (the hot path, with `producer`: each thread's shard and
+//! counters), `worker` (drain, dispatch, export task),
 //! `control` (flush and shutdown); `launch` builds an engine, `core` holds
 //! what every clone of a pipeline shares, `fork` keeps both sides of a
 //! fork working, `self_metrics` collects the instruments.
@@ -15,6 +16,7 @@ pub mod fork;
 mod lanes;
 mod launch;
 mod pipeline;
+mod producer;
 mod receipt;
 mod record_path;
 mod self_metrics;
@@ -126,6 +128,8 @@ struct Engine {
     /// endpoint of each signal, and each signal's routing over its lanes.
     lanes: lanes::Lanes,
     shards: Box<[Shard]>,
+    /// Every recording thread's own counters.
+    producers: producer::Producers,
     workers: Box<[WorkerState]>,
     /// When the engine started (cumulative sums start here).
     start_unix_nano: u64,

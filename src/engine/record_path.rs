@@ -4,12 +4,12 @@
 //! No allocation, no lock, no system call on the common path; every
 //! refusal is counted by reason.
 
-use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::producer::{thread_shard, Counts};
 use super::{batch, Engine, Scope, Shard, AWAKE, IDLE, SCOPE_MASK, SIGNAL_SHIFT};
 use crate::config::Policy;
 use crate::error::RecordError;
@@ -38,32 +38,6 @@ impl Drop for Reservation<'_> {
             b.release(self.n);
         }
     }
-}
-
-thread_local! {
-    /// This thread's shard hint: a number handed out in turn to threads as
-    /// they first record. A thread keeps its shard so that its records stay
-    /// in order and its cache lines warm.
-    static SHARD_HINT: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// The next thread's shard hint. Handed out in turn, not taken from the CPU
-/// the thread first ran on: two threads starting together on one CPU then
-/// shared one shard (and one worker) for good while another stayed idle,
-/// a third of the rate lost in about one `demo` run in three.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-fn thread_shard(n: usize) -> usize {
-    SHARD_HINT.with(|h| {
-        let mut v = h.get();
-        if v == usize::MAX {
-            // Relaxed: only distinctness matters, no other memory is
-            // published through it.
-            v = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
-            h.set(v);
-        }
-        v % n
-    })
 }
 
 impl Engine {
@@ -104,32 +78,37 @@ impl Engine {
         encode: impl FnOnce(&mut [u8]),
     ) -> Result<(), RecordError> {
         let inner = self;
-        let shard = &inner.shards[thread_shard(inner.shards.len())];
-        shard.counters.offer(signal);
+        let (shard_index, own) = inner.producers.current(inner.shards.len());
+        let shard = &inner.shards[shard_index];
+        let counts = Counts {
+            own,
+            shard: &shard.counters,
+        };
+        counts.offer(signal);
         if scope.pipeline != inner.id
             || scope.id >= inner.scope_count.load(Ordering::Acquire)
             || scope.id > SCOPE_MASK
         {
-            return Err(shard.counters.refuse(RecordError::InvalidScope));
+            return Err(counts.refuse(RecordError::InvalidScope));
         }
         if len > inner.max_record {
-            return Err(shard.counters.refuse(RecordError::TooLarge));
+            return Err(counts.refuse(RecordError::TooLarge));
         }
         if !inner.admit(len, scope.id) {
-            return Err(shard.counters.refuse(RecordError::RateLimited));
+            return Err(counts.refuse(RecordError::RateLimited));
         }
         let tag = scope.id | (signal.index() as u32) << SIGNAL_SHIFT | flags;
         let mut deadline = None;
         if let Some(sys) = &inner.system_memory {
             if !PARK && sys.over() && inner.blocks() {
-                shard.counters.unoffer(signal);
+                counts.unoffer(signal);
                 return Err(RecordError::SystemMemory);
             }
-            inner.under_system_memory(sys, shard, &mut deadline)?;
+            inner.under_system_memory(sys, counts, &mut deadline)?;
         }
         // Held until the record is in the ring; dropped (released) on every
         // refusal below.
-        let reservation = inner.reserve::<PARK>(len, shard, signal, &mut deadline)?;
+        let reservation = inner.reserve::<PARK>(len, counts, signal, &mut deadline)?;
         let mut encode = Some(encode);
         loop {
             match shard.ring.claim(len, tag) {
@@ -139,8 +118,11 @@ impl Engine {
                     // claim and drains it, or we see `closed` and back out.
                     if inner.closed.load(Ordering::SeqCst) {
                         drop(claim);
-                        return Err(shard.counters.refuse(RecordError::Shutdown));
+                        return Err(counts.refuse(RecordError::Shutdown));
                     }
+                    // Counted accepted before it is committed, hence
+                    // before any worker can drain it (see `stats::snapshot`).
+                    let n = counts.accept(signal);
                     if let Some(f) = encode.take() {
                         f(claim.buf());
                     }
@@ -148,7 +130,6 @@ impl Engine {
                     claim.commit(tag);
                     // The worker releases it when the record leaves.
                     reservation.keep();
-                    let n = shard.counters.accept(signal);
                     if n % 64 == 0 {
                         inner.sample(shard);
                     }
@@ -156,25 +137,25 @@ impl Engine {
                     return Ok(());
                 }
                 Err(ClaimError::TooLarge) => {
-                    return Err(shard.counters.refuse(RecordError::TooLarge));
+                    return Err(counts.refuse(RecordError::TooLarge));
                 }
                 Err(ClaimError::Full) => {
                     if inner.closed.load(Ordering::Relaxed) {
-                        return Err(shard.counters.refuse(RecordError::Shutdown));
+                        return Err(counts.refuse(RecordError::Shutdown));
                     }
                     // Block waits until one deadline, set at the first full
                     // ring; DropNewest refuses at once.
                     let Policy::Block { max_wait } = inner.config.policy else {
-                        return Err(shard.counters.refuse(RecordError::Full));
+                        return Err(counts.refuse(RecordError::Full));
                     };
                     if !PARK {
-                        shard.counters.unoffer(signal);
+                        counts.unoffer(signal);
                         return Err(RecordError::Full);
                     }
                     let until =
                         *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
                     if Instant::now() >= until {
-                        return Err(shard.counters.refuse(RecordError::Full));
+                        return Err(counts.refuse(RecordError::Full));
                     }
                     inner.wait_for_space(shard, until);
                 }
@@ -212,19 +193,19 @@ impl Engine {
     fn under_system_memory(
         &self,
         sys: &crate::flow::SystemMemory,
-        shard: &Shard,
+        counts: Counts<'_>,
         deadline: &mut Option<Instant>,
     ) -> Result<(), RecordError> {
         while sys.over() {
             let Policy::Block { max_wait } = self.config.policy else {
-                return Err(shard.counters.refuse(RecordError::SystemMemory));
+                return Err(counts.refuse(RecordError::SystemMemory));
             };
             let until = *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
             if Instant::now() >= until {
-                return Err(shard.counters.refuse(RecordError::SystemMemory));
+                return Err(counts.refuse(RecordError::SystemMemory));
             }
             if self.closed.load(Ordering::Relaxed) {
-                return Err(shard.counters.refuse(RecordError::Shutdown));
+                return Err(counts.refuse(RecordError::Shutdown));
             }
             // The sampler notifies when the pressure ends; the timed wait
             // bounds a missed notification.
@@ -253,7 +234,7 @@ impl Engine {
     pub(super) fn reserve<'a, const PARK: bool>(
         &'a self,
         len: usize,
-        shard: &Shard,
+        counts: Counts<'_>,
         signal: Signal,
         deadline: &mut Option<Instant>,
     ) -> Result<Reservation<'a>, RecordError> {
@@ -263,18 +244,18 @@ impl Engine {
         let n = len as u64;
         while !budget.try_reserve(n) {
             let Policy::Block { max_wait } = self.config.policy else {
-                return Err(shard.counters.refuse(RecordError::Memory));
+                return Err(counts.refuse(RecordError::Memory));
             };
             if !PARK {
-                shard.counters.unoffer(signal);
+                counts.unoffer(signal);
                 return Err(RecordError::Memory);
             }
             let until = *deadline.get_or_insert_with(|| crate::clock::deadline_after(max_wait));
             if Instant::now() >= until {
-                return Err(shard.counters.refuse(RecordError::Memory));
+                return Err(counts.refuse(RecordError::Memory));
             }
             if self.closed.load(Ordering::Relaxed) {
-                return Err(shard.counters.refuse(RecordError::Shutdown));
+                return Err(counts.refuse(RecordError::Shutdown));
             }
             self.wait_for_memory(until);
         }
@@ -333,8 +314,20 @@ impl Engine {
     /// Applies the ingest token buckets, if configured. A record refused by
     /// the byte bucket after the record bucket admitted it has used a record
     /// token: that is the conservative side of the limit.
-    #[inline]
+    #[inline(always)]
     pub(super) fn admit(&self, len: usize, scope: u32) -> bool {
+        if self.scope_buckets.is_none()
+            && self.window.is_none()
+            && self.record_bucket.is_none()
+            && self.byte_bucket.is_none()
+        {
+            return true;
+        }
+        self.admit_limited(len, scope)
+    }
+
+    #[inline(never)]
+    fn admit_limited(&self, len: usize, scope: u32) -> bool {
         if let Some(buckets) = &self.scope_buckets {
             let i = (scope as usize).min(buckets.len() - 1);
             if !buckets[i].try_acquire(1) {

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::record::{PerSignal, Signal};
 
-pub(crate) use counters::{ShardCounters, WorkerCounters};
+pub(crate) use counters::{ShardCounters, ThreadCounters, WorkerCounters};
 pub(crate) use endpoints::EndpointCounters;
 pub use endpoints::EndpointStats;
 pub(crate) use health::health;
@@ -182,12 +182,14 @@ pub struct SpoolStats {
     pub errors: u64,
 }
 
-/// Sums the shards' and the workers' counters. Worker counts are read
-/// before shard counts: a record is accepted before it is drained, so a
-/// snapshot under load never sees more drained than accepted.
-pub(crate) fn snapshot<'a>(
+/// Sums the shards', the producer threads' and the workers' counters.
+/// Worker counts are read before producer counts: a record is accepted
+/// before it is committed, hence before it is drained, so a snapshot under
+/// load never sees more drained than accepted.
+pub(crate) fn snapshot<'a, 't, 'w>(
     shards: impl Iterator<Item = (&'a ShardCounters, usize, usize)>,
-    workers: impl Iterator<Item = &'a WorkerCounters>,
+    threads: impl Iterator<Item = &'t ThreadCounters>,
+    workers: impl Iterator<Item = &'w WorkerCounters>,
 ) -> Stats {
     let mut s = Stats::default();
     let mut export = histogram::Sum::default();
@@ -229,6 +231,12 @@ pub(crate) fn snapshot<'a>(
             s.dropped.add(*r, c.drops[r.index()].load(Relaxed));
         }
         s.ring_bytes_used += used as u64;
+    }
+    for t in threads {
+        for sig in Signal::ALL {
+            s.offered_by_signal[sig] += t.signals[sig].offered.load(Relaxed);
+            s.accepted_by_signal[sig] += t.signals[sig].accepted.load(Relaxed);
+        }
     }
     s.offered = s.offered_by_signal.values().sum();
     s.accepted = s.accepted_by_signal.values().sum();
@@ -286,7 +294,11 @@ mod tests {
     use crate::error::RecordError;
 
     fn snap(shard: &ShardCounters, worker: &WorkerCounters) -> Stats {
-        snapshot([(shard, 0, 64)].into_iter(), [worker].into_iter())
+        snapshot(
+            [(shard, 0, 64)].into_iter(),
+            std::iter::empty(),
+            [worker].into_iter(),
+        )
     }
 
     /// Three records through every step, then one deliberately miscounted

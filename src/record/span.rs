@@ -165,6 +165,7 @@ impl Event<'_> {
             + uint_len(EVENT_DROPPED, self.dropped_attributes_count as u64)
     }
 
+    #[inline(always)]
     fn encode(&self, w: &mut Writer<'_>) {
         use field::*;
         put_fixed64(w, EVENT_TIME, self.time_unix_nano);
@@ -185,6 +186,7 @@ impl Link<'_> {
             + fixed32_len(LINK_FLAGS, self.flags)
     }
 
+    #[inline(always)]
     fn encode(&self, w: &mut Writer<'_>) {
         use field::*;
         put_id(w, LINK_TRACE_ID, &self.trace_id);
@@ -219,6 +221,7 @@ pub(crate) fn head_len(name: &str, kind: SpanKind) -> usize {
 }
 
 /// Writes fields 5 and 6 (name, kind).
+#[inline(always)]
 pub(crate) fn encode_head(w: &mut Writer<'_>, name: &str, kind: SpanKind) {
     put_str(w, field::NAME, name);
     put_uint(w, field::KIND, kind as u64);

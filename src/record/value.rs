@@ -89,7 +89,7 @@ impl Value<'_> {
     }
 
     /// Writes the `AnyValue` message body.
-    #[inline]
+    #[inline(always)]
     pub fn encode(&self, w: &mut Writer<'_>) {
         match *self {
             Value::Str(s) => w.bytes_field(STRING_VALUE, s.as_bytes()),
@@ -97,7 +97,11 @@ impl Value<'_> {
             Value::I64(v) => w.varint_field(INT_VALUE, v as u64),
             Value::F64(v) => w.fixed64_field(DOUBLE_VALUE, v.to_bits()),
             Value::Bytes(b) => w.bytes_field(BYTES_VALUE, b),
-            Value::Array(_) | Value::KvList(_) => self.encode_nested(w),
+            Value::Array(_) | Value::KvList(_) => {
+                // By value: see `Writer::long_length`.
+                let taken = std::mem::replace(w, Writer::new(&mut []));
+                *w = self.encode_nested(taken);
+            }
         }
     }
 
@@ -113,7 +117,8 @@ impl Value<'_> {
     }
 
     #[inline(never)]
-    fn encode_nested(&self, w: &mut Writer<'_>) {
+    fn encode_nested<'b>(&self, mut writer: Writer<'b>) -> Writer<'b> {
+        let w = &mut writer;
         match *self {
             Value::Array(vs) => {
                 let array = w.begin_message(ARRAY_VALUE);
@@ -131,6 +136,7 @@ impl Value<'_> {
             }
             _ => {}
         }
+        writer
     }
 }
 
@@ -169,7 +175,7 @@ pub fn attributes_len(field: u32, kvs: &[KeyValue<'_>]) -> usize {
 /// Writes a repeated `KeyValue` field numbered `field`. Lengths are
 /// written after their bodies (see `Writer::begin_message`), so nothing is
 /// sized twice.
-#[inline]
+#[inline(always)]
 pub fn encode_attributes(w: &mut Writer<'_>, field: u32, kvs: &[KeyValue<'_>]) {
     for kv in kvs {
         let kv_start = w.begin_message(field);

@@ -179,14 +179,12 @@ impl<'a> Writer<'a> {
         self.long_length(start, body);
     }
 
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn long_length(&mut self, start: usize, body: usize) {
-        let extra = varint_len(body as u64) - 1;
-        self.buf.copy_within(start..start + body, start + extra);
-        self.pos = start - 1;
-        self.varint(body as u64);
-        self.pos += body;
+        // Given the buffer rather than the writer: a call taking `&mut
+        // self` would let the writer's address escape, and keep it in
+        // memory for the whole encoder.
+        self.pos = long_length(self.buf, start, body);
     }
 
     /// Writes a varint field.
@@ -209,6 +207,22 @@ impl<'a> Writer<'a> {
         self.key(field, FIXED32);
         self.raw(&v.to_le_bytes());
     }
+}
+
+/// Moves the body of `body` bytes at `start` up by the bytes its length
+/// needs beyond the one kept for it, writes the length before it, and
+/// returns the position after the body.
+#[cold]
+#[inline(never)]
+fn long_length(buf: &mut [u8], start: usize, body: usize) -> usize {
+    let extra = varint_len(body as u64) - 1;
+    buf.copy_within(start..start + body, start + extra);
+    let mut w = Writer {
+        buf,
+        pos: start - 1,
+    };
+    w.varint(body as u64);
+    w.pos + body
 }
 
 /// Appends a varint to a growable buffer (used off the hot path, by workers

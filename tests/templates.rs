@@ -182,3 +182,62 @@ fn one_attribute_set_serves_logs_and_metric_points() {
     assert_eq!(points.len(), 10);
     assert!(points.iter().all(|p| keys(&p.attributes) == want));
 }
+
+#[test]
+fn spans_larger_than_the_scratch_space_arrive_whole() {
+    // Spans are encoded into 16 KiB of per-thread scratch space in one
+    // pass; a larger one is sized first and written in place. Sizes on both
+    // sides of the limit, plain and templated, arrive byte for byte.
+    let sink = sink();
+    let p = pipeline(&sink);
+    let scope = p.scope("templates", "1");
+    let template = p.template(&scope, "big", otlpflow::SpanKind::Client, &[]);
+    let sizes = [100usize, 16_000, 16_300, 16_384, 17_000, 100_000];
+    let mut want = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let text: String = (0..size).map(|j| (b'a' + (j % 26) as u8) as char).collect();
+        let attrs = [KeyValue::new("payload", Value::Str(&text))];
+        for templated in [false, true] {
+            let span_id = ((i * 2 + templated as usize + 1) as u64).to_le_bytes();
+            let span = otlpflow::Span {
+                trace_id: [7; 16],
+                span_id,
+                name: "big",
+                kind: otlpflow::SpanKind::Client,
+                start_time_unix_nano: NOW,
+                end_time_unix_nano: NOW + 1,
+                attributes: &attrs,
+                ..Default::default()
+            };
+            if templated {
+                let per_span = otlpflow::TemplateSpan {
+                    attributes: &attrs,
+                    ..otlpflow::TemplateSpan::from(&span)
+                };
+                p.record_templated(&template, &per_span).unwrap();
+            } else {
+                p.record_span(&scope, &span).unwrap();
+            }
+            want.push((span_id.to_vec(), text.clone()));
+        }
+    }
+    let stats = p.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!(stats.exported, want.len() as u64);
+    let mut got: Vec<(Vec<u8>, String)> = received_spans(&sink)
+        .into_iter()
+        .map(|s| {
+            assert_eq!(s.name, "big");
+            assert_eq!(s.attributes.len(), 1);
+            let v = s.attributes[0].value.clone().and_then(|v| v.value);
+            let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text)) =
+                v
+            else {
+                panic!("payload is a string");
+            };
+            (s.span_id, text)
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}

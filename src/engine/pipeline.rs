@@ -11,6 +11,8 @@ use super::{fork, BatchResult, Engine, Pipeline, PipelineCore, Scope, NEXT_PIPEL
 use crate::config::{Config, PipelineBuilder};
 use crate::error::{Error, RecordError};
 use crate::metrics::{Counter, Gauge, Histogram, Instrument, Kind, UpDownCounter};
+use crate::record::span::Head;
+use crate::record::wire::write_into;
 use crate::record::{LogRecord, MetricPoint, OwnedValue, Signal, Span};
 use crate::stats::{self, Stats};
 
@@ -95,10 +97,16 @@ impl Pipeline {
     /// the configured wait.
     #[inline]
     pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
-        self.engine()
-            .record_with(scope, Signal::Traces, span.encoded_len(), |buf| {
-                span.encode(buf)
-            })
+        self.engine().record_encoded(
+            scope,
+            Signal::Traces,
+            || span.encoded_len(),
+            |buf, scratch| {
+                write_into(buf, scratch, |w| {
+                    span.encode_fields(w, Head::Fields, span.attribute_set)
+                })
+            },
+        )
     }
 
     /// Counts one record of `signal` the host could not even express as a

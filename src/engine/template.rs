@@ -3,6 +3,7 @@
 
 use super::{Pipeline, Scope};
 use crate::error::RecordError;
+use crate::record::wire::write_into;
 use crate::record::{KeyValue, Signal, SpanKind, SpanShape, TemplateSpan};
 
 /// A kind of span whose name, kind and static attributes were encoded once,
@@ -56,13 +57,13 @@ impl Pipeline {
         span: &TemplateSpan<'_>,
     ) -> Result<(), RecordError> {
         let shape = &template.shape;
-        // One conversion serves the size pass and the encoder.
+        // One conversion serves the encoder (and the size pass, if needed).
         let span = span.as_span();
-        self.engine().record_with(
+        self.engine().record_encoded(
             &template.scope,
             Signal::Traces,
-            shape.len_of(&span),
-            |buf| shape.encode_span(&span, buf),
+            || shape.len_of(&span),
+            |buf, scratch| write_into(buf, scratch, |w| shape.encode_fields(&span, w)),
         )
     }
 }

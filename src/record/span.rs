@@ -282,8 +282,21 @@ impl Span<'_> {
     /// kind and set; `buf` is exactly as long as `len_with` said.
     #[inline]
     pub(crate) fn encode_with(&self, buf: &mut [u8], head: Head<'_>, set: Option<&AttributeSet>) {
-        use field::*;
         let w = &mut Writer::new(buf);
+        self.encode_fields(w, head, set);
+        debug_assert!(w.is_full(), "the size pass and the encoder disagree");
+    }
+
+    /// Writes the body with `head` and `set` in place of the span's name,
+    /// kind and set through `w` (exactly sized, or scratch space).
+    #[inline(always)]
+    pub(crate) fn encode_fields(
+        &self,
+        w: &mut Writer<'_>,
+        head: Head<'_>,
+        set: Option<&AttributeSet>,
+    ) {
+        use field::*;
         put_id(w, TRACE_ID, &self.trace_id);
         put_id(w, SPAN_ID, &self.span_id);
         put_str(w, TRACE_STATE, self.trace_state);
@@ -318,6 +331,5 @@ impl Span<'_> {
         // Field 16 last: prost writes fields in tag order, and so do we, so
         // that our bytes are identical to prost's.
         put_fixed32(w, FLAGS, self.flags);
-        debug_assert!(w.is_full(), "the size pass and the encoder disagree");
     }
 }

@@ -60,6 +60,12 @@ impl SpanShape {
     pub(crate) fn encode_span(&self, span: &Span<'_>, buf: &mut [u8]) {
         span.encode_with(buf, Head::Encoded(&self.head), Some(&self.attributes));
     }
+
+    /// The same through a writer (exactly sized, or scratch space).
+    #[inline(always)]
+    pub(crate) fn encode_fields(&self, span: &Span<'_>, w: &mut Writer<'_>) {
+        span.encode_fields(w, Head::Encoded(&self.head), Some(&self.attributes));
+    }
 }
 
 impl std::fmt::Debug for SpanShape {

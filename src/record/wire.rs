@@ -45,20 +45,71 @@ pub const fn varint_field(field: u32, v: u64) -> usize {
     key_len(field) + varint_len(v)
 }
 
-/// A writer over a slice whose exact size was computed beforehand. Writing
-/// past the end is a bug in a size function and panics in debug builds' slice
-/// checks; release builds keep the bounds checks too (they are cheap and keep
-/// this module free of `unsafe`).
+/// A writer over a slice: either one whose exact size was computed
+/// beforehand ([`Writer::new`]: writing past its end is a bug in a size
+/// function, and panics), or scratch space that may turn out too small
+/// ([`Writer::scratch`]: writing past its end stops the writing, and
+/// [`Writer::written`] says so). Every write is bounds-checked; the module
+/// has no `unsafe`.
 pub struct Writer<'a> {
     buf: &'a mut [u8],
+    /// Bytes written; past `buf.len()` once a scratch writer overflowed.
     pos: usize,
+    scratch: bool,
+}
+
+/// A write did not fit: panics for an exactly sized buffer, or returns the
+/// position that marks a scratch writer overflowed. A free function, given
+/// values rather than the writer: a call taking `&mut Writer` would let its
+/// address escape, and keep it in memory for the whole encoder.
+#[cold]
+#[inline(never)]
+fn overflowed(scratch: bool, pos: usize, len: usize) -> usize {
+    if !scratch {
+        panic!("encoder wrote past its buffer at {pos} of {len} bytes: the size pass and the encoder disagree");
+    }
+    len + 1
 }
 
 impl<'a> Writer<'a> {
-    /// Starts writing at the beginning of `buf`.
+    /// Starts writing at the beginning of `buf`, which the caller sized
+    /// exactly.
     #[inline]
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Writer { buf, pos: 0 }
+        Writer {
+            buf,
+            pos: 0,
+            scratch: false,
+        }
+    }
+
+    /// Starts writing at the beginning of scratch space that may be too
+    /// small; see [`Writer::written`].
+    #[inline]
+    pub fn scratch(buf: &'a mut [u8]) -> Self {
+        Writer {
+            buf,
+            pos: 0,
+            scratch: true,
+        }
+    }
+
+    /// The bytes written, or `None` if they did not all fit.
+    #[inline]
+    pub fn written(&self) -> Option<usize> {
+        (self.pos <= self.buf.len()).then_some(self.pos)
+    }
+
+    /// Writes one byte.
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        match self.buf.get_mut(self.pos) {
+            Some(d) => {
+                *d = b;
+                self.pos += 1;
+            }
+            None => self.pos = overflowed(self.scratch, self.pos, self.buf.len()),
+        }
     }
 
     /// Bytes written so far.
@@ -73,28 +124,24 @@ impl<'a> Writer<'a> {
         self.pos == self.buf.len()
     }
 
-    /// Overwrites one byte already written, at `at`.
+    /// Overwrites one byte already written, at `at` (nothing, past the end
+    /// of an overflowed scratch writer).
     #[inline]
     pub fn patch(&mut self, at: usize, byte: u8) {
         debug_assert!(at < self.pos);
-        self.buf[at] = byte;
+        if let Some(b) = self.buf.get_mut(at) {
+            *b = byte;
+        }
     }
 
     /// Writes a varint.
     #[inline]
     pub fn varint(&mut self, mut v: u64) {
-        if v < 0x80 {
-            self.buf[self.pos] = v as u8;
-            self.pos += 1;
-            return;
-        }
         while v >= 0x80 {
-            self.buf[self.pos] = (v as u8) | 0x80;
-            self.pos += 1;
+            self.byte((v as u8) | 0x80);
             v >>= 7;
         }
-        self.buf[self.pos] = v as u8;
-        self.pos += 1;
+        self.byte(v as u8);
     }
 
     /// Writes a field key.
@@ -102,8 +149,7 @@ impl<'a> Writer<'a> {
     pub fn key(&mut self, field: u32, wire_type: u32) {
         let k = (field << 3) | wire_type;
         if k < 0x80 {
-            self.buf[self.pos] = k as u8;
-            self.pos += 1;
+            self.byte(k as u8);
         } else {
             self.varint(k as u64);
         }
@@ -113,7 +159,10 @@ impl<'a> Writer<'a> {
     #[inline]
     pub fn raw(&mut self, bytes: &[u8]) {
         let n = bytes.len();
-        let dst = &mut self.buf[self.pos..self.pos + n];
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + n) else {
+            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+            return;
+        };
         // Attribute keys and values are mostly short: a call to memcpy costs
         // more than the copy. Copy up to 32 bytes with two overlapping
         // fixed-size moves instead, which compile to plain loads and stores.
@@ -171,20 +220,16 @@ impl<'a> Writer<'a> {
     /// that (the buffer, sized by the size pass, has room for them).
     #[inline]
     pub fn end_message(&mut self, start: usize) {
+        if self.pos > self.buf.len() {
+            return; // an overflowed scratch writer
+        }
         let body = self.pos - start;
         if body < 0x80 {
             self.buf[start - 1] = body as u8;
             return;
         }
-        self.long_length(start, body);
-    }
-
-    #[inline(always)]
-    fn long_length(&mut self, start: usize, body: usize) {
-        // Given the buffer rather than the writer: a call taking `&mut
-        // self` would let the writer's address escape, and keep it in
-        // memory for the whole encoder.
-        self.pos = long_length(self.buf, start, body);
+        // Given the buffer rather than the writer (see `overflowed`).
+        self.pos = long_length(self.buf, start, body, self.scratch);
     }
 
     /// Writes a varint field.
@@ -209,17 +254,36 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Writes through `f` into `buf`: exactly sized (`scratch` false), or
+/// scratch space that may be too small. Returns the bytes written, or
+/// `None` if they did not fit. The writer is made here, not handed in, so
+/// that it can live in registers wherever this is inlined.
+#[inline(always)]
+pub fn write_into(buf: &mut [u8], scratch: bool, f: impl FnOnce(&mut Writer<'_>)) -> Option<usize> {
+    let mut w = Writer {
+        buf,
+        pos: 0,
+        scratch,
+    };
+    f(&mut w);
+    w.written()
+}
+
 /// Moves the body of `body` bytes at `start` up by the bytes its length
 /// needs beyond the one kept for it, writes the length before it, and
 /// returns the position after the body.
 #[cold]
 #[inline(never)]
-fn long_length(buf: &mut [u8], start: usize, body: usize) -> usize {
+fn long_length(buf: &mut [u8], start: usize, body: usize, scratch: bool) -> usize {
     let extra = varint_len(body as u64) - 1;
+    if start + body + extra > buf.len() {
+        return overflowed(scratch, start + body, buf.len());
+    }
     buf.copy_within(start..start + body, start + extra);
     let mut w = Writer {
         buf,
         pos: start - 1,
+        scratch,
     };
     w.varint(body as u64);
     w.pos + body
@@ -266,6 +330,51 @@ mod tests {
             assert!(w.is_full());
             assert_eq!(buf, want, "body of {body}");
         }
+    }
+
+    /// Writes a message with a nested body of `body` bytes, a varint and a
+    /// fixed field through `w`.
+    fn write_sample(w: &mut Writer<'_>, body: usize) {
+        w.key(1, VARINT);
+        w.varint(300);
+        let start = w.begin_message(3);
+        for i in 0..body {
+            w.raw(&[i as u8]);
+        }
+        w.end_message(start);
+        w.fixed64_field(2, 7);
+        w.bytes_field(4, b"tail");
+    }
+
+    #[test]
+    fn scratch_space_reports_what_fits_and_never_panics() {
+        for body in [0usize, 5, 127, 128, 300] {
+            let mut exact = vec![0; 4096];
+            let n = write_into(&mut exact, true, |w| write_sample(w, body)).unwrap();
+            let mut sized = vec![0; n];
+            assert_eq!(
+                write_into(&mut sized, false, |w| write_sample(w, body)),
+                Some(n)
+            );
+            assert_eq!(sized, exact[..n], "body of {body}");
+            // Every shorter scratch space: `None`, and no panic, whichever
+            // write (a byte, a copy, a nested length moved up) ran out.
+            for short in 0..n {
+                let mut scratch = vec![0; short];
+                assert_eq!(
+                    write_into(&mut scratch, true, |w| write_sample(w, body)),
+                    None,
+                    "{short} of {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "size pass and the encoder disagree")]
+    fn an_exactly_sized_buffer_that_is_too_small_is_a_bug() {
+        let mut buf = vec![0; 3];
+        write_into(&mut buf, false, |w| write_sample(w, 10));
     }
 
     #[test]

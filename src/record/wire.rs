@@ -163,35 +163,31 @@ impl<'a> Writer<'a> {
             self.pos = overflowed(self.scratch, self.pos, self.buf.len());
             return;
         };
-        // Attribute keys and values are mostly short: a call to memcpy costs
-        // more than the copy. Copy up to 32 bytes with two overlapping
-        // fixed-size moves instead, which compile to plain loads and stores.
-        if n <= 32 {
-            if n >= 16 {
-                dst[..16].copy_from_slice(&bytes[..16]);
-                dst[n - 16..].copy_from_slice(&bytes[n - 16..]);
-            } else if n >= 8 {
-                dst[..8].copy_from_slice(&bytes[..8]);
-                dst[n - 8..].copy_from_slice(&bytes[n - 8..]);
-            } else if n >= 4 {
-                dst[..4].copy_from_slice(&bytes[..4]);
-                dst[n - 4..].copy_from_slice(&bytes[n - 4..]);
-            } else {
-                for (d, s) in dst.iter_mut().zip(bytes) {
-                    *d = *s;
-                }
-            }
-        } else {
-            dst.copy_from_slice(bytes);
-        }
+        copy_short(dst, bytes);
         self.pos += n;
     }
 
     /// Writes a length-delimited field whose body is `bytes`.
-    #[inline]
+    #[inline(always)]
     pub fn bytes_field(&mut self, field: u32, bytes: &[u8]) {
+        let k = (field << 3) | LEN;
+        let n = bytes.len();
+        if k < 0x80 && n < 0x80 {
+            // Key and length a byte each, the common case: one bounds
+            // check for the whole field.
+            let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + n) else {
+                self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+                return;
+            };
+            let (head, body) = dst.split_at_mut(2);
+            head[0] = k as u8;
+            head[1] = n as u8;
+            copy_short(body, bytes);
+            self.pos += 2 + n;
+            return;
+        }
         self.key(field, LEN);
-        self.varint(bytes.len() as u64);
+        self.varint(n as u64);
         self.raw(bytes);
     }
 
@@ -242,15 +238,59 @@ impl<'a> Writer<'a> {
     /// Writes a fixed64 field.
     #[inline]
     pub fn fixed64_field(&mut self, field: u32, v: u64) {
-        self.key(field, FIXED64);
-        self.raw(&v.to_le_bytes());
+        self.key_then(field, FIXED64, v.to_le_bytes());
     }
 
     /// Writes a fixed32 field.
     #[inline]
     pub fn fixed32_field(&mut self, field: u32, v: u32) {
-        self.key(field, FIXED32);
-        self.raw(&v.to_le_bytes());
+        self.key_then(field, FIXED32, v.to_le_bytes());
+    }
+
+    /// Writes a key and `N` bytes after it, with one bounds check when the
+    /// key takes one byte.
+    #[inline(always)]
+    fn key_then<const N: usize>(&mut self, field: u32, wire_type: u32, bytes: [u8; N]) {
+        let k = (field << 3) | wire_type;
+        if k >= 0x80 {
+            self.key(field, wire_type);
+            self.raw(&bytes);
+            return;
+        }
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 1 + N) else {
+            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+            return;
+        };
+        dst[0] = k as u8;
+        dst[1..].copy_from_slice(&bytes);
+        self.pos += 1 + N;
+    }
+}
+
+/// Copies `bytes` into `dst` (of the same length). Attribute keys and
+/// values are mostly short: a call to memcpy costs more than the copy. Up
+/// to 32 bytes are moved with two overlapping fixed-size moves instead,
+/// which compile to plain loads and stores.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], bytes: &[u8]) {
+    let n = bytes.len();
+    if n <= 32 {
+        if n >= 16 {
+            dst[..16].copy_from_slice(&bytes[..16]);
+            dst[n - 16..].copy_from_slice(&bytes[n - 16..]);
+        } else if n >= 8 {
+            dst[..8].copy_from_slice(&bytes[..8]);
+            dst[n - 8..].copy_from_slice(&bytes[n - 8..]);
+        } else if n >= 4 {
+            dst[..4].copy_from_slice(&bytes[..4]);
+            dst[n - 4..].copy_from_slice(&bytes[n - 4..]);
+        } else {
+            for (d, s) in dst.iter_mut().zip(bytes) {
+                *d = *s;
+            }
+        }
+    } else {
+        dst.copy_from_slice(bytes);
     }
 }
 

@@ -43,6 +43,18 @@ fn pipeline(sink: &Sink, protocol: Protocol) -> Pipeline {
         .expect("start")
 }
 
+/// Log record `seq`'s body: mostly short; some longer than 127 bytes (a
+/// two-byte length) and some longer than the 16 KiB a record is first
+/// encoded into (sized first and written in place instead).
+fn body_of(seq: i64) -> String {
+    let body = format!("request {seq} served");
+    match seq % 500 {
+        0 => body + &"x".repeat(20_000),
+        1 => body + &"y".repeat(200),
+        _ => body,
+    }
+}
+
 #[test]
 fn log_records_arrive_exactly_once_with_their_fields_over_both_protocols() {
     for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
@@ -60,7 +72,7 @@ fn log_records_arrive_exactly_once_with_their_fields_over_both_protocols() {
                             KeyValue::new("seq", Value::I64(seq)),
                             KeyValue::new("thread", Value::I64(t as i64)),
                         ];
-                        let body = format!("request {seq} served");
+                        let body = body_of(seq);
                         let log = LogRecord {
                             time_unix_nano: 1_700_000_000_000_000_000 + seq as u64,
                             observed_time_unix_nano: 1_700_000_000_000_000_001 + seq as u64,
@@ -108,9 +120,7 @@ fn log_records_arrive_exactly_once_with_their_fields_over_both_protocols() {
                         assert_eq!(l.trace_id, vec![7; 16]);
                         assert_eq!(l.span_id, vec![9; 8]);
                         match l.body.and_then(|b| b.value) {
-                            Some(PValue::StringValue(b)) => {
-                                assert_eq!(b, format!("request {seq} served"))
-                            }
+                            Some(PValue::StringValue(b)) => assert_eq!(b, body_of(seq)),
                             other => panic!("body {other:?}"),
                         }
                     }

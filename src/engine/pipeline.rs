@@ -124,9 +124,12 @@ impl Pipeline {
         if !log.severity_number.is_valid() {
             return Err(inner.refuse_offered(Signal::Logs, RecordError::Invalid));
         }
-        inner.record_with(scope, Signal::Logs, log.encoded_len(), |buf| {
-            log.encode(buf)
-        })
+        inner.record_encoded(
+            scope,
+            Signal::Logs,
+            || log.encoded_len(),
+            |buf, scratch| write_into(buf, scratch, |w| log.encode_fields(w)),
+        )
     }
 
     /// Records one metric data point the host aggregated itself. Points of

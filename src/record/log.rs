@@ -101,14 +101,22 @@ impl LogRecord<'_> {
     /// Writes the `LogRecord` message body into `buf`, which must be exactly
     /// [`LogRecord::encoded_len`] bytes long. Fields in tag order, as prost.
     pub fn encode(&self, buf: &mut [u8]) {
-        use field::*;
         let w = &mut Writer::new(buf);
+        self.encode_fields(w);
+        debug_assert_eq!(w.position(), self.encoded_len());
+    }
+
+    /// Writes the body through `w` (exactly sized, or scratch space).
+    #[inline(always)]
+    pub(crate) fn encode_fields(&self, w: &mut Writer<'_>) {
+        use field::*;
         put_fixed64(w, TIME, self.time_unix_nano);
         put_uint(w, SEVERITY_NUMBER, self.severity_number.0 as u64);
         put_str(w, SEVERITY_TEXT, self.severity_text);
         if let Some(b) = &self.body {
-            w.message_header(BODY, b.encoded_len());
+            let body = w.begin_message(BODY);
             b.encode(w);
+            w.end_message(body);
         }
         encode_set(w, ATTRIBUTES, self.attribute_set);
         encode_attributes(w, ATTRIBUTES, self.attributes);
@@ -118,6 +126,5 @@ impl LogRecord<'_> {
         put_id(w, SPAN_ID, &self.span_id);
         put_fixed64(w, OBSERVED_TIME, self.observed_time_unix_nano);
         put_str(w, EVENT_NAME, self.event_name);
-        debug_assert_eq!(w.position(), self.encoded_len());
     }
 }

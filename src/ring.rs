@@ -97,19 +97,16 @@ impl Storage {
 
     /// The stamp word of the record starting at `index` (a multiple of
     /// 16).
-    #[inline]
     fn stamp_word(&self, index: usize) -> &AtomicU64 {
         &self.words[index / 8]
     }
 
     /// The tag-and-length word of the record starting at `index`.
-    #[inline]
     fn meta(&self, index: usize) -> &AtomicU64 {
         &self.words[index / 8 + 1]
     }
 
     #[cfg(not(loom))]
-    #[inline]
     fn base(&self) -> *mut u8 {
         // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through a
         // pointer derived from a shared reference to them is permitted.
@@ -333,7 +330,6 @@ impl Claim<'_> {
 
     /// The payload bytes to fill (loom: a scratch buffer copied on commit).
     #[cfg(loom)]
-    #[inline]
     pub fn buf(&mut self) -> &mut [u8] {
         &mut self.scratch
     }

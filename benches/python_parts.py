@@ -1,0 +1,97 @@
+"""Where a Python span's time goes on the recording thread: the bench
+loop of `benches/compare.py` (`with p.span(...)`, or through a template
+with `--template`), with `SpanBuffer.hand_over` timed around its two parts
+(`marshal.dumps`, and the native call that parses, encodes and records).
+
+    python3 benches/python_parts.py [--spans N] [--template]
+
+Needs `cargo build --release --workspace` (the otlpflow binary for the
+receiver, libotlpflow_ffi.so for the binding). Prints microseconds per span
+of the recording thread's CPU time.
+"""
+import argparse
+import marshal
+import os
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+os.environ.setdefault("OTLPFLOW_LIBRARY", os.path.join(ROOT, "target", "release", "libotlpflow_ffi.so"))
+import otlpflow  # noqa: E402
+from otlpflow import _spans  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=200_000)
+    ap.add_argument("--template", action="store_true")
+    args = ap.parse_args()
+    port = free_port()
+    sink = subprocess.Popen([os.path.join(ROOT, "target", "release", "otlpflow"), "sink", "--grpc",
+                             "127.0.0.1:%d" % port, "--duration", "600"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        parts = {"dumps": 0.0, "native": 0.0, "spans": 0}
+
+        def timed(self):
+            # SpanBuffer.hand_over with its two parts timed (the same steps).
+            with self._lock:
+                n = len(self.spans)
+                if not n:
+                    return
+                batch = self.spans[:n]
+                del self.spans[:n]
+                a = time.thread_time()
+                data = marshal.dumps(batch, 4)
+                b = time.thread_time()
+                accepted, refused = self._send(data)
+                c = time.thread_time()
+                parts["dumps"] += b - a
+                parts["native"] += c - b
+                parts["spans"] += n
+                self.handed_over += accepted + refused
+                self.refused += refused
+        _spans.SpanBuffer.hand_over = timed
+
+        p = otlpflow.Pipeline(endpoint="http://127.0.0.1:%d" % port, service_name="bench", policy="block",
+                              max_wait=30.0, from_env=False)
+        parent = os.urandom(8)
+
+        def attrs(i):
+            return {"http.request.method": "GET", "url.path": "/api/v1/items/42",
+                    "server.address": "api.example.internal", "http.response.status_code": 200,
+                    "app.item_id": i}
+        t = p.span_template("GET /api/v1/items/{id}", {k: v for k, v in attrs(0).items() if k != "app.item_id"},
+                            kind="server")
+        t0 = time.thread_time()
+        for i in range(args.spans):
+            if args.template:
+                span = t.span({"app.item_id": i}, parent_span_id=parent)
+            else:
+                span = p.span("GET /api/v1/items/{id}", attributes=attrs(i), kind="server", parent_span_id=parent)
+            with span as s:
+                s.add_event("cache.miss", {"cache.key": i % 4096})
+                s.set_status("ok")
+        t1 = time.thread_time()
+        stats = p.shutdown(timeout=60)
+        n = parts["spans"] or 1
+        print("%s: %.2f us/span on the recording thread: marshal.dumps %.2f, native hand-over %.2f "
+              "(%d spans handed over in the loop, %d exported)" % (
+                  "template" if args.template else "p.span", 1e6 * (t1 - t0) / args.spans,
+                  1e6 * parts["dumps"] / n, 1e6 * parts["native"] / n, parts["spans"], stats["exported"]))
+    finally:
+        sink.kill()
+
+
+if __name__ == "__main__":
+    main()

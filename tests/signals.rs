@@ -408,3 +408,58 @@ fn record_logs_and_spans(p: &Pipeline, n: i64) {
         otlpflow::workload::record_benchmark_span(p, &scope, 1, i as u64, 1).expect("span");
     }
 }
+
+#[test]
+fn metric_points_larger_than_the_scratch_space_arrive_whole() {
+    // A point is first encoded into 16 KiB of scratch space; a histogram
+    // with thousands of buckets is sized first and written in place.
+    let sink = sink();
+    let p = pipeline(&sink, Protocol::Grpc);
+    let scope = p.scope("signals.big", "1.0");
+    let mut want = Vec::new();
+    for (i, buckets) in [10usize, 900, 1_100, 3_000].into_iter().enumerate() {
+        let bounds: Vec<f64> = (0..buckets).map(|b| b as f64 * 0.5).collect();
+        let counts: Vec<u64> = (0..=buckets as u64).map(|b| b % 5).collect();
+        let name = format!("big.{i}");
+        let point = MetricPoint {
+            name: &name,
+            description: "",
+            unit: "ms",
+            attribute_set: None,
+            attributes: &[],
+            start_time_unix_nano: 0,
+            time_unix_nano: 1_700_000_000_000_000_000,
+            flags: 0,
+            data: MetricData::Histogram {
+                point: HistogramPoint {
+                    count: counts.iter().sum(),
+                    bounds: &bounds,
+                    bucket_counts: &counts,
+                    ..HistogramPoint::default()
+                },
+                temporality: Temporality::Delta,
+            },
+        };
+        p.record_metric(&scope, &point).expect("recorded");
+        want.push((name, bounds, counts));
+    }
+    let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_eq!(s.exported, want.len() as u64, "{s:?}");
+    let mut got = Vec::new();
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    let Some(Data::Histogram(h)) = m.data else {
+                        panic!("{} is not a histogram", m.name)
+                    };
+                    for dp in h.data_points {
+                        got.push((m.name.clone(), dp.explicit_bounds, dp.bucket_counts));
+                    }
+                }
+            }
+        }
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, want);
+}

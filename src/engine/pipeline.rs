@@ -143,9 +143,12 @@ impl Pipeline {
         if crate::record::metric::invalid(point).is_some() {
             return Err(inner.refuse_offered(Signal::Metrics, RecordError::Invalid));
         }
-        inner.record_with(scope, Signal::Metrics, point.encoded_len(), |buf| {
-            point.encode(buf)
-        })
+        inner.record_encoded(
+            scope,
+            Signal::Metrics,
+            || point.encoded_len(),
+            |buf, scratch| write_into(buf, scratch, |w| point.encode_fields(w)),
+        )
     }
 
     /// A monotonic counter (exported as a cumulative or delta sum, see

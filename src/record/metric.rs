@@ -351,9 +351,17 @@ impl MetricPoint<'_> {
     /// Writes the ring record into `buf`, exactly [`MetricPoint::encoded_len`]
     /// bytes long.
     pub fn encode(&self, buf: &mut [u8]) {
+        let w = &mut Writer::new(buf);
+        self.encode_fields(w);
+        debug_assert_eq!(w.position(), self.encoded_len());
+    }
+
+    /// Writes the ring record through `w` (exactly sized, or scratch
+    /// space).
+    #[inline(always)]
+    pub(crate) fn encode_fields(&self, w: &mut Writer<'_>) {
         use field::*;
         let (kind, flags) = self.kind_and_flags();
-        let w = &mut Writer::new(buf);
         w.raw(&[kind, flags]);
         w.varint(self.head_len() as u64);
         put_str(w, NAME, self.name);
@@ -425,7 +433,6 @@ impl MetricPoint<'_> {
                 put_fixed64(w, E_ZERO_THRESHOLD, e.zero_threshold.to_bits());
             }
         }
-        debug_assert_eq!(w.position(), self.encoded_len());
     }
 }
 

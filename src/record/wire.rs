@@ -48,9 +48,9 @@ pub const fn varint_field(field: u32, v: u64) -> usize {
 /// A writer over a slice: either one whose exact size was computed
 /// beforehand ([`Writer::new`]: writing past its end is a bug in a size
 /// function, and panics), or scratch space that may turn out too small
-/// ([`Writer::scratch`]: writing past its end stops the writing, and
-/// [`Writer::written`] says so). Every write is bounds-checked; the module
-/// has no `unsafe`.
+/// (see [`write_into`]: writing past its end stops the writing, and the
+/// caller is told). Every write is bounds-checked; the module has no
+/// `unsafe`.
 pub struct Writer<'a> {
     buf: &'a mut [u8],
     /// Bytes written; past `buf.len()` once a scratch writer overflowed.
@@ -83,20 +83,9 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Starts writing at the beginning of scratch space that may be too
-    /// small; see [`Writer::written`].
-    #[inline]
-    pub fn scratch(buf: &'a mut [u8]) -> Self {
-        Writer {
-            buf,
-            pos: 0,
-            scratch: true,
-        }
-    }
-
     /// The bytes written, or `None` if they did not all fit.
     #[inline]
-    pub fn written(&self) -> Option<usize> {
+    fn written(&self) -> Option<usize> {
         (self.pos <= self.buf.len()).then_some(self.pos)
     }
 

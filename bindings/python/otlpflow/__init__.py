@@ -120,13 +120,8 @@ class Pipeline:
         # pipeline, when no hand-over can use them any more.
         self._templates, self._sets = [], []
         self._templates_lock = threading.Lock()
-        # This pipeline's Span class: `p.span(...)` constructs it directly.
-        self._span_class = type("Span", (Span,), {
-            "__slots__": (),
-            "_default_buffer": self._span_buffer(None),
-            "_buffer_of": staticmethod(self._span_buffer),
-        })
-        self.span = self._span_class
+        # This pipeline's span function: `p.span(...)` calls it directly.
+        self._span = self.span = _spans.span_maker(self._span_buffer(None), self._span_buffer)
         # The flush thread holds the pipeline weakly: a pipeline dropped
         # without close() is still collected (and closed by __del__).
         me = weakref.ref(self)
@@ -333,7 +328,7 @@ class Pipeline:
         with self._templates_lock:
             self._templates.append(out.value)
         _spans.TEMPLATE_NAMES[out.value] = name
-        return SpanTemplate(out.value, name, code, attributes, self._span_class, scope)
+        return SpanTemplate(out.value, name, code, attributes, self._span, scope)
 
     def attribute_set(self, attributes: Mapping[str, Any]) -> "AttributeSet":
         """Attributes encoded once, for `record_log` and
@@ -393,9 +388,9 @@ class Pipeline:
         `otlpflow.propagation.extract`) names the parent explicitly.
         Recorded spans wait in a bounded buffer (see `batch_spans`).
 
-        (Replaced on each pipeline by its own Span class, which takes the
-        same arguments: one Python call less per span.)"""
-        return self._span_class(name, attributes, kind, trace_id, parent_span_id, scope, parent, links)
+        (Replaced on each pipeline by its own function of the same
+        arguments: one Python call less per span.)"""
+        return self._span(name, attributes, kind, trace_id, parent_span_id, scope, parent, links)
 
     def _span_buffer(self, scope):
         sc = self._default_scope if scope is None else scope

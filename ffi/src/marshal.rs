@@ -198,6 +198,7 @@ enum Slot {
 
 impl<'a> Reader<'a> {
     /// A string of the next `n` bytes: `Str` if they are UTF-8.
+    #[inline(always)]
     fn text(&mut self, n: usize) -> Result<Obj, MarshalError> {
         let at = self.pos as u32;
         let bytes = self.take(n)?;
@@ -208,12 +209,14 @@ impl<'a> Reader<'a> {
     }
 
     /// The position and length of the next `n` bytes, taken.
+    #[inline(always)]
     fn span(&mut self, n: usize) -> Result<(u32, u32), MarshalError> {
         let at = self.pos as u32;
         self.take(n)?;
         Ok((at, n as u32))
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], MarshalError> {
         let end = self.pos.checked_add(n).ok_or(MarshalError::Truncated)?;
         let s = self.buf.get(self.pos..end).ok_or(MarshalError::Truncated)?;
@@ -221,20 +224,24 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline(always)]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], MarshalError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, MarshalError> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline(always)]
     fn i32(&mut self) -> Result<i32, MarshalError> {
         Ok(i32::from_le_bytes(self.array()?))
     }
 
+    #[inline(always)]
     fn len(&mut self) -> Result<usize, MarshalError> {
         usize::try_from(self.i32()?).map_err(|_| MarshalError::Malformed)
     }
@@ -242,29 +249,67 @@ impl<'a> Reader<'a> {
     /// Reads one object into `dst`. Written in place, not returned: a
     /// returned `Result<Obj, _>` went through memory, and copying it out
     /// stalled on store forwarding more than all the parsing cost.
+    ///
+    /// Leaves (everything but containers) are read here, inlined into the
+    /// container loops that call it; a container goes to `container`. A
+    /// span's batch is mostly leaves, and a recursive call per leaf cost
+    /// more in its entry and exit than the leaf's reading.
+    #[inline(always)]
     fn object(&mut self, depth: usize, dst: Slot) -> Result<(), MarshalError> {
+        let code = self.byte()?;
+        let obj = match code & !FLAG_REF {
+            b'N' => Obj::None,
+            b'T' => Obj::Bool(true),
+            b'F' => Obj::Bool(false),
+            b'i' => Obj::Int(self.i32()? as i64),
+            b'z' | b'Z' => {
+                let n = self.byte()? as usize;
+                self.text(n)?
+            }
+            b'r' => {
+                let i = u32::from_le_bytes(self.array()?) as usize;
+                // A reference is not itself numbered (marshal never flags it).
+                match self.refs.get(i) {
+                    Some(Some(o)) => *o,
+                    _ => return Err(MarshalError::BadReference),
+                }
+            }
+            _ => return self.container_or_rare(code, depth, dst),
+        };
+        // A leaf holds no other object, so it takes its reference number
+        // after it is read, in the same order as marshal numbered it.
+        if code & FLAG_REF != 0 {
+            self.refs.push(Some(obj));
+        }
+        self.put(dst, obj);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn put(&mut self, dst: Slot, obj: Obj) {
+        match dst {
+            Slot::Arena(i) => self.arena[i] = obj,
+            Slot::Stack(i) => self.stack[i] = obj,
+        }
+    }
+
+    /// Containers, and the leaves spans seldom hold. A container's
+    /// reference number is taken before its items are read (they number
+    /// after it), and it cannot be referred to until it is whole.
+    #[inline(never)]
+    fn container_or_rare(&mut self, code: u8, depth: usize, dst: Slot) -> Result<(), MarshalError> {
         if depth > MAX_DEPTH {
             return Err(MarshalError::TooDeep);
         }
-        let code = self.byte()?;
-        let flagged = code & FLAG_REF != 0;
-        let slot = if flagged {
+        let slot = if code & FLAG_REF != 0 {
             self.refs.push(None);
             Some(self.refs.len() - 1)
         } else {
             None
         };
         let obj = match code & !FLAG_REF {
-            b'N' => Obj::None,
-            b'T' => Obj::Bool(true),
-            b'F' => Obj::Bool(false),
-            b'i' => Obj::Int(self.i32()? as i64),
             b'l' => self.long()?,
             b'g' => Obj::Float(f64::from_le_bytes(self.array()?)),
-            b'z' | b'Z' => {
-                let n = self.byte()? as usize;
-                self.text(n)?
-            }
             b'u' | b't' | b'a' | b'A' => {
                 let n = self.len()?;
                 self.text(n)?
@@ -293,23 +338,12 @@ impl<'a> Reader<'a> {
                 Obj::Other
             }
             b'.' | b'S' => Obj::Other,
-            b'r' => {
-                let i = u32::from_le_bytes(self.array()?) as usize;
-                // A reference is not itself numbered (marshal never flags it).
-                match self.refs.get(i) {
-                    Some(Some(o)) => *o,
-                    _ => return Err(MarshalError::BadReference),
-                }
-            }
             other => return Err(MarshalError::Unsupported(other)),
         };
         if let Some(i) = slot {
             self.refs[i] = Some(obj);
         }
-        match dst {
-            Slot::Arena(i) => self.arena[i] = obj,
-            Slot::Stack(i) => self.stack[i] = obj,
-        }
+        self.put(dst, obj);
         Ok(())
     }
 
@@ -390,7 +424,10 @@ impl<'a> Reader<'a> {
     /// Moves a closed dict's items from the stack to the arena.
     fn close_dict(&mut self, base: usize, pairs: usize) -> Obj {
         let start = self.arena.len() as u32;
-        self.arena.extend(self.stack.drain(base..));
+        // A copy and a truncate: a `Drain` cost twice as much for the few
+        // pairs a dict of attributes has.
+        self.arena.extend_from_slice(&self.stack[base..]);
+        self.stack.truncate(base);
         Obj::Dict {
             start,
             len: pairs as u32,

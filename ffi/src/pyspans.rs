@@ -102,6 +102,12 @@ pub struct Outcome {
 pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Outcome {
     let mut a = Arenas::default();
     let mut out = Outcome::default();
+    // Each span's lists, their allocations kept from span to span (see
+    // `recycle`): a malloc and a free per list and span cost more than
+    // reading the span's marshal bytes.
+    let mut kv_store: Vec<KeyValue<'static>> = Vec::new();
+    let mut event_store: Vec<Event<'static>> = Vec::new();
+    let mut link_store: Vec<Link<'static>> = Vec::new();
     for &t in parsed.seq(top) {
         a.values.clear();
         a.attrs.clear();
@@ -112,39 +118,30 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Out
             out.refused += 1;
             continue;
         };
-        let kvs: Vec<KeyValue<'_>> = a
-            .attrs
-            .iter()
-            .map(|(key, src)| KeyValue {
-                key,
-                value: match src {
-                    Src::Scalar(v) => *v,
-                    Src::Array(r) => Value::Array(&a.values[r.clone()]),
-                },
-            })
-            .collect();
-        let events: Vec<Event<'_>> = a
-            .events
-            .iter()
-            .map(|e| Event {
-                time_unix_nano: e.time,
-                name: e.name,
-                attributes: &kvs[e.attrs.clone()],
-                dropped_attributes_count: e.dropped,
-            })
-            .collect();
-        let links: Vec<Link<'_>> = a
-            .links
-            .iter()
-            .map(|l| Link {
-                trace_id: l.trace_id,
-                span_id: l.span_id,
-                trace_state: l.trace_state,
-                attributes: &kvs[l.attrs.clone()],
-                dropped_attributes_count: l.dropped,
-                flags: l.flags,
-            })
-            .collect();
+        let mut kvs: Vec<KeyValue<'_>> = recycle(std::mem::take(&mut kv_store));
+        kvs.extend(a.attrs.iter().map(|(key, src)| KeyValue {
+            key,
+            value: match src {
+                Src::Scalar(v) => *v,
+                Src::Array(r) => Value::Array(&a.values[r.clone()]),
+            },
+        }));
+        let mut events: Vec<Event<'_>> = recycle(std::mem::take(&mut event_store));
+        events.extend(a.events.iter().map(|e| Event {
+            time_unix_nano: e.time,
+            name: e.name,
+            attributes: &kvs[e.attrs.clone()],
+            dropped_attributes_count: e.dropped,
+        }));
+        let mut links: Vec<Link<'_>> = recycle(std::mem::take(&mut link_store));
+        links.extend(a.links.iter().map(|l| Link {
+            trace_id: l.trace_id,
+            span_id: l.span_id,
+            trace_state: l.trace_state,
+            attributes: &kvs[l.attrs.clone()],
+            dropped_attributes_count: l.dropped,
+            flags: l.flags,
+        }));
         let span = Span {
             trace_id: s.trace_id,
             span_id: s.span_id,
@@ -182,8 +179,20 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Out
             Ok(()) => out.accepted += 1,
             Err(_) => out.refused += 1,
         }
+        event_store = recycle(events);
+        link_store = recycle(links);
+        kv_store = recycle(kvs);
     }
     out
+}
+
+/// `v` emptied, as a list of another lifetime of the same type: the
+/// allocation is reused (a `Vec` collected from its own emptied iterator
+/// keeps the buffer when the two element types have one layout, as the
+/// same type of two lifetimes has), and no element ever crosses over.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("emptied above")).collect()
 }
 
 /// An id of `N` bytes: an `int` (big-endian) or `N` bytes; zero or `None`

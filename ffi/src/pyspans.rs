@@ -192,7 +192,9 @@ pub fn record(p: &Pipeline, scope: &Scope, parsed: &Parsed<'_>, top: Obj) -> Out
 /// same type of two lifetimes has), and no element ever crosses over.
 fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.clear();
-    v.into_iter().map(|_| unreachable!("emptied above")).collect()
+    v.into_iter()
+        .map(|_| unreachable!("emptied above"))
+        .collect()
 }
 
 /// An id of `N` bytes: an `int` (big-endian) or `N` bytes; zero or `None`

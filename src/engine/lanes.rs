@@ -38,6 +38,11 @@ impl LaneTable {
         down: Option<&dyn Fn(usize) -> bool>,
     ) -> usize {
         let members = &self.members[signal];
+        // One endpoint: nothing to choose (and no call into the router per
+        // record).
+        if let [only] = members[..] {
+            return only;
+        }
         match down {
             None => members[self.routers[signal].pick(signal, record, turn, None)],
             Some(d) => {

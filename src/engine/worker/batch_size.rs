@@ -11,10 +11,10 @@ use crate::flow::concurrency::LONG_ROUND_TRIP_NS;
 
 /// Moves the batch target after an acknowledged request: by the latency
 /// target of `PipelineBuilder::adaptive_batch`, or, where batches grow by
-/// themselves (the default), up by a quarter while the path's round trip
-/// is long and most batches leave full (the link, not the producers, is what
-/// limits), and back down toward `max_batch_items` otherwise. At most once
-/// every 4 acknowledged requests. Runs on the worker's thread.
+/// themselves (the default), up while the path's round trip is long and
+/// most batches leave full (the link, not the producers, is what limits),
+/// and back down toward `max_batch_items` otherwise (`grown_target`). At
+/// most once every 4 acknowledged requests. Runs on the worker's thread.
 pub(super) fn adapt_batch(shared: &ExportContext, latency_ns: u64, memory_pressure: bool) {
     let cfg = &shared.inner.config;
     let counters = shared.counters();
@@ -57,14 +57,19 @@ pub(super) fn adapt_batch(shared: &ExportContext, latency_ns: u64, memory_pressu
                 .borrow()
                 .as_ref()
                 .map_or(ewma, |a| a.reference_ns());
-            if path < LONG_ROUND_TRIP_NS || (sent > 0 && full * 2 < sent) {
-                (current * 3 / 4).max(base)
-            } else if sent > 0 {
-                (current * 5).div_ceil(4).min(cap as u64)
-            } else {
-                // No batch left since the last move: nothing learnt.
-                current
-            }
+            let (next, slow_start) = grown_target(
+                Growth {
+                    current,
+                    base,
+                    cap: cap as u64,
+                    slow_start: shared.batch_slow_start.get(),
+                },
+                path,
+                sent,
+                full,
+            );
+            shared.batch_slow_start.set(slow_start);
+            next
         }
         (None, None) => current,
     };
@@ -81,4 +86,91 @@ pub(super) fn adapt_batch(shared: &ExportContext, latency_ns: u64, memory_pressu
         shared.batches.set((0, 0));
     }
     counters.since_adjust.store(0, Ordering::Relaxed);
+}
+
+/// Where automatic batch growth stands.
+#[derive(Debug, Clone, Copy)]
+struct Growth {
+    current: u64,
+    /// `max_batch_items`: the floor.
+    base: u64,
+    /// The ceiling.
+    cap: u64,
+    /// Quadrupling rather than adding a quarter.
+    slow_start: bool,
+}
+
+/// The next batch target of automatic growth, and whether growth is still
+/// in its slow start, given the path's round trip without a queue and the
+/// batches sent since the last move (`full` of them full).
+///
+/// Down by a quarter (not below the floor) on a short path or when most
+/// batches left before they were full; up while the path is long and they
+/// leave full. Acknowledgements come in bursts a round trip apart and a
+/// burst moves the target once (the batches of one burst leave after it),
+/// so growth is per round trip: by a quarter it took 12 round trips (2.5 s
+/// at 200 ms) to reach 16x; quadrupling until the first shrink (a slow
+/// start, as the adaptive concurrency has) takes 2, then a quarter at a
+/// time. Back at the floor, the next growth is a slow start again.
+fn grown_target(g: Growth, path_ns: u64, sent: u64, full: u64) -> (u64, bool) {
+    if path_ns < LONG_ROUND_TRIP_NS || (sent > 0 && full * 2 < sent) {
+        let next = (g.current * 3 / 4).max(g.base);
+        (next, next == g.base)
+    } else if sent > 0 {
+        let next = if g.slow_start {
+            g.current * 4
+        } else {
+            (g.current * 5).div_ceil(4)
+        };
+        (next.min(g.cap), g.slow_start)
+    } else {
+        // No batch left since the last move: nothing learnt.
+        (g.current, g.slow_start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: u64 = 200_000_000;
+
+    fn at(current: u64, slow_start: bool) -> Growth {
+        Growth {
+            current,
+            base: 512,
+            cap: 8192,
+            slow_start,
+        }
+    }
+
+    #[test]
+    fn a_long_busy_path_reaches_the_cap_in_two_moves() {
+        let (a, s) = grown_target(at(512, true), LONG, 4, 4);
+        assert_eq!((a, s), (2048, true));
+        let (b, s) = grown_target(at(a, s), LONG, 8, 8);
+        assert_eq!((b, s), (8192, true));
+        assert_eq!(grown_target(at(b, s), LONG, 8, 8), (8192, true));
+    }
+
+    #[test]
+    fn the_first_shrink_ends_the_slow_start() {
+        // Most batches left part-full: the producers, not the link, limit.
+        let (a, s) = grown_target(at(4096, true), LONG, 8, 3);
+        assert_eq!((a, s), (3072, false));
+        // Growth is by a quarter from then on.
+        assert_eq!(grown_target(at(a, s), LONG, 8, 8), (3840, false));
+        // Back at the floor, it starts slow again.
+        assert_eq!(grown_target(at(600, false), LONG, 8, 0), (512, true));
+    }
+
+    #[test]
+    fn a_short_path_shrinks_toward_the_floor_and_an_idle_one_holds() {
+        assert_eq!(
+            grown_target(at(2048, false), 1_000_000, 8, 8),
+            (1536, false)
+        );
+        assert_eq!(grown_target(at(512, true), 1_000_000, 8, 8), (512, true));
+        assert_eq!(grown_target(at(2048, false), LONG, 0, 0), (2048, false));
+    }
 }

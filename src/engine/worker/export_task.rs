@@ -58,6 +58,10 @@ pub(super) struct ExportContext {
     /// Batches sent since the batch target last moved, and how many of them
     /// left full (automatic batch growth).
     pub(super) batches: std::cell::Cell<(u64, u64)>,
+    /// Automatic batch growth quadruples the target (rather than adding a
+    /// quarter) until the first time it shrinks, and again once it is back
+    /// at `max_batch_items`: the batch's own slow start.
+    pub(super) batch_slow_start: std::cell::Cell<bool>,
 }
 
 impl ExportContext {

@@ -134,6 +134,7 @@ pub(super) fn run(
             breaker_changed: Notify::new(),
             retrying: RefCell::new(BTreeMap::new()),
             batches: Default::default(),
+            batch_slow_start: std::cell::Cell::new(true),
             lane_in_flight: RefCell::new(Vec::new()),
             endpoints: RefCell::new(Vec::new()),
             table: RefCell::new(table.clone()),

@@ -335,7 +335,7 @@ impl PipelineBuilder {
     /// A fixed number of requests in flight per worker. Unset (and without
     /// `adaptive_concurrency`), each worker's limit adapts (AIMD) between 4
     /// and a ceiling, growing past 4 only while the path's round trip without a queue is
-    /// 10 ms or more, up to a ceiling that keeps requests in flight within three quarters
+    /// 10 ms or more, up to a ceiling that keeps requests in flight within seven eighths
     /// of the memory budget, or of 128 MiB without one, at
     /// `max_batch_bytes` each (4..=256); the rest is left to the rings and
     /// batches.

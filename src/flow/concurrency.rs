@@ -13,7 +13,10 @@
 //! Before the first cut, and again whenever the limit is back at its
 //! minimum, growth is a slow start (as TCP's): the limit doubles per
 //! window instead of growing by one, so a long round trip (a collector in
-//! another region) is filled in a few round trips rather than dozens.
+//! another region) is filled in a few round trips rather than dozens. On
+//! a path of `LONG_ROUND_TRIP_NS` or more it quadruples: each window is a
+//! long wait there, and the ceiling (which the memory budget sets) bounds
+//! the overshoot.
 //!
 //! The reference is the least window mean seen (the round trip without a
 //! queue, as TCP Vegas keeps it), learnt again whenever the limit is at its
@@ -193,7 +196,14 @@ impl Aimd {
             let short = self.limit >= self.start && (reference as u64) < self.grow_above_ns;
             if steady && !short {
                 let grown = if self.slow_start {
-                    self.limit * 2
+                    // On a long path each window is long: quadrupling
+                    // reaches a ceiling of 96 from 4 in 3 windows rather
+                    // than 5 (0.4 s of a 200 ms path's start).
+                    if reference as u64 >= LONG_ROUND_TRIP_NS {
+                        self.limit * 4
+                    } else {
+                        self.limit * 2
+                    }
                 } else {
                     self.limit + 1
                 };
@@ -263,14 +273,26 @@ mod tests {
     fn slow_start_doubles_until_the_first_cut() {
         let mut c = Aimd::new(1, 1024, 0);
         let now = &mut 0;
-        let seen = drive(&mut c, now, 8, |_| (200 * MS, Outcome::Answered));
+        let seen = drive(&mut c, now, 8, |_| (5 * MS, Outcome::Answered));
         assert_eq!(seen, [2, 4, 8, 16, 32, 64, 128, 256]);
         // A throttle cuts it and ends the doubling: one at a time after.
-        let cut = drive(&mut c, now, 1, |_| (200 * MS, Outcome::Throttled));
+        let cut = drive(&mut c, now, 1, |_| (5 * MS, Outcome::Throttled));
         assert_eq!(cut, [230]);
         // (The cut round's later throttles close one more window.)
-        let seen = drive(&mut c, now, 4, |_| (200 * MS, Outcome::Answered));
+        let seen = drive(&mut c, now, 4, |_| (5 * MS, Outcome::Answered));
         assert_eq!(seen, [207, 208, 209, 210]);
+    }
+
+    #[test]
+    fn slow_start_quadruples_over_a_long_path_up_to_the_ceiling() {
+        let mut c = Aimd::new(1, 1000, 0);
+        let now = &mut 0;
+        let seen = drive(&mut c, now, 6, |_| (200 * MS, Outcome::Answered));
+        assert_eq!(seen, [4, 16, 64, 256, 1000, 1000]);
+        // The first cut ends it there too.
+        drive(&mut c, now, 1, |_| (200 * MS, Outcome::Throttled));
+        let seen = drive(&mut c, now, 3, |_| (200 * MS, Outcome::Answered));
+        assert_eq!(seen, [810, 811, 812]);
     }
 
     #[test]
@@ -281,8 +303,8 @@ mod tests {
         assert!(seen.iter().all(|&l| l == 4), "{seen:?}");
         // 50 ms away: slow start from 4 up to the ceiling.
         let mut c = Aimd::starting_at(1, 256, 4, 0).grow_only_above(LONG_ROUND_TRIP_NS);
-        let seen = drive(&mut c, &mut 0, 8, |_| (50 * MS, Outcome::Answered));
-        assert_eq!(seen, [8, 16, 32, 64, 128, 256, 256, 256]);
+        let seen = drive(&mut c, &mut 0, 5, |_| (50 * MS, Outcome::Answered));
+        assert_eq!(seen, [16, 64, 256, 256, 256]);
         // Cut below its start on a short path, it may grow back to it.
         let mut c = Aimd::starting_at(1, 256, 4, 0).grow_only_above(LONG_ROUND_TRIP_NS);
         let now = &mut 0;

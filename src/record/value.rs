@@ -178,13 +178,22 @@ pub fn attributes_len(field: u32, kvs: &[KeyValue<'_>]) -> usize {
 #[inline(always)]
 pub fn encode_attributes(w: &mut Writer<'_>, field: u32, kvs: &[KeyValue<'_>]) {
     for kv in kvs {
+        if let Value::Str(s) = kv.value {
+            if !kv.key.is_empty() && w.short_string_pair(field, kv.key.as_bytes(), s.as_bytes()) {
+                continue;
+            }
+        }
         let kv_start = w.begin_message(field);
         if !kv.key.is_empty() {
             w.bytes_field(KV_KEY, kv.key.as_bytes());
         }
-        let value_start = w.begin_message(KV_VALUE);
-        kv.value.encode(w);
-        w.end_message(value_start);
+        if let Value::Str(s) = kv.value {
+            w.nested_bytes_field(KV_VALUE, STRING_VALUE, s.as_bytes());
+        } else {
+            let value_start = w.begin_message(KV_VALUE);
+            kv.value.encode(w);
+            w.end_message(value_start);
+        }
         w.end_message(kv_start);
     }
 }

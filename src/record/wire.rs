@@ -180,6 +180,64 @@ impl<'a> Writer<'a> {
         self.raw(bytes);
     }
 
+    /// Writes a nested message numbered `outer` whose only field is the
+    /// length-delimited `inner` with body `bytes` (an `AnyValue` holding a
+    /// string, say). When keys and lengths take a byte each, the common
+    /// case, its length is known before writing: one bounds check for the
+    /// whole, and no length written after the body.
+    #[inline(always)]
+    pub fn nested_bytes_field(&mut self, outer: u32, inner: u32, bytes: &[u8]) {
+        let (ko, ki) = ((outer << 3) | LEN, (inner << 3) | LEN);
+        let n = bytes.len();
+        if ko < 0x80 && ki < 0x80 && n < 0x80 - 2 {
+            let Some(dst) = self.buf.get_mut(self.pos..self.pos + 4 + n) else {
+                self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+                return;
+            };
+            let (head, body) = dst.split_at_mut(4);
+            head.copy_from_slice(&[ko as u8, (n + 2) as u8, ki as u8, n as u8]);
+            copy_short(body, bytes);
+            self.pos += 4 + n;
+            return;
+        }
+        let start = self.begin_message(outer);
+        self.bytes_field(inner, bytes);
+        self.end_message(start);
+    }
+
+    /// Writes a `KeyValue`-shaped message numbered `field`: field 1 `key`,
+    /// and field 2 a nested message whose field 1 is `value`, when all of
+    /// it is under 128 bytes (every length a byte, known before writing:
+    /// one bounds check for the whole). Returns false, writing nothing,
+    /// when it is not.
+    #[inline(always)]
+    pub fn short_string_pair(&mut self, field: u32, key: &[u8], value: &[u8]) -> bool {
+        let k = (field << 3) | LEN;
+        let (kn, vn) = (key.len(), value.len());
+        let body = 2 + kn + 4 + vn;
+        if k >= 0x80 || body >= 0x80 {
+            return false;
+        }
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + body) else {
+            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+            return true;
+        };
+        let (head, rest) = dst.split_at_mut(4);
+        head.copy_from_slice(&[k as u8, body as u8, (1 << 3) | LEN as u8, kn as u8]);
+        let (kd, rest) = rest.split_at_mut(kn);
+        copy_short(kd, key);
+        let (vhead, vd) = rest.split_at_mut(4);
+        vhead.copy_from_slice(&[
+            (2 << 3) | LEN as u8,
+            (vn + 2) as u8,
+            (1 << 3) | LEN as u8,
+            vn as u8,
+        ]);
+        copy_short(vd, value);
+        self.pos += 2 + body;
+        true
+    }
+
     /// Writes the key and length of a nested message of `body` bytes; the
     /// caller writes the body next.
     #[inline]
@@ -205,16 +263,19 @@ impl<'a> Writer<'a> {
     /// that (the buffer, sized by the size pass, has room for them).
     #[inline]
     pub fn end_message(&mut self, start: usize) {
-        if self.pos > self.buf.len() {
-            return; // an overflowed scratch writer
-        }
-        let body = self.pos - start;
+        // No separate test for an overflowed scratch writer (its position
+        // past the end): a short body's length byte then lands in bytes
+        // that are thrown away, or nowhere (`get_mut`), and `long_length`
+        // finds the body past the end and reports the overflow again.
+        let body = self.pos.wrapping_sub(start);
         if body < 0x80 {
-            self.buf[start - 1] = body as u8;
+            if let Some(b) = self.buf.get_mut(start.wrapping_sub(1)) {
+                *b = body as u8;
+            }
             return;
         }
         // Given the buffer rather than the writer (see `overflowed`).
-        self.pos = long_length(self.buf, start, body, self.scratch);
+        self.pos = long_length(self.buf, start, self.pos, self.scratch);
     }
 
     /// Writes a varint field.
@@ -298,15 +359,21 @@ pub fn write_into(buf: &mut [u8], scratch: bool, f: impl FnOnce(&mut Writer<'_>)
     w.written()
 }
 
-/// Moves the body of `body` bytes at `start` up by the bytes its length
+/// Moves the body between `start` and `end` up by the bytes its length
 /// needs beyond the one kept for it, writes the length before it, and
-/// returns the position after the body.
+/// returns the position after the body. An overflowed scratch writer
+/// (`end` past the buffer, or before `start`: an overflow puts the
+/// position just past the end) stays overflowed.
 #[cold]
 #[inline(never)]
-fn long_length(buf: &mut [u8], start: usize, body: usize, scratch: bool) -> usize {
+fn long_length(buf: &mut [u8], start: usize, end: usize, scratch: bool) -> usize {
+    if end > buf.len() || end < start {
+        return overflowed(scratch, end, buf.len());
+    }
+    let body = end - start;
     let extra = varint_len(body as u64) - 1;
-    if start + body + extra > buf.len() {
-        return overflowed(scratch, start + body, buf.len());
+    if end + extra > buf.len() {
+        return overflowed(scratch, end, buf.len());
     }
     buf.copy_within(start..start + body, start + extra);
     let mut w = Writer {
@@ -372,7 +439,58 @@ mod tests {
         }
         w.end_message(start);
         w.fixed64_field(2, 7);
+        w.nested_bytes_field(5, 1, b"value");
+        assert!(w.short_string_pair(9, b"key", b"val"));
         w.bytes_field(4, b"tail");
+    }
+
+    #[test]
+    fn short_pairs_and_nested_bytes_are_what_the_general_writes_make() {
+        let long = [b'x'; 130];
+        for (key, value) in [
+            (&b"k"[..], &b""[..]),
+            (b"http.request.method", b"GET"),
+            (b"url.path", &long[..120]),
+            (b"url.path", &long[..]),
+        ] {
+            // The general form: begin, fields, end.
+            let mut want = vec![0; 512];
+            let n = write_into(&mut want, true, |w| {
+                let kv = w.begin_message(9);
+                w.bytes_field(1, key);
+                let v = w.begin_message(2);
+                w.bytes_field(1, value);
+                w.end_message(v);
+                w.end_message(kv);
+            })
+            .unwrap();
+            let mut got = vec![0; 512];
+            let m = write_into(&mut got, true, |w| {
+                if !w.short_string_pair(9, key, value) {
+                    let kv = w.begin_message(9);
+                    w.bytes_field(1, key);
+                    w.nested_bytes_field(2, 1, value);
+                    w.end_message(kv);
+                }
+            })
+            .unwrap();
+            assert_eq!(
+                got[..m],
+                want[..n],
+                "{} and {} bytes",
+                key.len(),
+                value.len()
+            );
+            let short = 2 + key.len() + 4 + value.len() < 0x80;
+            let mut probe = vec![0; 512];
+            assert_eq!(
+                write_into(&mut probe, true, |w| assert_eq!(
+                    w.short_string_pair(9, key, value),
+                    short
+                )),
+                Some(if short { n } else { 0 })
+            );
+        }
     }
 
     #[test]

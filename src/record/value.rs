@@ -179,7 +179,7 @@ pub fn attributes_len(field: u32, kvs: &[KeyValue<'_>]) -> usize {
 pub fn encode_attributes(w: &mut Writer<'_>, field: u32, kvs: &[KeyValue<'_>]) {
     for kv in kvs {
         if let Value::Str(s) = kv.value {
-            if !kv.key.is_empty() && w.short_string_pair(field, kv.key.as_bytes(), s.as_bytes()) {
+            if w.short_string_pair(field, kv.key.as_bytes(), s.as_bytes()) {
                 continue;
             }
         }

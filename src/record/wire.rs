@@ -209,13 +209,13 @@ impl<'a> Writer<'a> {
     /// and field 2 a nested message whose field 1 is `value`, when all of
     /// it is under 128 bytes (every length a byte, known before writing:
     /// one bounds check for the whole). Returns false, writing nothing,
-    /// when it is not.
+    /// when it is not, or when `key` is empty (proto3 leaves it off).
     #[inline(always)]
     pub fn short_string_pair(&mut self, field: u32, key: &[u8], value: &[u8]) -> bool {
         let k = (field << 3) | LEN;
         let (kn, vn) = (key.len(), value.len());
         let body = 2 + kn + 4 + vn;
-        if k >= 0x80 || body >= 0x80 {
+        if k >= 0x80 || body >= 0x80 || kn == 0 {
             return false;
         }
         let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + body) else {
@@ -449,6 +449,7 @@ mod tests {
         let long = [b'x'; 130];
         for (key, value) in [
             (&b"k"[..], &b""[..]),
+            (b"", b"no key"),
             (b"http.request.method", b"GET"),
             (b"url.path", &long[..120]),
             (b"url.path", &long[..]),
@@ -481,7 +482,7 @@ mod tests {
                 key.len(),
                 value.len()
             );
-            let short = 2 + key.len() + 4 + value.len() < 0x80;
+            let short = !key.is_empty() && 2 + key.len() + 4 + value.len() < 0x80;
             let mut probe = vec![0; 512];
             assert_eq!(
                 write_into(&mut probe, true, |w| assert_eq!(

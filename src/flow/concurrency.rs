@@ -197,8 +197,9 @@ impl Aimd {
             if steady && !short {
                 let grown = if self.slow_start {
                     // On a long path each window is long: quadrupling
-                    // reaches a ceiling of 96 from 4 in 3 windows rather
-                    // than 5 (0.4 s of a 200 ms path's start).
+                    // reaches the default ceiling (112 under a 256M
+                    // budget) from 4 in 3 windows rather than 5 (0.4 s
+                    // of a 200 ms path's start).
                     if reference as u64 >= LONG_ROUND_TRIP_NS {
                         self.limit * 4
                     } else {

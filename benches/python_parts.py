@@ -1,9 +1,11 @@
 """Where a Python span's time goes on the recording thread: the bench
 loop of `benches/compare.py` (`with p.span(...)`, or through a template
-with `--template`), with the hand-over's two steps timed: `marshal.dumps`,
-and the native call that parses, encodes and records.
+with `--template`), with the hand-over timed: on CPython the two native
+calls that read the span objects and record them (`--marshal`: the
+marshal fallback's two steps instead, `marshal.dumps` and the native call
+that parses, encodes and records).
 
-    python3 benches/python_parts.py [--spans N] [--template]
+    python3 benches/python_parts.py [--spans N] [--template] [--marshal]
 
 Needs `cargo build --release --workspace` (the otlpflow binary for the
 receiver, libotlpflow_ffi.so for the binding). Prints microseconds per span
@@ -34,6 +36,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--spans", type=int, default=200_000)
     ap.add_argument("--template", action="store_true")
+    ap.add_argument("--marshal", action="store_true")
     args = ap.parse_args()
     port = free_port()
     sink = subprocess.Popen([os.path.join(ROOT, "target", "release", "otlpflow"), "sink", "--grpc",
@@ -79,6 +82,15 @@ def main():
         p._span_buffer(t._scope)
         for buf in p._buffers.values():
             buf._send = timed_send(buf._send)
+            if args.marshal or buf._send_objects is None:
+                buf._send_objects = None
+            else:
+                send_objects = timed_send(buf._send_objects)
+
+                def counted(batch, send_objects=send_objects):
+                    parts["spans"] += len(batch)
+                    return send_objects(batch)
+                buf._send_objects = counted
         t0 = time.thread_time()
         for i in range(args.spans):
             if args.template:

@@ -676,6 +676,66 @@ typedef struct otlpflow_stats {
   uint64_t spool_errors;
 } otlpflow_stats;
 
+// A Python object (`PyObject`, named apart from Python.h's), opaque
+// here: reached only through the offsets and entry points of
+// `otlpflow_python_api`.
+typedef void otlpflow_py_object;
+
+// The CPython entry points, type objects and object layout the walk
+// uses, as the Python binding finds them in its own interpreter
+// (`ctypes.pythonapi`, `id()` of the types, offsets checked against live
+// objects). Every field is required.
+typedef struct otlpflow_python_api {
+  // Offset of `ob_type` in every object.
+  size_t ob_type_offset;
+  // Offset of `ob_size` in a list or tuple.
+  size_t ob_size_offset;
+  // Offset of a list's pointer to its items.
+  size_t list_items_offset;
+  // Offset of a tuple's items (inline).
+  size_t tuple_items_offset;
+  // `None`.
+  const void *none;
+  // `True`.
+  const void *true_object;
+  // The exact types read: `str`, `int`, `bool`, `float`, `bytes`,
+  // `list`, `tuple`, `dict`.
+  const void *str_type;
+  const void *int_type;
+  const void *bool_type;
+  const void *float_type;
+  const void *bytes_type;
+  const void *list_type;
+  const void *tuple_type;
+  const void *dict_type;
+  // The `int` 64 (for the high half of a 128-bit id).
+  const void *sixty_four;
+  // `PyUnicode_AsUTF8AndSize`.
+  const char *(*unicode_as_utf8_and_size)(otlpflow_py_object*, ptrdiff_t*);
+  // `PyLong_AsLongLongAndOverflow`.
+  int64_t (*long_as_long_long_and_overflow)(otlpflow_py_object*, int*);
+  // `PyLong_AsUnsignedLongLongMask`.
+  uint64_t (*long_as_unsigned_long_long_mask)(otlpflow_py_object*);
+  // `PyLong_AsUnsignedLongLong`.
+  uint64_t (*long_as_unsigned_long_long)(otlpflow_py_object*);
+  // `PyNumber_Rshift`.
+  otlpflow_py_object *(*number_rshift)(otlpflow_py_object*, otlpflow_py_object*);
+  // `Py_DecRef`.
+  void (*dec_ref)(otlpflow_py_object*);
+  // `PyDict_Size`.
+  ptrdiff_t (*dict_size)(otlpflow_py_object*);
+  // `PyDict_Next`.
+  int (*dict_next)(otlpflow_py_object*, ptrdiff_t*, otlpflow_py_object**, otlpflow_py_object**);
+  // `PyFloat_AsDouble`.
+  double (*float_as_double)(otlpflow_py_object*);
+  // `PyBytes_AsStringAndSize`.
+  int (*bytes_as_string_and_size)(otlpflow_py_object*, char**, ptrdiff_t*);
+  // `PyErr_Occurred`.
+  otlpflow_py_object *(*err_occurred)(void);
+  // `PyErr_Clear`.
+  void (*err_clear)(void);
+} otlpflow_python_api;
+
 // How the records of one waiting call ended. Set `size =
 // sizeof(otlpflow_delivery)` before the call (a versioned struct, as
 // `otlpflow_stats`). Once resolved, `delivered + rejected + sum(dropped) +
@@ -1055,6 +1115,32 @@ otlpflow_result otlpflow_pipeline_last_error(const struct otlpflow_pipeline *pip
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_pipeline_health(const struct otlpflow_pipeline *pipeline,
                                          uint32_t *out);
+
+// Copies a batch of Python span records (a `list` of the records
+// `otlpflow_pipeline_record_marshalled_spans` takes, the objects
+// themselves rather than their marshal bytes) into this thread's staging
+// area, for the `otlpflow_pipeline_record_staged_spans` that follows.
+// Meant for the Python binding only: call it with the GIL held (a
+// `ctypes.PYFUNCTYPE` function), `spans` a `py_object`, and `api` filled
+// from the same interpreter. `OTLPFLOW_RESULT_INVALID_ARGUMENT` if `api`
+// lacks an entry, `spans` is not a list, or the batch is too large to
+// stage (the binding then marshals it instead); after an error nothing is
+// staged.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_python_stage_spans(const struct otlpflow_python_api *api,
+                                            void *spans);
+
+// Records the spans this thread staged last with
+// `otlpflow_python_stage_spans` (call it without the GIL), exactly as
+// `otlpflow_pipeline_record_marshalled_spans` records the same batch
+// marshalled, and empties the staging area. Writes how many spans were
+// accepted and refused. `OTLPFLOW_RESULT_INVALID_ARGUMENT` if nothing is
+// staged.
+OTLPFLOW_MUST_USE
+otlpflow_result otlpflow_pipeline_record_staged_spans(const struct otlpflow_pipeline *pipeline,
+                                                      const struct otlpflow_scope *scope,
+                                                      size_t *out_accepted,
+                                                      size_t *out_refused);
 
 // Records a batch of spans marshalled by Python: `buf` holds
 // `marshal.dumps(list_of_span_tuples, 4)` (the tuple layout is in the

@@ -36,6 +36,7 @@ mod fork;
 mod marshal;
 mod pipeline;
 mod ptr;
+mod pyobjects;
 mod pyspans;
 mod receipt;
 mod resource;
@@ -50,6 +51,9 @@ pub use enums::*;
 pub use fork::*;
 pub use pipeline::*;
 pub use ptr::otlpflow_str;
+pub use pyobjects::{
+    otlpflow_pipeline_record_staged_spans, otlpflow_python_api, otlpflow_python_stage_spans,
+};
 pub use pyspans::otlpflow_pipeline_record_marshalled_spans;
 pub use resource::*;
 pub use signals::*;

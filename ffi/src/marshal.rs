@@ -129,6 +129,22 @@ impl<'a> Parsed<'a> {
         pairs.chunks_exact(2).map(|kv| (kv[0], kv[1]))
     }
 
+    /// A batch read by another reader (`pyobjects`), top object at
+    /// `items[0]`.
+    ///
+    /// # Safety
+    /// What the marshal reader guarantees of what it makes: every `Str`,
+    /// `Bytes` and `Big` range lies in `buf`, every `Str` range is UTF-8,
+    /// and every container's range lies in `items`.
+    pub(crate) unsafe fn from_parts(buf: &'a [u8], items: Vec<Obj>) -> Parsed<'a> {
+        Parsed { buf, items }
+    }
+
+    /// The arena, for the next batch.
+    pub(crate) fn into_items(mut self) -> Vec<Obj> {
+        std::mem::take(&mut self.items)
+    }
+
     fn slice(&self, at: u32, len: u32) -> &'a [u8] {
         // In bounds: the reader checked every position it made.
         &self.buf[at as usize..at as usize + len as usize]
@@ -472,7 +488,9 @@ thread_local! {
 impl Drop for Parsed<'_> {
     fn drop(&mut self) {
         // Keep at most 4 MiB of arena for the next call.
-        if self.items.capacity() <= (4 << 20) / std::mem::size_of::<Obj>() {
+        // (An arena taken by `into_items` leaves nothing to keep.)
+        let capacity = self.items.capacity();
+        if capacity > 0 && capacity <= (4 << 20) / std::mem::size_of::<Obj>() {
             let items = std::mem::take(&mut self.items);
             SPARE.with(|s| s.set(items));
         }

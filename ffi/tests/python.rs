@@ -75,7 +75,11 @@ fn header_fields(header: &str, name: &str) -> Vec<(String, String)> {
         .filter(|l| !l.is_empty() && !l.starts_with("//"))
         .map(|l| {
             let decl = l.trim_end_matches(';');
-            let field = decl.rsplit(' ').next().unwrap().trim_start_matches('*');
+            // A function pointer, `ret (*name)(args)`, is named inside.
+            let field = match decl.split_once("(*") {
+                Some((_, rest)) => rest.split(')').next().unwrap(),
+                None => decl.rsplit(' ').next().unwrap().trim_start_matches('*'),
+            };
             match field.split_once('[') {
                 Some((f, n)) => (f.to_owned(), n.trim_end_matches(']').to_owned()),
                 None => (field.to_owned(), "1".to_owned()),
@@ -95,6 +99,7 @@ fn python_struct_mirrors_match_the_c_structs() {
         ("otlpflow_metric_point", "MetricPoint"),
         ("otlpflow_delivery", "Delivery"),
         ("otlpflow_endpoint_stats", "EndpointStats"),
+        ("otlpflow_python_api", "PythonApi"),
     ] {
         check_mirror(c_name, py_name);
     }

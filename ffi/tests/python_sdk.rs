@@ -39,20 +39,28 @@ fn sdk_drop_in_matches_the_sdk_exporter_field_by_field() {
     ] {
         std::fs::write(dir.join(name), pem).unwrap();
     }
-    let out = Command::new(python)
-        .args(["-W", "ignore", "-m", "unittest", "discover", "-v", "-s"])
-        .arg(root.join("bindings/python/tests_sdk"))
-        .env("OTLPFLOW_LIBRARY", &lib)
-        .env("OTLPFLOW_RECEIVER", root.join("tests/interop/receiver.py"))
-        .env("OTLPFLOW_TLS_DIR", &dir)
-        .output()
-        .expect("running the SDK drop-in tests");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "SDK drop-in tests failed:\n{stderr}");
-    assert!(
-        !stderr.contains("skipped"),
-        "SDK tests were skipped:\n{stderr}"
-    );
-    assert!(stderr.contains("Ran 2 tests"), "{stderr}");
+    // Twice: span records handed over as the Python objects themselves
+    // (CPython's default), and as marshal bytes (the fallback).
+    for handover in ["objects", "marshal"] {
+        let out = Command::new(&python)
+            .args(["-W", "ignore", "-m", "unittest", "discover", "-v", "-s"])
+            .arg(root.join("bindings/python/tests_sdk"))
+            .env("OTLPFLOW_LIBRARY", &lib)
+            .env("OTLPFLOW_RECEIVER", root.join("tests/interop/receiver.py"))
+            .env("OTLPFLOW_TLS_DIR", &dir)
+            .env("OTLPFLOW_PYTHON_HANDOVER", handover)
+            .output()
+            .expect("running the SDK drop-in tests");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "SDK drop-in tests ({handover} hand-over) failed:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("skipped"),
+            "SDK tests were skipped:\n{stderr}"
+        );
+        assert!(stderr.contains("Ran 2 tests"), "{stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -396,10 +396,13 @@ class Pipeline:
         sc = self._default_scope if scope is None else scope
         buf = self._buffers.get(sc.id)
         if buf is None:
-            buf = self._buffers.setdefault(sc.id, _spans.SpanBuffer(self._sender(sc), self._batch_spans))
+            buf = self._buffers.setdefault(sc.id, _spans.SpanBuffer(*self._senders(sc), self._batch_spans))
         return buf
 
-    def _sender(self, sc):
+    def _senders(self, sc):
+        """The scope's two hand-overs: the span records as marshal bytes,
+        and (on CPython) as the objects themselves, None where unavailable;
+        see `_spans.SpanBuffer.hand_over`."""
         lib, guard = self._lib, self._guard
         accepted, refused = ctypes.c_size_t(), ctypes.c_size_t()
         ref_sc, ref_a, ref_r = ctypes.byref(sc), ctypes.byref(accepted), ctypes.byref(refused)
@@ -409,7 +412,28 @@ class Pipeline:
                 _check(lib.otlpflow_pipeline_record_marshalled_spans(h, ref_sc, data, len(data), ref_a, ref_r),
                        "span hand-over")
             return accepted.value, refused.value
-        return send
+
+        objects = _native._object_handover()
+        if objects is None:
+            return send, None
+        stage, api = objects
+        record_staged = lib.otlpflow_pipeline_record_staged_spans
+
+        def send_objects(batch):
+            # Staged with the GIL held (the objects are read), recorded
+            # without it (from the copy). Not staged (a batch too large to
+            # walk), or staged over by a hand-over that ran in between on
+            # this thread (a signal handler's): None, and the caller
+            # marshals the batch instead.
+            with guard as h:
+                if stage(api, batch) != Result.OK:
+                    return None
+                rc = record_staged(h, ref_sc, ref_a, ref_r)
+                if rc == Result.INVALID_ARGUMENT:
+                    return None
+                _check(rc, "span hand-over")
+            return accepted.value, refused.value
+        return send, send_objects
 
     def _hand_over(self):
         for buf in list(getattr(self, "_buffers", {}).values()):

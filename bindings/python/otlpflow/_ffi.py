@@ -293,6 +293,103 @@ def _candidates():
         yield os.path.join(target, profile, LIB_NAME)
 
 
+class PythonApi(Structure):
+    """`otlpflow_python_api`: what the native side needs to read span
+    records as the Python objects themselves (see `python_api`)."""
+    _fields_ = ([(name, c_size_t) for name in ("ob_type_offset", "ob_size_offset", "list_items_offset",
+                                               "tuple_items_offset")]
+                + [(name, c_void_p) for name in ("none", "true_object", "str_type", "int_type", "bool_type",
+                                                 "float_type", "bytes_type", "list_type", "tuple_type",
+                                                 "dict_type", "sixty_four")]
+                + [(name, c_void_p) for name in (
+                    "unicode_as_utf8_and_size", "long_as_long_long_and_overflow", "long_as_unsigned_long_long_mask",
+                    "long_as_unsigned_long_long", "number_rshift", "dec_ref", "dict_size", "dict_next",
+                    "float_as_double", "bytes_as_string_and_size", "err_occurred", "err_clear")])
+
+
+# The CPython entry point behind each function field of PythonApi.
+_PYTHON_ENTRY_POINTS = {
+    "unicode_as_utf8_and_size": "PyUnicode_AsUTF8AndSize",
+    "long_as_long_long_and_overflow": "PyLong_AsLongLongAndOverflow",
+    "long_as_unsigned_long_long_mask": "PyLong_AsUnsignedLongLongMask",
+    "long_as_unsigned_long_long": "PyLong_AsUnsignedLongLong",
+    "number_rshift": "PyNumber_Rshift",
+    "dec_ref": "Py_DecRef",
+    "dict_size": "PyDict_Size",
+    "dict_next": "PyDict_Next",
+    "float_as_double": "PyFloat_AsDouble",
+    "bytes_as_string_and_size": "PyBytes_AsStringAndSize",
+    "err_occurred": "PyErr_Occurred",
+    "err_clear": "PyErr_Clear",
+}
+
+_SIXTY_FOUR = 64
+
+
+def python_api():
+    """This interpreter's `PythonApi`, or None where span records must go
+    through marshal instead: not CPython, a free-threaded build, an object
+    layout other than the one checked here. OTLPFLOW_PYTHON_HANDOVER set to
+    `marshal` chooses marshal; set to `objects`, an interpreter without the
+    objects path is an error rather than a silent fallback."""
+    choice = os.environ.get("OTLPFLOW_PYTHON_HANDOVER", "")
+    if choice == "marshal":
+        return None
+    api = _python_api()
+    if api is None and choice == "objects":
+        raise OSError("otlpflow: OTLPFLOW_PYTHON_HANDOVER=objects, but this interpreter's objects cannot be read "
+                      "(not CPython, free-threaded, or another object layout)")
+    return api
+
+
+def _python_api():
+    """`python_api` without the choice. The layout is checked against live
+    objects, not assumed: every object's type pointer one word in, a list's
+    and a tuple's length two words in, a list's item pointer and a tuple's
+    first item three words in."""
+    if sys.implementation.name != "cpython":
+        return None
+    import sysconfig
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return None
+    word = ctypes.sizeof(c_void_p)
+
+    def at(obj, offset, ctype=c_void_p):
+        return ctype.from_address(id(obj) + offset).value
+
+    probe_list, probe_tuple = ["a", 2], ("b", 3.0)
+    for obj in (probe_list, probe_tuple, "x", 1 << 100, 1.5, b"y", {"k": 1}, None, True):
+        if at(obj, word) != id(type(obj)):
+            return None
+    if at(probe_list, 2 * word, ctypes.c_ssize_t) != 2 or at(probe_tuple, 2 * word, ctypes.c_ssize_t) != 2:
+        return None
+    items = at(probe_list, 3 * word)
+    if not items or [c_void_p.from_address(items + i * word).value for i in (0, 1)] != [id(x) for x in probe_list]:
+        return None
+    if [at(probe_tuple, (3 + i) * word) for i in (0, 1)] != [id(x) for x in probe_tuple]:
+        return None
+    try:
+        entries = {field: ctypes.cast(getattr(ctypes.pythonapi, name), c_void_p).value
+                   for field, name in _PYTHON_ENTRY_POINTS.items()}
+    except AttributeError:
+        return None
+    return PythonApi(word, 2 * word, 3 * word, 3 * word, id(None), id(True), id(str), id(int), id(bool),
+                     id(float), id(bytes), id(list), id(tuple), id(dict), id(_SIXTY_FOUR), **entries)
+
+
+# Functions called with the GIL held (they read Python objects): declared
+# through PYFUNCTYPE, which keeps it, rather than on the library.
+WITH_GIL = {
+    "otlpflow_python_stage_spans": (c_uint32, [POINTER(PythonApi), ctypes.py_object]),
+}
+
+
+def stage_function(lib):
+    """`otlpflow_python_stage_spans`, holding the GIL."""
+    res, args = WITH_GIL["otlpflow_python_stage_spans"]
+    return ctypes.PYFUNCTYPE(res, *args)(("otlpflow_python_stage_spans", lib))
+
+
 def load():
     tried = []
     for path in _candidates():
@@ -352,6 +449,7 @@ def _declare(lib):
                                                     POINTER(Delivery)]),
         "otlpflow_pipeline_record_marshalled_spans": (R, [pipe, POINTER(Scope), c_char_p, c_size_t,
                                                           POINTER(c_size_t), POINTER(c_size_t)]),
+        "otlpflow_pipeline_record_staged_spans": (R, [pipe, POINTER(Scope), POINTER(c_size_t), POINTER(c_size_t)]),
         "otlpflow_pipeline_instrument": (R, [pipe, POINTER(Scope), c_uint32, Str, Str, Str,
                                              POINTER(c_double), c_size_t, POINTER(c_void_p)]),
         "otlpflow_instrument_record": (R, [c_void_p, c_double, POINTER(Attribute), c_size_t]),

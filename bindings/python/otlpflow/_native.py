@@ -21,6 +21,23 @@ def _library():
         return _lib
 
 
+_objects = None
+
+
+def _object_handover():
+    """`(stage, api)` for handing span records over as the objects
+    themselves (`otlpflow_python_stage_spans` and this interpreter's
+    `PythonApi`), or None where they go through marshal (see
+    `_ffi.python_api`). Made once per process."""
+    global _objects
+    with _lib_lock:
+        if _objects is None:
+            lib = _lib if _lib is not None else _ffi.load()
+            api = _ffi.python_api()
+            _objects = (_ffi.stage_function(lib), ctypes.byref(api), api) if api is not None else ()
+        return _objects[:2] if _objects else None
+
+
 def version() -> str:
     """The version of the loaded native library."""
     return _library().otlpflow_version().decode()

@@ -3,8 +3,11 @@
 A finished span becomes one tuple appended to its scope's buffer (a list:
 appending is atomic under the GIL, so recording threads take no lock).
 When a buffer holds `batch_spans` spans, the thread that filled it hands
-them over in one native call: `marshal.dumps(spans, 4)`, one C-speed call,
-and `otlpflow_pipeline_record_marshalled_spans`, which reads the bytes in
+them over: on CPython in two native calls, one that reads the list of span
+records itself into a native copy (the GIL held) and one that records the
+copy (the GIL released); elsewhere, or when a batch is too large to walk,
+as `marshal.dumps(spans, 4)`, one C-speed call, and
+`otlpflow_pipeline_record_marshalled_spans`, which reads the bytes in
 Rust. A background thread hands over what waits longer than
 `batch_interval`; `flush()`, `shutdown()`, `os.fork()` and interpreter exit
 hand over everything first. So a span waits in Python at most
@@ -282,12 +285,13 @@ class SpanBuffer:
     """The spans of one scope waiting to be handed over (see the module
     docstring)."""
 
-    __slots__ = ("spans", "limit", "_send", "_lock", "handed_over", "refused", "__weakref__")
+    __slots__ = ("spans", "limit", "_send", "_send_objects", "_lock", "handed_over", "refused", "__weakref__")
 
-    def __init__(self, send, limit):
+    def __init__(self, send, send_objects, limit):
         self.spans = []
         self.limit = limit
         self._send = send
+        self._send_objects = send_objects
         self._lock = threading.Lock()
         self.handed_over = 0
         self.refused = 0
@@ -308,6 +312,12 @@ class SpanBuffer:
                 return
             batch = self.spans[:n]
             del self.spans[:n]
+            if self._send_objects is not None:
+                out = self._send_objects(batch)
+                if out is not None:
+                    self.handed_over += out[0] + out[1]
+                    self.refused += out[1]
+                    return
             try:
                 data = marshal.dumps(batch, 4)
             except ValueError:

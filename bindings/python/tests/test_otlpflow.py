@@ -210,6 +210,73 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(stats["dropped_invalid"], 3)
         delivered(3)
 
+    def test_objects_and_marshal_hand_overs_take_and_refuse_the_same_spans(self):
+        # On CPython span records go over as the objects themselves; the
+        # marshal hand-over is the fallback. Both take the same spans and
+        # refuse the same hostile ones, each counted, the rest delivered.
+        if sys.implementation.name == "cpython":
+            self.assertIsNotNone(otlpflow._native._object_handover())
+
+        class Text(str):
+            pass
+        looped = []
+        looped.append(looped)
+        wide = [looped] * 8
+        for _ in range(3):
+            wide = [wide] * 8
+        shared = [1] * 64
+        for _ in range(4):
+            shared = [shared] * 64
+
+        def record(p):
+            for i in range(40):
+                with p.span("fine", attributes={"i": i, "s": "x" * i, "f": 0.5, "b": b"\x01", "t": True,
+                                                "list": [1, "two", 3.0], "tuple": (4, 5), "none": None},
+                            links=[((1 << 127) + i, 2 ** 63 + 1, {"rel": "follows"}, "k=v", 1)]) as s:
+                    s.add_event("e", {"n": -2 ** 63})
+                with p.span("child of a 128-bit trace id", trace_id=(1 << 128) - 1 - i, parent_span_id=(1 << 64) - 1):
+                    pass
+            for bad in ({"k": Text("subclass")}, {"k": looped}, {"k": wide}, {"k": 1 << 64},
+                        {1: "key not a string"}, {"\udc80": "lone surrogate key"}, {"k": -(1 << 70)}):
+                with p.span("hostile", attributes=bad):
+                    pass
+            with self.assertRaises(ValueError):
+                p.span("id past 128 bits", trace_id=1 << 130)
+            with p.span("after", kind="client"):
+                pass
+            p.flush()
+            # One object shared so often that walking it would stage
+            # millions of items (marshal writes it once): the batch goes
+            # through marshal instead, where the span is refused.
+            with p.span("shared", attributes={"k": shared}):
+                pass
+            with p.span("beside it"):
+                pass
+            return p.shutdown()
+
+        outcomes = []
+        for objects in (True, False):
+            with pipeline(batch_spans=1000) as p:
+                buf = p._span_buffer(None)
+                walked = []
+                if objects and buf._send_objects is not None:
+                    send = buf._send_objects
+
+                    def counted(batch):
+                        out = send(batch)
+                        walked.append(out is not None)
+                        return out
+                    buf._send_objects = counted
+                else:
+                    buf._send_objects = None
+                stats = record(p)
+                outcomes.append((stats["exported"], stats["dropped_invalid"], stats["python_handed_over"]))
+                if objects and sys.implementation.name == "cpython":
+                    self.assertEqual(walked, [True, False])
+        self.assertEqual(outcomes[0], outcomes[1])
+        self.assertEqual(outcomes[0], (82, 8, 90))
+        delivered(2 * 82)
+
     def test_span_buffer_is_bounded_and_handed_over_on_time(self):
         with pipeline(batch_spans=64, batch_interval=0.05) as p:
             for i in range(1000):

@@ -70,6 +70,8 @@ pub struct Aimd {
     reached: bool,
     throttled: bool,
     overloaded: bool,
+    /// No growth until the first load verdict (see `await_load_verdict`).
+    unjudged: bool,
     /// Doubling rather than adding one (until the first cut).
     slow_start: bool,
     /// Where it started.
@@ -103,6 +105,7 @@ impl Aimd {
             reached: false,
             throttled: false,
             overloaded: false,
+            unjudged: false,
             slow_start: true,
             start: start.clamp(min, max),
             grow_above_ns: 0,
@@ -116,6 +119,16 @@ impl Aimd {
     /// same cores).
     pub fn grow_only_above(mut self, ns: u64) -> Aimd {
         self.grow_above_ns = ns;
+        self
+    }
+
+    /// Grows only once `set_overloaded` has given a first verdict. A
+    /// worker with a CPU budget learns whether it is over only after a
+    /// measuring interval; slow start on a short path could multiply the
+    /// limit many times before that, and the budget would then take many
+    /// windows of decrease to bring it back.
+    pub fn await_load_verdict(mut self) -> Aimd {
+        self.unjudged = true;
         self
     }
 
@@ -142,6 +155,7 @@ impl Aimd {
     /// throttled.
     pub fn set_overloaded(&mut self, overloaded: bool) {
         self.overloaded = overloaded;
+        self.unjudged = false;
     }
 
     /// A request finished after `rtt_ns`.
@@ -182,7 +196,7 @@ impl Aimd {
             self.limit = ((self.limit as f64 * DECREASE) as usize).clamp(self.min, self.max);
             // Back at the minimum, the path is learnt afresh: slow start.
             self.slow_start = self.limit == self.min;
-        } else if self.reached {
+        } else if self.reached && !self.unjudged {
             let steady = match (mean, self.have_past) {
                 (Some(m), true) => m <= self.reference * STEADY,
                 _ => true,
@@ -369,6 +383,20 @@ mod tests {
         c.set_overloaded(false);
         let seen = drive(&mut c, now, 20, |_| (MS, Outcome::Answered));
         assert!(*seen.last().unwrap() > 10, "{seen:?}");
+    }
+
+    #[test]
+    fn awaiting_a_load_verdict_holds_the_start_until_one_comes() {
+        let mut c = Aimd::starting_at(1, 64, 4, 0).await_load_verdict();
+        let now = &mut 0;
+        let seen = drive(&mut c, now, 30, |_| (MS, Outcome::Answered));
+        assert!(seen.iter().all(|&l| l == 4), "{seen:?}");
+        c.set_overloaded(true);
+        let seen = drive(&mut c, now, 30, |_| (MS, Outcome::Answered));
+        assert_eq!(*seen.last().unwrap(), 1, "{seen:?}");
+        c.set_overloaded(false);
+        let seen = drive(&mut c, now, 30, |_| (MS, Outcome::Answered));
+        assert!(*seen.last().unwrap() > 4, "{seen:?}");
     }
 
     #[test]

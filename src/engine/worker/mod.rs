@@ -100,7 +100,10 @@ pub(super) fn run(
     let cfg = &inner.config;
     let now_ns = inner.epoch.elapsed().as_nanos() as u64;
     let aimd = cfg.flow.adaptive_concurrency.map(|(min, max)| {
-        let a = Aimd::starting_at(min, max, cfg.aimd_start, now_ns);
+        let mut a = Aimd::starting_at(min, max, cfg.aimd_start, now_ns);
+        if cfg.flow.worker_cpu_budget.is_some() {
+            a = a.await_load_verdict();
+        }
         if cfg.auto_concurrency {
             a.grow_only_above(crate::flow::concurrency::LONG_ROUND_TRIP_NS)
         } else {

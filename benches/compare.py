@@ -14,7 +14,13 @@ process, OTLP/gRPC over loopback) whose count is that system's delivery.
 Rust systems record with 2 producer threads; Python ones with 1 (the GIL).
 
 Two figures: throughput (spans offered as fast as each system takes them)
-and CPU at a fixed 10,000 spans/s. Not part of the test command:
+and CPU at a fixed 10,000 spans/s. A process's CPU time includes what it
+spends once: starting the interpreter, importing, starting and shutting
+down the pipeline (tens of milliseconds for Python, hundreds with the
+OpenTelemetry SDK). With `--net-startup`, each system also runs once with
+a single span, and the throughput table adds CPU per span net of that
+(`CPU s/M net`: (CPU of the run - CPU of the one-span run) / (spans - 1)),
+the marginal cost of a span. Not part of the test command:
 
     cargo build --release
     (cd compare && cargo build --release)
@@ -219,8 +225,10 @@ def systems(spans_rust, spans_py, shape, rate=None):
 
 def table(rows, title):
     print("\n" + title)
-    print("%-42s %9s %9s %7s %12s %9s %9s %8s" % (
-        "system", "offered", "received", "loss", "spans/s", "CPU s/M", "CPU s/M d", "RSS MB"))
+    net = any("cpu_once_s" in r for r in rows)
+    print("%-42s %9s %9s %7s %12s %9s %9s %8s%s" % (
+        "system", "offered", "received", "loss", "spans/s", "CPU s/M", "CPU s/M d", "RSS MB",
+        " %11s" % "CPU s/M net" if net else ""))
     by_name = {}
     for r in rows:
         rate = r["received"] / r["elapsed_s"]
@@ -228,16 +236,27 @@ def table(rows, title):
         # CPU per million offered, and per million delivered (a system that
         # drops most spans spends little on the ones it drops).
         cpu_d = r["cpu_s"] / r["received"] * 1e6 if r["received"] else float("inf")
-        by_name[r["system"]] = (rate, cpu_m, cpu_d)
-        print("%-42s %9d %9d %6.1f%% %12.0f %9.2f %9.2f %8.1f" % (
+        cpu_n = net_cpu(r)
+        by_name[r["system"]] = (rate, cpu_m, cpu_d, cpu_n)
+        print("%-42s %9d %9d %6.1f%% %12.0f %9.2f %9.2f %8.1f%s" % (
             r["system"], r["offered"], r["received"], 100.0 * (r["offered"] - r["received"]) / r["offered"],
-            rate, cpu_m, cpu_d, r["rss_mb"]))
+            rate, cpu_m, cpu_d, r["rss_mb"], "" if cpu_n is None else " %11.2f" % cpu_n))
     for ours, peer in PAIRS:
         if ours in by_name and peer in by_name:
-            (a_rate, a_cpu, a_cpu_d), (b_rate, b_cpu, b_cpu_d) = by_name[ours], by_name[peer]
+            (a_rate, a_cpu, a_cpu_d, a_net), (b_rate, b_cpu, b_cpu_d, b_net) = by_name[ours], by_name[peer]
             print("  %s vs %s: %.2fx the delivered spans/s, %.2fx less CPU per delivered span, "
-                  "%.2fx per offered" % (ours, peer, a_rate / b_rate if b_rate else float("inf"),
-                                          b_cpu_d / a_cpu_d if a_cpu_d else 0, b_cpu / a_cpu if a_cpu else 0))
+                  "%.2fx per offered%s" % (ours, peer, a_rate / b_rate if b_rate else float("inf"),
+                                            b_cpu_d / a_cpu_d if a_cpu_d else 0, b_cpu / a_cpu if a_cpu else 0,
+                                            ", %.2fx net of start-up" % (b_net / a_net)
+                                            if a_net and b_net is not None else ""))
+
+
+def net_cpu(row):
+    """CPU seconds per million spans net of the one-span run's (the
+    process's fixed cost), or None without one."""
+    if "cpu_once_s" not in row or row["offered"] <= 1:
+        return None
+    return (row["cpu_s"] - row["cpu_once_s"]) / (row["offered"] - 1) * 1e6
 
 
 def gen_rows(spans, baseline):
@@ -390,6 +409,8 @@ def main():
     ap.add_argument("--charts", default="", help="directory to draw PNG charts into (needs matplotlib)")
     ap.add_argument("--gen-baseline", default="",
                     help="another build's otlpflow binary: run `gen` of both, none and zstd, side by side")
+    ap.add_argument("--net-startup", action="store_true",
+                    help="also run each system with one span; report CPU per span net of that run's")
     args = ap.parse_args()
     only = [o for o in args.only.split(",") if o]
 
@@ -403,12 +424,16 @@ def main():
                    for name, argv, n in gen_rows(args.spans, args.gen_baseline)])
     for shape in [x for x in args.shapes.split(",") if x]:
         rows = []
+        once = {name: argv for name, argv, _ in systems(1, 1, shape)}
         for name, argv, n in systems(args.spans, args.py_spans, shape):
             if shape != "bench" and "Python" in name:
                 continue  # the Python workloads record the bench shape only
             if not wanted(name):
                 continue
-            rows.append(median_row([run(name, argv, n) for _ in range(args.repeats)]))
+            row = median_row([run(name, argv, n) for _ in range(args.repeats)])
+            if args.net_startup:
+                row["cpu_once_s"] = statistics.median(run(name, once[name], 1)["cpu_s"] for _ in range(args.repeats))
+            rows.append(row)
         table(rows, "throughput, shape %s: median of %d runs (Rust %d spans, Python %d spans)" % (
             shape, args.repeats, args.spans, args.py_spans))
         if shape == "bench":

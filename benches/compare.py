@@ -64,7 +64,9 @@ OTLPFLOW = WORKLOAD + r'''
 sys.path.insert(0, os.path.join(sys.argv[1], "bindings", "python"))
 os.environ.setdefault("OTLPFLOW_LIBRARY", os.path.join(sys.argv[1], "target", "release", "libotlpflow_ffi.so"))
 import otlpflow
-p = otlpflow.Pipeline(endpoint=ENDPOINT, service_name="bench", policy="block", max_wait=30.0, from_env=False)
+BATCH = int(os.environ.get("COMPARE_PY_BATCH_SPANS", "0"))
+p = otlpflow.Pipeline(endpoint=ENDPOINT, service_name="bench", policy="block", max_wait=30.0, from_env=False,
+                      **({"batch_spans": BATCH} if BATCH else {}))
 parent = os.urandom(8)
 t0 = time.perf_counter()
 for i in range(N):
@@ -409,10 +411,14 @@ def main():
     ap.add_argument("--charts", default="", help="directory to draw PNG charts into (needs matplotlib)")
     ap.add_argument("--gen-baseline", default="",
                     help="another build's otlpflow binary: run `gen` of both, none and zstd, side by side")
+    ap.add_argument("--py-batch-spans", type=int, default=0,
+                    help="batch_spans of otlpflow's Python pipelines (default: the library's)")
     ap.add_argument("--net-startup", action="store_true",
                     help="also run each system with one span; report CPU per span net of that run's")
     args = ap.parse_args()
     only = [o for o in args.only.split(",") if o]
+    if args.py_batch_spans:
+        os.environ["COMPARE_PY_BATCH_SPANS"] = str(args.py_batch_spans)
 
     def wanted(name):
         return not only or any(o in name for o in only)

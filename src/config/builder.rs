@@ -377,8 +377,9 @@ impl PipelineBuilder {
     /// Caps each worker's CPU time at `fraction` of a core (0..=1) through
     /// the adaptive concurrency: a worker over it backs off as from a
     /// throttle, so that fewer requests carry the load (under `Block` the
-    /// producers slow down; under `DropNewest` more is refused). Needs
-    /// `adaptive_concurrency`.
+    /// producers slow down; under `DropNewest` more is refused). A worker
+    /// measures its CPU every 100 ms and grows its concurrency only once
+    /// the first measurement is in. Needs `adaptive_concurrency`.
     pub fn worker_cpu_budget(mut self, fraction: f64) -> Self {
         self.flow.worker_cpu_budget = Some(fraction);
         self

@@ -115,9 +115,9 @@ class Pipeline:
         if batch_spans < 1 or not batch_interval > 0:
             raise ConfigError(INVALID_CONFIG, "batch_spans must be at least 1 and batch_interval positive")
         # 128 by default: a batch of span records walked while its objects
-        # are still in the core's cache. With 512 the same loop took
-        # 0.9x-1.0x the throughput and 1.0x-1.2x the CPU a span in
-        # interleaved runs (BENCHMARKS, "A smaller Python hand-over"); the
+        # are still in the core's cache. With 512 the same loop had
+        # 0.78x-1.01x the throughput at 1.0x-1.28x the CPU a span in seven
+        # interleaved pairs (BENCHMARKS, "A smaller Python hand-over"); the
         # two native calls a batch (0.3-0.35 us each from Python here) cost
         # under 10 ns a span at 128.
         self._batch_spans = batch_spans

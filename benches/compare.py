@@ -430,7 +430,7 @@ def main():
                    for name, argv, n in gen_rows(args.spans, args.gen_baseline)])
     for shape in [x for x in args.shapes.split(",") if x]:
         rows = []
-        once = {name: argv for name, argv, _ in systems(1, 1, shape)}
+        once = {name: argv for name, argv, _ in systems(1, 1, shape)} if args.net_startup else {}
         for name, argv, n in systems(args.spans, args.py_spans, shape):
             if shape != "bench" and "Python" in name:
                 continue  # the Python workloads record the bench shape only

@@ -69,9 +69,9 @@ pub struct Aimd {
     window_n: u32,
     reached: bool,
     throttled: bool,
-    overloaded: bool,
-    /// No growth until the first load verdict (see `await_load_verdict`).
-    unjudged: bool,
+    /// The last load verdict (`set_overloaded`); `None` until the first
+    /// one when told to await it (`await_load_verdict`): no growth then.
+    overloaded: Option<bool>,
     /// Doubling rather than adding one (until the first cut).
     slow_start: bool,
     /// Where it started.
@@ -104,8 +104,7 @@ impl Aimd {
             window_n: 0,
             reached: false,
             throttled: false,
-            overloaded: false,
-            unjudged: false,
+            overloaded: Some(false),
             slow_start: true,
             start: start.clamp(min, max),
             grow_above_ns: 0,
@@ -128,7 +127,7 @@ impl Aimd {
     /// limit many times before that, and the budget would then take many
     /// windows of decrease to bring it back.
     pub fn await_load_verdict(mut self) -> Aimd {
-        self.unjudged = true;
+        self.overloaded = None;
         self
     }
 
@@ -154,8 +153,7 @@ impl Aimd {
     /// over its CPU budget): until cleared, every window counts as
     /// throttled.
     pub fn set_overloaded(&mut self, overloaded: bool) {
-        self.overloaded = overloaded;
-        self.unjudged = false;
+        self.overloaded = Some(overloaded);
     }
 
     /// A request finished after `rtt_ns`.
@@ -192,11 +190,11 @@ impl Aimd {
             (Some(m), true) => m > self.reference * CONGESTED,
             _ => false,
         };
-        if self.throttled || self.overloaded || congested {
+        if self.throttled || self.overloaded == Some(true) || congested {
             self.limit = ((self.limit as f64 * DECREASE) as usize).clamp(self.min, self.max);
             // Back at the minimum, the path is learnt afresh: slow start.
             self.slow_start = self.limit == self.min;
-        } else if self.reached && !self.unjudged {
+        } else if self.reached && self.overloaded.is_some() {
             let steady = match (mean, self.have_past) {
                 (Some(m), true) => m <= self.reference * STEADY,
                 _ => true,

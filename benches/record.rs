@@ -184,6 +184,33 @@ fn record_span(c: &mut Criterion) {
             })
         })
     });
+    // The same two with room in the ring: the recording thread's CPU time
+    // per span while its ring has space, in runs of `ROOM_RUN` spans with a
+    // flush between runs, outside the timing. The `_cpu` benches above
+    // include what a producer faster than the worker and the receiver
+    // spends parked on a full ring (futex calls, yields: the system's pace,
+    // and most of their run-to-run spread on two shared cores); these are
+    // the hot path's own cost.
+    g.bench_function("1_thread_cpu_room", |b| {
+        b.iter_custom(|iters| {
+            with_room(&p, iters, |n| {
+                for _ in 0..n {
+                    i += 1;
+                    let _ = workload::record_benchmark_span(&p, &scope, 1, i, NOW);
+                }
+            })
+        })
+    });
+    g.bench_function("1_thread_template_cpu_room", |b| {
+        b.iter_custom(|iters| {
+            with_room(&p, iters, |n| {
+                for _ in 0..n {
+                    i += 1;
+                    let _ = workload::record_templated_benchmark_span(&p, &template, 1, i, NOW);
+                }
+            })
+        })
+    });
     // Two producers at once: each iteration is one record per thread.
     g.throughput(Throughput::Elements(2));
     g.bench_function("2_threads", |b| {
@@ -348,6 +375,25 @@ fn thread_cpu(f: impl FnOnce()) -> Duration {
     let start = now();
     f();
     now() - start
+}
+
+/// Spans recorded between flushes by the `_room` benches: about 640 KB of
+/// the shard's 4 MiB ring, so that a run never waits for space.
+const ROOM_RUN: u64 = 2048;
+
+/// Calls `record(n)` for `iters` records in all, in runs of at most
+/// `ROOM_RUN`, flushing `p` between runs; returns the thread CPU time the
+/// runs took (the flushes not counted).
+fn with_room(p: &Pipeline, iters: u64, mut record: impl FnMut(u64)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(ROOM_RUN);
+        total += thread_cpu(|| record(n));
+        left -= n;
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+    total
 }
 
 /// Runs `f` `iters` times on each of two threads at once.

@@ -322,7 +322,17 @@ impl Span<'_> {
             w.end_message(link);
         }
         put_uint(w, DROPPED_LINKS, self.dropped_links_count as u64);
-        if !self.status.message.is_empty() || self.status.code != StatusCode::Unset {
+        if self.status.message.is_empty() {
+            // A code alone, the common case: four bytes, one write.
+            if self.status.code != StatusCode::Unset {
+                w.raw(&[
+                    (STATUS << 3 | wire::LEN) as u8,
+                    2,
+                    (STATUS_CODE << 3 | wire::VARINT) as u8,
+                    self.status.code as u8,
+                ]);
+            }
+        } else {
             let status = w.begin_message(STATUS);
             put_str(w, STATUS_MESSAGE, self.status.message);
             put_uint(w, STATUS_CODE, self.status.code as u64);

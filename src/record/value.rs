@@ -178,10 +178,14 @@ pub fn attributes_len(field: u32, kvs: &[KeyValue<'_>]) -> usize {
 #[inline(always)]
 pub fn encode_attributes(w: &mut Writer<'_>, field: u32, kvs: &[KeyValue<'_>]) {
     for kv in kvs {
-        if let Value::Str(s) = kv.value {
-            if w.short_string_pair(field, kv.key.as_bytes(), s.as_bytes()) {
-                continue;
-            }
+        let short = match kv.value {
+            Value::Str(s) => w.short_string_pair(field, kv.key.as_bytes(), s.as_bytes()),
+            Value::I64(v) => w.short_varint_pair(field, kv.key.as_bytes(), INT_VALUE, v as u64),
+            Value::Bool(b) => w.short_varint_pair(field, kv.key.as_bytes(), BOOL_VALUE, b as u64),
+            _ => false,
+        };
+        if short {
+            continue;
         }
         let kv_start = w.begin_message(field);
         if !kv.key.is_empty() {

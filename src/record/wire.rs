@@ -238,6 +238,44 @@ impl<'a> Writer<'a> {
         true
     }
 
+    /// Writes a `KeyValue`-shaped message numbered `field` whose value is a
+    /// varint: field 1 `key`, and field 2 a nested message whose only field
+    /// is the varint `inner` holding `v` (an `AnyValue` with an int or a
+    /// bool), when all of it is under 128 bytes: one bounds check for the
+    /// whole, as for [`Writer::short_string_pair`]. Returns false, writing
+    /// nothing, when it is not, or when `key` is empty.
+    #[inline(always)]
+    pub fn short_varint_pair(&mut self, field: u32, key: &[u8], inner: u32, v: u64) -> bool {
+        let (k, ki) = ((field << 3) | LEN, (inner << 3) | VARINT);
+        let kn = key.len();
+        let value = 1 + varint_len(v);
+        let body = 2 + kn + 2 + value;
+        if k >= 0x80 || ki >= 0x80 || body >= 0x80 || kn == 0 {
+            return false;
+        }
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + body) else {
+            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+            return true;
+        };
+        let (head, rest) = dst.split_at_mut(4);
+        head.copy_from_slice(&[k as u8, body as u8, (1 << 3) | LEN as u8, kn as u8]);
+        let (kd, rest) = rest.split_at_mut(kn);
+        copy_short(kd, key);
+        rest[0] = (2 << 3) | LEN as u8;
+        rest[1] = value as u8;
+        rest[2] = ki as u8;
+        let mut v = v;
+        let mut i = 3;
+        while v >= 0x80 {
+            rest[i] = (v as u8) | 0x80;
+            v >>= 7;
+            i += 1;
+        }
+        rest[i] = v as u8;
+        self.pos += 2 + body;
+        true
+    }
+
     /// Writes the key and length of a nested message of `body` bytes; the
     /// caller writes the body next.
     #[inline]
@@ -441,6 +479,7 @@ mod tests {
         w.fixed64_field(2, 7);
         w.nested_bytes_field(5, 1, b"value");
         assert!(w.short_string_pair(9, b"key", b"val"));
+        assert!(w.short_varint_pair(9, b"key", 3, 300));
         w.bytes_field(4, b"tail");
     }
 
@@ -491,6 +530,38 @@ mod tests {
                 )),
                 Some(if short { n } else { 0 })
             );
+        }
+    }
+
+    #[test]
+    fn short_varint_pairs_are_what_the_general_writes_make() {
+        let long = [b'k'; 130];
+        for key in [&b"app.item_id"[..], b"", b"k", &long[..100], &long[..]] {
+            for v in [0u64, 1, 127, 128, 300, 1 << 40, u64::MAX] {
+                let mut want = vec![0; 512];
+                let n = write_into(&mut want, true, |w| {
+                    let kv = w.begin_message(9);
+                    w.bytes_field(1, key);
+                    let value = w.begin_message(2);
+                    w.varint_field(3, v);
+                    w.end_message(value);
+                    w.end_message(kv);
+                })
+                .unwrap();
+                let mut got = vec![0; 512];
+                let wrote = write_into(&mut got, true, |w| {
+                    assert_eq!(
+                        w.short_varint_pair(9, key, 3, v),
+                        !key.is_empty() && n < 0x80 + 2,
+                        "{} key bytes, {v}",
+                        key.len()
+                    )
+                })
+                .unwrap();
+                if wrote > 0 {
+                    assert_eq!(got[..wrote], want[..n], "{} key bytes, {v}", key.len());
+                }
+            }
         }
     }
 

@@ -46,8 +46,31 @@ fn benchmark_attributes(i: u64) -> [KeyValue<'static>; 5] {
         KeyValue::new("url.path", Value::Str("/api/v1/items/42")),
         KeyValue::new("server.address", Value::Str("api.example.internal")),
         KeyValue::new("http.response.status_code", Value::I64(200)),
-        KeyValue::new("app.item_id", Value::I64(i as i64)),
+        item_id(i),
     ]
+}
+
+/// The benchmark span's one attribute of its own (a template's dynamic one).
+#[inline]
+fn item_id(i: u64) -> KeyValue<'static> {
+    KeyValue::new("app.item_id", Value::I64(i as i64))
+}
+
+/// The attribute of the benchmark span's event.
+#[inline]
+fn cache_key(i: u64) -> KeyValue<'static> {
+    KeyValue::new("cache.key", Value::I64((i % 4096) as i64))
+}
+
+/// The benchmark span's event, half a millisecond before its end.
+#[inline]
+fn cache_miss<'a>(now_ns: u64, attributes: &'a [KeyValue<'a>]) -> Event<'a> {
+    Event {
+        time_unix_nano: now_ns.saturating_sub(500_000),
+        name: "cache.miss",
+        attributes,
+        dropped_attributes_count: 0,
+    }
 }
 
 /// The span id of benchmark record `i` of producer `seed` (never zero).
@@ -69,13 +92,8 @@ const BENCHMARK_NAME: &str = "GET /api/v1/items/{id}";
 #[inline]
 pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Span<'_>) -> R) -> R {
     let attrs = benchmark_attributes(i);
-    let event_attrs = [KeyValue::new("cache.key", Value::I64((i % 4096) as i64))];
-    let events = [Event {
-        time_unix_nano: now_ns.saturating_sub(500_000),
-        name: "cache.miss",
-        attributes: &event_attrs,
-        dropped_attributes_count: 0,
-    }];
+    let event_attrs = [cache_key(i)];
+    let events = [cache_miss(now_ns, &event_attrs)];
     let span = Span {
         trace_id: trace_id(seed, i),
         span_id: span_id(seed, i),
@@ -119,7 +137,10 @@ pub fn record_templated_benchmark_span(
 }
 
 /// Builds the per-span part of benchmark span number `i` (see
-/// [`benchmark_template`]) on the stack and hands it to `f`.
+/// [`benchmark_template`]) on the stack and hands it to `f`: what a host
+/// recording through the template builds, the same data as
+/// [`with_benchmark_span`] less the template's name, kind and four
+/// attributes.
 #[inline]
 pub fn with_templated_benchmark_span<R>(
     seed: u64,
@@ -127,13 +148,23 @@ pub fn with_templated_benchmark_span<R>(
     now_ns: u64,
     f: impl FnOnce(&TemplateSpan<'_>) -> R,
 ) -> R {
-    // The benchmark span less what the template holds: its fifth
-    // attribute (the item id) is its own.
-    with_benchmark_span(seed, i, now_ns, |span| {
-        f(&TemplateSpan {
-            attributes: &span.attributes[4..],
-            ..TemplateSpan::from(span)
-        })
+    let attrs = [item_id(i)];
+    let event_attrs = [cache_key(i)];
+    let events = [cache_miss(now_ns, &event_attrs)];
+    f(&TemplateSpan {
+        trace_id: trace_id(seed, i),
+        span_id: span_id(seed, i),
+        parent_span_id: parent_span_id(seed, i),
+        start_time_unix_nano: now_ns.saturating_sub(1_000_000),
+        end_time_unix_nano: now_ns,
+        attributes: &attrs,
+        events: &events,
+        status: Status {
+            code: StatusCode::Ok,
+            message: "",
+        },
+        flags: 0x101,
+        ..Default::default()
     })
 }
 

@@ -205,6 +205,19 @@ impl Status<'_> {
     }
 }
 
+/// The keys of fields 1, 2, 4, 7 and 8 (trace id, span id, parent span
+/// id, start, end) and the lengths of the ids, as they go on the wire: a
+/// template writes them once (see `template::SpanShape`).
+pub(crate) mod keys {
+    use super::field as f;
+    use crate::record::wire::{FIXED64, LEN};
+    pub const TRACE_ID: [u8; 2] = [(f::TRACE_ID << 3 | LEN) as u8, 16];
+    pub const SPAN_ID: [u8; 2] = [(f::SPAN_ID << 3 | LEN) as u8, 8];
+    pub const PARENT_SPAN_ID: [u8; 2] = [(f::PARENT_SPAN_ID << 3 | LEN) as u8, 8];
+    pub const START: u8 = (f::START << 3 | FIXED64) as u8;
+    pub const END: u8 = (f::END << 3 | FIXED64) as u8;
+}
+
 /// Where a span's name and kind come from: its own fields, or bytes a
 /// template encoded once.
 #[derive(Clone, Copy)]
@@ -308,6 +321,14 @@ impl Span<'_> {
         put_fixed64(w, START, self.start_time_unix_nano);
         put_fixed64(w, END, self.end_time_unix_nano);
         encode_set(w, ATTRIBUTES, set);
+        self.encode_rest(w);
+    }
+
+    /// Writes the fields after the attribute set (field 9 onwards: the
+    /// span's own attributes, events, links, status, flags).
+    #[inline(always)]
+    pub(crate) fn encode_rest(&self, w: &mut Writer<'_>) {
+        use field::*;
         encode_attributes(w, ATTRIBUTES, self.attributes);
         put_uint(w, DROPPED_ATTRIBUTES, self.dropped_attributes_count as u64);
         for e in self.events {

@@ -5,8 +5,8 @@
 //! the result is byte for byte the span the plain encoder writes for the
 //! same data.
 
-use super::attribute_set::AttributeSet;
-use super::span::{encode_head, head_len, Event, Head, Link, Span, SpanKind, Status};
+use super::attribute_set::{encode_set, AttributeSet};
+use super::span::{encode_head, head_len, keys, Event, Head, Link, Span, SpanKind, Status};
 use super::value::KeyValue;
 use super::wire::Writer;
 
@@ -17,16 +17,49 @@ pub struct SpanShape {
     head: Box<[u8]>,
     /// The static attributes; a span's own attributes follow them.
     attributes: AttributeSet,
+    /// Fields 1 to 9 of the common span (three ids, no trace state, both
+    /// times set) with zeros for its ids and times: the keys, lengths,
+    /// head and attribute set are copied with them in one write, and the
+    /// ids and times filled in at fixed places (`SKELETON_*`).
+    skeleton: Box<[u8]>,
 }
+
+/// Where the trace, span and parent span ids sit in a skeleton.
+const SKELETON_TRACE_ID: usize = 2;
+const SKELETON_SPAN_ID: usize = 20;
+const SKELETON_PARENT_SPAN_ID: usize = 30;
+/// Bytes of the ids' fields, before the head.
+const SKELETON_IDS: usize = 38;
 
 impl SpanShape {
     /// Encodes `name`, `kind` and `attributes` once.
     pub fn new(name: &str, kind: SpanKind, attributes: &[KeyValue<'_>]) -> SpanShape {
         let mut head = vec![0u8; head_len(name, kind)].into_boxed_slice();
         encode_head(&mut Writer::new(&mut head), name, kind);
+        let attributes = AttributeSet::new(attributes);
+        let mut skeleton =
+            Vec::with_capacity(SKELETON_IDS + head.len() + 18 + attributes.encoded_len());
+        for (key, n) in [
+            (keys::TRACE_ID, 16),
+            (keys::SPAN_ID, 8),
+            (keys::PARENT_SPAN_ID, 8),
+        ] {
+            skeleton.extend_from_slice(&key);
+            skeleton.resize(skeleton.len() + n, 0);
+        }
+        debug_assert_eq!(skeleton.len(), SKELETON_IDS);
+        skeleton.extend_from_slice(&head);
+        for key in [keys::START, keys::END] {
+            skeleton.push(key);
+            skeleton.resize(skeleton.len() + 8, 0);
+        }
+        let mut set = vec![0u8; attributes.encoded_len()];
+        encode_set(&mut Writer::new(&mut set), 9, Some(&attributes));
+        skeleton.extend_from_slice(&set);
         SpanShape {
             head,
-            attributes: AttributeSet::new(attributes),
+            attributes,
+            skeleton: skeleton.into_boxed_slice(),
         }
     }
 
@@ -58,13 +91,43 @@ impl SpanShape {
     /// [`SpanShape::encode`] of a span in its per-span form.
     #[inline]
     pub(crate) fn encode_span(&self, span: &Span<'_>, buf: &mut [u8]) {
-        span.encode_with(buf, Head::Encoded(&self.head), Some(&self.attributes));
+        let w = &mut Writer::new(buf);
+        self.encode_fields(span, w);
+        debug_assert!(w.is_full(), "the size pass and the encoder disagree");
     }
 
     /// The same through a writer (exactly sized, or scratch space).
     #[inline(always)]
     pub(crate) fn encode_fields(&self, span: &Span<'_>, w: &mut Writer<'_>) {
-        span.encode_fields(w, Head::Encoded(&self.head), Some(&self.attributes));
+        let common = span.trace_state.is_empty()
+            && span.trace_id != [0; 16]
+            && span.span_id != [0; 8]
+            && span.parent_span_id != [0; 8]
+            && span.start_time_unix_nano != 0
+            && span.end_time_unix_nano != 0;
+        if !common {
+            // A root span, a trace state, a time left unset: field by field.
+            span.encode_fields(w, Head::Encoded(&self.head), Some(&self.attributes));
+            return;
+        }
+        let times = SKELETON_IDS + self.head.len();
+        w.raw_then(&self.skeleton, |dst| {
+            let Some((ids, rest)) = dst.split_first_chunk_mut::<SKELETON_IDS>() else {
+                return;
+            };
+            ids[SKELETON_TRACE_ID..][..16].copy_from_slice(&span.trace_id);
+            ids[SKELETON_SPAN_ID..][..8].copy_from_slice(&span.span_id);
+            ids[SKELETON_PARENT_SPAN_ID..][..8].copy_from_slice(&span.parent_span_id);
+            let Some(t) = rest
+                .get_mut(times - SKELETON_IDS..)
+                .and_then(|r| r.first_chunk_mut::<18>())
+            else {
+                return;
+            };
+            t[1..9].copy_from_slice(&span.start_time_unix_nano.to_le_bytes());
+            t[10..].copy_from_slice(&span.end_time_unix_nano.to_le_bytes());
+        });
+        span.encode_rest(w);
     }
 }
 
@@ -216,5 +279,46 @@ mod tests {
         let mut got = vec![0u8; bare.encoded_len(&t)];
         bare.encode(&t, &mut got);
         assert_eq!(got, want);
+        // Spans off the common layout (a root span, a trace state, a time
+        // or an id left unset) take the field-by-field path: the same bytes.
+        let variants = [
+            TemplateSpan {
+                parent_span_id: [0; 8],
+                ..t
+            },
+            TemplateSpan {
+                trace_state: "vendor=1",
+                ..t
+            },
+            TemplateSpan {
+                start_time_unix_nano: 0,
+                ..t
+            },
+            TemplateSpan {
+                end_time_unix_nano: 0,
+                ..t
+            },
+            TemplateSpan {
+                span_id: [0; 8],
+                ..t
+            },
+            TemplateSpan {
+                trace_id: [0; 16],
+                ..t
+            },
+        ];
+        for v in variants {
+            let plain = Span {
+                name: "GET /items/{id}",
+                kind: SpanKind::Server,
+                attributes: &all,
+                ..v.as_span()
+            };
+            let mut want = vec![0u8; plain.encoded_len()];
+            plain.encode(&mut want);
+            let mut got = vec![0u8; shape.encoded_len(&v)];
+            shape.encode(&v, &mut got);
+            assert_eq!(got, want, "{v:?}");
+        }
     }
 }

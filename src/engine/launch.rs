@@ -78,6 +78,10 @@ impl Engine {
             (config.ring_bytes / 2 - crate::ring::HEADER).min(batch_limit.saturating_sub(512));
         let inner = Arc::new(Engine {
             id,
+            ingest_limited: config.rate_limit.is_some()
+                || config.byte_rate_limit.is_some()
+                || config.flow.window_limit.is_some()
+                || config.flow.scope_rate_limit.is_some(),
             record_bucket: config
                 .rate_limit
                 .map(|(r, b)| crate::flow::TokenBucket::new(r, b)),

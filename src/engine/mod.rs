@@ -156,6 +156,9 @@ struct Engine {
     batch_limit: usize,
     /// Records larger than this are refused at once (`TooLarge`).
     max_record: usize,
+    /// Whether any of the ingest limits below is set (one test on the hot
+    /// path instead of four).
+    ingest_limited: bool,
     /// Ingest limits: records per second and bytes per second.
     record_bucket: Option<crate::flow::TokenBucket>,
     byte_bucket: Option<crate::flow::TokenBucket>,

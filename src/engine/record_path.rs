@@ -364,11 +364,7 @@ impl Engine {
     /// token: that is the conservative side of the limit.
     #[inline(always)]
     pub(super) fn admit(&self, len: usize, scope: u32) -> bool {
-        if self.scope_buckets.is_none()
-            && self.window.is_none()
-            && self.record_bucket.is_none()
-            && self.byte_bucket.is_none()
-        {
+        if !self.ingest_limited {
             return true;
         }
         self.admit_limited(len, scope)

@@ -228,28 +228,21 @@ impl<'a> Writer<'a> {
     #[inline(always)]
     pub fn short_string_pair(&mut self, field: u32, key: &[u8], value: &[u8]) -> bool {
         let k = (field << 3) | LEN;
-        let (kn, vn) = (key.len(), value.len());
-        let body = 2 + kn + 4 + vn;
-        if k >= 0x80 || body >= 0x80 || kn == 0 {
+        let vn = value.len();
+        let body = 2 + key.len() + 4 + vn;
+        if k >= 0x80 || body >= 0x80 || key.is_empty() {
             return false;
         }
-        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + body) else {
-            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
-            return true;
-        };
-        let (head, rest) = dst.split_at_mut(4);
-        head.copy_from_slice(&[k as u8, body as u8, (1 << 3) | LEN as u8, kn as u8]);
-        let (kd, rest) = rest.split_at_mut(kn);
-        copy_short(kd, key);
-        let (vhead, vd) = rest.split_at_mut(4);
-        vhead.copy_from_slice(&[
-            (2 << 3) | LEN as u8,
-            (vn + 2) as u8,
-            (1 << 3) | LEN as u8,
-            vn as u8,
-        ]);
-        copy_short(vd, value);
-        self.pos += 2 + body;
+        if let Some(rest) = self.short_pair(k, key, body) {
+            let (vhead, vd) = rest.split_at_mut(4);
+            vhead.copy_from_slice(&[
+                (2 << 3) | LEN as u8,
+                (vn + 2) as u8,
+                (1 << 3) | LEN as u8,
+                vn as u8,
+            ]);
+            copy_short(vd, value);
+        }
         true
     }
 
@@ -262,33 +255,45 @@ impl<'a> Writer<'a> {
     #[inline(always)]
     pub fn short_varint_pair(&mut self, field: u32, key: &[u8], inner: u32, v: u64) -> bool {
         let (k, ki) = ((field << 3) | LEN, (inner << 3) | VARINT);
-        let kn = key.len();
         let value = 1 + varint_len(v);
-        let body = 2 + kn + 2 + value;
-        if k >= 0x80 || ki >= 0x80 || body >= 0x80 || kn == 0 {
+        let body = 2 + key.len() + 2 + value;
+        if k >= 0x80 || ki >= 0x80 || body >= 0x80 || key.is_empty() {
             return false;
         }
-        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + body) else {
-            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
-            return true;
-        };
-        let (head, rest) = dst.split_at_mut(4);
-        head.copy_from_slice(&[k as u8, body as u8, (1 << 3) | LEN as u8, kn as u8]);
-        let (kd, rest) = rest.split_at_mut(kn);
-        copy_short(kd, key);
-        rest[0] = (2 << 3) | LEN as u8;
-        rest[1] = value as u8;
-        rest[2] = ki as u8;
-        let mut v = v;
-        let mut i = 3;
-        while v >= 0x80 {
-            rest[i] = (v as u8) | 0x80;
-            v >>= 7;
-            i += 1;
+        if let Some(rest) = self.short_pair(k, key, body) {
+            rest[0] = (2 << 3) | LEN as u8;
+            rest[1] = value as u8;
+            rest[2] = ki as u8;
+            let mut v = v;
+            let mut i = 3;
+            while v >= 0x80 {
+                rest[i] = (v as u8) | 0x80;
+                v >>= 7;
+                i += 1;
+            }
+            rest[i] = v as u8;
         }
-        rest[i] = v as u8;
-        self.pos += 2 + body;
         true
+    }
+
+    /// Takes the `2 + body` bytes of a short `KeyValue` field whose key
+    /// byte is `k` (`body` under 128, `key` not empty), writes its key,
+    /// length and key field, and returns the rest, for the value field; or
+    /// `None`, the writer overflowed, if they do not fit.
+    #[inline(always)]
+    fn short_pair(&mut self, k: u32, key: &[u8], body: usize) -> Option<&mut [u8]> {
+        let (start, end) = (self.pos, self.pos + 2 + body);
+        if end > self.buf.len() {
+            self.pos = overflowed(self.scratch, start, self.buf.len());
+            return None;
+        }
+        self.pos = end;
+        let dst = &mut self.buf[start..end];
+        let (head, rest) = dst.split_at_mut(4);
+        head.copy_from_slice(&[k as u8, body as u8, (1 << 3) | LEN as u8, key.len() as u8]);
+        let (kd, rest) = rest.split_at_mut(key.len());
+        copy_short(kd, key);
+        Some(rest)
     }
 
     /// Writes the key and length of a nested message of `body` bytes; the

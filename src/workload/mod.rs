@@ -92,26 +92,16 @@ const BENCHMARK_NAME: &str = "GET /api/v1/items/{id}";
 #[inline]
 pub fn with_benchmark_span<R>(seed: u64, i: u64, now_ns: u64, f: impl FnOnce(&Span<'_>) -> R) -> R {
     let attrs = benchmark_attributes(i);
-    let event_attrs = [cache_key(i)];
-    let events = [cache_miss(now_ns, &event_attrs)];
-    let span = Span {
-        trace_id: trace_id(seed, i),
-        span_id: span_id(seed, i),
-        parent_span_id: parent_span_id(seed, i),
-        name: BENCHMARK_NAME,
-        kind: SpanKind::Server,
-        start_time_unix_nano: now_ns.saturating_sub(1_000_000),
-        end_time_unix_nano: now_ns,
-        attributes: &attrs,
-        events: &events,
-        status: Status {
-            code: StatusCode::Ok,
-            message: "",
-        },
-        flags: 0x101,
-        ..Default::default()
-    };
-    f(&span)
+    // The template's per-span part with the template's name, kind and
+    // attributes added: the same span either way.
+    with_templated_benchmark_span(seed, i, now_ns, |t| {
+        f(&Span {
+            name: BENCHMARK_NAME,
+            kind: SpanKind::Server,
+            attributes: &attrs,
+            ..t.as_span()
+        })
+    })
 }
 
 /// The benchmark span's template: its name, kind and the four attributes

@@ -356,8 +356,7 @@ impl Claim<'_> {
 }
 
 impl Drop for Claim<'_> {
-    // Inlined: after a commit, the common case, it is one test.
-    #[inline]
+    #[inline] // after a commit, the common case, one test
     fn drop(&mut self) {
         if !self.committed {
             self.ring.publish(self.pos, PAD_TAG, self.len);

@@ -216,6 +216,8 @@ pub(crate) mod keys {
     pub const PARENT_SPAN_ID: [u8; 2] = [(f::PARENT_SPAN_ID << 3 | LEN) as u8, 8];
     pub const START: u8 = (f::START << 3 | FIXED64) as u8;
     pub const END: u8 = (f::END << 3 | FIXED64) as u8;
+    /// The number of the attributes field (9), which the set follows.
+    pub const ATTRIBUTES_FIELD: u32 = f::ATTRIBUTES;
 }
 
 /// Where a span's name and kind come from: its own fields, or bytes a

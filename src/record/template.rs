@@ -54,7 +54,11 @@ impl SpanShape {
             skeleton.resize(skeleton.len() + 8, 0);
         }
         let mut set = vec![0u8; attributes.encoded_len()];
-        encode_set(&mut Writer::new(&mut set), 9, Some(&attributes));
+        encode_set(
+            &mut Writer::new(&mut set),
+            keys::ATTRIBUTES_FIELD,
+            Some(&attributes),
+        );
         skeleton.extend_from_slice(&set);
         SpanShape {
             head,

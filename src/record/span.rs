@@ -205,21 +205,6 @@ impl Status<'_> {
     }
 }
 
-/// The keys of fields 1, 2, 4, 7 and 8 (trace id, span id, parent span
-/// id, start, end) and the lengths of the ids, as they go on the wire: a
-/// template writes them once (see `template::SpanShape`).
-pub(crate) mod keys {
-    use super::field as f;
-    use crate::record::wire::{FIXED64, LEN};
-    pub const TRACE_ID: [u8; 2] = [(f::TRACE_ID << 3 | LEN) as u8, 16];
-    pub const SPAN_ID: [u8; 2] = [(f::SPAN_ID << 3 | LEN) as u8, 8];
-    pub const PARENT_SPAN_ID: [u8; 2] = [(f::PARENT_SPAN_ID << 3 | LEN) as u8, 8];
-    pub const START: u8 = (f::START << 3 | FIXED64) as u8;
-    pub const END: u8 = (f::END << 3 | FIXED64) as u8;
-    /// The number of the attributes field (9), which the set follows.
-    pub const ATTRIBUTES_FIELD: u32 = f::ATTRIBUTES;
-}
-
 /// Where a span's name and kind come from: its own fields, or bytes a
 /// template encoded once.
 #[derive(Clone, Copy)]

@@ -5,8 +5,8 @@
 //! the result is byte for byte the span the plain encoder writes for the
 //! same data.
 
-use super::attribute_set::{encode_set, AttributeSet};
-use super::span::{encode_head, head_len, keys, Event, Head, Link, Span, SpanKind, Status};
+use super::attribute_set::AttributeSet;
+use super::span::{encode_head, head_len, Event, Head, Link, Span, SpanKind, Status};
 use super::value::KeyValue;
 use super::wire::Writer;
 
@@ -18,9 +18,9 @@ pub struct SpanShape {
     /// The static attributes; a span's own attributes follow them.
     attributes: AttributeSet,
     /// Fields 1 to 9 of the common span (three ids, no trace state, both
-    /// times set) with zeros for its ids and times: the keys, lengths,
-    /// head and attribute set are copied with them in one write, and the
-    /// ids and times filled in at fixed places (`SKELETON_*`).
+    /// times set) with placeholders for its ids and times: the keys,
+    /// lengths, head and attribute set are copied with them in one write,
+    /// and the ids and times filled in at fixed places (`SKELETON_*`).
     skeleton: Box<[u8]>,
 }
 
@@ -37,29 +37,20 @@ impl SpanShape {
         let mut head = vec![0u8; head_len(name, kind)].into_boxed_slice();
         encode_head(&mut Writer::new(&mut head), name, kind);
         let attributes = AttributeSet::new(attributes);
-        let mut skeleton =
-            Vec::with_capacity(SKELETON_IDS + head.len() + 18 + attributes.encoded_len());
-        for (key, n) in [
-            (keys::TRACE_ID, 16),
-            (keys::SPAN_ID, 8),
-            (keys::PARENT_SPAN_ID, 8),
-        ] {
-            skeleton.extend_from_slice(&key);
-            skeleton.resize(skeleton.len() + n, 0);
-        }
-        debug_assert_eq!(skeleton.len(), SKELETON_IDS);
-        skeleton.extend_from_slice(&head);
-        for key in [keys::START, keys::END] {
-            skeleton.push(key);
-            skeleton.resize(skeleton.len() + 8, 0);
-        }
-        let mut set = vec![0u8; attributes.encoded_len()];
-        encode_set(
-            &mut Writer::new(&mut set),
-            keys::ATTRIBUTES_FIELD,
-            Some(&attributes),
-        );
-        skeleton.extend_from_slice(&set);
+        // The encoder itself writes the skeleton: a span with every id byte
+        // and both times set (placeholders, filled per span) and nothing
+        // after the attribute set.
+        let placeholder = Span {
+            trace_id: [1; 16],
+            span_id: [1; 8],
+            parent_span_id: [1; 8],
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 1,
+            ..Span::default()
+        };
+        let mut skeleton = vec![0u8; placeholder.len_with(head.len(), attributes.encoded_len())];
+        placeholder.encode_with(&mut skeleton, Head::Encoded(&head), Some(&attributes));
+        debug_assert_eq!(skeleton[SKELETON_IDS..][..head.len()], head[..]);
         SpanShape {
             head,
             attributes,

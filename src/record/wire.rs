@@ -147,13 +147,7 @@ impl<'a> Writer<'a> {
     /// Writes raw bytes.
     #[inline]
     pub fn raw(&mut self, bytes: &[u8]) {
-        let n = bytes.len();
-        let Some(dst) = self.buf.get_mut(self.pos..self.pos + n) else {
-            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
-            return;
-        };
-        copy_short(dst, bytes);
-        self.pos += n;
+        self.raw_then(bytes, |_| {});
     }
 
     /// Writes `bytes`, then lets `fill` overwrite parts of what it wrote:
@@ -166,7 +160,7 @@ impl<'a> Writer<'a> {
             self.pos = overflowed(self.scratch, self.pos, self.buf.len());
             return;
         };
-        dst.copy_from_slice(bytes);
+        copy_short(dst, bytes);
         fill(dst);
         self.pos += n;
     }
@@ -360,29 +354,23 @@ impl<'a> Writer<'a> {
     #[inline(always)]
     fn key_then<const N: usize>(&mut self, field: u32, wire_type: u32, bytes: [u8; N]) {
         let k = (field << 3) | wire_type;
-        if k >= 0x80 {
-            if k >= 0x4000 {
+        // `k` is a constant wherever this is inlined: so is the key's length.
+        let (key, kn) = match k {
+            0..0x80 => ([k as u8, 0], 1),
+            0x80..0x4000 => ([(k as u8) | 0x80, (k >> 7) as u8], 2),
+            _ => {
                 self.key(field, wire_type);
                 self.raw(&bytes);
                 return;
             }
-            let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + N) else {
-                self.pos = overflowed(self.scratch, self.pos, self.buf.len());
-                return;
-            };
-            dst[0] = (k as u8) | 0x80;
-            dst[1] = (k >> 7) as u8;
-            dst[2..].copy_from_slice(&bytes);
-            self.pos += 2 + N;
-            return;
-        }
-        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 1 + N) else {
+        };
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + kn + N) else {
             self.pos = overflowed(self.scratch, self.pos, self.buf.len());
             return;
         };
-        dst[0] = k as u8;
-        dst[1..].copy_from_slice(&bytes);
-        self.pos += 1 + N;
+        dst[..kn].copy_from_slice(&key[..kn]);
+        dst[kn..].copy_from_slice(&bytes);
+        self.pos += kn + N;
     }
 }
 

@@ -18,7 +18,7 @@ pub struct SpanShape {
     /// The static attributes; a span's own attributes follow them.
     attributes: AttributeSet,
     /// Fields 1 to 9 of the common span (three ids, no trace state, both
-    /// times set) with placeholders for its ids and times: the keys,
+    /// times set) with stand-in values for its ids and times: the keys,
     /// lengths, head and attribute set are copied with them in one write,
     /// and the ids and times filled in at fixed places (`SKELETON_*`).
     skeleton: Box<[u8]>,
@@ -38,9 +38,9 @@ impl SpanShape {
         encode_head(&mut Writer::new(&mut head), name, kind);
         let attributes = AttributeSet::new(attributes);
         // The encoder itself writes the skeleton: a span with every id byte
-        // and both times set (placeholders, filled per span) and nothing
+        // and both times set (stand-ins, overwritten per span) and nothing
         // after the attribute set.
-        let placeholder = Span {
+        let stand_in = Span {
             trace_id: [1; 16],
             span_id: [1; 8],
             parent_span_id: [1; 8],
@@ -48,8 +48,8 @@ impl SpanShape {
             end_time_unix_nano: 1,
             ..Span::default()
         };
-        let mut skeleton = vec![0u8; placeholder.len_with(head.len(), attributes.encoded_len())];
-        placeholder.encode_with(&mut skeleton, Head::Encoded(&head), Some(&attributes));
+        let mut skeleton = vec![0u8; stand_in.len_with(head.len(), attributes.encoded_len())];
+        stand_in.encode_with(&mut skeleton, Head::Encoded(&head), Some(&attributes));
         debug_assert_eq!(skeleton[SKELETON_IDS..][..head.len()], head[..]);
         SpanShape {
             head,

@@ -258,14 +258,7 @@ impl<'a> Writer<'a> {
             rest[0] = (2 << 3) | LEN as u8;
             rest[1] = value as u8;
             rest[2] = ki as u8;
-            let mut v = v;
-            let mut i = 3;
-            while v >= 0x80 {
-                rest[i] = (v as u8) | 0x80;
-                v >>= 7;
-                i += 1;
-            }
-            rest[i] = v as u8;
+            varint_into(&mut rest[3..], v);
         }
         true
     }
@@ -371,6 +364,21 @@ impl<'a> Writer<'a> {
         dst[..kn].copy_from_slice(&key[..kn]);
         dst[kn..].copy_from_slice(&bytes);
         self.pos += kn + N;
+    }
+}
+
+/// Writes `v` as a varint into `dst`, which is exactly `varint_len(v)`
+/// bytes long: one bounds check (the caller's) for all of its bytes, not
+/// one a byte.
+#[inline(always)]
+fn varint_into(dst: &mut [u8], mut v: u64) {
+    debug_assert_eq!(dst.len(), varint_len(v));
+    if let Some((last, init)) = dst.split_last_mut() {
+        for b in init {
+            *b = (v as u8) | 0x80;
+            v >>= 7;
+        }
+        *last = v as u8;
     }
 }
 

@@ -477,11 +477,51 @@ fn signals(c: &mut Criterion) {
     assert_eq!(s.dropped.total(), 0);
 }
 
+/// How long a cache line takes to move from one core to the other here:
+/// two threads hand a counter back and forth (the time reported is one
+/// hand-off, half of an iteration's round trip). Not otlpflow's code: a reading of the machine, taken in the
+/// same process run as the record benches, because on a VM it moves. The
+/// record path writes ring lines that the worker, on the other core, read
+/// a lap earlier; where a hand-off takes ~170 ns instead of ~25 ns
+/// (vCPUs the host placed on cores that share no cache), `record_span`'s
+/// `_cpu` benches read about three times as long (see BENCHMARKS.md).
+fn machine(c: &mut Criterion) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut g = c.benchmark_group("machine");
+    g.bench_function("cache_line_handoff", |b| {
+        b.iter_custom(|iters| {
+            let line = crossbeam_utils::CachePadded::new(AtomicU64::new(0));
+            std::thread::scope(|s| {
+                let line = &line;
+                s.spawn(move || {
+                    // Odd values are this thread's to answer.
+                    for i in 0..iters {
+                        while line.load(Ordering::Acquire) != 2 * i + 1 {
+                            std::hint::spin_loop();
+                        }
+                        line.store(2 * i + 2, Ordering::Release);
+                    }
+                });
+                let start = Instant::now();
+                for i in 0..iters {
+                    line.store(2 * i + 1, Ordering::Release);
+                    while line.load(Ordering::Acquire) != 2 * i + 2 {
+                        std::hint::spin_loop();
+                    }
+                }
+                // Two hand-offs an iteration.
+                start.elapsed() / 2
+            })
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = encode, record_span, queues, token_bucket, memory_budget, signals
+    targets = encode, machine, record_span, queues, token_bucket, memory_budget, signals
 }
 criterion_main!(benches);

@@ -479,12 +479,13 @@ fn signals(c: &mut Criterion) {
 
 /// How long a cache line takes to move from one core to the other here:
 /// two threads hand a counter back and forth (the time reported is one
-/// hand-off, half of an iteration's round trip). Not otlpflow's code: a reading of the machine, taken in the
-/// same process run as the record benches, because on a VM it moves. The
-/// record path writes ring lines that the worker, on the other core, read
-/// a lap earlier; where a hand-off takes ~170 ns instead of ~25 ns
-/// (vCPUs the host placed on cores that share no cache), `record_span`'s
-/// `_cpu` benches read about three times as long (see BENCHMARKS.md).
+/// hand-off, half of an iteration's round trip). Not otlpflow's code: a
+/// reading of the machine, to take right before the record benches (see
+/// `benches/criterion_ab.py`), because on a VM it moves. The record path
+/// writes ring lines that the worker, on the other core, read a lap
+/// earlier; where a hand-off takes ~170 ns instead of ~25 ns (vCPUs the
+/// host placed on cores that share no cache), `record_span`'s `_cpu`
+/// benches read about three times as long (see BENCHMARKS.md).
 fn machine(c: &mut Criterion) {
     use std::sync::atomic::{AtomicU64, Ordering};
     let mut g = c.benchmark_group("machine");

@@ -35,6 +35,7 @@
 // The modules (rustfmt keeps them sorted); ARCHITECTURE.md lists them as
 // layers, bottom to top, and what each may import.
 mod bridge;
+mod cache_line;
 mod checksum;
 pub mod clock;
 mod config;

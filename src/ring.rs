@@ -13,9 +13,12 @@
 //! forge (the key is random per ring). So the consumer only reads the
 //! ring's memory and never writes it: no memset per record, and the lines
 //! producers write next are not first pulled dirty into the consumer's
-//! cache.
+//! cache. Once it has read them it evicts those lines from every cache
+//! (`crate::cache_line`), so that producers write the next lap into lines
+//! no other core holds a copy of.
 //!
-//! Layout: `capacity` bytes (a power of two), records aligned to 16 bytes.
+//! Layout: `capacity` bytes (a power of two) starting on a cache line,
+//! records aligned to 16 bytes.
 //! A record is a 16-byte header followed by the payload:
 //!
 //! ```text
@@ -33,6 +36,9 @@
 //! every access; otherwise the header is the first two words of the record.
 
 use crossbeam_utils::CachePadded;
+
+#[cfg(not(loom))]
+use crate::cache_line::{Evict, LINE};
 
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -75,42 +81,68 @@ pub enum ClaimError {
 /// The backing memory. With std atomics the header is the first word of the
 /// record; under loom the headers and bytes are separate, tracked arrays.
 struct Storage {
+    words: Box<[AtomicU64]>,
+    /// The word at position 0: the first one on a cache-line boundary, so
+    /// that position multiples of [`LINE`] start lines (see
+    /// `Consumer::evict_read_lines`).
     #[cfg(not(loom))]
-    words: Box<[AtomicU64]>,
-    #[cfg(loom)]
-    words: Box<[AtomicU64]>,
+    first: usize,
     #[cfg(loom)]
     bytes: Box<[crate::sync::UnsafeCell<u8>]>,
 }
 
 impl Storage {
     fn new(capacity: usize) -> Self {
-        let words = (0..capacity / 8).map(|_| AtomicU64::new(0)).collect();
+        #[cfg(not(loom))]
+        {
+            // A line's worth of spare words to move the start onto a
+            // boundary (the allocation is only 8-byte aligned).
+            const SPARE: usize = LINE / 8 - 1;
+            let words: Box<[AtomicU64]> = (0..capacity / 8 + SPARE)
+                .map(|_| AtomicU64::new(0))
+                .collect();
+            // By address, not `align_offset` (which may decline to align).
+            let first = (LINE - words.as_ptr() as usize % LINE) % LINE / 8;
+            debug_assert!(first <= SPARE);
+            Storage { words, first }
+        }
+        #[cfg(loom)]
         Storage {
-            words,
-            #[cfg(loom)]
+            words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
             bytes: (0..capacity)
                 .map(|_| crate::sync::UnsafeCell::new(0u8))
                 .collect(),
         }
     }
 
+    /// Index into `words` of the word at byte `index` of the ring.
+    #[inline]
+    fn word(&self, index: usize) -> usize {
+        #[cfg(not(loom))]
+        return self.first + index / 8;
+        #[cfg(loom)]
+        return index / 8;
+    }
+
     /// The stamp word of the record starting at `index` (a multiple of
     /// 16).
     fn stamp_word(&self, index: usize) -> &AtomicU64 {
-        &self.words[index / 8]
+        &self.words[self.word(index)]
     }
 
     /// The tag-and-length word of the record starting at `index`.
     fn meta(&self, index: usize) -> &AtomicU64 {
-        &self.words[index / 8 + 1]
+        &self.words[self.word(index) + 1]
     }
 
+    /// Byte 0 of the ring, on a cache-line boundary.
     #[cfg(not(loom))]
     fn base(&self) -> *mut u8 {
         // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through a
         // pointer derived from a shared reference to them is permitted.
-        self.words.as_ptr().cast::<u8>().cast_mut()
+        // `first` is inside the slice (at most a line's worth of spare
+        // words precede the ring's `capacity / 8`).
+        self.words[self.first..].as_ptr().cast::<u8>().cast_mut()
     }
 }
 
@@ -172,6 +204,10 @@ impl Ring {
         }
         Some(Consumer {
             ring: self.clone(),
+            #[cfg(not(loom))]
+            evict: Evict::detect(),
+            #[cfg(not(loom))]
+            evicted: self.head.load(Ordering::Relaxed),
             #[cfg(loom)]
             scratch: Vec::new(),
         })
@@ -368,6 +404,14 @@ impl Drop for Claim<'_> {
 /// thread that reads records and moves `head`.
 pub struct Consumer {
     ring: std::sync::Arc<Ring>,
+    /// How this CPU evicts the lines of records read (see
+    /// `evict_read_lines`).
+    #[cfg(not(loom))]
+    evict: Evict,
+    /// Position up to which the lines read have been evicted: a multiple
+    /// of [`LINE`], at most `head`.
+    #[cfg(not(loom))]
+    evicted: u64,
     #[cfg(loom)]
     scratch: Vec<u8>,
 }
@@ -453,198 +497,42 @@ impl Consumer {
 
     /// Publishes `to` as the new head: the space before it is free. Nothing
     /// is written to the buffer (see the module docs).
-    fn release(&self, to: u64) {
+    fn release(&mut self, to: u64) {
+        #[cfg(not(loom))]
+        self.evict_read_lines(to);
         // Release pairs with the Acquire load of `head` in `Ring::claim`:
         // our reads of the records happen-before their space is reused.
         self.ring.head.store(to, Ordering::Release);
     }
+
+    /// Evicts from every cache the lines wholly before `to` that were read
+    /// since the last call, so that producers write the next lap into
+    /// lines no other core holds (see `crate::cache_line`). Done before
+    /// `head` moves: until then no producer writes these lines, so none is
+    /// evicted from under a producer's stores. The line `to` falls in is
+    /// left for the next call: its rest may not be written yet.
+    #[cfg(not(loom))]
+    fn evict_read_lines(&mut self, to: u64) {
+        let ring = &*self.ring;
+        let end = to & !(LINE as u64 - 1);
+        // Never more than a lap: older lines have been written again since.
+        let mut pos = self.evicted.max(end.saturating_sub(ring.capacity));
+        if self.evict != Evict::Unsupported {
+            while pos < end {
+                // SAFETY: `pos & mask` is inside the ring's `capacity` bytes,
+                // which the consumer's `Arc` keeps allocated; eviction does
+                // not change them (see `Evict::line`).
+                unsafe {
+                    self.evict
+                        .line(ring.storage.base().add((pos & ring.mask) as usize))
+                };
+                pos += LINE as u64;
+            }
+        }
+        self.evicted = end;
+    }
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    fn ring(cap: usize) -> (Arc<Ring>, Consumer) {
-        let r = Arc::new(Ring::new(cap));
-        let c = r.take_consumer().unwrap();
-        assert!(r.take_consumer().is_none());
-        (r, c)
-    }
-
-    fn put(r: &Ring, tag: u32, data: &[u8]) -> Result<(), ClaimError> {
-        let mut c = r.claim(data.len(), tag)?;
-        c.buf().copy_from_slice(data);
-        c.commit(tag);
-        Ok(())
-    }
-
-    fn drain(c: &mut Consumer) -> Vec<(u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        c.read(usize::MAX, |t, p| {
-            out.push((t, p.to_vec()));
-            true
-        });
-        out
-    }
-
-    #[test]
-    fn records_come_out_in_order_with_tags() {
-        let (r, mut c) = ring(256);
-        put(&r, 1, b"hello").unwrap();
-        put(&r, 2, b"").unwrap();
-        put(&r, 3, &[7; 17]).unwrap();
-        let got = drain(&mut c);
-        assert_eq!(
-            got,
-            vec![(1, b"hello".to_vec()), (2, vec![]), (3, vec![7; 17])]
-        );
-        assert_eq!(r.used(), 0);
-    }
-
-    #[test]
-    fn full_ring_refuses_then_accepts_after_drain() {
-        let (r, mut c) = ring(64);
-        // 16 header + 16 payload = 32 bytes each: two fill the ring.
-        put(&r, 0, &[1; 16]).unwrap();
-        put(&r, 0, &[2; 16]).unwrap();
-        assert_eq!(put(&r, 0, &[3; 1]), Err(ClaimError::Full));
-        assert_eq!(drain(&mut c).len(), 2);
-        put(&r, 0, &[3; 1]).unwrap();
-        assert_eq!(drain(&mut c), vec![(0, vec![3])]);
-    }
-
-    #[test]
-    fn a_completely_full_ring_is_read_once() {
-        let (r, mut c) = ring(64);
-        put(&r, 1, &[1; 16]).unwrap();
-        put(&r, 2, &[2; 16]).unwrap();
-        assert_eq!(r.used(), 64);
-        assert_eq!(drain(&mut c), vec![(1, vec![1; 16]), (2, vec![2; 16])]);
-        assert!(drain(&mut c).is_empty());
-    }
-
-    #[test]
-    fn too_large_is_refused() {
-        let (r, _c) = ring(64);
-        assert_eq!(r.max_payload(), 16);
-        assert!(matches!(r.claim(17, 0), Err(ClaimError::TooLarge)));
-    }
-
-    #[test]
-    fn wrap_inserts_padding_and_keeps_data_intact() {
-        let (r, mut c) = ring(128);
-        for round in 0..50u8 {
-            let len = (round as usize * 7) % 40;
-            let data: Vec<u8> = (0..len as u8).map(|b| b ^ round).collect();
-            put(&r, round as u32, &data).unwrap();
-            assert_eq!(drain(&mut c), vec![(round as u32, data)]);
-        }
-    }
-
-    #[test]
-    fn out_of_order_commit_is_not_read_early() {
-        let (r, mut c) = ring(256);
-        let mut a = r.claim(4, 1).unwrap();
-        put(&r, 2, b"bbbb").unwrap();
-        assert!(
-            drain(&mut c).is_empty(),
-            "must stop at the uncommitted record"
-        );
-        a.buf().copy_from_slice(b"aaaa");
-        a.commit(1);
-        assert_eq!(
-            drain(&mut c),
-            vec![(1, b"aaaa".to_vec()), (2, b"bbbb".to_vec())]
-        );
-    }
-
-    #[test]
-    fn stale_laps_and_forged_payloads_are_not_read_as_records() {
-        // Each payload holds, at every 16-byte word, the stamp the word's
-        // index will need one lap later (as if recorded data had guessed
-        // the key), and laps of same-size records leave old headers where
-        // the next lap's go: the consumer must still stop at each record
-        // not yet committed.
-        let (r, mut c) = ring(256);
-        let forged = |claim: &Claim<'_>| -> Vec<u8> {
-            (0..96u64)
-                .step_by(8)
-                .flat_map(|j| r.stamp(claim.pos + 16 + j + 256).to_le_bytes())
-                .collect()
-        };
-        for lap in 0..40 {
-            let mut held = r.claim(96, 1).unwrap();
-            let mut next = r.claim(96, 2).unwrap();
-            let (a, b) = (forged(&held), forged(&next));
-            next.buf().copy_from_slice(&b);
-            next.commit(2);
-            assert!(drain(&mut c).is_empty(), "lap {lap}: read past a claim");
-            held.buf().copy_from_slice(&a);
-            held.commit(1);
-            assert_eq!(drain(&mut c), vec![(1, a), (2, b)]);
-        }
-    }
-
-    #[test]
-    fn dropped_claim_becomes_padding() {
-        let (r, mut c) = ring(256);
-        drop(r.claim(10, 1).unwrap());
-        put(&r, 2, b"x").unwrap();
-        assert_eq!(drain(&mut c), vec![(2, b"x".to_vec())]);
-    }
-
-    #[test]
-    fn read_stops_when_callback_refuses() {
-        let (r, mut c) = ring(256);
-        put(&r, 1, b"a").unwrap();
-        put(&r, 2, b"b").unwrap();
-        let n = c.read(usize::MAX, |t, _| t == 1);
-        assert_eq!(n, 1);
-        assert_eq!(drain(&mut c), vec![(2, b"b".to_vec())]);
-    }
-
-    #[test]
-    fn concurrent_producers_lose_nothing() {
-        let (r, mut c) = ring(1024);
-        const PER: u32 = if cfg!(miri) { 50 } else { 20_000 };
-        let producers: Vec<_> = (0..3u32)
-            .map(|p| {
-                let r = r.clone();
-                std::thread::spawn(move || {
-                    for i in 0..PER {
-                        let bytes = i.to_le_bytes();
-                        let len = 4 + (i % 13) as usize;
-                        loop {
-                            match r.claim(len, p) {
-                                Ok(mut cl) => {
-                                    cl.buf()[..4].copy_from_slice(&bytes);
-                                    cl.commit(p);
-                                    break;
-                                }
-                                Err(ClaimError::Full) => std::thread::yield_now(),
-                                Err(e) => panic!("{e:?}"),
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut next = [0u32; 3];
-        let mut total = 0;
-        while total < 3 * PER {
-            total += c.read(usize::MAX, |t, p| {
-                let v = u32::from_le_bytes(p[..4].try_into().unwrap());
-                assert_eq!(v, next[t as usize], "per-producer order");
-                assert_eq!(p.len(), 4 + (v % 13) as usize);
-                next[t as usize] += 1;
-                true
-            }) as u32;
-            std::thread::yield_now();
-        }
-        for p in producers {
-            p.join().unwrap();
-        }
-        assert_eq!(next, [PER; 3]);
-    }
-}
+#[path = "ring_tests.rs"]
+mod tests;

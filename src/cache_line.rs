@@ -30,8 +30,8 @@ pub enum Evict {
     FlushOpt,
     /// `CLFLUSH`: ordered with other flushes and stores; slower in bulk.
     Flush,
-    /// Not on this target: eviction is a no-op.
-    Unsupported,
+    /// No eviction: not on this target, or turned off.
+    Off,
 }
 
 impl Evict {
@@ -50,7 +50,7 @@ impl Evict {
         }
         #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         {
-            Evict::Unsupported
+            Evict::Off
         }
     }
 
@@ -79,7 +79,7 @@ impl Evict {
             // SAFETY: as above; CLFLUSH is part of SSE2, which every x86-64
             // CPU has.
             Evict::Flush => unsafe { std::arch::x86_64::_mm_clflush(addr) },
-            Evict::Unsupported => {}
+            Evict::Off => {}
         }
     }
 }
@@ -95,7 +95,7 @@ mod tests {
         for (i, b) in bytes.iter_mut().enumerate() {
             *b = i as u8;
         }
-        for kind in [evict, Evict::Flush, Evict::Unsupported] {
+        for kind in [evict, Evict::Flush, Evict::Off] {
             for offset in (0..bytes.len()).step_by(LINE / 2) {
                 // SAFETY: inside `bytes`, which lives across the call.
                 unsafe { kind.line(bytes.as_ptr().add(offset)) };
@@ -103,6 +103,6 @@ mod tests {
             assert!(bytes.iter().enumerate().all(|(i, &b)| b == i as u8));
         }
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        assert_ne!(evict, Evict::Unsupported);
+        assert_ne!(evict, Evict::Off);
     }
 }

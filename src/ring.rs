@@ -495,6 +495,15 @@ impl Consumer {
         records
     }
 
+    /// Turns off evicting the lines read (on by default where the CPU can:
+    /// see `crate::cache_line` for what it costs and buys).
+    pub fn keep_read_lines_cached(&mut self) {
+        #[cfg(not(loom))]
+        {
+            self.evict = Evict::Off;
+        }
+    }
+
     /// Publishes `to` as the new head: the space before it is free. Nothing
     /// is written to the buffer (see the module docs).
     fn release(&mut self, to: u64) {
@@ -517,7 +526,7 @@ impl Consumer {
         let end = to & !(LINE as u64 - 1);
         // Never more than a lap: older lines have been written again since.
         let mut pos = self.evicted.max(end.saturating_sub(ring.capacity));
-        if self.evict != Evict::Unsupported {
+        if self.evict != Evict::Off {
             while pos < end {
                 // SAFETY: `pos & mask` is inside the ring's `capacity` bytes,
                 // which the consumer's `Arc` keeps allocated; eviction does

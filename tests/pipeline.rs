@@ -69,17 +69,20 @@ fn record_n(p: &Pipeline, threads: u64, per_thread: u64) {
 
 #[test]
 fn every_span_is_delivered_exactly_once_with_each_compression() {
-    // zstd at its default level 1, and at -3, one of its fast levels.
-    for (compression, level) in [
-        (Compression::None, 1),
-        (Compression::Gzip, 1),
-        (Compression::Zstd, 1),
-        (Compression::Zstd, -3),
+    // zstd at its default level 1, and at -3, one of its fast levels; the
+    // workers evicting the ring lines they read (the default), and not.
+    for (compression, level, eviction) in [
+        (Compression::None, 1, true),
+        (Compression::Gzip, 1, true),
+        (Compression::Zstd, 1, true),
+        (Compression::Zstd, -3, true),
+        (Compression::None, 1, false),
     ] {
         let sink = sink();
         let p = builder(&sink.endpoint())
             .compression(compression)
             .compression_level(level)
+            .ring_eviction(eviction)
             .policy(Policy::Block {
                 max_wait: Duration::from_secs(10),
             })

@@ -256,6 +256,17 @@ impl PipelineBuilder {
         self.ring_bytes = n;
         self
     }
+    /// Whether a worker evicts the ring lines it has read from every cache
+    /// (default true; x86-64 only, elsewhere nothing is evicted). It keeps
+    /// the recording thread's time per record the same wherever the host
+    /// places the worker's core: without it, where the two cores share no
+    /// cache, `record_span` measured 2-3x slower. It costs the worker about
+    /// 20-30 ns a record, and the ring's bytes go through memory rather
+    /// than a shared cache (BENCHMARKS.md, "Evicting what the worker read").
+    pub fn ring_eviction(mut self, on: bool) -> Self {
+        self.ring_eviction = on;
+        self
+    }
     /// A batch closes at this many records. Unset, batches start at 512 and
     /// grow (up to 16 times that, `max_batch_bytes` still applying) while
     /// the path's round trip is 10 ms or more and most batches leave full;

@@ -65,6 +65,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("shards", "count (0 = one per CPU)"),
     ("workers", "count (0 = one per CPU)"),
     ("ring_bytes", "size"),
+    ("ring_eviction", "true or false"),
     ("max_batch_items", "count"),
     ("max_batch_bytes", "size"),
     ("max_request_bytes", "size"),
@@ -318,6 +319,7 @@ impl PipelineBuilder {
             "shards" => b.shards = Some(count(v)?),
             "workers" => b.workers = Some(count(v)?),
             "ring_bytes" => b.ring_bytes = size(v)? as usize,
+            "ring_eviction" => b.ring_eviction = boolean(v)?,
             "max_batch_items" => {
                 b.max_batch_items = count(v)?;
                 b.batch_set = true;
@@ -458,6 +460,7 @@ mod tests {
             ("shards", "2"),
             ("workers", "1"),
             ("ring_bytes", "1M"),
+            ("ring_eviction", "false"),
             ("max_batch_items", "256"),
             ("max_batch_bytes", "512K"),
             ("max_request_bytes", "4M"),
@@ -539,6 +542,7 @@ mod tests {
         assert_eq!(c.retry.multiplier, 1.5);
         assert_eq!(c.flow.breaker.threshold, 3);
         assert!(c.self_metrics);
+        assert!(!c.ring_eviction);
         // Every plain name in SETTINGS is among the cases above, or in
         // the DNS test below.
         let dns = [

@@ -273,6 +273,7 @@ impl PipelineBuilder {
             shards,
             workers,
             ring_bytes: self.ring_bytes,
+            ring_eviction: self.ring_eviction,
             max_batch_items: self.max_batch_items,
             max_batch_bytes: self.max_batch_bytes,
             max_request_bytes: self.max_request_bytes,

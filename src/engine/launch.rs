@@ -182,7 +182,13 @@ impl Engine {
                 .filter(|(_, s)| s.worker == w)
                 // Each shard belongs to one worker: its ring's one consumer
                 // goes to that worker.
-                .filter_map(|(i, s)| Some((i, s.ring.take_consumer()?)))
+                .filter_map(|(i, s)| {
+                    let mut consumer = s.ring.take_consumer()?;
+                    if !inner.config.ring_eviction {
+                        consumer.keep_read_lines_cached();
+                    }
+                    Some((i, consumer))
+                })
                 .collect();
             let spawned = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

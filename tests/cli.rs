@@ -286,6 +286,37 @@ fn bad_flags_are_refused_without_echoing_secrets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("8MiB"), "{stderr}");
+    // `--set`: without `=`, or a name the library does not have, or a value
+    // the setting does not take: refused, the value never shown.
+    for set in [
+        "header.authorization Bearer s3cret",
+        "no_such_setting=s3cret",
+        "ring_eviction=s3cret",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_otlpflow"))
+            .args(["demo", "--spans", "1", "--set", "workers=1", "--set", set])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}
+
+#[test]
+fn demo_takes_any_library_setting_by_name() {
+    // Batches of at most 100 spans: at least 200 requests for 20,000 spans
+    // (the default batch is 512); the workers keep ring lines cached.
+    let (r, stderr) = demo_json(&[
+        "--spans",
+        "20000",
+        "--set",
+        "max_batch_items=100",
+        "--set",
+        "ring_eviction=false",
+    ]);
+    assert_eq!(r["received"], 20000, "{r} {stderr}");
+    assert!(r["requests"].as_u64().unwrap() >= 200, "{r}");
 }
 
 #[test]

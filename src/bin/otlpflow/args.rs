@@ -114,6 +114,12 @@ pub(crate) struct Load {
     /// The spool's size bound.
     #[arg(long, value_parser = parse_size, default_value = "1G")]
     pub(crate) spool_max_bytes: u64,
+    /// Any library setting by name, as NAME=VALUE (repeatable; the names
+    /// of `otlpflow_config_set` and Python's keyword settings, README
+    /// "Settings by name"), applied after the options above. Like
+    /// --header, checked after parsing: a value may be a credential.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub(crate) settings: Vec<String>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
@@ -137,6 +143,12 @@ pub(crate) fn parse_concurrency(s: &str) -> Result<Concurrency, String> {
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     otlpflow::parse_bytes(s)
         .ok_or_else(|| format!("{s:?} is not a size like 64M, 8MiB, 8MB, 512KiB or 1G"))
+}
+
+pub(crate) fn parse_setting(s: &str) -> Result<(&str, &str), String> {
+    s.split_once('=')
+        // Never echoed: `header.<name>=...` carries a credential.
+        .ok_or_else(|| "a setting must be NAME=VALUE (the value is not shown)".to_owned())
 }
 
 pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {

@@ -71,6 +71,11 @@ pub(crate) fn run_load(
         Some(Concurrency::Adaptive) => builder.adaptive_concurrency(1, 256),
         None => builder,
     };
+    for (n, setting) in load.settings.iter().enumerate() {
+        let (name, value) =
+            parse_setting(setting).map_err(|e| format!("--set number {}: {e}", n + 1))?;
+        builder = builder.set(name, value)?;
+    }
     let pipeline = builder.start()?;
     let scope = pipeline.scope("otlpflow.demo", otlpflow::VERSION);
 

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""`otlpflow gen` of two or more builds, run in turn, with CPU per thread.
+
+compare.py's `--gen-baseline` sets one build against one other in a run;
+this takes any number of builds (or one build with different settings),
+rotates their order every round so none always runs first, and sends every
+run to one `otlpflow sink` process started from the first build. For each
+run it reports the process's CPU per million spans (user + system, from
+rusage), the delivered rate (gen's own exported / elapsed), and the CPU of
+its workers and of the rest (the recording threads, with gen's main and
+progress threads, which mostly sleep) apart, sampled from /proc/PID/task
+until the process exits, so to the clock tick: runs of a few million spans
+give two digits.
+
+    python3 benches/gen_ab.py --rounds 10 \\
+        before=/tmp/otlpflow-before after=target/release/otlpflow \\
+        'after, kept cached=target/release/otlpflow --set ring_eviction=false'
+
+With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
+round first reads `machine/cache_line_handoff`, and the summary splits the
+runs by it (under `--near-ns`: cores that share a cache; see BENCHMARKS.md).
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import time
+
+PORT = 14396
+
+
+def thread_cpu(pid):
+    """CPU seconds so far of each thread of `pid`, by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def kind(name):
+    """Workers are named `otlpflow-worker-N`; gen's recording threads (and
+    its main and progress threads, which mostly sleep) carry the
+    executable's name."""
+    return "workers" if name.startswith("otlpflow-worker") else "recording"
+
+
+def one_run(argv, spans, compression):
+    cmd = argv[:1] + ["gen", "--endpoint", "http://127.0.0.1:%d" % PORT, "--spans", str(spans),
+                      "--compression", compression, "--json"] + argv[1:]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    last = {}
+    while proc.poll() is None:
+        last.update(thread_cpu(proc.pid))
+        time.sleep(0.02)
+    out = proc.stdout.read()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit("%s exited with %d" % (cmd, proc.returncode))
+    report = json.loads(out.strip().splitlines()[-1])
+    parts = collections.defaultdict(float)
+    for name, cpu in last.values():
+        parts[kind(name)] += cpu
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    per_m = 1e6 / spans
+    return {
+        "cpu": cpu * per_m,
+        "rate": report["exported"] / report["elapsed_s"] / 1e6,
+        "recording": parts["recording"] * per_m,
+        "workers": parts["workers"] * per_m,
+    }
+
+
+def handoff(bench):
+    out = subprocess.run([bench, "--bench", "machine/cache_line_handoff", "--warm-up-time", "0.5",
+                          "--measurement-time", "1"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) ", out)
+    return float(m.group(1)) * {"ns": 1.0, "µs": 1e3, "us": 1e3, "ps": 1e-3}[m.group(2)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("builds", nargs="+", help="label=otlpflow binary [extra gen arguments]")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--spans", type=int, default=3_000_000)
+    ap.add_argument("--compression", default="none")
+    ap.add_argument("--handoff", default="", help="criterion bench binary of benches/record.rs")
+    ap.add_argument("--near-ns", type=float, default=80.0)
+    args = ap.parse_args()
+    builds = []
+    for b in args.builds:
+        label, _, rest = b.partition("=")
+        builds.append((label, rest.split()))
+    sink = subprocess.Popen([builds[0][1][0], "sink", "--grpc", "127.0.0.1:%d" % PORT, "--duration", "36000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    runs = collections.defaultdict(list)
+    try:
+        for r in range(args.rounds):
+            reading = handoff(args.handoff) if args.handoff else None
+            order = builds[r % len(builds):] + builds[:r % len(builds)]
+            line = "round %d" % (r + 1) + (" (hand-off %.0f ns)" % reading if reading else "")
+            for label, argv in order:
+                res = one_run(argv, args.spans, args.compression)
+                res["handoff"] = reading
+                runs[label].append(res)
+                line += "  %s: %.3f s/M, %.2f M/s" % (label, res["cpu"], res["rate"])
+            print(line, flush=True)
+    finally:
+        sink.kill()
+    print("\nmedians, CPU seconds per million spans (process; recording and rest; workers) and M spans/s:")
+    for label, _ in builds:
+        groups = [("all", runs[label])]
+        if args.handoff:
+            groups += [("near", [x for x in runs[label] if x["handoff"] < args.near_ns]),
+                       ("far", [x for x in runs[label] if x["handoff"] >= args.near_ns])]
+        for name, v in groups:
+            if v:
+                med = {k: statistics.median(x[k] for x in v) for k in ("cpu", "recording", "workers", "rate")}
+                print("  %-28s %-4s n=%-3d %.3f; %.3f; %.3f   %.2f M/s" % (
+                    label, name, len(v), med["cpu"], med["recording"], med["workers"], med["rate"]))
+
+
+if __name__ == "__main__":
+    main()

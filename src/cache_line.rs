@@ -54,31 +54,43 @@ impl Evict {
         }
     }
 
-    /// Evicts the cache line holding `addr` from every cache.
+    /// Evicts from every cache the lines holding the `len` bytes at
+    /// `start`.
     ///
     /// # Safety
-    /// `addr` must point into memory that is allocated and mapped for the
-    /// whole call (the instruction faults like a load on an unmapped
-    /// address). Concurrent access by other threads is allowed: eviction
-    /// does not change the bytes.
+    /// The bytes must be allocated and mapped for the whole call (the
+    /// instruction faults like a load on an unmapped address). Other
+    /// threads may access them meanwhile: eviction does not change them.
     #[inline]
-    #[allow(unused_variables)] // `addr` on targets without eviction
-    pub unsafe fn line(self, addr: *const u8) {
+    #[allow(unused_variables)] // on targets without eviction
+    pub unsafe fn lines(self, start: *const u8, len: usize) {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         match self {
-            // SAFETY: the caller keeps `addr` mapped; CLFLUSHOPT reads
-            // nothing into registers, writes no memory contents (it writes
-            // a dirty line back, unchanged), and touches no flags or stack.
-            Evict::FlushOpt => unsafe {
-                std::arch::asm!(
-                    "clflushopt [{addr}]",
-                    addr = in(reg) addr,
-                    options(nostack, preserves_flags, readonly),
-                )
-            },
-            // SAFETY: as above; CLFLUSH is part of SSE2, which every x86-64
-            // CPU has.
-            Evict::Flush => unsafe { std::arch::x86_64::_mm_clflush(addr) },
+            Evict::FlushOpt => {
+                let mut at = 0;
+                while at < len {
+                    // SAFETY: inside the caller's bytes; CLFLUSHOPT writes
+                    // a dirty line back unchanged, reads nothing into
+                    // registers, and touches no flags or stack.
+                    unsafe {
+                        std::arch::asm!(
+                            "clflushopt [{addr}]",
+                            addr = in(reg) start.add(at),
+                            options(nostack, preserves_flags, readonly),
+                        )
+                    };
+                    at += LINE;
+                }
+            }
+            Evict::Flush => {
+                let mut at = 0;
+                while at < len {
+                    // SAFETY: as above; CLFLUSH is part of SSE2, which
+                    // every x86-64 CPU has.
+                    unsafe { std::arch::x86_64::_mm_clflush(start.add(at)) };
+                    at += LINE;
+                }
+            }
             Evict::Off => {}
         }
     }
@@ -98,7 +110,7 @@ mod tests {
         for kind in [evict, Evict::Flush, Evict::Off] {
             for offset in (0..bytes.len()).step_by(LINE / 2) {
                 // SAFETY: inside `bytes`, which lives across the call.
-                unsafe { kind.line(bytes.as_ptr().add(offset)) };
+                unsafe { kind.lines(bytes.as_ptr().add(offset), bytes.len() - offset) };
             }
             assert!(bytes.iter().enumerate().all(|(i, &b)| b == i as u8));
         }

@@ -79,34 +79,85 @@ pub enum ClaimError {
 }
 
 /// The backing memory. With std atomics the header is the first word of the
-/// record; under loom the headers and bytes are separate, tracked arrays.
+/// record, and the ring is one allocation aligned to a cache line (so that
+/// position multiples of [`LINE`] start lines: see
+/// `Consumer::evict_read_lines`); under loom the headers and bytes are
+/// separate, tracked arrays.
+#[cfg(not(loom))]
+struct Storage {
+    /// `capacity` zeroed bytes, viewed as `words` atomic words.
+    words: std::ptr::NonNull<AtomicU64>,
+    /// A power of two: `capacity / 8`.
+    len: usize,
+}
+
+#[cfg(loom)]
 struct Storage {
     words: Box<[AtomicU64]>,
-    /// The word at position 0: the first one on a cache-line boundary, so
-    /// that position multiples of [`LINE`] start lines (see
-    /// `Consumer::evict_read_lines`).
-    #[cfg(not(loom))]
-    first: usize,
-    #[cfg(loom)]
     bytes: Box<[crate::sync::UnsafeCell<u8>]>,
 }
 
+#[cfg(not(loom))]
+impl Storage {
+    fn layout(capacity: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(capacity, LINE)
+            .expect("a power of two >= 64 is a valid size")
+    }
+
+    fn new(capacity: usize) -> Self {
+        let layout = Self::layout(capacity);
+        // SAFETY: the layout's size is at least 64 (checked by `Ring::new`).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let words = std::ptr::NonNull::new(raw.cast::<AtomicU64>())
+            .unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        Storage {
+            words,
+            len: capacity / 8,
+        }
+    }
+
+    /// The word at byte `index` of the ring (masked into the ring, so any
+    /// index is in bounds).
+    #[inline]
+    fn word(&self, index: usize) -> &AtomicU64 {
+        // SAFETY: `len` is a power of two, so the masked index is below it:
+        // inside the allocation, which lives as long as `self`. All-zero
+        // bytes are a valid `AtomicU64`, and every access to the words is
+        // atomic or through `base()` under the claim protocol.
+        unsafe { &*self.words.as_ptr().add((index / 8) & (self.len - 1)) }
+    }
+
+    /// The stamp word of the record starting at `index` (a multiple of
+    /// 16).
+    fn stamp_word(&self, index: usize) -> &AtomicU64 {
+        self.word(index)
+    }
+
+    /// The tag-and-length word of the record starting at `index`.
+    fn meta(&self, index: usize) -> &AtomicU64 {
+        self.word(index + 8)
+    }
+
+    /// Byte 0 of the ring, on a cache-line boundary.
+    fn base(&self) -> *mut u8 {
+        // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through
+        // a pointer to them is permitted.
+        self.words.as_ptr().cast::<u8>()
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Storage {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout (`len * 8` is the
+        // capacity), and freed once.
+        unsafe { std::alloc::dealloc(self.base(), Self::layout(self.len * 8)) }
+    }
+}
+
+#[cfg(loom)]
 impl Storage {
     fn new(capacity: usize) -> Self {
-        #[cfg(not(loom))]
-        {
-            // A line's worth of spare words to move the start onto a
-            // boundary (the allocation is only 8-byte aligned).
-            const SPARE: usize = LINE / 8 - 1;
-            let words: Box<[AtomicU64]> = (0..capacity / 8 + SPARE)
-                .map(|_| AtomicU64::new(0))
-                .collect();
-            // By address, not `align_offset` (which may decline to align).
-            let first = (LINE - words.as_ptr() as usize % LINE) % LINE / 8;
-            debug_assert!(first <= SPARE);
-            Storage { words, first }
-        }
-        #[cfg(loom)]
         Storage {
             words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
             bytes: (0..capacity)
@@ -115,34 +166,12 @@ impl Storage {
         }
     }
 
-    /// Index into `words` of the word at byte `index` of the ring.
-    #[inline]
-    fn word(&self, index: usize) -> usize {
-        #[cfg(not(loom))]
-        return self.first + index / 8;
-        #[cfg(loom)]
-        return index / 8;
-    }
-
-    /// The stamp word of the record starting at `index` (a multiple of
-    /// 16).
     fn stamp_word(&self, index: usize) -> &AtomicU64 {
-        &self.words[self.word(index)]
+        &self.words[index / 8]
     }
 
-    /// The tag-and-length word of the record starting at `index`.
     fn meta(&self, index: usize) -> &AtomicU64 {
-        &self.words[self.word(index) + 1]
-    }
-
-    /// Byte 0 of the ring, on a cache-line boundary.
-    #[cfg(not(loom))]
-    fn base(&self) -> *mut u8 {
-        // The words are `AtomicU64`, i.e. `UnsafeCell<u64>`: writing through a
-        // pointer derived from a shared reference to them is permitted.
-        // `first` is inside the slice (at most a line's worth of spare
-        // words precede the ring's `capacity / 8`).
-        self.words[self.first..].as_ptr().cast::<u8>().cast_mut()
+        &self.words[index / 8 + 1]
     }
 }
 
@@ -525,20 +554,24 @@ impl Consumer {
         let ring = &*self.ring;
         let end = to & !(LINE as u64 - 1);
         // Never more than a lap: older lines have been written again since.
-        let mut pos = self.evicted.max(end.saturating_sub(ring.capacity));
-        if self.evict != Evict::Off {
-            while pos < end {
-                // SAFETY: `pos & mask` is inside the ring's `capacity` bytes,
-                // which the consumer's `Arc` keeps allocated; eviction does
-                // not change them (see `Evict::line`).
-                unsafe {
-                    self.evict
-                        .line(ring.storage.base().add((pos & ring.mask) as usize))
-                };
-                pos += LINE as u64;
-            }
-        }
+        let from = self.evicted.max(end.saturating_sub(ring.capacity));
         self.evicted = end;
+        if from >= end || self.evict == Evict::Off {
+            return;
+        }
+        // At most two runs of lines: up to the buffer's end, then from its
+        // start.
+        let start = (from & ring.mask) as usize;
+        let len = (end - from) as usize;
+        let first = len.min(ring.capacity as usize - start);
+        // SAFETY: both runs lie inside the ring's `capacity` bytes (`first`
+        // stops at the end, the rest is shorter than a lap), which the
+        // consumer's `Arc` keeps allocated; eviction does not change them
+        // (see `Evict::lines`).
+        unsafe {
+            self.evict.lines(ring.storage.base().add(start), first);
+            self.evict.lines(ring.storage.base(), len - first);
+        }
     }
 }
 

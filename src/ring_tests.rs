@@ -46,8 +46,8 @@ fn the_ring_starts_on_a_cache_line() {
     for cap in [64, 256, 4096, 1 << 20] {
         let r = Ring::new(cap);
         assert_eq!(r.storage.base() as usize % LINE, 0, "capacity {cap}");
-        // The last byte of the ring is inside the allocation.
-        assert!(r.storage.words.len() * 8 >= r.storage.first * 8 + cap);
+        // The allocation is the whole ring, no more.
+        assert_eq!(r.storage.len * 8, cap);
     }
 }
 

@@ -85,7 +85,7 @@ pub enum ClaimError {
 /// separate, tracked arrays.
 #[cfg(not(loom))]
 struct Storage {
-    /// `capacity` zeroed bytes, viewed as `words` atomic words.
+    /// `capacity` bytes, zeroed at the start, viewed as `len` atomic words.
     words: std::ptr::NonNull<AtomicU64>,
     /// A power of two: `capacity / 8`.
     len: usize,

@@ -261,8 +261,9 @@ impl PipelineBuilder {
     /// the recording thread's time per record the same wherever the host
     /// places the worker's core: without it, where the two cores share no
     /// cache, `record_span` measured 2-3x slower. It costs the worker about
-    /// 20-30 ns a record, and the ring's bytes go through memory rather
-    /// than a shared cache (BENCHMARKS.md, "Evicting what the worker read").
+    /// 5-20 ns a record where the cores share a cache, and the ring's
+    /// bytes then go through memory rather than that cache (BENCHMARKS.md,
+    /// "Evicting what the worker read").
     pub fn ring_eviction(mut self, on: bool) -> Self {
         self.ring_eviction = on;
         self

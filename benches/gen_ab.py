@@ -14,7 +14,7 @@ give two digits.
 
     python3 benches/gen_ab.py --rounds 10 \\
         before=/tmp/otlpflow-before after=target/release/otlpflow \\
-        'after, kept cached=target/release/otlpflow --set ring_eviction=false'
+        'after, evicting=target/release/otlpflow --set ring_eviction=true'
 
 With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
 round first reads `machine/cache_line_handoff`, and the summary splits the

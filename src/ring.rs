@@ -13,9 +13,9 @@
 //! forge (the key is random per ring). So the consumer only reads the
 //! ring's memory and never writes it: no memset per record, and the lines
 //! producers write next are not first pulled dirty into the consumer's
-//! cache. Once it has read them it evicts those lines from every cache
-//! (`crate::cache_line`), so that producers write the next lap into lines
-//! no other core holds a copy of.
+//! cache. Asked to (`Consumer::evict_read_lines`), it also evicts the
+//! lines it has read from every cache (`crate::cache_line`), so that
+//! producers write the next lap into lines no other core holds a copy of.
 //!
 //! Layout: `capacity` bytes (a power of two) starting on a cache line,
 //! records aligned to 16 bytes.
@@ -81,7 +81,7 @@ pub enum ClaimError {
 /// The backing memory. With std atomics the header is the first word of the
 /// record, and the ring is one allocation aligned to a cache line (so that
 /// position multiples of [`LINE`] start lines: see
-/// `Consumer::evict_read_lines`); under loom the headers and bytes are
+/// `Consumer::evict_lines_before`); under loom the headers and bytes are
 /// separate, tracked arrays.
 #[cfg(not(loom))]
 struct Storage {
@@ -234,7 +234,7 @@ impl Ring {
         Some(Consumer {
             ring: self.clone(),
             #[cfg(not(loom))]
-            evict: Evict::detect(),
+            evict: Evict::Off,
             #[cfg(not(loom))]
             evicted: self.head.load(Ordering::Relaxed),
             #[cfg(loom)]
@@ -434,7 +434,7 @@ impl Drop for Claim<'_> {
 pub struct Consumer {
     ring: std::sync::Arc<Ring>,
     /// How this CPU evicts the lines of records read (see
-    /// `evict_read_lines`).
+    /// `evict_lines_before`).
     #[cfg(not(loom))]
     evict: Evict,
     /// Position up to which the lines read have been evicted: a multiple
@@ -524,12 +524,13 @@ impl Consumer {
         records
     }
 
-    /// Turns off evicting the lines read (on by default where the CPU can:
-    /// see `crate::cache_line` for what it costs and buys).
-    pub fn keep_read_lines_cached(&mut self) {
+    /// From now on, evict the lines of the records read from every cache
+    /// (where the CPU can; off by default: see `crate::cache_line` for what
+    /// it costs and buys).
+    pub fn evict_read_lines(&mut self) {
         #[cfg(not(loom))]
         {
-            self.evict = Evict::Off;
+            self.evict = Evict::detect();
         }
     }
 
@@ -537,7 +538,7 @@ impl Consumer {
     /// is written to the buffer (see the module docs).
     fn release(&mut self, to: u64) {
         #[cfg(not(loom))]
-        self.evict_read_lines(to);
+        self.evict_lines_before(to);
         // Release pairs with the Acquire load of `head` in `Ring::claim`:
         // our reads of the records happen-before their space is reused.
         self.ring.head.store(to, Ordering::Release);
@@ -550,7 +551,7 @@ impl Consumer {
     /// evicted from under a producer's stores. The line `to` falls in is
     /// left for the next call: its rest may not be written yet.
     #[cfg(not(loom))]
-    fn evict_read_lines(&mut self, to: u64) {
+    fn evict_lines_before(&mut self, to: u64) {
         let ring = &*self.ring;
         let end = to & !(LINE as u64 - 1);
         // Never more than a lap: older lines have been written again since.

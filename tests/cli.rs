@@ -306,14 +306,14 @@ fn bad_flags_are_refused_without_echoing_secrets() {
 #[test]
 fn demo_takes_any_library_setting_by_name() {
     // Batches of at most 100 spans: at least 200 requests for 20,000 spans
-    // (the default batch is 512); the workers keep ring lines cached.
+    // (the default batch is 512); the workers evict the ring lines read.
     let (r, stderr) = demo_json(&[
         "--spans",
         "20000",
         "--set",
         "max_batch_items=100",
         "--set",
-        "ring_eviction=false",
+        "ring_eviction=true",
     ]);
     assert_eq!(r["received"], 20000, "{r} {stderr}");
     assert!(r["requests"].as_u64().unwrap() >= 200, "{r}");

@@ -257,13 +257,15 @@ impl PipelineBuilder {
         self
     }
     /// Whether a worker evicts the ring lines it has read from every cache
-    /// (default true; x86-64 only, elsewhere nothing is evicted). It keeps
-    /// the recording thread's time per record the same wherever the host
-    /// places the worker's core: without it, where the two cores share no
-    /// cache, `record_span` measured 2-3x slower. It costs the worker about
-    /// 5-20 ns a record where the cores share a cache, and the ring's
-    /// bytes then go through memory rather than that cache (BENCHMARKS.md,
-    /// "Evicting what the worker read").
+    /// (default false; x86-64 only, elsewhere nothing is evicted). On, it
+    /// keeps the recording thread's time per record about the same wherever
+    /// the host places the worker's core: without it, where the two cores
+    /// share no cache, `record_span` through a template measured up to 2-3x
+    /// slower. It costs the worker 5-50 ns a record where the cores share a
+    /// cache, sends the ring's bytes through memory, and lowered the
+    /// throughput of one producer flat out by 20-28% (BENCHMARKS.md,
+    /// "Evicting what the worker read"): for hosts whose recording threads
+    /// matter more than the worker's CPU.
     pub fn ring_eviction(mut self, on: bool) -> Self {
         self.ring_eviction = on;
         self

@@ -508,7 +508,7 @@ impl Default for PipelineBuilder {
             shards: None,
             workers: None,
             ring_bytes: 4 << 20,
-            ring_eviction: true,
+            ring_eviction: false,
             max_batch_items: 512,
             max_batch_bytes: 1 << 20,
             max_request_bytes: 64 << 20,

@@ -460,7 +460,7 @@ mod tests {
             ("shards", "2"),
             ("workers", "1"),
             ("ring_bytes", "1M"),
-            ("ring_eviction", "false"),
+            ("ring_eviction", "true"),
             ("max_batch_items", "256"),
             ("max_batch_bytes", "512K"),
             ("max_request_bytes", "4M"),
@@ -542,7 +542,7 @@ mod tests {
         assert_eq!(c.retry.multiplier, 1.5);
         assert_eq!(c.flow.breaker.threshold, 3);
         assert!(c.self_metrics);
-        assert!(!c.ring_eviction);
+        assert!(c.ring_eviction);
         // Every plain name in SETTINGS is among the cases above, or in
         // the DNS test below.
         let dns = [

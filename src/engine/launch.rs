@@ -184,8 +184,8 @@ impl Engine {
                 // goes to that worker.
                 .filter_map(|(i, s)| {
                     let mut consumer = s.ring.take_consumer()?;
-                    if !inner.config.ring_eviction {
-                        consumer.keep_read_lines_cached();
+                    if inner.config.ring_eviction {
+                        consumer.evict_read_lines();
                     }
                     Some((i, consumer))
                 })

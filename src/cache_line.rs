@@ -10,7 +10,9 @@
 //! 2-3x as long as where they share one. A line that no core holds is
 //! fetched for writing without asking another core: with the consumer
 //! evicting what it read, `record_span` took about the same time wherever
-//! the cores were (BENCHMARKS.md, "Evicting what the worker read").
+//! the cores were (BENCHMARKS.md, "Evicting what the worker read"). It
+//! costs the worker's time and, with a full ring, throughput, so the
+//! engine does it only when asked (`ring_eviction`).
 //!
 //! Eviction never changes memory's contents (`CLFLUSHOPT` writes a dirty
 //! line back before dropping it, coherently across cores): it is a hint

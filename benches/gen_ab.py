@@ -25,11 +25,13 @@ import argparse
 import collections
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
 import time
+
+import criterion_ab  # beside this file: the hand-off reading and its parse
+from criterion_ab import HANDOFF
 
 PORT = 14396
 
@@ -89,10 +91,8 @@ def one_run(argv, spans, compression):
 
 
 def handoff(bench):
-    out = subprocess.run([bench, "--bench", "machine/cache_line_handoff", "--warm-up-time", "0.5",
-                          "--measurement-time", "1"], capture_output=True, text=True, check=True).stdout
-    m = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) ", out)
-    return float(m.group(1)) * {"ns": 1.0, "µs": 1e3, "us": 1e3, "ps": 1e-3}[m.group(2)]
+    """One reading of criterion_ab.py's placement bench, in ns."""
+    return criterion_ab.run(bench, HANDOFF, 0.5, 1)[HANDOFF]
 
 
 def main():

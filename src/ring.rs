@@ -438,7 +438,7 @@ pub struct Consumer {
     #[cfg(not(loom))]
     evict: Evict,
     /// Position up to which the lines read have been evicted: a multiple
-    /// of [`LINE`], at most `head`.
+    /// of [`LINE`], at most `head` (left behind while eviction is off).
     #[cfg(not(loom))]
     evicted: u64,
     #[cfg(loom)]
@@ -552,12 +552,16 @@ impl Consumer {
     /// left for the next call: its rest may not be written yet.
     #[cfg(not(loom))]
     fn evict_lines_before(&mut self, to: u64) {
+        if self.evict == Evict::Off {
+            return;
+        }
         let ring = &*self.ring;
         let end = to & !(LINE as u64 - 1);
-        // Never more than a lap: older lines have been written again since.
+        // Never more than a lap: older lines have been written again since
+        // (or eviction was off when they were read).
         let from = self.evicted.max(end.saturating_sub(ring.capacity));
         self.evicted = end;
-        if from >= end || self.evict == Evict::Off {
+        if from >= end {
             return;
         }
         // At most two runs of lines: up to the buffer's end, then from its

@@ -67,7 +67,7 @@ pub(crate) struct Load {
     #[arg(long)]
     pub(crate) http2: bool,
     /// A header for every export request, as K=V (repeatable). Checked
-    /// after parsing (by `parse_header`), so that a malformed one is never
+    /// after parsing (by `split_pair`), so that a malformed one is never
     /// echoed: its value is a credential more often than not.
     #[arg(long = "header")]
     pub(crate) headers: Vec<String>,
@@ -145,15 +145,10 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size like 64M, 8MiB, 8MB, 512KiB or 1G"))
 }
 
-pub(crate) fn parse_setting(s: &str) -> Result<(&str, &str), String> {
+/// `NAME=VALUE`, split at the first `=`, for `--header` (`what`: "a
+/// header") and `--set`. The error never shows the value: a header's or a
+/// `header.<name>` setting's is a credential more often than not.
+pub(crate) fn split_pair<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str), String> {
     s.split_once('=')
-        // Never echoed: `header.<name>=...` carries a credential.
-        .ok_or_else(|| "a setting must be NAME=VALUE (the value is not shown)".to_owned())
-}
-
-pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        // The value is a credential more often than not: never echoed.
-        .ok_or_else(|| "a header must be NAME=VALUE (the value is not shown)".to_owned())
+        .ok_or_else(|| format!("{what} must be NAME=VALUE (the value is not shown)"))
 }

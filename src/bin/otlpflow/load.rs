@@ -48,7 +48,8 @@ pub(crate) fn run_load(
             otlpflow::HttpVersion::Http1
         });
     for (n, h) in load.headers.iter().enumerate() {
-        let (k, v) = parse_header(h).map_err(|e| format!("--header number {}: {e}", n + 1))?;
+        let (k, v) =
+            split_pair(h, "a header").map_err(|e| format!("--header number {}: {e}", n + 1))?;
         builder = builder.header(k, v);
     }
     if let Some(w) = load.workers {
@@ -73,7 +74,7 @@ pub(crate) fn run_load(
     };
     for (n, setting) in load.settings.iter().enumerate() {
         let (name, value) =
-            parse_setting(setting).map_err(|e| format!("--set number {}: {e}", n + 1))?;
+            split_pair(setting, "a setting").map_err(|e| format!("--set number {}: {e}", n + 1))?;
         builder = builder.set(name, value)?;
     }
     let pipeline = builder.start()?;

@@ -6,15 +6,20 @@ this takes any number of builds (or one build with different settings),
 rotates their order every round so none always runs first, and sends every
 run to one `otlpflow sink` process started from the first build. For each
 run it reports the process's CPU per million spans (user + system, from
-rusage), the delivered rate (gen's own exported / elapsed), and the CPU of
-its workers and of the rest (the recording threads, with gen's main and
+rusage), the delivered rate (gen's own exported / elapsed), the CPU of its
+workers and of the rest (the recording threads, with gen's main and
 progress threads, which mostly sleep) apart, sampled from /proc/PID/task
-until the process exits, so to the clock tick: runs of a few million spans
-give two digits.
+until the process exits, so to the clock tick, and the receiver's CPU over
+the run (from /proc/PID/stat): runs of a few million spans give two digits.
 
     python3 benches/gen_ab.py --rounds 10 \\
         before=/tmp/otlpflow-before after=target/release/otlpflow \\
         'after, evicting=target/release/otlpflow --set ring_eviction=true'
+
+With `--gen-cpus 0 --receiver-cpus 1` gen and the receiver each have a
+core of their own (gen's recording threads and workers share theirs): the
+rate is then gen's own, as with a receiver on another machine, rather than
+what is left to it beside the receiver.
 
 With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
 round first reads `machine/cache_line_handoff`, and the summary splits the
@@ -63,17 +68,40 @@ def kind(name):
     return "workers" if name.startswith("otlpflow-worker") else "recording"
 
 
-def one_run(argv, spans, compression):
+def process_cpu(pid):
+    """CPU seconds so far (user + system) of process `pid`."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(cpus):
+    """A `preexec_fn` that runs the child on `cpus` (a set), or None."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def cpu_set(text):
+    return {int(c) for c in text.split(",") if c != ""}
+
+
+def one_run(argv, spans, compression, sink_pid, cpus=None):
     cmd = argv[:1] + ["gen", "--endpoint", "http://127.0.0.1:%d" % PORT, "--spans", str(spans),
                       "--compression", compression, "--json"] + argv[1:]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    sink_before = process_cpu(sink_pid)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpus))
     last = {}
     while proc.poll() is None:
         last.update(thread_cpu(proc.pid))
         time.sleep(0.02)
     out = proc.stdout.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The receiver answers the last request before gen exits; what it
+    # spends after that (idle timers) is a tick or two at most.
+    receiver = process_cpu(sink_pid) - sink_before
     if proc.returncode != 0:
         raise SystemExit("%s exited with %d" % (cmd, proc.returncode))
     report = json.loads(out.strip().splitlines()[-1])
@@ -87,6 +115,7 @@ def one_run(argv, spans, compression):
         "rate": report["exported"] / report["elapsed_s"] / 1e6,
         "recording": parts["recording"] * per_m,
         "workers": parts["workers"] * per_m,
+        "receiver": receiver * per_m,
     }
 
 
@@ -103,13 +132,18 @@ def main():
     ap.add_argument("--compression", default="none")
     ap.add_argument("--handoff", default="", help="criterion bench binary of benches/record.rs")
     ap.add_argument("--near-ns", type=float, default=80.0)
+    ap.add_argument("--gen-cpus", type=cpu_set, default=set(),
+                    help="run gen on these CPUs only, e.g. 0 (default: anywhere)")
+    ap.add_argument("--receiver-cpus", type=cpu_set, default=set(),
+                    help="run the receiver on these CPUs only, e.g. 1 (default: anywhere)")
     args = ap.parse_args()
     builds = []
     for b in args.builds:
         label, _, rest = b.partition("=")
         builds.append((label, rest.split()))
     sink = subprocess.Popen([builds[0][1][0], "sink", "--grpc", "127.0.0.1:%d" % PORT, "--duration", "36000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=pinned(args.receiver_cpus))
     time.sleep(1)
     runs = collections.defaultdict(list)
     try:
@@ -118,14 +152,15 @@ def main():
             order = builds[r % len(builds):] + builds[:r % len(builds)]
             line = "round %d" % (r + 1) + (" (hand-off %.0f ns)" % reading if reading else "")
             for label, argv in order:
-                res = one_run(argv, args.spans, args.compression)
+                res = one_run(argv, args.spans, args.compression, sink.pid, args.gen_cpus)
                 res["handoff"] = reading
                 runs[label].append(res)
                 line += "  %s: %.3f s/M, %.2f M/s" % (label, res["cpu"], res["rate"])
             print(line, flush=True)
     finally:
         sink.kill()
-    print("\nmedians, CPU seconds per million spans (process; recording and rest; workers) and M spans/s:")
+    print("\nmedians, CPU seconds per million spans (process; recording and rest; workers;"
+          " the receiver's) and M spans/s:")
     for label, _ in builds:
         groups = [("all", runs[label])]
         if args.handoff:
@@ -133,9 +168,11 @@ def main():
                        ("far", [x for x in runs[label] if x["handoff"] >= args.near_ns])]
         for name, v in groups:
             if v:
-                med = {k: statistics.median(x[k] for x in v) for k in ("cpu", "recording", "workers", "rate")}
-                print("  %-28s %-4s n=%-3d %.3f; %.3f; %.3f   %.2f M/s" % (
-                    label, name, len(v), med["cpu"], med["recording"], med["workers"], med["rate"]))
+                med = {k: statistics.median(x[k] for x in v)
+                       for k in ("cpu", "recording", "workers", "receiver", "rate")}
+                print("  %-28s %-4s n=%-3d %.3f; %.3f; %.3f; %.3f   %.2f M/s" % (
+                    label, name, len(v), med["cpu"], med["recording"], med["workers"],
+                    med["receiver"], med["rate"]))
 
 
 if __name__ == "__main__":

@@ -141,7 +141,15 @@ pub(super) async fn process(
         Verify::Walk { sample_every } => c.sampled.fetch_add(1, Relaxed) % sample_every.max(1) == 0,
     };
     let keep = shared.opts.keep_requests.then_some(shared);
-    let checked = check_and_keep(signal, encoding, payload, shared.opts.verify, sample, keep);
+    let checked = check_and_keep(
+        signal,
+        encoding,
+        payload,
+        shared.opts.verify,
+        sample,
+        Limits::RECEIVER,
+        keep,
+    );
     let (spans, raw_len) = match checked {
         Ok(counted) => counted,
         Err(Invalid::Malformed(m)) => return (Outcome::Refuse(Refusal::bad(shared, m)), false),
@@ -180,7 +188,39 @@ pub fn check(
     verify: Verify,
     sample: bool,
 ) -> Result<(u64, usize), Invalid> {
-    check_and_keep(signal, encoding, payload, verify, sample, None)
+    check_within(signal, encoding, payload, verify, sample, Limits::RECEIVER)
+}
+
+/// [`check`] with other bounds than the receiver's: the same checks, with
+/// the limits at `limits`. A fuzzer sets them low, so that a compression
+/// bomb reaches the limit in a fraction of a millisecond instead of
+/// inflating 64 MiB on every run.
+pub fn check_within(
+    signal: Signal,
+    encoding: Compression,
+    payload: &[u8],
+    verify: Verify,
+    sample: bool,
+    limits: Limits,
+) -> Result<(u64, usize), Invalid> {
+    check_and_keep(signal, encoding, payload, verify, sample, limits, None)
+}
+
+/// What bounds the receiver's memory for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest message, on the wire and decompressed.
+    pub max_message: usize,
+    /// The most a full decode may allocate (see `walk::decode_cost`).
+    pub max_decoded: u64,
+}
+
+impl Limits {
+    /// The receiver's own: 64 MiB a message, 256 MiB a full decode.
+    pub const RECEIVER: Limits = Limits {
+        max_message: MAX_MESSAGE,
+        max_decoded: MAX_DECODED,
+    };
 }
 
 /// Why `check` refused a message.
@@ -193,37 +233,42 @@ pub enum Invalid {
 }
 
 /// Checks one OTLP message as the receiver does, whatever the protocol:
-/// decompresses `payload` (never past `MAX_MESSAGE`), then walks it
+/// decompresses `payload` (never past `limits.max_message`), then walks it
 /// (`Verify::Walk`) or decodes it with prost (`Verify::Full`, or a walked
 /// request chosen by `sample`), the full decode only after
-/// `walk::decode_cost` shows it stays under `MAX_DECODED`. Returns the
-/// number of records and the decompressed length. `keep` keeps the decoded
-/// request (tests). Allocates at most `MAX_MESSAGE + MAX_DECODED`.
+/// `walk::decode_cost` shows it stays under `limits.max_decoded`. Returns
+/// the number of records and the decompressed length. `keep` keeps the
+/// decoded request (tests). Allocates at most the sum of the two limits.
 pub(super) fn check_and_keep(
     signal: Signal,
     encoding: Compression,
     payload: &[u8],
     verify: Verify,
     sample: bool,
+    limits: Limits,
     keep: Option<&SinkState>,
 ) -> Result<(u64, usize), Invalid> {
+    let Limits {
+        max_message,
+        max_decoded,
+    } = limits;
     let decompressed;
     let message: &[u8] = match encoding {
-        Compression::None if payload.len() > MAX_MESSAGE => {
+        Compression::None if payload.len() > max_message => {
             return Err(Invalid::TooLarge(format!(
-                "message of {} bytes; the limit is {MAX_MESSAGE}",
+                "message of {} bytes; the limit is {max_message}",
                 payload.len()
             )))
         }
         Compression::None => payload,
-        enc => match decompress(enc, payload, MAX_MESSAGE) {
+        enc => match decompress(enc, payload, max_message) {
             Ok(d) => {
                 decompressed = d;
                 &decompressed
             }
             Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
                 return Err(Invalid::TooLarge(format!(
-                    "decompressed message over {MAX_MESSAGE} bytes"
+                    "decompressed message over {max_message} bytes"
                 )))
             }
             Err(e) => return Err(Invalid::Malformed(format!("decompressing: {e}"))),
@@ -231,11 +276,11 @@ pub(super) fn check_and_keep(
     };
     // A full decode allocates; the walk does not. Before any full decode,
     // its allocations are bounded from the wire bytes (`walk::decode_cost`).
-    let affordable = || walk::decode_cost(message) <= MAX_DECODED;
+    let affordable = || walk::decode_cost(message) <= max_decoded;
     let records = match verify {
         Verify::Full if !affordable() => {
             return Err(Invalid::TooLarge(format!(
-                "request would decode to more than {MAX_DECODED} bytes"
+                "request would decode to more than {max_decoded} bytes"
             )))
         }
         Verify::Full => decode_full(message, signal, keep),
@@ -291,4 +336,58 @@ pub(super) fn status_details(
         }],
     };
     Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(st.encode_to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::compress::Compressor;
+
+    #[test]
+    fn the_limits_given_are_the_limits_kept() {
+        // 50,000 empty `resource_spans`: 100,000 valid bytes, no spans, and
+        // a full decode of 50,000 messages (25.7 MB by `decode_cost`).
+        let request = [0x0a, 0x00].repeat(50_000);
+        let gzip = Compressor::new(Compression::Gzip, 6)
+            .compress(&[&request], request.len(), 0)
+            .unwrap();
+        assert!(gzip.len() < 1_000, "{} bytes", gzip.len());
+        let walk = Verify::Walk { sample_every: 1 };
+        let small = Limits {
+            max_message: 64 << 10,
+            max_decoded: 1 << 20,
+        };
+        // The receiver's own limits take it, walked and decoded.
+        for verify in [walk, Verify::Full] {
+            assert_eq!(
+                check(Signal::Traces, Compression::Gzip, &gzip, verify, true),
+                Ok((0, request.len()))
+            );
+        }
+        // Past a smaller message limit, compressed or not.
+        for (encoding, payload) in [(Compression::Gzip, &gzip), (Compression::None, &request)] {
+            match check_within(Signal::Traces, encoding, payload, walk, false, small) {
+                Err(Invalid::TooLarge(m)) => assert!(m.contains("65536"), "{m}"),
+                other => panic!("{encoding:?}: {other:?}"),
+            }
+        }
+        // Within it, but past the decode limit: refused before decoding; the
+        // walk alone, which allocates nothing, still takes it.
+        let part = &request[..60_000];
+        match check_within(
+            Signal::Traces,
+            Compression::None,
+            part,
+            Verify::Full,
+            true,
+            small,
+        ) {
+            Err(Invalid::TooLarge(m)) => assert!(m.contains("1048576"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            check_within(Signal::Traces, Compression::None, part, walk, false, small),
+            Ok((0, part.len()))
+        );
+    }
 }

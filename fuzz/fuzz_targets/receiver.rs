@@ -15,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use otlpflow::otlp::grpc::{read_prefix, GRPC_PREFIX};
-use otlpflow::sink::{check_within, Invalid, Limits, Verify};
+use otlpflow::sink::{check, Checking, Invalid, Limits, Verify};
 use otlpflow::{Compression, Signal};
 
 const LIMITS: Limits = Limits {
@@ -47,7 +47,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         body
     };
-    match check_within(signal, encoding, payload, verify, true, LIMITS) {
+    let how = Checking {
+        verify,
+        sample: true,
+        limits: LIMITS,
+    };
+    match check(signal, encoding, payload, how) {
         Ok((_records, raw)) => assert!(raw <= LIMITS.max_message),
         Err(Invalid::Malformed(m)) | Err(Invalid::TooLarge(m)) => assert!(!m.is_empty()),
     }

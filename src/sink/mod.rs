@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
 
 pub use fault::Fault;
-pub use request::{check, check_within, Invalid, Limits};
+pub use request::{check, Checking, Invalid, Limits};
 pub use verify::Verify;
 
 /// gRPC path of the OTLP trace service.

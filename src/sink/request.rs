@@ -141,15 +141,12 @@ pub(super) async fn process(
         Verify::Walk { sample_every } => c.sampled.fetch_add(1, Relaxed) % sample_every.max(1) == 0,
     };
     let keep = shared.opts.keep_requests.then_some(shared);
-    let checked = check_and_keep(
-        signal,
-        encoding,
-        payload,
-        shared.opts.verify,
+    let how = Checking {
+        verify: shared.opts.verify,
         sample,
-        Limits::RECEIVER,
-        keep,
-    );
+        limits: Limits::RECEIVER,
+    };
+    let checked = check_and_keep(signal, encoding, payload, how, keep);
     let (spans, raw_len) = match checked {
         Ok(counted) => counted,
         Err(Invalid::Malformed(m)) => return (Outcome::Refuse(Refusal::bad(shared, m)), false),
@@ -178,32 +175,30 @@ pub(super) async fn process(
     )
 }
 
-/// Checks one OTLP message exactly as the receiver does (see
-/// `check_and_keep`), for fuzzing and for tools: the record count and the
-/// decompressed length, or why it was refused.
+/// Checks one OTLP message as the receiver does (see `check_and_keep`),
+/// for fuzzing and for tools: the record count and the decompressed
+/// length, or why it was refused. `how.limits` is the receiver's own with
+/// [`Limits::RECEIVER`]; a fuzzer sets it low, so that a compression bomb
+/// reaches the limit in a fraction of a millisecond instead of inflating
+/// 64 MiB on every run.
 pub fn check(
     signal: Signal,
     encoding: Compression,
     payload: &[u8],
-    verify: Verify,
-    sample: bool,
+    how: Checking,
 ) -> Result<(u64, usize), Invalid> {
-    check_within(signal, encoding, payload, verify, sample, Limits::RECEIVER)
+    check_and_keep(signal, encoding, payload, how, None)
 }
 
-/// [`check`] with other bounds than the receiver's: the same checks, with
-/// the limits at `limits`. A fuzzer sets them low, so that a compression
-/// bomb reaches the limit in a fraction of a millisecond instead of
-/// inflating 64 MiB on every run.
-pub fn check_within(
-    signal: Signal,
-    encoding: Compression,
-    payload: &[u8],
-    verify: Verify,
-    sample: bool,
-    limits: Limits,
-) -> Result<(u64, usize), Invalid> {
-    check_and_keep(signal, encoding, payload, verify, sample, limits, None)
+/// How [`check`] checks a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checking {
+    /// Walk it, or decode it in full.
+    pub verify: Verify,
+    /// With `Verify::Walk`, decode this one in full too.
+    pub sample: bool,
+    /// Its bounds.
+    pub limits: Limits,
 }
 
 /// What bounds the receiver's memory for one message.
@@ -233,25 +228,28 @@ pub enum Invalid {
 }
 
 /// Checks one OTLP message as the receiver does, whatever the protocol:
-/// decompresses `payload` (never past `limits.max_message`), then walks it
-/// (`Verify::Walk`) or decodes it with prost (`Verify::Full`, or a walked
-/// request chosen by `sample`), the full decode only after
-/// `walk::decode_cost` shows it stays under `limits.max_decoded`. Returns
-/// the number of records and the decompressed length. `keep` keeps the
-/// decoded request (tests). Allocates at most the sum of the two limits.
+/// decompresses `payload` (never past `how.limits.max_message`), then walks
+/// it (`Verify::Walk`) or decodes it with prost (`Verify::Full`, or a
+/// walked request chosen by `how.sample`), the full decode only after
+/// `walk::decode_cost` shows it stays under `how.limits.max_decoded`.
+/// Returns the number of records and the decompressed length. `keep` keeps
+/// the decoded request (tests). Allocates at most the sum of the two
+/// limits.
 pub(super) fn check_and_keep(
     signal: Signal,
     encoding: Compression,
     payload: &[u8],
-    verify: Verify,
-    sample: bool,
-    limits: Limits,
+    how: Checking,
     keep: Option<&SinkState>,
 ) -> Result<(u64, usize), Invalid> {
-    let Limits {
-        max_message,
-        max_decoded,
-    } = limits;
+    let Checking {
+        verify,
+        sample,
+        limits: Limits {
+            max_message,
+            max_decoded,
+        },
+    } = how;
     let decompressed;
     let message: &[u8] = match encoding {
         Compression::None if payload.len() > max_message => {
@@ -357,16 +355,26 @@ mod tests {
             max_message: 64 << 10,
             max_decoded: 1 << 20,
         };
+        let how = |verify, sample, limits| Checking {
+            verify,
+            sample,
+            limits,
+        };
         // The receiver's own limits take it, walked and decoded.
         for verify in [walk, Verify::Full] {
             assert_eq!(
-                check(Signal::Traces, Compression::Gzip, &gzip, verify, true),
+                check(
+                    Signal::Traces,
+                    Compression::Gzip,
+                    &gzip,
+                    how(verify, true, Limits::RECEIVER)
+                ),
                 Ok((0, request.len()))
             );
         }
         // Past a smaller message limit, compressed or not.
         for (encoding, payload) in [(Compression::Gzip, &gzip), (Compression::None, &request)] {
-            match check_within(Signal::Traces, encoding, payload, walk, false, small) {
+            match check(Signal::Traces, encoding, payload, how(walk, false, small)) {
                 Err(Invalid::TooLarge(m)) => assert!(m.contains("65536"), "{m}"),
                 other => panic!("{encoding:?}: {other:?}"),
             }
@@ -374,19 +382,13 @@ mod tests {
         // Within it, but past the decode limit: refused before decoding; the
         // walk alone, which allocates nothing, still takes it.
         let part = &request[..60_000];
-        match check_within(
-            Signal::Traces,
-            Compression::None,
-            part,
-            Verify::Full,
-            true,
-            small,
-        ) {
+        let none = Compression::None;
+        match check(Signal::Traces, none, part, how(Verify::Full, true, small)) {
             Err(Invalid::TooLarge(m)) => assert!(m.contains("1048576"), "{m}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            check_within(Signal::Traces, Compression::None, part, walk, false, small),
+            check(Signal::Traces, none, part, how(walk, false, small)),
             Ok((0, part.len()))
         );
     }

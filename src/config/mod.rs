@@ -11,6 +11,7 @@ mod endpoint;
 mod env;
 mod named;
 mod size;
+mod text;
 mod validate;
 
 use std::time::Duration;
@@ -22,8 +23,9 @@ pub use crate::record::Signal;
 pub(crate) use dns::DnsEndpoints;
 pub use dns::Resolver;
 pub use endpoint::Endpoint;
-pub use named::{parse_duration, SETTINGS};
+pub use named::SETTINGS;
 pub use size::parse_bytes;
+pub use text::parse_duration;
 pub(crate) use validate::base_target;
 
 /// When the disk spool syncs what it wrote to the disk.

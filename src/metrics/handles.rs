@@ -1,0 +1,110 @@
+//! The instruments' handles, what a host records through: each is an
+//! `Arc` of its instrument (or of one series of it, once bound), cheap to
+//! clone and share between threads.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Instrument, Series};
+use crate::record::KeyValue;
+
+/// A monotonic counter (OTLP sum, monotonic).
+#[derive(Clone)]
+pub struct Counter(pub(crate) Arc<Instrument>);
+
+/// A counter that goes up and down (OTLP sum, not monotonic).
+#[derive(Clone)]
+pub struct UpDownCounter(pub(crate) Arc<Instrument>);
+
+/// A gauge: the last value set per attribute set.
+#[derive(Clone)]
+pub struct Gauge(pub(crate) Arc<Instrument>);
+
+/// An explicit-bucket histogram.
+#[derive(Clone)]
+pub struct Histogram(pub(crate) Arc<Instrument>);
+
+/// A counter's series for one attribute set: `add` is one atomic add.
+#[derive(Clone)]
+pub struct BoundCounter(Arc<Series>);
+
+/// A histogram's series for one attribute set.
+#[derive(Clone)]
+pub struct BoundHistogram {
+    series: Arc<Series>,
+    instrument: Arc<Instrument>,
+}
+
+impl Counter {
+    /// Adds `v` for this attribute set.
+    #[inline]
+    pub fn add(&self, v: u64, attrs: &[KeyValue<'_>]) {
+        self.0.series(attrs).value.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// The series of one attribute set, to add to without looking it up.
+    pub fn bind(&self, attrs: &[KeyValue<'_>]) -> BoundCounter {
+        BoundCounter(self.0.bind(attrs))
+    }
+}
+
+impl BoundCounter {
+    /// Adds `v`.
+    #[inline]
+    pub fn add(&self, v: u64) {
+        self.0.value.fetch_add(v, Ordering::Relaxed);
+    }
+}
+
+impl UpDownCounter {
+    /// Adds `v` (negative to subtract) for this attribute set.
+    #[inline]
+    pub fn add(&self, v: i64, attrs: &[KeyValue<'_>]) {
+        // Two's complement: wrapping adds of i64 as u64 sum correctly.
+        self.0
+            .series(attrs)
+            .value
+            .fetch_add(v as u64, Ordering::Relaxed);
+    }
+}
+
+impl Gauge {
+    /// Sets the value for this attribute set.
+    #[inline]
+    pub fn set(&self, v: f64, attrs: &[KeyValue<'_>]) {
+        let s = self.0.series(attrs);
+        s.value.store(v.to_bits(), Ordering::Relaxed);
+        // Release: the collector's Acquire swap of `fresh` sees the value.
+        s.fresh.store(true, Ordering::Release);
+    }
+}
+
+impl Histogram {
+    /// Records `v` for this attribute set.
+    #[inline]
+    pub fn record(&self, v: f64, attrs: &[KeyValue<'_>]) {
+        let bucket = self.0.bucket(v);
+        if let Some(h) = &self.0.series(attrs).hist {
+            h.record(bucket, v);
+        }
+    }
+
+    /// The series of one attribute set, to record into without looking it
+    /// up.
+    pub fn bind(&self, attrs: &[KeyValue<'_>]) -> BoundHistogram {
+        BoundHistogram {
+            series: self.0.bind(attrs),
+            instrument: self.0.clone(),
+        }
+    }
+}
+
+impl BoundHistogram {
+    /// Records `v`.
+    #[inline]
+    pub fn record(&self, v: f64) {
+        if let Some(h) = &self.series.hist {
+            h.record(self.instrument.bucket(v), v);
+        }
+    }
+}

@@ -99,7 +99,7 @@ impl Scope {
     /// The handle as two numbers (scope id, pipeline id), for bindings that
     /// keep it in a plain struct. Handing back other numbers is safe: a
     /// handle that does not match the pipeline is refused with
-    /// [`RecordError::InvalidScope`].
+    /// [`RecordError::InvalidScope`](crate::RecordError::InvalidScope).
     pub fn to_parts(self) -> (u32, u64) {
         (self.id, self.pipeline)
     }

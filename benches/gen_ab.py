@@ -16,10 +16,10 @@ the run (from /proc/PID/stat): runs of a few million spans give two digits.
         before=/tmp/otlpflow-before after=target/release/otlpflow \\
         'after, evicting=target/release/otlpflow --set ring_eviction=true'
 
-With `--gen-cpus 0 --receiver-cpus 1` gen and the receiver each have a
-core of their own (gen's recording threads and workers share theirs): the
-rate is then gen's own, as with a receiver on another machine, rather than
-what is left to it beside the receiver.
+With `--gen-cpus 0 --receiver-cpus 1` gen and the receiver each run on a
+core of their own, so the receiver's CPU no longer comes out of gen's; but
+gen's recording threads and workers then share one core (on two vCPUs that
+lowered the rate: BENCHMARKS.md, "Where issue 17's time goals stand").
 
 With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
 round first reads `machine/cache_line_handoff`, and the summary splits the

@@ -23,13 +23,13 @@ import time
 import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from . import _ffi, _native, _spans
+from . import _config, _ffi, _native, _spans
 from ._instruments import Instrument
 from ._logging import LoggingHandler
 from ._native import *  # noqa: F401,F403  (the result codes and errors)
 from ._native import (Result, OtlpflowError, ConfigError, ShutdownError, FlushTimeout, version, _library,
-                      _error, _recorded, _check, _Keep, _fill_value, _attributes, _id, _Guard, _c_span,
-                      _COMPRESSION, _PROTOCOL, INVALID_CONFIG, OK, TIMEOUT)
+                      _recorded, _check, _Keep, _fill_value, _attributes, _id, _c_span, INVALID_CONFIG, OK,
+                      TIMEOUT)
 from ._spans import CURRENT, Span, SpanContext, SpanTemplate
 
 
@@ -61,56 +61,12 @@ class Pipeline:
                  policy: str = "drop", max_wait: float = 1.0, shards: int = 0, workers: int = 0,
                  linger: Optional[float] = None, from_env: bool = True, batch_spans: int = 128,
                  batch_interval: float = 0.05, **settings: Union[str, int, float, bool]) -> None:
-        if protocol not in _PROTOCOL:
-            raise ConfigError(INVALID_CONFIG, "protocol must be one of %s" % ", ".join(sorted(_PROTOCOL)))
-        if compression not in _COMPRESSION:
-            raise ConfigError(INVALID_CONFIG, "compression must be one of none, gzip, zstd")
-        if policy not in ("drop", "block"):
-            raise ConfigError(INVALID_CONFIG, "policy must be 'drop' or 'block'")
         lib = self._lib = _library()
-        cfg = ctypes.c_void_p()
-        _check(lib.otlpflow_config_new(ctypes.byref(cfg)), "config")
-        try:
-            def setting(code, what):
-                if code != OK:
-                    raise self._config_error(cfg, code, what)
-            if from_env:
-                setting(lib.otlpflow_config_apply_env(cfg), "environment")
-            keep = _Keep()
-            if protocol != "grpc" or not from_env:
-                setting(lib.otlpflow_config_set_protocol(cfg, _PROTOCOL[protocol]), "protocol")
-            if endpoint is not None:
-                setting(lib.otlpflow_config_set_endpoint(cfg, keep.str(endpoint)), "endpoint")
-            if service_name is not None:
-                setting(lib.otlpflow_config_set_service_name(cfg, keep.str(service_name)), "service_name")
-            if service_version is not None:
-                setting(lib.otlpflow_config_set_service_version(cfg, keep.str(service_version)), "service_version")
-            for k, v in (resource or {}).items():
-                val = _ffi.Value()
-                _fill_value(val, v, keep, allow_array=False)
-                setting(lib.otlpflow_config_add_resource_attribute(cfg, keep.str(k), ctypes.byref(val)), "resource")
-            for k, v in (headers or {}).items():
-                setting(lib.otlpflow_config_add_header(cfg, keep.str(k), keep.str(v)), "headers")
-            if compression != "none" or not from_env:
-                setting(lib.otlpflow_config_set_compression(cfg, _COMPRESSION[compression]), "compression")
-            setting(lib.otlpflow_config_set_policy(cfg, 1 if policy == "block" else 0, int(max_wait * 1000)),
-                    "policy")
-            setting(lib.otlpflow_config_set_shards(cfg, shards), "shards")
-            setting(lib.otlpflow_config_set_workers(cfg, workers), "workers")
-            if linger is not None:
-                setting(lib.otlpflow_config_set_linger_ms(cfg, int(linger * 1000)), "linger")
-            for name, value in settings.items():
-                if isinstance(value, bool):
-                    value = "true" if value else "false"
-                elif isinstance(value, (list, tuple)):
-                    # endpoints=[...]: the comma-separated list of the name.
-                    value = ",".join(str(v) for v in value)
-                setting(lib.otlpflow_config_set(cfg, keep.str(name), keep.str(str(value))), name)
-            handle = ctypes.c_void_p()
-            setting(lib.otlpflow_pipeline_start(cfg, ctypes.byref(handle)), "start")
-            self._guard = _Guard(handle)
-        finally:
-            lib.otlpflow_config_free(cfg)
+        self._guard = _config.start(
+            lib, endpoint=endpoint, protocol=protocol, compression=compression, service_name=service_name,
+            service_version=service_version, resource=resource, headers=headers, policy=policy,
+            max_wait=max_wait, shards=shards, workers=workers, linger=linger, from_env=from_env,
+            settings=settings)
         self._default_scope = self.scope("otlpflow.python", __version__)
         if batch_spans < 1 or not batch_interval > 0:
             raise ConfigError(INVALID_CONFIG, "batch_spans must be at least 1 and batch_interval positive")
@@ -138,14 +94,6 @@ class Pipeline:
         self._flusher = _spans.Flusher(buffers, batch_interval)
         self._flusher.start()
         _LIVE.add(self)
-
-    def _config_error(self, cfg, code, what):
-        buf = ctypes.create_string_buffer(1024)
-        n = ctypes.c_size_t()
-        if self._lib.otlpflow_config_error(cfg, buf, len(buf), ctypes.byref(n)) == OK and n.value:
-            return ConfigError(code, "%s: %s" % (what, buf.value.decode()))
-        err = _error(code, what)
-        return err if isinstance(err, Exception) else ConfigError(code, what)
 
     def scope(self, name: str, version: str = "", attributes: Optional[Mapping[str, Any]] = None) -> _ffi.Scope:
         """Registers (or finds) an instrumentation scope."""

@@ -21,6 +21,11 @@ core of their own, so the receiver's CPU no longer comes out of gen's; but
 gen's recording threads and workers then share one core (on two vCPUs that
 lowered the rate: BENCHMARKS.md, "Where issue 17's time goals stand").
 
+With `--receiver null` the runs go to benches/null_grpc.py instead of
+`otlpflow sink`: a receiver that answers every request OK and checks
+nothing, so that it takes little of the cores gen shares with it. At the
+end its count of requests is set against the sum of gen's.
+
 With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
 round first reads `machine/cache_line_handoff`, and the summary splits the
 runs by it (under `--near-ns`: cores that share a cache; see BENCHMARKS.md).
@@ -33,6 +38,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 
 import criterion_ab  # beside this file: the hand-off reading and its parse
@@ -116,6 +122,7 @@ def one_run(argv, spans, compression, sink_pid, cpus=None):
         "recording": parts["recording"] * per_m,
         "workers": parts["workers"] * per_m,
         "receiver": receiver * per_m,
+        "requests": report["requests"],
     }
 
 
@@ -136,13 +143,19 @@ def main():
                     help="run gen on these CPUs only, e.g. 0 (default: anywhere)")
     ap.add_argument("--receiver-cpus", type=cpu_set, default=set(),
                     help="run the receiver on these CPUs only, e.g. 1 (default: anywhere)")
+    ap.add_argument("--receiver", choices=("sink", "null"), default="sink",
+                    help="otlpflow sink (checks every span; the default) or benches/null_grpc.py")
     args = ap.parse_args()
     builds = []
     for b in args.builds:
         label, _, rest = b.partition("=")
         builds.append((label, rest.split()))
-    sink = subprocess.Popen([builds[0][1][0], "sink", "--grpc", "127.0.0.1:%d" % PORT, "--duration", "36000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    if args.receiver == "sink":
+        receiver = [builds[0][1][0], "sink", "--grpc", "127.0.0.1:%d" % PORT, "--duration", "36000"]
+    else:
+        null = os.path.join(os.path.dirname(os.path.abspath(__file__)), "null_grpc.py")
+        receiver = [sys.executable, null, "--listen", "127.0.0.1:%d" % PORT, "--duration", "36000"]
+    sink = subprocess.Popen(receiver, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             preexec_fn=pinned(args.receiver_cpus))
     time.sleep(1)
     runs = collections.defaultdict(list)
@@ -158,7 +171,14 @@ def main():
                 line += "  %s: %.3f s/M, %.2f M/s" % (label, res["cpu"], res["rate"])
             print(line, flush=True)
     finally:
-        sink.kill()
+        sink.terminate()
+        counted = sink.communicate(timeout=10)[0]
+    if args.receiver == "null":
+        sent = sum(x["requests"] for v in runs.values() for x in v)
+        got = json.loads(counted.strip().splitlines()[-1])["requests"]
+        print("null receiver: %d requests answered, gen sent %d" % (got, sent))
+        if got != sent:
+            raise SystemExit("the null receiver's count differs from gen's")
     print("\nmedians, CPU seconds per million spans (process; recording and rest; workers;"
           " the receiver's) and M spans/s:")
     for label, _ in builds:

@@ -7,7 +7,10 @@
 //! A batch keeps one buffer per scope whose first bytes are left free; when
 //! the batch closes, the `Scope*` key and length are written right-aligned
 //! into that headroom, so each scope buffer becomes one request chunk with no
-//! further copy. The request is then `head + chunks`.
+//! further copy. The first scope's headroom also has room for the request's
+//! head (the `Resource*` key, length and resource), so that a batch of one
+//! scope, the common case, closes into one contiguous message: zstd then
+//! compresses it in one call straight from the batch's buffer.
 
 use std::time::Instant;
 
@@ -27,8 +30,9 @@ const RESOURCE_FIELD: u32 = 1;
 
 struct ScopeBuf {
     tag: u32,
-    /// `HEADROOM` free bytes, the encoded scope field, then records.
+    /// `headroom` free bytes, the encoded scope field, then records.
     body: Vec<u8>,
+    headroom: usize,
     /// Metric batches: points grouped by metric (kind, flags and head, the
     /// key), each group's points framed as `data_points`; written into
     /// `body` as one `Metric` per group when the batch closes.
@@ -38,9 +42,11 @@ struct ScopeBuf {
 
 /// A closed batch, ready to compress and send.
 pub struct ClosedBatch {
-    /// The request's first bytes: `Resource*` key, length and resource.
+    /// The request's first bytes: `Resource*` key, length and resource;
+    /// empty when they are at the front of the first chunk.
     pub head: Vec<u8>,
-    /// One chunk per scope: `Scope*` key, length and body.
+    /// One chunk per scope: `Scope*` key, length and body (the first one
+    /// after the head, when `head` is empty).
     pub chunks: Vec<Bytes>,
     /// Records in the request.
     pub items: u64,
@@ -52,7 +58,9 @@ impl ClosedBatch {
     /// The message as slices, in order.
     pub fn slices(&self) -> Vec<&[u8]> {
         let mut v = Vec::with_capacity(1 + self.chunks.len());
-        v.push(&self.head[..]);
+        if !self.head.is_empty() {
+            v.push(&self.head[..]);
+        }
         v.extend(self.chunks.iter().map(|c| &c[..]));
         v
     }
@@ -78,10 +86,17 @@ pub struct Batch {
     /// copies cost more instructions per span than the copy out of the
     /// ring they repeat.
     body_capacity: usize,
+    /// Room for the request's head at the front of the first scope's body:
+    /// what the last batch's head needed (`FIRST_HEAD_ROOM` at first).
+    head_room: usize,
 }
 
 /// A scope body's first capacity before any batch has left.
 const FIRST_BODY_CAPACITY: usize = 64 * 1024;
+/// Room for the head before any batch has left: a resource of a few dozen
+/// attributes. A larger one is sent as a chunk of its own once, and the
+/// batches after it leave room for it.
+const FIRST_HEAD_ROOM: usize = 1024;
 
 impl Batch {
     /// An empty batch.
@@ -139,13 +154,20 @@ impl Batch {
         }
         if self.slot_of[t] == 0 {
             let scope = scope_field(tag);
-            let mut body = Vec::with_capacity(self.body_capacity.max(FIRST_BODY_CAPACITY));
-            body.resize(HEADROOM, 0);
+            let headroom = if self.scopes.is_empty() {
+                HEADROOM + self.head_room()
+            } else {
+                HEADROOM
+            };
+            let mut body =
+                Vec::with_capacity(headroom + self.body_capacity.max(FIRST_BODY_CAPACITY));
+            body.resize(headroom, 0);
             body.extend_from_slice(&scope);
             self.bytes += scope.len();
             self.scopes.push(ScopeBuf {
                 tag,
                 body,
+                headroom,
                 groups: Vec::new(),
                 group_of: Default::default(),
             });
@@ -196,34 +218,58 @@ impl Batch {
         }
     }
 
+    /// The room the first scope's body leaves for the request's head.
+    fn head_room(&self) -> usize {
+        if self.head_room == 0 {
+            FIRST_HEAD_ROOM
+        } else {
+            self.head_room
+        }
+    }
+
     /// Closes the batch into a request around `resource_field` (the encoded
     /// `resource` field of `Resource*`), leaving the batch empty.
     pub fn take(&mut self, resource_field: &[u8]) -> ClosedBatch {
-        let mut chunks = Vec::with_capacity(self.scopes.len());
+        // Each scope's key and length go right-aligned into its headroom.
+        let mut bodies = Vec::with_capacity(self.scopes.len());
         let mut resource_body = resource_field.len();
         let mut largest = 0;
         for scope in self.scopes.drain(..) {
             self.slot_of[scope.tag as usize] = 0;
             let mut body = scope.body;
-            largest = largest.max(body.len());
+            largest = largest.max(body.len() - scope.headroom);
             for (key, points) in &scope.groups {
                 crate::record::metric::write_metric(&mut body, key, points);
             }
-            let body_len = body.len() - HEADROOM;
+            let body_len = body.len() - scope.headroom;
             let mut header = Vec::with_capacity(HEADROOM);
             wire::put_len_header(&mut header, SCOPE_FIELD, body_len);
-            let start = HEADROOM - header.len();
-            body[start..HEADROOM].copy_from_slice(&header);
+            let start = scope.headroom - header.len();
+            body[start..scope.headroom].copy_from_slice(&header);
             resource_body += body.len() - start;
-            chunks.push(Bytes::from(body).slice(start..));
+            bodies.push((body, start));
         }
         let mut head = Vec::with_capacity(16 + resource_field.len());
         wire::put_len_header(&mut head, RESOURCE_FIELD, resource_body);
         head.extend_from_slice(resource_field);
-        let message_len = head.len() + chunks.iter().map(|c| c.len()).sum::<usize>();
+        let message_len = head.len() + resource_body - resource_field.len();
+        // The head in front of the first scope when it fits there.
+        if let Some((body, start)) = bodies.first_mut() {
+            if *start >= head.len() {
+                *start -= head.len();
+                body[*start..*start + head.len()].copy_from_slice(&head);
+                head.clear();
+            }
+        }
+        let chunks = bodies
+            .into_iter()
+            .map(|(body, start)| Bytes::from(body).slice(start..))
+            .collect();
         // The next batch's bodies start where this one's ended (a little
-        // over, for the metric framing and a batch one record longer).
+        // over, for the metric framing and a batch one record longer), and
+        // its first leaves room for this head.
         self.body_capacity = largest + largest / 8;
+        self.head_room = 16 + resource_field.len();
         let items = self.items as u64;
         self.items = 0;
         self.bytes = 0;
@@ -268,4 +314,111 @@ pub(crate) fn scope_field(
     wire::put_len_header(&mut out, 1, body.len());
     out.extend_from_slice(&body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `field` as a length-delimited field around `body`.
+    fn len_field(field: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::put_len_header(&mut out, field, body.len());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The request a batch of `scopes` (scope field, records) must close
+    /// into, built field by field.
+    fn expected(resource_field: &[u8], scopes: &[(Vec<u8>, Vec<Vec<u8>>)]) -> Vec<u8> {
+        let mut resource_body = resource_field.to_vec();
+        for (scope, records) in scopes {
+            let mut body = scope.clone();
+            for r in records {
+                body.extend(len_field(RECORDS_FIELD, r));
+            }
+            resource_body.extend(len_field(SCOPE_FIELD, &body));
+        }
+        len_field(RESOURCE_FIELD, &resource_body)
+    }
+
+    fn joined(req: &ClosedBatch) -> Vec<u8> {
+        req.slices().concat()
+    }
+
+    fn record(i: u8, len: usize) -> Vec<u8> {
+        vec![i; len]
+    }
+
+    #[test]
+    fn one_scope_closes_into_one_contiguous_message() {
+        let resource = len_field(1, b"service.name=checkout");
+        let scope = len_field(1, b"scope-a");
+        let mut batch = Batch::new();
+        let records: Vec<Vec<u8>> = (0..200).map(|i| record(i, 40 + i as usize)).collect();
+        for r in &records {
+            batch.push(7, r, |_| Bytes::from(scope.clone()));
+        }
+        let req = batch.take(&resource);
+        assert!(req.head.is_empty(), "the head went in front of the scope");
+        assert_eq!(req.chunks.len(), 1);
+        assert_eq!(req.slices().len(), 1);
+        let want = expected(&resource, &[(scope.clone(), records)]);
+        assert_eq!(&req.chunks[0][..], &want[..]);
+        assert_eq!(req.message_len, want.len());
+        assert_eq!(req.items, 200);
+    }
+
+    #[test]
+    fn several_scopes_put_the_head_before_the_first() {
+        let resource = len_field(1, b"r");
+        let (a, b) = (len_field(1, b"scope-a"), len_field(1, b"scope-b"));
+        let mut batch = Batch::new();
+        batch.push(1, &record(1, 10), |_| Bytes::from(a.clone()));
+        batch.push(2, &record(2, 300), |_| Bytes::from(b.clone()));
+        batch.push(1, &record(3, 20), |_| Bytes::from(a.clone()));
+        let req = batch.take(&resource);
+        assert!(req.head.is_empty());
+        assert_eq!(req.chunks.len(), 2);
+        let want = expected(
+            &resource,
+            &[
+                (a.clone(), vec![record(1, 10), record(3, 20)]),
+                (b.clone(), vec![record(2, 300)]),
+            ],
+        );
+        assert_eq!(joined(&req), want);
+        assert_eq!(req.message_len, want.len());
+    }
+
+    #[test]
+    fn a_resource_larger_than_the_room_goes_apart_once() {
+        // Past the first batch's room: a head of its own this time, and
+        // room for it in the next batch.
+        let resource = len_field(1, &vec![b'x'; FIRST_HEAD_ROOM + 500]);
+        let scope = len_field(1, b"s");
+        let mut batch = Batch::new();
+        for round in 0..3u8 {
+            batch.push(3, &record(round, 100), |_| Bytes::from(scope.clone()));
+            let req = batch.take(&resource);
+            let want = expected(&resource, &[(scope.clone(), vec![record(round, 100)])]);
+            assert_eq!(joined(&req), want, "round {round}");
+            assert_eq!(req.message_len, want.len());
+            if round == 0 {
+                assert!(!req.head.is_empty());
+                assert_eq!(req.chunks.len(), 1);
+            } else {
+                assert!(req.head.is_empty(), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_batch_is_a_head_alone() {
+        let resource = len_field(1, b"r");
+        let req = Batch::new().take(&resource);
+        assert!(req.chunks.is_empty());
+        assert_eq!(joined(&req), len_field(RESOURCE_FIELD, &resource));
+        assert_eq!(req.message_len, req.head.len());
+    }
 }

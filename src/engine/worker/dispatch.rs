@@ -197,7 +197,10 @@ fn frame(
         exporter.write_prefix(&mut head[..prefix], req.message_len, false);
         head[prefix..].copy_from_slice(&req.head);
         let mut chunks = Vec::with_capacity(1 + req.chunks.len());
-        chunks.push(Bytes::from(head));
+        // Nothing at all for OTLP/HTTP when the head is in the first chunk.
+        if !head.is_empty() {
+            chunks.push(Bytes::from(head));
+        }
         chunks.extend(req.chunks.iter().cloned());
         return Ok(chunks);
     }

@@ -413,6 +413,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// Batches one after another, of any scopes and record sizes,
+        /// around resources of any size (which the head's room learns
+        /// from): each closes into exactly the request built field by field.
+        #[test]
+        fn any_batches_close_into_their_requests(
+            batches in proptest::collection::vec(
+                (0usize..3000, proptest::collection::vec((0u32..4, 0usize..700), 0..40)),
+                1..6,
+            )
+        ) {
+            let mut batch = Batch::new();
+            for (round, (resource_len, pushes)) in batches.iter().enumerate() {
+                let resource = len_field(1, &vec![b'r'; *resource_len]);
+                let mut scopes: Vec<(u32, Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+                for (i, (tag, len)) in pushes.iter().enumerate() {
+                    let scope = len_field(1, format!("scope-{tag}").as_bytes());
+                    let r = record((round * 64 + i) as u8, *len);
+                    batch.push(*tag, &r, |_| Bytes::from(scope.clone()));
+                    match scopes.iter_mut().find(|(t, _, _)| t == tag) {
+                        Some((_, _, records)) => records.push(r),
+                        None => scopes.push((*tag, scope, vec![r])),
+                    }
+                }
+                let req = batch.take(&resource);
+                let want: Vec<(Vec<u8>, Vec<Vec<u8>>)> =
+                    scopes.into_iter().map(|(_, s, r)| (s, r)).collect();
+                let want = expected(&resource, &want);
+                proptest::prop_assert_eq!(joined(&req), want.clone());
+                proptest::prop_assert_eq!(req.message_len, want.len());
+                proptest::prop_assert_eq!(req.items, pushes.len() as u64);
+                proptest::prop_assert!(req.chunks.iter().all(|c| !c.is_empty()));
+            }
+        }
+    }
+
     #[test]
     fn an_empty_batch_is_a_head_alone() {
         let resource = len_field(1, b"r");

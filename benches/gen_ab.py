@@ -24,7 +24,8 @@ lowered the rate: BENCHMARKS.md, "Where issue 17's time goals stand").
 With `--receiver null` the runs go to benches/null_grpc.py instead of
 `otlpflow sink`: a receiver that answers every request OK and checks
 nothing, so that it takes little of the cores gen shares with it. At the
-end its count of requests is set against the sum of gen's.
+end its count of requests, like the sink's, is set against the sum of
+gen's.
 
 With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
 round first reads `machine/cache_line_handoff`, and the summary splits the
@@ -47,9 +48,17 @@ from criterion_ab import HANDOFF
 PORT = 14396
 
 
+def stat_cpu(path):
+    """`(name, CPU seconds so far, user + system)` from a /proc stat file."""
+    with open(path) as f:
+        stat = f.read()
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2:].split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu(pid):
     """CPU seconds so far of each thread of `pid`, by thread name."""
-    tick = os.sysconf("SC_CLK_TCK")
     out = {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
@@ -57,13 +66,9 @@ def thread_cpu(pid):
         return out
     for tid in tids:
         try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                stat = f.read()
+            out[tid] = stat_cpu("/proc/%d/task/%s/stat" % (pid, tid))
         except OSError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return out
 
 
@@ -76,10 +81,7 @@ def kind(name):
 
 def process_cpu(pid):
     """CPU seconds so far (user + system) of process `pid`."""
-    with open("/proc/%d/stat" % pid) as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu("/proc/%d/stat" % pid)[1]
 
 
 def pinned(cpus):
@@ -93,11 +95,11 @@ def cpu_set(text):
     return {int(c) for c in text.split(",") if c != ""}
 
 
-def one_run(argv, spans, compression, sink_pid, cpus=None):
+def one_run(argv, spans, compression, receiver_pid, cpus=None):
     cmd = argv[:1] + ["gen", "--endpoint", "http://127.0.0.1:%d" % PORT, "--spans", str(spans),
                       "--compression", compression, "--json"] + argv[1:]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sink_before = process_cpu(sink_pid)
+    receiver_before = process_cpu(receiver_pid)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpus))
     last = {}
     while proc.poll() is None:
@@ -107,7 +109,7 @@ def one_run(argv, spans, compression, sink_pid, cpus=None):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # The receiver answers the last request before gen exits; what it
     # spends after that (idle timers) is a tick or two at most.
-    receiver = process_cpu(sink_pid) - sink_before
+    receiver = process_cpu(receiver_pid) - receiver_before
     if proc.returncode != 0:
         raise SystemExit("%s exited with %d" % (cmd, proc.returncode))
     report = json.loads(out.strip().splitlines()[-1])
@@ -151,11 +153,11 @@ def main():
         label, _, rest = b.partition("=")
         builds.append((label, rest.split()))
     if args.receiver == "sink":
-        receiver = [builds[0][1][0], "sink", "--grpc", "127.0.0.1:%d" % PORT, "--duration", "36000"]
+        receiver = [builds[0][1][0], "sink", "--grpc", "127.0.0.1:%d" % PORT, "--duration", "36000", "--json"]
     else:
         null = os.path.join(os.path.dirname(os.path.abspath(__file__)), "null_grpc.py")
         receiver = [sys.executable, null, "--listen", "127.0.0.1:%d" % PORT, "--duration", "36000"]
-    sink = subprocess.Popen(receiver, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    receiving = subprocess.Popen(receiver, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             preexec_fn=pinned(args.receiver_cpus))
     time.sleep(1)
     runs = collections.defaultdict(list)
@@ -165,20 +167,20 @@ def main():
             order = builds[r % len(builds):] + builds[:r % len(builds)]
             line = "round %d" % (r + 1) + (" (hand-off %.0f ns)" % reading if reading else "")
             for label, argv in order:
-                res = one_run(argv, args.spans, args.compression, sink.pid, args.gen_cpus)
+                res = one_run(argv, args.spans, args.compression, receiving.pid, args.gen_cpus)
                 res["handoff"] = reading
                 runs[label].append(res)
                 line += "  %s: %.3f s/M, %.2f M/s" % (label, res["cpu"], res["rate"])
             print(line, flush=True)
     finally:
-        sink.terminate()
-        counted = sink.communicate(timeout=10)[0]
-    if args.receiver == "null":
-        sent = sum(x["requests"] for v in runs.values() for x in v)
-        got = json.loads(counted.strip().splitlines()[-1])["requests"]
-        print("null receiver: %d requests answered, gen sent %d" % (got, sent))
-        if got != sent:
-            raise SystemExit("the null receiver's count differs from gen's")
+        receiving.terminate()
+        counted = receiving.communicate(timeout=10)[0]
+    # Both receivers print their counts as JSON when terminated.
+    sent = sum(x["requests"] for v in runs.values() for x in v)
+    got = json.loads(counted.strip().splitlines()[-1])["requests"]
+    print("%s receiver: %d requests answered, gen sent %d" % (args.receiver, got, sent))
+    if got != sent:
+        raise SystemExit("the receiver's count differs from gen's")
     print("\nmedians, CPU seconds per million spans (process; recording and rest; workers;"
           " the receiver's) and M spans/s:")
     for label, _ in builds:

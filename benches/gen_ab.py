@@ -40,6 +40,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import criterion_ab  # beside this file: the hand-off reading and its parse
@@ -157,9 +158,16 @@ def main():
     else:
         null = os.path.join(os.path.dirname(os.path.abspath(__file__)), "null_grpc.py")
         receiver = [sys.executable, null, "--listen", "127.0.0.1:%d" % PORT, "--duration", "36000"]
-    receiving = subprocess.Popen(receiver, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            preexec_fn=pinned(args.receiver_cpus))
+    # Its stderr goes to a file, not a pipe nobody reads while it runs.
+    errors = tempfile.TemporaryFile(mode="w+")
+    receiving = subprocess.Popen(receiver, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                 preexec_fn=pinned(args.receiver_cpus))
     time.sleep(1)
+    if receiving.poll() is not None:
+        # Most often the port is taken (a receiver left from an earlier
+        # run): gen would then measure against that one, unchecked.
+        errors.seek(0)
+        raise SystemExit("the receiver exited at start: %s" % errors.read().strip())
     runs = collections.defaultdict(list)
     try:
         for r in range(args.rounds):

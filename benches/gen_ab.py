@@ -203,6 +203,26 @@ def main():
                 print("  %-28s %-4s n=%-3d %.3f; %.3f; %.3f; %.3f   %.2f M/s" % (
                     label, name, len(v), med["cpu"], med["recording"], med["workers"],
                     med["receiver"], med["rate"]))
+    if len(builds) > 1:
+        round_by_round(builds, runs)
+
+
+def round_by_round(builds, runs):
+    """Each build against the last one listed, round by round: the ratios
+    of the two runs of one round (CPU per span, delivered rate), their
+    median and range, and in how many rounds they reached issue 17's goals
+    (0.6x the CPU, 1.6x the rate). A round's two runs are seconds apart, so
+    the machine's slower and faster spells mostly cancel in them."""
+    base, _ = builds[-1]
+    print("\nround by round against %s: CPU ratio, rate ratio (median, range,"
+          " rounds at most 0.6x / at least 1.6x):" % base)
+    for label, _ in builds[:-1]:
+        pairs = list(zip(runs[label], runs[base]))
+        cpu = sorted(a["cpu"] / b["cpu"] for a, b in pairs)
+        rate = sorted(a["rate"] / b["rate"] for a, b in pairs)
+        print("  %-28s %.2fx (%.2f-%.2f, %d of %d)   %.2fx (%.2f-%.2f, %d of %d)" % (
+            label, statistics.median(cpu), cpu[0], cpu[-1], sum(c <= 0.6 for c in cpu), len(cpu),
+            statistics.median(rate), rate[0], rate[-1], sum(r >= 1.6 for r in rate), len(rate)))
 
 
 if __name__ == "__main__":

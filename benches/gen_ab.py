@@ -27,6 +27,10 @@ nothing, so that it takes little of the cores gen shares with it. At the
 end its count of requests, like the sink's, is set against the sum of
 gen's.
 
+With two builds or more, each is also set against the last one listed
+round by round: the ratio of the two runs of a round, which are seconds
+apart, so that the machine's slow spells mostly cancel out.
+
 With `--handoff BENCH` (a criterion bench binary of benches/record.rs), each
 round first reads `machine/cache_line_handoff`, and the summary splits the
 runs by it (under `--near-ns`: cores that share a cache; see BENCHMARKS.md).

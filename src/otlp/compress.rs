@@ -57,7 +57,8 @@ impl Compressor {
         // benchmark span): a request waiting for its reply or its retry
         // would hold the rest unaccounted. Shrinking in place hands it back
         // to the allocator (gen with zstd to a receiver 500 ms away, 16 MB
-        // budget: peak RSS 31.5 against 22.7 MB; BENCHMARKS.md).
+        // budget: peak RSS 30.1-33.4 MB before, 22.3-22.9 after;
+        // BENCHMARKS.md).
         out.shrink_to_fit();
         Ok(out)
     }

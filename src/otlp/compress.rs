@@ -316,11 +316,9 @@ mod tests {
             .collect();
         let mut c = Compressor::new(Compression::Zstd, 1);
         let frame = c.compress(&[&data], data.len(), 0).unwrap();
-        assert!(
-            frame.len() * 8 < data.len(),
-            "ratio {}",
-            data.len() / frame.len()
-        );
+        // Between the old guess and the cap.
+        let ratio = data.len() / frame.len();
+        assert!((9..32).contains(&ratio), "ratio {ratio}");
         let out = decompress(Compression::Zstd, &frame, 64 << 20).unwrap();
         assert_eq!(out, data);
         assert_eq!(out.capacity(), data.len() + 1024);

@@ -171,9 +171,18 @@ pub fn decompress(encoding: Compression, data: &[u8], limit: usize) -> std::io::
             }
             return Ok(data.to_vec());
         }
-        Compression::Gzip => flate2::read::GzDecoder::new(data)
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)?,
+        Compression::Gzip => {
+            // A gzip member ends with its size (modulo 2^32): room for it
+            // at once, rather than doubling up to it.
+            let declared = data
+                .last_chunk::<4>()
+                .filter(|_| data.len() >= GZIP_MIN)
+                .map(|t| u32::from_le_bytes(*t) as usize);
+            out.reserve_exact(first_capacity(declared, data.len(), limit));
+            flate2::read::GzDecoder::new(data)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)?
+        }
         Compression::Zstd => return decompress_zstd(data, limit),
     };
     if read > limit {
@@ -188,18 +197,30 @@ thread_local! {
     static DCTX: std::cell::RefCell<zstd_safe::DCtx<'static>> = std::cell::RefCell::new(zstd_safe::DCtx::create());
 }
 
-/// The first capacity for decompressing `data`: the content size its first
-/// frame declares (a frame written in one call, as ours are, says it), else
-/// eight times the input; never more than `limit` nor than 32 times the
-/// input, so that a small request cannot make a large allocation on a
-/// promise. Growing from eight times the input, a request of the benchmark
-/// span (ratio about 20) was copied twice on the way (BENCHMARKS.md).
-fn first_capacity(data: &[u8], limit: usize) -> usize {
-    let declared = match zstd_safe::get_frame_content_size(data) {
-        Ok(Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
-        _ => data.len().saturating_mul(8),
-    };
-    declared.min(data.len().saturating_mul(32)).min(limit) + 1024
+/// The smallest gzip member: a 10-byte header and an 8-byte trailer.
+const GZIP_MIN: usize = 18;
+
+/// The first capacity for decompressing `input` bytes: the size the data
+/// declares (a zstd frame written in one call, as ours are, says it; a gzip
+/// member ends with it), else eight times the input; never more than
+/// `limit` nor than 32 times the input, so that a small request cannot make
+/// a large allocation on a promise. Growing from eight times the input, a
+/// request of the benchmark span (ratio about 20) was copied twice on the
+/// way (BENCHMARKS.md).
+fn first_capacity(declared: Option<usize>, input: usize, limit: usize) -> usize {
+    declared
+        .unwrap_or(input.saturating_mul(8))
+        .min(input.saturating_mul(32))
+        .min(limit)
+        + 1024
+}
+
+/// The content size the zstd frame at the start of `data` declares.
+fn zstd_declared(data: &[u8]) -> Option<usize> {
+    match zstd_safe::get_frame_content_size(data) {
+        Ok(Some(n)) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => None,
+    }
 }
 
 /// Decompresses one or more zstd frames with the thread's context.
@@ -211,7 +232,8 @@ fn decompress_zstd(data: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
         // A previous error may have left a frame half-read.
         dctx.reset(zstd_safe::ResetDirective::SessionOnly)
             .map_err(zerr)?;
-        let mut out: Vec<u8> = Vec::with_capacity(first_capacity(data, limit));
+        let mut out: Vec<u8> =
+            Vec::with_capacity(first_capacity(zstd_declared(data), data.len(), limit));
         let mut input = InBuffer::around(data);
         loop {
             if out.capacity() - out.len() < 16 * 1024 {
@@ -327,13 +349,33 @@ mod tests {
         let zeros = vec![0u8; 1 << 20];
         let bomb = c.compress(&[&zeros], zeros.len(), 0).unwrap();
         assert!(bomb.len() * 32 < zeros.len());
-        assert_eq!(first_capacity(&bomb, 64 << 20), bomb.len() * 32 + 1024);
+        assert_eq!(
+            first_capacity(zstd_declared(&bomb), bomb.len(), 64 << 20),
+            bomb.len() * 32 + 1024
+        );
         assert_eq!(
             decompress(Compression::Zstd, &bomb, 64 << 20).unwrap(),
             zeros
         );
         // Not a frame: eight times the input, as before.
-        assert_eq!(first_capacity(b"not zstd", 64 << 20), 8 * 8 + 1024);
+        assert_eq!(zstd_declared(b"not zstd"), None);
+        assert_eq!(first_capacity(None, 8, 64 << 20), 8 * 8 + 1024);
+        // gzip says its size at its end: the same, without growing.
+        let mut g = Compressor::new(Compression::Gzip, 1);
+        let member = g.compress(&[&data], data.len(), 0).unwrap();
+        let out = decompress(Compression::Gzip, &member, 64 << 20).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(out.capacity(), data.len() + 1024);
+        // A member whose trailer claims 4 GiB: the first allocation is 32
+        // times its size, and the decoder refuses the wrong size.
+        let mut liar = member.clone();
+        let n = liar.len();
+        liar[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            first_capacity(Some(u32::MAX as usize), n, 64 << 20),
+            n * 32 + 1024
+        );
+        assert!(decompress(Compression::Gzip, &liar, 64 << 20).is_err());
     }
 
     #[test]

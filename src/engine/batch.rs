@@ -101,14 +101,17 @@ const FIRST_HEAD_ROOM: usize = 1024;
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
-        Batch::default()
+        Batch {
+            head_room: FIRST_HEAD_ROOM,
+            ..Batch::default()
+        }
     }
 
     /// An empty batch of metric points, which it groups by metric.
     pub fn for_metrics() -> Batch {
         Batch {
             metrics: true,
-            ..Batch::default()
+            ..Batch::new()
         }
     }
 
@@ -155,7 +158,7 @@ impl Batch {
         if self.slot_of[t] == 0 {
             let scope = scope_field(tag);
             let headroom = if self.scopes.is_empty() {
-                HEADROOM + self.head_room()
+                HEADROOM + self.head_room
             } else {
                 HEADROOM
             };
@@ -215,15 +218,6 @@ impl Batch {
         self.items += 1;
         if self.opened.is_none() {
             self.opened = Some(Instant::now());
-        }
-    }
-
-    /// The room the first scope's body leaves for the request's head.
-    fn head_room(&self) -> usize {
-        if self.head_room == 0 {
-            FIRST_HEAD_ROOM
-        } else {
-            self.head_room
         }
     }
 

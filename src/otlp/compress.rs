@@ -281,19 +281,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_compressed_request_holds_no_more_than_its_length() {
-        // The benchmark span's kind of data: long repeats, a few bytes that
-        // change. zstd and gzip both take room for far more than they keep.
-        let data: Vec<u8> = (0..150_000u32)
+    /// The benchmark span's kind of data, 150 KB of it: 300-byte records
+    /// alike but for their first `changing` bytes (pseudo-random).
+    fn records(changing: u32) -> Vec<u8> {
+        let mut x = 1u32;
+        (0..150_000u32)
             .map(|i| {
-                if i % 300 < 8 {
-                    (i / 300) as u8
+                if i % 300 < changing {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (x >> 24) as u8
                 } else {
                     (i % 300) as u8
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_compressed_request_holds_no_more_than_its_length() {
+        // zstd and gzip both take room for far more than they keep.
+        let data = records(8);
         for kind in [Compression::None, Compression::Gzip, Compression::Zstd] {
             let mut c = Compressor::new(kind, 1);
             let out = c.compress(&[&data], data.len(), 5).unwrap();
@@ -324,18 +331,8 @@ mod tests {
     fn a_frame_is_decompressed_into_its_declared_size_but_a_claim_is_capped() {
         // Ratio above 8 (the old first guess), like the benchmark span's
         // requests: decompressed into one buffer of the declared size,
-        // never grown. 300-byte records, 16 bytes of each pseudo-random.
-        let mut x = 1u32;
-        let data: Vec<u8> = (0..150_000u32)
-            .map(|i| {
-                if i % 300 < 16 {
-                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    (x >> 24) as u8
-                } else {
-                    (i % 300) as u8
-                }
-            })
-            .collect();
+        // never grown.
+        let data = records(16);
         let mut c = Compressor::new(Compression::Zstd, 1);
         let frame = c.compress(&[&data], data.len(), 0).unwrap();
         // Between the old guess and the cap.

@@ -82,6 +82,6 @@ pub(crate) fn id_len<const N: usize>(f: u32, id: &[u8; N]) -> usize {
 #[inline]
 pub(crate) fn put_id<const N: usize>(w: &mut Writer<'_>, f: u32, id: &[u8; N]) {
     if !zero_id(id) {
-        w.bytes_field(f, id);
+        w.id_field(f, id);
     }
 }

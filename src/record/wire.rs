@@ -189,6 +189,32 @@ impl<'a> Writer<'a> {
         self.raw(bytes);
     }
 
+    /// Writes a length-delimited field whose body is an id (`N` bytes, a
+    /// multiple of 8), moved a 64-bit word at a time. A host builds an id
+    /// from 64-bit halves just before recording it; a 16-byte load of two
+    /// 8-byte stores still in the store buffer cannot take its data from
+    /// them and waits until they reach the cache.
+    #[inline(always)]
+    pub fn id_field<const N: usize>(&mut self, field: u32, id: &[u8; N]) {
+        let k = (field << 3) | LEN;
+        if k >= 0x80 || N % 8 != 0 || N >= 0x80 {
+            self.bytes_field(field, id);
+            return;
+        }
+        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + N) else {
+            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
+            return;
+        };
+        dst[0] = k as u8;
+        dst[1] = N as u8;
+        for (d, s) in dst[2..].chunks_exact_mut(8).zip(id.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(s);
+            d.copy_from_slice(&u64::from_ne_bytes(word).to_ne_bytes());
+        }
+        self.pos += 2 + N;
+    }
+
     /// Writes a nested message numbered `outer` whose only field is the
     /// length-delimited `inner` with body `bytes` (an `AnyValue` holding a
     /// string, say). When keys and lengths take a byte each, the common

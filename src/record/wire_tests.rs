@@ -177,7 +177,9 @@ fn fixed_fields_carry_keys_of_every_length() {
 
 #[test]
 fn varint_lengths_match_the_encoding() {
-    for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+    // Both sides of every byte boundary, and of every other bit width.
+    let edges = (0..64).flat_map(|b| [1u64 << b, (1u64 << b) - 1, (1u64 << b) + 1]);
+    for v in edges.chain([u32::MAX as u64, u64::MAX]) {
         let mut out = Vec::new();
         put_varint(&mut out, v);
         assert_eq!(out.len(), varint_len(v), "v = {v}");

@@ -211,9 +211,7 @@ impl<'a> Writer<'a> {
         dst[0] = k as u8;
         dst[1] = N as u8;
         for (d, s) in dst[2..].chunks_exact_mut(8).zip(id.chunks_exact(8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(s);
-            d.copy_from_slice(&u64::from_ne_bytes(word).to_ne_bytes());
+            d.copy_from_slice(s);
         }
         self.pos += 2 + N;
     }

@@ -171,6 +171,23 @@ impl<'a> Writer<'a> {
     /// Writes a length-delimited field whose body is `bytes`.
     #[inline(always)]
     pub fn bytes_field(&mut self, field: u32, bytes: &[u8]) {
+        self.bytes_field_by(field, bytes, copy_short);
+    }
+
+    /// Writes a length-delimited field whose body is an id (8 or 16
+    /// bytes), moved a 64-bit word at a time. A host builds an id from
+    /// 64-bit halves just before recording it; a 16-byte load of two
+    /// 8-byte stores still in the store buffer cannot take its data from
+    /// them and waits until they reach the cache.
+    #[inline(always)]
+    pub fn id_field<const N: usize>(&mut self, field: u32, id: &[u8; N]) {
+        self.bytes_field_by(field, id, copy_words);
+    }
+
+    /// [`Writer::bytes_field`] with `copy` moving the body when key and
+    /// length take a byte each.
+    #[inline(always)]
+    fn bytes_field_by(&mut self, field: u32, bytes: &[u8], copy: fn(&mut [u8], &[u8])) {
         let k = (field << 3) | LEN;
         let n = bytes.len();
         if k < 0x80 && n < 0x80 {
@@ -183,37 +200,13 @@ impl<'a> Writer<'a> {
             let (head, body) = dst.split_at_mut(2);
             head[0] = k as u8;
             head[1] = n as u8;
-            copy_short(body, bytes);
+            copy(body, bytes);
             self.pos += 2 + n;
             return;
         }
         self.key(field, LEN);
         self.varint(n as u64);
         self.raw(bytes);
-    }
-
-    /// Writes a length-delimited field whose body is an id (`N` bytes, a
-    /// multiple of 8), moved a 64-bit word at a time. A host builds an id
-    /// from 64-bit halves just before recording it; a 16-byte load of two
-    /// 8-byte stores still in the store buffer cannot take its data from
-    /// them and waits until they reach the cache.
-    #[inline(always)]
-    pub fn id_field<const N: usize>(&mut self, field: u32, id: &[u8; N]) {
-        let k = (field << 3) | LEN;
-        if k >= 0x80 || N % 8 != 0 || N >= 0x80 {
-            self.bytes_field(field, id);
-            return;
-        }
-        let Some(dst) = self.buf.get_mut(self.pos..self.pos + 2 + N) else {
-            self.pos = overflowed(self.scratch, self.pos, self.buf.len());
-            return;
-        };
-        dst[0] = k as u8;
-        dst[1] = N as u8;
-        for (d, s) in dst[2..].chunks_exact_mut(8).zip(id.chunks_exact(8)) {
-            d.copy_from_slice(s);
-        }
-        self.pos += 2 + N;
     }
 
     /// Writes a nested message numbered `outer` whose only field is the
@@ -406,6 +399,20 @@ fn varint_into(dst: &mut [u8], mut v: u64) {
             v >>= 7;
         }
         *last = v as u8;
+    }
+}
+
+/// Copies `bytes` into `dst` (of the same length) eight bytes at a time,
+/// then the rest byte by byte (see [`Writer::id_field`]).
+#[inline(always)]
+fn copy_words(dst: &mut [u8], bytes: &[u8]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = bytes.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 

@@ -189,3 +189,19 @@ fn varint_lengths_match_the_encoding() {
         assert_eq!(buf, out);
     }
 }
+
+#[test]
+fn an_id_field_is_the_bytes_field_of_the_id() {
+    let trace: [u8; 16] = std::array::from_fn(|i| i as u8 + 1);
+    let span: [u8; 8] = std::array::from_fn(|i| 0xF0 | i as u8);
+    let mut ours = [0u8; 28];
+    let mut theirs = [0u8; 28];
+    let mut w = Writer::new(&mut ours);
+    w.id_field(1, &trace);
+    w.id_field(2, &span);
+    let mut v = Writer::new(&mut theirs);
+    v.bytes_field(1, &trace);
+    v.bytes_field(2, &span);
+    assert!(w.is_full() && v.is_full());
+    assert_eq!(ours, theirs);
+}

@@ -296,7 +296,8 @@ pub extern "C" fn otlpflow_config_set_ring_bytes(
 }
 
 /// Records per batch, a fixed cap. Unset, batches start at 512 and grow
-/// while the path's round trip is 10 ms or more and most leave full.
+/// while most leave full: up to 16 times that while the path's round trip
+/// is 10 ms or more, else up to requests of about 224 KiB.
 #[no_mangle]
 #[must_use]
 pub extern "C" fn otlpflow_config_set_max_batch_items(

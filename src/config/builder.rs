@@ -271,9 +271,10 @@ impl PipelineBuilder {
         self
     }
     /// A batch closes at this many records. Unset, batches start at 512 and
-    /// grow (up to 16 times that, `max_batch_bytes` still applying) while
-    /// the path's round trip is 10 ms or more and most batches leave full;
-    /// set, it is a fixed cap.
+    /// grow while most batches leave full (`max_batch_bytes` still
+    /// applying): up to 16 times that while the path's round trip is 10 ms
+    /// or more, and on a shorter path up to requests of about 224 KiB
+    /// before compression; set, it is a fixed cap.
     pub fn max_batch_items(mut self, n: usize) -> Self {
         self.max_batch_items = n;
         self.batch_set = true;

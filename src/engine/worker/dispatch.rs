@@ -72,9 +72,12 @@ impl Worker {
     /// Closes one lane's batch, frames and compresses it, waits for an
     /// in-flight slot, and starts the export task.
     async fn dispatch_one(&mut self, lane: usize) {
-        let (sent, full) = self.shared.batches.get();
-        let filled = u64::from(self.is_full(lane));
-        self.shared.batches.set((sent + 1, full + filled));
+        let mut tally = self.shared.batches.get();
+        tally.sent += 1;
+        tally.full += u64::from(self.is_full(lane));
+        tally.records += self.batches[lane].items() as u64;
+        tally.bytes += self.batches[lane].bytes() as u64;
+        self.shared.batches.set(tally);
         let signal = self.table.exports[lane].signal;
         let req = self.batches[lane].take(&self.inner.resource_field.read());
         let mut receipts = std::mem::take(&mut self.shares[lane]);

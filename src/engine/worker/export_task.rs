@@ -55,13 +55,23 @@ pub(super) struct ExportContext {
     /// request slots to itself, so one that stops answering cannot take
     /// the others' slots.
     pub(super) lane_in_flight: RefCell<Vec<usize>>,
-    /// Batches sent since the batch target last moved, and how many of them
-    /// left full (automatic batch growth).
-    pub(super) batches: std::cell::Cell<(u64, u64)>,
+    /// Batches sent since the batch target last moved (automatic batch
+    /// growth).
+    pub(super) batches: std::cell::Cell<SentBatches>,
     /// Automatic batch growth quadruples the target (rather than adding a
     /// quarter) until the first time it shrinks, and again once it is back
     /// at `max_batch_items`: the batch's own slow start.
     pub(super) batch_slow_start: std::cell::Cell<bool>,
+}
+
+/// Batches sent since the batch target last moved: how many, how many of
+/// them left full, and the records and bytes they held.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SentBatches {
+    pub(super) sent: u64,
+    pub(super) full: u64,
+    pub(super) records: u64,
+    pub(super) bytes: u64,
 }
 
 impl ExportContext {

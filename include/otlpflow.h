@@ -935,7 +935,8 @@ otlpflow_result otlpflow_config_set_ring_bytes(struct otlpflow_config *config,
 
 // Records per batch, a fixed cap. Unset, batches start at 512 and grow
 // while most leave full: up to 16 times that while the path's round trip
-// is 10 ms or more, else up to requests of about 224 KiB.
+// is 10 ms or more, else up to requests of 224 KiB before compression and
+// 64 KiB after.
 OTLPFLOW_MUST_USE
 otlpflow_result otlpflow_config_set_max_batch_items(struct otlpflow_config *config,
                                                     size_t items);

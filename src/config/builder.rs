@@ -274,7 +274,8 @@ impl PipelineBuilder {
     /// grow while most batches leave full (`max_batch_bytes` still
     /// applying): up to 16 times that while the path's round trip is 10 ms
     /// or more, and on a shorter path up to requests of about 224 KiB
-    /// before compression; set, it is a fixed cap.
+    /// before compression and 64 KiB after (uncompressed, that is no
+    /// growth); set, it is a fixed cap.
     pub fn max_batch_items(mut self, n: usize) -> Self {
         self.max_batch_items = n;
         self.batch_set = true;

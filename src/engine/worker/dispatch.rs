@@ -72,12 +72,7 @@ impl Worker {
     /// Closes one lane's batch, frames and compresses it, waits for an
     /// in-flight slot, and starts the export task.
     async fn dispatch_one(&mut self, lane: usize) {
-        let mut tally = self.shared.batches.get();
-        tally.sent += 1;
-        tally.full += u64::from(self.is_full(lane));
-        tally.records += self.batches[lane].items() as u64;
-        tally.bytes += self.batches[lane].bytes() as u64;
-        self.shared.batches.set(tally);
+        let full = self.is_full(lane);
         let signal = self.table.exports[lane].signal;
         let req = self.batches[lane].take(&self.inner.resource_field.read());
         let mut receipts = std::mem::take(&mut self.shares[lane]);
@@ -103,6 +98,13 @@ impl Worker {
             }
         };
         let wire: usize = chunks.iter().map(|c| c.len()).sum();
+        let mut tally = self.shared.batches.get();
+        tally.sent += 1;
+        tally.full += u64::from(full);
+        tally.records += items;
+        tally.raw += req.message_len as u64;
+        tally.wire += wire as u64;
+        self.shared.batches.set(tally);
         if let (Some(b), true) = (
             &self.inner.budget,
             self.compressors[lane].kind() != Compression::None,

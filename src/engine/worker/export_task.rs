@@ -65,13 +65,15 @@ pub(super) struct ExportContext {
 }
 
 /// Batches sent since the batch target last moved: how many, how many of
-/// them left full, and the records and bytes they held.
+/// them left full, the records they held, and their requests' bytes before
+/// and after compression.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct SentBatches {
     pub(super) sent: u64,
     pub(super) full: u64,
     pub(super) records: u64,
-    pub(super) bytes: u64,
+    pub(super) raw: u64,
+    pub(super) wire: u64,
 }
 
 impl ExportContext {

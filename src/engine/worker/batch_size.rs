@@ -229,41 +229,25 @@ mod tests {
 
     #[test]
     fn the_short_path_cap_is_a_request_size_in_records() {
-        let sent = |records, raw, wire| SentBatches {
-            sent: 1,
-            full: 1,
-            records,
-            raw,
-            wire,
-        };
-        // The benchmark span with zstd: 295 bytes a record, 24 on the
-        // wire: 777 records make 224 KiB (19 KB on the wire).
-        assert_eq!(
-            short_path_cap(512, 8192, &sent(512, 512 * 295, 512 * 24)),
-            777
-        );
-        // Uncompressed, 512 of them take more than the wire allows: the
-        // floor.
-        assert_eq!(
-            short_path_cap(512, 8192, &sent(512, 512 * 295, 512 * 295)),
-            512
-        );
-        // Compressed 3x: the wire is what limits.
-        assert_eq!(
-            short_path_cap(512, 8192, &sent(512, 512 * 60, 512 * 20)),
-            3276
-        );
-        // Records so large that 512 of them pass the size: the floor.
-        assert_eq!(
-            short_path_cap(512, 8192, &sent(100, 100 * 4096, 100 * 400)),
-            512
-        );
-        // Records so small that the size takes more than the cap: the cap.
-        assert_eq!(
-            short_path_cap(512, 8192, &sent(512, 512 * 20, 512 * 2)),
-            8192
-        );
-        // Nothing sent yet: the floor.
-        assert_eq!(short_path_cap(512, 8192, &sent(0, 0, 0)), 512);
+        // (records sent, bytes per record before and after compression,
+        // the cap, why)
+        let cases = [
+            (512, 295, 24, 777, "the benchmark span with zstd: 224 KiB"),
+            (512, 295, 295, 512, "uncompressed: past the wire's limit"),
+            (512, 60, 20, 3276, "compressed 3x: the wire limits"),
+            (100, 4096, 400, 512, "records so large 512 pass the size"),
+            (512, 20, 2, 8192, "records so small the cap limits"),
+            (0, 0, 0, 512, "nothing sent yet"),
+        ];
+        for (records, raw, wire, cap, why) in cases {
+            let sent = SentBatches {
+                sent: 1,
+                full: 1,
+                records,
+                raw: records * raw,
+                wire: records * wire,
+            };
+            assert_eq!(short_path_cap(512, 8192, &sent), cap, "{why}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Hostile and careless input, each a test that failed on the code before
 //! its fix: deadlines that would wrap, shutdown's own deadline, losses at
 //! shutdown counted under the reason the docs give, secrets kept out of
-//! every error and `Debug`, and a receiver that refuses bad requests with a
-//! status and counts them. Real sockets on loopback; every load bounded.
+//! every error and `Debug`, a receiver that refuses bad requests with a
+//! status and counts them, and an exporter that bounds the response
+//! headers a receiver sends it. Real sockets on loopback; every load
+//! bounded.
 
 use std::time::{Duration, Instant};
 
@@ -347,4 +349,126 @@ fn slow_clients_are_dropped_and_refusals_counted() {
     // here would be an error).
     assert!(half.read_to_end(&mut rest).is_ok());
     p.shutdown(Duration::from_secs(5)).unwrap();
+}
+
+/// A gRPC receiver, h2's server on a loopback socket, that accepts every
+/// request with OK and `pad` bytes of padding in its response headers.
+struct PaddedReceiver {
+    endpoint: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PaddedReceiver {
+    fn start(pad: usize) -> PaddedReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        accepted = listener.accept() => {
+                            let Ok((socket, _)) = accepted else { return };
+                            tokio::spawn(serve_padded(socket, pad));
+                        }
+                    }
+                }
+            });
+        });
+        PaddedReceiver {
+            endpoint,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PaddedReceiver {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve_padded(socket: tokio::net::TcpStream, pad: usize) {
+    let Ok(mut conn) = h2::server::handshake(socket).await else {
+        return;
+    };
+    // Each request in a task of its own: the connection makes progress
+    // (the request bodies arrive) only while `accept` is polled.
+    while let Some(Ok((request, mut respond))) = conn.accept().await {
+        tokio::spawn(async move {
+            let mut body = request.into_body();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .header("x-padding", "p".repeat(pad))
+                .body(())
+                .unwrap();
+            let Ok(mut send) = respond.send_response(response, false) else {
+                return;
+            };
+            // An empty ExportTraceServiceResponse in its gRPC frame, then OK.
+            let _ = send.send_data(bytes::Bytes::from_static(&[0; 5]), false);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let _ = send.send_trailers(trailers);
+        });
+    }
+}
+
+/// The headers of a receiver's response are bounded: with h2's default a
+/// receiver could make every connection buffer a 16 MiB header list. Now
+/// 8 KiB of headers pass; 32 KiB (over the 16 KiB limit) get that response
+/// refused as malformed, a permanent error, counted; 1 MiB (past h2's
+/// abuse limit, 4x ours) closes the connection, and the requests on it are
+/// retried until their budget runs out, counted. Nothing is exported past
+/// the limit, and nothing goes uncounted.
+#[test]
+fn a_receivers_response_headers_are_bounded() {
+    for (pad, outcome) in [
+        (8 << 10, None),
+        (32 << 10, Some(FailReason::Permanent)),
+        (1 << 20, Some(FailReason::Exhausted)),
+    ] {
+        let receiver = PaddedReceiver::start(pad);
+        let p = builder(&receiver.endpoint)
+            .retry(RetryConfig {
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(100),
+                max_elapsed: Duration::from_secs(1),
+                multiplier: 2.0,
+            })
+            .start()
+            .unwrap();
+        record(&p, 100);
+        let s = p.shutdown(Duration::from_secs(20)).unwrap();
+        s.check_identity().unwrap();
+        let Some(reason) = outcome else {
+            assert_eq!(s.exported, 100, "{pad} bytes of headers: {s:?}");
+            continue;
+        };
+        assert_eq!(s.exported, 0, "{pad} bytes of headers: {s:?}");
+        assert_eq!(s.failed[reason], 100, "{pad} bytes of headers: {s:?}");
+        if reason == FailReason::Permanent {
+            let error = p.last_error().unwrap_or_default();
+            assert!(
+                error.contains("malformed response") && error.contains("headers over 16384 bytes"),
+                "{error}"
+            );
+        }
+    }
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 
 use super::connect::Connector;
-use super::{ExportError, MAX_RESPONSE};
+use super::{ExportError, MAX_RESPONSE, MAX_RESPONSE_HEADERS};
 
 /// HTTP/2 flow-control windows. h2's default of 64 KiB caps loopback
 /// throughput near 1 GB/s; a batch is about 150 KB.
@@ -88,6 +88,7 @@ impl H2Conn {
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(1 << 20)
+            .max_header_list_size(MAX_RESPONSE_HEADERS)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| ExportError::Transport(format!("HTTP/2 handshake: {e}")))?;
@@ -144,9 +145,7 @@ impl H2Conn {
                 .send_data(c.clone(), i == last)
                 .map_err(|e| ExportError::Transport(format!("send data: {e}")))?;
         }
-        let response = response
-            .await
-            .map_err(|e| ExportError::Transport(format!("awaiting response: {e}")))?;
+        let response = response.await.map_err(response_error)?;
         let (parts, mut body) = response.into_parts();
         let mut data = Vec::new();
         while let Some(chunk) = body.data().await {
@@ -169,6 +168,21 @@ impl H2Conn {
             body: data,
             trailers,
         })
+    }
+}
+
+/// What an error awaiting a response means. h2 resets a stream itself with
+/// PROTOCOL_ERROR when the response breaks HTTP/2's rules or its header
+/// list passes `MAX_RESPONSE_HEADERS`: the receiver would answer the same
+/// way again, so the error is permanent (gRPC clients report it as
+/// INTERNAL, which OTLP does not retry). Anything else is the transport's.
+fn response_error(e: h2::Error) -> ExportError {
+    if e.is_reset() && e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) {
+        ExportError::Protocol(format!(
+            "HTTP/2 response refused (malformed, or headers over {MAX_RESPONSE_HEADERS} bytes): {e}"
+        ))
+    } else {
+        ExportError::Transport(format!("awaiting response: {e}"))
     }
 }
 

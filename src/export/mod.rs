@@ -28,6 +28,14 @@ use h2conn::PoolSettings;
 /// stops a broken server from making us buffer without bound.
 pub(crate) const MAX_RESPONSE: usize = 4 << 20;
 
+/// The largest header list of a response (its headers, and its trailers
+/// apart) accepted over HTTP/2, decoded, as SETTINGS_MAX_HEADER_LIST_SIZE
+/// tells the server: a response's headers take a few hundred bytes. h2's
+/// default, 16 MiB, let a broken or hostile receiver make every connection
+/// buffer that much outside the memory budget; 16 KiB is hyper's HTTP/2
+/// client default.
+pub(crate) const MAX_RESPONSE_HEADERS: u32 = 16 << 10;
+
 /// Why an export attempt failed.
 #[derive(Debug, Clone)]
 pub(crate) enum ExportError {

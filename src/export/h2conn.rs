@@ -87,7 +87,12 @@ impl H2Conn {
         let (sr, mut connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(1 << 20)
+            // Frames from the server are at most h2's default 16 KiB (a
+            // response takes a few hundred bytes): with h2's limit of 5
+            // CONTINUATION frames, a header block the server sends is
+            // buffered to at most 96 KiB before it is decoded or refused
+            // (h2 0.4's `calc_max_continuation_frames`; with the 1 MiB
+            // frames this client used to allow, 6 MiB).
             .max_header_list_size(MAX_RESPONSE_HEADERS)
             .handshake::<_, Bytes>(io)
             .await

@@ -3,9 +3,11 @@
 //! shutdown counted under the reason the docs give, secrets kept out of
 //! every error and `Debug`, a receiver that refuses bad requests with a
 //! status and counts them, and an exporter that bounds the response
-//! headers a receiver sends it. Real sockets on loopback; every load
-//! bounded.
+//! headers a receiver sends it and takes no pushed streams. Real sockets
+//! on loopback; every load bounded.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otlpflow::sink::{Fault, Sink, SinkOptions, Verify};
@@ -351,20 +353,32 @@ fn slow_clients_are_dropped_and_refusals_counted() {
     p.shutdown(Duration::from_secs(5)).unwrap();
 }
 
-/// A gRPC receiver, h2's server on a loopback socket, that accepts every
-/// request with OK and `pad` bytes of padding in its response headers.
-struct PaddedReceiver {
+/// How `HostileReceiver` answers: every request with OK, its response
+/// headers padded with `pad` bytes, after trying to push `pushes` streams
+/// to the client.
+#[derive(Clone, Copy)]
+struct Answer {
+    pad: usize,
+    pushes: usize,
+}
+
+/// A gRPC receiver, h2's server on a loopback socket, answering as told;
+/// it counts the pushed streams the client let it open.
+struct HostileReceiver {
     endpoint: String,
+    pushed: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl PaddedReceiver {
-    fn start(pad: usize) -> PaddedReceiver {
+impl HostileReceiver {
+    fn start(answer: Answer) -> HostileReceiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let pushed = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let count = pushed.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -377,21 +391,22 @@ impl PaddedReceiver {
                         _ = &mut stopped => return,
                         accepted = listener.accept() => {
                             let Ok((socket, _)) = accepted else { return };
-                            tokio::spawn(serve_padded(socket, pad));
+                            tokio::spawn(serve_hostile(socket, answer, count.clone()));
                         }
                     }
                 }
             });
         });
-        PaddedReceiver {
+        HostileReceiver {
             endpoint,
+            pushed,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 }
 
-impl Drop for PaddedReceiver {
+impl Drop for HostileReceiver {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
@@ -400,22 +415,31 @@ impl Drop for PaddedReceiver {
     }
 }
 
-async fn serve_padded(socket: tokio::net::TcpStream, pad: usize) {
+async fn serve_hostile(socket: tokio::net::TcpStream, answer: Answer, pushed: Arc<AtomicUsize>) {
     let Ok(mut conn) = h2::server::handshake(socket).await else {
         return;
     };
     // Each request in a task of its own: the connection makes progress
     // (the request bodies arrive) only while `accept` is polled.
     while let Some(Ok((request, mut respond))) = conn.accept().await {
+        let pushed = pushed.clone();
         tokio::spawn(async move {
             let mut body = request.into_body();
             while let Some(Ok(chunk)) = body.data().await {
                 let _ = body.flow_control().release_capacity(chunk.len());
             }
+            for i in 0..answer.pushes {
+                let promised = http::Request::get(format!("http://127.0.0.1/pushed/{i}"))
+                    .body(())
+                    .unwrap();
+                if respond.push_request(promised).is_ok() {
+                    pushed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             let response = http::Response::builder()
                 .status(200)
                 .header("content-type", "application/grpc")
-                .header("x-padding", "p".repeat(pad))
+                .header("x-padding", "p".repeat(answer.pad))
                 .body(())
                 .unwrap();
             let Ok(mut send) = respond.send_response(response, false) else {
@@ -444,7 +468,7 @@ fn a_receivers_response_headers_are_bounded() {
         (32 << 10, Some(FailReason::Permanent)),
         (1 << 20, Some(FailReason::Exhausted)),
     ] {
-        let receiver = PaddedReceiver::start(pad);
+        let receiver = HostileReceiver::start(Answer { pad, pushes: 0 });
         let p = builder(&receiver.endpoint)
             .retry(RetryConfig {
                 initial_backoff: Duration::from_millis(20),
@@ -471,4 +495,20 @@ fn a_receivers_response_headers_are_bounded() {
             );
         }
     }
+}
+
+/// A receiver cannot push streams to the exporter: h2's client accepted
+/// server push by default, with no limit on the streams a server could
+/// reserve that way (each kept in h2's stream table, its data held up to
+/// the stream window). The exporter now tells the server push is off, so
+/// a server's push is refused before it is sent, and exports go on.
+#[test]
+fn a_receiver_cannot_push_streams() {
+    let receiver = HostileReceiver::start(Answer { pad: 0, pushes: 50 });
+    let p = builder(&receiver.endpoint).start().unwrap();
+    record(&p, 100);
+    let s = p.shutdown(Duration::from_secs(20)).unwrap();
+    s.check_identity().unwrap();
+    assert_eq!(s.exported, 100, "{s:?}");
+    assert_eq!(receiver.pushed.load(Ordering::Relaxed), 0);
 }

@@ -94,6 +94,10 @@ impl H2Conn {
             // (h2 0.4's `calc_max_continuation_frames`; with the 1 MiB
             // frames this client used to allow, 6 MiB).
             .max_header_list_size(MAX_RESPONSE_HEADERS)
+            // No server push (h2's client takes it by default, with no
+            // limit on the streams a server reserves that way): OTLP has
+            // no use for it, and a PUSH_PROMISE is then a protocol error.
+            .enable_push(false)
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| ExportError::Transport(format!("HTTP/2 handshake: {e}")))?;

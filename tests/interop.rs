@@ -60,30 +60,65 @@ fn send_logs_and_metrics(endpoint: &str, protocol: Protocol, compression: Compre
     );
 }
 
+/// `tests/interop/receiver.py` running with `args`: its gRPC and HTTP
+/// endpoints, and the counts it prints when stopped.
+struct Receiver {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    grpc: String,
+    http: String,
+}
+
+impl Receiver {
+    /// Starts it, or `None` (said on stderr) where OTLPFLOW_INTEROP_PYTHON
+    /// is not set.
+    fn start(args: &[&str]) -> Option<Receiver> {
+        let Ok(python) = std::env::var("OTLPFLOW_INTEROP_PYTHON") else {
+            eprintln!("interop: OTLPFLOW_INTEROP_PYTHON not set; .ci/run sets it (skipped here)");
+            return None;
+        };
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/receiver.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the Python receiver");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let ports: Vec<u16> = line
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("receiver said {line:?}"))
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        Some(Receiver {
+            child,
+            out,
+            grpc: format!("http://127.0.0.1:{}", ports[0]),
+            http: format!("http://127.0.0.1:{}", ports[1]),
+        })
+    }
+
+    /// Stops it and returns its counts.
+    fn stop(mut self) -> serde_json::Value {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        let _ = self.child.wait();
+        serde_json::from_str(rest.trim()).expect("counts JSON")
+    }
+}
+
 #[test]
 fn grpcio_and_python_http_receivers_count_every_span() {
-    let Ok(python) = std::env::var("OTLPFLOW_INTEROP_PYTHON") else {
-        eprintln!("interop: OTLPFLOW_INTEROP_PYTHON not set; .ci/run sets it (skipped here)");
+    let Some(receiver) = Receiver::start(&[]) else {
         return;
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/receiver.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting the Python receiver");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let ports: Vec<u16> = line
-        .strip_prefix("READY ")
-        .unwrap_or_else(|| panic!("receiver said {line:?}"))
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let grpc = format!("http://127.0.0.1:{}", ports[0]);
-    let http = format!("http://127.0.0.1:{}", ports[1]);
+    let (grpc, http) = (receiver.grpc.clone(), receiver.http.clone());
     send(&grpc, Protocol::Grpc, Compression::None, 3000);
     send(&grpc, Protocol::Grpc, Compression::Gzip, 2000);
     send(&http, Protocol::HttpProtobuf, Compression::None, 1500);
@@ -115,12 +150,7 @@ fn grpcio_and_python_http_receivers_count_every_span() {
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["exported"], 700, "{report}");
     }
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let _ = child.wait();
-    let counts: serde_json::Value = serde_json::from_str(rest.trim()).expect("counts JSON");
+    let counts = receiver.stop();
     assert_eq!(counts["grpc_spans"], 5700, "{counts}");
     assert_eq!(counts["http_spans"], 3200, "{counts}");
     assert_eq!(counts["http_errors"], 0, "{counts}");
@@ -140,4 +170,38 @@ fn grpcio_and_python_http_receivers_count_every_span() {
         "{counts}"
     );
     assert_eq!(counts["http_user_agent"], otlpflow::USER_AGENT, "{counts}");
+}
+
+/// A receiver may compress its responses: grpcio when its server is set to
+/// (grpc-go, the Collector's gRPC, answers with the request's own
+/// encoding), an HTTP proxy that compresses what it forwards. Such an
+/// answer, here a partial success rejecting one span a request, is read,
+/// not counted as a malformed response that loses the whole request.
+#[test]
+fn compressed_responses_from_grpcio_and_http_are_read() {
+    let Some(receiver) = Receiver::start(&["--compress-responses"]) else {
+        return;
+    };
+    let mut rejected = 0;
+    for (endpoint, protocol) in [
+        (&receiver.grpc, Protocol::Grpc),
+        (&receiver.http, Protocol::HttpProtobuf),
+    ] {
+        let p = pipeline(endpoint, protocol, Compression::Gzip);
+        let scope = p.scope("interop", "1");
+        for i in 0..2000 {
+            workload::record_benchmark_span(&p, &scope, 13, i, 1_700_000_000_000_000_000).unwrap();
+        }
+        let s = p.shutdown(Duration::from_secs(20)).unwrap();
+        let error = p.last_error().unwrap_or_default();
+        assert_eq!(s.failed.total(), 0, "{protocol:?}: {error}");
+        assert!(s.rejected > 0, "{protocol:?}: {s:?}");
+        assert_eq!(s.exported + s.rejected, 2000, "{protocol:?}: {s:?}");
+        assert!(error.contains("one span rejected"), "{protocol:?}: {error}");
+        rejected += s.rejected;
+    }
+    let counts = receiver.stop();
+    assert_eq!(counts["grpc_spans"], 2000, "{counts}");
+    assert_eq!(counts["http_spans"], 2000, "{counts}");
+    assert_eq!(counts["rejected"], rejected, "{counts}");
 }

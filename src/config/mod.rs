@@ -143,6 +143,20 @@ impl Compression {
         }
     }
 
+    /// The compression a `grpc-encoding` or `Content-Encoding` token names
+    /// (`identity`, `gzip`, `zstd`; ASCII case ignored, as RFC 9110 has it
+    /// for content codings), or `None` for one this crate cannot decode.
+    pub fn from_token(token: &str) -> Option<Self> {
+        [
+            ("identity", Compression::None),
+            ("gzip", Compression::Gzip),
+            ("zstd", Compression::Zstd),
+        ]
+        .into_iter()
+        .find(|(name, _)| token.trim().eq_ignore_ascii_case(name))
+        .map(|(_, c)| c)
+    }
+
     /// The `grpc-encoding` / `Content-Encoding` token, if any.
     pub fn token(self) -> Option<&'static str> {
         match self {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use super::h2conn::H2Conn;
-use super::{parse_export_response, Ack, ExportError, ExportSettings};
+use super::{decode_response, parse_export_response, Ack, ExportError, ExportSettings};
 use crate::otlp::grpc::{percent_decode, BASE64, GRPC_PREFIX};
 use crate::otlp::status::{code, retry_info_delay, RpcStatus};
 
@@ -85,7 +85,7 @@ impl GrpcExporter {
             ExportError::Protocol("no grpc-status: response has no trailers".into())
         })?;
         match grpc_status(&trailers)? {
-            Some(Ok(())) => parse_response(&resp.body),
+            Some(Ok(())) => parse_response(&resp.body, resp.parts.headers.get("grpc-encoding")),
             Some(Err(e)) => Err(e),
             None => Err(ExportError::Protocol(
                 "trailers carry no grpc-status".into(),
@@ -125,24 +125,31 @@ fn grpc_status(headers: &http::HeaderMap) -> Result<Option<Result<(), ExportErro
 }
 
 /// Decodes the gRPC response message: an optional 5-byte-prefixed
-/// `ExportTraceServiceResponse` with `partial_success`.
-fn parse_response(data: &[u8]) -> Result<Ack, ExportError> {
+/// `ExportTraceServiceResponse` with `partial_success`, compressed if its
+/// flag says so with the response's `grpc-encoding`.
+fn parse_response(data: &[u8], encoding: Option<&http::HeaderValue>) -> Result<Ack, ExportError> {
     if data.is_empty() {
         return Ok(Ack::default());
     }
     if data.len() < GRPC_PREFIX {
         return Err(ExportError::Protocol("truncated gRPC message".into()));
     }
-    if data[0] != 0 {
-        return Err(ExportError::Protocol(
-            "compressed responses are not accepted".into(),
-        ));
-    }
     let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
     let msg = data
         .get(GRPC_PREFIX..GRPC_PREFIX + len)
         .ok_or_else(|| ExportError::Protocol("gRPC message length exceeds the body".into()))?;
-    parse_export_response(msg)
+    match (data[0], encoding.map(|v| v.to_str().unwrap_or("?"))) {
+        (0, _) => parse_export_response(msg),
+        (1, Some(token)) if !token.trim().eq_ignore_ascii_case("identity") => {
+            parse_export_response(&decode_response(token, msg)?)
+        }
+        (1, _) => Err(ExportError::Protocol(
+            "compressed gRPC message without grpc-encoding".into(),
+        )),
+        (flag, _) => Err(ExportError::Protocol(format!(
+            "gRPC message flag {flag} is neither 0 nor 1"
+        ))),
+    }
 }
 
 /// gRPC's mapping of HTTP statuses to codes, for responses that are not gRPC.
@@ -161,18 +168,78 @@ fn http_to_grpc(status: u16) -> u32 {
 mod tests {
     use super::*;
 
+    /// `msg` in a gRPC frame with compressed flag `flag`.
+    fn framed(flag: u8, msg: &[u8]) -> Vec<u8> {
+        let mut f = vec![flag];
+        f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        f.extend_from_slice(msg);
+        f
+    }
+
+    /// `data` compressed as `kind` at level 1.
+    fn compressed(kind: crate::config::Compression, data: &[u8]) -> Vec<u8> {
+        let mut c = crate::otlp::compress::Compressor::new(kind, 1);
+        c.compress(&[data], data.len(), 0).unwrap()
+    }
+
     #[test]
     fn responses_parse_or_error_without_panic() {
-        assert_eq!(parse_response(&[]).unwrap().rejected, 0);
-        assert!(parse_response(&[0, 0, 0]).is_err());
-        assert!(parse_response(&[0, 0, 0, 0, 9, 1]).is_err());
-        assert!(parse_response(&[1, 0, 0, 0, 0]).is_err());
+        assert_eq!(parse_response(&[], None).unwrap().rejected, 0);
+        assert!(parse_response(&[0, 0, 0], None).is_err());
+        assert!(parse_response(&[0, 0, 0, 0, 9, 1], None).is_err());
+        assert!(parse_response(&[1, 0, 0, 0, 0], None).is_err());
         // partial_success { rejected_spans: 3, error_message: "x" }
         let msg = [0x0a, 0x05, 0x08, 0x03, 0x12, 0x01, b'x'];
-        let mut framed = vec![0, 0, 0, 0, msg.len() as u8];
-        framed.extend_from_slice(&msg);
-        let ack = parse_response(&framed).unwrap();
+        let ack = parse_response(&framed(0, &msg), None).unwrap();
         assert_eq!((ack.rejected, ack.message.as_str()), (3, "x"));
+    }
+
+    #[test]
+    fn compressed_responses_are_read_within_the_limit() {
+        use crate::config::Compression;
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        let warning = "attribute dropped; ".repeat(40);
+        let msg = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 2,
+                error_message: warning.clone(),
+            }),
+        }
+        .encode_to_vec();
+        let header = http::HeaderValue::from_static;
+        // What grpc-go sends back for a request it got compressed, and
+        // grpcio when its server compresses: flag 1, grpc-encoding.
+        for (kind, token) in [(Compression::Gzip, "gzip"), (Compression::Zstd, "ZSTD")] {
+            let body = framed(1, &compressed(kind, &msg));
+            let ack = parse_response(&body, Some(&header(token))).unwrap();
+            assert_eq!((ack.rejected, ack.message), (2, warning.clone()), "{token}");
+        }
+        // Flag 0 is read as it is, whatever the header says.
+        let ack = parse_response(&framed(0, &msg), Some(&header("gzip"))).unwrap();
+        assert_eq!(ack.rejected, 2);
+        // Refused: flag 1 without an encoding, or with identity or one this
+        // crate does not decode; a flag that is neither 0 nor 1; a body
+        // that is not what its encoding says; and a bomb, 5 MiB of zeros
+        // in 5 KiB of zstd, past the 4 MiB a response may take.
+        let zstd = framed(1, &compressed(Compression::Zstd, &msg));
+        let bomb = framed(1, &compressed(Compression::Zstd, &vec![0; 5 << 20]));
+        assert!(bomb.len() < 8 << 10, "{}", bomb.len());
+        for (body, token, error) in [
+            (&zstd, None, "without grpc-encoding"),
+            (&zstd, Some("identity"), "without grpc-encoding"),
+            (&zstd, Some("br"), "encoded as \"br\""),
+            (&framed(2, &msg), None, "flag 2"),
+            (&zstd, Some("gzip"), "gzip response does not decode"),
+            (&bomb, Some("zstd"), "inflates past 4194304 bytes"),
+        ] {
+            let e = parse_response(body, token.map(header).as_ref()).unwrap_err();
+            assert!(
+                matches!(&e, ExportError::Protocol(m) if m.contains(error)),
+                "{token:?}: {e}"
+            );
+        }
     }
 
     #[test]

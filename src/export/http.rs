@@ -13,7 +13,9 @@ use std::task::{Context, Poll};
 
 use super::connect::Connector;
 use super::h2conn::H2Conn;
-use super::{parse_export_response, Ack, ExportError, ExportSettings, MAX_RESPONSE};
+use super::{
+    decode_response, parse_export_response, Ack, ExportError, ExportSettings, MAX_RESPONSE,
+};
 use crate::config::HttpVersion;
 use crate::otlp::status::{parse_retry_after, RpcStatus};
 use bytes::Bytes;
@@ -206,9 +208,19 @@ fn interpret(
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> Result<Ack, ExportError> {
+    let encoding = headers
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"));
     if status.is_success() {
-        return parse_export_response(body);
+        return match encoding {
+            Some(token) => parse_export_response(&decode_response(token, body)?),
+            None => parse_export_response(body),
+        };
     }
+    // An error's body only names the error: read as it came if its
+    // encoding cannot be decoded.
+    let decoded = encoding.and_then(|token| decode_response(token, body).ok());
+    let body = decoded.as_deref().unwrap_or(body);
     let message = match RpcStatus::decode(body) {
         Ok(st) if !st.message.is_empty() => st.message,
         _ => String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned(),
@@ -264,5 +276,43 @@ mod tests {
         .unwrap_err();
         assert!(!e.retryable());
         assert!(e.to_string().contains("bad things"));
+    }
+
+    #[test]
+    fn compressed_responses_are_read() {
+        use crate::config::Compression;
+        let gzip = |data: &[u8]| {
+            let mut c = crate::otlp::compress::Compressor::new(Compression::Gzip, 1);
+            c.compress(&[data], data.len(), 0).unwrap()
+        };
+        let encoded = |token| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static(token),
+            );
+            h
+        };
+        // partial_success { rejected_spans: 2, error_message: "x" }, as a
+        // proxy that compresses what it forwards would pass it on.
+        let msg = gzip(&[0x0a, 0x05, 0x08, 0x02, 0x12, 0x01, b'x']);
+        let ack = interpret(http::StatusCode::OK, &encoded("gzip"), &msg).unwrap();
+        assert_eq!((ack.rejected, ack.message.as_str()), (2, "x"));
+        let e = interpret(http::StatusCode::OK, &encoded("br"), &msg).unwrap_err();
+        assert!(e.to_string().contains("\"br\""), "{e}");
+        let bomb = gzip(&vec![0; 5 << 20]);
+        let e = interpret(http::StatusCode::OK, &encoded("gzip"), &bomb).unwrap_err();
+        assert!(e.to_string().contains("inflates past"), "{e}");
+        // An error's message, compressed or not.
+        let status = RpcStatus {
+            code: 8,
+            message: "slow down".into(),
+            details: vec![],
+        }
+        .encode_to_vec();
+        for (h, body) in [(encoded("gzip"), gzip(&status)), (encoded("br"), status)] {
+            let e = interpret(http::StatusCode::TOO_MANY_REQUESTS, &h, &body).unwrap_err();
+            assert!(e.to_string().contains("slow down"), "{e}");
+        }
     }
 }

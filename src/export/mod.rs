@@ -171,6 +171,34 @@ pub(crate) struct Ack {
     pub message: String,
 }
 
+/// A response body encoded as `token` says (`grpc-encoding` for a gRPC
+/// message flagged compressed, `Content-Encoding` over OTLP/HTTP),
+/// decoded to at most [`MAX_RESPONSE`] bytes. A gRPC server may compress
+/// its response with the request's encoding whatever the client
+/// advertised (grpc-go, the Collector's, does), and an HTTP proxy may
+/// compress what it forwards; an encoding this crate cannot decode, or a
+/// body that inflates past the limit, is a malformed response.
+pub(crate) fn decode_response<'a>(
+    token: &str,
+    body: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, ExportError> {
+    match Compression::from_token(token) {
+        Some(Compression::None) => Ok(body.into()),
+        Some(c) => crate::otlp::compress::decompress(c, body, MAX_RESPONSE)
+            .map(Into::into)
+            .map_err(|e| {
+                ExportError::Protocol(if e.kind() == std::io::ErrorKind::FileTooLarge {
+                    format!("{token} response inflates past {MAX_RESPONSE} bytes")
+                } else {
+                    format!("{token} response does not decode: {e}")
+                })
+            }),
+        None => Err(ExportError::Protocol(format!(
+            "response encoded as {token:?}, which otlpflow does not decode"
+        ))),
+    }
+}
+
 /// Decodes an `Export*ServiceResponse` body (OTLP/HTTP, or the message
 /// inside the gRPC frame) into its partial success. The three signals'
 /// responses share one shape (`partial_success = 1 { rejected_* = 1,

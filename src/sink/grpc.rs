@@ -69,10 +69,9 @@ async fn grpc_stream(
         .get("grpc-encoding")
         .map(|v| v.to_str().unwrap_or("?"))
     {
-        None | Some("identity") => Ok(Compression::None),
-        Some("gzip") => Ok(Compression::Gzip),
-        Some("zstd") => Ok(Compression::Zstd),
-        Some(other) => Err(format!("grpc-encoding {other} is not supported")),
+        None => Ok(Compression::None),
+        Some(token) => Compression::from_token(token)
+            .ok_or_else(|| format!("grpc-encoding {token} is not supported")),
     };
     // Gathers the framed message, never past what its prefix declares nor
     // past the limit: flow-control capacity is released only for bytes

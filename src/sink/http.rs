@@ -113,23 +113,18 @@ async fn http_request(
             None,
         ));
     }
-    let encoding = match parts
+    let token = parts
         .headers
         .get(http::header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?"))
-    {
-        None | Some("identity") => Compression::None,
-        Some("gzip") => Compression::Gzip,
-        Some("zstd") => Compression::Zstd,
-        Some(other) => {
-            shared.counters.errors.fetch_add(1, Relaxed);
-            return Ok(http_error(
-                415,
-                3,
-                format!("unsupported content-encoding {other}"),
-                None,
-            ));
-        }
+        .map(|v| v.to_str().unwrap_or("?"));
+    let Some(encoding) = token.map_or(Some(Compression::None), Compression::from_token) else {
+        shared.counters.errors.fetch_add(1, Relaxed);
+        return Ok(http_error(
+            415,
+            3,
+            format!("unsupported content-encoding {}", token.unwrap_or_default()),
+            None,
+        ));
     };
     let data = match http_body_util::Limited::new(body, MAX_MESSAGE)
         .collect()

@@ -5,12 +5,16 @@ opentelemetry-proto package, and Python's http.server for OTLP/HTTP
 (/v1/traces, /v1/logs, /v1/metrics), both decoding every request with the
 opentelemetry-proto types and counting spans, log records and data points.
 
-    receiver.py [--dump FILE] [--tls CERT KEY]
+    receiver.py [--dump FILE] [--tls CERT KEY] [--compress-responses]
         prints "READY <grpc_port> <http_port>", then serves; on SIGTERM
         prints one JSON line of counts and exits. --dump writes every span,
         log record and data point received (as protobuf's JSON mapping,
         with its resource and scope) to FILE at exit; --tls serves both
-        ports over TLS with that certificate and key (PEM files).
+        ports over TLS with that certificate and key (PEM files);
+        --compress-responses answers every trace request with a partial
+        success (one span rejected, and a warning long enough to be worth
+        compressing), gzip-compressed: by grpcio's own server compression
+        over gRPC, with Content-Encoding: gzip over HTTP.
 """
 
 import argparse
@@ -32,7 +36,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 lock = threading.Lock()
 counts = {"grpc_spans": 0, "grpc_requests": 0, "http_spans": 0, "http_requests": 0, "http_errors": 0,
           "grpc_user_agent": "", "http_user_agent": "", "grpc_logs": 0, "http_logs": 0,
-          "grpc_points": 0, "http_points": 0, "metric_errors": 0}
+          "grpc_points": 0, "http_points": 0, "metric_errors": 0, "rejected": 0}
 
 
 # What --dump writes: every item received with its resource and scope.
@@ -104,6 +108,22 @@ class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
+# Set by --compress-responses.
+COMPRESS_RESPONSES = False
+
+
+def trace_response():
+    """An empty response, or with --compress-responses a partial success
+    rejecting one span (counted in "rejected")."""
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    if COMPRESS_RESPONSES:
+        response.partial_success.rejected_spans = 1
+        response.partial_success.error_message = "one span rejected; " * 40
+        with lock:
+            counts["rejected"] += 1
+    return response
+
+
 class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
         n = spans_in(request)
@@ -112,7 +132,7 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             counts["grpc_spans"] += n
             counts["grpc_requests"] += 1
             counts["grpc_user_agent"] = agent
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return trace_response()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -136,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
                     counts["http_spans"] += n
                     counts["http_requests"] += 1
                     counts["http_user_agent"] = self.headers.get("User-Agent", "")
-                out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                out = trace_response().SerializeToString()
             elif self.path == "/v1/logs":
                 request = logs_service_pb2.ExportLogsServiceRequest()
                 request.ParseFromString(body)
@@ -155,6 +175,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError("no such path %s" % self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
+            if COMPRESS_RESPONSES:
+                out = gzip.compress(out)
+                self.send_header("Content-Encoding", "gzip")
         except Exception as e:  # answered as a 400, counted
             with lock:
                 counts["http_errors"] += 1
@@ -167,13 +190,16 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global DUMP
+    global DUMP, COMPRESS_RESPONSES
     ap = argparse.ArgumentParser()
     ap.add_argument("--dump")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    ap.add_argument("--compress-responses", action="store_true")
     args = ap.parse_args()
     DUMP = bool(args.dump)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    COMPRESS_RESPONSES = args.compress_responses
+    compression = grpc.Compression.Gzip if COMPRESS_RESPONSES else grpc.Compression.NoCompression
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), compression=compression)
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(), server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(), server)

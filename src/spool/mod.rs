@@ -16,6 +16,7 @@ pub(crate) mod segment;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -101,8 +102,21 @@ impl Spool {
         let fail = |what: &str, e: std::io::Error| {
             Error::config(format!("spool {}: {what}: {e}", dir.display()))
         };
-        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
-        let lock = File::create(dir.join("lock")).map_err(|e| fail("cannot open its lock", e))?;
+        // What the spool holds is telemetry, often with user data in it:
+        // its directory, when it makes it, and its files are the owner's
+        // alone; and nothing in it is opened through a symbolic link (the
+        // lock was opened with truncation, so a link planted in a shared
+        // directory emptied the file it named).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail("cannot create it", e))?;
+        let lock = private_file()
+            .write(true)
+            .create(true)
+            .open(dir.join("lock"))
+            .map_err(|e| fail("cannot open its lock", e))?;
         // SAFETY: flock on a descriptor we own for the call's duration; no
         // memory is passed.
         let locked = unsafe {
@@ -198,7 +212,7 @@ impl Spool {
         }
         if st.active.is_none() {
             let seq = st.next_seq;
-            let mut file = std::fs::OpenOptions::new()
+            let mut file = private_file()
                 .create_new(true)
                 .append(true)
                 .open(self.path(seq))
@@ -261,7 +275,7 @@ impl Spool {
         let seq = waiting(&st)?;
         st.replaying.push(seq);
         drop(st);
-        match File::open(self.path(seq)) {
+        match private_file().read(true).open(self.path(seq)) {
             Ok(f) => Some((
                 seq,
                 segment::Reader::new(std::io::BufReader::with_capacity(READ_BUFFER, f)),
@@ -331,6 +345,14 @@ impl Drop for Spool {
     }
 }
 
+/// Options that open a spool file only if it is no symbolic link, and
+/// create it readable and writable by its owner alone.
+fn private_file() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +414,55 @@ mod tests {
         assert!(refused > 0);
         assert_eq!(s.counters.dropped_full.load(Relaxed), 0);
         drop(s);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_spools_files_are_its_owners_and_no_link_is_followed() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let d = dir("private");
+        let open = || Spool::open(&d, 1 << 20, SpoolSync::Segment, SpoolFull::DropOldest);
+        let s = open().unwrap();
+        s.append(&entry(1)).unwrap();
+        drop(s);
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        let segments: Vec<PathBuf> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        assert_eq!(segments.len(), 1);
+        assert_eq!(
+            [mode(&d), mode(&d.join("lock")), mode(&segments[0])],
+            [0o700, 0o600, 0o600]
+        );
+
+        // A link planted where the lock goes: the spool does not open, and
+        // the file it names keeps its bytes (the lock used to be opened
+        // with truncation through it).
+        let victim = d.with_extension("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::remove_file(d.join("lock")).unwrap();
+        symlink(&victim, d.join("lock")).unwrap();
+        let e = open().err().unwrap();
+        assert!(e.to_string().contains("lock"), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        std::fs::remove_file(d.join("lock")).unwrap();
+
+        // A link named like a segment, to a sound segment elsewhere: not
+        // read (counted as a read error), and the link alone is removed.
+        let outside = d.with_extension("seg");
+        std::fs::rename(&segments[0], &outside).unwrap();
+        symlink(&outside, &segments[0]).unwrap();
+        let s = open().unwrap();
+        assert!(s.next_segment().is_none());
+        assert_eq!(s.counters.errors.load(Relaxed), 1);
+        assert!(std::fs::symlink_metadata(&segments[0]).is_err());
+        assert!(outside.exists());
+        drop(s);
+        for f in [&victim, &outside] {
+            let _ = std::fs::remove_file(f);
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 

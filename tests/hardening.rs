@@ -130,6 +130,81 @@ fn secrets_stay_out_of_debug_output_and_errors() {
     }
 }
 
+/// Credentials written into an endpoint URL (`http://user:password@host`)
+/// went into the `:authority` of every request and into every log line and
+/// error that named the endpoint ("endpoint user:hunter2@127.0.0.1:4317 not
+/// answering"), and the host they made could not be reached. Now they are
+/// sent as `Basic` authorization, as curl and Go's HTTP client send them,
+/// and shown nowhere; an `authorization` header set explicitly wins.
+#[test]
+fn credentials_in_an_endpoint_url_are_basic_auth_and_shown_nowhere() {
+    let sink = Sink::start(SinkOptions {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let with_credentials = |endpoint: String| endpoint.replace("://", "://otel:hunter2@");
+    let grpc = with_credentials(sink.endpoint());
+    let http = with_credentials(sink.http_endpoint().unwrap());
+    // "otel:hunter2" in base64.
+    let basic = "Basic b3RlbDpodW50ZXIy";
+    for (endpoint, protocol) in [
+        (&grpc, otlpflow::Protocol::Grpc),
+        (&http, otlpflow::Protocol::HttpProtobuf),
+    ] {
+        let b = builder(endpoint).protocol(protocol);
+        assert!(!format!("{b:?}").contains("hunter2"), "{b:?}");
+        let p = b.start().unwrap();
+        record(&p, 50);
+        let s = p.shutdown(Duration::from_secs(10)).unwrap();
+        assert_eq!(s.exported, 50, "{protocol:?}: {:?}", p.last_error());
+        let h = sink.last_headers().unwrap();
+        assert_eq!(h.get("authorization").unwrap(), basic, "{protocol:?}");
+        if protocol == otlpflow::Protocol::HttpProtobuf {
+            let host = h.get("host").unwrap().to_str().unwrap();
+            assert!(host.starts_with("127.0.0.1:"), "{host}");
+        }
+    }
+    let p = builder(&grpc)
+        .header("authorization", "Bearer explicit")
+        .start()
+        .unwrap();
+    record(&p, 5);
+    p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        sink.last_headers().unwrap().get("authorization").unwrap(),
+        "Bearer explicit"
+    );
+
+    // Nobody answering: the errors and the warnings name the endpoint
+    // without its credentials.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let p = builder(&format!("http://otel:hunter2@127.0.0.1:{port}"))
+        .retry(RetryConfig {
+            max_elapsed: Duration::from_millis(300),
+            ..RetryConfig::default()
+        })
+        .start()
+        .unwrap();
+    record(&p, 5);
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.failed.total(), 5, "{s:?}");
+    let error = p.last_error().unwrap();
+    assert!(!error.contains("hunter2"), "{error}");
+    for url in ["https://otel:hunter2@:4317", "ftp://otel:hunter2@collector"] {
+        let e = Pipeline::builder()
+            .endpoint(url)
+            .start()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("***@") && !e.contains("hunter2"), "{e}");
+    }
+}
+
 /// An `ExportTraceServiceRequest` of `n` empty spans: two bytes each on the
 /// wire, hundreds of bytes each once decoded.
 fn empty_spans(n: usize) -> Vec<u8> {

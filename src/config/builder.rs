@@ -18,7 +18,7 @@ impl PipelineBuilder {
     /// `http://localhost:4318` (OTLP/HTTP, which appends `/v1/traces`). The
     /// default follows the protocol.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
+        self.endpoint = Some(UrlText(url.into()));
         self
     }
 
@@ -27,7 +27,7 @@ impl PipelineBuilder {
     /// [`Routing`] (by trace id for spans, so that each trace reaches one
     /// collector whole). Wins over `endpoint`.
     pub fn endpoints<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
-        self.endpoints = Some(urls.into_iter().map(Into::into).collect());
+        self.endpoints = Some(urls.into_iter().map(|u| UrlText(u.into())).collect());
         self
     }
 
@@ -38,7 +38,7 @@ impl PipelineBuilder {
     /// appear get endpoints, those that go stop being routed to. For the
     /// signals without endpoints of their own; wins over `endpoints`.
     pub fn endpoints_dns(mut self, url: impl Into<String>, interval: Duration) -> Self {
-        self.dns = Some((url.into(), interval));
+        self.dns = Some((UrlText(url.into()), interval));
         self
     }
 
@@ -78,7 +78,8 @@ impl PipelineBuilder {
         signal: Signal,
         urls: impl IntoIterator<Item = S>,
     ) -> Self {
-        self.signals[signal].endpoints = Some(urls.into_iter().map(Into::into).collect());
+        self.signals[signal].endpoints =
+            Some(urls.into_iter().map(|u| UrlText(u.into())).collect());
         self
     }
 
@@ -92,19 +93,19 @@ impl PipelineBuilder {
     /// The traces endpoint, used as it is (OTLP/HTTP: the full URL with its
     /// path). Wins over `endpoint`.
     pub fn traces_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.signals[Signal::Traces].endpoint = Some(url.into());
+        self.signals[Signal::Traces].endpoint = Some(UrlText(url.into()));
         self
     }
 
     /// The logs endpoint, used as it is (see `traces_endpoint`).
     pub fn logs_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.signals[Signal::Logs].endpoint = Some(url.into());
+        self.signals[Signal::Logs].endpoint = Some(UrlText(url.into()));
         self
     }
 
     /// The metrics endpoint, used as it is (see `traces_endpoint`).
     pub fn metrics_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.signals[Signal::Metrics].endpoint = Some(url.into());
+        self.signals[Signal::Metrics].endpoint = Some(UrlText(url.into()));
         self
     }
 

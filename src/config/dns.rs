@@ -55,7 +55,7 @@ impl fmt::Debug for Resolver {
 #[derive(Debug, Clone)]
 pub(crate) struct DnsEndpoints {
     /// The base URL with the name as its host.
-    pub(crate) url: String,
+    pub(crate) url: super::UrlText,
     pub(crate) interval: Duration,
     pub(crate) resolver: Resolver,
     /// The signals whose endpoints it gives (those without their own).
@@ -81,10 +81,12 @@ impl DnsEndpoints {
                     IpAddr::V4(v4) => v4.to_string(),
                     IpAddr::V6(v6) => format!("[{v6}]"),
                 };
-                base_target(
+                let (mut target, path) = base_target(
                     &format!("{}://{host}:{}{}", e.scheme, e.port, e.path),
                     signal,
-                )
+                )?;
+                target.basic_auth = e.basic_auth.clone();
+                Ok((target, path))
             })
             .collect()
     }

@@ -1,5 +1,8 @@
-//! Endpoint URLs: `http://` or `https://`, a host (a name, IPv4, or IPv6
-//! in brackets), an optional port and an optional path.
+//! Endpoint URLs: `http://` or `https://`, optional credentials
+//! (`user:password@`), a host (a name, IPv4, or IPv6 in brackets), an
+//! optional port and an optional path.
+
+use base64::Engine;
 
 use crate::error::Error;
 
@@ -8,16 +11,24 @@ use crate::error::Error;
 pub struct Endpoint {
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// `host:port` as written, without credentials.
     pub(crate) authority: String,
     pub(crate) scheme: &'static str,
     pub(crate) path: String,
+    /// `Basic` credentials from the URL's `user:password@`, as the value
+    /// of an `authorization` header (marked sensitive: its `Debug` shows
+    /// no secret).
+    pub(crate) basic_auth: Option<http::HeaderValue>,
 }
 
 impl Endpoint {
-    /// Parses an endpoint URL. Only `http://` (cleartext) is accepted by this
-    /// version of the exporter.
+    /// Parses an endpoint URL. Credentials in it (`https://user:password@
+    /// host`) become a `Basic` authorization header, as curl and Go's HTTP
+    /// client make of them, and are shown nowhere: not in errors, logs or
+    /// `Debug`, nor in the request's `:authority` or `Host`.
     pub fn parse(url: &str) -> Result<Endpoint, Error> {
-        let bad = |why: &str| Error::config(format!("endpoint {url:?}: {why}"));
+        let shown = redacted(url);
+        let bad = |why: &str| Error::config(format!("endpoint {shown:?}: {why}"));
         let (scheme, rest, default_port) = if let Some(r) = url.strip_prefix("http://") {
             ("http", r, 80)
         } else if let Some(r) = url.strip_prefix("https://") {
@@ -28,6 +39,16 @@ impl Endpoint {
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
+        };
+        let (userinfo, authority) = match authority.rsplit_once('@') {
+            Some((u, a)) => (Some(u), a),
+            None => (None, authority),
+        };
+        let basic_auth = match userinfo.filter(|u| !u.is_empty()) {
+            None => None,
+            Some(u) => Some(basic_auth(u).ok_or_else(|| {
+                bad("its credentials are not percent-encoded UTF-8 (user:password)")
+            })?),
         };
         if authority.is_empty() {
             return Err(bad("has no host"));
@@ -51,6 +72,7 @@ impl Endpoint {
             authority: authority.to_owned(),
             scheme,
             path: path.to_owned(),
+            basic_auth,
         })
     }
 
@@ -62,6 +84,56 @@ impl Endpoint {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// An endpoint URL kept as written until the pipeline is built (builder
+/// settings, `endpoints_dns`); its `Debug` masks credentials in it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) struct UrlText(pub(crate) String);
+
+impl std::ops::Deref for UrlText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for UrlText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted(&self.0))
+    }
+}
+
+impl<S: Into<String>> From<S> for UrlText {
+    fn from(s: S) -> Self {
+        UrlText(s.into())
+    }
+}
+
+/// `url` with any credentials in it replaced by `***`, for messages.
+fn redacted(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..after_scheme], &url[after_scheme + at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The `authorization` value for a URL's `user[:password]`, each part
+/// percent-decoded (RFC 3986 §3.2.1), or `None` if a part does not decode.
+fn basic_auth(userinfo: &str) -> Option<http::HeaderValue> {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let (user, password) = (
+        super::env::percent_decode(user)?,
+        super::env::percent_decode(password)?,
+    );
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = http::HeaderValue::try_from(format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 #[cfg(test)]
@@ -76,5 +148,48 @@ mod tests {
         assert_eq!((e.host.as_str(), e.port), ("::1", 5000));
         assert_eq!(e.address(), "[::1]:5000");
         assert_eq!(Endpoint::parse("http://collector").unwrap().port, 80);
+        assert_eq!(
+            Endpoint::parse("http://collector").unwrap().basic_auth,
+            None
+        );
+    }
+
+    #[test]
+    fn credentials_become_basic_auth_and_are_shown_nowhere() {
+        let e = Endpoint::parse("https://Aladdin:open%20sesame@collector:4318/otlp").unwrap();
+        assert_eq!(
+            (
+                e.host.as_str(),
+                e.port,
+                e.authority.as_str(),
+                e.path.as_str()
+            ),
+            ("collector", 4318, "collector:4318", "/otlp")
+        );
+        // RFC 7617's example.
+        let auth = e.basic_auth.clone().unwrap();
+        assert_eq!(auth, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert!(auth.is_sensitive());
+        let debug = format!("{e:?}");
+        assert!(
+            !debug.contains("sesame") && !debug.contains("QWxh"),
+            "{debug}"
+        );
+        // A user alone; an `@` inside the password, encoded; none at all.
+        let user = Endpoint::parse("http://key@[::1]:4317").unwrap();
+        assert_eq!((user.host.as_str(), user.port), ("::1", 4317));
+        assert_eq!(user.basic_auth.unwrap(), "Basic a2V5Og==");
+        let at = Endpoint::parse("http://u:p%40ss@h").unwrap();
+        assert_eq!(at.basic_auth.unwrap(), "Basic dTpwQHNz");
+        assert_eq!(Endpoint::parse("http://@h").unwrap().basic_auth, None);
+        // Errors name the endpoint with its credentials masked.
+        for (url, shown) in [
+            ("https://u:hunter2@:4317", "https://***@:4317"),
+            ("http://u:hunter2@h:port/x@y", "http://***@h:port/x@y"),
+            ("http://u:hunter2%zz@h", "http://***@h"),
+        ] {
+            let e = Endpoint::parse(url).unwrap_err().to_string();
+            assert!(e.contains(shown) && !e.contains("hunter2"), "{e}");
+        }
     }
 }

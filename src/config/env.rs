@@ -79,7 +79,7 @@ impl PipelineBuilder {
         if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
             let v = with_scheme(&v);
             Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
-            self.endpoint = Some(v);
+            self.endpoint = Some(UrlText(v));
         }
         // The per-signal variables set that signal's overrides.
         for signal in Signal::ALL {
@@ -93,7 +93,7 @@ impl PipelineBuilder {
             if let Some((name, v)) = get("ENDPOINT") {
                 let v = with_scheme(&v);
                 Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
-                o.endpoint = Some(v);
+                o.endpoint = Some(UrlText(v));
             }
             if let Some((name, v)) = get("PROTOCOL") {
                 o.protocol =
@@ -273,7 +273,7 @@ fn parse_key_values(var: &str, s: &str) -> Result<Vec<(String, String)>, Error> 
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -23,6 +23,7 @@ pub use crate::record::Signal;
 pub(crate) use dns::DnsEndpoints;
 pub use dns::Resolver;
 pub use endpoint::Endpoint;
+pub(crate) use endpoint::UrlText;
 pub use named::SETTINGS;
 pub use size::parse_bytes;
 pub use text::parse_duration;
@@ -184,9 +185,9 @@ pub enum Policy {
 /// the general ones, protocol, compression, timeout).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SignalOverrides {
-    pub(crate) endpoint: Option<String>,
+    pub(crate) endpoint: Option<UrlText>,
     /// Several endpoints to route between (wins over `endpoint`).
-    pub(crate) endpoints: Option<Vec<String>>,
+    pub(crate) endpoints: Option<Vec<UrlText>>,
     pub(crate) routing: Option<Routing>,
     pub(crate) protocol: Option<Protocol>,
     pub(crate) headers: HeaderList,
@@ -450,9 +451,9 @@ pub struct TlsSettings {
 /// worker threads.
 #[derive(Debug, Clone)]
 pub struct PipelineBuilder {
-    endpoint: Option<String>,
-    endpoints: Option<Vec<String>>,
-    dns: Option<(String, Duration)>,
+    endpoint: Option<UrlText>,
+    endpoints: Option<Vec<UrlText>>,
+    dns: Option<(UrlText, Duration)>,
     resolver: Option<Resolver>,
     spool: Option<(std::path::PathBuf, u64)>,
     spool_sync: SpoolSync,

@@ -10,6 +10,11 @@
 use super::text::{list, number, pair, parse_bool, rate, records, signal_named};
 use super::*;
 
+/// A comma-separated list of endpoint URLs.
+fn urls(v: &str) -> Vec<UrlText> {
+    list(v).into_iter().map(UrlText).collect()
+}
+
 /// Every setting name (`<signal>` is `traces`, `logs` or `metrics`;
 /// `<key>` any header name or attribute key) with the value it takes.
 pub const SETTINGS: &[(&str, &str)] = &[
@@ -160,8 +165,8 @@ impl PipelineBuilder {
             }
             let o = &mut b.signals[signal];
             match rest {
-                "endpoint" => o.endpoint = Some(value.trim().to_owned()),
-                "endpoints" => o.endpoints = Some(list(value)),
+                "endpoint" => o.endpoint = Some(UrlText(value.trim().to_owned())),
+                "endpoints" => o.endpoints = Some(urls(value)),
                 "routing" => o.routing = Some(Routing::parse(value)?),
                 "protocol" => {
                     o.protocol = Some(
@@ -176,8 +181,8 @@ impl PipelineBuilder {
         }
         let v = value.trim();
         match name {
-            "endpoint" => b.endpoint = Some(v.to_owned()),
-            "endpoints" => b.endpoints = Some(list(v)),
+            "endpoint" => b.endpoint = Some(UrlText(v.to_owned())),
+            "endpoints" => b.endpoints = Some(urls(v)),
             "spool_dir" => {
                 let max = b.spool.as_ref().map_or(1 << 30, |s| s.1);
                 b.spool = Some((v.into(), max));
@@ -202,7 +207,7 @@ impl PipelineBuilder {
             }
             "endpoints_dns" => {
                 let interval = b.dns.as_ref().map_or(Duration::from_secs(5), |d| d.1);
-                b.dns = Some((v.to_owned(), interval));
+                b.dns = Some((UrlText(v.to_owned()), interval));
             }
             "dns_interval" => {
                 let url = b.dns.take().map(|d| d.0).unwrap_or_default();

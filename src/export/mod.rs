@@ -288,7 +288,7 @@ impl ExportSettings {
                 http_path: http_path.to_owned(),
                 compression: s.compression,
                 compression_level: cfg.compression_level,
-                headers: s.headers.clone(),
+                headers: with_credentials(&s.headers, endpoint),
                 timeout: s.timeout,
                 pool: PoolSettings {
                     connections: cfg.connections_per_worker,
@@ -298,6 +298,18 @@ impl ExportSettings {
             })
         }
     }
+}
+
+/// `headers`, with the `Basic` credentials of the endpoint's URL unless
+/// an `authorization` header is set (which wins, as in Go's HTTP client).
+fn with_credentials(headers: &Headers, endpoint: &Endpoint) -> Headers {
+    let mut h = headers.clone();
+    if let Some(auth) = &endpoint.basic_auth {
+        if !h.0.iter().any(|(k, _)| k == ::http::header::AUTHORIZATION) {
+            h.0.push((::http::header::AUTHORIZATION, auth.clone()));
+        }
+    }
+    h
 }
 
 /// The exporter of one worker, for the configured protocol.

@@ -28,8 +28,8 @@ from ._instruments import Instrument
 from ._logging import LoggingHandler
 from ._native import *  # noqa: F401,F403  (the result codes and errors)
 from ._native import (Result, OtlpflowError, ConfigError, ShutdownError, FlushTimeout, version, _library,
-                      _recorded, _check, _Keep, _fill_value, _attributes, _id, _c_span, INVALID_CONFIG, OK,
-                      TIMEOUT)
+                      _recorded, _check, _Keep, _fill_value, _attributes, _id, _c_span, _fits, _U32, _U64,
+                      _I64, INVALID_CONFIG, OK, TIMEOUT)
 from ._spans import CURRENT, Span, SpanContext, SpanTemplate
 
 
@@ -192,11 +192,12 @@ class Pipeline:
         keep = _Keep()
         rec = _ffi.LogRecord()
         now = time.time_ns()
-        rec.time_unix_nano = now if time_unix_nano is None else time_unix_nano
-        rec.observed_time_unix_nano = now if observed_time_unix_nano is None else observed_time_unix_nano
-        rec.flags = flags
-        rec.dropped_attributes_count = dropped_attributes_count
-        rec.severity_number = severity
+        rec.time_unix_nano = now if time_unix_nano is None else _fits(time_unix_nano, _U64, "time_unix_nano")
+        rec.observed_time_unix_nano = (now if observed_time_unix_nano is None
+                                       else _fits(observed_time_unix_nano, _U64, "observed_time_unix_nano"))
+        rec.flags = _fits(flags, _U32, "flags")
+        rec.dropped_attributes_count = _fits(dropped_attributes_count, _U32, "dropped_attributes_count")
+        rec.severity_number = _fits(severity, _U32, "severity")
         rec.severity_text = keep.str(severity_text)
         if body is not None:
             rec.has_body = True
@@ -231,9 +232,9 @@ class Pipeline:
         pt = _ffi.MetricPoint()
         pt.name, pt.unit, pt.description = keep.str(name), keep.str(unit), keep.str(description)
         pt.attributes, pt.attributes_len = _attributes(attributes, keep)
-        pt.start_time_unix_nano = start_time_unix_nano
-        pt.time_unix_nano = time.time_ns() if time_unix_nano is None else time_unix_nano
-        pt.flags = flags
+        pt.start_time_unix_nano = _fits(start_time_unix_nano, _U64, "start_time_unix_nano")
+        pt.time_unix_nano = time.time_ns() if time_unix_nano is None else _fits(time_unix_nano, _U64, "time_unix_nano")
+        pt.flags = _fits(flags, _U32, "flags")
         try:
             pt.type_ = {"gauge": 1, "sum": 2, "histogram": 3}[kind]
             pt.temporality = {"delta": 1, "cumulative": 2}[temporality]
@@ -242,19 +243,19 @@ class Pipeline:
         pt.monotonic = monotonic
         if kind == "histogram":
             count, total, bounds, counts, lo, hi = histogram
-            pt.count = count
+            pt.count = _fits(count, _U64, "a histogram's count")
             pt.has_sum, pt.sum = total is not None, total or 0.0
             pt.has_min_max = lo is not None and hi is not None
             pt.min, pt.max = (lo, hi) if pt.has_min_max else (0.0, 0.0)
             b = (ctypes.c_double * len(bounds))(*bounds)
-            c = (ctypes.c_uint64 * len(counts))(*counts)
+            c = (ctypes.c_uint64 * len(counts))(*(_fits(n, _U64, "a bucket count") for n in counts))
             keep.items += [b, c]
             pt.bounds, pt.bounds_len = b, len(bounds)
             pt.bucket_counts, pt.bucket_counts_len = c, len(counts)
         elif isinstance(value, float):
             pt.is_double, pt.as_double = True, value
         else:
-            pt.as_int = int(value)
+            pt.as_int = _fits(int(value), _I64, "an int metric value")
         sc = self._default_scope if scope is None else scope
         with self._guard as h:
             if attribute_set is None:

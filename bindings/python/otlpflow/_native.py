@@ -168,11 +168,28 @@ class _Keep:
         return s
 
 
+# The ranges of the C ABI's integer fields. ctypes stores an int that does
+# not fit by dropping its high bits (2**70 became 0, 2**63 became -2**63, a
+# timestamp of -1 the year 2554), so every int a caller gives is checked
+# against its field's range first.
+_U32 = (0, (1 << 32) - 1)
+_U64 = (0, (1 << 64) - 1)
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _fits(value, bounds, what):
+    """`value`, an int within `bounds`, or OverflowError naming `what`."""
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise OverflowError("%s must be an integer from %d to %d" % (what, lo, hi))
+    return value
+
+
 def _fill_value(v, value, keep, allow_array=True):
     if isinstance(value, bool):
         v.kind, v.boolean = _ffi.BOOL, value
     elif isinstance(value, int):
-        v.kind, v.i64 = _ffi.I64, value
+        v.kind, v.i64 = _ffi.I64, _fits(value, _I64, "an int attribute value (OTLP's int_value)")
     elif isinstance(value, float):
         v.kind, v.f64 = _ffi.F64, value
     elif isinstance(value, str):
@@ -271,13 +288,14 @@ def _c_span(keep, name, trace_id=None, span_id=None, parent_span_id=None, kind="
         raise ValueError("unknown kind or status %s" % e) from None
     s.status_message = keep.str(status[1])
     now = time.time_ns()
-    s.end_time_unix_nano = now if end_time_unix_nano is None else end_time_unix_nano
-    s.start_time_unix_nano = s.end_time_unix_nano if start_time_unix_nano is None else start_time_unix_nano
+    s.end_time_unix_nano = now if end_time_unix_nano is None else _fits(end_time_unix_nano, _U64, "end_time_unix_nano")
+    s.start_time_unix_nano = (s.end_time_unix_nano if start_time_unix_nano is None
+                              else _fits(start_time_unix_nano, _U64, "start_time_unix_nano"))
     s.attributes, s.attributes_len = _attributes(attributes, keep)
     if events:
         evs = (_ffi.Event * len(events))()
         for i, (t, ename, eattrs) in enumerate(events):
-            evs[i].time_unix_nano = t
+            evs[i].time_unix_nano = _fits(t, _U64, "an event's time")
             evs[i].name = keep.str(ename)
             evs[i].attributes, evs[i].attributes_len = _attributes(eattrs, keep)
         keep.items.append(evs)

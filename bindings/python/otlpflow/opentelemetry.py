@@ -175,13 +175,19 @@ class LogRecordProcessor(_SdkLogRecordProcessor):
             dropped = getattr(rec, "dropped_attributes", 0)
         attributes = {k: v for k, v in (rec.attributes or {}).items()
                       if isinstance(v, (str, bytes, bool, int, float, list, tuple))}
-        self._c.pipeline.record_log(
-            body, severity=severity, severity_text=rec.severity_text or "", attributes=attributes,
-            time_unix_nano=rec.timestamp or rec.observed_timestamp,
-            observed_time_unix_nano=rec.observed_timestamp,
-            trace_id=rec.trace_id or None, span_id=rec.span_id or None,
-            flags=int(rec.trace_flags or 0), event_name=getattr(rec, "event_name", None) or "",
-            dropped_attributes_count=dropped, scope=sc)
+        try:
+            self._c.pipeline.record_log(
+                body, severity=severity, severity_text=rec.severity_text or "", attributes=attributes,
+                time_unix_nano=rec.timestamp or rec.observed_timestamp,
+                observed_time_unix_nano=rec.observed_timestamp,
+                trace_id=rec.trace_id or None, span_id=rec.span_id or None,
+                flags=int(rec.trace_flags or 0), event_name=getattr(rec, "event_name", None) or "",
+                dropped_attributes_count=dropped, scope=sc)
+        except (OverflowError, TypeError, ValueError):
+            # A value the C ABI cannot carry (an int past 64 bits, say):
+            # the record is counted, not raised into the caller's logging
+            # call, as the span processor's refused spans are.
+            self._c.pipeline.count_invalid("logs")
 
     def emit(self, log_data) -> None:  # the older name of on_emit
         self.on_emit(log_data)
@@ -205,7 +211,6 @@ class MetricExporter(sdk_metrics_export.MetricExporter):
         self._c = _Common(pipeline, flush_timeout, owns_pipeline)
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
-        from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
         p, ok = self._c.pipeline, True
         for rm in metrics_data.resource_metrics:
             if not self._c._resource_seen:
@@ -216,25 +221,36 @@ class MetricExporter(sdk_metrics_export.MetricExporter):
                     data = m.data
                     common = dict(unit=m.unit or "", description=m.description or "", scope=sc)
                     for pt in data.data_points:
-                        if isinstance(data, Histogram):
-                            ok &= p.record_metric_point(
-                                m.name, kind="histogram", attributes=_attrs(pt.attributes),
-                                start_time_unix_nano=pt.start_time_unix_nano or 0, time_unix_nano=pt.time_unix_nano,
-                                temporality=_temporality(data), flags=getattr(pt, "flags", 0) or 0,
-                                histogram=(pt.count, pt.sum, list(pt.explicit_bounds), list(pt.bucket_counts),
-                                           pt.min, pt.max), **common)
-                        elif isinstance(data, (Sum, Gauge)):
-                            ok &= p.record_metric_point(
-                                m.name, pt.value, kind="sum" if isinstance(data, Sum) else "gauge",
-                                attributes=_attrs(pt.attributes), start_time_unix_nano=pt.start_time_unix_nano or 0,
-                                time_unix_nano=pt.time_unix_nano, flags=getattr(pt, "flags", 0) or 0,
-                                temporality=_temporality(data) if isinstance(data, Sum) else "cumulative",
-                                monotonic=bool(getattr(data, "is_monotonic", False)), **common)
-                        else:  # an exponential histogram: not in the C ABI
+                        try:
+                            ok &= self._point(p, m.name, data, pt, common)
+                        except (OverflowError, TypeError, ValueError):
+                            # As the log processor does (an int past 64 bits).
                             p.count_invalid("metrics")
                             ok = False
         return (sdk_metrics_export.MetricExportResult.SUCCESS if ok
                 else sdk_metrics_export.MetricExportResult.FAILURE)
+
+    @staticmethod
+    def _point(p, name, data, pt, common) -> bool:
+        """Records one SDK data point; whether it was accepted."""
+        from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
+        if isinstance(data, Histogram):
+            return p.record_metric_point(
+                name, kind="histogram", attributes=_attrs(pt.attributes),
+                start_time_unix_nano=pt.start_time_unix_nano or 0, time_unix_nano=pt.time_unix_nano,
+                temporality=_temporality(data), flags=getattr(pt, "flags", 0) or 0,
+                histogram=(pt.count, pt.sum, list(pt.explicit_bounds), list(pt.bucket_counts),
+                           pt.min, pt.max), **common)
+        if isinstance(data, (Sum, Gauge)):
+            return p.record_metric_point(
+                name, pt.value, kind="sum" if isinstance(data, Sum) else "gauge",
+                attributes=_attrs(pt.attributes), start_time_unix_nano=pt.start_time_unix_nano or 0,
+                time_unix_nano=pt.time_unix_nano, flags=getattr(pt, "flags", 0) or 0,
+                temporality=_temporality(data) if isinstance(data, Sum) else "cumulative",
+                monotonic=bool(getattr(data, "is_monotonic", False)), **common)
+        # An exponential histogram: not in the C ABI.
+        p.count_invalid("metrics")
+        return False
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._c.force_flush(timeout_millis)

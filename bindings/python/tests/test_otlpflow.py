@@ -475,6 +475,30 @@ class PipelineTest(unittest.TestCase):
         p.close()
         p.close()  # a second close is harmless
 
+    def test_ints_past_their_fields_range_raise_instead_of_wrapping(self):
+        # ctypes keeps the low bits of an int that does not fit its field:
+        # 2**70 was sent as 0, 2**63 as -2**63, a time of -1 as the year 2554.
+        with pipeline() as p:
+            for kw in ({"attributes": {"n": 1 << 63}}, {"attributes": {"n": -(1 << 63) - 1}},
+                       {"attributes": {"l": [1, 1 << 70]}}, {"end_time_unix_nano": -1},
+                       {"start_time_unix_nano": 1 << 64}, {"events": [(-5, "e", None)]}):
+                with self.assertRaises(OverflowError, msg=kw):
+                    p.record_span("big", **kw)
+            for kw in ({"severity": (1 << 32) + 9}, {"flags": -1}, {"time_unix_nano": 1 << 64},
+                       {"attributes": {"n": 1 << 70}}):
+                with self.assertRaises(OverflowError, msg=kw):
+                    p.record_log("big", **kw)
+            with self.assertRaises(OverflowError):
+                p.record_metric_point("big", 1 << 63)
+            with self.assertRaises(OverflowError):
+                p.record_metric_point("big", kind="histogram", histogram=(1, 1.0, [1.0], [1, -1], None, None))
+            # The ends of each range fit.
+            self.assertTrue(p.record_span("edge", attributes={"max": (1 << 63) - 1, "min": -(1 << 63)},
+                                          start_time_unix_nano=0, end_time_unix_nano=(1 << 64) - 1))
+            stats = p.flush()
+            self.assertEqual((stats["offered"], stats["exported"]), (1, 1), stats)
+        delivered(1)
+
     def test_a_dead_endpoint_with_a_spool_writes_to_disk(self):
         import tempfile
         s = socket.socket()

@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics.export import (MetricExporter, MetricExportResult
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
+from opentelemetry import metrics as otel_metrics  # noqa: E402
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode  # noqa: E402
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: E402
 
@@ -220,6 +221,50 @@ class SdkDropIn(unittest.TestCase):
             pa, pb = dict(a[k]["point"]), dict(b[k]["point"])
             pb.pop("exemplars", None)  # not sent by otlpflow (documented)
             self.assertEqual(pa, pb)
+
+
+@unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
+class ValuesPast64Bits(unittest.TestCase):
+    def test_an_int_the_c_abi_cannot_carry_is_counted_not_raised_or_wrapped(self):
+        # The SDK takes ints of any size; OTLP's int_value is 64 bits. A span,
+        # a log record and a gauge point holding 2**70 are each refused and
+        # counted (dropped_invalid), never raised into the caller's code nor
+        # sent wrapped (ctypes made 2**70 a 0); the ordinary ones arrive.
+        tmp = tempfile.mkdtemp()
+        r = Receiver(os.path.join(tmp, "big.json"))
+        p = otlpflow.Pipeline(endpoint=r.endpoint, service_name="big-ints", from_env=False, policy="block",
+                              max_wait=10.0, shards=1, workers=1, linger=0.005)
+        tp = TracerProvider()
+        tp.add_span_processor(otel_otlpflow.SpanProcessor(p))
+        tracer = tp.get_tracer("big")
+        for value in (1 << 70, 7):
+            with tracer.start_as_current_span("span", attributes={"n": value}):
+                pass
+        lp = LoggerProvider()
+        lp.add_log_record_processor(otel_otlpflow.LogRecordProcessor(p))
+        logger = logging.getLogger("big-ints")
+        logger.propagate = False
+        logger.addHandler(LoggingHandler(logger_provider=lp))
+        for value in (1 << 70, 7):
+            logger.warning("log", extra={"n": value})
+        gauges = [1 << 70, 7]
+        mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
+            otel_otlpflow.MetricExporter(p), export_interval_millis=3_600_000)])
+        meter = mp.get_meter("big")
+        for i, value in enumerate(gauges):
+            meter.create_observable_gauge(
+                "g%d" % i, callbacks=[lambda options, v=value: [otel_metrics.Observation(v)]])
+        for provider in (mp, lp, tp):
+            provider.shutdown()
+        stats = p.shutdown()
+        counts, dumped = r.stop()
+        self.assertEqual(stats["dropped_invalid"], 3, stats)
+        self.assertEqual((counts["grpc_spans"], counts["grpc_logs"], counts["grpc_points"]), (1, 1, 1), counts)
+        self.assertEqual([e["span"]["attributes"][0]["value"] for e in dumped["spans"]], [{"intValue": "7"}])
+        self.assertEqual([e["log"]["attributes"][0]["value"] for e in dumped["logs"]
+                          if e["log"]["attributes"][0]["key"] == "n"], [{"intValue": "7"}])
+        self.assertEqual([e["point"]["asInt"] for e in dumped["points"]], ["7"])
+        p.close()
 
 
 @unittest.skipUnless(RECEIVER and TLS_DIR, "needs OTLPFLOW_RECEIVER and OTLPFLOW_TLS_DIR (run through cargo test)")

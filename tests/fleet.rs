@@ -447,3 +447,71 @@ fn a_dns_name_is_resolved_again_and_its_new_address_gets_traces() {
     assert!(p.last_error().unwrap_or_default().contains("fleet.test"));
     p.shutdown(Duration::from_secs(10)).unwrap();
 }
+
+/// A fleet whose addresses churn (pods replaced at every deploy, a DNS
+/// name answering with new addresses) gave each address it ever had a lane
+/// of its own, with an exporter, a compressor and counters in every worker,
+/// for the life of the pipeline. Now a new address takes the lane of one
+/// that left the set before, and the table stays as large as the sets. The
+/// lane a departed endpoint leaves behind sends to the endpoint that takes
+/// it.
+#[test]
+fn endpoints_that_churn_reuse_the_lanes_of_those_that_left() {
+    let (a, b) = (sink_at(free_addr()), sink_at(free_addr()));
+    let p = Pipeline::builder()
+        .endpoints([a.endpoint()])
+        .compression(otlpflow::Compression::Zstd)
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(30),
+        })
+        .start()
+        .unwrap();
+    let traces = |p: &Pipeline| {
+        p.endpoint_stats()
+            .into_iter()
+            .filter(|e| e.signal == Signal::Traces)
+            .count()
+    };
+    assert_eq!(traces(&p), 1);
+    // 200 deploys, each replacing the second endpoint by a new address (on
+    // loopback, where nothing listens; no record is routed meanwhile).
+    let port = free_addr().port();
+    for i in 0..200 {
+        let gone = format!("http://127.0.{}.{}:{port}", 2 + i / 250, 1 + i % 250);
+        assert!(p
+            .set_endpoints(Signal::Traces, &[a.endpoint(), gone])
+            .unwrap());
+    }
+    // The first endpoint, the current second one, and the one it replaced.
+    assert_eq!(traces(&p), 3, "{:?}", p.endpoint_stats());
+    // The last set: both real receivers; every span arrives, each trace at
+    // the receiver the ring names, and the reused lane counts B's own.
+    assert!(p
+        .set_endpoints(Signal::Traces, &[a.endpoint(), b.endpoint()])
+        .unwrap());
+    assert_eq!(traces(&p), 3);
+    // At most 256 endpoints at once, also while running.
+    let many: Vec<String> = (0..257)
+        .map(|i| format!("http://10.1.{}.{}:4317", i / 200, i % 200))
+        .collect();
+    let e = p.set_endpoints(Signal::Traces, &many).unwrap_err();
+    assert!(e.to_string().contains("257 endpoints"), "{e}");
+    record_range(&p, 9, 0, 500);
+    let stats = p.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        (stats.exported, stats.failed.total()),
+        (5_000, 0),
+        "{stats:?}"
+    );
+    let mut got = HashMap::new();
+    collect(&mut got, &a, 0);
+    collect(&mut got, &b, 1);
+    let keys = [a.addr().to_string(), b.addr().to_string()];
+    let per = check_affinity(&got, &ExpectedRing::new(&keys), 500);
+    let at_b = p
+        .endpoint_stats()
+        .into_iter()
+        .find(|e| e.endpoint == keys[1])
+        .unwrap();
+    assert_eq!((at_b.exported, at_b.failed), (per[1] * 10, 0));
+}

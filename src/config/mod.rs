@@ -27,7 +27,7 @@ pub(crate) use endpoint::UrlText;
 pub use named::SETTINGS;
 pub use size::parse_bytes;
 pub use text::parse_duration;
-pub(crate) use validate::base_target;
+pub(crate) use validate::{base_target, MAX_ENDPOINTS};
 
 /// When the disk spool syncs what it wrote to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

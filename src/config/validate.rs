@@ -13,6 +13,10 @@ pub(crate) fn base_target(url: &str, signal: Signal) -> Result<(Endpoint, String
     Ok((e, path))
 }
 
+/// The most endpoints a signal may have at once (`endpoints`, a DNS name's
+/// addresses, `Pipeline::set_endpoints`).
+pub(crate) const MAX_ENDPOINTS: usize = 256;
+
 /// The memory that automatic concurrency sizes its ceiling from when no
 /// memory budget is set (seven eighths of it for requests in flight, at
 /// the batch byte limit each, split over the workers).
@@ -86,9 +90,9 @@ impl PipelineBuilder {
                     signal.name()
                 )));
             }
-            if targets.len() > 256 {
+            if targets.len() > MAX_ENDPOINTS {
                 return Err(Error::config(format!(
-                    "{}.endpoints: at most 256 endpoints",
+                    "{}.endpoints: at most {MAX_ENDPOINTS} endpoints",
                     signal.name()
                 )));
             }

@@ -1,9 +1,10 @@
 //! Lanes: one per endpoint of each signal, each with its own batch,
-//! exporter, circuit breaker and request slots in every worker. The table
-//! is append-only: a signal's endpoint set may change while the pipeline
-//! runs (`Pipeline::set_endpoints`, DNS re-resolution), and an endpoint that
-//! leaves the set keeps its lane (what it holds is still sent) but is no
-//! longer routed to. A new set is a new table, swapped in whole, with a new
+//! exporter, circuit breaker and request slots in every worker. A signal's
+//! endpoint set may change while the pipeline runs
+//! (`Pipeline::set_endpoints`, DNS re-resolution): an endpoint that leaves
+//! the set keeps its lane (what it holds is still sent) but is no longer
+//! routed to, until a later change gives that lane to a new endpoint. Lane
+//! ids never move. A new set is a new table, swapped in whole, with a new
 //! ring: the workers pick it up at their next drain.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::{Config, Endpoint};
+use crate::config::{Config, Endpoint, MAX_ENDPOINTS};
 use crate::error::Error;
 use crate::export::ExportSettings;
 use crate::record::{PerSignal, Signal};
@@ -127,37 +128,71 @@ impl Lanes {
     }
 
     /// Makes `targets` (endpoint and OTLP/HTTP path) `signal`'s endpoint
-    /// set: endpoints already known keep their lanes, new ones get new
-    /// lanes, the ring is rebuilt over the set in its order. Returns
-    /// whether anything changed.
+    /// set: endpoints already known keep their lanes; a new one takes the
+    /// lane of an endpoint that had left the set before this change, or
+    /// else a new lane; the ring is rebuilt over the set in its order.
+    /// Returns whether anything changed.
+    ///
+    /// Reusing lanes bounds the table: a DNS name whose addresses churn (a
+    /// fleet's pods replaced at every deploy) made a lane, with its
+    /// exporter, compressor and counters in every worker, for each address
+    /// it ever answered. A reused lane's records still waiting (a retry,
+    /// a batch the workers had not sent) go to the endpoint that took it.
     pub(super) fn set(
         &self,
         config: &Config,
         signal: Signal,
         targets: &[(Endpoint, String)],
     ) -> Result<bool, Error> {
-        if targets.is_empty() {
+        if targets.is_empty() || targets.len() > MAX_ENDPOINTS {
             return Err(Error::config(format!(
-                "{}.endpoints: the list is empty",
-                signal.name()
+                "{}.endpoints: {} endpoints; from 1 to {MAX_ENDPOINTS} are allowed",
+                signal.name(),
+                targets.len()
             )));
         }
         let _one = self.change.lock();
         let old = self.current();
         let mut exports = old.exports.clone();
+        let lane_of = |exports: &[Arc<ExportSettings>], (endpoint, path): &(Endpoint, String)| {
+            exports
+                .iter()
+                .position(|e| e.signal == signal && e.endpoint == *endpoint && e.http_path == *path)
+        };
+        let known: Vec<Option<usize>> = targets.iter().map(|t| lane_of(&exports, t)).collect();
+        // The signal's lanes in neither the old set nor the new one.
+        let mut retired = (0..exports.len())
+            .filter(|l| {
+                exports[*l].signal == signal
+                    && !old.members[signal].contains(l)
+                    && !known.contains(&Some(*l))
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut members = Vec::with_capacity(targets.len());
         let mut clients = Vec::new();
-        for (endpoint, path) in targets {
-            let known = exports.iter().position(|e| {
-                e.signal == signal && e.endpoint == *endpoint && e.http_path == *path
-            });
-            let lane = match known {
+        for (t, known) in targets.iter().zip(&known) {
+            // A target listed twice has its lane from the first time.
+            let lane = match known.or_else(|| lane_of(&exports, t)) {
                 Some(l) => l,
                 None => {
-                    let s =
-                        ExportSettings::for_target(config, signal, endpoint, path, &mut clients)?;
-                    exports.push(Arc::new(s));
-                    exports.len() - 1
+                    let s = Arc::new(ExportSettings::for_target(
+                        config,
+                        signal,
+                        &t.0,
+                        &t.1,
+                        &mut clients,
+                    )?);
+                    match retired.next() {
+                        Some(l) => {
+                            exports[l] = s;
+                            l
+                        }
+                        None => {
+                            exports.push(s);
+                            exports.len() - 1
+                        }
+                    }
                 }
             };
             if !members.contains(&lane) {

@@ -255,10 +255,12 @@ impl Pipeline {
     }
 
     /// Replaces `signal`'s endpoints while the pipeline runs (base URLs, as
-    /// `PipelineBuilder::endpoints` takes them). The ring is rebuilt over
-    /// the new set, which moves about 1/N of the traces when an endpoint
-    /// joins N-1 others; an endpoint that leaves keeps sending what it
-    /// already holds. Returns whether the set changed.
+    /// `PipelineBuilder::endpoints` takes them; at most 256). The ring is
+    /// rebuilt over the new set, which moves about 1/N of the traces when
+    /// an endpoint joins N-1 others; an endpoint that leaves keeps sending
+    /// what it already holds, and what it still holds when a later change
+    /// gives its lane to a new endpoint goes there. Returns whether the set
+    /// changed.
     pub fn set_endpoints<S: AsRef<str>>(&self, signal: Signal, urls: &[S]) -> Result<bool, Error> {
         let e = self.engine();
         let targets = urls

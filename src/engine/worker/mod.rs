@@ -171,7 +171,10 @@ pub(super) fn run(
 
 impl Worker {
     /// Takes up a new version of the lanes: a new lane gets its batch,
-    /// compressor, exporter, breaker, request slots and counters here.
+    /// compressor, exporter, breaker, request slots and counters here; a
+    /// lane given to another endpoint (`Lanes::set`) gets a new exporter,
+    /// compressor, breaker and counters, and keeps its batch and requests,
+    /// which go to that endpoint.
     fn sync_lanes(&mut self) {
         let version = self.inner.lanes.version();
         if version == self.table_version {
@@ -179,6 +182,17 @@ impl Worker {
         }
         let table = self.inner.lanes.current();
         let shared = &self.shared;
+        for (lane, s) in table.exports.iter().enumerate().take(self.batches.len()) {
+            if Arc::ptr_eq(s, &self.table.exports[lane]) {
+                continue;
+            }
+            self.compressors[lane] = Compressor::new(s.compression, s.compression_level);
+            shared.exporters.borrow_mut()[lane] = Rc::new(Exporter::new(s));
+            shared.breakers.borrow_mut()[lane] = shared.breaker.clone();
+            let counters = Arc::new(crate::stats::EndpointCounters::default());
+            self.inner.workers[self.idx].endpoints.lock()[lane] = counters.clone();
+            shared.endpoints.borrow_mut()[lane] = counters;
+        }
         for s in &table.exports[self.batches.len()..] {
             self.batches.push(match s.signal {
                 Signal::Metrics => Batch::for_metrics(),

@@ -205,6 +205,45 @@ fn credentials_in_an_endpoint_url_are_basic_auth_and_shown_nowhere() {
     }
 }
 
+/// A receiver that throttles every request with `Retry-After: 0` (or a
+/// RetryInfo of zero) had each request retried at once, again and again,
+/// as fast as the round trip allowed, for the whole retry budget: a storm
+/// at the receiver and a core spinning in the host. The server's delay now
+/// only lengthens the backoff, never shortens it.
+#[test]
+fn a_zero_retry_after_does_not_make_a_retry_storm() {
+    for fault in [
+        Fault::HttpStatus {
+            status: 429,
+            retry_after: Some("0".into()),
+        },
+        Fault::GrpcStatus {
+            code: 8,
+            retry_info: Some(Duration::ZERO),
+        },
+    ] {
+        let sink = Sink::start(SinkOptions::default()).unwrap();
+        sink.inject(fault.clone(), 100_000);
+        let p = builder(&sink.endpoint())
+            .retry(RetryConfig {
+                max_elapsed: Duration::from_secs(1),
+                ..RetryConfig::default()
+            })
+            .start()
+            .unwrap();
+        record(&p, 10);
+        let s = p.shutdown(Duration::from_secs(10)).unwrap();
+        assert_eq!(s.failed[FailReason::Exhausted], 10, "{fault:?}: {s:?}");
+        // Backoff from 50 ms, doubling, jittered down to half: at most
+        // seven attempts fit in the second (there were thousands).
+        let attempts = sink.counts().injected;
+        assert!(
+            (2..=8).contains(&attempts),
+            "{fault:?}: {attempts} attempts"
+        );
+    }
+}
+
 /// An `ExportTraceServiceRequest` of `n` empty spans: two bytes each on the
 /// wire, hundreds of bytes each once decoded.
 fn empty_spans(n: usize) -> Vec<u8> {

@@ -451,9 +451,15 @@ pub(super) async fn export_task(shared: &ExportContext, mut req: ExportRequest, 
                 };
                 *inner.last_error.lock() = Some(message.clone());
                 last_error = Some(message);
-                // The server's RetryInfo or Retry-After wins over our backoff.
+                // The server's RetryInfo or Retry-After, but never less
+                // than our backoff (as the Collector's and Go's exporters
+                // do): a receiver answering `Retry-After: 0` to every
+                // request had each one retried at once, over and over, as
+                // fast as the round trip allowed.
                 let backoff_delay = backoff.next_delay();
-                let delay = e.retry_after().unwrap_or(backoff_delay);
+                let delay = e
+                    .retry_after()
+                    .map_or(backoff_delay, |d| d.max(backoff_delay));
                 if e.retryable() && crate::clock::deadline_after(delay) < give_up {
                     // Memory short (producers waiting for it, or half the
                     // budget taken, where `DropNewest` would soon refuse

@@ -95,5 +95,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod __private {
     //! Internals exposed for benches and tests only; not a stable API.
     pub use crate::engine::batch::{Batch, ClosedBatch};
+    pub use crate::export::read_response;
     pub use crate::otlp::compress::Compressor;
 }

@@ -1,6 +1,7 @@
 //! Endpoint, size and environment parsing on arbitrary text: no panic, and
-//! no error message that repeats a header value (the values here carry a
-//! marker that must never come back).
+//! no error message or `Debug` that repeats a header value or an
+//! endpoint's credentials (those here carry a marker that must never come
+//! back).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +21,14 @@ const VARS: [&str; 8] = [
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let _ = Endpoint::parse(&text);
+    // The same text after credentials with the marker.
+    for scheme in ["http://", "https://"] {
+        let url = format!("{scheme}user:SECRETMARK@{text}");
+        match Endpoint::parse(&url) {
+            Ok(e) => assert!(!format!("{e:?}").contains("SECRETMARK"), "{e:?}"),
+            Err(e) => assert!(!e.to_string().contains("SECRETMARK"), "{e}"),
+        }
+    }
     let _ = parse_bytes(&text);
     // Split the input over the variables; headers get a secret marker.
     let parts: Vec<&str> = text.split('\u{1}').collect();
@@ -28,12 +37,19 @@ fuzz_target!(|data: &[u8]| {
         let p = parts.get(i)?;
         Some(if name == "OTEL_EXPORTER_OTLP_HEADERS" {
             format!("{p}SECRETMARK")
+        } else if name.ends_with("_ENDPOINT") {
+            // Credentials, after the scheme if there is one.
+            match p.split_once("://") {
+                Some((scheme, rest)) => format!("{scheme}://u:SECRETMARK@{rest}"),
+                None => format!("u:SECRETMARK@{p}"),
+            }
         } else {
             p.to_string()
         })
     };
     match Pipeline::builder().apply_env_from(value) {
         Ok(b) => {
+            assert!(!format!("{b:?}").contains("SECRETMARK"), "{b:?}");
             if let Err(e) = b.build() {
                 assert!(!e.to_string().contains("SECRETMARK"), "{e}");
             }

@@ -62,35 +62,46 @@ impl GrpcExporter {
             .body(())
             .map_err(|e| ExportError::Protocol(format!("building request: {e}")))?;
         let resp = self.h2.round_trip(req, chunks).await?;
-        if resp.parts.status != http::StatusCode::OK {
-            let retry_after = resp
-                .parts
-                .headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    crate::otlp::status::parse_retry_after(v, std::time::SystemTime::now())
-                });
-            return Err(ExportError::Status {
-                code: http_to_grpc(resp.parts.status.as_u16()),
-                message: format!("HTTP status {}", resp.parts.status),
-                retry_after,
-            });
-        }
-        // A trailers-only response carries grpc-status in the headers.
-        if let Some(status) = grpc_status(&resp.parts.headers)? {
-            return status.map(|()| Ack::default());
-        }
-        let trailers = resp.trailers.ok_or_else(|| {
-            ExportError::Protocol("no grpc-status: response has no trailers".into())
-        })?;
-        match grpc_status(&trailers)? {
-            Some(Ok(())) => parse_response(&resp.body, resp.parts.headers.get("grpc-encoding")),
-            Some(Err(e)) => Err(e),
-            None => Err(ExportError::Protocol(
-                "trailers carry no grpc-status".into(),
-            )),
-        }
+        read_answer(
+            resp.parts.status,
+            &resp.parts.headers,
+            resp.trailers.as_ref(),
+            &resp.body,
+        )
+    }
+}
+
+/// Turns a gRPC response (its HTTP status, headers, trailers and body) into
+/// an acknowledgement or an error.
+pub(crate) fn read_answer(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    trailers: Option<&http::HeaderMap>,
+    body: &[u8],
+) -> Result<Ack, ExportError> {
+    if status != http::StatusCode::OK {
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::otlp::status::parse_retry_after(v, std::time::SystemTime::now()));
+        return Err(ExportError::Status {
+            code: http_to_grpc(status.as_u16()),
+            message: format!("HTTP status {status}"),
+            retry_after,
+        });
+    }
+    // A trailers-only response carries grpc-status in the headers.
+    if let Some(status) = grpc_status(headers)? {
+        return status.map(|()| Ack::default());
+    }
+    let trailers = trailers
+        .ok_or_else(|| ExportError::Protocol("no grpc-status: response has no trailers".into()))?;
+    match grpc_status(trailers)? {
+        Some(Ok(())) => parse_response(body, headers.get("grpc-encoding")),
+        Some(Err(e)) => Err(e),
+        None => Err(ExportError::Protocol(
+            "trailers carry no grpc-status".into(),
+        )),
     }
 }
 

@@ -203,7 +203,7 @@ impl HttpExporter {
 }
 
 /// Turns an OTLP/HTTP response into an acknowledgement or an error.
-fn interpret(
+pub(crate) fn interpret(
     status: http::StatusCode,
     headers: &http::HeaderMap,
     body: &[u8],

@@ -199,6 +199,27 @@ pub(crate) fn decode_response<'a>(
     }
 }
 
+/// How the exporter reads a receiver's answer, over gRPC (`grpc`) or
+/// OTLP/HTTP: the records a partial success rejected and its message, or
+/// the error as the exporter reports it. For the `responses` fuzz target
+/// (`otlpflow::__private`); not a stable API.
+pub fn read_response(
+    grpc: bool,
+    status: u16,
+    headers: &::http::HeaderMap,
+    trailers: Option<&::http::HeaderMap>,
+    body: &[u8],
+) -> Result<(u64, String), String> {
+    let status = ::http::StatusCode::from_u16(status).map_err(|e| e.to_string())?;
+    let ack = if grpc {
+        grpc::read_answer(status, headers, trailers, body)
+    } else {
+        http::interpret(status, headers, body)
+    };
+    ack.map(|a| (a.rejected, a.message))
+        .map_err(|e| e.to_string())
+}
+
 /// Decodes an `Export*ServiceResponse` body (OTLP/HTTP, or the message
 /// inside the gRPC frame) into its partial success. The three signals'
 /// responses share one shape (`partial_success = 1 { rejected_* = 1,

@@ -25,6 +25,18 @@ fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
         })
 }
 
+/// A pipeline to `endpoint` that gives up on a request after `budget` of
+/// retries (the default backoff).
+fn retrying_for(endpoint: &str, budget: Duration) -> Pipeline {
+    builder(endpoint)
+        .retry(RetryConfig {
+            max_elapsed: budget,
+            ..RetryConfig::default()
+        })
+        .start()
+        .unwrap()
+}
+
 fn record(p: &Pipeline, n: u64) {
     let scope = p.scope("hardening", "1");
     for i in 0..n {
@@ -182,13 +194,10 @@ fn credentials_in_an_endpoint_url_are_basic_auth_and_shown_nowhere() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = dead.local_addr().unwrap().port();
     drop(dead);
-    let p = builder(&format!("http://otel:hunter2@127.0.0.1:{port}"))
-        .retry(RetryConfig {
-            max_elapsed: Duration::from_millis(300),
-            ..RetryConfig::default()
-        })
-        .start()
-        .unwrap();
+    let p = retrying_for(
+        &format!("http://otel:hunter2@127.0.0.1:{port}"),
+        Duration::from_millis(300),
+    );
     record(&p, 5);
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!(s.failed.total(), 5, "{s:?}");
@@ -224,13 +233,7 @@ fn a_zero_retry_after_does_not_make_a_retry_storm() {
     ] {
         let sink = Sink::start(SinkOptions::default()).unwrap();
         sink.inject(fault.clone(), 100_000);
-        let p = builder(&sink.endpoint())
-            .retry(RetryConfig {
-                max_elapsed: Duration::from_secs(1),
-                ..RetryConfig::default()
-            })
-            .start()
-            .unwrap();
+        let p = retrying_for(&sink.endpoint(), Duration::from_secs(1));
         record(&p, 10);
         let s = p.shutdown(Duration::from_secs(10)).unwrap();
         assert_eq!(s.failed[FailReason::Exhausted], 10, "{fault:?}: {s:?}");

@@ -104,12 +104,6 @@ impl std::fmt::Debug for UrlText {
     }
 }
 
-impl<S: Into<String>> From<S> for UrlText {
-    fn from(s: S) -> Self {
-        UrlText(s.into())
-    }
-}
-
 /// `url` with any credentials in it replaced by `***`, for messages.
 fn redacted(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);

@@ -11,6 +11,7 @@ use prost::Message;
 
 use super::h2conn::H2Conn;
 use super::{decode_response, parse_export_response, Ack, ExportError, ExportSettings};
+use crate::config::Compression;
 use crate::otlp::grpc::{percent_decode, BASE64, GRPC_PREFIX};
 use crate::otlp::status::{code, retry_info_delay, RpcStatus};
 
@@ -151,7 +152,7 @@ fn parse_response(data: &[u8], encoding: Option<&http::HeaderValue>) -> Result<A
         .ok_or_else(|| ExportError::Protocol("gRPC message length exceeds the body".into()))?;
     match (data[0], encoding.map(|v| v.to_str().unwrap_or("?"))) {
         (0, _) => parse_export_response(msg),
-        (1, Some(token)) if !token.trim().eq_ignore_ascii_case("identity") => {
+        (1, Some(token)) if Compression::from_token(token) != Some(Compression::None) => {
             parse_export_response(&decode_response(token, msg)?)
         }
         (1, _) => Err(ExportError::Protocol(
@@ -188,7 +189,7 @@ mod tests {
     }
 
     /// `data` compressed as `kind` at level 1.
-    fn compressed(kind: crate::config::Compression, data: &[u8]) -> Vec<u8> {
+    fn compressed(kind: Compression, data: &[u8]) -> Vec<u8> {
         let mut c = crate::otlp::compress::Compressor::new(kind, 1);
         c.compress(&[data], data.len(), 0).unwrap()
     }
@@ -207,7 +208,6 @@ mod tests {
 
     #[test]
     fn compressed_responses_are_read_within_the_limit() {
-        use crate::config::Compression;
         use opentelemetry_proto::tonic::collector::trace::v1::{
             ExportTracePartialSuccess, ExportTraceServiceResponse,
         };

@@ -47,8 +47,9 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
         let mut roots = rustls::RootCertStore::empty();
         match &s.ca_file {
             Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                let pem = read_pem_file("tls ca file", path)?;
+                let certs = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| Error::config(format!("tls ca file {}: {e}", path.display())))?;
                 if certs.is_empty() {
                     return Err(Error::config(format!(
@@ -73,12 +74,14 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
     };
     let mut config = match &s.client_cert {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            let pem = read_pem_file("tls client certificate", cert)?;
+            let chain = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     Error::config(format!("tls client certificate {}: {e}", cert.display()))
                 })?;
-            let key = PrivateKeyDer::from_pem_file(key)
+            let pem = read_pem_file("tls client key", key)?;
+            let key = PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| Error::config(format!("tls client key {}: {e}", key.display())))?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -88,6 +91,31 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The largest PEM file read (a system's whole CA bundle is a few hundred
+/// KB).
+const MAX_PEM_FILE: u64 = 8 << 20;
+
+/// The bytes of the PEM file at `path` (`what` names it in errors): a
+/// regular file of at most `MAX_PEM_FILE` bytes. A device or a pipe named
+/// by a setting (`/dev/zero`, a FIFO nobody writes) was read without end,
+/// or waited for forever, before the pipeline could start.
+fn read_pem_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let fail = |why: String| Error::config(format!("{what} {}: {why}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut pem))
+        .map_err(|e| fail(e.to_string()))?;
+    if pem.len() as u64 > MAX_PEM_FILE {
+        return Err(fail(format!("larger than {MAX_PEM_FILE} bytes")));
+    }
+    Ok(pem)
 }
 
 /// Accepts any server certificate; signatures are still checked so that the

@@ -205,6 +205,52 @@ fn bad_tls_files_are_configuration_errors_naming_the_file() {
     assert!(e.to_string().contains("CLIENT_CERTIFICATE"), "{e}");
 }
 
+/// A TLS file setting naming a device or a pipe (`/dev/zero`, a FIFO
+/// nobody writes) was read without end, or waited on forever, before the
+/// pipeline could start; a huge file was read whole. Each is now a
+/// configuration error naming the file.
+#[test]
+fn a_tls_file_that_is_a_device_a_pipe_or_huge_is_refused() {
+    let fifo = std::env::temp_dir().join(format!("otlpflow-fifo-{}.pem", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path we own; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let huge = std::env::temp_dir().join(format!("otlpflow-huge-{}.pem", std::process::id()));
+    std::fs::write(&huge, vec![b'A'; 9 << 20]).unwrap();
+    for (file, why) in [
+        (PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo.clone(), "not a regular file"),
+        (huge.clone(), "larger than 8388608 bytes"),
+    ] {
+        let e = builder()
+            .endpoint("https://localhost:1")
+            .tls_ca_file(&file)
+            .start()
+            .err()
+            .unwrap();
+        let text = e.to_string();
+        assert!(
+            e.is_config() && text.contains(file.to_str().unwrap()) && text.contains(why),
+            "{text}"
+        );
+    }
+    let pki = pki();
+    let ca = write_temp("fifo-ca.pem", &pki.ca_pem);
+    let cert = write_temp("fifo-cert.pem", &pki.client_cert_pem);
+    let e = builder()
+        .endpoint("https://localhost:1")
+        .tls_ca_file(&ca)
+        .tls_client_cert(&cert, &fifo)
+        .start()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("tls client key"), "{e}");
+    for f in [&fifo, &huge, &ca, &cert] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 #[test]
 fn mutual_tls_presents_the_client_certificate() {
     let mut pki = pki();

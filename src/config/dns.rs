@@ -91,3 +91,37 @@ impl DnsEndpoints {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_address_keeps_the_urls_credentials_and_path() {
+        let dns = DnsEndpoints {
+            url: super::super::UrlText("https://otel:hunter2@fleet.test:4318/otlp".into()),
+            interval: Duration::from_secs(5),
+            resolver: Resolver::new(|_| {
+                Ok(vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()])
+            }),
+            signals: vec![Signal::Traces],
+        };
+        let targets = dns.targets(Signal::Traces).unwrap();
+        let shown: Vec<(String, &str)> = targets
+            .iter()
+            .map(|(e, path)| (e.address(), path.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("10.0.0.1:4318".to_owned(), "/otlp/v1/traces"),
+                ("[::1]:4318".to_owned(), "/otlp/v1/traces")
+            ]
+        );
+        for (e, _) in &targets {
+            // "otel:hunter2" in base64.
+            assert_eq!(e.basic_auth.as_ref().unwrap(), "Basic b3RlbDpodW50ZXIy");
+        }
+        assert!(!format!("{dns:?}").contains("hunter2"));
+    }
+}

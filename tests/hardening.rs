@@ -247,6 +247,39 @@ fn a_zero_retry_after_does_not_make_a_retry_storm() {
     }
 }
 
+/// An endpoint whose path (or host) a request URI cannot hold, a space in
+/// it say, made the exporters fall back to `localhost/v1/traces`: log
+/// records went to the traces path, where a receiver read them as spans,
+/// and all were counted exported. Now the pipeline does not start, and
+/// the error names the endpoint.
+#[test]
+fn an_endpoint_no_request_can_carry_is_refused_at_start() {
+    let sink = Sink::start(SinkOptions {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let http = sink.http_endpoint().unwrap();
+    for (endpoint, protocol) in [
+        (format!("{http}/my otlp"), otlpflow::Protocol::HttpProtobuf),
+        (
+            sink.endpoint().replace("127.0.0.1", "bad host"),
+            otlpflow::Protocol::Grpc,
+        ),
+    ] {
+        let e = builder(&endpoint)
+            .protocol(protocol)
+            .start()
+            .err()
+            .unwrap();
+        assert!(
+            e.is_config() && e.to_string().contains("cannot be sent in a request"),
+            "{endpoint}: {e}"
+        );
+    }
+    assert_eq!(sink.counts().requests, 0);
+}
+
 /// An `ExportTraceServiceRequest` of `n` empty spans: two bytes each on the
 /// wire, hundreds of bytes each once decoded.
 fn empty_spans(n: usize) -> Vec<u8> {

@@ -26,17 +26,9 @@ pub(crate) struct GrpcExporter {
 
 impl GrpcExporter {
     pub fn new(s: &ExportSettings) -> GrpcExporter {
-        let uri = format!(
-            "{}://{}{}",
-            s.endpoint.scheme,
-            s.endpoint.authority,
-            crate::otlp::grpc_path(s.signal)
-        );
         GrpcExporter {
             h2: H2Conn::new(s.connector.clone(), s.pool),
-            uri: uri
-                .parse()
-                .unwrap_or_else(|_| http::Uri::from_static("http://localhost/")),
+            uri: s.uri.clone(),
             encoding: s.compression.token(),
             headers: s.headers.clone(),
             timeout_header: format!("{}m", s.timeout.as_millis().clamp(1, 99_999_999)),

@@ -79,14 +79,8 @@ pub(crate) struct HttpExporter {
 
 impl HttpExporter {
     pub fn new(s: &ExportSettings) -> HttpExporter {
-        let uri = format!(
-            "{}://{}{}",
-            s.endpoint.scheme, s.endpoint.authority, s.http_path
-        );
         HttpExporter {
-            uri: uri
-                .parse()
-                .unwrap_or_else(|_| http::Uri::from_static("http://localhost/v1/traces")),
+            uri: s.uri.clone(),
             connector: s.connector.clone(),
             version: s.http_version,
             encoding: s.compression.token(),

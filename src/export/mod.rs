@@ -248,6 +248,9 @@ pub(crate) struct ExportSettings {
     pub http_version: HttpVersion,
     pub endpoint: Endpoint,
     pub http_path: String,
+    /// The URI of every request: the endpoint with the gRPC method's path,
+    /// or with `http_path` for OTLP/HTTP.
+    pub uri: ::http::Uri,
     pub compression: Compression,
     pub compression_level: i32,
     pub headers: Headers,
@@ -300,6 +303,21 @@ impl ExportSettings {
             } else {
                 None
             };
+            let path = match s.protocol {
+                Protocol::Grpc => crate::otlp::grpc_path(signal),
+                Protocol::HttpProtobuf => http_path,
+            };
+            // A host or path a URI cannot hold (a space, say) is refused
+            // here: the exporters fell back to `localhost/v1/traces`, and a
+            // signal's records went to another signal's path unnoticed.
+            let uri = format!("{}://{}{path}", endpoint.scheme, endpoint.authority)
+                .parse()
+                .map_err(|e| {
+                    Error::config(format!(
+                        "endpoint {}://{}: its host or path cannot be sent in a request ({e})",
+                        endpoint.scheme, endpoint.authority
+                    ))
+                })?;
             Ok(ExportSettings {
                 signal,
                 protocol: s.protocol,
@@ -307,6 +325,7 @@ impl ExportSettings {
                 connector: Connector::new(endpoint, tls)?,
                 endpoint: endpoint.clone(),
                 http_path: http_path.to_owned(),
+                uri,
                 compression: s.compression,
                 compression_level: cfg.compression_level,
                 headers: with_credentials(&s.headers, endpoint),

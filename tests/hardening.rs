@@ -267,11 +267,7 @@ fn an_endpoint_no_request_can_carry_is_refused_at_start() {
             otlpflow::Protocol::Grpc,
         ),
     ] {
-        let e = builder(&endpoint)
-            .protocol(protocol)
-            .start()
-            .err()
-            .unwrap();
+        let e = builder(&endpoint).protocol(protocol).start().err().unwrap();
         assert!(
             e.is_config() && e.to_string().contains("cannot be sent in a request"),
             "{endpoint}: {e}"

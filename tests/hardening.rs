@@ -25,10 +25,11 @@ fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
         })
 }
 
-/// A pipeline to `endpoint` that gives up on a request after `budget` of
-/// retries (the default backoff).
-fn retrying_for(endpoint: &str, budget: Duration) -> Pipeline {
+/// A pipeline to `endpoint` over `protocol` that gives up on a request
+/// after `budget` of retries (the default backoff).
+fn retrying_for(endpoint: &str, protocol: otlpflow::Protocol, budget: Duration) -> Pipeline {
     builder(endpoint)
+        .protocol(protocol)
         .retry(RetryConfig {
             max_elapsed: budget,
             ..RetryConfig::default()
@@ -196,6 +197,7 @@ fn credentials_in_an_endpoint_url_are_basic_auth_and_shown_nowhere() {
     drop(dead);
     let p = retrying_for(
         &format!("http://otel:hunter2@127.0.0.1:{port}"),
+        otlpflow::Protocol::Grpc,
         Duration::from_millis(300),
     );
     record(&p, 5);
@@ -221,24 +223,39 @@ fn credentials_in_an_endpoint_url_are_basic_auth_and_shown_nowhere() {
 /// only lengthens the backoff, never shortens it.
 #[test]
 fn a_zero_retry_after_does_not_make_a_retry_storm() {
-    for fault in [
-        Fault::HttpStatus {
-            status: 429,
-            retry_after: Some("0".into()),
-        },
-        Fault::GrpcStatus {
-            code: 8,
-            retry_info: Some(Duration::ZERO),
-        },
+    use otlpflow::Protocol;
+    for (fault, protocol) in [
+        (
+            Fault::HttpStatus {
+                status: 429,
+                retry_after: Some("0".into()),
+            },
+            Protocol::HttpProtobuf,
+        ),
+        (
+            Fault::GrpcStatus {
+                code: 8,
+                retry_info: Some(Duration::ZERO),
+            },
+            Protocol::Grpc,
+        ),
     ] {
-        let sink = Sink::start(SinkOptions::default()).unwrap();
+        let sink = Sink::start(SinkOptions {
+            http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..SinkOptions::default()
+        })
+        .unwrap();
         sink.inject(fault.clone(), 100_000);
-        let p = retrying_for(&sink.endpoint(), Duration::from_secs(1));
+        let endpoint = match protocol {
+            Protocol::Grpc => sink.endpoint(),
+            Protocol::HttpProtobuf => sink.http_endpoint().unwrap(),
+        };
+        let p = retrying_for(&endpoint, protocol, Duration::from_secs(1));
         record(&p, 10);
         let s = p.shutdown(Duration::from_secs(10)).unwrap();
         assert_eq!(s.failed[FailReason::Exhausted], 10, "{fault:?}: {s:?}");
         // Backoff from 50 ms, doubling, jittered down to half: at most
-        // seven attempts fit in the second (there were thousands).
+        // seven attempts fit in the second (there were hundreds).
         let attempts = sink.counts().injected;
         assert!(
             (2..=8).contains(&attempts),

@@ -47,10 +47,7 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
         let mut roots = rustls::RootCertStore::empty();
         match &s.ca_file {
             Some(path) => {
-                let pem = read_pem_file("tls ca file", path)?;
-                let certs = CertificateDer::pem_slice_iter(&pem)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| Error::config(format!("tls ca file {}: {e}", path.display())))?;
+                let certs = read_certs("tls ca file", path)?;
                 if certs.is_empty() {
                     return Err(Error::config(format!(
                         "tls ca file {}: no certificate in it",
@@ -74,12 +71,7 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
     };
     let mut config = match &s.client_cert {
         Some((cert, key)) => {
-            let pem = read_pem_file("tls client certificate", cert)?;
-            let chain = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    Error::config(format!("tls client certificate {}: {e}", cert.display()))
-                })?;
+            let chain = read_certs("tls client certificate", cert)?;
             let pem = read_pem_file("tls client key", key)?;
             let key = PrivateKeyDer::from_pem_slice(&pem)
                 .map_err(|e| Error::config(format!("tls client key {}: {e}", key.display())))?;
@@ -116,6 +108,13 @@ fn read_pem_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
         return Err(fail(format!("larger than {MAX_PEM_FILE} bytes")));
     }
     Ok(pem)
+}
+
+/// The certificates of the PEM file at `path` (`what` names it in errors).
+fn read_certs(what: &str, path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    CertificateDer::pem_slice_iter(&read_pem_file(what, path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::config(format!("{what} {}: {e}", path.display())))
 }
 
 /// Accepts any server certificate; signatures are still checked so that the

@@ -384,3 +384,38 @@ fn requests_evicted_from_the_retry_queue_wait_on_disk() {
     assert_eq!(s.exported + s.spool.replayed, s.accepted, "{s:?}");
     assert_eq!(sink.counts().spans, s.accepted);
 }
+
+#[test]
+fn what_was_spooled_for_an_endpoint_that_left_the_set_is_replayed_to_one_in_it() {
+    // Spans spooled while their only endpoint was down, then the endpoint
+    // set changed to a live receiver (a DNS name whose old address went
+    // away, a `set_endpoints`): the spooled requests go to the set's
+    // endpoint, not on knocking at the address that left it.
+    let dir = TempDir::new("moved");
+    let gone = dead_port();
+    let p = pipeline(gone, &dir.0).start().unwrap();
+    record(&p, 5, 2_000);
+    assert!(
+        eventually(30, || p.stats().spooled == 2_000),
+        "{:?}",
+        p.stats()
+    );
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    assert!(p
+        .set_endpoints(otlpflow::Signal::Traces, &[sink.endpoint()])
+        .unwrap());
+    assert!(
+        eventually(30, || sink.counts().spans >= 2_000
+            && p.stats().spool.bytes == 0),
+        "{:?} {}",
+        p.stats(),
+        sink.counts().spans
+    );
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!((s.spool.replayed, s.failed.total()), (2_000, 0), "{s:?}");
+    assert_eq!(sink.counts().spans, 2_000, "each span once");
+}

@@ -53,6 +53,11 @@ impl LaneTable {
         }
     }
 
+    /// `signal`'s current lanes, in ring order.
+    pub(super) fn members(&self, signal: Signal) -> &[usize] {
+        &self.members[signal]
+    }
+
     /// Whether `signal` has a single endpoint.
     pub(super) fn alone(&self, signal: Signal) -> bool {
         self.members[signal].len() == 1

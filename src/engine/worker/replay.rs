@@ -1,6 +1,6 @@
 //! Replay from the disk spool, on worker 0, oldest segment first, each
 //! request sent to the endpoint it was spooled for (or the signal's first
-//! endpoint, if that one is gone) while that endpoint's breaker lets
+//! endpoint, if that one has left the set) while that endpoint's breaker lets
 //! requests through, in at most half of its request slots while fresh data
 //! waits (`IDLE_REPLAY` or all of them otherwise), so fresh data keeps
 //! room. Segments are read a request at a time, just before it is sent,
@@ -148,13 +148,19 @@ impl Worker {
         });
     }
 
-    /// The lane a spooled request goes to.
+    /// The lane a spooled request goes to: its endpoint's while that is in
+    /// the signal's set, else the set's first. An endpoint that left the
+    /// set may keep its lane (to send what it holds) but is not replayed
+    /// to: it may be gone for good, and its breaker would hold all of
+    /// replay back behind the request.
     fn lane_for(&self, e: &Entry) -> Option<usize> {
         let t = &self.table;
-        t.exports
+        let members = t.members(e.signal);
+        members
             .iter()
-            .position(|s| s.signal == e.signal && lane_key(s) == e.key)
-            .or_else(|| t.exports.iter().position(|s| s.signal == e.signal))
+            .copied()
+            .find(|l| lane_key(&t.exports[*l]) == e.key)
+            .or_else(|| members.first().copied())
     }
 
     fn send_replayed(

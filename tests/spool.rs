@@ -3,7 +3,9 @@
 //! memory budget and `DropNewest` loses nothing; a second pipeline on the
 //! same directory replays what the first left (and cannot start while the
 //! first holds the lock); a flipped byte and a torn tail cost exactly the
-//! requests they hit, counted, and the rest is delivered.
+//! requests they hit, counted, and the rest is delivered. What was spooled
+//! goes to an endpoint in the set, in the protocol and compression the
+//! pipeline sends with when it is replayed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -418,4 +420,70 @@ fn what_was_spooled_for_an_endpoint_that_left_the_set_is_replayed_to_one_in_it()
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!((s.spool.replayed, s.failed.total()), (2_000, 0), "{s:?}");
     assert_eq!(sink.counts().spans, 2_000, "each span once");
+}
+
+#[test]
+fn a_spool_written_with_one_protocol_and_compression_is_replayed_with_another() {
+    // A new release of a service moves from OTLP/gRPC to OTLP/HTTP, or
+    // from zstd to gzip or none, while its spool holds requests framed and
+    // compressed the old way: they are converted, not sent as they are
+    // (which the receiver refused, 1,000 of 1,000 spans counted failed).
+    use otlpflow::{Compression as C, Protocol as P};
+    let sink = Sink::start(SinkOptions {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        verify: Verify::Full,
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let mut total = 0;
+    for (n, (before, after)) in [
+        ((P::Grpc, C::Zstd), (P::Grpc, C::None)),
+        ((P::Grpc, C::Gzip), (P::HttpProtobuf, C::Zstd)),
+        ((P::HttpProtobuf, C::None), (P::Grpc, C::Gzip)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = TempDir::new(&format!("reform{n}"));
+        let first = pipeline(dead_port(), &dir.0)
+            .protocol(before.0)
+            .compression(before.1)
+            .start()
+            .unwrap();
+        record(&first, 6 + n as u64, 1_000);
+        assert!(
+            eventually(30, || first.stats().spooled == 1_000),
+            "{:?}",
+            first.stats()
+        );
+        first.shutdown(Duration::from_millis(200)).unwrap();
+        drop(first);
+        let endpoint = match after.0 {
+            P::Grpc => sink.endpoint(),
+            P::HttpProtobuf => sink.http_endpoint().unwrap(),
+        };
+        let second = Pipeline::builder()
+            .endpoint(endpoint)
+            .spool(&dir.0, 64 << 20)
+            .protocol(after.0)
+            .compression(after.1)
+            .start()
+            .unwrap();
+        total += 1_000;
+        assert!(
+            eventually(30, || sink.counts().spans >= total
+                && second.stats().spool.bytes == 0),
+            "{before:?} -> {after:?}: {:?} {:?}",
+            second.stats(),
+            second.last_error()
+        );
+        let s = second.shutdown(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (s.spool.replayed, s.spool.failed),
+            (1_000, 0),
+            "{before:?} -> {after:?}: {s:?}"
+        );
+        assert_eq!(sink.counts().errors, 0, "{before:?} -> {after:?}");
+    }
+    assert_eq!(sink.counts().spans, total, "each span once");
 }

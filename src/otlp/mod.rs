@@ -8,6 +8,7 @@
 //! `doc/PROTOCOL-HTTP2.md`).
 
 pub mod compress;
+pub(crate) mod form;
 pub mod grpc;
 pub mod status;
 

@@ -24,6 +24,7 @@ use super::export_task::lane_key;
 use super::Worker;
 use crate::export::ExportError;
 use crate::flow::concurrency::Outcome;
+use crate::otlp::form::{convert, Form};
 use crate::spool::{Entry, SegmentReader, Spool};
 
 /// Replay requests in flight per endpoint while no fresh data waits.
@@ -101,6 +102,9 @@ impl Worker {
                 }
                 continue;
             };
+            if !self.reform_front(&queue, lane, &spool) {
+                continue;
+            }
             // With fresh data waiting, replay keeps to half the slots;
             // without, it may use them all, and at least `IDLE_REPLAY`
             // (replay is bound by round trips: 4 requests in flight
@@ -161,6 +165,45 @@ impl Worker {
             .copied()
             .find(|l| lane_key(&t.exports[*l]) == e.key)
             .or_else(|| members.first().copied())
+    }
+
+    /// Puts the request at the front of `queue` in the form `lane` sends
+    /// (the protocol or compression may have changed since it was spooled,
+    /// in this process or an earlier one). One that cannot be converted
+    /// leaves the queue, counted failed. Returns whether the front request
+    /// may be sent.
+    fn reform_front(&self, queue: &RefCell<VecDeque<Entry>>, lane: usize, spool: &Spool) -> bool {
+        let s = &self.table.exports[lane];
+        let to = Form {
+            protocol: s.protocol,
+            compression: s.compression,
+        };
+        let mut queue = queue.borrow_mut();
+        let Some(e) = queue.front_mut() else {
+            return false;
+        };
+        let limit = self.inner.config.max_request_bytes;
+        match convert(&e.request, to, s.compression_level, limit) {
+            Ok(None) => true,
+            Ok(Some(request)) => {
+                e.request = request.into();
+                true
+            }
+            Err(err) => {
+                spool
+                    .counters
+                    .failed
+                    .fetch_add(e.items as u64, Ordering::Relaxed);
+                *self.inner.last_error.lock() = Some(format!(
+                    "spool: a request for {} could not be converted to {:?} {:?}: {err}",
+                    s.endpoint.address(),
+                    to.protocol,
+                    to.compression
+                ));
+                queue.pop_front();
+                false
+            }
+        }
     }
 
     fn send_replayed(

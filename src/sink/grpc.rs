@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::held::Held;
 use super::request::{process, response_message, status_details, Outcome, Refusal};
 use super::{SinkState, MAX_MESSAGE};
 use crate::config::Compression;
@@ -76,9 +77,23 @@ async fn grpc_stream(
     // Gathers the framed message, never past what its prefix declares nor
     // past the limit: flow-control capacity is released only for bytes
     // kept, so a sender streaming on is held by its window until the reset.
+    // From its prefix on, the message's declared size is held against the
+    // receiver's bound (`held`) and its buffer allocated at once: a message
+    // let in has room to finish. (Holding bytes as they came let ten 3 MiB
+    // messages under an 8 MiB bound each take a share, and all ten were
+    // refused.)
     let mut data = BytesMut::new();
     let mut overflow = None;
-    while let Some(chunk) = body.data().await {
+    let mut held = Held::new(&shared.buffered, shared.opts.max_buffered_bytes);
+    let mut admitted = false;
+    loop {
+        let Ok(next) = tokio::time::timeout(shared.opts.body_timeout, body.data()).await else {
+            // A body that stopped arriving gives its bytes back.
+            shared.counters.errors.fetch_add(1, Relaxed);
+            respond.send_reset(h2::Reason::CANCEL);
+            return;
+        };
+        let Some(chunk) = next else { break };
         let Ok(chunk) = chunk else { return };
         data.extend_from_slice(&chunk);
         if let Some((_, declared)) = read_prefix(&data) {
@@ -95,6 +110,19 @@ async fn grpc_stream(
                     format!("the body runs past the {declared} bytes its prefix declares"),
                 ));
                 break;
+            }
+            if !admitted {
+                if !held.take(GRPC_PREFIX + declared) {
+                    data = BytesMut::new();
+                    overflow = Some(Refusal::busy(&shared));
+                    break;
+                }
+                admitted = true;
+                if data.capacity() < GRPC_PREFIX + declared {
+                    let mut whole = BytesMut::with_capacity(GRPC_PREFIX + declared);
+                    whole.extend_from_slice(&data);
+                    data = whole;
+                }
             }
         }
         let _ = body.flow_control().release_capacity(chunk.len());

@@ -8,10 +8,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use prost::Message;
 
-use super::request::{process, response_message, Outcome, Refusal};
+use super::held::Held;
+use super::request::{busy_message, process, response_message, Outcome, Refusal, BUSY_RETRY};
 use super::{SinkState, MAX_MESSAGE};
 use crate::config::Compression;
 use crate::otlp::signal_of_http_path as http_signal;
+use crate::otlp::status::code::RESOURCE_EXHAUSTED;
 use crate::otlp::status::RpcStatus;
 
 /// Serves one connection (HTTP/1.1 or h2c, detected).
@@ -126,20 +128,10 @@ async fn http_request(
             None,
         ));
     };
-    let data = match http_body_util::Limited::new(body, MAX_MESSAGE)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            shared.counters.errors.fetch_add(1, Relaxed);
-            let status = if e.is::<http_body_util::LengthLimitError>() {
-                413
-            } else {
-                400
-            };
-            return Ok(http_error(status, 3, format!("reading body: {e}"), None));
-        }
+    let mut held = Held::new(&shared.buffered, shared.opts.max_buffered_bytes);
+    let data = match gather(body, shared, &mut held).await {
+        Ok(data) => data,
+        Err(refusal) => return Ok(refusal),
     };
     let (outcome, _) = process(shared, signal, &parts.headers, encoding, &data, data.len()).await;
     Ok(match outcome {
@@ -168,4 +160,78 @@ async fn http_request(
             http_error(status, code as i32, message, None)
         }
     })
+}
+
+/// Gathers a request body, at most `MAX_MESSAGE` bytes and within the
+/// receiver's bound on bytes held (`held`), each part arriving within the
+/// body timeout; or the answer refusing it. A body whose length is known
+/// (`Content-Length`) holds that length from the start, so a body let in
+/// has room to finish; one sent in chunks holds what it grows by.
+async fn gather(
+    mut body: hyper::body::Incoming,
+    shared: &SinkState,
+    held: &mut Held<'_>,
+) -> Result<Vec<u8>, HttpResponse> {
+    let too_large = |shared: &SinkState| {
+        shared.counters.errors.fetch_add(1, Relaxed);
+        http_error(
+            413,
+            3,
+            format!("body over the limit of {MAX_MESSAGE} bytes"),
+            None,
+        )
+    };
+    let busy = |shared: &SinkState| {
+        shared.counters.throttled.fetch_add(1, Relaxed);
+        http_error(
+            429,
+            RESOURCE_EXHAUSTED as i32,
+            busy_message(shared),
+            Some(BUSY_RETRY.as_secs().to_string()),
+        )
+    };
+    let mut data = Vec::new();
+    if let Some(len) = hyper::body::Body::size_hint(&body).exact() {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_MESSAGE {
+            return Err(too_large(shared));
+        }
+        if !held.take(len) {
+            return Err(busy(shared));
+        }
+        data.reserve_exact(len);
+    }
+    loop {
+        let Ok(next) = tokio::time::timeout(shared.opts.body_timeout, body.frame()).await else {
+            shared.counters.errors.fetch_add(1, Relaxed);
+            return Err(http_error(
+                408,
+                4,
+                "the request body stopped arriving".into(),
+                None,
+            ));
+        };
+        let Some(frame) = next else {
+            return Ok(data);
+        };
+        let frame = frame.map_err(|e| {
+            shared.counters.errors.fetch_add(1, Relaxed);
+            http_error(400, 3, format!("reading body: {e}"), None)
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            // Trailers carry nothing OTLP/HTTP reads.
+            continue;
+        };
+        if data.len() + chunk.len() > MAX_MESSAGE {
+            return Err(too_large(shared));
+        }
+        // What the buffer grows by is held (nothing, when its length was
+        // known), whatever part of it is used.
+        let before = data.capacity();
+        data.reserve(chunk.len());
+        if !held.take(data.capacity().saturating_sub(before)) {
+            return Err(busy(shared));
+        }
+        data.extend_from_slice(&chunk);
+    }
 }

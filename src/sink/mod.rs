@@ -13,6 +13,7 @@
 
 mod fault;
 mod grpc;
+mod held;
 mod http;
 mod request;
 mod verify;
@@ -75,6 +76,13 @@ pub struct SinkOptions {
     pub header_timeout: Duration,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
+    /// Request bytes held at once while their bodies arrive, over all
+    /// connections and streams; a body that would pass it is refused as
+    /// throttled (gRPC RESOURCE_EXHAUSTED with a RetryInfo, HTTP 429).
+    pub max_buffered_bytes: usize,
+    /// How long a request body may go without data before it is dropped
+    /// (a stream that stalls mid-body cannot hold its bytes forever).
+    pub body_timeout: Duration,
 }
 
 /// The receiver's TLS identity (tests make one with rcgen).
@@ -100,6 +108,8 @@ impl Default for SinkOptions {
             tls: None,
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_buffered_bytes: 256 << 20,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -163,6 +173,8 @@ struct SinkState {
     kept_logs: Mutex<Vec<ExportLogsServiceRequest>>,
     kept_metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     last_headers: Mutex<Option<::http::HeaderMap>>,
+    /// Request bytes held now (`held::Held`).
+    buffered: std::sync::atomic::AtomicUsize,
 }
 
 /// A running embedded receiver. Dropping it stops it.
@@ -207,6 +219,7 @@ impl Sink {
             kept_logs: Mutex::new(Vec::new()),
             kept_metrics: Mutex::new(Vec::new()),
             last_headers: Mutex::new(None),
+            buffered: Default::default(),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let s2 = shared.clone();

@@ -50,6 +50,18 @@ impl Refusal {
         Refusal::TooLarge(message)
     }
 
+    /// The receiver holds all the request bytes it may
+    /// (`max_buffered_bytes`): RESOURCE_EXHAUSTED with a RetryInfo of a
+    /// second (HTTP 429), counted as throttled.
+    pub(super) fn busy(shared: &SinkState) -> Refusal {
+        shared.counters.throttled.fetch_add(1, Relaxed);
+        Refusal::Grpc {
+            code: crate::otlp::status::code::RESOURCE_EXHAUSTED,
+            message: busy_message(shared),
+            retry_info: Some(BUSY_RETRY),
+        }
+    }
+
     pub(super) fn bad(shared: &SinkState, message: String) -> Refusal {
         shared.counters.errors.fetch_add(1, Relaxed);
         Refusal::Grpc {
@@ -58,6 +70,18 @@ impl Refusal {
             retry_info: None,
         }
     }
+}
+
+/// How long a client refused for want of room (`Refusal::busy`) is asked
+/// to wait.
+pub(super) const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// Why a request was refused for want of room.
+pub(super) fn busy_message(shared: &SinkState) -> String {
+    format!(
+        "the receiver holds {} bytes of requests, its limit",
+        shared.opts.max_buffered_bytes
+    )
 }
 
 /// Checks and counts one OTLP message (`payload` as received, with its

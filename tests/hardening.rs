@@ -838,3 +838,54 @@ fn stalled_request_bodies_are_bounded_in_bytes_and_time() {
     assert_eq!(p.shutdown(Duration::from_secs(10)).unwrap().exported, 10);
     assert_eq!(sink.counts().spans, 10);
 }
+
+/// Idle connections cannot keep other clients out: the receiver closes at
+/// accept any connection past `max_connections`, and 1,024 connections
+/// that sent an HTTP/2 preface and then nothing used to hold every slot
+/// for as long as their client liked (`otlpflow gen` then exported 0 of
+/// 1,000 spans). A connection that moves no bytes for `idle_timeout` is
+/// closed; one that carries requests is not.
+#[test]
+fn idle_connections_are_closed_and_cannot_keep_clients_out() {
+    use std::io::{Read, Write};
+    let sink = Sink::start(SinkOptions {
+        max_connections: 8,
+        idle_timeout: Duration::from_millis(300),
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let idle: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(sink.addr()).unwrap();
+            c.write_all(preface).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c
+        })
+        .collect();
+    // Each is closed by the receiver (EOF, after its SETTINGS); a read
+    // timeout here would mean it was kept.
+    for mut c in idle {
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+    }
+    assert_eq!(sink.counts().idle_closed, 8);
+    // A pipeline recording for longer than the timeout keeps its
+    // connections, and everything arrives.
+    let p = builder(&sink.endpoint()).start().unwrap();
+    let t0 = Instant::now();
+    let mut n = 0;
+    while t0.elapsed() < Duration::from_millis(1_200) {
+        record(&p, 10);
+        n += 10;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!((s.exported, s.failed.total()), (n, 0), "{s:?}");
+    assert_eq!(sink.counts().spans, n);
+    assert_eq!(
+        sink.counts().idle_closed,
+        8,
+        "the pipeline's connections kept"
+    );
+}

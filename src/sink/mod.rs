@@ -15,6 +15,7 @@ mod fault;
 mod grpc;
 mod held;
 mod http;
+mod idle;
 mod request;
 mod verify;
 pub mod walk;
@@ -76,6 +77,9 @@ pub struct SinkOptions {
     pub header_timeout: Duration,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
+    /// A connection that moves no bytes for this long (up to twice it) is
+    /// closed, so idle clients cannot hold `max_connections` for ever.
+    pub idle_timeout: Duration,
     /// Request bytes held at once while their bodies arrive, over all
     /// connections and streams; a body that would pass it is refused as
     /// throttled (gRPC RESOURCE_EXHAUSTED with a RetryInfo, HTTP 429).
@@ -108,6 +112,7 @@ impl Default for SinkOptions {
             tls: None,
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
             max_buffered_bytes: 256 << 20,
             body_timeout: Duration::from_secs(30),
         }
@@ -137,8 +142,11 @@ pub struct SinkCounts {
     pub connections: u64,
     /// The largest request body received, in bytes on the wire.
     pub max_request_bytes: u64,
-    /// Requests refused because `max_concurrent` were being served.
+    /// Requests refused because `max_concurrent` were being served, or
+    /// because the receiver held `max_buffered_bytes` of request bodies.
     pub throttled: u64,
+    /// Connections closed after `idle_timeout` without a byte.
+    pub idle_closed: u64,
 }
 
 /// The live counts, written by connection tasks.
@@ -156,6 +164,7 @@ struct Counters {
     max_request: AtomicU64,
     sampled: AtomicU64,
     throttled: AtomicU64,
+    idle_closed: AtomicU64,
     /// Requests being processed now.
     active: AtomicU64,
     /// Connections open now.
@@ -287,6 +296,7 @@ impl Sink {
             connections: c.connections.load(Relaxed),
             max_request_bytes: c.max_request.load(Relaxed),
             throttled: c.throttled.load(Relaxed),
+            idle_closed: c.idle_closed.load(Relaxed),
         }
     }
 
@@ -377,7 +387,14 @@ async fn accept_loop<F, Fut>(
                 let shared = shared.clone();
                 tokio::task::spawn_local(async move {
                     if let Some(io) = accept_io(tcp, &shared).await {
-                        serve(io, shared.clone()).await;
+                        let activity = Arc::new(AtomicU64::new(0));
+                        let io = Box::new(idle::Counted::new(io, activity.clone()));
+                        let idle = shared.opts.idle_timeout;
+                        let closed = || {
+                            shared.counters.idle_closed.fetch_add(1, Relaxed);
+                        };
+                        idle::serve_until_idle(serve(io, shared.clone()), &activity, idle, closed)
+                            .await;
                     }
                     shared.counters.open.fetch_sub(1, Relaxed);
                 });

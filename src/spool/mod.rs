@@ -112,6 +112,7 @@ impl Spool {
             .mode(0o700)
             .create(dir)
             .map_err(|e| fail("cannot create it", e))?;
+        check_private(dir)?;
         let lock = private_file()
             .write(true)
             .create(true)
@@ -345,6 +346,35 @@ impl Drop for Spool {
     }
 }
 
+/// Refuses a spool directory that another user could write to: one owned
+/// by another user, or writable by group or others (a shared directory
+/// such as `/tmp/spool`, made by whoever came first). Whoever can write
+/// there can remove the segments, or plant requests of their own, which
+/// replay would send with this process's credentials. As ssh's
+/// `StrictModes` does for `~/.ssh`.
+fn check_private(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::config(format!("spool {}: cannot read it: {e}", dir.display())))?;
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(Error::config(format!(
+            "spool {}: owned by uid {}, not by this process's {me}: another user could remove its requests or plant their own",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::config(format!(
+            "spool {}: writable by group or others (mode {:o}): another user could remove its requests or plant their own; make it 0700",
+            dir.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 /// Options that open a spool file only if it is no symbolic link, and
 /// create it readable and writable by its owner alone.
 fn private_file() -> std::fs::OpenOptions {
@@ -462,6 +492,33 @@ mod tests {
         drop(s);
         for f in [&victim, &outside] {
             let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("shared");
+        let open = || Spool::open(&d, 1 << 20, SpoolSync::Segment, SpoolFull::DropOldest);
+        // Made by someone else first, open to all (as a directory in /tmp
+        // would be): refused, and nothing written in it.
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = open().err().unwrap().to_string();
+        assert!(e.contains("writable by group or others (mode 777)"), "{e}");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(open().is_err());
+        // Readable by others but writable by its owner alone: taken.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(open().unwrap());
+        // Owned by another user (where this test may give it away).
+        // SAFETY: geteuid takes nothing and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&d, Some(65534), None).unwrap();
+            let e = open().err().unwrap().to_string();
+            assert!(e.contains("owned by uid 65534"), "{e}");
         }
         let _ = std::fs::remove_dir_all(&d);
     }

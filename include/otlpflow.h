@@ -674,6 +674,8 @@ typedef struct otlpflow_stats {
   uint64_t spool_failed;
   // Spool writes and reads that failed.
   uint64_t spool_errors;
+  // Histogram measurements dropped for being NaN or infinite.
+  uint64_t dropped_measurements;
 } otlpflow_stats;
 
 // A Python object (`PyObject`, named apart from Python.h's), opaque

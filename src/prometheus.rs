@@ -94,6 +94,12 @@ pub fn render(scrape: &Scrape) -> String {
         &[("", s.rejected)],
     );
     metric(
+        "otlpflow_measurements_dropped_total",
+        "counter",
+        "Histogram measurements dropped for being NaN or infinite.",
+        &[("", s.dropped_measurements)],
+    );
+    metric(
         "otlpflow_records_in_flight",
         "gauge",
         "Records accepted and not yet exported, failed or rejected.",

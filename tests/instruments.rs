@@ -245,3 +245,71 @@ fn cumulative_counters_and_the_cardinality_limit_over_the_wire() {
         "cumulative: the second point includes the first"
     );
 }
+
+/// NaN and the infinities fall in no bucket: a histogram drops and counts
+/// them, as the OpenTelemetry metrics SDK specification asks, instead of
+/// letting one NaN make the cumulative sum NaN in every later export (and
+/// counting it in the first bucket). Through both the plain and the bound
+/// handle.
+#[test]
+fn histograms_drop_and_count_nan_and_infinite_measurements() {
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .expect("sink");
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .metrics_temporality(Temporality::Cumulative)
+        .start()
+        .expect("start");
+    let scope = p.scope("instruments", "1");
+    let h = p
+        .histogram(&scope, "latency", "ms", "", &[1.0, 10.0])
+        .expect("histogram");
+    let bound = h.bind(&[KeyValue::new("route", Value::Str("/b"))]);
+    for v in [0.5, f64::NAN, 5.0, f64::INFINITY] {
+        h.record(v, &[]);
+    }
+    bound.record(f64::NEG_INFINITY);
+    bound.record(20.0);
+    p.flush(Duration::from_secs(10)).expect("flush");
+    h.record(2.0, &[]);
+    let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    assert_eq!(s.dropped_measurements, 3, "{s:?}");
+    // (count, sum, min, max, buckets) of each point, in export order.
+    let mut points = Vec::new();
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    let Some(Data::Histogram(hist)) = m.data else {
+                        panic!("{:?}", m.data)
+                    };
+                    for dp in hist.data_points {
+                        points.push((
+                            dp.attributes.len(),
+                            dp.count,
+                            dp.sum,
+                            dp.min,
+                            dp.max,
+                            dp.bucket_counts,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    points.sort_by_key(|p| (p.0, p.1));
+    assert_eq!(
+        points,
+        vec![
+            (0, 2, Some(5.5), Some(0.5), Some(5.0), vec![1, 1, 0]),
+            (0, 3, Some(7.5), Some(0.5), Some(5.0), vec![1, 2, 0]),
+            (1, 1, Some(20.0), Some(20.0), Some(20.0), vec![0, 0, 1]),
+            (1, 1, Some(20.0), Some(20.0), Some(20.0), vec![0, 0, 1]),
+        ],
+        "the cumulative sums stay numbers"
+    );
+}

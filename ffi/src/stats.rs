@@ -146,6 +146,8 @@ pub struct otlpflow_stats {
     pub spool_failed: u64,
     /// Spool writes and reads that failed.
     pub spool_errors: u64,
+    /// Histogram measurements dropped for being NaN or infinite.
+    pub dropped_measurements: u64,
 }
 
 impl From<Stats> for otlpflow_stats {
@@ -206,6 +208,7 @@ impl From<Stats> for otlpflow_stats {
             spool_dropped_full: s.spool.dropped_full,
             spool_failed: s.spool.failed,
             spool_errors: s.spool.errors,
+            dropped_measurements: s.dropped_measurements,
         }
     }
 }

@@ -249,6 +249,12 @@ impl Engine {
                 errors: c.errors.load(Ordering::Relaxed),
             };
         }
+        s.dropped_measurements = self
+            .instruments
+            .read()
+            .iter()
+            .map(|i| i.non_finite.load(Ordering::Relaxed))
+            .sum();
         self.rate_window.lock().fill(Instant::now(), &mut s);
         s
     }

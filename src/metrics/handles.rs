@@ -80,9 +80,15 @@ impl Gauge {
 }
 
 impl Histogram {
-    /// Records `v` for this attribute set.
+    /// Records `v` for this attribute set. NaN and the infinities are
+    /// dropped and counted (`Stats::dropped_measurements`), as the
+    /// OpenTelemetry metrics SDK specification asks ("SHOULD NOT
+    /// incorporate non-normal values into the sum, min, and max").
     #[inline]
     pub fn record(&self, v: f64, attrs: &[KeyValue<'_>]) {
+        if self.0.refuses(v) {
+            return;
+        }
         let bucket = self.0.bucket(v);
         if let Some(h) = &self.0.series(attrs).hist {
             h.record(bucket, v);
@@ -103,6 +109,9 @@ impl BoundHistogram {
     /// Records `v`.
     #[inline]
     pub fn record(&self, v: f64) {
+        if self.instrument.refuses(v) {
+            return;
+        }
         if let Some(h) = &self.series.hist {
             h.record(self.instrument.bucket(v), v);
         }

@@ -85,6 +85,9 @@ pub(crate) struct Instrument {
     start_ns: u64,
     /// Start of the current delta interval.
     delta_start_ns: AtomicU64,
+    /// Histogram measurements dropped for being NaN or infinite: they fall
+    /// in no bucket, and one NaN made the sum NaN for good (cumulative).
+    pub(crate) non_finite: AtomicU64,
 }
 
 // Attribute field numbers: NumberDataPoint 7, HistogramDataPoint 9.
@@ -189,6 +192,7 @@ impl Instrument {
             overflow: Arc::new(overflow),
             start_ns: now,
             delta_start_ns: AtomicU64::new(now),
+            non_finite: AtomicU64::new(0),
         }
     }
 
@@ -271,6 +275,17 @@ impl Instrument {
             })
             // The overflow series takes traffic only once the table is full.
             .chain((self.len.load(Ordering::Relaxed) >= self.limit).then_some(&*self.overflow))
+    }
+
+    /// Whether a histogram measurement is dropped (NaN or infinite), and
+    /// counts it if so.
+    #[inline]
+    fn refuses(&self, v: f64) -> bool {
+        if v.is_finite() {
+            return false;
+        }
+        self.non_finite.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     fn bucket(&self, v: f64) -> usize {

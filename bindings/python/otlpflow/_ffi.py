@@ -111,6 +111,8 @@ STATS_TAIL = [
 STATS_SPOOL = [
     "spooled", "spool_bytes", "spool_replayed", "spool_corrupt", "spool_dropped_full", "spool_failed",
     "spool_errors",
+    # Then the instruments' own.
+    "dropped_measurements",
 ]
 
 class LogRecord(Structure):

@@ -205,3 +205,36 @@ fn compressed_responses_from_grpcio_and_http_are_read() {
     assert_eq!(counts["http_spans"], 2000, "{counts}");
     assert_eq!(counts["rejected"], rejected, "{counts}");
 }
+
+/// Some receivers and proxies answer an OTLP/HTTP request in JSON, or with a
+/// plain `OK`, whatever the request's type. A 2xx answer is read by its
+/// `Content-Type`, as the Collector's exporter reads it: JSON's partial
+/// success counts its rejected spans, a text answer is a plain success. Every
+/// 2xx body used to be read as protobuf, and such a request, taken by the
+/// receiver, was counted `failed[permanent]`.
+#[test]
+fn json_and_text_answers_to_otlp_http_are_read_by_their_type() {
+    for answer in ["json", "text"] {
+        let Some(receiver) = Receiver::start(&["--http-answer", answer]) else {
+            return;
+        };
+        let p = pipeline(&receiver.http, Protocol::HttpProtobuf, Compression::None);
+        let scope = p.scope("interop", "1");
+        for i in 0..2000 {
+            workload::record_benchmark_span(&p, &scope, 14, i, 1_700_000_000_000_000_000).unwrap();
+        }
+        let s = p.shutdown(Duration::from_secs(20)).unwrap();
+        let error = p.last_error().unwrap_or_default();
+        assert_eq!(s.failed.total(), 0, "{answer}: {error}");
+        assert_eq!(s.exported + s.rejected, 2000, "{answer}: {s:?}");
+        let counts = receiver.stop();
+        assert_eq!(counts["http_spans"], 2000, "{answer}: {counts}");
+        assert_eq!(counts["rejected"], s.rejected, "{answer}: {counts}");
+        if answer == "json" {
+            assert!(s.rejected > 0, "{s:?}");
+            assert!(error.contains("one span rejected (JSON)"), "{error}");
+        } else {
+            assert_eq!(s.rejected, 0, "{s:?}");
+        }
+    }
+}

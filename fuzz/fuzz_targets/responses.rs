@@ -1,8 +1,9 @@
 //! The exporter reading a receiver's answer, on arbitrary bytes: the first
 //! bytes pick the protocol, the HTTP status, where `grpc-status` goes, the
 //! body's encoding header, and give `grpc-status-details-bin` and
-//! `Retry-After`; the rest is the body (a gRPC frame, or an OTLP/HTTP
-//! body), compressed or not. Properties: no panic, no abort, allocation
+//! `Retry-After` (and, over OTLP/HTTP, the top bits of the code byte pick
+//! the `Content-Type`: none, protobuf, JSON or text); the rest is the body
+//! (a gRPC frame, or an OTLP/HTTP body), compressed or not. Properties: no panic, no abort, allocation
 //! bounded (a compressed answer inflates to at most 4 MiB; libFuzzer's
 //! `-malloc_limit_mb` enforces it).
 #![no_main]
@@ -21,6 +22,17 @@ const ENCODINGS: [Option<&str>; 8] = [
     Some("ZSTD"),
     Some("br"),
     Some("gzip, zstd"),
+];
+
+const MEDIA: [Option<&str>; 8] = [
+    None,
+    Some("application/x-protobuf"),
+    Some("application/json"),
+    Some("application/json; charset=utf-8"),
+    Some("text/plain"),
+    Some("application/protobuf"),
+    Some(""),
+    Some("APPLICATION/JSON"),
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -52,6 +64,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(v) = HeaderValue::from_str(&base64(details)) {
             h.insert("grpc-status-details-bin", v);
         }
+    }
+    if let (false, Some(media)) = (grpc, MEDIA[(code >> 5) as usize]) {
+        headers.insert("content-type", HeaderValue::from_static(media));
     }
     if let Ok(v) = HeaderValue::from_bytes(retry_after) {
         headers.insert("retry-after", v);

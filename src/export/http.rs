@@ -207,8 +207,8 @@ pub(crate) fn interpret(
         .map(|v| v.to_str().unwrap_or("?"));
     if status.is_success() {
         return match encoding {
-            Some(token) => parse_export_response(&decode_response(token, body)?),
-            None => parse_export_response(body),
+            Some(token) => success(headers, &decode_response(token, body)?),
+            None => success(headers, body),
         };
     }
     // An error's body only names the error: read as it came if its
@@ -230,6 +230,75 @@ pub(crate) fn interpret(
     })
 }
 
+/// What a 2xx answer's body adds to its status, read by its
+/// `Content-Type` as the Collector's OTLP/HTTP exporter and
+/// opentelemetry-go's read it: protobuf is an `Export*ServiceResponse` (a
+/// body that does not decode is a malformed answer); JSON is its JSON
+/// mapping (some receivers answer JSON whatever was sent); any other type
+/// (a proxy's `OK`, an HTML page) says nothing beyond the status. Without a
+/// type, the body is read as protobuf if it decodes. (Every 2xx body used
+/// to be read as protobuf, so a receiver answering `{}` had a request it
+/// took counted `failed[permanent]`.)
+fn success(headers: &http::HeaderMap, body: &[u8]) -> Result<Ack, ExportError> {
+    if body.is_empty() {
+        return Ok(Ack::default());
+    }
+    let media = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some("application/x-protobuf" | "application/protobuf") => parse_export_response(body),
+        Some("application/json") => parse_json_response(body),
+        Some(_) => Ok(Ack::default()),
+        None => Ok(parse_export_response(body).unwrap_or_default()),
+    }
+}
+
+/// An `Export*ServiceResponse` in protobuf's JSON mapping: its
+/// `partialSuccess` (or `partial_success`), with the rejected count of any
+/// signal (`rejectedSpans`, `rejectedLogRecords`, `rejectedDataPoints`, as a
+/// string or a number, int64's JSON forms) and `errorMessage`.
+fn parse_json_response(body: &[u8]) -> Result<Ack, ExportError> {
+    let malformed = |why: &str| ExportError::Protocol(format!("JSON export response: {why}"));
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| malformed(&e.to_string()))?;
+    let field = |v: &'_ serde_json::Value, camel: &str, snake: &str| {
+        v.get(camel).or_else(|| v.get(snake)).cloned()
+    };
+    let Some(partial) = field(&v, "partialSuccess", "partial_success") else {
+        return Ok(Ack::default());
+    };
+    let mut ack = Ack::default();
+    for (camel, snake) in [
+        ("rejectedSpans", "rejected_spans"),
+        ("rejectedLogRecords", "rejected_log_records"),
+        ("rejectedDataPoints", "rejected_data_points"),
+    ] {
+        let n = match field(&partial, camel, snake) {
+            None => continue,
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        let n = n.ok_or_else(|| malformed(&format!("{camel} is not an integer")))?;
+        ack.rejected = n.max(0) as u64;
+    }
+    if let Some(m) = field(&partial, "errorMessage", "error_message") {
+        ack.message = m
+            .as_str()
+            .ok_or_else(|| malformed("errorMessage is not a string"))?
+            .to_owned();
+    }
+    Ok(ack)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +315,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!((ack.rejected, ack.message.as_str()), (2, "x"));
-        assert!(interpret(http::StatusCode::OK, &http::HeaderMap::new(), &[0xff, 0xff]).is_err());
+        // A body that does not decode: malformed only where its type says
+        // protobuf.
+        assert!(interpret(
+            http::StatusCode::OK,
+            &typed("application/x-protobuf"),
+            &[0xff]
+        )
+        .is_err());
+        assert!(interpret(http::StatusCode::OK, &http::HeaderMap::new(), &[0xff, 0xff]).is_ok());
         let mut h = http::HeaderMap::new();
         h.insert(
             http::header::RETRY_AFTER,
@@ -270,6 +347,47 @@ mod tests {
         .unwrap_err();
         assert!(!e.retryable());
         assert!(e.to_string().contains("bad things"));
+    }
+
+    fn typed(media: &'static str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(media),
+        );
+        h
+    }
+
+    #[test]
+    fn a_success_body_is_read_by_its_content_type() {
+        let ok = |media, body: &[u8]| interpret(http::StatusCode::OK, &typed(media), body);
+        // JSON, as protobuf's JSON mapping writes it (int64 as a string),
+        // as a number, with the proto field names, for each signal.
+        for body in [
+            &br#"{"partialSuccess":{"rejectedSpans":"2","errorMessage":"x"}}"#[..],
+            br#"{"partialSuccess":{"rejectedLogRecords":2,"errorMessage":"x"}}"#,
+            br#"{"partial_success":{"rejected_data_points":"2","error_message":"x"}}"#,
+        ] {
+            let ack = ok("application/json; charset=utf-8", body).unwrap();
+            assert_eq!((ack.rejected, ack.message.as_str()), (2, "x"));
+        }
+        assert_eq!(ok("application/json", b"{}").unwrap().rejected, 0);
+        assert_eq!(
+            ok("application/json", b"{\"partialSuccess\":{}}")
+                .unwrap()
+                .rejected,
+            0
+        );
+        for bad in [&b"{"[..], br#"{"partialSuccess":{"rejectedSpans":"many"}}"#] {
+            let e = ok("application/json", bad).unwrap_err();
+            assert!(e.to_string().contains("JSON export response"), "{e}");
+        }
+        // Anything else says no more than the status.
+        assert_eq!(ok("text/plain", b"OK").unwrap().rejected, 0);
+        assert_eq!(
+            ok("text/html", b"<html>accepted</html>").unwrap().rejected,
+            0
+        );
     }
 
     #[test]

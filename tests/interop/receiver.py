@@ -6,6 +6,7 @@ opentelemetry-proto package, and Python's http.server for OTLP/HTTP
 opentelemetry-proto types and counting spans, log records and data points.
 
     receiver.py [--dump FILE] [--tls CERT KEY] [--compress-responses]
+                [--http-answer protobuf|json|text]
         prints "READY <grpc_port> <http_port>", then serves; on SIGTERM
         prints one JSON line of counts and exits. --dump writes every span,
         log record and data point received (as protobuf's JSON mapping,
@@ -14,7 +15,11 @@ opentelemetry-proto types and counting spans, log records and data points.
         --compress-responses answers every trace request with a partial
         success (one span rejected, and a warning long enough to be worth
         compressing), gzip-compressed: by grpcio's own server compression
-        over gRPC, with Content-Encoding: gzip over HTTP.
+        over gRPC, with Content-Encoding: gzip over HTTP. --http-answer
+        json answers OTLP/HTTP requests in protobuf's JSON mapping
+        (application/json; a trace request's answer rejects one span),
+        text with a plain "OK" (text/plain), as some receivers and proxies
+        do whatever the request's type.
 """
 
 import argparse
@@ -28,7 +33,7 @@ from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, MessageToJson
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -110,6 +115,8 @@ class MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 # Set by --compress-responses.
 COMPRESS_RESPONSES = False
+# Set by --http-answer.
+HTTP_ANSWER = "protobuf"
 
 
 def trace_response():
@@ -156,25 +163,38 @@ class Handler(BaseHTTPRequestHandler):
                     counts["http_spans"] += n
                     counts["http_requests"] += 1
                     counts["http_user_agent"] = self.headers.get("User-Agent", "")
-                out = trace_response().SerializeToString()
+                response = trace_response()
+                if HTTP_ANSWER == "json":
+                    response.partial_success.rejected_spans = 1
+                    response.partial_success.error_message = "one span rejected (JSON)"
+                    with lock:
+                        counts["rejected"] += 1
             elif self.path == "/v1/logs":
                 request = logs_service_pb2.ExportLogsServiceRequest()
                 request.ParseFromString(body)
                 n = logs_in(request)
                 with lock:
                     counts["http_logs"] += n
-                out = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+                response = logs_service_pb2.ExportLogsServiceResponse()
             elif self.path == "/v1/metrics":
                 request = metrics_service_pb2.ExportMetricsServiceRequest()
                 request.ParseFromString(body)
                 n = points_in(request)
                 with lock:
                     counts["http_points"] += n
-                out = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+                response = metrics_service_pb2.ExportMetricsServiceResponse()
             else:
                 raise ValueError("no such path %s" % self.path)
             self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
+            if HTTP_ANSWER == "json":
+                out = MessageToJson(response).encode()
+                self.send_header("Content-Type", "application/json")
+            elif HTTP_ANSWER == "text":
+                out = b"OK"
+                self.send_header("Content-Type", "text/plain")
+            else:
+                out = response.SerializeToString()
+                self.send_header("Content-Type", "application/x-protobuf")
             if COMPRESS_RESPONSES:
                 out = gzip.compress(out)
                 self.send_header("Content-Encoding", "gzip")
@@ -190,12 +210,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global DUMP, COMPRESS_RESPONSES
+    global DUMP, COMPRESS_RESPONSES, HTTP_ANSWER
     ap = argparse.ArgumentParser()
     ap.add_argument("--dump")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     ap.add_argument("--compress-responses", action="store_true")
+    ap.add_argument("--http-answer", choices=["protobuf", "json", "text"], default="protobuf")
     args = ap.parse_args()
+    HTTP_ANSWER = args.http_answer
     DUMP = bool(args.dump)
     COMPRESS_RESPONSES = args.compress_responses
     compression = grpc.Compression.Gzip if COMPRESS_RESPONSES else grpc.Compression.NoCompression

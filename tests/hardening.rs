@@ -320,6 +320,30 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// The address of the receiver's OTLP/HTTP port.
+fn http_addr(sink: &Sink) -> std::net::SocketAddr {
+    let endpoint = sink.http_endpoint().expect("an OTLP/HTTP port");
+    endpoint.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Runs `talk` over a new HTTP/2 connection to `addr`, on a runtime of its
+/// own.
+fn over_h2<T, F: std::future::Future<Output = T>>(
+    addr: std::net::SocketAddr,
+    talk: impl FnOnce(h2::client::SendRequest<bytes::Bytes>) -> F,
+) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        talk(client).await
+    })
+}
+
 /// Sends one gRPC message (`prefix` claims `declared` bytes) with `body`
 /// after it, in chunks, and returns the grpc-status it got.
 fn grpc_call(
@@ -328,14 +352,7 @@ fn grpc_call(
     declared: usize,
     body: Vec<u8>,
 ) -> Option<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
+    over_h2(addr, |mut client| async move {
         let mut req = http::Request::post(format!("http://{addr}{}", otlpflow::sink::TRACE_PATH))
             .header("content-type", "application/grpc");
         if let Some(e) = encoding {
@@ -415,11 +432,16 @@ fn the_receiver_bounds_what_a_request_may_cost() {
     assert_eq!(status.as_deref(), Some("8"));
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(sink.counts().errors, 2);
-    // Still serving.
+    still_serves(&sink);
+}
+
+/// The receiver still takes spans: ten sent, ten exported and received.
+fn still_serves(sink: &Sink) {
+    let before = sink.counts().spans;
     let p = builder(&sink.endpoint()).start().unwrap();
     record(&p, 10);
     assert_eq!(p.shutdown(Duration::from_secs(10)).unwrap().exported, 10);
-    assert_eq!(sink.counts().spans, 10);
+    assert_eq!(sink.counts().spans, before + 10);
 }
 
 /// Clients that open connections and send half a request head are dropped
@@ -436,12 +458,7 @@ fn slow_clients_are_dropped_and_refusals_counted() {
         ..SinkOptions::default()
     })
     .unwrap();
-    let http_addr = sink
-        .http_endpoint()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse::<std::net::SocketAddr>()
-        .unwrap();
+    let http_addr = http_addr(&sink);
     let mut slow = Vec::new();
     for i in 0..20 {
         let (addr, partial): (_, &[u8]) = if i % 2 == 0 {
@@ -696,14 +713,7 @@ fn stall_grpc(
     wait: Duration,
 ) -> Vec<Stalled> {
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
+    over_h2(addr, |client| async move {
         let mut calls = Vec::new();
         for _ in 0..streams {
             let mut client = client.clone().ready().await.unwrap();
@@ -789,12 +799,7 @@ fn stalled_request_bodies_are_bounded_in_bytes_and_time() {
     assert_eq!((refused, reset), (8, 2), "{got:?}");
     assert_eq!(sink.counts().throttled, 8);
     // OTLP/HTTP: the same bound, and 408 for a body that stopped.
-    let http_addr = sink
-        .http_endpoint()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse::<std::net::SocketAddr>()
-        .unwrap();
+    let http_addr = http_addr(&sink);
     let chunk = vec![0u8; 2 << 20];
     let mut conns = Vec::new();
     for _ in 0..4 {
@@ -833,10 +838,7 @@ fn stalled_request_bodies_are_bounded_in_bytes_and_time() {
     // spans are received as before.
     let status = grpc_call(sink.addr(), None, 7 << 20, vec![0; 7 << 20]);
     assert_ne!(status.as_deref(), Some("8"));
-    let p = builder(&sink.endpoint()).start().unwrap();
-    record(&p, 10);
-    assert_eq!(p.shutdown(Duration::from_secs(10)).unwrap().exported, 10);
-    assert_eq!(sink.counts().spans, 10);
+    still_serves(&sink);
 }
 
 /// Idle connections cannot keep other clients out: the receiver closes at

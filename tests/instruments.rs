@@ -75,14 +75,19 @@ fn totals(sink: &Sink) -> Totals {
     t
 }
 
-#[test]
-fn concurrent_updates_and_collections_add_up_exactly() {
-    let sink = Sink::start(SinkOptions {
+/// A receiver that checks and keeps every request.
+fn keeping_sink() -> Sink {
+    Sink::start(SinkOptions {
         verify: Verify::Full,
         keep_requests: true,
         ..SinkOptions::default()
     })
-    .expect("sink");
+    .expect("sink")
+}
+
+#[test]
+fn concurrent_updates_and_collections_add_up_exactly() {
+    let sink = keeping_sink();
     let p = Pipeline::builder()
         .endpoint(sink.endpoint())
         .service_name("instruments")
@@ -175,12 +180,7 @@ fn concurrent_updates_and_collections_add_up_exactly() {
 
 #[test]
 fn cumulative_counters_and_the_cardinality_limit_over_the_wire() {
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .expect("sink");
+    let sink = keeping_sink();
     let p = Pipeline::builder()
         .endpoint(sink.endpoint())
         .cardinality_limit(4)
@@ -253,12 +253,7 @@ fn cumulative_counters_and_the_cardinality_limit_over_the_wire() {
 /// handle.
 #[test]
 fn histograms_drop_and_count_nan_and_infinite_measurements() {
-    let sink = Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .expect("sink");
+    let sink = keeping_sink();
     let p = Pipeline::builder()
         .endpoint(sink.endpoint())
         .metrics_temporality(Temporality::Cumulative)

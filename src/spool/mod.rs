@@ -360,14 +360,14 @@ fn check_private(dir: &Path) -> Result<(), Error> {
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
         return Err(Error::config(format!(
-            "spool {}: owned by uid {}, not by this process's {me}: another user could remove its requests or plant their own",
+            "spool {}: owned by uid {}, not by this process's {me}: another user could remove its requests or plant their own; name a directory inside it instead, which the spool creates as its own",
             dir.display(),
             meta.uid()
         )));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(Error::config(format!(
-            "spool {}: writable by group or others (mode {:o}): another user could remove its requests or plant their own; make it 0700",
+            "spool {}: writable by group or others (mode {:o}): another user could remove its requests or plant their own; make it 0700, or name a directory inside it, which the spool creates as its own",
             dir.display(),
             meta.mode() & 0o7777
         )));

@@ -13,6 +13,9 @@ pub(crate) fn base_target(url: &str, signal: Signal) -> Result<(Endpoint, String
     Ok((e, path))
 }
 
+/// The largest request: gRPC frames a message with a 32-bit length.
+const MAX_REQUEST_BYTES: usize = u32::MAX as usize;
+
 /// The most endpoints a signal may have at once (`endpoints`, a DNS name's
 /// addresses, `Pipeline::set_endpoints`).
 pub(crate) const MAX_ENDPOINTS: usize = 256;
@@ -171,8 +174,12 @@ impl PipelineBuilder {
         if self.connections_per_worker == 0 || self.connections_per_worker > 64 {
             return Err(Error::config("connections_per_worker: must be in 1..=64"));
         }
-        if self.max_request_bytes < 4096 {
-            return Err(Error::config("max_request_bytes: must be at least 4096"));
+        // gRPC's length prefix is 32 bits: a larger message's length would
+        // wrap, and the receiver would read the stream as garbage.
+        if !(4096..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {
+            return Err(Error::config(format!(
+                "max_request_bytes: must be from 4096 to {MAX_REQUEST_BYTES} (gRPC's 32-bit message length)"
+            )));
         }
         if self.max_batch_bytes < 1024 {
             return Err(Error::config("max_batch_bytes: must be at least 1024"));
@@ -407,6 +414,13 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("max_in_flight"), "{e}");
+        for bytes in [4095, 4 << 30] {
+            let e = PipelineBuilder::default()
+                .max_request_bytes(bytes)
+                .build()
+                .unwrap_err();
+            assert!(e.to_string().contains("max_request_bytes"), "{e}");
+        }
         let e = PipelineBuilder::default()
             .compression(Compression::Zstd)
             .compression_level(40)

@@ -22,7 +22,7 @@ impl Engine {
     pub(super) fn launch(
         config: Config,
         id: u64,
-        scopes: Vec<(String, String, Bytes)>,
+        scopes: super::scopes::ScopeTable,
         carried: Option<Stats>,
     ) -> Result<(Arc<Engine>, Vec<JoinHandle<()>>), Error> {
         // Each signal's endpoint, TLS client and pool, checked before any

@@ -19,6 +19,7 @@ mod pipeline;
 mod producer;
 mod receipt;
 mod record_path;
+mod scopes;
 mod self_metrics;
 mod send;
 mod template;
@@ -142,7 +143,7 @@ struct Engine {
     /// Wakes the collector thread early (shutdown).
     collector_cv: Condvar,
     /// Encoded `scope` fields by scope id, append-only.
-    scopes: RwLock<Vec<(String, String, Bytes)>>,
+    scopes: RwLock<scopes::ScopeTable>,
     /// `scopes.len()`, readable without the lock. Release/Acquire: a scope
     /// id is accepted only after its entry is in `scopes`.
     scope_count: AtomicU32,

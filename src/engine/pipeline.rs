@@ -32,7 +32,7 @@ impl Pipeline {
     pub(crate) fn start(config: Config) -> Result<Pipeline, Error> {
         let id = NEXT_PIPELINE.fetch_add(1, Ordering::Relaxed);
         let prometheus = config.prometheus;
-        let (inner, threads) = Engine::launch(config, id, Vec::new(), None)?;
+        let (inner, threads) = Engine::launch(config, id, Default::default(), None)?;
         let core = Arc::new(PipelineCore {
             engine: fork::EngineSlot::new(inner),
             generation: AtomicU64::new(fork::generation()),

@@ -219,17 +219,11 @@ impl Engine {
     ) -> Scope {
         let encoded = Bytes::from(batch::scope_field(name, version, attributes));
         let mut scopes = self.scopes.write();
-        let id = match scopes.iter().position(|(_, _, e)| *e == encoded) {
-            Some(i) => i,
-            None => {
-                scopes.push((name.to_owned(), version.to_owned(), encoded));
-                self.scope_count
-                    .store(scopes.len() as u32, Ordering::Release);
-                scopes.len() - 1
-            }
-        };
+        let id = scopes.id(encoded);
+        self.scope_count
+            .store(scopes.len() as u32, Ordering::Release);
         Scope {
-            id: id as u32,
+            id,
             pipeline: self.id,
         }
     }

@@ -47,13 +47,15 @@ fn unix_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The SDK's scopes, registered with the pipeline once each.
+/// The SDK's scopes, registered with the pipeline once each, found by
+/// hash for every span (a list searched in turn cost each span a comparison
+/// with every scope before its own).
 #[derive(Default)]
-struct ScopeCache(RwLock<Vec<(InstrumentationScope, Scope)>>);
+struct ScopeCache(RwLock<std::collections::HashMap<InstrumentationScope, Scope>>);
 
 impl ScopeCache {
     fn get(&self, pipeline: &Pipeline, s: &InstrumentationScope) -> Scope {
-        if let Some((_, id)) = self.0.read().iter().find(|(k, _)| k == s) {
+        if let Some(id) = self.0.read().get(s) {
             return *id;
         }
         let attrs: Vec<(String, OwnedValue)> = s
@@ -61,7 +63,7 @@ impl ScopeCache {
             .map(|kv| (kv.key.as_str().to_owned(), owned(&kv.value)))
             .collect();
         let id = pipeline.scope_with_attributes(s.name(), s.version().unwrap_or(""), &attrs);
-        self.0.write().push((s.clone(), id));
+        self.0.write().insert(s.clone(), id);
         id
     }
 }

@@ -149,12 +149,7 @@ fn scope_bytes(inner: &Engine, cache: &mut Vec<Option<Bytes>>, tag: u32) -> Byte
     if let Some(Some(b)) = cache.get(t) {
         return b.clone();
     }
-    let b = inner
-        .scopes
-        .read()
-        .get(t)
-        .map(|(_, _, b)| b.clone())
-        .unwrap_or_default();
+    let b = inner.scopes.read().encoded(t).cloned().unwrap_or_default();
     if cache.len() <= t {
         cache.resize(t + 1, None);
     }

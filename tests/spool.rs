@@ -303,7 +303,8 @@ fn gen_killed_while_the_receiver_is_down_leaves_its_spool_to_the_next_gen() {
 #[test]
 fn a_full_filesystem_is_counted_and_the_pipeline_carries_on_in_memory() {
     // A 64 KiB tmpfs in a mount namespace of our own (an unprivileged user
-    // namespace): room for two requests, then ENOSPC.
+    // namespace): room for two requests, then ENOSPC. Mode 0700: a tmpfs
+    // root is 1777 by default, which the spool refuses.
     let probe = std::process::Command::new("unshare")
         .args(["-Urm", "true"])
         .status();
@@ -315,7 +316,7 @@ fn a_full_filesystem_is_counted_and_the_pipeline_carries_on_in_memory() {
     std::fs::create_dir_all(&dir.0).unwrap();
     let addr = dead_port();
     let script = format!(
-        "mount -t tmpfs -o size=64k none {d} && exec {gen} gen --endpoint http://{addr} \
+        "mount -t tmpfs -o size=64k,mode=0700 none {d} && exec {gen} gen --endpoint http://{addr} \
          --spool-dir {d} --spans 20000 --batch 100 --threads 1 --json",
         d = dir.0.display(),
         gen = env!("CARGO_BIN_EXE_otlpflow"),

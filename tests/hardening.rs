@@ -798,6 +798,15 @@ fn stalled_request_bodies_are_bounded_in_bytes_and_time() {
     let reset = got.iter().filter(|g| **g == Stalled::Reset).count();
     assert_eq!((refused, reset), (8, 2), "{got:?}");
     assert_eq!(sink.counts().throttled, 8);
+    // A message larger than the bound could never be let in: refused as
+    // too large (no RetryInfo, counted in errors), not as busy.
+    let errors = sink.counts().errors;
+    let status = grpc_call(sink.addr(), None, 9 << 20, vec![0; 64 << 10]);
+    assert_eq!(status.as_deref(), Some("8"));
+    assert_eq!(
+        (sink.counts().errors, sink.counts().throttled),
+        (errors + 1, 8)
+    );
     // OTLP/HTTP: the same bound, and 408 for a body that stopped.
     let http_addr = http_addr(&sink);
     let chunk = vec![0u8; 2 << 20];

@@ -97,10 +97,13 @@ async fn grpc_stream(
         let Ok(chunk) = chunk else { return };
         data.extend_from_slice(&chunk);
         if let Some((_, declared)) = read_prefix(&data) {
-            if declared > MAX_MESSAGE {
+            // Past the bound on bytes held, a message could never be let
+            // in: too large, not a reason to retry.
+            let limit = MAX_MESSAGE.min(shared.opts.max_buffered_bytes.saturating_sub(GRPC_PREFIX));
+            if declared > limit {
                 overflow = Some(Refusal::too_large(
                     &shared,
-                    format!("gRPC message of {declared} bytes; the limit is {MAX_MESSAGE}"),
+                    format!("gRPC message of {declared} bytes; the limit is {limit}"),
                 ));
                 break;
             }

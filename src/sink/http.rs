@@ -174,10 +174,11 @@ async fn gather(
 ) -> Result<Vec<u8>, HttpResponse> {
     let too_large = |shared: &SinkState| {
         shared.counters.errors.fetch_add(1, Relaxed);
+        let limit = MAX_MESSAGE.min(shared.opts.max_buffered_bytes);
         http_error(
             413,
             3,
-            format!("body over the limit of {MAX_MESSAGE} bytes"),
+            format!("body over the limit of {limit} bytes"),
             None,
         )
     };
@@ -190,10 +191,13 @@ async fn gather(
             Some(BUSY_RETRY.as_secs().to_string()),
         )
     };
+    // Past the bound on bytes held, a body could never be let in: too
+    // large, not a reason to retry.
+    let limit = MAX_MESSAGE.min(shared.opts.max_buffered_bytes);
     let mut data = Vec::new();
     if let Some(len) = hyper::body::Body::size_hint(&body).exact() {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > MAX_MESSAGE {
+        if len > limit {
             return Err(too_large(shared));
         }
         if !held.take(len) {
@@ -222,7 +226,7 @@ async fn gather(
             // Trailers carry nothing OTLP/HTTP reads.
             continue;
         };
-        if data.len() + chunk.len() > MAX_MESSAGE {
+        if data.len() + chunk.len() > limit {
             return Err(too_large(shared));
         }
         // What the buffer grows by is held (nothing, when its length was

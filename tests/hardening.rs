@@ -216,6 +216,39 @@ fn credentials_in_an_endpoint_url_are_basic_auth_and_shown_nowhere() {
     }
 }
 
+/// A query in an endpoint URL (`http://collector:4318?key=k`, where some
+/// services take a key) follows the signal's path in every OTLP/HTTP
+/// request and is shown nowhere. It used to be taken for part of the port
+/// (`start` failed, its error showing the key) or of the path
+/// (`/otlp?key=k/v1/traces`).
+#[test]
+fn a_query_in_an_endpoint_follows_the_signal_path_and_is_shown_nowhere() {
+    let sink = Sink::start(SinkOptions {
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let endpoint = format!("{}?key=hunter2", sink.http_endpoint().unwrap());
+    let b = builder(&endpoint).protocol(otlpflow::Protocol::HttpProtobuf);
+    assert!(!format!("{b:?}").contains("hunter2"), "{b:?}");
+    let p = b.start().unwrap();
+    record(&p, 50);
+    let s = p.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.exported, 50, "{:?}", p.last_error());
+    assert_eq!(
+        sink.last_http_target().as_deref(),
+        Some("/v1/traces?key=hunter2")
+    );
+    let e = Pipeline::builder()
+        .endpoint("http://collector:43x7/otlp?key=hunter2")
+        .start()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("/otlp?***") && !e.contains("hunter2"), "{e}");
+}
+
 /// A receiver that throttles every request with `Retry-After: 0` (or a
 /// RetryInfo of zero) had each request retried at once, again and again,
 /// as fast as the round trip allowed, for the whole retry budget: a storm

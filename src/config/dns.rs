@@ -82,7 +82,7 @@ impl DnsEndpoints {
                     IpAddr::V6(v6) => format!("[{v6}]"),
                 };
                 let (mut target, path) = base_target(
-                    &format!("{}://{host}:{}{}", e.scheme, e.port, e.path),
+                    &format!("{}://{host}:{}{}{}", e.scheme, e.port, e.path, e.query.0),
                     signal,
                 )?;
                 target.basic_auth = e.basic_auth.clone();

@@ -1,6 +1,7 @@
 //! Endpoint URLs: `http://` or `https://`, optional credentials
 //! (`user:password@`), a host (a name, IPv4, or IPv6 in brackets), an
-//! optional port and an optional path.
+//! optional port, an optional path and an optional query (kept after the
+//! signal's path, and never shown: some services take a key there).
 
 use base64::Engine;
 
@@ -15,6 +16,8 @@ pub struct Endpoint {
     pub(crate) authority: String,
     pub(crate) scheme: &'static str,
     pub(crate) path: String,
+    /// The query, `?` included (empty if none).
+    pub(crate) query: Query,
     /// `Basic` credentials from the URL's `user:password@`, as the value
     /// of an `authorization` header (marked sensitive: its `Debug` shows
     /// no secret).
@@ -35,6 +38,14 @@ impl Endpoint {
             ("https", r, 443)
         } else {
             return Err(bad("must start with http:// or https://"));
+        };
+        // A fragment is never sent; a query follows the signal's path
+        // (`/otlp?key=k` + traces: `/otlp/v1/traces?key=k`), where it used
+        // to be taken for part of the path, or of the port.
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        let (rest, query) = match rest.find('?') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -72,6 +83,7 @@ impl Endpoint {
             authority: authority.to_owned(),
             scheme,
             path: path.to_owned(),
+            query: Query(query.to_owned()),
             basic_auth,
         })
     }
@@ -83,6 +95,21 @@ impl Endpoint {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+/// An endpoint's query (`?` included, or empty): its `Debug` shows that
+/// there is one, not what it says.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub(crate) struct Query(pub(crate) String);
+
+impl std::fmt::Debug for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"?***\""
+        })
     }
 }
 
@@ -104,15 +131,29 @@ impl std::fmt::Debug for UrlText {
     }
 }
 
-/// `url` with any credentials in it replaced by `***`, for messages.
+/// `url` with any credentials and any query or fragment in it replaced
+/// by `***`, for messages.
 fn redacted(url: &str) -> String {
+    let (url, tail) = match url.find(['?', '#']) {
+        Some(i) => (&url[..i], &url[i..i + 1]),
+        None => (url, ""),
+    };
+    let tail = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("{tail}***")
+    };
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let authority_end = url[after_scheme..]
         .find('/')
         .map_or(url.len(), |i| after_scheme + i);
     match url[after_scheme..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..after_scheme], &url[after_scheme + at..]),
-        None => url.to_owned(),
+        Some(at) => format!(
+            "{}***{}{tail}",
+            &url[..after_scheme],
+            &url[after_scheme + at..]
+        ),
+        None => format!("{url}{tail}"),
     }
 }
 
@@ -176,14 +217,41 @@ mod tests {
         let at = Endpoint::parse("http://u:p%40ss@h").unwrap();
         assert_eq!(at.basic_auth.unwrap(), "Basic dTpwQHNz");
         assert_eq!(Endpoint::parse("http://@h").unwrap().basic_auth, None);
-        // Errors name the endpoint with its credentials masked.
+        // Errors name the endpoint with its credentials and query masked.
         for (url, shown) in [
             ("https://u:hunter2@:4317", "https://***@:4317"),
             ("http://u:hunter2@h:port/x@y", "http://***@h:port/x@y"),
             ("http://u:hunter2%zz@h", "http://***@h"),
+            ("http://h:port?key=hunter2", "http://h:port?***"),
+            ("http://h:port/otlp?key=hunter2#x", "http://h:port/otlp?***"),
+            ("ftp://h/#hunter2", "ftp://h/#***"),
         ] {
             let e = Endpoint::parse(url).unwrap_err().to_string();
             assert!(e.contains(shown) && !e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_query_follows_the_path_and_is_shown_nowhere() {
+        let e = Endpoint::parse("http://collector:4318/otlp?key=hunter2&x=1#frag").unwrap();
+        assert_eq!(
+            (
+                e.authority.as_str(),
+                e.port,
+                e.path.as_str(),
+                e.query.0.as_str()
+            ),
+            ("collector:4318", 4318, "/otlp", "?key=hunter2&x=1")
+        );
+        let bare = Endpoint::parse("http://collector:4318?key=hunter2").unwrap();
+        assert_eq!((bare.port, bare.path.as_str()), (4318, ""));
+        assert_eq!(bare.query.0, "?key=hunter2");
+        for debug in [format!("{e:?}"), format!("{bare:?}")] {
+            assert!(
+                !debug.contains("hunter2") && debug.contains("?***"),
+                "{debug}"
+            );
+        }
+        assert_eq!(Endpoint::parse("http://h:1/p").unwrap().query.0, "");
     }
 }

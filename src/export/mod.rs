@@ -303,9 +303,11 @@ impl ExportSettings {
             } else {
                 None
             };
+            // OTLP/HTTP keeps the endpoint's query after the signal's path;
+            // gRPC's path is the method's.
             let path = match s.protocol {
-                Protocol::Grpc => crate::otlp::grpc_path(signal),
-                Protocol::HttpProtobuf => http_path,
+                Protocol::Grpc => crate::otlp::grpc_path(signal).to_owned(),
+                Protocol::HttpProtobuf => format!("{http_path}{}", endpoint.query.0),
             };
             // A host or path a URI cannot hold (a space, say) is refused
             // here: the exporters fell back to `localhost/v1/traces`, and a

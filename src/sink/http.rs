@@ -77,6 +77,9 @@ async fn http_request(
     shared: &SinkState,
 ) -> Result<HttpResponse, std::io::Error> {
     let (parts, body) = req.into_parts();
+    if shared.opts.keep_requests {
+        *shared.last_http_target.lock() = parts.uri.path_and_query().map(|p| p.to_string());
+    }
     if parts.version == http::Version::HTTP_11 && parts.uri.scheme().is_some() {
         // An origin server is asked in origin-form (RFC 9112 §3.2.1); many
         // (Python's http.server among them) refuse the absolute form.

@@ -182,6 +182,7 @@ struct SinkState {
     kept_logs: Mutex<Vec<ExportLogsServiceRequest>>,
     kept_metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     last_headers: Mutex<Option<::http::HeaderMap>>,
+    last_http_target: Mutex<Option<String>>,
     /// Request bytes held now (`held::Held`).
     buffered: std::sync::atomic::AtomicUsize,
 }
@@ -228,6 +229,7 @@ impl Sink {
             kept_logs: Mutex::new(Vec::new()),
             kept_metrics: Mutex::new(Vec::new()),
             last_headers: Mutex::new(None),
+            last_http_target: Mutex::new(None),
             buffered: Default::default(),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -320,6 +322,12 @@ impl Sink {
     /// The headers of the last request received (with `keep_requests`).
     pub fn last_headers(&self) -> Option<::http::HeaderMap> {
         self.shared.last_headers.lock().clone()
+    }
+
+    /// The path and query of the last OTLP/HTTP request (with
+    /// `keep_requests`).
+    pub fn last_http_target(&self) -> Option<String> {
+        self.shared.last_http_target.lock().clone()
     }
 
     /// Takes the requests kept so far (with `keep_requests`).

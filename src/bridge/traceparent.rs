@@ -22,10 +22,12 @@ impl TraceContext {
         let mut parts = h.split('-');
         let version = parts.next()?;
         let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
-        if version.len() != 2 || version.eq_ignore_ascii_case("ff") {
+        // Two lowercase hex digits, as the ids (`0A` was taken for a
+        // future version 10).
+        let [version] = hex::<1>(version)?;
+        if version == 0xff {
             return None;
         }
-        let version = u8::from_str_radix(version, 16).ok()?;
         if version == 0 && parts.next().is_some() {
             return None;
         }
@@ -98,6 +100,9 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "FF-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "+1-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad}");
         }

@@ -225,6 +225,10 @@ fn demo_reports_flow_control_under_a_memory_budget_and_a_throttling_receiver() {
 fn demo_warns_on_stderr_when_records_are_lost() {
     // DropNewest against a slow receiver with one request in flight: the
     // producers outrun it; the warning goes to stderr, the report to stdout.
+    // Batches fixed at 200 spans: grown to 8,192 over the 20 ms round trip,
+    // the receiver took 122k spans/s, and a debug build's producers, sharing
+    // two vCPUs with the other tests, once offered no faster (0 dropped);
+    // at 200 it takes at most 10k spans/s.
     let (r, stderr) = demo_json(&[
         "--spans",
         "100000",
@@ -234,6 +238,8 @@ fn demo_warns_on_stderr_when_records_are_lost() {
         "20",
         "--concurrency",
         "1",
+        "--batch",
+        "200",
     ]);
     assert!(r["dropped"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(stderr.matches("losing records").count(), 1, "{stderr}");

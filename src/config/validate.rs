@@ -10,7 +10,8 @@ use super::*;
 pub(crate) fn base_target(url: &str, signal: Signal) -> Result<(Endpoint, String), Error> {
     let e = Endpoint::parse(url)?;
     let path = format!("{}/v1/{}", e.path.trim_end_matches('/'), signal.name());
-    // The query, if any, follows the path in each request's URI.
+    // The endpoint keeps its query; `ExportSettings` puts it after this
+    // path in each request's URI.
     Ok((e, path))
 }
 

@@ -175,9 +175,11 @@ async fn gather(
     shared: &SinkState,
     held: &mut Held<'_>,
 ) -> Result<Vec<u8>, HttpResponse> {
-    let too_large = |shared: &SinkState| {
+    // Past the bound on bytes held, a body could never be let in: too
+    // large, not a reason to retry.
+    let limit = MAX_MESSAGE.min(shared.opts.max_buffered_bytes);
+    let too_large = || {
         shared.counters.errors.fetch_add(1, Relaxed);
-        let limit = MAX_MESSAGE.min(shared.opts.max_buffered_bytes);
         http_error(
             413,
             3,
@@ -185,7 +187,7 @@ async fn gather(
             None,
         )
     };
-    let busy = |shared: &SinkState| {
+    let busy = || {
         shared.counters.throttled.fetch_add(1, Relaxed);
         http_error(
             429,
@@ -194,17 +196,14 @@ async fn gather(
             Some(BUSY_RETRY.as_secs().to_string()),
         )
     };
-    // Past the bound on bytes held, a body could never be let in: too
-    // large, not a reason to retry.
-    let limit = MAX_MESSAGE.min(shared.opts.max_buffered_bytes);
     let mut data = Vec::new();
     if let Some(len) = hyper::body::Body::size_hint(&body).exact() {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > limit {
-            return Err(too_large(shared));
+            return Err(too_large());
         }
         if !held.take(len) {
-            return Err(busy(shared));
+            return Err(busy());
         }
         data.reserve_exact(len);
     }
@@ -230,14 +229,14 @@ async fn gather(
             continue;
         };
         if data.len() + chunk.len() > limit {
-            return Err(too_large(shared));
+            return Err(too_large());
         }
         // What the buffer grows by is held (nothing, when its length was
         // known), whatever part of it is used.
         let before = data.capacity();
         data.reserve(chunk.len());
         if !held.take(data.capacity().saturating_sub(before)) {
-            return Err(busy(shared));
+            return Err(busy());
         }
         data.extend_from_slice(&chunk);
     }

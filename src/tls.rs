@@ -44,29 +44,10 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
     } else {
-        let mut roots = rustls::RootCertStore::empty();
-        match &s.ca_file {
-            Some(path) => {
-                let certs = read_certs("tls ca file", path)?;
-                if certs.is_empty() {
-                    return Err(Error::config(format!(
-                        "tls ca file {}: no certificate in it",
-                        path.display()
-                    )));
-                }
-                for c in certs {
-                    roots.add(c).map_err(|e| {
-                        Error::config(format!("tls ca file {}: {e}", path.display()))
-                    })?;
-                }
-            }
-            None => {
-                let native = rustls_native_certs::load_native_certs();
-                for c in native.certs {
-                    let _ = roots.add(c);
-                }
-            }
-        }
+        let roots = match &s.ca_file {
+            Some(path) => ca_file_roots(path)?,
+            None => system_roots()?,
+        };
         builder.with_root_certificates(roots)
     };
     let mut config = match &s.client_cert {
@@ -89,17 +70,96 @@ pub(crate) fn client_config(s: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<Clien
 /// KB).
 const MAX_PEM_FILE: u64 = 8 << 20;
 
-/// The bytes of the PEM file at `path` (`what` names it in errors): a
-/// regular file of at most `MAX_PEM_FILE` bytes. A device or a pipe named
-/// by a setting (`/dev/zero`, a FIFO nobody writes) was read without end,
-/// or waited for forever, before the pipeline could start.
-fn read_pem_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
-    use std::io::Read;
+/// The trust roots of the CA file at `path` (`tls_ca_file`), which must
+/// hold at least one certificate.
+fn ca_file_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, Error> {
+    let certs = read_certs("tls ca file", path)?;
+    if certs.is_empty() {
+        return Err(Error::config(format!(
+            "tls ca file {}: no certificate in it",
+            path.display()
+        )));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| Error::config(format!("tls ca file {}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
+/// The system's trust roots, for when no CA file is set, as
+/// `rustls-native-certs` finds them: the files `SSL_CERT_FILE` and the
+/// directories `SSL_CERT_DIR` name, else the platform's store.
+///
+/// That crate reads what the variables name without a bound (a
+/// `SSL_CERT_FILE` of `/dev/zero` was read until an allocation failed and
+/// the process aborted, a FIFO blocked `start` forever), so they are held
+/// to the rule of otlpflow's own TLS files first. And a store with no
+/// certificate in it (a container image without its CA bundle) is a
+/// configuration error here, as hyper-rustls makes it, rather than every
+/// request failing its handshake later.
+fn system_roots() -> Result<rustls::RootCertStore, Error> {
+    const FILE: &str = "SSL_CERT_FILE";
+    const DIR: &str = "SSL_CERT_DIR";
+    if let Some(file) = std::env::var_os(FILE) {
+        check_pem_file(FILE, std::path::Path::new(&file))?;
+    }
+    if let Some(dirs) = std::env::var_os(DIR) {
+        for dir in std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()) {
+            // The crate reads the regular files among the entries (links
+            // followed) and skips the rest; the same rule for each of them.
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                    check_pem_file(DIR, &path)?;
+                }
+            }
+        }
+    }
+    let native = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(native.certs);
+    if roots.is_empty() {
+        let why = match native.errors.first() {
+            Some(e) => format!(" ({e})"),
+            None => String::new(),
+        };
+        return Err(Error::config(format!(
+            "tls: no trust roots: the system's certificate store has no usable certificate{why}; \
+             set tls_ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE), or install the system's CA certificates"
+        )));
+    }
+    Ok(roots)
+}
+
+/// Checks that `path` names a regular file of at most `MAX_PEM_FILE` bytes
+/// (`what` names it in errors). A device or a pipe named by a setting
+/// (`/dev/zero`, a FIFO nobody writes) was read without end, or waited for
+/// forever, before the pipeline could start.
+fn check_pem_file(what: &str, path: &std::path::Path) -> Result<(), Error> {
     let fail = |why: String| Error::config(format!("{what} {}: {why}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
     }
+    if meta.len() > MAX_PEM_FILE {
+        return Err(fail(format!("larger than {MAX_PEM_FILE} bytes")));
+    }
+    Ok(())
+}
+
+/// The bytes of the PEM file at `path` (`what` names it in errors): a
+/// regular file of at most `MAX_PEM_FILE` bytes (`check_pem_file`; the
+/// read is bounded too, for a file that grows in between).
+fn read_pem_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let fail = |why: String| Error::config(format!("{what} {}: {why}", path.display()));
+    check_pem_file(what, path)?;
     let mut pem = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut pem))

@@ -4,7 +4,7 @@
 //! option, and configuration errors that name the file.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use otlpflow::sink::{Sink, SinkOptions, SinkTls, Verify};
@@ -249,6 +249,99 @@ fn a_tls_file_that_is_a_device_a_pipe_or_huge_is_refused() {
     for f in [&fifo, &huge, &ca, &cert] {
         let _ = std::fs::remove_file(f);
     }
+}
+
+/// Runs `otlpflow gen --spans N` at `endpoint` with the system trust roots
+/// taken from `file` and `dir` (`SSL_CERT_FILE`, `SSL_CERT_DIR`), in a
+/// child process so that the variables reach no other test, under a 4 GB
+/// address-space limit (a read without end fails there rather than filling
+/// the machine). Returns its exit code and stderr, or panics after 20 s.
+fn gen_with_system_roots(endpoint: &str, spans: u64, file: &Path, dir: &Path) -> (i32, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 4000000; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_otlpflow"))
+        .args(["gen", "--endpoint", endpoint, "--spans", &spans.to_string()])
+        .args(["--threads", "1", "--workers", "1", "--json"])
+        .env("SSL_CERT_FILE", file)
+        .env("SSL_CERT_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("gen with SSL_CERT_FILE={file:?} did not end in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Without a CA file the system's trust roots are used, and
+/// `rustls-native-certs` takes them from `SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// when set. It read what they name without a bound: `/dev/zero` until an
+/// allocation failed and the process aborted, a FIFO forever; and a store
+/// with no certificate let the pipeline start with every request bound to
+/// fail its handshake. Each is now a configuration error at start, and a
+/// CA given through the variables is still trusted.
+#[test]
+fn system_trust_roots_from_the_environment_are_bounded_and_must_exist() {
+    let unique = |name: &str| {
+        std::env::temp_dir().join(format!("otlpflow-roots-{}-{name}", std::process::id()))
+    };
+    let empty_dir = unique("empty-dir");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let fifo = unique("fifo.pem");
+    let _ = std::fs::remove_file(&fifo);
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path we own; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let huge_dir = unique("huge-dir");
+    std::fs::create_dir_all(&huge_dir).unwrap();
+    std::fs::write(huge_dir.join("bundle.pem"), vec![b'A'; 9 << 20]).unwrap();
+    let no_certificate = write_temp("roots-none.pem", "not a certificate\n");
+    let nowhere = "https://localhost:1";
+    for (file, dir, want) in [
+        (
+            Path::new("/dev/zero"),
+            &empty_dir,
+            "SSL_CERT_FILE /dev/zero: not a regular file",
+        ),
+        (&fifo, &empty_dir, "not a regular file"),
+        (&no_certificate, &huge_dir, "larger than 8388608 bytes"),
+        (&no_certificate, &empty_dir, "no trust roots"),
+    ] {
+        let (code, text) = gen_with_system_roots(nowhere, 1, file, dir);
+        assert!(
+            code == 2 && text.contains("configuration error") && text.contains(want),
+            "{file:?} {dir:?}: exit {code}, {text}"
+        );
+    }
+    // The test's own CA through the variable: the receiver is trusted.
+    let pki = pki();
+    let ca = write_temp("roots-ca.pem", &pki.ca_pem);
+    let sink = tls_sink(&pki);
+    let (code, text) = gen_with_system_roots(&localhost(&sink.endpoint()), 300, &ca, &empty_dir);
+    let report: serde_json::Value =
+        serde_json::from_str(text.lines().next().unwrap_or("")).unwrap_or_default();
+    assert_eq!(
+        (code, &report["exported"]),
+        (0, &serde_json::json!(300)),
+        "{text}"
+    );
+    assert_eq!(sink.counts().spans, 300);
+    for f in [&fifo, &no_certificate, &ca] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_dir_all(&huge_dir);
+    let _ = std::fs::remove_dir_all(&empty_dir);
 }
 
 #[test]

@@ -20,27 +20,30 @@ pub(crate) struct Connector {
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
+/// The name `endpoint`'s certificate must hold. A host that cannot be
+/// checked against a certificate (not a DNS name or an IP address) is a
+/// configuration error: TLS is never dropped silently.
+pub(crate) fn tls_name(endpoint: &Endpoint) -> Result<ServerName<'static>, Error> {
+    ServerName::try_from(endpoint.host.clone()).map_err(|_| {
+        Error::config(format!(
+            "endpoint {}://{}: {:?} is not a host name TLS can verify",
+            endpoint.scheme, endpoint.authority, endpoint.host
+        ))
+    })
+}
+
 impl Connector {
-    /// A connector for `endpoint`, with TLS when `tls` is given. A host
-    /// that cannot be checked against a certificate (not a DNS name or an
-    /// IP address) is a configuration error: TLS is never dropped silently.
-    pub fn new(endpoint: &Endpoint, tls: Option<Arc<ClientConfig>>) -> Result<Connector, Error> {
-        let tls = match tls {
-            None => None,
-            Some(cfg) => {
-                let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| {
-                    Error::config(format!(
-                        "endpoint {}://{}: {:?} is not a host name TLS can verify",
-                        endpoint.scheme, endpoint.authority, endpoint.host
-                    ))
-                })?;
-                Some((cfg, name))
-            }
-        };
-        Ok(Connector {
+    /// A connector for `endpoint`, with TLS when `tls` is given (its
+    /// client configuration and the name the server's certificate must
+    /// hold, from [`tls_name`]).
+    pub fn new(
+        endpoint: &Endpoint,
+        tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    ) -> Connector {
+        Connector {
             address: endpoint.address(),
             tls,
-        })
+        }
     }
 
     pub async fn connect(&self) -> Result<Box<dyn IoStream>, ExportError> {

@@ -289,17 +289,21 @@ impl ExportSettings {
         {
             let s = &cfg.signals[signal];
             let tls = if endpoint.scheme == "https" {
+                // The host first: one TLS cannot verify is refused as such
+                // before the trust roots are read.
+                let name = connect::tls_name(endpoint)?;
                 let http1 =
                     s.protocol == Protocol::HttpProtobuf && cfg.http_version == HttpVersion::Http1;
-                match clients.iter().find(|(h1, _)| *h1 == http1) {
-                    Some((_, c)) => Some(c.clone()),
+                let config = match clients.iter().find(|(h1, _)| *h1 == http1) {
+                    Some((_, c)) => c.clone(),
                     None => {
                         let alpn: &[&[u8]] = if http1 { &[b"http/1.1"] } else { &[b"h2"] };
                         let c = crate::tls::client_config(&cfg.tls, alpn)?;
                         clients.push((http1, c.clone()));
-                        Some(c)
+                        c
                     }
-                }
+                };
+                Some((config, name))
             } else {
                 None
             };
@@ -324,7 +328,7 @@ impl ExportSettings {
                 signal,
                 protocol: s.protocol,
                 http_version: cfg.http_version,
-                connector: Connector::new(endpoint, tls)?,
+                connector: Connector::new(endpoint, tls),
                 endpoint: endpoint.clone(),
                 http_path: http_path.to_owned(),
                 uri,

@@ -674,7 +674,8 @@ typedef struct otlpflow_stats {
   uint64_t spool_failed;
   // Spool writes and reads that failed.
   uint64_t spool_errors;
-  // Histogram measurements dropped for being NaN or infinite.
+  // Measurements dropped: a histogram's NaN or infinity, a counter's
+  // add past `INT64_MAX`.
   uint64_t dropped_measurements;
 } otlpflow_stats;
 

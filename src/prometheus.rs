@@ -96,7 +96,7 @@ pub fn render(scrape: &Scrape) -> String {
     metric(
         "otlpflow_measurements_dropped_total",
         "counter",
-        "Histogram measurements dropped for being NaN or infinite.",
+        "Measurements dropped: histograms' NaN or infinite values, counters' adds past i64::MAX.",
         &[("", s.dropped_measurements)],
     );
     metric(

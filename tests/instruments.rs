@@ -308,3 +308,70 @@ fn histograms_drop_and_count_nan_and_infinite_measurements() {
         "the cumulative sums stay numbers"
     );
 }
+
+/// A monotonic sum goes on the wire as OTLP's `as_int`, a signed 64-bit
+/// integer. A counter given more than that can hold (one add past
+/// `i64::MAX`, or adds summing past it) was written as a negative number
+/// or wrapped round to a small one: a monotonic counter going backwards,
+/// which a backend reads as a reset. Now an add past `i64::MAX` is dropped
+/// and counted in `dropped_measurements`, and a sum past it stays at
+/// `i64::MAX`, through the plain and the bound handle, cumulative and delta.
+#[test]
+fn counters_never_go_negative_or_wrap_past_what_a_data_point_carries() {
+    for temporality in [Temporality::Cumulative, Temporality::Delta] {
+        let sink = keeping_sink();
+        let p = Pipeline::builder()
+            .endpoint(sink.endpoint())
+            .metrics_temporality(temporality)
+            .start()
+            .expect("start");
+        let scope = p.scope("instruments", "1");
+        let c = p.counter(&scope, "bytes", "By", "");
+        let bound = c.bind(&[KeyValue::new("disk", Value::Str("b"))]);
+        let max = i64::MAX as u64;
+        c.add(1 << 63, &[]); // one add past i64::MAX: dropped
+        c.add(5, &[]);
+        bound.add(u64::MAX); // dropped
+        bound.add(max - 1);
+        bound.add(3); // the sum passes i64::MAX: it stays there
+        p.flush(Duration::from_secs(10)).expect("flush");
+        c.add(max, &[]);
+        c.add(max, &[]); // the sums of these wrapped u64 round to 3
+        c.add(2, &[]);
+        bound.add(1);
+        let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
+        assert_eq!(s.dropped_measurements, 2, "{temporality:?}: {s:?}");
+        // (has attributes, value) of each point, in export order.
+        let mut points = Vec::new();
+        for req in sink.take_metric_requests() {
+            for rm in req.resource_metrics {
+                for sm in rm.scope_metrics {
+                    for m in sm.metrics {
+                        let Some(Data::Sum(sum)) = m.data else {
+                            panic!("{:?}", m.data)
+                        };
+                        assert!(sum.is_monotonic);
+                        for dp in sum.data_points {
+                            let Some(PNumber::AsInt(v)) = dp.value else {
+                                panic!("{:?}", dp.value)
+                            };
+                            points.push((!dp.attributes.is_empty(), v));
+                        }
+                    }
+                }
+            }
+        }
+        let (plain, bound_points): (Vec<_>, Vec<_>) = points.into_iter().partition(|p| !p.0);
+        let values = |v: Vec<(bool, i64)>| v.into_iter().map(|p| p.1).collect::<Vec<_>>();
+        assert_eq!(
+            (values(plain), values(bound_points)),
+            match temporality {
+                Temporality::Cumulative => (vec![5, i64::MAX], vec![i64::MAX, i64::MAX]),
+                // A delta interval starts from zero: the bound series' second
+                // interval holds its 1.
+                Temporality::Delta => (vec![5, i64::MAX], vec![i64::MAX, 1]),
+            },
+            "{temporality:?}"
+        );
+    }
+}

@@ -146,7 +146,8 @@ pub struct otlpflow_stats {
     pub spool_failed: u64,
     /// Spool writes and reads that failed.
     pub spool_errors: u64,
-    /// Histogram measurements dropped for being NaN or infinite.
+    /// Measurements dropped: a histogram's NaN or infinity, a counter's
+    /// add past `INT64_MAX`.
     pub dropped_measurements: u64,
 }
 

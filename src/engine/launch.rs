@@ -253,7 +253,7 @@ impl Engine {
             .instruments
             .read()
             .iter()
-            .map(|i| i.non_finite.load(Ordering::Relaxed))
+            .map(|i| i.dropped.load(Ordering::Relaxed))
             .sum();
         self.rate_window.lock().fill(Instant::now(), &mut s);
         s

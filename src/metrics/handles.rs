@@ -26,7 +26,10 @@ pub struct Histogram(pub(crate) Arc<Instrument>);
 
 /// A counter's series for one attribute set: `add` is one atomic add.
 #[derive(Clone)]
-pub struct BoundCounter(Arc<Series>);
+pub struct BoundCounter {
+    series: Arc<Series>,
+    instrument: Arc<Instrument>,
+}
 
 /// A histogram's series for one attribute set.
 #[derive(Clone)]
@@ -36,23 +39,35 @@ pub struct BoundHistogram {
 }
 
 impl Counter {
-    /// Adds `v` for this attribute set.
+    /// Adds `v` for this attribute set. A data point carries a sum of at
+    /// most `i64::MAX` (OTLP's `as_int`): an add past it is dropped and
+    /// counted (`Stats::dropped_measurements`), and a sum that passes it is
+    /// reported as `i64::MAX`, never as a negative or wrapped number.
     #[inline]
     pub fn add(&self, v: u64, attrs: &[KeyValue<'_>]) {
-        self.0.series(attrs).value.fetch_add(v, Ordering::Relaxed);
+        if self.0.refuses_add(v) {
+            return;
+        }
+        self.0.series(attrs).add_to_sum(v);
     }
 
     /// The series of one attribute set, to add to without looking it up.
     pub fn bind(&self, attrs: &[KeyValue<'_>]) -> BoundCounter {
-        BoundCounter(self.0.bind(attrs))
+        BoundCounter {
+            series: self.0.bind(attrs),
+            instrument: self.0.clone(),
+        }
     }
 }
 
 impl BoundCounter {
-    /// Adds `v`.
+    /// Adds `v`, as [`Counter::add`] does.
     #[inline]
     pub fn add(&self, v: u64) {
-        self.0.value.fetch_add(v, Ordering::Relaxed);
+        if self.instrument.refuses_add(v) {
+            return;
+        }
+        self.series.add_to_sum(v);
     }
 }
 

@@ -52,7 +52,8 @@ pub(crate) struct Series {
     attrs: Vec<u8>,
     /// Counter (u64), up-down counter (i64 as u64) or gauge (f64 bits).
     value: CachePadded<AtomicU64>,
-    /// Gauge: set since the last collection.
+    /// Gauge: set since the last collection. Counter: the sum passed
+    /// [`MAX_SUM`] (since the last collection, for delta).
     fresh: AtomicBool,
     hist: Option<cell::DoubleBuffered>,
     /// Collector-only state (cumulative histogram totals, last counter
@@ -85,9 +86,57 @@ pub(crate) struct Instrument {
     start_ns: u64,
     /// Start of the current delta interval.
     delta_start_ns: AtomicU64,
-    /// Histogram measurements dropped for being NaN or infinite: they fall
-    /// in no bucket, and one NaN made the sum NaN for good (cumulative).
-    pub(crate) non_finite: AtomicU64,
+    /// Measurements dropped: a histogram's NaN or infinity (it falls in
+    /// no bucket, and one NaN made the sum NaN for good, cumulative), or a
+    /// counter's add past [`MAX_SUM`].
+    pub(crate) dropped: AtomicU64,
+}
+
+/// The largest sum a counter's data point carries: OTLP's `as_int` is a
+/// signed 64-bit integer. A larger one went out negative, or wrapped round
+/// to a small one: a monotonic counter going backwards, which a backend
+/// reads as a reset.
+pub(crate) const MAX_SUM: u64 = i64::MAX as u64;
+
+impl Series {
+    /// Adds `v` (at most [`MAX_SUM`]) to a counter's sum. A sum that
+    /// passes `MAX_SUM` is marked, and reported as `MAX_SUM` from then on
+    /// (until the next delta interval): one add, and on the rare path a
+    /// store, where a saturating add would be a compare-and-swap loop
+    /// under contention.
+    #[inline]
+    pub(crate) fn add_to_sum(&self, v: u64) {
+        let old = self.value.fetch_add(v, Ordering::Relaxed);
+        // `old` and `v` are each at most MAX_SUM until the mark is set, so
+        // their sum cannot wrap a u64 before it is; once it is, what the
+        // sum holds no longer matters.
+        if old.wrapping_add(v) > MAX_SUM {
+            self.fresh.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A counter's sum as it goes out, `MAX_SUM` once it passed it;
+    /// `delta` takes it (and the mark) for the next interval.
+    fn take_sum(&self, delta: bool) -> u64 {
+        let (v, passed) = if delta {
+            (
+                self.value.swap(0, Ordering::Relaxed),
+                self.fresh.swap(false, Ordering::Relaxed),
+            )
+        } else {
+            (
+                self.value.load(Ordering::Relaxed),
+                self.fresh.load(Ordering::Relaxed),
+            )
+        };
+        // The mark may lag the add that set it: the sum itself says so too
+        // until a later add wraps it.
+        if passed || v > MAX_SUM {
+            MAX_SUM
+        } else {
+            v
+        }
+    }
 }
 
 // Attribute field numbers: NumberDataPoint 7, HistogramDataPoint 9.
@@ -192,7 +241,7 @@ impl Instrument {
             overflow: Arc::new(overflow),
             start_ns: now,
             delta_start_ns: AtomicU64::new(now),
-            non_finite: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -284,7 +333,18 @@ impl Instrument {
         if v.is_finite() {
             return false;
         }
-        self.non_finite.fetch_add(1, Ordering::Relaxed);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether a counter's add is dropped (past [`MAX_SUM`], which no data
+    /// point carries), and counts it if so.
+    #[inline]
+    fn refuses_add(&self, v: u64) -> bool {
+        if v <= MAX_SUM {
+            return false;
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -327,9 +387,11 @@ impl Instrument {
         for s in self.all_series() {
             match self.kind {
                 Kind::Counter | Kind::UpDownCounter => {
-                    let v = match temporality {
-                        Temporality::Cumulative => s.value.load(Ordering::Relaxed),
-                        Temporality::Delta => s.value.swap(0, Ordering::Relaxed),
+                    let delta = temporality == Temporality::Delta;
+                    let v = match self.kind {
+                        Kind::Counter => s.take_sum(delta),
+                        _ if delta => s.value.swap(0, Ordering::Relaxed),
+                        _ => s.value.load(Ordering::Relaxed),
                     };
                     if temporality == Temporality::Delta && v == 0 {
                         continue;

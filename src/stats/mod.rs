@@ -95,8 +95,9 @@ pub struct Stats {
     pub memory_peak: u64,
     /// Times a worker's circuit breaker opened.
     pub breaker_opened: u64,
-    /// Histogram measurements dropped for being NaN or infinite (they fall
-    /// in no bucket and would make the sum NaN or infinite for good).
+    /// Measurements dropped: a histogram's NaN or infinity (it falls in no
+    /// bucket and would make the sum NaN or infinite for good), a
+    /// counter's add past `i64::MAX` (no data point carries it).
     pub dropped_measurements: u64,
     /// Export round-trip latency.
     pub export_latency: Latency,

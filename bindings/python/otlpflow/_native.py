@@ -131,8 +131,16 @@ def _check(code, context):
 
 
 def _str(text):
-    """A Str pointing into `data` (which the caller keeps alive)."""
-    data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+    """A Str pointing into `data` (which the caller keeps alive): a str, or
+    bytes holding UTF-8 (the library checks them)."""
+    if isinstance(text, str):
+        data = text.encode("utf-8")
+    elif isinstance(text, (bytes, bytearray, memoryview)):
+        data = bytes(text)
+    else:
+        # bytes(5) is five NUL bytes: an int attribute key or span name went
+        # out as NULs, and bytes(10**10) allocated ten gigabytes first.
+        raise TypeError("expected a str, got %s %r" % (type(text).__name__, text))
     return _ffi.Str(data, len(data)), data
 
 

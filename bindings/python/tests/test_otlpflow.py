@@ -499,6 +499,33 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual((stats["offered"], stats["exported"]), (1, 1), stats)
         delivered(1)
 
+    def test_a_string_argument_that_is_not_a_string_raises(self):
+        # bytes(5) is five NUL bytes: an int attribute key or span name was
+        # sent as NULs, and a key of 10**12 tried to allocate a terabyte.
+        with pipeline() as p:
+            calls = {
+                "int name": lambda: p.record_span(4),
+                "int key": lambda: p.record_span("k", attributes={3: "x"}),
+                "huge int key": lambda: p.record_span("k", attributes={10 ** 12: "x"}),
+                "float key": lambda: p.record_span("k", attributes={2.5: "x"}),
+                "int event name": lambda: p.record_span("k", events=[(1, 2, None)]),
+                "int status message": lambda: p.record_span("k", status=("error", 6)),
+                "log key": lambda: p.record_log("k", attributes={7: "x"}),
+                "batch name": lambda: p.record_batch([{"name": 8}]),
+                "scope name": lambda: p.scope(9, "1"),
+                "metric unit": lambda: p.record_metric_point("m", 1.0, unit=10),
+            }
+            for what, call in calls.items():
+                with self.assertRaises(TypeError, msg=what):
+                    call()
+            # UTF-8 in bytes stays accepted; other bytes are refused by the library.
+            self.assertTrue(p.record_span(b"utf-8 name", attributes={b"key": "v"}))
+            with self.assertRaises(ValueError):
+                p.record_span(b"\xff\xfe")
+            stats = p.flush()
+            self.assertEqual((stats["offered"], stats["exported"]), (1, 1), stats)
+        delivered(1)
+
     def test_a_dead_endpoint_with_a_spool_writes_to_disk(self):
         import tempfile
         s = socket.socket()

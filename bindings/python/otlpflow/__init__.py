@@ -28,7 +28,7 @@ from ._instruments import Instrument
 from ._logging import LoggingHandler
 from ._native import *  # noqa: F401,F403  (the result codes and errors)
 from ._native import (Result, OtlpflowError, ConfigError, ShutdownError, FlushTimeout, version, _library,
-                      _recorded, _check, _Keep, _fill_value, _attributes, _id, _c_span, _fits, _U32, _U64,
+                      _recorded, _check, _Keep, _fill_value, _attributes, _id, _c_span, _fits, _millis, _U32, _U64,
                       _I64, INVALID_CONFIG, OK, TIMEOUT)
 from ._spans import CURRENT, Span, SpanContext, SpanTemplate
 
@@ -441,10 +441,11 @@ class Pipeline:
         return buf.value.decode() or None
 
     def _timed(self, fn, timeout, what):
+        ms = _millis(timeout, what + " timeout")
         self._hand_over()
         st = _ffi.Stats()
         with self._guard as h:
-            code = fn(h, int(timeout * 1000), ctypes.byref(st))
+            code = fn(h, ms, ctypes.byref(st))
         if code == TIMEOUT:
             raise FlushTimeout(code, "%s: timed out after %ss" % (what, timeout), self._with_buffers(st.to_dict()))
         _check(code, what)

@@ -7,8 +7,8 @@ import ctypes
 from typing import Any, Mapping, Optional, Union
 
 from . import _ffi
-from ._native import (ConfigError, _error, _check, _Keep, _fill_value, _Guard, _COMPRESSION, _PROTOCOL,
-                      INVALID_CONFIG, OK)
+from ._native import (ConfigError, _error, _check, _Keep, _fill_value, _Guard, _millis, _COMPRESSION,
+                      _PROTOCOL, INVALID_CONFIG, OK)
 
 
 def start(lib, *, endpoint: Optional[str], protocol: str, compression: str, service_name: Optional[str],
@@ -26,6 +26,11 @@ def start(lib, *, endpoint: Optional[str], protocol: str, compression: str, serv
         raise ConfigError(INVALID_CONFIG, "compression must be one of none, gzip, zstd")
     if policy not in ("drop", "block"):
         raise ConfigError(INVALID_CONFIG, "policy must be 'drop' or 'block'")
+    try:
+        max_wait_ms = _millis(max_wait, "max_wait")
+        linger_ms = None if linger is None else _millis(linger, "linger")
+    except (TypeError, ValueError) as e:
+        raise ConfigError(INVALID_CONFIG, str(e)) from None
     cfg = ctypes.c_void_p()
     _check(lib.otlpflow_config_new(ctypes.byref(cfg)), "config")
     try:
@@ -51,12 +56,12 @@ def start(lib, *, endpoint: Optional[str], protocol: str, compression: str, serv
             setting(lib.otlpflow_config_add_header(cfg, keep.str(k), keep.str(v)), "headers")
         if compression != "none" or not from_env:
             setting(lib.otlpflow_config_set_compression(cfg, _COMPRESSION[compression]), "compression")
-        setting(lib.otlpflow_config_set_policy(cfg, 1 if policy == "block" else 0, int(max_wait * 1000)),
+        setting(lib.otlpflow_config_set_policy(cfg, 1 if policy == "block" else 0, max_wait_ms),
                 "policy")
         setting(lib.otlpflow_config_set_shards(cfg, shards), "shards")
         setting(lib.otlpflow_config_set_workers(cfg, workers), "workers")
-        if linger is not None:
-            setting(lib.otlpflow_config_set_linger_ms(cfg, int(linger * 1000)), "linger")
+        if linger_ms is not None:
+            setting(lib.otlpflow_config_set_linger_ms(cfg, linger_ms), "linger")
         for name, value in settings.items():
             if isinstance(value, bool):
                 value = "true" if value else "false"
@@ -79,3 +84,4 @@ def _config_error(lib, cfg, code, what):
         return ConfigError(code, "%s: %s" % (what, buf.value.decode()))
     err = _error(code, what)
     return err if isinstance(err, Exception) else ConfigError(code, what)
+

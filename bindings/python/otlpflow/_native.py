@@ -144,6 +144,18 @@ def _str(text):
     return _ffi.Str(data, len(data)), data
 
 
+def _millis(seconds, what):
+    """`seconds` as the whole milliseconds of a native u64 argument.
+    ctypes keeps the low bits of a negative int: a linger of -1 s became
+    one of 2**64 - 1000 ms (batches left only when full or flushed), a
+    flush(-1) a wait without end. NaN and the infinities are refused too."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError("%s must be a number of seconds, got %s" % (what, type(seconds).__name__))
+    if not 0 <= seconds < float(1 << 44):  # NaN fails this too; 2**44 s is over 500,000 years
+        raise ValueError("%s must be a finite number of seconds, at least 0, got %r" % (what, seconds))
+    return int(seconds * 1000)
+
+
 _KINDS = _spans.KINDS
 _CODES = _spans.STATUS
 _COMPRESSION = {"none": 0, "gzip": 1, "zstd": 2}

@@ -526,6 +526,25 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual((stats["offered"], stats["exported"]), (1, 1), stats)
         delivered(1)
 
+    def test_durations_and_timeouts_that_are_negative_or_not_finite_are_refused(self):
+        # ctypes keeps the low bits of a negative int: linger=-1 was a linger
+        # of 2**64 - 1000 ms (batches left only when full or flushed), and
+        # flush(-1) a wait without end; NaN or infinity raised ValueError or
+        # OverflowError from int().
+        for kw in ({"linger": -1}, {"linger": float("nan")}, {"linger": float("inf")},
+                   {"max_wait": -0.5}, {"max_wait": float("nan")}, {"linger": "1"}):
+            with self.assertRaises(otlpflow.ConfigError, msg=kw) as e:
+                otlpflow.Pipeline(endpoint=ENDPOINT, from_env=False, **kw).close()
+            self.assertIn(next(iter(kw)), str(e.exception))
+        with otlpflow.Pipeline(endpoint=ENDPOINT, from_env=False, linger=0.002, max_wait=0) as p:
+            self.assertTrue(p.record_span("after the refusals"))
+            for timeout in (-1, float("nan"), float("inf")):
+                with self.assertRaises(ValueError, msg=timeout):
+                    p.flush(timeout)
+            stats = p.flush()
+            self.assertEqual(stats["exported"], 1, stats)
+        delivered(1)
+
     def test_a_dead_endpoint_with_a_spool_writes_to_disk(self):
         import tempfile
         s = socket.socket()

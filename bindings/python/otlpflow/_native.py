@@ -140,7 +140,8 @@ def _str(text):
     else:
         # bytes(5) is five NUL bytes: an int attribute key or span name went
         # out as NULs, and bytes(10**10) allocated ten gigabytes first.
-        raise TypeError("expected a str, got %s %r" % (type(text).__name__, text))
+        # Not the value itself: a header's value is a credential.
+        raise TypeError("expected a str, got %s" % type(text).__name__)
     return _ffi.Str(data, len(data)), data
 
 

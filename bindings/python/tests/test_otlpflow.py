@@ -518,6 +518,10 @@ class PipelineTest(unittest.TestCase):
             for what, call in calls.items():
                 with self.assertRaises(TypeError, msg=what):
                     call()
+            # A header's value never shows in the error: it is a credential.
+            with self.assertRaises(TypeError) as e:
+                otlpflow.Pipeline(endpoint=ENDPOINT, from_env=False, headers={"x-token": 31415926})
+            self.assertNotIn("31415926", str(e.exception))
             # UTF-8 in bytes stays accepted; other bytes are refused by the library.
             self.assertTrue(p.record_span(b"utf-8 name", attributes={b"key": "v"}))
             with self.assertRaises(ValueError):

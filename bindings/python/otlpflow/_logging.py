@@ -2,6 +2,8 @@
 
 import logging
 
+from ._spans import _message
+
 
 # Python logging levels to OTLP severity numbers (the OpenTelemetry
 # Python SDK's mapping: DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21).
@@ -36,19 +38,27 @@ class LoggingHandler(logging.Handler):
 
     def emit(self, record):
         try:
+            # Each may be None: threadName under `logging.logThreads =
+            # False` (an optimization the logging docs suggest), funcName in
+            # a record from `makeLogRecord`. A None made record_log raise,
+            # and every such record was lost to handleError.
             attributes = {
-                "code.function.name": record.funcName,
-                "code.file.path": record.pathname,
-                "code.line.number": record.lineno,
-                "thread.name": record.threadName,
-                "log.logger": record.name,
+                key: value
+                for key, value in (
+                    ("code.function.name", record.funcName),
+                    ("code.file.path", record.pathname),
+                    ("code.line.number", record.lineno),
+                    ("thread.name", record.threadName),
+                    ("log.logger", record.name),
+                )
+                if value is not None
             }
             for key, value in vars(record).items():
                 if key not in self._STANDARD and isinstance(value, (str, int, float, bool)):
                     attributes[key] = value
             if record.exc_info and record.exc_info[0] is not None:
                 attributes["exception.type"] = record.exc_info[0].__name__
-                attributes["exception.message"] = str(record.exc_info[1])
+                attributes["exception.message"] = _message(record.exc_info[1])
             self.pipeline.record_log(
                 self.format(record),
                 severity=_severity(record.levelno),

@@ -59,6 +59,16 @@ def _as_int(value, size):
     return int.from_bytes(value, "big")
 
 
+def _message(exc):
+    """`str(exc)`, or a stand-in when the exception's `__str__` itself
+    raises: the span's exit must never replace the caller's exception with
+    one of its own (as `traceback` prints such an exception)."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
 class SpanContext:
     """The identity of a span, possibly in another process: what
     `propagation.extract` returns and what a child span continues."""
@@ -178,7 +188,7 @@ class Span:
         (type, message, stack trace)."""
         attrs = {
             "exception.type": type(exc).__qualname__,
-            "exception.message": str(exc),
+            "exception.message": _message(exc),
             "exception.stacktrace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
         }
         if attributes:
@@ -198,7 +208,7 @@ class Span:
         if exc_type is not None:
             self.record_exception(exc)
             if rec[_STATUS] != 1:
-                rec[_STATUS], rec[_MESSAGE] = 2, "%s: %s" % (exc_type.__name__, exc)
+                rec[_STATUS], rec[_MESSAGE] = 2, "%s: %s" % (exc_type.__name__, _message(exc))
         # SpanBuffer.add, inlined: one Python call less on every span.
         spans = self._buffer.spans
         spans.append(rec)

@@ -549,6 +549,24 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(stats["exported"], 1, stats)
         delivered(1)
 
+    def test_an_exception_whose_str_fails_leaves_the_span_unchanged(self):
+        # The span's exit read str(exc) for the event and the status: an
+        # exception whose __str__ raised had the caller's exception replaced
+        # by that one (an `except Unprintable:` around the span missed it).
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("str() failed")
+        with pipeline() as p:
+            with self.assertRaises(Unprintable):
+                with p.span("fails"):
+                    raise Unprintable()
+            span = p.span("recorded by hand")
+            span.record_exception(Unprintable())
+            span.end()
+            stats = p.flush()
+            self.assertEqual(stats["exported"], 2, stats)
+        delivered(2)
+
     def test_a_dead_endpoint_with_a_spool_writes_to_disk(self):
         import tempfile
         s = socket.socket()
@@ -618,6 +636,41 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(stats["exported"], 202)
             self.assertEqual(stats["dropped_invalid"], 0)
         delivered(202, "logs")
+
+    def test_logging_handler_takes_records_without_thread_or_function_names(self):
+        # threadName is None under `logging.logThreads = False` (an
+        # optimization the logging docs suggest), funcName in a record made
+        # by makeLogRecord: each None made record_log raise, and the record
+        # was lost to handleError ("--- Logging error ---" on stderr).
+        import logging
+
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("str() failed")
+
+        with pipeline() as p:
+            logger = logging.getLogger("otlpflow.test.bare")
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+            handler = otlpflow.LoggingHandler(p)
+            logger.addHandler(handler)
+            threads = logging.logThreads
+            logging.logThreads = False
+            try:
+                logger.info("without a thread name")
+                logger.handle(logging.makeLogRecord(
+                    {"name": "otlpflow.test.bare", "msg": "made by hand", "levelno": logging.INFO,
+                     "levelname": "INFO"}))
+                try:
+                    raise Unprintable()
+                except Unprintable:
+                    logger.exception("an exception str() cannot print")
+            finally:
+                logging.logThreads = threads
+                logger.removeHandler(handler)
+            stats = p.flush()
+            self.assertEqual((stats["exported"], stats["dropped_invalid"]), (3, 0), stats)
+        delivered(3, "logs")
 
     def test_instruments_from_threads(self):
         with pipeline() as p:

@@ -20,7 +20,12 @@ with these differences (each a choice, see the README):
 - a link's `trace_state` is sent (the SDK's exporter leaves it out);
 - a scope's `schema_url` is not sent;
 - metrics: exemplars are not sent, and exponential histograms are refused
-  (counted as `dropped_invalid`); the SDK's default aggregations make none.
+  (counted as `dropped_invalid`); the SDK's default aggregations make none;
+- logs: a structured body or attribute value (a mapping, or a sequence
+  holding one or a sequence) is sent as its JSON text, where the SDK's
+  exporter sends an OTLP `kvlist` or nested array (otlpflow's C ABI carries
+  scalars and flat arrays); an attribute whose value is None is left out
+  and counted in the record's `dropped_attributes_count`.
 
 The resource is the SDK's (the first one seen), unless the pipeline was
 given one of its own (a service name, version or resource attribute).
@@ -31,6 +36,7 @@ tracer, logger and meter providers outlives each of them).
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Optional, Tuple
 
 from opentelemetry.sdk import trace as sdk_trace
@@ -151,6 +157,26 @@ class SpanProcessor(sdk_trace.SpanProcessor):
         return self._c.force_flush(timeout_millis)
 
 
+_SCALARS = (str, bytes, bool, int, float)
+
+
+def _flat(value):
+    """A log body or attribute value as otlpflow's C ABI carries it:
+    scalars and flat sequences of scalars as they are; a mapping, a
+    sequence holding one or a sequence, or another object, as JSON text (a
+    mapping's keys as strings, what JSON cannot hold by its `str`). Sent as
+    they were, a nested value made the whole record `dropped_invalid`, a
+    mapping attribute vanished and a mapping body arrived as Python's repr."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
+        return value
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):  # keys JSON cannot hold, a cycle
+        return str(value)
+
+
 class LogRecordProcessor(_SdkLogRecordProcessor):
     """Hands each emitted log record to otlpflow at once."""
 
@@ -167,14 +193,18 @@ class LogRecordProcessor(_SdkLogRecordProcessor):
             c.adopt(resource)
         sc = c.scope(getattr(log_data, "instrumentation_scope", None))
         severity = rec.severity_number.value if rec.severity_number is not None else 0
-        body = rec.body
-        if body is not None and not isinstance(body, (str, bytes, bool, int, float, list, tuple)):
-            body = str(body)
+        body = None if rec.body is None else _flat(rec.body)
         dropped = getattr(log_data, "dropped_attributes", None)
         if dropped is None:
             dropped = getattr(rec, "dropped_attributes", 0)
-        attributes = {k: v for k, v in (rec.attributes or {}).items()
-                      if isinstance(v, (str, bytes, bool, int, float, list, tuple))}
+        attributes = {}
+        for k, v in (rec.attributes or {}).items():
+            if v is None:
+                # No value to send (OTLP's empty AnyValue has no C ABI
+                # form): counted as dropped, on the record itself.
+                dropped += 1
+            else:
+                attributes[k] = _flat(v)
         try:
             self._c.pipeline.record_log(
                 body, severity=severity, severity_text=rec.severity_text or "", attributes=attributes,

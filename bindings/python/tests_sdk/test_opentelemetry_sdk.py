@@ -267,6 +267,48 @@ class ValuesPast64Bits(unittest.TestCase):
         p.close()
 
 
+@unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
+class StructuredLogs(unittest.TestCase):
+    def test_structured_bodies_and_attributes_arrive_as_json_text(self):
+        # The SDK takes mappings, nested sequences and None as log bodies and
+        # attribute values; otlpflow's C ABI carries scalars and flat arrays.
+        # A mapping attribute used to vanish, a list of mappings to make the
+        # whole record dropped_invalid, a mapping body to arrive as Python's
+        # repr. Now they arrive as JSON text, and a None is counted dropped.
+        from opentelemetry._logs import LogRecord
+        tmp = tempfile.mkdtemp()
+        r = Receiver(os.path.join(tmp, "structured.json"))
+        p = otlpflow.Pipeline(endpoint=r.endpoint, service_name="structured", from_env=False, policy="block",
+                              max_wait=10.0, shards=1, workers=1, linger=0.005)
+        lp = LoggerProvider()
+        lp.add_log_record_processor(otel_otlpflow.LogRecordProcessor(p))
+        logger = lp.get_logger("structured")
+        logger.emit(LogRecord(body={"event": "order placed", "items": [1, 2], "ok": True},
+                              attributes={"user": {"id": 7, "tier": "gold"}, "plain": "kept"}))
+        logger.emit(LogRecord(body=[{"sku": "a"}, {"sku": "b"}],
+                              attributes={"lines": [{"sku": "a"}], "tags": ["x", "y"], "none": None}))
+        logger.emit(LogRecord(body="plain text", attributes={"n": 3}))
+        lp.shutdown()
+        stats = p.shutdown()
+        counts, dumped = r.stop()
+        p.close()
+        self.assertEqual((stats["exported"], stats["dropped_invalid"]), (3, 0), stats)
+        logs = {json.dumps(e["log"]["body"], sort_keys=True): e["log"] for e in dumped["logs"]}
+
+        def attrs(log):
+            return {a["key"]: a["value"] for a in log.get("attributes", [])}
+        first = logs[json.dumps({"stringValue": '{"event": "order placed", "items": [1, 2], "ok": true}'})]
+        self.assertEqual(attrs(first), {"user": {"stringValue": '{"id": 7, "tier": "gold"}'},
+                                        "plain": {"stringValue": "kept"}})
+        second = logs[json.dumps({"stringValue": '[{"sku": "a"}, {"sku": "b"}]'})]
+        self.assertEqual(attrs(second), {"lines": {"stringValue": '[{"sku": "a"}]'},
+                                         "tags": {"arrayValue": {"values": [{"stringValue": "x"},
+                                                                            {"stringValue": "y"}]}}})
+        self.assertEqual(second.get("droppedAttributesCount"), 1)
+        third = logs[json.dumps({"stringValue": "plain text"})]
+        self.assertEqual(attrs(third), {"n": {"intValue": "3"}})
+
+
 @unittest.skipUnless(RECEIVER and TLS_DIR, "needs OTLPFLOW_RECEIVER and OTLPFLOW_TLS_DIR (run through cargo test)")
 class PythonTransports(unittest.TestCase):
     def test_grpc_and_http_in_clear_and_over_tls_to_a_real_receiver(self):

@@ -188,6 +188,104 @@ fn logs_through_the_sdk_arrive_with_their_fields() {
     }
 }
 
+/// Lists and maps in a log record's body and attributes (structured
+/// logging through the Logs API) arrive as OTLP arrays and kvlists, as the
+/// SDK's own exporter sends them; they went as their Rust `Debug` text
+/// (`Map({Static("user"): ...})`). Nesting past 16 levels goes as text.
+#[test]
+fn structured_log_bodies_and_attributes_arrive_as_kvlists_and_arrays() {
+    use opentelemetry::logs::AnyValue;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    use std::collections::{BTreeMap, HashMap};
+    let ours = sink();
+    let p = pipeline(&ours);
+    let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_log_processor(otlpflow::opentelemetry::LogProcessor::new(&p))
+        .build();
+    let logger = provider.logger("structured");
+    let list = |items: Vec<AnyValue>| AnyValue::ListAny(Box::new(items));
+    let user = AnyValue::Map(Box::new(HashMap::from([
+        ("id".into(), AnyValue::Int(7)),
+        ("tier".into(), AnyValue::String("gold".into())),
+    ])));
+    let mut r = logger.create_log_record();
+    r.set_body(AnyValue::Map(Box::new(HashMap::from([
+        ("event".into(), AnyValue::String("order placed".into())),
+        (
+            "items".into(),
+            list(vec![AnyValue::Int(1), list(vec![AnyValue::Boolean(true)])]),
+        ),
+        ("user".into(), user.clone()),
+    ]))));
+    r.add_attribute("user", user);
+    r.add_attribute("ratio", 0.5);
+    let mut deep = AnyValue::Int(0);
+    for _ in 0..40 {
+        deep = list(vec![deep]);
+    }
+    r.add_attribute("deep", deep);
+    logger.emit(r);
+    provider.shutdown().unwrap();
+    let logs: Vec<_> = ours
+        .take_log_requests()
+        .into_iter()
+        .flat_map(|req| req.resource_logs)
+        .flat_map(|rl| rl.scope_logs)
+        .flat_map(|sl| sl.log_records)
+        .collect();
+    assert_eq!(logs.len(), 1);
+    // Maps by key (the API's maps are hash maps: their order is not kept).
+    fn map(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> BTreeMap<String, V> {
+        let Some(V::KvlistValue(kvs)) = v.as_ref().and_then(|v| v.value.clone()) else {
+            panic!("not a kvlist: {v:?}")
+        };
+        kvs.values
+            .into_iter()
+            .map(|kv| (kv.key, kv.value.and_then(|v| v.value).unwrap()))
+            .collect()
+    }
+    fn array(v: &V) -> Vec<V> {
+        let V::ArrayValue(a) = v else {
+            panic!("not an array: {v:?}")
+        };
+        a.values.iter().map(|v| v.value.clone().unwrap()).collect()
+    }
+    let body = map(&logs[0].body);
+    assert_eq!(body["event"], V::StringValue("order placed".into()));
+    let items = array(&body["items"]);
+    assert_eq!(items[0], V::IntValue(1));
+    assert_eq!(array(&items[1]), vec![V::BoolValue(true)]);
+    let attrs: BTreeMap<_, _> = logs[0]
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone()))
+        .collect();
+    let nested_user = opentelemetry_proto::tonic::common::v1::AnyValue {
+        value: Some(body["user"].clone()),
+    };
+    for user in [map(&attrs["user"]), map(&Some(nested_user))] {
+        assert_eq!(
+            user,
+            BTreeMap::from([
+                ("id".to_owned(), V::IntValue(7)),
+                ("tier".to_owned(), V::StringValue("gold".into())),
+            ])
+        );
+    }
+    assert_eq!(
+        attrs["ratio"].as_ref().unwrap().value,
+        Some(V::DoubleValue(0.5))
+    );
+    let mut deep = attrs["deep"].as_ref().unwrap().value.clone().unwrap();
+    for _ in 0..16 {
+        deep = array(&deep).remove(0);
+    }
+    let V::StringValue(text) = deep else {
+        panic!("{deep:?}")
+    };
+    assert!(text.starts_with("ListAny([ListAny(["), "{text}");
+}
+
 #[test]
 fn sdk_metrics_travel_through_the_pipeline() {
     use opentelemetry::metrics::MeterProvider as _;

@@ -1,14 +1,14 @@
 //! The SDK's log processor: each `SdkLogRecord` straight into the ring.
 
-use opentelemetry::logs::AnyValue;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::SdkLogRecord;
 use std::time::Duration;
 
+use super::any_value::{Layout, Values};
 use super::{unix_nanos, Common};
 use crate::engine::Pipeline;
-use crate::record::{KeyValue, LogRecord, Severity, Value};
+use crate::record::{KeyValue, LogRecord, Severity};
 
 /// An `opentelemetry_sdk` log processor recording into a pipeline.
 #[derive(Debug)]
@@ -21,30 +21,25 @@ impl LogProcessor {
     }
 }
 
-/// A log attribute or body as an otlpflow value: scalars as they are,
-/// lists and maps (rare in logs) as their text.
-fn any_value<'a>(v: &'a AnyValue, text: &'a mut Option<String>) -> Value<'a> {
-    match v {
-        AnyValue::Int(i) => Value::I64(*i),
-        AnyValue::Double(f) => Value::F64(*f),
-        AnyValue::String(s) => Value::Str(s.as_str()),
-        AnyValue::Boolean(b) => Value::Bool(*b),
-        AnyValue::Bytes(b) => Value::Bytes(b),
-        other => Value::Str(text.insert(format!("{other:?}"))),
-    }
-}
-
 impl opentelemetry_sdk::logs::LogProcessor for LogProcessor {
     fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
         let attrs_src: Vec<_> = data.attributes_iter().collect();
-        let mut texts: Vec<Option<String>> = vec![None; attrs_src.len() + 1];
-        let (body_text, attr_texts) = texts.split_at_mut(1);
+        // Lists and maps (a structured body, say) go as OTLP arrays and
+        // kvlists: laid out first, then built in buffers of their own.
+        let mut layout = Layout::default();
+        for (_, v) in &attrs_src {
+            layout.visit(v);
+        }
+        if let Some(b) = data.body() {
+            layout.visit(b);
+        }
+        let (mut values, mut entries) = layout.buffers();
+        let mut nested = Values::new(&mut values, &mut entries, layout.texts());
         let attrs: Vec<KeyValue<'_>> = attrs_src
             .iter()
-            .zip(attr_texts.iter_mut())
-            .map(|((k, v), t)| KeyValue::new(k.as_str(), any_value(v, t)))
+            .map(|(k, v)| KeyValue::new(k.as_str(), nested.value(v)))
             .collect();
-        let body = data.body().map(|b| any_value(b, &mut body_text[0]));
+        let body = data.body().map(|b| nested.value(b));
         let (trace_id, span_id, flags) = data.trace_context().map_or(([0; 16], [0; 8], 0), |c| {
             (
                 c.trace_id.to_bytes(),

@@ -29,6 +29,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::SpanData;
 use parking_lot::RwLock;
 
+mod any_value;
 mod logs;
 mod metrics;
 

@@ -2,7 +2,8 @@
 //! counter, up-down counter and histogram for a bounded time while
 //! collections run; what the receiver got adds up to exactly what was
 //! recorded (delta temporality, so each collection carries only what is
-//! new, and nothing may be lost or counted twice).
+//! new, and nothing may be lost or counted twice; the up-down counter
+//! stays cumulative, so its last level is what was left).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use otlpflow::{KeyValue, Pipeline, Policy, Temporality, Value};
 #[derive(Default, Debug, PartialEq)]
 struct Totals {
     counter: i64,
-    updown: i64,
+    /// The up-down counter's last level, by attribute set.
+    updown: std::collections::BTreeMap<String, i64>,
     hist_count: u64,
     hist_sum: f64,
     hist_buckets: Vec<u64>,
@@ -36,7 +38,9 @@ fn totals(sink: &Sink) -> Totals {
                 for m in sm.metrics {
                     match m.data.expect("data") {
                         Data::Sum(s) => {
-                            assert_eq!(s.aggregation_temporality, 1, "delta");
+                            // Delta, but the up-down counter: cumulative.
+                            let cumulative = m.name == "inflight";
+                            assert_eq!(s.aggregation_temporality, 1 + cumulative as i32);
                             for dp in s.data_points {
                                 if dp
                                     .attributes
@@ -50,7 +54,9 @@ fn totals(sink: &Sink) -> Totals {
                                 };
                                 match m.name.as_str() {
                                     "ops" => t.counter += v,
-                                    "inflight" => t.updown += v,
+                                    "inflight" => {
+                                        t.updown.insert(format!("{:?}", dp.attributes), v);
+                                    }
                                     other => panic!("{other}"),
                                 }
                             }
@@ -164,7 +170,8 @@ fn concurrent_updates_and_collections_add_up_exactly() {
     assert!(extra > 0);
     let t = totals(&sink);
     assert_eq!(t.counter as u64, recorded, "{t:?}");
-    assert_eq!(t.updown, 0, "{t:?}");
+    assert_eq!(t.updown.len(), 3, "{t:?}");
+    assert!(t.updown.values().all(|v| *v == 0), "{t:?}");
     assert_eq!(t.hist_count, recorded, "{t:?}");
     // Values 0, 5, 10 cycle per thread: buckets (<=1, <=10, >10).
     let expect_sum: f64 = per_thread
@@ -374,4 +381,57 @@ fn counters_never_go_negative_or_wrap_past_what_a_data_point_carries() {
             "{temporality:?}"
         );
     }
+}
+
+/// Under delta temporality counters and histograms report what is new,
+/// but an up-down counter keeps reporting its level (cumulative), as the
+/// OpenTelemetry SDKs map a delta preference: a level sent as deltas is
+/// lost for good with one lost point, and backends rebuild it from the
+/// start. The up-down counter used to go out as deltas too.
+#[test]
+fn under_delta_an_up_down_counter_stays_cumulative() {
+    let sink = keeping_sink();
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .metrics_temporality(Temporality::Delta)
+        .start()
+        .expect("start");
+    let scope = p.scope("instruments", "1");
+    let ops = p.counter(&scope, "ops", "{op}", "");
+    let depth = p.up_down_counter(&scope, "queue.depth", "{item}", "");
+    ops.add(5, &[]);
+    depth.add(5, &[]);
+    p.flush(Duration::from_secs(10)).expect("flush");
+    ops.add(2, &[]);
+    depth.add(-2, &[]);
+    p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    // (name, temporality, value) in export order.
+    let mut points = Vec::new();
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    let Some(Data::Sum(sum)) = m.data else {
+                        panic!("{:?}", m.data)
+                    };
+                    for dp in sum.data_points {
+                        let Some(PNumber::AsInt(v)) = dp.value else {
+                            panic!("{:?}", dp.value)
+                        };
+                        points.push((m.name.clone(), sum.aggregation_temporality, v));
+                    }
+                }
+            }
+        }
+    }
+    let of = |name: &str| {
+        points
+            .iter()
+            .filter(|p| p.0 == name)
+            .map(|p| (p.1, p.2))
+            .collect::<Vec<_>>()
+    };
+    // AggregationTemporality: 1 delta, 2 cumulative.
+    assert_eq!(of("ops"), vec![(1, 5), (1, 2)], "{points:?}");
+    assert_eq!(of("queue.depth"), vec![(2, 5), (2, 3)], "{points:?}");
 }

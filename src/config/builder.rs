@@ -151,8 +151,11 @@ impl PipelineBuilder {
         self
     }
 
-    /// Temporality of the instruments' sums and histograms (default
-    /// cumulative).
+    /// Temporality of the instruments' counters and histograms (default
+    /// cumulative). Under `Delta` an up-down counter stays cumulative, as
+    /// the OpenTelemetry SDKs map a delta preference (its level would be
+    /// lost for good with one lost delta). The environment's
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` sets it.
     pub fn metrics_temporality(mut self, t: crate::record::Temporality) -> Self {
         self.temporality = t;
         self

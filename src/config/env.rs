@@ -23,7 +23,9 @@ impl PipelineBuilder {
     }
 
     /// Applies the standard environment variables: `OTEL_SERVICE_NAME`,
-    /// `OTEL_RESOURCE_ATTRIBUTES`, and `OTEL_EXPORTER_OTLP_{ENDPOINT,
+    /// `OTEL_RESOURCE_ATTRIBUTES`,
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, and
+    /// `OTEL_EXPORTER_OTLP_{ENDPOINT,
     /// PROTOCOL, HEADERS, COMPRESSION, TIMEOUT}` with their `_TRACES_`,
     /// `_LOGS_` and `_METRICS_` variants taking precedence for their
     /// signal; `_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` and
@@ -157,6 +159,20 @@ impl PipelineBuilder {
         }
         if let Some(v) = var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
             self.service_name = Some(v.trim().to_owned());
+        }
+        let name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+        if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+            // `lowmemory` differs from `delta` only for asynchronous
+            // counters, which otlpflow's instruments are not.
+            self.temporality = match v.trim().to_ascii_lowercase().as_str() {
+                "cumulative" => crate::record::Temporality::Cumulative,
+                "delta" | "lowmemory" => crate::record::Temporality::Delta,
+                other => {
+                    return Err(Error::config(format!(
+                        "{name}: {other:?} is not cumulative, delta or lowmemory"
+                    )))
+                }
+            };
         }
         self.apply_flow_env(&var)
     }
@@ -293,6 +309,33 @@ pub(super) fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_temporality_preference_is_read() {
+        use crate::record::Temporality;
+        let with = |v: &'static str| {
+            PipelineBuilder::default().apply_env_from(move |k: &str| {
+                (k == "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE").then(|| v.to_owned())
+            })
+        };
+        for (v, t) in [
+            ("delta", Temporality::Delta),
+            ("LowMemory", Temporality::Delta),
+            (" cumulative ", Temporality::Cumulative),
+        ] {
+            assert_eq!(with(v).unwrap().build().unwrap().temporality, t, "{v}");
+        }
+        let e = with("sometimes").err().unwrap();
+        assert!(
+            e.to_string().contains("TEMPORALITY_PREFERENCE") && e.to_string().contains("lowmemory"),
+            "{e}"
+        );
+        let default = PipelineBuilder::default().apply_env_from(|_| None).unwrap();
+        assert_eq!(
+            default.build().unwrap().temporality,
+            Temporality::Cumulative
+        );
+    }
 
     #[test]
     fn environment_variables_with_precedence() {

@@ -361,6 +361,13 @@ impl Instrument {
         temporality: Temporality,
         emit: &mut dyn FnMut(&MetricPoint<'_>, &[u8]),
     ) {
+        // An up-down counter reports its level whatever the preference, as
+        // the OpenTelemetry SDKs map a delta one: a level sent as deltas is
+        // lost for good with one lost point.
+        let temporality = match self.kind {
+            Kind::UpDownCounter => Temporality::Cumulative,
+            _ => temporality,
+        };
         let now = crate::clock::now_unix_nano();
         let start = match temporality {
             Temporality::Cumulative => self.start_ns,

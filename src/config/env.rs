@@ -23,7 +23,7 @@ impl PipelineBuilder {
     }
 
     /// Applies the standard environment variables: `OTEL_SERVICE_NAME`,
-    /// `OTEL_RESOURCE_ATTRIBUTES`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_METRIC_EXPORT_INTERVAL` (ms),
     /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, and
     /// `OTEL_EXPORTER_OTLP_{ENDPOINT,
     /// PROTOCOL, HEADERS, COMPRESSION, TIMEOUT}` with their `_TRACES_`,
@@ -159,6 +159,10 @@ impl PipelineBuilder {
         }
         if let Some(v) = var("OTEL_SERVICE_NAME").filter(|v| !v.trim().is_empty()) {
             self.service_name = Some(v.trim().to_owned());
+        }
+        let name = "OTEL_METRIC_EXPORT_INTERVAL";
+        if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+            self.metrics_interval = parse_millis(name, &v)?;
         }
         let name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
         if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
@@ -335,6 +339,25 @@ mod tests {
             default.build().unwrap().temporality,
             Temporality::Cumulative
         );
+    }
+
+    #[test]
+    fn the_metric_export_interval_is_read_in_milliseconds() {
+        let with = |v: &'static str| {
+            PipelineBuilder::default().apply_env_from(move |k: &str| {
+                (k == "OTEL_METRIC_EXPORT_INTERVAL").then(|| v.to_owned())
+            })
+        };
+        let c = with("15000").unwrap().build().unwrap();
+        assert_eq!(c.metrics_interval, Duration::from_secs(15));
+        let e = with("15s").err().unwrap();
+        assert!(e.to_string().contains("OTEL_METRIC_EXPORT_INTERVAL"), "{e}");
+        let c = PipelineBuilder::default()
+            .apply_env_from(|_| None)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.metrics_interval, Duration::from_secs(60));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! What the `tracing` and `log` bridges share: a bounded table of scopes
 //! by name, and a per-thread id generator.
 
-#[cfg(feature = "tracing")]
 use parking_lot::RwLock;
 
 use crate::engine::{Pipeline, Scope};

@@ -169,6 +169,10 @@ fn events_outside_spans_and_log_records_arrive_as_log_records() {
     // The log bridge (one logger per process: installed here only).
     otlpflow::log::init(&p, log::LevelFilter::Info).unwrap();
     log::warn!(target: "shop", "stock low for {}", "A-17");
+    // Key-values become attributes (they were left out).
+    let note = "n".repeat(3000);
+    log::info!(target: "shop", sku = "B-2", qty = 3, ratio = 0.5, urgent = true,
+        big = u64::MAX, at:? = (1, 2), note = note.as_str(); "restocked");
     log::debug!("below the level: not recorded");
     let s = p.shutdown(Duration::from_secs(10)).unwrap();
     s.check_identity().unwrap();
@@ -194,7 +198,7 @@ fn events_outside_spans_and_log_records_arrive_as_log_records() {
             }
         }
     }
-    assert_eq!(logs.len(), 3, "{logs:?}");
+    assert_eq!(logs.len(), 4, "{logs:?}");
     let find = |body: &str| {
         logs.iter()
             .find(|(_, l)| {
@@ -212,6 +216,26 @@ fn events_outside_spans_and_log_records_arrive_as_log_records() {
     let (scope, stock) = find("stock low for A-17");
     assert_eq!((scope.as_str(), stock.severity_number), ("shop", 13));
     assert!(stock.attributes.iter().any(|kv| kv.key == "code.lineno"));
+    let (_, restocked) = find("restocked");
+    let attr = |key: &str| {
+        restocked
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+            .unwrap_or_else(|| panic!("no attribute {key}: {restocked:?}"))
+    };
+    assert_eq!(attr("sku"), Any::StringValue("B-2".into()));
+    assert_eq!(attr("qty"), Any::IntValue(3));
+    assert_eq!(attr("ratio"), Any::DoubleValue(0.5));
+    assert_eq!(attr("urgent"), Any::BoolValue(true));
+    assert_eq!(attr("big"), Any::DoubleValue(u64::MAX as f64));
+    assert_eq!(attr("at"), Any::StringValue("(1, 2)".into()));
+    assert_eq!(
+        attr("note"),
+        Any::StringValue("n".repeat(1024)),
+        "cut at 1 KiB"
+    );
 }
 
 /// Installed as the global subscriber, the layer also sees what otlpflow's

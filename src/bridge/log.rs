@@ -1,7 +1,8 @@
 //! A `log` logger: every `log` record becomes an OTLP log record, with
-//! the level as its severity, the target as its scope, the module, file
-//! and line as `code.*` attributes, and (with the `tracing` feature and
-//! layer) the current `tracing` span's trace context.
+//! the level as its severity, the target as its scope, its key-values
+//! (`log::info!(order = 7; "...")`) and the module, file and line as
+//! attributes, and (with the `tracing` feature and layer) the current
+//! `tracing` span's trace context.
 //!
 //! ```no_run
 //! # let pipeline = otlpflow::Pipeline::builder().start().unwrap();
@@ -93,6 +94,14 @@ impl ::log::Log for OtlpLogger {
         if let Some(l) = record.line() {
             attrs.push(KeyValue::new("code.lineno", Value::I64(l as i64)));
         }
+        let mut pairs = Pairs::default();
+        let _ = record.key_values().visit(&mut pairs);
+        attrs.extend(
+            pairs
+                .kept
+                .iter()
+                .map(|(k, v)| KeyValue::new(k, v.as_value())),
+        );
         #[cfg(feature = "tracing")]
         let (trace_id, span_id) = super::tracing::current_context()
             .map_or(([0; 16], [0; 8]), |c| (c.trace_id, c.span_id));
@@ -105,6 +114,7 @@ impl ::log::Log for OtlpLogger {
             severity_text: record.level().as_str(),
             body: Some(Value::Str(&body)),
             attributes: &attrs,
+            dropped_attributes_count: pairs.dropped,
             trace_id,
             span_id,
             ..Default::default()
@@ -117,4 +127,75 @@ impl ::log::Log for OtlpLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// The most key-values kept from one record (as the `tracing` bridge keeps
+/// fields); past them, counted in `dropped_attributes_count`.
+const MAX_PAIRS: usize = 32;
+/// The most bytes of text kept from one value (a longer one is cut at a
+/// character boundary, as the `tracing` bridge cuts its text).
+const MAX_TEXT: usize = 1024;
+
+/// A record's key-values, owned for the time of the call.
+#[derive(Default)]
+struct Pairs {
+    kept: Vec<(String, PairValue)>,
+    dropped: u32,
+}
+
+/// A key-value's value: the types OTLP carries, else the value's text.
+enum PairValue {
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl PairValue {
+    fn as_value(&self) -> Value<'_> {
+        match self {
+            PairValue::I64(v) => Value::I64(*v),
+            PairValue::F64(v) => Value::F64(*v),
+            PairValue::Bool(v) => Value::Bool(*v),
+            PairValue::Str(v) => Value::Str(v),
+        }
+    }
+}
+
+impl<'kvs> ::log::kv::VisitSource<'kvs> for Pairs {
+    fn visit_pair(
+        &mut self,
+        key: ::log::kv::Key<'kvs>,
+        value: ::log::kv::Value<'kvs>,
+    ) -> Result<(), ::log::kv::Error> {
+        if self.kept.len() >= MAX_PAIRS {
+            self.dropped = self.dropped.saturating_add(1);
+            return Ok(());
+        }
+        let v = if let Some(b) = value.to_bool() {
+            PairValue::Bool(b)
+        } else if let Some(i) = value.to_i64() {
+            PairValue::I64(i)
+        } else if let Some(f) = value.to_f64() {
+            PairValue::F64(f)
+        } else if let Some(u) = value.to_u64() {
+            // Past i64: a double, as the `tracing` bridge sends a u64.
+            PairValue::F64(u as f64)
+        } else {
+            let mut text = match value.to_borrowed_str() {
+                Some(s) => s.to_owned(),
+                None => value.to_string(),
+            };
+            if text.len() > MAX_TEXT {
+                let mut end = MAX_TEXT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            PairValue::Str(text)
+        };
+        self.kept.push((key.as_str().to_owned(), v));
+        Ok(())
+    }
 }

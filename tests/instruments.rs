@@ -435,3 +435,74 @@ fn under_delta_an_up_down_counter_stays_cumulative() {
     assert_eq!(of("ops"), vec![(1, 5), (1, 2)], "{points:?}");
     assert_eq!(of("queue.depth"), vec![(2, 5), (2, 3)], "{points:?}");
 }
+
+/// Asking for an instrument a second time (the same scope, kind, name,
+/// unit, description and bounds; the name's case aside) returns the first,
+/// as the OpenTelemetry API specifies: one stream. Each call used to make a
+/// new instrument, with a series table of its own (32 KiB at the default
+/// cardinality limit), kept for the pipeline's life, and each exported its
+/// own point for the same metric and attributes: a counter made where it is
+/// used, on every request, grew without bound and reported conflicting
+/// values.
+#[test]
+fn asking_for_an_instrument_again_returns_the_same_stream() {
+    let sink = keeping_sink();
+    let p = Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .start()
+        .expect("start");
+    let scope = p.scope("instruments", "1");
+    for _ in 0..1000 {
+        p.counter(&scope, "requests", "{request}", "served")
+            .add(1, &[]);
+    }
+    p.counter(&scope, "Requests", "{request}", "served")
+        .add(1, &[]);
+    // Another identity is another stream.
+    p.counter(&scope, "requests", "{request}", "another description")
+        .add(7, &[]);
+    let h = p
+        .histogram(&scope, "latency", "ms", "", &[1.0])
+        .expect("histogram");
+    let again = p
+        .histogram(&scope, "latency", "ms", "", &[1.0])
+        .expect("histogram");
+    h.record(0.5, &[]);
+    again.record(2.0, &[]);
+    p.shutdown(Duration::from_secs(10)).expect("shutdown");
+    let mut sums = Vec::new();
+    let mut histograms = Vec::new();
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    match m.data {
+                        Some(Data::Sum(s)) => {
+                            for dp in s.data_points {
+                                let Some(PNumber::AsInt(v)) = dp.value else {
+                                    panic!("{dp:?}")
+                                };
+                                sums.push((m.name.clone(), m.description.clone(), v));
+                            }
+                        }
+                        Some(Data::Histogram(h)) => {
+                            for dp in h.data_points {
+                                histograms.push((m.name.clone(), dp.count, dp.bucket_counts));
+                            }
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+        }
+    }
+    sums.sort();
+    assert_eq!(
+        sums,
+        vec![
+            ("requests".into(), "another description".into(), 7),
+            ("requests".into(), "served".into(), 1001),
+        ]
+    );
+    assert_eq!(histograms, vec![("latency".into(), 2, vec![1, 1])]);
+}

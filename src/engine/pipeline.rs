@@ -152,7 +152,10 @@ impl Pipeline {
     }
 
     /// A monotonic counter (exported as a cumulative or delta sum, see
-    /// `PipelineBuilder::metrics_temporality`).
+    /// `PipelineBuilder::metrics_temporality`). Like every instrument:
+    /// asked for again with the same scope, name (regardless of ASCII
+    /// case), unit and description (and, for a histogram, bounds), it is
+    /// the same instrument, one stream, as the OpenTelemetry API specifies.
     pub fn counter(&self, scope: &Scope, name: &str, unit: &str, description: &str) -> Counter {
         Counter(self.instrument(Kind::Counter, scope, name, unit, description, Vec::new()))
     }
@@ -220,6 +223,22 @@ impl Pipeline {
         bounds: Vec<f64>,
     ) -> Arc<Instrument> {
         let inner = self.engine();
+        let mut all = inner.instruments.write();
+        // The same identity (scope, kind, name regardless of ASCII case,
+        // unit, description, bounds) is the same instrument, as the
+        // OpenTelemetry API specifies: one stream, however often it is
+        // asked for. Each call used to add one, kept for the pipeline's
+        // life and exported as a stream of its own for the same metric.
+        if let Some(same) = all.iter().find(|i| {
+            i.kind == kind
+                && i.scope == *scope
+                && i.name.eq_ignore_ascii_case(name)
+                && i.unit == unit
+                && i.description == description
+                && i.bounds == bounds
+        }) {
+            return same.clone();
+        }
         let i = Arc::new(Instrument::new(
             kind,
             *scope,
@@ -229,7 +248,8 @@ impl Pipeline {
             bounds,
             inner.config.cardinality_limit,
         ));
-        inner.instruments.write().push(i.clone());
+        all.push(i.clone());
+        drop(all);
         self.core.start_collector();
         i
     }

@@ -433,6 +433,11 @@ pub extern "C" fn otlpflow_instrument_record(
             Err(e) => return e,
         };
         if !value.is_finite() {
+            // A histogram counts what it drops (`dropped_measurements`); the
+            // caller is told too. Counters and gauges only tell.
+            if let Inst::Histogram(h) = &i.inst {
+                h.record(value, &[]);
+            }
             return R::InvalidArgument;
         }
         let mut values = ValuePool::new();

@@ -8,6 +8,7 @@
  * (and, for signals, expect_logs=N and expect_points=N). */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -432,6 +433,11 @@ static int signals(const char *endpoint, uint64_t n) {
   for (int i = 0; i < 4; i++) OK(otlpflow_instrument_record(hist, 3.5, NULL, 0));
   CHECK(otlpflow_instrument_record(counter, -1.0, NULL, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
   CHECK(otlpflow_instrument_record(counter, 0.5, NULL, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  /* NaN and the infinities: refused; the histogram also counts what it
+   * drops (dropped_measurements, below). */
+  CHECK(otlpflow_instrument_record(hist, NAN, NULL, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_instrument_record(hist, -INFINITY, NULL, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
+  CHECK(otlpflow_instrument_record(counter, INFINITY, NULL, 0) == OTLPFLOW_RESULT_INVALID_ARGUMENT);
   CHECK(otlpflow_instrument_record(NULL, 1.0, NULL, 0) == OTLPFLOW_RESULT_NULL_ARGUMENT);
   otlpflow_instrument *none = NULL;
   CHECK(otlpflow_pipeline_instrument(p, &scope, 42, s("x"), s(""), s(""), NULL, 0, &none) ==
@@ -449,6 +455,7 @@ static int signals(const char *endpoint, uint64_t n) {
   /* Shutdown collects again (cumulative: the same three series). */
   OK(otlpflow_pipeline_shutdown(p, 10000, &st));
   CHECK(st.in_flight == 0);
+  CHECK(st.dropped_measurements == 2);
   /* The mismatched histogram reached the engine and was counted there; the
    * unknown type and the bad severity were refused at the boundary. */
   CHECK(st.dropped[OTLPFLOW_DROP_REASON_INVALID] == 1);

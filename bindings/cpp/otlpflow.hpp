@@ -152,16 +152,22 @@ struct Scope {
 };
 
 /// Builds one span; owns copies of nothing, so the strings it is given must
-/// outlive the `record` call. Reusable: `clear()` and fill again.
+/// outlive the `record` call. Reusable: `clear(name)` and fill again.
 class SpanBuilder {
  public:
-  explicit SpanBuilder(std::string_view name) {
+  explicit SpanBuilder(std::string_view name) { clear(name); }
+  /// Starts a new span in this builder: new ids, both times now, no
+  /// attributes, events or status (the vectors keep their capacity).
+  SpanBuilder &clear(std::string_view name) {
     std::memset(&span_, 0, sizeof span_);
     span_.name = str(name);
     random_ids();
     auto now = now_ns();
     span_.start_time_unix_nano = now;
     span_.end_time_unix_nano = now;
+    attrs_.clear();
+    events_.clear();
+    return *this;
   }
   SpanBuilder &kind(Kind k) noexcept { span_.kind = static_cast<uint32_t>(k); return *this; }
   SpanBuilder &trace_id(const uint8_t (&id)[16]) noexcept { std::memcpy(span_.trace_id, id, 16); return *this; }

@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -183,8 +184,17 @@ class SpanBuilder {
   }
   SpanBuilder &attr(std::string_view key, std::string_view v) { return push(key, OTLPFLOW_VALUE_KIND_STR).str = str(v), *this; }
   SpanBuilder &attr(std::string_view key, const char *v) { return attr(key, std::string_view(v)); }
-  SpanBuilder &attr(std::string_view key, int64_t v) { return push(key, OTLPFLOW_VALUE_KIND_I64).i64 = v, *this; }
-  SpanBuilder &attr(std::string_view key, int v) { return attr(key, static_cast<int64_t>(v)); }
+  /// Any integer type (`int`, `long long`, `size_t`...: separate
+  /// overloads made most of them ambiguous); an unsigned value past
+  /// INT64_MAX goes as a double, as OTLP's int_value is signed.
+  template <typename T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+  SpanBuilder &attr(std::string_view key, T v) {
+    if constexpr (std::is_unsigned_v<T>) {
+      if (static_cast<uint64_t>(v) > static_cast<uint64_t>(INT64_MAX))
+        return attr(key, static_cast<double>(v));
+    }
+    return push(key, OTLPFLOW_VALUE_KIND_I64).i64 = static_cast<int64_t>(v), *this;
+  }
   SpanBuilder &attr(std::string_view key, double v) { return push(key, OTLPFLOW_VALUE_KIND_F64).f64 = v, *this; }
   SpanBuilder &attr(std::string_view key, bool v) { return push(key, OTLPFLOW_VALUE_KIND_BOOL).boolean = v, *this; }
   SpanBuilder &event(std::string_view name, uint64_t unix_ns = now_ns()) {

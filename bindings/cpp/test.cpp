@@ -1,5 +1,6 @@
 // Test of the C++ wrapper, run by ffi/tests/c_abi.rs under ASan/UBSan.
 // usage: test ENDPOINT; prints expect_received=N.
+#include <cstdint>
 #include <cstdio>
 #include <thread>
 #include <vector>
@@ -66,6 +67,11 @@ int main(int argc, char **argv) {
             .attr("app.item_id", i)
             .attr("thread", t)
             .attr("ratio", 0.25)
+            .attr("size", std::size_t{3})
+            .attr("long long", 5LL)
+            .attr("unsigned", 7u)
+            .attr("past int64", UINT64_MAX)
+            .attr("short", static_cast<short>(-2))
             .attr("ok", true)
             .event("cache.miss")
             .status(otlpflow::Code::Ok)

@@ -11,11 +11,12 @@ a dict with lower-case keys). A malformed `traceparent` gives None, as the
 W3C specification asks (the request starts a new trace).
 """
 
+import re
 from typing import Mapping, MutableMapping, Optional
 
 from ._spans import CURRENT, SpanContext
 
-__all__ = ["inject", "extract", "format_traceparent", "parse_traceparent"]
+__all__ = ["inject", "extract", "format_traceparent", "parse_traceparent", "parse_tracestate"]
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -53,10 +54,38 @@ def extract(headers: Mapping[str, str]) -> Optional[SpanContext]:
     ctx = parse_traceparent(tp)
     if ctx is not None:
         ts = headers.get("tracestate") or headers.get("Tracestate") or ""
-        # Kept as it came (the specification's limit is 512 characters
-        # worth keeping; longer ones are dropped rather than cut).
-        ctx.trace_state = ts.strip() if len(ts) <= 512 else ""
+        ctx.trace_state = parse_tracestate(ts)
     return ctx
+
+
+# W3C Trace Context, tracestate: a key is lower-case letters, digits and
+# `_-*/` (a simple key, at most 256 characters starting with a letter, or
+# `tenant@system`); a value is at most 256 printable ASCII characters but
+# `,` and `=`, not ending in a space.
+_KEY = re.compile(r"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})\Z")
+_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]\Z")
+
+
+def parse_tracestate(value: str) -> str:
+    """A `tracestate` value as it is propagated: its list-members joined by
+    commas, or "" when it is not a valid one (a member that is not
+    `key=value` by the specification's grammar, a key twice, more than 32
+    members, more than 512 characters), which the specification has a
+    vendor discard rather than pass on. It was kept as it came: a CR LF in
+    it went into the span and out again in `inject`'s headers."""
+    if len(value) > 512:
+        return ""
+    members, keys = [], set()
+    for member in value.split(","):
+        member = member.strip(" \t")
+        if not member:
+            continue
+        key, eq, val = member.partition("=")
+        if not eq or not _KEY.match(key) or not _VALUE.match(val) or key in keys:
+            return ""
+        keys.add(key)
+        members.append(member)
+    return ",".join(members) if len(members) <= 32 else ""
 
 
 def inject(headers: MutableMapping[str, str], span=None) -> None:

@@ -169,6 +169,15 @@ class PipelineTest(unittest.TestCase):
                 out = {}
                 propagation.inject(out)
                 self.assertEqual(out["tracestate"], "vendor=abc")
+            # tracestate: members kept (spaces round them dropped); one not
+            # valid by the grammar, a key twice, or a CR LF (it went into the
+            # span and out again in inject's headers) discards it all.
+            tp = headers["traceparent"]
+            for state, kept in (("a=1 , b@sys=x y,", "a=1,b@sys=x y"), ("a=1\r\nInjected: yes", ""),
+                                ("Upper=1", ""), ("a=1,a=2", ""), ("a=", ""), ("a=1,b=2=3", ""),
+                                (",".join("k%d=v" % i for i in range(33)), ""), ("k=" + "v" * 257, "")):
+                ctx = propagation.extract({"traceparent": tp, "tracestate": state})
+                self.assertEqual(ctx.trace_state, kept, repr(state))
             for bad in ("", "00-%s-%s-01" % ("0" * 32, "1" * 16), "00-xyz-1-01",
                         "ff-%s-%s-01" % ("1" * 32, "1" * 16), "00-%s-%s-01-extra" % ("1" * 32, "1" * 16)):
                 self.assertIsNone(propagation.extract({"traceparent": bad}), bad)

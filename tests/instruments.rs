@@ -91,6 +91,57 @@ fn keeping_sink() -> Sink {
     .expect("sink")
 }
 
+/// One integer sum data point as the receiver got it.
+#[derive(Debug)]
+struct IntPoint {
+    name: String,
+    /// OTLP's AggregationTemporality: 1 delta, 2 cumulative.
+    temporality: i32,
+    monotonic: bool,
+    attributes: usize,
+    value: i64,
+}
+
+/// Every sum's integer points the receiver got, in export order (panics on
+/// any other kind of metric or point).
+fn int_sums(sink: &Sink) -> Vec<IntPoint> {
+    let mut points = Vec::new();
+    for req in sink.take_metric_requests() {
+        for m in req
+            .resource_metrics
+            .into_iter()
+            .flat_map(|rm| rm.scope_metrics)
+            .flat_map(|sm| sm.metrics)
+        {
+            let Some(Data::Sum(sum)) = m.data else {
+                panic!("{:?}", m.data)
+            };
+            for dp in sum.data_points {
+                let Some(PNumber::AsInt(value)) = dp.value else {
+                    panic!("{:?}", dp.value)
+                };
+                points.push(IntPoint {
+                    name: m.name.clone(),
+                    temporality: sum.aggregation_temporality,
+                    monotonic: sum.is_monotonic,
+                    attributes: dp.attributes.len(),
+                    value,
+                });
+            }
+        }
+    }
+    points
+}
+
+/// A pipeline to `sink` with instruments of `temporality`.
+fn metrics_pipeline(sink: &Sink, temporality: Temporality) -> Pipeline {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .metrics_temporality(temporality)
+        .start()
+        .expect("start")
+}
+
 #[test]
 fn concurrent_updates_and_collections_add_up_exactly() {
     let sink = keeping_sink();
@@ -327,11 +378,7 @@ fn histograms_drop_and_count_nan_and_infinite_measurements() {
 fn counters_never_go_negative_or_wrap_past_what_a_data_point_carries() {
     for temporality in [Temporality::Cumulative, Temporality::Delta] {
         let sink = keeping_sink();
-        let p = Pipeline::builder()
-            .endpoint(sink.endpoint())
-            .metrics_temporality(temporality)
-            .start()
-            .expect("start");
+        let p = metrics_pipeline(&sink, temporality);
         let scope = p.scope("instruments", "1");
         let c = p.counter(&scope, "bytes", "By", "");
         let bound = c.bind(&[KeyValue::new("disk", Value::Str("b"))]);
@@ -348,28 +395,11 @@ fn counters_never_go_negative_or_wrap_past_what_a_data_point_carries() {
         bound.add(1);
         let s = p.shutdown(Duration::from_secs(10)).expect("shutdown");
         assert_eq!(s.dropped_measurements, 2, "{temporality:?}: {s:?}");
-        // (has attributes, value) of each point, in export order.
-        let mut points = Vec::new();
-        for req in sink.take_metric_requests() {
-            for rm in req.resource_metrics {
-                for sm in rm.scope_metrics {
-                    for m in sm.metrics {
-                        let Some(Data::Sum(sum)) = m.data else {
-                            panic!("{:?}", m.data)
-                        };
-                        assert!(sum.is_monotonic);
-                        for dp in sum.data_points {
-                            let Some(PNumber::AsInt(v)) = dp.value else {
-                                panic!("{:?}", dp.value)
-                            };
-                            points.push((!dp.attributes.is_empty(), v));
-                        }
-                    }
-                }
-            }
-        }
-        let (plain, bound_points): (Vec<_>, Vec<_>) = points.into_iter().partition(|p| !p.0);
-        let values = |v: Vec<(bool, i64)>| v.into_iter().map(|p| p.1).collect::<Vec<_>>();
+        let points = int_sums(&sink);
+        assert!(points.iter().all(|p| p.monotonic));
+        let (plain, bound_points): (Vec<_>, Vec<_>) =
+            points.into_iter().partition(|p| p.attributes == 0);
+        let values = |v: Vec<IntPoint>| v.into_iter().map(|p| p.value).collect::<Vec<_>>();
         assert_eq!(
             (values(plain), values(bound_points)),
             match temporality {
@@ -391,11 +421,7 @@ fn counters_never_go_negative_or_wrap_past_what_a_data_point_carries() {
 #[test]
 fn under_delta_an_up_down_counter_stays_cumulative() {
     let sink = keeping_sink();
-    let p = Pipeline::builder()
-        .endpoint(sink.endpoint())
-        .metrics_temporality(Temporality::Delta)
-        .start()
-        .expect("start");
+    let p = metrics_pipeline(&sink, Temporality::Delta);
     let scope = p.scope("instruments", "1");
     let ops = p.counter(&scope, "ops", "{op}", "");
     let depth = p.up_down_counter(&scope, "queue.depth", "{item}", "");
@@ -405,30 +431,12 @@ fn under_delta_an_up_down_counter_stays_cumulative() {
     ops.add(2, &[]);
     depth.add(-2, &[]);
     p.shutdown(Duration::from_secs(10)).expect("shutdown");
-    // (name, temporality, value) in export order.
-    let mut points = Vec::new();
-    for req in sink.take_metric_requests() {
-        for rm in req.resource_metrics {
-            for sm in rm.scope_metrics {
-                for m in sm.metrics {
-                    let Some(Data::Sum(sum)) = m.data else {
-                        panic!("{:?}", m.data)
-                    };
-                    for dp in sum.data_points {
-                        let Some(PNumber::AsInt(v)) = dp.value else {
-                            panic!("{:?}", dp.value)
-                        };
-                        points.push((m.name.clone(), sum.aggregation_temporality, v));
-                    }
-                }
-            }
-        }
-    }
+    let points = int_sums(&sink);
     let of = |name: &str| {
         points
             .iter()
-            .filter(|p| p.0 == name)
-            .map(|p| (p.1, p.2))
+            .filter(|p| p.name == name)
+            .map(|p| (p.temporality, p.value))
             .collect::<Vec<_>>()
     };
     // AggregationTemporality: 1 delta, 2 cumulative.

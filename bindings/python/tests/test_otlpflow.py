@@ -33,6 +33,18 @@ def delivered(n, kind="spans"):
             f.write("%s %d\n" % (kind, n))
 
 
+def logger_to(p, name, level):
+    """A logger sending only to `p` (through a LoggingHandler the caller
+    removes), and the handler."""
+    import logging
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(level)
+    handler = otlpflow.LoggingHandler(p)
+    logger.addHandler(handler)
+    return logger, handler
+
+
 def pipeline(**kw):
     kw.setdefault("policy", "block")
     kw.setdefault("max_wait", 10.0)
@@ -626,11 +638,7 @@ class PipelineTest(unittest.TestCase):
     def test_logging_handler_sends_python_log_records(self):
         import logging
         with pipeline() as p:
-            logger = logging.getLogger("otlpflow.test")
-            logger.propagate = False
-            logger.setLevel(logging.DEBUG)
-            handler = otlpflow.LoggingHandler(p)
-            logger.addHandler(handler)
+            logger, handler = logger_to(p, "otlpflow.test", logging.DEBUG)
             try:
                 for i in range(200):
                     logger.info("order %d placed", i, extra={"order.id": i, "tenant": "acme"})
@@ -658,11 +666,7 @@ class PipelineTest(unittest.TestCase):
                 raise RuntimeError("str() failed")
 
         with pipeline() as p:
-            logger = logging.getLogger("otlpflow.test.bare")
-            logger.propagate = False
-            logger.setLevel(logging.INFO)
-            handler = otlpflow.LoggingHandler(p)
-            logger.addHandler(handler)
+            logger, handler = logger_to(p, "otlpflow.test.bare", logging.INFO)
             threads = logging.logThreads
             logging.logThreads = False
             try:

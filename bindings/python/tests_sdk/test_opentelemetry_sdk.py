@@ -63,6 +63,15 @@ class Receiver:
             return counts, json.load(f)
 
 
+def receiver_and_pipeline(name):
+    """A receiver of its own (dumping to a temporary file) and a pipeline
+    to it that blocks rather than drops and sends at once."""
+    r = Receiver(os.path.join(tempfile.mkdtemp(), name + ".json"))
+    p = otlpflow.Pipeline(endpoint=r.endpoint, service_name=name, from_env=False, policy="block",
+                          max_wait=10.0, shards=1, workers=1, linger=0.005)
+    return r, p
+
+
 def by_key(entries, kind, key):
     return {key(e[kind]): e for e in entries}
 
@@ -230,10 +239,7 @@ class ValuesPast64Bits(unittest.TestCase):
         # a log record and a gauge point holding 2**70 are each refused and
         # counted (dropped_invalid), never raised into the caller's code nor
         # sent wrapped (ctypes made 2**70 a 0); the ordinary ones arrive.
-        tmp = tempfile.mkdtemp()
-        r = Receiver(os.path.join(tmp, "big.json"))
-        p = otlpflow.Pipeline(endpoint=r.endpoint, service_name="big-ints", from_env=False, policy="block",
-                              max_wait=10.0, shards=1, workers=1, linger=0.005)
+        r, p = receiver_and_pipeline("big-ints")
         tp = TracerProvider()
         tp.add_span_processor(otel_otlpflow.SpanProcessor(p))
         tracer = tp.get_tracer("big")
@@ -276,10 +282,7 @@ class StructuredLogs(unittest.TestCase):
         # whole record dropped_invalid, a mapping body to arrive as Python's
         # repr. Now they arrive as JSON text, and a None is counted dropped.
         from opentelemetry._logs import LogRecord
-        tmp = tempfile.mkdtemp()
-        r = Receiver(os.path.join(tmp, "structured.json"))
-        p = otlpflow.Pipeline(endpoint=r.endpoint, service_name="structured", from_env=False, policy="block",
-                              max_wait=10.0, shards=1, workers=1, linger=0.005)
+        r, p = receiver_and_pipeline("structured")
         lp = LoggerProvider()
         lp.add_log_record_processor(otel_otlpflow.LogRecordProcessor(p))
         logger = lp.get_logger("structured")

@@ -160,13 +160,22 @@ class Span:
     def context(self):
         return SpanContext(self.trace_id, self.span_id, 1, self.trace_state, is_remote=False)
 
+    # A span that has ended takes no more changes, and ends once, as the
+    # OpenTelemetry API specifies: its record may already be waiting in the
+    # buffer (a change would go out with it), and a second end recorded the
+    # span again, two spans with one span id.
+
     def set_attribute(self, key, value):
-        self._rec[_ATTRS][key] = value
+        if not self._rec[_END]:
+            self._rec[_ATTRS][key] = value
 
     def set_attributes(self, attributes):
-        self._rec[_ATTRS].update(attributes)
+        if not self._rec[_END]:
+            self._rec[_ATTRS].update(attributes)
 
     def add_event(self, name, attributes=None, timestamp=None):
+        if self._rec[_END]:
+            return
         ev = (_time_ns() if timestamp is None else timestamp, name,
               None if not attributes else attributes.copy() if attributes.__class__ is dict else dict(attributes))
         events = self._rec[_EVENTS]
@@ -180,6 +189,8 @@ class Span:
         as the OpenTelemetry specification has it)."""
         code = status if status.__class__ is int else STATUS[status]
         rec = self._rec
+        if rec[_END]:
+            return
         rec[_STATUS] = code
         rec[_MESSAGE] = message if code == 2 else ""
 
@@ -201,7 +212,9 @@ class Span:
 
     def __exit__(self, exc_type, exc, tb):
         rec = self._rec
-        rec[_END] = _time_ns()
+        if rec[_END]:
+            return False
+        end = _time_ns()
         if self._token is not None:
             CURRENT.reset(self._token)
             self._token = None
@@ -209,6 +222,7 @@ class Span:
             self.record_exception(exc)
             if rec[_STATUS] != 1:
                 rec[_STATUS], rec[_MESSAGE] = 2, "%s: %s" % (exc_type.__name__, _message(exc))
+        rec[_END] = end
         # SpanBuffer.add, inlined: one Python call less on every span.
         spans = self._buffer.spans
         spans.append(rec)
@@ -217,8 +231,10 @@ class Span:
         return False
 
     def end(self, end_time=None):
-        """Records the span (for spans used without `with`)."""
+        """Records the span (for spans used without `with`); once only."""
         rec = self._rec
+        if rec[_END]:
+            return
         rec[_END] = _time_ns() if end_time is None else end_time
         self._buffer.add(rec)
 

@@ -200,6 +200,29 @@ class PipelineTest(unittest.TestCase):
             self.assertEqual(p.shutdown()["exported"], 3)
         delivered(3)
 
+    def test_a_span_ends_once_and_takes_no_changes_after(self):
+        # A second end recorded the span again (two spans with one span id),
+        # and changes after the end went out with the record still waiting
+        # in the buffer; the OpenTelemetry API has both ignored.
+        with pipeline() as p:
+            s = p.span("ended twice")
+            s.end()
+            s.end()
+            with p.span("exited twice") as t:
+                pass
+            t.__exit__(None, None, None)
+            u = p.span("changed after")
+            u.end()
+            u.set_attribute("late", 1)
+            u.set_attributes({"later": 2})
+            u.add_event("late")
+            u.set_status("error", "late")
+            u.record_exception(ValueError("late"))
+            self.assertEqual((u.attributes, u.events, u.status), ({}, [], (0, "")))
+            stats = p.flush()
+            self.assertEqual((stats["offered"], stats["exported"]), (3, 3), stats)
+        delivered(3)
+
     def test_exceptions_and_status_on_spans(self):
         with pipeline() as p:
             with self.assertRaises(KeyError):

@@ -84,4 +84,3 @@ def _config_error(lib, cfg, code, what):
         return ConfigError(code, "%s: %s" % (what, buf.value.decode()))
     err = _error(code, what)
     return err if isinstance(err, Exception) else ConfigError(code, what)
-

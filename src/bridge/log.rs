@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use super::Scopes;
 use crate::clock::now_unix_nano;
 use crate::engine::Pipeline;
-use crate::record::{KeyValue, LogRecord, Severity, Value};
+use crate::record::{KeyValue, LogRecord, OwnedValue, Severity, Value};
 
 /// A `log::Log` recording into an otlpflow pipeline.
 pub struct OtlpLogger {
@@ -100,7 +100,7 @@ impl ::log::Log for OtlpLogger {
             pairs
                 .kept
                 .iter()
-                .map(|(k, v)| KeyValue::new(k, v.as_value())),
+                .filter_map(|(k, v)| Some(KeyValue::new(k, v.scalar()?))),
         );
         #[cfg(feature = "tracing")]
         let (trace_id, span_id) = super::tracing::current_context()
@@ -136,30 +136,11 @@ const MAX_PAIRS: usize = 32;
 /// character boundary, as the `tracing` bridge cuts its text).
 const MAX_TEXT: usize = 1024;
 
-/// A record's key-values, owned for the time of the call.
+/// A record's key-values, owned for the time of the call (scalars only).
 #[derive(Default)]
 struct Pairs {
-    kept: Vec<(String, PairValue)>,
+    kept: Vec<(String, OwnedValue)>,
     dropped: u32,
-}
-
-/// A key-value's value: the types OTLP carries, else the value's text.
-enum PairValue {
-    I64(i64),
-    F64(f64),
-    Bool(bool),
-    Str(String),
-}
-
-impl PairValue {
-    fn as_value(&self) -> Value<'_> {
-        match self {
-            PairValue::I64(v) => Value::I64(*v),
-            PairValue::F64(v) => Value::F64(*v),
-            PairValue::Bool(v) => Value::Bool(*v),
-            PairValue::Str(v) => Value::Str(v),
-        }
-    }
 }
 
 impl<'kvs> ::log::kv::VisitSource<'kvs> for Pairs {
@@ -173,14 +154,14 @@ impl<'kvs> ::log::kv::VisitSource<'kvs> for Pairs {
             return Ok(());
         }
         let v = if let Some(b) = value.to_bool() {
-            PairValue::Bool(b)
+            OwnedValue::Bool(b)
         } else if let Some(i) = value.to_i64() {
-            PairValue::I64(i)
+            OwnedValue::I64(i)
         } else if let Some(f) = value.to_f64() {
-            PairValue::F64(f)
+            OwnedValue::F64(f)
         } else if let Some(u) = value.to_u64() {
             // Past i64: a double, as the `tracing` bridge sends a u64.
-            PairValue::F64(u as f64)
+            OwnedValue::F64(u as f64)
         } else {
             let mut text = match value.to_borrowed_str() {
                 Some(s) => s.to_owned(),
@@ -193,7 +174,7 @@ impl<'kvs> ::log::kv::VisitSource<'kvs> for Pairs {
                 }
                 text.truncate(end);
             }
-            PairValue::Str(text)
+            OwnedValue::Str(text)
         };
         self.kept.push((key.as_str().to_owned(), v));
         Ok(())

@@ -247,7 +247,7 @@ impl From<f64> for OwnedValue {
 
 impl OwnedValue {
     /// The borrowed form of a scalar value; `None` for arrays.
-    fn scalar(&self) -> Option<Value<'_>> {
+    pub(crate) fn scalar(&self) -> Option<Value<'_>> {
         Some(match self {
             OwnedValue::Str(s) => Value::Str(s),
             OwnedValue::Bool(b) => Value::Bool(*b),

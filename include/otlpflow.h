@@ -677,6 +677,10 @@ typedef struct otlpflow_stats {
   // Measurements dropped: a histogram's NaN or infinity, a counter's
   // add past `INT64_MAX`.
   uint64_t dropped_measurements;
+  // `otlpflow_pipeline_scope` calls answered with the shared
+  // `otlpflow.overflow` scope because `max_scopes` scopes were
+  // registered.
+  uint64_t scopes_overflowed;
 } otlpflow_stats;
 
 // A Python object (`PyObject`, named apart from Python.h's), opaque

@@ -100,6 +100,12 @@ pub fn render(scrape: &Scrape) -> String {
         &[("", s.dropped_measurements)],
     );
     metric(
+        "otlpflow_scopes_overflowed_total",
+        "counter",
+        "Instrumentation scopes answered with otlpflow.overflow because max_scopes were registered.",
+        &[("", s.scopes_overflowed)],
+    );
+    metric(
         "otlpflow_records_in_flight",
         "gauge",
         "Records accepted and not yet exported, failed or rejected.",

@@ -149,6 +149,10 @@ pub struct otlpflow_stats {
     /// Measurements dropped: a histogram's NaN or infinity, a counter's
     /// add past `INT64_MAX`.
     pub dropped_measurements: u64,
+    /// `otlpflow_pipeline_scope` calls answered with the shared
+    /// `otlpflow.overflow` scope because `max_scopes` scopes were
+    /// registered.
+    pub scopes_overflowed: u64,
 }
 
 impl From<Stats> for otlpflow_stats {
@@ -210,6 +214,7 @@ impl From<Stats> for otlpflow_stats {
             spool_failed: s.spool.failed,
             spool_errors: s.spool.errors,
             dropped_measurements: s.dropped_measurements,
+            scopes_overflowed: s.scopes_overflowed,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use parking_lot::RwLock;
 
-use crate::engine::{Pipeline, Scope};
+use crate::engine::{Pipeline, Scope, OVERFLOW_SCOPE};
 
 /// Instrumentation scopes by name (a `tracing` target, a `log` target),
 /// registered once each, up to a bound: past it every further name shares
@@ -21,7 +21,7 @@ impl Scopes {
     pub(crate) fn new(pipeline: &Pipeline) -> Scopes {
         Scopes {
             known: RwLock::new(Vec::new()),
-            overflow: pipeline.scope("otlpflow.overflow", crate::VERSION),
+            overflow: pipeline.scope(OVERFLOW_SCOPE, crate::VERSION),
             overflowed: Default::default(),
         }
     }

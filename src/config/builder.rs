@@ -179,6 +179,15 @@ impl PipelineBuilder {
         self
     }
 
+    /// Distinct instrumentation scopes before further new ones are recorded
+    /// under the shared `otlpflow.overflow` scope (default 4096; counted in
+    /// `Stats::scopes_overflowed`). Each scope is held for the pipeline's
+    /// life, so a host naming scopes per tenant or request needs the bound.
+    pub fn max_scopes(mut self, n: usize) -> Self {
+        self.max_scopes = n;
+        self
+    }
+
     /// Trusts the CA certificates in this PEM file instead of the system's
     /// (for `https://` endpoints).
     pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {

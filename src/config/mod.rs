@@ -359,6 +359,8 @@ pub struct Config {
     pub(crate) temporality: crate::record::Temporality,
     /// Series per instrument before the overflow series.
     pub(crate) cardinality_limit: usize,
+    /// Scopes before new ones share the overflow scope.
+    pub(crate) max_scopes: usize,
     /// Export otlpflow's own metrics through itself.
     pub(crate) self_metrics: bool,
 }
@@ -462,6 +464,7 @@ pub struct PipelineBuilder {
     metrics_interval: Duration,
     temporality: crate::record::Temporality,
     cardinality_limit: usize,
+    max_scopes: usize,
     self_metrics: bool,
     protocol: Protocol,
     http_version: HttpVersion,
@@ -515,6 +518,7 @@ impl Default for PipelineBuilder {
             metrics_interval: Duration::from_secs(60),
             temporality: crate::record::Temporality::Cumulative,
             cardinality_limit: 2000,
+            max_scopes: 4096,
             self_metrics: false,
             protocol: Protocol::Grpc,
             http_version: HttpVersion::Http1,

@@ -111,6 +111,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("metrics_interval", "duration"),
     ("metrics_temporality", "cumulative or delta"),
     ("cardinality_limit", "count"),
+    ("max_scopes", "count"),
 ];
 
 /// `adaptive`, `adaptive:MIN:MAX` or a fixed count, applied to `b`.
@@ -328,6 +329,7 @@ impl PipelineBuilder {
                 }
             }
             "cardinality_limit" => b.cardinality_limit = count(v)?,
+            "max_scopes" => b.max_scopes = count(v)?,
             _ => return Err(Error::config(format!("{name}: unknown setting"))),
         }
         Ok(b)
@@ -401,6 +403,7 @@ mod tests {
             ("metrics_interval", "10s"),
             ("metrics_temporality", "delta"),
             ("cardinality_limit", "500"),
+            ("max_scopes", "100"),
             ("tls_ca_file", "/etc/ssl/ca.pem"),
             ("tls_client_cert", "/etc/ssl/client.pem"),
             ("tls_client_key", "/etc/ssl/client.key"),

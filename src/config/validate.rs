@@ -132,6 +132,9 @@ impl PipelineBuilder {
         if self.cardinality_limit == 0 || self.cardinality_limit > 1 << 20 {
             return Err(Error::config("cardinality_limit: must be in 1..=1048576"));
         }
+        if self.max_scopes == 0 || self.max_scopes > 1 << 20 {
+            return Err(Error::config("max_scopes: must be in 1..=1048576"));
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = self.shards.unwrap_or(cpus);
         if shards == 0 || shards > 1024 {
@@ -309,6 +312,7 @@ impl PipelineBuilder {
             metrics_interval: self.metrics_interval,
             temporality: self.temporality,
             cardinality_limit: self.cardinality_limit,
+            max_scopes: self.max_scopes,
             self_metrics: self.self_metrics,
         })
     }

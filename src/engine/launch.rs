@@ -129,6 +129,7 @@ impl Engine {
             producers: super::producer::Producers::new(),
             workers,
             scope_count: AtomicU32::new(scopes.len() as u32),
+            scopes_overflowed: AtomicU64::new(0),
             scopes: RwLock::new(scopes),
             closed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -249,6 +250,7 @@ impl Engine {
                 errors: c.errors.load(Ordering::Relaxed),
             };
         }
+        s.scopes_overflowed = self.scopes_overflowed.load(Ordering::Relaxed);
         s.dropped_measurements = self
             .instruments
             .read()

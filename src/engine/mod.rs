@@ -20,6 +20,7 @@ mod producer;
 mod receipt;
 mod record_path;
 mod scopes;
+pub(crate) use scopes::OVERFLOW_SCOPE;
 mod self_metrics;
 mod send;
 mod template;
@@ -147,6 +148,8 @@ struct Engine {
     /// `scopes.len()`, readable without the lock. Release/Acquire: a scope
     /// id is accepted only after its entry is in `scopes`.
     scope_count: AtomicU32,
+    /// `scope()` calls answered with the overflow scope (`max_scopes`).
+    scopes_overflowed: AtomicU64,
     /// The encoded `resource` field of every request; replaced at most
     /// once, by `Pipeline::adopt_resource`, while `resource_adoptable`.
     resource_field: RwLock<Bytes>,

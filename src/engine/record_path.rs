@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::producer::{thread_shard, Counts};
+use super::OVERFLOW_SCOPE;
 use super::{batch, Engine, Scope, Shard, AWAKE, IDLE, SCOPE_MASK, SIGNAL_SHIFT};
 use crate::config::Policy;
 use crate::error::RecordError;
@@ -218,13 +219,37 @@ impl Engine {
         attributes: &[(String, OwnedValue)],
     ) -> Scope {
         let encoded = Bytes::from(batch::scope_field(name, version, attributes));
-        let mut scopes = self.scopes.write();
-        let id = scopes.id(encoded);
-        self.scope_count
-            .store(scopes.len() as u32, Ordering::Release);
+        let limit = self.config.max_scopes;
+        // A known scope (the common case, and every new one once the table
+        // is full) takes the read lock only.
+        let found = self.scopes.read().find(&encoded, limit);
+        let (id, overflowed) = found.unwrap_or_else(|| {
+            let mut scopes = self.scopes.write();
+            let overflow = || Bytes::from(batch::scope_field(OVERFLOW_SCOPE, crate::VERSION, &[]));
+            let answer = scopes.register(encoded, limit, overflow);
+            self.scope_count
+                .store(scopes.len() as u32, Ordering::Release);
+            answer
+        });
+        if overflowed {
+            self.scope_overflow();
+        }
         Scope {
             id,
             pipeline: self.id,
+        }
+    }
+
+    /// Counts a scope answered with the overflow scope; the first one is
+    /// also the last error, naming the bound (not the scope: a host may
+    /// put anything in a name).
+    #[cold]
+    fn scope_overflow(&self) {
+        if self.scopes_overflowed.fetch_add(1, Ordering::Relaxed) == 0 {
+            *self.last_error.lock() = Some(format!(
+                "more than max_scopes ({}) scopes: later new scopes are recorded as {OVERFLOW_SCOPE}",
+                self.config.max_scopes
+            ));
         }
     }
 

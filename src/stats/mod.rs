@@ -99,6 +99,9 @@ pub struct Stats {
     /// bucket and would make the sum NaN or infinite for good), a
     /// counter's add past `i64::MAX` (no data point carries it).
     pub dropped_measurements: u64,
+    /// `scope()` calls answered with the shared `otlpflow.overflow` scope
+    /// because `max_scopes` scopes were registered.
+    pub scopes_overflowed: u64,
     /// Export round-trip latency.
     pub export_latency: Latency,
     /// Milliseconds since the pipeline started.

@@ -112,7 +112,7 @@ STATS_SPOOL = [
     "spooled", "spool_bytes", "spool_replayed", "spool_corrupt", "spool_dropped_full", "spool_failed",
     "spool_errors",
     # Then the instruments' own.
-    "dropped_measurements",
+    "dropped_measurements", "scopes_overflowed",
 ]
 
 class LogRecord(Structure):

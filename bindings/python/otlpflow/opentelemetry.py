@@ -71,6 +71,9 @@ def _attrs(attributes) -> Optional[Dict[str, Any]]:
     return dict(attributes) if attributes else None
 
 
+_CACHED_SCOPES = 4096
+
+
 class _Common:
     """The pipeline, the SDK's resource (adopted once) and the scopes."""
 
@@ -94,7 +97,12 @@ class _Common:
         key = (scope.name, scope.version or "", tuple(sorted(attrs.items())) if attrs else ())
         sc = self._scopes.get(key)
         if sc is None:
-            sc = self._scopes[key] = self.pipeline.scope(scope.name, scope.version or "", dict(attrs or {}))
+            sc = self.pipeline.scope(scope.name, scope.version or "", dict(attrs or {}))
+            # Bounded as the pipeline's own table is by default: past it a
+            # scope is looked up each time (and answered with the overflow
+            # scope by a full pipeline).
+            if len(self._scopes) < _CACHED_SCOPES:
+                self._scopes[key] = sc
         return sc
 
     def force_flush(self, timeout_millis: Optional[float]) -> bool:

@@ -274,6 +274,30 @@ class ValuesPast64Bits(unittest.TestCase):
 
 
 @unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
+class ScopesPerRequest(unittest.TestCase):
+    def test_tracers_named_per_request_share_the_overflow_scope_past_the_bound(self):
+        # A tracer per request name: each SDK scope used to be held by the
+        # pipeline (and the drop-in's cache) for the life of the process.
+        # Past max_scopes (here 4, one of them the Python package's own)
+        # the spans arrive under otlpflow.overflow, counted, none lost.
+        r = Receiver(os.path.join(tempfile.mkdtemp(), "scopes.json"))
+        p = otlpflow.Pipeline(endpoint=r.endpoint, from_env=False, policy="block", max_wait=10.0,
+                              shards=1, workers=1, linger=0.005, max_scopes=4)
+        tp = TracerProvider()
+        tp.add_span_processor(otel_otlpflow.SpanProcessor(p))
+        for i in range(10):
+            with tp.get_tracer("request-%d" % i).start_as_current_span("handle"):
+                pass
+        tp.shutdown()
+        stats = p.shutdown()
+        counts, dumped = r.stop()
+        p.close()
+        self.assertEqual((stats["exported"], stats["scopes_overflowed"]), (10, 7), stats)
+        scopes = sorted(e["scope"]["name"] for e in dumped["spans"])
+        self.assertEqual(scopes, ["otlpflow.overflow"] * 7 + ["request-0", "request-1", "request-2"])
+
+
+@unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
 class StructuredLogs(unittest.TestCase):
     def test_structured_bodies_and_attributes_arrive_as_json_text(self):
         # The SDK takes mappings, nested sequences and None as log bodies and

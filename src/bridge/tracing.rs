@@ -56,7 +56,7 @@ use super::{new_span_id, new_trace_id, Scopes};
 use crate::clock::now_unix_nano;
 use crate::engine::Pipeline;
 use crate::record::{
-    Event, KeyValue, LogRecord, Severity, Span, SpanKind, Status, StatusCode, Value,
+    Event, KeyValue, LogRecord, OwnedValue, Severity, Span, SpanKind, Status, StatusCode, Value,
 };
 
 /// The layer over `pipeline` (see the module docs).
@@ -90,42 +90,33 @@ impl OtlpLayer {
     }
 }
 
-/// A log event's field values (events outside spans, or `events_as_logs`).
-#[derive(Debug, Clone)]
-enum LogValue {
-    I64(i64),
-    F64(f64),
-    Bool(bool),
-    Str(String),
-}
-
 /// Reads an event's fields for a log record: `message` apart, the rest as
 /// attributes.
 #[derive(Default)]
 struct EventVisitor {
     message: String,
-    fields: Vec<(&'static str, LogValue)>,
+    fields: Vec<(&'static str, OwnedValue)>,
 }
 
 impl Visit for EventVisitor {
     fn record_i64(&mut self, f: &Field, v: i64) {
-        self.fields.push((f.name(), LogValue::I64(v)));
+        self.fields.push((f.name(), OwnedValue::I64(v)));
     }
     fn record_u64(&mut self, f: &Field, v: u64) {
-        let v = i64::try_from(v).map_or(LogValue::F64(v as f64), LogValue::I64);
+        let v = i64::try_from(v).map_or(OwnedValue::F64(v as f64), OwnedValue::I64);
         self.fields.push((f.name(), v));
     }
     fn record_f64(&mut self, f: &Field, v: f64) {
-        self.fields.push((f.name(), LogValue::F64(v)));
+        self.fields.push((f.name(), OwnedValue::F64(v)));
     }
     fn record_bool(&mut self, f: &Field, v: bool) {
-        self.fields.push((f.name(), LogValue::Bool(v)));
+        self.fields.push((f.name(), OwnedValue::Bool(v)));
     }
     fn record_str(&mut self, f: &Field, v: &str) {
         if f.name() == "message" {
             self.message = v.to_owned();
         } else {
-            self.fields.push((f.name(), LogValue::Str(v.to_owned())));
+            self.fields.push((f.name(), OwnedValue::Str(v.to_owned())));
         }
     }
     fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
@@ -134,7 +125,7 @@ impl Visit for EventVisitor {
         if f.name() == "message" {
             self.message = text;
         } else {
-            self.fields.push((f.name(), LogValue::Str(text)));
+            self.fields.push((f.name(), OwnedValue::Str(text)));
         }
     }
 }
@@ -150,18 +141,12 @@ fn severity(level: &Level) -> Severity {
     }
 }
 
-fn log_key_values<'a>(fields: &'a [(&'static str, LogValue)]) -> Vec<KeyValue<'a>> {
+/// The event's fields as attributes (each a scalar: the visitor makes no
+/// arrays).
+fn log_key_values<'a>(fields: &'a [(&'static str, OwnedValue)]) -> Vec<KeyValue<'a>> {
     fields
         .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                LogValue::I64(i) => Value::I64(*i),
-                LogValue::F64(f) => Value::F64(*f),
-                LogValue::Bool(b) => Value::Bool(*b),
-                LogValue::Str(s) => Value::Str(s),
-            };
-            KeyValue::new(k, v)
-        })
+        .filter_map(|(k, v)| Some(KeyValue::new(k, v.scalar()?)))
         .collect()
 }
 

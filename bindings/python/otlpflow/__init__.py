@@ -341,7 +341,10 @@ class Pipeline:
         span (this thread's or asyncio task's current one) it continues that
         span's trace as its child; `parent` (a Span or a SpanContext from
         `otlpflow.propagation.extract`) names the parent explicitly.
-        Recorded spans wait in a bounded buffer (see `batch_spans`).
+        `kind` is "internal", "server", "client", "producer", "consumer"
+        or "unspecified", in lower case or OpenTelemetry's upper case
+        ("SERVER"), or the OTLP number. Recorded spans wait in a bounded
+        buffer (see `batch_spans`).
 
         (Replaced on each pipeline by its own function of the same
         arguments: one Python call less per span.)"""

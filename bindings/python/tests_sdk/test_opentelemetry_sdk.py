@@ -298,6 +298,36 @@ class ScopesPerRequest(unittest.TestCase):
 
 
 @unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
+class KindAndStatusNames(unittest.TestCase):
+    def test_kinds_and_status_codes_take_opentelemetrys_spelling_too(self):
+        # OpenTelemetry's enums spell kinds and codes in upper case
+        # (SpanKind.SERVER, StatusCode.ERROR); kind="SERVER" used to raise
+        # a bare KeyError('SERVER') out of p.span().
+        r, p = receiver_and_pipeline("kinds")
+        try:
+            with p.span("upper", kind="SERVER") as s:
+                s.set_status("ERROR", "failed")
+            with p.span("lower", kind="server") as s:
+                s.set_status("error", "failed")
+            p.record_span("record", kind="CONSUMER", status=("OK", ""))
+            t = p.span_template("templated", kind="PRODUCER")
+            with t.span():
+                pass
+            with self.assertRaises(KeyError):
+                p.span("unknown", kind="Server")
+        finally:
+            p.shutdown()
+            counts, dumped = r.stop()
+            p.close()
+        got = {e["span"]["name"]: (e["span"]["kind"], e["span"].get("status", {}).get("code"))
+               for e in dumped["spans"]}
+        self.assertEqual(got, {"upper": ("SPAN_KIND_SERVER", "STATUS_CODE_ERROR"),
+                               "lower": ("SPAN_KIND_SERVER", "STATUS_CODE_ERROR"),
+                               "record": ("SPAN_KIND_CONSUMER", "STATUS_CODE_OK"),
+                               "templated": ("SPAN_KIND_PRODUCER", None)})
+
+
+@unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
 class StructuredLogs(unittest.TestCase):
     def test_structured_bodies_and_attributes_arrive_as_json_text(self):
         # The SDK takes mappings, nested sequences and None as log bodies and

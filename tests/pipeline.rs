@@ -6,20 +6,12 @@ use std::collections::HashSet;
 
 mod support;
 use std::time::{Duration, Instant};
+use support::keeping_sink;
 
 use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{
     workload, Compression, KeyValue, Pipeline, Policy, RecordError, RetryConfig, Span, Stats, Value,
 };
-
-fn sink() -> Sink {
-    Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .expect("sink starts")
-}
 
 fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
     Pipeline::builder()
@@ -79,7 +71,7 @@ fn every_span_is_delivered_exactly_once_with_each_compression() {
         (Compression::Zstd, -3, false),
         (Compression::None, 1, true),
     ] {
-        let sink = sink();
+        let sink = keeping_sink();
         let p = builder(&sink.endpoint())
             .compression(compression)
             .compression_level(level)
@@ -127,7 +119,7 @@ fn every_span_is_delivered_exactly_once_with_each_compression() {
 
 #[test]
 fn flush_returns_after_everything_accepted_before_it_is_acknowledged() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint())
         .linger(Duration::from_secs(30))
         .max_batch_items(10_000)
@@ -147,7 +139,7 @@ fn flush_returns_after_everything_accepted_before_it_is_acknowledged() {
 
 #[test]
 fn shutdown_refuses_later_records_with_a_clear_error() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint()).start().unwrap();
     let scope = p.scope("itest", "1");
     record_n(&p, 1, 10);
@@ -166,7 +158,7 @@ fn shutdown_refuses_later_records_with_a_clear_error() {
 
 #[test]
 fn unavailable_is_retried_and_then_delivered() {
-    let sink = sink();
+    let sink = keeping_sink();
     sink.fail_next(3, 14);
     let p = builder(&sink.endpoint()).workers(1).start().unwrap();
     record_n(&p, 1, 50);
@@ -183,7 +175,7 @@ fn unavailable_is_retried_and_then_delivered() {
 
 #[test]
 fn a_permanent_error_is_counted_as_failed_and_not_retried() {
-    let sink = sink();
+    let sink = keeping_sink();
     sink.fail_next(1, 3); // INVALID_ARGUMENT
     let p = builder(&sink.endpoint())
         .workers(1)
@@ -290,7 +282,7 @@ fn block_policy_delivers_everything_through_a_tiny_ring() {
 
 #[test]
 fn record_batch_reports_accepted_and_dropped() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint()).ring_bytes(4096).start().unwrap();
     let scope = p.scope("itest", "1");
     let big = "x".repeat(3000);
@@ -315,7 +307,7 @@ fn record_batch_reports_accepted_and_dropped() {
 
 #[test]
 fn a_scope_of_another_pipeline_is_refused() {
-    let sink = sink();
+    let sink = keeping_sink();
     let a = builder(&sink.endpoint()).start().unwrap();
     let b = builder(&sink.endpoint()).start().unwrap();
     let foreign = b.scope("b", "1");
@@ -336,7 +328,7 @@ fn a_scope_of_another_pipeline_is_refused() {
 #[test]
 fn a_malformed_request_is_an_error_at_the_sink_not_a_crash() {
     // Speak HTTP/2 to the sink by hand with a body that is not protobuf.
-    let sink = sink();
+    let sink = keeping_sink();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -365,7 +357,7 @@ fn a_malformed_request_is_an_error_at_the_sink_not_a_crash() {
 
 #[test]
 fn user_headers_user_agent_and_timeout_reach_the_receiver() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint())
         .header("x-api-key", "secret-value")
         .request_timeout(Duration::from_millis(2500))
@@ -382,7 +374,7 @@ fn user_headers_user_agent_and_timeout_reach_the_receiver() {
 
 #[test]
 fn the_ingest_rate_limit_refuses_and_counts_the_excess() {
-    let sink = sink();
+    let sink = keeping_sink();
     // 1000 records per second with a burst of 50: a tight loop of 2000
     // records gets the burst and whatever the rate refills meanwhile.
     let p = builder(&sink.endpoint())
@@ -465,7 +457,7 @@ fn the_batch_size_adapts_to_hold_the_latency_target() {
 
 #[test]
 fn the_prometheus_endpoint_serves_the_same_numbers_as_stats() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint())
         .prometheus("127.0.0.1:0".parse().unwrap())
         .start()
@@ -526,7 +518,7 @@ fn the_prometheus_endpoint_serves_the_same_numbers_as_stats() {
 #[test]
 fn self_metrics_travel_through_the_pipeline_as_otlp_metrics() {
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value as N};
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint())
         .self_metrics(true)
         .metrics_interval(Duration::from_millis(50))

@@ -3,20 +3,14 @@
 //! records under later ones arrive under the shared `otlpflow.overflow`
 //! scope, counted; none is lost.
 
+mod support;
+use support::keeping_sink;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
-use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::sink::Sink;
 use otlpflow::{Pipeline, Policy, Span};
-
-fn sink() -> Sink {
-    Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .expect("sink starts")
-}
 
 fn builder(endpoint: &str) -> otlpflow::PipelineBuilder {
     Pipeline::builder()
@@ -61,7 +55,7 @@ fn scopes_past_the_bound_are_recorded_under_the_overflow_scope() {
     // The default bound, 4096: a million scopes used to hold 300 MB for
     // the pipeline's life (each worker's cache and each batch's index are
     // sized by the highest scope id).
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint()).start().unwrap();
     let first = p.scope("tenant-0", "1");
     for i in 0..4_100u64 {
@@ -86,7 +80,7 @@ fn scopes_past_the_bound_are_recorded_under_the_overflow_scope() {
 
 #[test]
 fn the_bound_is_a_setting_and_an_overflow_scope_registered_first_is_reused() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = builder(&sink.endpoint())
         .set("max_scopes", "2")
         .unwrap()

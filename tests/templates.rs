@@ -5,23 +5,17 @@
 
 use std::time::Duration;
 
+mod support;
+use support::keeping_sink;
+
 use opentelemetry_proto::tonic::trace::v1 as pt;
-use otlpflow::sink::{Sink, SinkOptions, Verify};
+use otlpflow::sink::Sink;
 use otlpflow::{
     workload, AttributeSet, KeyValue, LogRecord, MetricData, MetricPoint, Number, Pipeline, Policy,
     Severity, Temporality, Value,
 };
 
 const NOW: u64 = 1_700_000_000_000_000_000;
-
-fn sink() -> Sink {
-    Sink::start(SinkOptions {
-        verify: Verify::Full,
-        keep_requests: true,
-        ..SinkOptions::default()
-    })
-    .expect("sink starts")
-}
 
 fn pipeline(sink: &Sink) -> Pipeline {
     Pipeline::builder()
@@ -49,7 +43,7 @@ fn received_spans(sink: &Sink) -> Vec<pt::Span> {
 fn templated_spans_arrive_as_the_plain_spans_they_stand_for() {
     const N: u64 = 2_000;
     let run = |templated: bool| -> Vec<pt::Span> {
-        let sink = sink();
+        let sink = keeping_sink();
         let p = pipeline(&sink);
         let scope = p.scope("templates", "1");
         let template = workload::benchmark_template(&p, &scope);
@@ -98,7 +92,7 @@ fn templated_spans_arrive_as_the_plain_spans_they_stand_for() {
 
 #[test]
 fn a_template_of_another_pipeline_is_refused_and_counted() {
-    let sink = sink();
+    let sink = keeping_sink();
     let a = pipeline(&sink);
     let b = pipeline(&sink);
     let template = workload::benchmark_template(&a, &a.scope("a", "1"));
@@ -111,7 +105,7 @@ fn a_template_of_another_pipeline_is_refused_and_counted() {
 
 #[test]
 fn one_attribute_set_serves_logs_and_metric_points() {
-    let sink = sink();
+    let sink = keeping_sink();
     let p = pipeline(&sink);
     let scope = p.scope("templates", "1");
     let set = AttributeSet::new(&[
@@ -188,7 +182,7 @@ fn spans_larger_than_the_scratch_space_arrive_whole() {
     // Spans are encoded into 16 KiB of per-thread scratch space in one
     // pass; a larger one is sized first and written in place. Sizes on both
     // sides of the limit, plain and templated, arrive byte for byte.
-    let sink = sink();
+    let sink = keeping_sink();
     let p = pipeline(&sink);
     let scope = p.scope("templates", "1");
     let template = p.template(&scope, "big", otlpflow::SpanKind::Client, &[]);

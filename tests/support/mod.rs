@@ -1,6 +1,7 @@
-//! What several test files share: scraping the Prometheus endpoint, the
-//! small pipeline the full-ring tests use, and an allocator that counts the
-//! calling thread's allocations.
+//! What several test files share: the embedded receiver keeping what it
+//! decoded, scraping the Prometheus endpoint, the small pipeline the
+//! full-ring tests use, and an allocator that counts the calling thread's
+//! allocations.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -8,7 +9,19 @@ use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
+use otlpflow::sink::{Sink, SinkOptions, Verify};
 use otlpflow::{Pipeline, PipelineBuilder, Policy};
+
+/// The embedded receiver on loopback, decoding every request in full and
+/// keeping it for the test to read.
+pub fn keeping_sink() -> Sink {
+    Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .expect("sink starts")
+}
 
 /// The body of `GET /metrics` from `addr`, the HTTP head included.
 pub fn scrape(addr: SocketAddr) -> String {

@@ -475,3 +475,81 @@ fn idle_connections_close_and_pinged_ones_stay() {
     assert_eq!(s.exported, 200);
     assert_eq!(sink.counts().connections, 1, "PINGs kept the connection");
 }
+
+#[test]
+fn redirects_within_the_endpoints_origin_are_followed_and_others_reported() {
+    // The OTLP specification leaves other answers to HTTP: a 307 or 308
+    // repeats the POST at its Location (a 3xx used to fail the batch for
+    // good). Here a relative and an absolute Location, two hops.
+    for wire in [Wire::Http1, Wire::Http2] {
+        let sink = sink();
+        let base = sink.http_endpoint().unwrap();
+        let redirect = |status: u16, location: &str| Fault::Redirect {
+            status,
+            location: location.to_owned(),
+        };
+        sink.inject(redirect(307, "/v1/traces?moved=1"), 1);
+        sink.inject(redirect(308, &format!("{base}/v1/traces?moved=2")), 1);
+        let (s, error) = redirected(&sink, wire);
+        assert_eq!(
+            (s.exported, s.failed.total(), s.retries),
+            (25, 0, 0),
+            "{wire:?}: {s:?} {error:?}"
+        );
+        assert_eq!(sink.counts().spans, 25);
+        let target = sink.last_http_target();
+        assert_eq!(target.as_deref(), Some("/v1/traces?moved=2"), "{wire:?}");
+    }
+    // Not followed, each a permanent failure naming why: a 301 (it turns
+    // the POST into a GET), another port (otlpflow's headers go to the
+    // endpoint's origin only), more than five hops.
+    let other = |sink: &Sink| {
+        let port = sink
+            .http_endpoint()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let other: u16 = port.parse::<u16>().unwrap() ^ 1;
+        format!("http://127.0.0.1:{other}/v1/traces")
+    };
+    for (case, want) in [
+        ("301", "not followed: only 307 and 308 repeat a POST"),
+        ("origin", "only to the endpoint's scheme, host and port"),
+        ("loop", "more than 5 redirects"),
+    ] {
+        let sink = sink();
+        let (status, location, times) = match case {
+            "301" => (301, "/v1/traces".to_owned(), 1),
+            "origin" => (307, other(&sink), 1),
+            _ => (308, "/v1/traces".to_owned(), 6),
+        };
+        sink.inject(Fault::Redirect { status, location }, times);
+        let (s, error) = redirected(&sink, Wire::Http1);
+        assert_eq!(
+            (s.exported, s.failed.total(), s.retries),
+            (0, 25, 0),
+            "{case}: {s:?}"
+        );
+        let error = error.unwrap_or_default();
+        assert!(error.contains(want), "{case}: {error}");
+    }
+}
+
+/// 25 spans to `sink` over `wire`: the stats after a flush, and the last
+/// error.
+fn redirected(sink: &Sink, wire: Wire) -> (Stats, Option<String>) {
+    let b = Pipeline::builder()
+        .shards(1)
+        .workers(1)
+        .policy(Policy::Block {
+            max_wait: Duration::from_secs(10),
+        });
+    let p = wired(b, sink, wire).start().unwrap();
+    record(&p, 3, 25);
+    let s = p.flush(Duration::from_secs(15)).unwrap();
+    let error = p.last_error();
+    p.shutdown(Duration::from_secs(5)).unwrap();
+    (s, error)
+}

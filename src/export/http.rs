@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use super::connect::Connector;
 use super::h2conn::H2Conn;
 use super::{
-    decode_response, parse_export_response, Ack, ExportError, ExportSettings, MAX_RESPONSE,
+    decode_response, parse_export_response, redirect, Ack, ExportError, ExportSettings,
+    MAX_RESPONSE,
 };
 use crate::config::HttpVersion;
 use crate::otlp::status::{parse_retry_after, RpcStatus};
@@ -91,17 +92,18 @@ impl HttpExporter {
         }
     }
 
-    fn request<B>(&self, body: B) -> Result<http::Request<B>, ExportError> {
+    /// The request for `target` (the endpoint's URI, or where a redirect
+    /// led within its origin).
+    fn request<B>(&self, target: &http::Uri, body: B) -> Result<http::Request<B>, ExportError> {
         // HTTP/1.1 asks an origin server for the path alone (origin-form,
         // RFC 9112 §3.2.1) with a Host header; HTTP/2 takes the full URI for
         // its :scheme, :authority and :path.
         let uri = match self.version {
-            HttpVersion::Http1 => self
-                .uri
+            HttpVersion::Http1 => target
                 .path_and_query()
                 .map(|pq| http::Uri::from(pq.clone()))
-                .unwrap_or_else(|| self.uri.clone()),
-            HttpVersion::Http2 => self.uri.clone(),
+                .unwrap_or_else(|| target.clone()),
+            HttpVersion::Http2 => target.clone(),
         };
         let mut req = http::Request::builder()
             .method(http::Method::POST)
@@ -124,24 +126,39 @@ impl HttpExporter {
     }
 
     /// Sends one request body (the message, compressed or not) and reads
-    /// the answer.
+    /// the answer, following 307 and 308 redirects within the endpoint's
+    /// origin (see `redirect`).
     pub async fn send(&self, chunks: &[Bytes]) -> Result<Ack, ExportError> {
-        let (status, headers, body) = match self.version {
-            HttpVersion::Http2 => {
-                let resp = self.h2.round_trip(self.request(())?, chunks).await?;
-                (
-                    resp.parts.status,
-                    resp.parts.headers,
-                    Bytes::from(resp.body),
-                )
+        let mut moved: Option<http::Uri> = None;
+        let mut hops = 0;
+        loop {
+            let target = moved.as_ref().unwrap_or(&self.uri);
+            let (status, headers, body) = match self.version {
+                HttpVersion::Http2 => {
+                    let req = self.request(target, ())?;
+                    let resp = self.h2.round_trip(req, chunks).await?;
+                    (
+                        resp.parts.status,
+                        resp.parts.headers,
+                        Bytes::from(resp.body),
+                    )
+                }
+                HttpVersion::Http1 => self.send_http1(target, chunks).await?,
+            };
+            if !status.is_redirection() {
+                return interpret(status, &headers, &body);
             }
-            HttpVersion::Http1 => self.send_http1(chunks).await?,
-        };
-        interpret(status, &headers, &body)
+            if hops == redirect::MAX_REDIRECTS {
+                return Err(redirect::too_many(status));
+            }
+            hops += 1;
+            moved = Some(redirect::follow(target, status, &headers)?);
+        }
     }
 
     async fn send_http1(
         &self,
+        target: &http::Uri,
         chunks: &[Bytes],
     ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ExportError> {
         let reusable = {
@@ -160,7 +177,7 @@ impl HttpExporter {
             .await
             .map_err(|e| ExportError::Transport(format!("connection not ready: {e}")))?;
         let resp = sender
-            .send_request(self.request(ChunkBody::new(chunks))?)
+            .send_request(self.request(target, ChunkBody::new(chunks))?)
             .await
             .map_err(|e| ExportError::Transport(format!("HTTP/1.1 request: {e}")))?;
         let (parts, body) = resp.into_parts();

@@ -10,6 +10,7 @@ pub(crate) mod connect;
 pub(crate) mod grpc;
 pub(crate) mod h2conn;
 pub(crate) mod http;
+mod redirect;
 
 use std::sync::Arc;
 use std::time::Duration;

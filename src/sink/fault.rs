@@ -23,6 +23,14 @@ pub enum Fault {
         /// The Retry-After header value, verbatim.
         retry_after: Option<String>,
     },
+    /// Answer with this 3xx status and `Location` (OTLP/HTTP; a gRPC
+    /// client sees the status alone).
+    Redirect {
+        /// The HTTP status.
+        status: u16,
+        /// The Location header value, verbatim.
+        location: String,
+    },
     /// Accept, but report `rejected` spans as refused (partial success);
     /// those are not counted as received.
     PartialSuccess {

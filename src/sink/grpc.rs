@@ -214,6 +214,16 @@ async fn grpc_stream(
                 let _ = respond.send_response(resp, true);
             }
         }
+        Outcome::Refuse(Refusal::Redirect { status, location }) => {
+            let b = headers.status(status);
+            let b = match http::HeaderValue::from_str(&location) {
+                Ok(v) => b.header(http::header::LOCATION, v),
+                Err(_) => b,
+            };
+            if let Ok(resp) = b.body(()) {
+                let _ = respond.send_response(resp, true);
+            }
+        }
         Outcome::Refuse(Refusal::Grpc {
             code,
             message,

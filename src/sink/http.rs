@@ -148,6 +148,13 @@ async fn http_request(
             ))
         }
         Outcome::Refuse(Refusal::TooLarge(message)) => http_error(413, 8, message, None),
+        Outcome::Refuse(Refusal::Redirect { status, location }) => {
+            let mut resp = http_response(status, Vec::new(), None);
+            if let Ok(v) = http::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(http::header::LOCATION, v);
+            }
+            resp
+        }
         Outcome::Refuse(Refusal::Http {
             status,
             message,

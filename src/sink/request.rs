@@ -38,6 +38,11 @@ pub(super) enum Refusal {
         message: String,
         retry_after: Option<String>,
     },
+    /// A 3xx and where it leads.
+    Redirect {
+        status: u16,
+        location: String,
+    },
     Reset,
     /// Too large to process: gRPC RESOURCE_EXHAUSTED (without RetryInfo, so
     /// not retried), HTTP 413.
@@ -151,6 +156,12 @@ pub(super) async fn process(
                         message: "injected failure".into(),
                         retry_after,
                     }),
+                    false,
+                )
+            }
+            Fault::Redirect { status, location } => {
+                return (
+                    Outcome::Refuse(Refusal::Redirect { status, location }),
                     false,
                 )
             }

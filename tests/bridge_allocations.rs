@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use tracing_subscriber::prelude::*;
 
-mod bridge_support;
-
 mod support;
 use support::allocs;
 
@@ -18,8 +16,8 @@ static GLOBAL: support::Counting = support::Counting;
 
 #[test]
 fn a_span_costs_no_allocation_beyond_its_registry_slot_and_keeps_its_bounds() {
-    let sink = bridge_support::keeping_sink();
-    let p = bridge_support::pipeline(&sink, "allocations");
+    let sink = support::keeping_sink();
+    let p = support::prompt_pipeline(&sink, "allocations");
     let dispatch =
         tracing::Dispatch::new(tracing_subscriber::registry().with(otlpflow::tracing::layer(&p)));
     let per_span = tracing::dispatcher::with_default(&dispatch, || {

@@ -15,12 +15,12 @@ use otlpflow::traceparent::TraceContext;
 use otlpflow::Pipeline;
 use tracing::Instrument;
 
-mod bridge_support;
+mod support;
 use tracing_subscriber::prelude::*;
 
 fn start() -> (Sink, Pipeline) {
-    let sink = bridge_support::keeping_sink();
-    let p = bridge_support::pipeline(&sink, "bridges");
+    let sink = support::keeping_sink();
+    let p = support::prompt_pipeline(&sink, "bridges");
     (sink, p)
 }
 

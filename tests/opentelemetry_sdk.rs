@@ -19,14 +19,14 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 use otlpflow::sink::Sink;
 use otlpflow::Pipeline;
 
-mod bridge_support;
+mod support;
 
 fn sink() -> Sink {
-    bridge_support::keeping_sink()
+    support::keeping_sink()
 }
 
 fn pipeline(sink: &Sink) -> Pipeline {
-    bridge_support::pipeline(sink, "otel-sdk-test")
+    support::prompt_pipeline(sink, "otel-sdk-test")
 }
 
 /// Every span a receiver got, with its scope's name, version and
@@ -407,4 +407,38 @@ fn the_sdks_resource_is_used_when_the_pipeline_has_none() {
             );
         }
     }
+}
+
+#[test]
+fn tracers_named_per_request_share_the_overflow_scope_past_the_bound() {
+    // A tracer per request name: every SDK scope was held by the pipeline
+    // and the bridge's cache for the life of the process. Past
+    // `max_scopes` the spans arrive under `otlpflow.overflow`, counted.
+    let ours = sink();
+    let p = Pipeline::builder()
+        .endpoint(ours.endpoint())
+        .shards(1)
+        .workers(1)
+        .linger(Duration::from_millis(5))
+        .max_scopes(3)
+        .start()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(otlpflow::opentelemetry::SpanProcessor::new(&p))
+        .build();
+    for i in 0..10 {
+        provider
+            .tracer(format!("request-{i}"))
+            .start("handle")
+            .end();
+    }
+    // The processor's shutdown shuts the pipeline down.
+    provider.shutdown().unwrap();
+    let s = p.stats();
+    assert_eq!((s.exported, s.scopes_overflowed), (10, 7));
+    let mut scopes: Vec<String> = received(&ours).into_iter().map(|r| r.0).collect();
+    scopes.sort();
+    let mut want = vec!["otlpflow.overflow".to_owned(); 7];
+    want.extend((0..3).map(|i| format!("request-{i}")));
+    assert_eq!(scopes, want);
 }

@@ -82,6 +82,12 @@ impl Pipeline {
         self.scope_with_attributes(name, version, &[])
     }
 
+    /// The bound on distinct scopes (`PipelineBuilder::max_scopes`).
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    pub(crate) fn max_scopes(&self) -> usize {
+        self.engine().config.max_scopes
+    }
+
     /// Registers (or finds) an instrumentation scope with attributes.
     pub fn scope_with_attributes(
         &self,

@@ -1,5 +1,6 @@
 //! What several test files share: the embedded receiver keeping what it
-//! decoded, scraping the Prometheus endpoint, the small pipeline the
+//! decoded and a prompt, lossless pipeline to it, scraping the Prometheus
+//! endpoint, the small pipeline the
 //! full-ring tests use, and an allocator that counts the calling thread's
 //! allocations.
 #![allow(dead_code)]
@@ -21,6 +22,22 @@ pub fn keeping_sink() -> Sink {
         ..SinkOptions::default()
     })
     .expect("sink starts")
+}
+
+/// A pipeline to `sink` named `service` that loses nothing (Block) and
+/// sends promptly: one worker, 5 ms linger (the bridge tests').
+pub fn prompt_pipeline(sink: &Sink, service: &str) -> Pipeline {
+    Pipeline::builder()
+        .endpoint(sink.endpoint())
+        .service_name(service)
+        .shards(1)
+        .workers(1)
+        .linger(std::time::Duration::from_millis(5))
+        .policy(Policy::Block {
+            max_wait: std::time::Duration::from_secs(10),
+        })
+        .start()
+        .unwrap()
 }
 
 /// The body of `GET /metrics` from `addr`, the HTTP head included.

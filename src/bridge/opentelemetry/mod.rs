@@ -51,13 +51,10 @@ fn unix_nanos(t: SystemTime) -> u64 {
 /// The SDK's scopes, registered with the pipeline once each, found by
 /// hash for every span (a list searched in turn cost each span a comparison
 /// with every scope before its own). Bounded as the pipeline's own table
-/// is by default: past it, a scope is looked up in the pipeline each time
-/// (which answers the overflow scope for one it has no room for).
+/// is (`max_scopes`): past it, a scope is looked up in the pipeline each
+/// time (which answers the overflow scope for one it has no room for).
 #[derive(Default)]
 struct ScopeCache(RwLock<std::collections::HashMap<InstrumentationScope, Scope>>);
-
-/// Scopes the cache keeps.
-const CACHED_SCOPES: usize = 4096;
 
 impl ScopeCache {
     fn get(&self, pipeline: &Pipeline, s: &InstrumentationScope) -> Scope {
@@ -70,7 +67,7 @@ impl ScopeCache {
             .collect();
         let id = pipeline.scope_with_attributes(s.name(), s.version().unwrap_or(""), &attrs);
         let mut cache = self.0.write();
-        if cache.len() < CACHED_SCOPES {
+        if cache.len() < pipeline.max_scopes() {
             cache.insert(s.clone(), id);
         }
         id

@@ -82,6 +82,7 @@ fn scopes_past_the_bound_are_recorded_under_the_overflow_scope() {
 fn the_bound_is_a_setting_and_an_overflow_scope_registered_first_is_reused() {
     let sink = keeping_sink();
     let p = builder(&sink.endpoint())
+        .prometheus("127.0.0.1:0".parse().unwrap())
         .set("max_scopes", "2")
         .unwrap()
         .start()
@@ -95,6 +96,11 @@ fn the_bound_is_a_setting_and_an_overflow_scope_registered_first_is_reused() {
     for (n, scope) in [a, b, c].iter().enumerate() {
         p.record_span(scope, &span(n as u64)).unwrap();
     }
+    let text = support::scrape(p.prometheus_addr().unwrap());
+    assert!(
+        text.contains("\notlpflow_scopes_overflowed_total 2\n"),
+        "{text}"
+    );
     let s = p.shutdown(Duration::from_secs(20)).unwrap();
     assert_eq!((s.exported, s.scopes_overflowed), (3, 2));
     let by = spans_by_scope(&sink);

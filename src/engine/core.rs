@@ -84,7 +84,7 @@ impl PipelineCore {
                 // The host's instrument handles point at these: the child
                 // collects them with a collector of its own (the parent's
                 // thread does not exist here).
-                let has_instruments = !instruments.is_empty() || inner.config.self_metrics;
+                let has_instruments = !instruments.list().is_empty() || inner.config.self_metrics;
                 *inner.instruments.write() = instruments;
                 self.collector.store(false, Ordering::Release);
                 if has_instruments {

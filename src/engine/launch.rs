@@ -141,7 +141,7 @@ impl Engine {
             last_error: Mutex::new(None),
             start_unix_nano: crate::clock::now_unix_nano(),
             self_scope: std::sync::OnceLock::new(),
-            instruments: RwLock::new(Vec::new()),
+            instruments: RwLock::new(Default::default()),
             collect_lock: Mutex::new(()),
             collector_cv: Condvar::new(),
         });
@@ -254,6 +254,7 @@ impl Engine {
         s.dropped_measurements = self
             .instruments
             .read()
+            .list()
             .iter()
             .map(|i| i.dropped.load(Ordering::Relaxed))
             .sum();

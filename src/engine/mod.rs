@@ -39,7 +39,6 @@ pub use send::{Acked, Recordable};
 pub use template::SpanTemplate;
 
 use crate::config::Config;
-use crate::metrics::Instrument;
 use crate::ring::Ring;
 use crate::stats::{ShardCounters, WorkerCounters};
 
@@ -91,7 +90,7 @@ struct WorkerState {
 
 /// An instrumentation scope registered with a pipeline: a cheap, `Copy`
 /// handle naming the library that records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scope {
     id: u32,
     pipeline: u64,
@@ -138,7 +137,7 @@ struct Engine {
     /// The scope of otlpflow's own metrics, registered at first use.
     self_scope: std::sync::OnceLock<Scope>,
     /// Instruments, collected every `metrics_interval`.
-    instruments: RwLock<Vec<Arc<Instrument>>>,
+    instruments: RwLock<crate::metrics::Instruments>,
     /// One collection at a time.
     collect_lock: Mutex<()>,
     /// Wakes the collector thread early (shutdown).

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use super::{fork, BatchResult, Engine, Pipeline, PipelineCore, Scope, NEXT_PIPELINE};
 use crate::config::{Config, PipelineBuilder};
 use crate::error::{Error, RecordError};
-use crate::metrics::{Counter, Gauge, Histogram, Instrument, Kind, UpDownCounter};
+use crate::metrics::{Counter, Gauge, Histogram, Identity, Instrument, Kind, UpDownCounter};
 use crate::record::span::Head;
 use crate::record::wire::write_into;
 use crate::record::{LogRecord, MetricPoint, OwnedValue, Signal, Span};
@@ -230,31 +230,15 @@ impl Pipeline {
     ) -> Arc<Instrument> {
         let inner = self.engine();
         let mut all = inner.instruments.write();
-        // The same identity (scope, kind, name regardless of ASCII case,
-        // unit, description, bounds) is the same instrument, as the
-        // OpenTelemetry API specifies: one stream, however often it is
-        // asked for. Each call used to add one, kept for the pipeline's
-        // life and exported as a stream of its own for the same metric.
-        if let Some(same) = all.iter().find(|i| {
-            i.kind == kind
-                && i.scope == *scope
-                && i.name.eq_ignore_ascii_case(name)
-                && i.unit == unit
-                && i.description == description
-                && i.bounds == bounds
-        }) {
-            return same.clone();
-        }
-        let i = Arc::new(Instrument::new(
-            kind,
-            *scope,
-            name,
-            unit,
-            description,
-            bounds,
-            inner.config.cardinality_limit,
-        ));
-        all.push(i.clone());
+        // The same identity is the same instrument (see
+        // `metrics::Instruments`): one stream, however often it is asked
+        // for. Each call used to add one, kept for the pipeline's life and
+        // exported as a stream of its own for the same metric.
+        let limit = inner.config.cardinality_limit;
+        let identity = Identity::new(kind, *scope, name, unit, description, &bounds);
+        let i = all.get_or_make(identity, || {
+            Instrument::new(kind, *scope, name, unit, description, bounds, limit)
+        });
         drop(all);
         self.core.start_collector();
         i

@@ -134,7 +134,7 @@ impl Engine {
     /// Collects the instruments into data points through the record path.
     pub(super) fn collect_metrics(&self) -> u64 {
         let _one = self.collect_lock.lock();
-        let instruments = self.instruments.read().clone();
+        let instruments = self.instruments.read().list().to_vec();
         let mut n = 0;
         if self.config.self_metrics {
             n += self.collect_self_metrics();

@@ -3,10 +3,10 @@
 //! on an interval into metric data points, which then travel the ordinary
 //! record path (rings, batches grouped by metric, export).
 //!
-//! Each instrument keeps a fixed-capacity open-addressing table of series,
-//! one per distinct attribute set: a slot is an `AtomicPtr` filled once by
-//! CAS and never emptied while the instrument lives, so finding a series is
-//! a hash, a few loads and a byte comparison, with no lock. At most
+//! Each instrument keeps an open-addressing table of series (`table`), one
+//! per distinct attribute set, growing with them: a slot is an `AtomicPtr`
+//! filled once and never emptied while the instrument lives, so finding a
+//! series is a hash, a few loads and a byte comparison, with no lock. At most
 //! `cardinality_limit` series are made; later attribute sets go to the
 //! overflow series (`otel.metric.overflow = true`), as the OpenTelemetry SDK
 //! specifies. A series is a few cache-padded atomics: one `fetch_add` for a
@@ -16,10 +16,13 @@
 
 pub(crate) mod cell;
 mod handles;
+mod registry;
+mod table;
 
 pub use handles::{BoundCounter, BoundHistogram, Counter, Gauge, Histogram, UpDownCounter};
+pub(crate) use registry::{Identity, Instruments};
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -37,7 +40,7 @@ pub const DEFAULT_BOUNDS: [f64; 15] = [
 ];
 
 /// What an instrument measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Counter,
     UpDownCounter,
@@ -78,9 +81,7 @@ pub(crate) struct Instrument {
     pub(crate) unit: String,
     pub(crate) description: String,
     pub(crate) bounds: Vec<f64>,
-    slots: Box<[AtomicPtr<Series>]>,
-    len: AtomicUsize,
-    limit: usize,
+    series: table::SeriesTable,
     overflow: Arc<Series>,
     /// When cumulative points start (instrument creation), ns since epoch.
     start_ns: u64,
@@ -218,7 +219,6 @@ impl Instrument {
         bounds: Vec<f64>,
         limit: usize,
     ) -> Instrument {
-        let capacity = (limit * 2).next_power_of_two().max(8);
         let buckets = bounds.len() + 1;
         let overflow = with_encoded(
             attr_field(kind),
@@ -233,11 +233,7 @@ impl Instrument {
             unit: unit.to_owned(),
             description: description.to_owned(),
             bounds,
-            slots: (0..capacity)
-                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-                .collect(),
-            len: AtomicUsize::new(0),
-            limit,
+            series: table::SeriesTable::new(limit),
             overflow: Arc::new(overflow),
             start_ns: now,
             delta_start_ns: AtomicU64::new(now),
@@ -253,51 +249,10 @@ impl Instrument {
 
     fn find(&self, bytes: &[u8]) -> &Series {
         let hash = hash_bytes(bytes);
-        let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            // Acquire pairs with the Release of the CAS that filled the
-            // slot: a non-null pointer comes with its series' contents.
-            let mut p = self.slots[i].load(Ordering::Acquire);
-            if p.is_null() {
-                // Reserve a place under the limit before making a series.
-                if self.len.fetch_add(1, Ordering::Relaxed) >= self.limit {
-                    self.len.fetch_sub(1, Ordering::Relaxed);
-                    return &self.overflow;
-                }
-                let fresh = Arc::into_raw(Arc::new(Series::new(
-                    hash,
-                    bytes.to_vec(),
-                    self.kind,
-                    self.bounds.len() + 1,
-                )))
-                .cast_mut();
-                match self.slots[i].compare_exchange(
-                    std::ptr::null_mut(),
-                    fresh,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    // SAFETY: `fresh` came from `Arc::into_raw`; the table
-                    // owns that count until the instrument drops.
-                    Ok(_) => return unsafe { &*fresh },
-                    Err(winner) => {
-                        self.len.fetch_sub(1, Ordering::Relaxed);
-                        // SAFETY: ours, never published: take it back.
-                        drop(unsafe { Arc::from_raw(fresh) });
-                        p = winner;
-                    }
-                }
-            }
-            // SAFETY: non-null slots hold a live `Arc<Series>` owned by the
-            // table, freed only in `Drop` (which needs `&mut self`).
-            let s = unsafe { &*p };
-            if s.hash == hash && s.attrs == bytes {
-                return s;
-            }
-            // Capacity is twice the limit: a free slot is always ahead.
-            i = (i + 1) & mask;
-        }
+        let make = || Series::new(hash, bytes.to_vec(), self.kind, self.bounds.len() + 1);
+        self.series
+            .get_or_make(hash, bytes, make)
+            .unwrap_or(&self.overflow)
     }
 
     /// An owning handle on a series, for `bind`.
@@ -315,15 +270,10 @@ impl Instrument {
     }
 
     fn all_series(&self) -> impl Iterator<Item = &Series> {
-        self.slots
+        self.series
             .iter()
-            .filter_map(|p| {
-                let p = p.load(Ordering::Acquire);
-                // SAFETY: as in `find`.
-                (!p.is_null()).then(|| unsafe { &*p })
-            })
             // The overflow series takes traffic only once the table is full.
-            .chain((self.len.load(Ordering::Relaxed) >= self.limit).then_some(&*self.overflow))
+            .chain(self.series.is_full().then_some(&*self.overflow))
     }
 
     /// Whether a histogram measurement is dropped (NaN or infinite), and
@@ -472,18 +422,6 @@ impl Instrument {
                     );
                     emit(&p, &s.attrs);
                 }
-            }
-        }
-    }
-}
-
-impl Drop for Instrument {
-    fn drop(&mut self) {
-        for p in self.slots.iter() {
-            let p = p.load(Ordering::Acquire);
-            if !p.is_null() {
-                // SAFETY: the table's own count, from `Arc::into_raw`.
-                drop(unsafe { Arc::from_raw(p) });
             }
         }
     }

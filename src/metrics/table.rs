@@ -65,7 +65,7 @@ pub(super) struct SeriesTable {
     // Boxed: `newest` and readers point at a table while the list grows.
     #[allow(clippy::vec_box)]
     tables: Mutex<Vec<Box<Slots>>>,
-    /// Series made (at most `limit`).
+    /// Series made (at most `limit`); changed only under `tables`' lock.
     len: AtomicUsize,
     limit: usize,
 }
@@ -110,6 +110,13 @@ impl SeriesTable {
         if let Some(s) = probe(self.newest(), hash, bytes) {
             return Some(s);
         }
+        // Full: nothing more is made, so an attribute set past the limit
+        // (every measurement of a cardinality explosion) takes no lock.
+        // Acquire pairs with the Release of the last make: the table it
+        // published and the series it put are seen.
+        if self.len.load(Ordering::Acquire) >= self.limit {
+            return probe(self.newest(), hash, bytes);
+        }
         self.make(hash, bytes, make)
     }
 
@@ -142,7 +149,8 @@ impl SeriesTable {
         }
         let fresh = Arc::into_raw(Arc::new(make())).cast_mut();
         slots.put(fresh, hash);
-        self.len.store(len + 1, Ordering::Relaxed);
+        // Release: see `get_or_make`.
+        self.len.store(len + 1, Ordering::Release);
         // SAFETY: from `Arc::into_raw`; the table owns that count until it
         // drops.
         Some(unsafe { &*fresh })

@@ -8,13 +8,46 @@
 #[cfg(not(loom))]
 #[allow(unused_imports)]
 pub(crate) mod atomic {
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    };
 }
 
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) mod atomic {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    };
+}
+
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use std::sync::Arc;
+
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::sync::Arc;
+
+/// A mutex whose `lock` hands back its guard: parking_lot's, or loom's
+/// under `cfg(loom)`.
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use parking_lot::Mutex;
+
+#[cfg(loom)]
+pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+#[cfg(loom)]
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Mutex<T> {
+        Mutex(loom::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+        // A panic while holding it fails the model anyway.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[cfg(loom)]

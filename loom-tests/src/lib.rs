@@ -25,3 +25,7 @@ pub mod budget;
 #[path = "../../src/metrics/cell.rs"]
 #[allow(dead_code)]
 pub mod cell;
+
+#[path = "../../src/metrics/table.rs"]
+#[allow(dead_code)]
+pub mod table;

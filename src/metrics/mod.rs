@@ -81,7 +81,7 @@ pub(crate) struct Instrument {
     pub(crate) unit: String,
     pub(crate) description: String,
     pub(crate) bounds: Vec<f64>,
-    series: table::SeriesTable,
+    series: table::SeriesTable<Series>,
     overflow: Arc<Series>,
     /// When cumulative points start (instrument creation), ns since epoch.
     start_ns: u64,
@@ -98,6 +98,15 @@ pub(crate) struct Instrument {
 /// to a small one: a monotonic counter going backwards, which a backend
 /// reads as a reset.
 pub(crate) const MAX_SUM: u64 = i64::MAX as u64;
+
+impl table::Keyed for Series {
+    fn key_hash(&self) -> u64 {
+        self.hash
+    }
+    fn key(&self) -> &[u8] {
+        &self.attrs
+    }
+}
 
 impl Series {
     /// Adds `v` (at most [`MAX_SUM`]) to a counter's sum. A sum that

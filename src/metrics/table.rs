@@ -12,22 +12,31 @@
 //! as the newest table). Every series is in the newest table; a reader that
 //! misses it in an older one takes the lock and looks in the newest.
 
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-
-use super::Series;
+use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex};
 
 /// Slots of a new table: small, since most instruments have few series.
+/// (Under loom, smaller still, so that a model of a few series grows.)
+#[cfg(not(loom))]
 const FIRST_CAPACITY: usize = 8;
+#[cfg(loom)]
+const FIRST_CAPACITY: usize = 2;
+
+/// What the table holds: a series, found by the hash and the bytes of its
+/// attribute set.
+pub trait Keyed {
+    /// The hash of `key`.
+    fn key_hash(&self) -> u64;
+    /// The bytes that name it.
+    fn key(&self) -> &[u8];
+}
 
 /// A table's slots: null, or a series from `Arc::into_raw` whose count the
 /// newest table owns.
-struct Slots(Box<[AtomicPtr<Series>]>);
+struct Slots<T>(Box<[AtomicPtr<T>]>);
 
-impl Slots {
-    fn new(capacity: usize) -> Box<Slots> {
+impl<T> Slots<T> {
+    fn new(capacity: usize) -> Box<Slots<T>> {
         Box::new(Slots(
             (0..capacity)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
@@ -36,7 +45,7 @@ impl Slots {
     }
 
     /// Stores `s` in the first free slot from its hash (under the lock).
-    fn put(&self, s: *mut Series, hash: u64) {
+    fn put(&self, s: *mut T, hash: u64) {
         let mask = self.0.len() - 1;
         let mut i = hash as usize & mask;
         // Release: a reader's Acquire load of the slot sees the series'
@@ -56,26 +65,29 @@ impl Slots {
 }
 
 /// The series of one instrument.
-pub(super) struct SeriesTable {
+pub struct SeriesTable<T: Keyed> {
     /// The newest table. Acquire/Release: a reader that sees it sees every
     /// series copied into it.
-    newest: AtomicPtr<Slots>,
+    newest: AtomicPtr<Slots<T>>,
     /// Every table made, the newest last; only their owner, and the lock
     /// for making series.
     // Boxed: `newest` and readers point at a table while the list grows.
     #[allow(clippy::vec_box)]
-    tables: Mutex<Vec<Box<Slots>>>,
+    tables: Mutex<Vec<Box<Slots<T>>>>,
     /// Series made (at most `limit`); changed only under `tables`' lock.
     len: AtomicUsize,
     limit: usize,
 }
 
-impl SeriesTable {
+// `len` counts series for `is_full` and the tests; nothing asks whether a
+// table is empty.
+#[allow(clippy::len_without_is_empty)]
+impl<T: Keyed> SeriesTable<T> {
     /// A table for at most `limit` series.
-    pub(super) fn new(limit: usize) -> SeriesTable {
+    pub fn new(limit: usize) -> SeriesTable<T> {
         let first = Slots::new(FIRST_CAPACITY);
         SeriesTable {
-            newest: AtomicPtr::new(&*first as *const Slots as *mut Slots),
+            newest: AtomicPtr::new(&*first as *const Slots<T> as *mut Slots<T>),
             tables: Mutex::new(vec![first]),
             len: AtomicUsize::new(0),
             limit,
@@ -83,16 +95,16 @@ impl SeriesTable {
     }
 
     /// How many series there are.
-    pub(super) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
 
     /// Whether no more series can be made.
-    pub(super) fn is_full(&self) -> bool {
+    pub fn is_full(&self) -> bool {
         self.len() >= self.limit
     }
 
-    fn newest(&self) -> &Slots {
+    fn newest(&self) -> &Slots<T> {
         // SAFETY: tables are freed only when `self` drops; the Acquire pairs
         // with the Release store that published the table.
         unsafe { &*self.newest.load(Ordering::Acquire) }
@@ -101,12 +113,7 @@ impl SeriesTable {
     /// The series `bytes` (hashing to `hash`) names, made by `make` if new;
     /// `None` once `limit` series exist (the caller's overflow series).
     #[inline]
-    pub(super) fn get_or_make(
-        &self,
-        hash: u64,
-        bytes: &[u8],
-        make: impl FnOnce() -> Series,
-    ) -> Option<&Series> {
+    pub fn get_or_make(&self, hash: u64, bytes: &[u8], make: impl FnOnce() -> T) -> Option<&T> {
         if let Some(s) = probe(self.newest(), hash, bytes) {
             return Some(s);
         }
@@ -121,7 +128,7 @@ impl SeriesTable {
     }
 
     #[cold]
-    fn make(&self, hash: u64, bytes: &[u8], make: impl FnOnce() -> Series) -> Option<&Series> {
+    fn make(&self, hash: u64, bytes: &[u8], make: impl FnOnce() -> T) -> Option<&T> {
         let mut tables = self.tables.lock();
         // Another thread may have made it, or grown the table, meanwhile.
         let mut slots = self.newest();
@@ -139,11 +146,13 @@ impl SeriesTable {
                 let p = p.load(Ordering::Acquire);
                 if !p.is_null() {
                     // SAFETY: a live series (see `Slots`).
-                    bigger.put(p, unsafe { (*p).hash });
+                    bigger.put(p, unsafe { (*p).key_hash() });
                 }
             }
-            self.newest
-                .store(&*bigger as *const Slots as *mut Slots, Ordering::Release);
+            self.newest.store(
+                &*bigger as *const Slots<T> as *mut Slots<T>,
+                Ordering::Release,
+            );
             tables.push(bigger);
             slots = self.newest();
         }
@@ -157,7 +166,7 @@ impl SeriesTable {
     }
 
     /// Every series (those made while this runs may be missed).
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Series> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.newest().0.iter().filter_map(|p| {
             let p = p.load(Ordering::Acquire);
             // SAFETY: as in `newest`: live until `self` drops.
@@ -168,7 +177,7 @@ impl SeriesTable {
 
 /// The series `bytes` names in `slots`, if it is there.
 #[inline]
-fn probe<'a>(slots: &'a Slots, hash: u64, bytes: &[u8]) -> Option<&'a Series> {
+fn probe<'a, T: Keyed>(slots: &'a Slots<T>, hash: u64, bytes: &[u8]) -> Option<&'a T> {
     let mask = slots.0.len() - 1;
     let mut i = hash as usize & mask;
     loop {
@@ -180,7 +189,7 @@ fn probe<'a>(slots: &'a Slots, hash: u64, bytes: &[u8]) -> Option<&'a Series> {
         }
         // SAFETY: non-null slots hold a live series (see `Slots`).
         let s = unsafe { &*p };
-        if s.hash == hash && s.attrs == bytes {
+        if s.key_hash() == hash && s.key() == bytes {
             return Some(s);
         }
         // At most half full: a free slot is always ahead.
@@ -188,7 +197,7 @@ fn probe<'a>(slots: &'a Slots, hash: u64, bytes: &[u8]) -> Option<&'a Series> {
     }
 }
 
-impl Drop for SeriesTable {
+impl<T: Keyed> Drop for SeriesTable<T> {
     fn drop(&mut self) {
         // Every series is in the newest table, which owns their counts.
         for p in self.newest().0.iter() {
@@ -201,15 +210,16 @@ impl Drop for SeriesTable {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
+    use super::super::Series;
     use super::*;
 
     fn series(hash: u64, bytes: &[u8]) -> Series {
         Series::new(hash, bytes.to_vec(), super::super::Kind::Counter, 1)
     }
 
-    fn get(t: &SeriesTable, n: u64) -> Option<&Series> {
+    fn get(t: &SeriesTable<Series>, n: u64) -> Option<&Series> {
         let bytes = n.to_le_bytes();
         // Few distinct hashes: long probe runs and collisions.
         let hash = n % 3;

@@ -117,3 +117,34 @@ fn the_bound_is_a_setting_and_an_overflow_scope_registered_first_is_reused() {
         assert!(e.contains("max_scopes"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn otlpflows_own_metrics_keep_their_scope_when_the_hosts_fill_the_table() {
+    // The self-metrics scope is registered at the first collection, which
+    // comes after the host's scopes have filled the table: it must not be
+    // the overflow scope, nor count as an overflow.
+    let sink = keeping_sink();
+    let p = builder(&sink.endpoint())
+        .self_metrics(true)
+        .set("max_scopes", "2")
+        .unwrap()
+        .start()
+        .unwrap();
+    for (n, name) in ["a", "b", "c"].iter().enumerate() {
+        p.record_span(&p.scope(name, ""), &span(n as u64)).unwrap();
+    }
+    let s = p.shutdown(Duration::from_secs(20)).unwrap();
+    assert_eq!(s.scopes_overflowed, 1, "only the host's third scope");
+    let mut metric_scopes = std::collections::HashSet::new();
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                metric_scopes.insert(sm.scope.map(|s| s.name).unwrap_or_default());
+            }
+        }
+    }
+    assert_eq!(
+        metric_scopes,
+        std::collections::HashSet::from(["otlpflow".to_owned()])
+    );
+}

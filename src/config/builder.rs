@@ -183,6 +183,7 @@ impl PipelineBuilder {
     /// under the shared `otlpflow.overflow` scope (default 4096; counted in
     /// `Stats::scopes_overflowed`). Each scope is held for the pipeline's
     /// life, so a host naming scopes per tenant or request needs the bound.
+    /// otlpflow's own scope (`otlpflow`, its self-metrics') is not counted.
     pub fn max_scopes(mut self, n: usize) -> Self {
         self.max_scopes = n;
         self

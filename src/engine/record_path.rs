@@ -240,6 +240,20 @@ impl Engine {
         }
     }
 
+    /// otlpflow's own scope (its self-metrics'), registered outside
+    /// `max_scopes` (see `ScopeTable::register_own`).
+    pub(super) fn own_scope(&self) -> Scope {
+        let encoded = Bytes::from(batch::scope_field("otlpflow", crate::VERSION, &[]));
+        let mut scopes = self.scopes.write();
+        let id = scopes.register_own(encoded);
+        self.scope_count
+            .store(scopes.len() as u32, Ordering::Release);
+        Scope {
+            id,
+            pipeline: self.id,
+        }
+    }
+
     /// Counts a scope answered with the overflow scope; the first one is
     /// also the last error, naming the bound (not the scope: a host may
     /// put anything in a name).

@@ -26,6 +26,8 @@ pub(super) struct ScopeTable {
     index: HashMap<Bytes, u32>,
     /// The overflow scope's id, once a scope past the bound asked for it.
     overflow: Option<u32>,
+    /// Scopes registered outside the bound (otlpflow's own).
+    own: usize,
 }
 
 /// The name of the scope that stands for every scope past the bound.
@@ -41,7 +43,7 @@ impl ScopeTable {
             return Some((*id, false));
         }
         match self.overflow {
-            Some(id) if self.list.len() >= limit => Some((id, true)),
+            Some(id) if self.hosts() >= limit => Some((id, true)),
             _ => None,
         }
     }
@@ -58,7 +60,7 @@ impl ScopeTable {
         if let Some(found) = self.find(&encoded, limit) {
             return found;
         }
-        if self.list.len() < limit {
+        if self.hosts() < limit {
             return (self.insert(encoded), false);
         }
         // The host may have registered it under the bound (the bridges
@@ -70,6 +72,23 @@ impl ScopeTable {
         };
         self.overflow = Some(id);
         (id, true)
+    }
+
+    /// Registers one of otlpflow's own scopes outside the bound: it is
+    /// often registered after the host's have filled the table (the
+    /// self-metrics' at their first collection), and takes none of the
+    /// host's places. A host's scope encoded the same shares it.
+    pub(super) fn register_own(&mut self, encoded: Bytes) -> u32 {
+        if let Some(id) = self.index.get(&encoded) {
+            return *id;
+        }
+        self.own += 1;
+        self.insert(encoded)
+    }
+
+    /// Scopes registered under the bound.
+    fn hosts(&self) -> usize {
+        self.list.len() - self.own
     }
 
     fn insert(&mut self, encoded: Bytes) -> u32 {
@@ -129,5 +148,26 @@ mod tests {
         assert_eq!(t.register(o(), 1, o), (0, false));
         assert_eq!(t.register(Bytes::from_static(b"c"), 1, o), (0, true));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn an_own_scope_takes_none_of_the_hosts_places() {
+        // Registered first, a host still gets its `limit` scopes.
+        let mut t = ScopeTable::default();
+        assert_eq!(t.register_own(Bytes::from_static(b"self")), 0);
+        assert_eq!(t.register(Bytes::from_static(b"a"), 2, o), (1, false));
+        assert_eq!(t.register(Bytes::from_static(b"b"), 2, o), (2, false));
+        assert_eq!(t.register(Bytes::from_static(b"c"), 2, o), (3, true));
+        // Registered after the table is full, it gets an id of its own.
+        let mut t = ScopeTable::default();
+        assert_eq!(t.register(Bytes::from_static(b"a"), 1, o), (0, false));
+        assert_eq!(t.register(Bytes::from_static(b"b"), 1, o), (1, true));
+        assert_eq!(t.register_own(Bytes::from_static(b"self")), 2);
+        assert_eq!(t.register_own(Bytes::from_static(b"self")), 2);
+        assert_eq!(t.find(b"self", 1), Some((2, false)));
+        assert_eq!(t.register(Bytes::from_static(b"c"), 1, o), (1, true));
+        // A host scope encoded as an own one already registered shares it.
+        assert_eq!(t.register_own(Bytes::from_static(b"a")), 0);
+        assert_eq!(t.len(), 3);
     }
 }

@@ -10,9 +10,7 @@ impl Engine {
     /// semantic conventions for SDK self-monitoring where one fits.
     pub(super) fn collect_self_metrics(&self) -> u64 {
         use crate::record::{KeyValue, MetricData, MetricPoint, Number, Temporality, Value};
-        let scope = *self
-            .self_scope
-            .get_or_init(|| self.scope("otlpflow", crate::VERSION, &[]));
+        let scope = *self.self_scope.get_or_init(|| self.own_scope());
         let s = self.stats();
         let now = crate::clock::now_unix_nano();
         let start = self.start_unix_nano;

@@ -215,7 +215,30 @@ fn events_outside_spans_and_log_records_arrive_as_log_records() {
     assert_eq!(inside.span_id, cont.span_id);
     let (scope, stock) = find("stock low for A-17");
     assert_eq!((scope.as_str(), stock.severity_number), ("shop", 13));
-    assert!(stock.attributes.iter().any(|kv| kv.key == "code.lineno"));
+    // Where it was logged, under the semantic conventions' stable names
+    // (v1.33; `code.filepath` and `code.lineno` are deprecated), as the
+    // Python bindings name it too.
+    let code = |l: &opentelemetry_proto::tonic::logs::v1::LogRecord, key: &str| {
+        l.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+    };
+    for l in [failed, stock] {
+        let Some(Any::StringValue(file)) = code(l, "code.file.path") else {
+            panic!("no code.file.path: {l:?}")
+        };
+        assert!(file.ends_with("bridges.rs"), "{file}");
+        assert!(matches!(code(l, "code.line.number"), Some(Any::IntValue(n)) if n > 150));
+        for old in ["code.filepath", "code.lineno"] {
+            assert_eq!(code(l, old), None, "{old}");
+        }
+    }
+    assert_eq!(
+        code(stock, "code.namespace"),
+        Some(Any::StringValue("bridges".into())),
+        "the log record's module path"
+    );
     let (_, restocked) = find("restocked");
     let attr = |key: &str| {
         restocked

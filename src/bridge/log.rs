@@ -1,7 +1,9 @@
 //! A `log` logger: every `log` record becomes an OTLP log record, with
 //! the level as its severity, the target as its scope, its key-values
 //! (`log::info!(order = 7; "...")`) and the module, file and line as
-//! attributes, and (with the `tracing` feature and layer) the current
+//! attributes (`code.namespace`, and the semantic conventions' stable
+//! `code.file.path` and `code.line.number`, as the Python bindings name
+//! them), and (with the `tracing` feature and layer) the current
 //! `tracing` span's trace context.
 //!
 //! ```no_run
@@ -89,10 +91,10 @@ impl ::log::Log for OtlpLogger {
             attrs.push(KeyValue::new("code.namespace", Value::Str(m)));
         }
         if let Some(f) = record.file() {
-            attrs.push(KeyValue::new("code.filepath", Value::Str(f)));
+            attrs.push(KeyValue::new("code.file.path", Value::Str(f)));
         }
         if let Some(l) = record.line() {
-            attrs.push(KeyValue::new("code.lineno", Value::I64(l as i64)));
+            attrs.push(KeyValue::new("code.line.number", Value::I64(l as i64)));
         }
         let mut pairs = Pairs::default();
         let _ = record.key_values().visit(&mut pairs);

@@ -23,7 +23,8 @@
 //! (`ok`/`error`) and an `error` field as the status; a `traceparent`
 //! field on a root span as its remote parent (see [`current_context`] for
 //! the other direction). Events: the `message` as the event name or log
-//! body, the level as the severity, the target as the scope. Scopes are
+//! body, the level as the severity, the target as the scope; a log
+//! record also carries the event's `code.file.path` and `code.line.number`. Scopes are
 //! the targets, up to 256 of them; past that they share `otlpflow.overflow`
 //! ([`OtlpLayer::scopes_overflowed`] counts it).
 //!
@@ -250,10 +251,10 @@ where
             .unwrap_or(([0; 16], [0; 8]));
         let mut attrs = log_key_values(&v.fields);
         if let Some(file) = meta.file() {
-            attrs.push(KeyValue::new("code.filepath", Value::Str(file)));
+            attrs.push(KeyValue::new("code.file.path", Value::Str(file)));
         }
         if let Some(line) = meta.line() {
-            attrs.push(KeyValue::new("code.lineno", Value::I64(line as i64)));
+            attrs.push(KeyValue::new("code.line.number", Value::I64(line as i64)));
         }
         let log = LogRecord {
             time_unix_nano: time,

@@ -511,9 +511,10 @@ typedef struct otlpflow_link {
 // A finished span. Zero-initialise it, then fill what you have; all
 // pointers are borrowed for the duration of the call only.
 typedef struct otlpflow_span {
-  // Trace id.
+  // Trace id; not all zero: a span without one is refused with
+  // `OTLPFLOW_RESULT_INVALID_ARGUMENT` and counted as invalid.
   uint8_t trace_id[16];
-  // Span id.
+  // Span id; not all zero, likewise.
   uint8_t span_id[8];
   // Parent span id; all zero for a root span.
   uint8_t parent_span_id[8];

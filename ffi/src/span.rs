@@ -81,9 +81,10 @@ pub struct otlpflow_link {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct otlpflow_span {
-    /// Trace id.
+    /// Trace id; not all zero: a span without one is refused with
+    /// `OTLPFLOW_RESULT_INVALID_ARGUMENT` and counted as invalid.
     pub trace_id: [u8; 16],
-    /// Span id.
+    /// Span id; not all zero, likewise.
     pub span_id: [u8; 8],
     /// Parent span id; all zero for a root span.
     pub parent_span_id: [u8; 8],

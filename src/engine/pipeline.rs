@@ -100,9 +100,13 @@ impl Pipeline {
 
     /// Records one finished span. Never allocates or takes a lock on the
     /// common path; under `Policy::Block` a full ring parks the caller up to
-    /// the configured wait.
+    /// the configured wait. A span without a trace id or a span id (all
+    /// zero; see [`Span::has_ids`]) is refused as `Invalid` and counted.
     #[inline]
     pub fn record_span(&self, scope: &Scope, span: &Span<'_>) -> Result<(), RecordError> {
+        if !span.has_ids() {
+            return Err(self.refuse_invalid(Signal::Traces));
+        }
         self.engine().record_encoded(
             scope,
             Signal::Traces,

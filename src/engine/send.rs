@@ -42,7 +42,7 @@ pub trait Recordable: sealed::Sealed {
 impl Recordable for Span<'_> {
     const SIGNAL: Signal = Signal::Traces;
     fn is_valid(&self) -> bool {
-        true
+        self.has_ids()
     }
     fn encoded_len(&self) -> usize {
         Span::encoded_len(self)

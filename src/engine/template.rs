@@ -59,6 +59,9 @@ impl Pipeline {
         let shape = &template.shape;
         // One conversion serves the encoder (and the size pass, if needed).
         let span = span.as_span();
+        if !span.has_ids() {
+            return Err(self.refuse_invalid(Signal::Traces));
+        }
         self.engine().record_encoded(
             &template.scope,
             Signal::Traces,

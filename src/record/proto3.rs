@@ -64,7 +64,7 @@ pub(crate) fn put_fixed32(w: &mut Writer<'_>, f: u32, v: u32) {
 /// Whether a trace or span id is all zero (absent), compared a word at a
 /// time: a byte loop here cost more than the rest of the id's encoding.
 #[inline]
-fn zero_id<const N: usize>(id: &[u8; N]) -> bool {
+pub(crate) fn zero_id<const N: usize>(id: &[u8; N]) -> bool {
     id.chunks(8).all(|c| {
         let mut word = [0u8; 8];
         word[..c.len()].copy_from_slice(c);

@@ -228,6 +228,15 @@ pub(crate) fn encode_head(w: &mut Writer<'_>, name: &str, kind: SpanKind) {
 }
 
 impl Span<'_> {
+    /// Whether the span carries the ids OTLP requires of it: a trace id and
+    /// a span id, neither all zero (an all-zero parent is a root). A
+    /// pipeline refuses a span without them as `RecordError::Invalid`:
+    /// receivers that check refuse a whole request for one such span.
+    #[inline]
+    pub fn has_ids(&self) -> bool {
+        !zero_id(&self.trace_id) && !zero_id(&self.span_id)
+    }
+
     /// Size in bytes of the encoded `Span` message body.
     #[inline]
     pub fn encoded_len(&self) -> usize {

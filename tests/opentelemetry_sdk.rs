@@ -348,8 +348,10 @@ fn sdk_metrics_travel_through_the_pipeline() {
     assert_eq!(g.data_points[0].value, Some(N::AsInt(-3)));
 }
 
-/// The SDK's resource is exported when the pipeline was given none; a
-/// pipeline with a resource of its own keeps it.
+/// The SDK's resource is exported when the pipeline was given none, or only
+/// the environment's (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, which
+/// the SDK's resource reads too, along with its own attributes); a pipeline
+/// given a resource by its builder keeps it.
 #[test]
 fn the_sdks_resource_is_used_when_the_pipeline_has_none() {
     let resource_of = |sink: &Sink| -> Vec<(String, String)> {
@@ -368,13 +370,23 @@ fn the_sdks_resource_is_used_when_the_pipeline_has_none() {
             })
             .collect()
     };
-    for configured in [false, true] {
+    for how in ["nothing", "environment", "builder"] {
         let ours = sink();
         let mut b = Pipeline::builder()
             .endpoint(ours.endpoint())
             .shards(1)
             .workers(1)
             .linger(Duration::from_millis(5));
+        if how == "environment" {
+            b = b
+                .apply_env_from(|k| match k {
+                    "OTEL_SERVICE_NAME" => Some("from-env".to_owned()),
+                    "OTEL_RESOURCE_ATTRIBUTES" => Some("region=eu".to_owned()),
+                    _ => None,
+                })
+                .unwrap();
+        }
+        let configured = how == "builder";
         if configured {
             b = b.service_name("from-pipeline");
         }
@@ -400,7 +412,8 @@ fn the_sdks_resource_is_used_when_the_pipeline_has_none() {
             assert_eq!(service, Some("from-pipeline"), "{attrs:?}");
             assert!(!attrs.iter().any(|(k, _)| k == "deployment.environment"));
         } else {
-            assert_eq!(service, Some("from-sdk"), "{attrs:?}");
+            assert_eq!(service, Some("from-sdk"), "{how}: {attrs:?}");
+            assert!(!attrs.iter().any(|(k, _)| k == "region"), "{attrs:?}");
             assert!(
                 attrs.contains(&("deployment.environment".into(), "test".into())),
                 "{attrs:?}"

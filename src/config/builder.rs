@@ -239,11 +239,13 @@ impl PipelineBuilder {
     /// The `service.name` resource attribute.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());
+        self.resource_set = true;
         self
     }
     /// The `service.version` resource attribute.
     pub fn service_version(mut self, version: impl Into<String>) -> Self {
         self.service_version = Some(version.into());
+        self.resource_set = true;
         self
     }
     /// Adds a resource attribute.
@@ -253,6 +255,7 @@ impl PipelineBuilder {
         value: impl Into<OwnedValue>,
     ) -> Self {
         self.resource.push((key.into(), value.into()));
+        self.resource_set = true;
         self
     }
     /// Number of shard rings (default: one per CPU).

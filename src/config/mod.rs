@@ -314,8 +314,9 @@ pub struct Config {
     pub(crate) dns: Option<DnsEndpoints>,
     pub(crate) http_version: HttpVersion,
     pub(crate) resource: Vec<(String, OwnedValue)>,
-    /// No service name, version or attribute was configured (the resource
-    /// is the default `unknown_service:otlpflow`).
+    /// No service name, version or attribute was set but by the
+    /// environment (the resource is the default `unknown_service:otlpflow`
+    /// or the environment's, and a bridge may adopt its SDK's).
     pub(crate) resource_is_default: bool,
     pub(crate) shards: usize,
     pub(crate) workers: usize,
@@ -472,6 +473,10 @@ pub struct PipelineBuilder {
     service_name: Option<String>,
     service_version: Option<String>,
     resource: Vec<(String, OwnedValue)>,
+    /// The resource was given by a setter (not only by the environment,
+    /// whose variables an SDK's resource reads too): a bridge's SDK
+    /// resource is then not adopted.
+    resource_set: bool,
     shards: Option<usize>,
     workers: Option<usize>,
     ring_bytes: usize,
@@ -526,6 +531,7 @@ impl Default for PipelineBuilder {
             service_name: None,
             service_version: None,
             resource: Vec::new(),
+            resource_set: false,
             shards: None,
             workers: None,
             ring_bytes: 4 << 20,

@@ -226,8 +226,8 @@ impl PipelineBuilder {
             "compression_level" => {
                 b.compression_level = number(v).ok_or_else(|| want(expects(name)))?
             }
-            "service_name" => b.service_name = Some(value.to_owned()),
-            "service_version" => b.service_version = Some(value.to_owned()),
+            "service_name" => b = b.service_name(value),
+            "service_version" => b = b.service_version(value),
             "tls_ca_file" => b.tls.ca_file = Some(v.into()),
             "tls_client_cert" | "tls_client_key" => {
                 let (mut cert, mut key) = b.tls.client_cert.take().unwrap_or_default();

@@ -220,10 +220,10 @@ impl PipelineBuilder {
             ));
         }
         let mut resource = Vec::new();
-        // Nothing said about the resource: a bridge may adopt its SDK's.
-        let resource_is_default = self.service_name.is_none()
-            && self.service_version.is_none()
-            && self.resource.is_empty();
+        // Nothing said about the resource but what the environment says
+        // (which an SDK's resource reads too, with attributes of its own):
+        // a bridge may adopt its SDK's.
+        let resource_is_default = !self.resource_set;
         let service = self
             .service_name
             .unwrap_or_else(|| "unknown_service:otlpflow".into());

@@ -376,9 +376,11 @@ impl Pipeline {
     }
 
     /// Uses `attributes` as the resource of every request from now on, if
-    /// the pipeline was given none (no service name, version or resource
-    /// attribute, from the builder or the environment); returns whether it
-    /// did. Once only: the bridges call it with their SDK's resource.
+    /// the pipeline's builder set none (no service name, version or
+    /// resource attribute; the `OTEL_SERVICE_NAME` and
+    /// `OTEL_RESOURCE_ATTRIBUTES` it read do not count, as an SDK's resource
+    /// holds them too); returns whether it did. Once only: the bridges call
+    /// it with their SDK's resource.
     pub fn adopt_resource(&self, attributes: &[(String, OwnedValue)]) -> bool {
         let engine = self.engine();
         if !engine.resource_adoptable.swap(false, Ordering::AcqRel) {

@@ -117,8 +117,10 @@ class Pipeline:
 
     def adopt_resource(self, attributes: Mapping[str, Any]) -> bool:
         """Uses `attributes` as the resource from now on if the pipeline was
-        given none (no service name, version or resource attribute): what
-        the OpenTelemetry SDK drop-ins do with the SDK's resource. Once
+        given none (no service name, version or resource attribute; those
+        of OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES do not count, as
+        the SDK's resource holds them too): what the OpenTelemetry SDK
+        drop-ins do with the SDK's resource. Once
         only; returns whether it happened."""
         keep = _Keep()
         attrs, n = _attributes(attributes, keep)

@@ -28,7 +28,9 @@ with these differences (each a choice, see the README):
   and counted in the record's `dropped_attributes_count`.
 
 The resource is the SDK's (the first one seen), unless the pipeline was
-given one of its own (a service name, version or resource attribute).
+given one of its own (a service name, version or resource attribute; the
+environment's OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES do not count,
+as the SDK's resource reads them too).
 `shutdown()` of a provider flushes the pipeline; it shuts it down only when
 the processor was made with `owns_pipeline=True` (a pipeline shared by the
 tracer, logger and meter providers outlives each of them).

@@ -17,8 +17,9 @@
 //! channel, no vector of spans; a refusal is counted by the pipeline like
 //! any other. `force_flush` and `shutdown_with_timeout` are the pipeline's.
 //! The SDK's resource (`set_resource`, or a metric export's) is used when
-//! the pipeline was given none (no service name, version or attribute);
-//! otherwise the pipeline's own is exported.
+//! the pipeline was given none (no service name, version or attribute) but
+//! by `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, which the SDK's
+//! resource reads too; otherwise the pipeline's own is exported.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,10 +4,18 @@
 //! outside the checkout, with no OTLPFLOW_LIBRARY, delivers spans to the
 //! embedded receiver.
 //!
-//! pip needs `setuptools` and `wheel` to build; the test installs them from
-//! a local folder of wheels (OTLPFLOW_WHEELHOUSE, which `.ci/run` fills
-//! with `pip download`) so that it makes no network traffic. Without that
-//! folder it says so and does nothing.
+//! Then, in the same virtualenv, the OpenTelemetry SDK's zero-code set-up:
+//! `opentelemetry-instrument python app.py`, with the app written against
+//! the OpenTelemetry API alone and `OTEL_{TRACES,METRICS,LOGS}_EXPORTER=
+//! otlpflow`, exports through otlpflow (found by the entry points the
+//! wheel registers).
+//!
+//! pip needs `setuptools` and `wheel` to build, and the second part
+//! `opentelemetry-distro` (with the SDK and `opentelemetry-instrument`);
+//! the test installs them from a local folder of wheels
+//! (OTLPFLOW_WHEELHOUSE, which `.ci/run` fills with `pip download`) so
+//! that it makes no network traffic. Without that folder it says so and
+//! does nothing.
 
 mod common;
 
@@ -94,8 +102,116 @@ fn pip_install_delivers_spans_from_outside_the_checkout() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "500");
     assert_eq!(sink.stop().spans, 500);
+
+    zero_code(&venv, Path::new(&wheelhouse), &tmp);
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_dir_all(root.join("bindings/python/build"));
+}
+
+/// An app that knows only the OpenTelemetry API, run under
+/// `opentelemetry-instrument` with otlpflow named as every signal's
+/// exporter: its spans, its counter and its log record arrive, with the
+/// SDK's resource and the app's scope.
+fn zero_code(venv: &Path, wheelhouse: &Path, tmp: &Path) {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    run(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--no-index", "--find-links"])
+            .arg(wheelhouse)
+            .arg("opentelemetry-distro"),
+        "installing opentelemetry-distro from the wheelhouse (.ci/run downloads it)",
+    );
+    let app = tmp.join("app.py");
+    std::fs::write(
+        &app,
+        "import logging\n\
+         from opentelemetry import trace, metrics\n\
+         tracer = trace.get_tracer('shop.checkout', '1.2')\n\
+         orders = metrics.get_meter('shop.checkout').create_counter('orders', unit='{order}')\n\
+         for i in range(300):\n\
+         \x20   with tracer.start_as_current_span('checkout', attributes={'order.id': i}):\n\
+         \x20       with tracer.start_as_current_span('charge card'):\n\
+         \x20           pass\n\
+         \x20       orders.add(1, {'region': 'eu'})\n\
+         logging.getLogger('shop').warning('stock low for %s', 'A-17')\n",
+    )
+    .unwrap();
+    let sink = Sink::start(SinkOptions {
+        verify: Verify::Full,
+        keep_requests: true,
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let out = Command::new(venv.join("bin/opentelemetry-instrument"))
+        .arg(venv.join("bin/python"))
+        .arg(&app)
+        .current_dir(tmp)
+        .env_remove("OTLPFLOW_LIBRARY")
+        .env_remove("PYTHONPATH")
+        .env("OTEL_SERVICE_NAME", "shop")
+        .env("OTEL_TRACES_EXPORTER", "otlpflow")
+        .env("OTEL_METRICS_EXPORTER", "otlpflow")
+        .env("OTEL_LOGS_EXPORTER", "otlpflow")
+        .env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "opentelemetry-instrument: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = |v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+        .and_then(|v| v.value.as_ref())
+    {
+        Some(Any::StringValue(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let mut spans = 0;
+    for req in sink.take_requests() {
+        for rs in req.resource_spans {
+            let resource = rs.resource.unwrap_or_default();
+            let attr = |k: &str| {
+                let kv = resource.attributes.iter().find(|kv| kv.key == k);
+                kv.map(|kv| text(kv.value.as_ref()))
+            };
+            // The SDK's resource (it read OTEL_SERVICE_NAME too), not only
+            // the environment's.
+            assert_eq!(attr("service.name").as_deref(), Some("shop"));
+            assert_eq!(attr("telemetry.sdk.language").as_deref(), Some("python"));
+            assert!(attr("telemetry.auto.version").is_some(), "{resource:?}");
+            for ss in rs.scope_spans {
+                let scope = ss.scope.unwrap_or_default();
+                assert_eq!(
+                    (scope.name.as_str(), scope.version.as_str()),
+                    ("shop.checkout", "1.2")
+                );
+                spans += ss.spans.len();
+            }
+        }
+    }
+    assert_eq!(spans, 600);
+    let mut orders = 0;
+    for req in sink.take_metric_requests() {
+        for rm in req.resource_metrics {
+            for sm in rm.scope_metrics {
+                orders += sm.metrics.iter().filter(|m| m.name == "orders").count();
+            }
+        }
+    }
+    assert!(
+        orders >= 1,
+        "the counter arrives (at least the final collection)"
+    );
+    let mut logs = Vec::new();
+    for req in sink.take_log_requests() {
+        for rl in req.resource_logs {
+            for sl in rl.scope_logs {
+                logs.extend(sl.log_records.into_iter().map(|l| text(l.body.as_ref())));
+            }
+        }
+    }
+    assert_eq!(logs, ["stock low for A-17"]);
 }
 
 /// Every file under `dir`.

@@ -13,6 +13,19 @@ no Python batch thread, no Python protobuf, no grpcio. Likewise
 `LogRecordProcessor` for the SDK's logs (so `LoggingHandler` setups keep
 working) and `MetricExporter` for a `PeriodicExportingMetricReader`.
 
+Without changing a line: the package registers `otlpflow` as an exporter
+for each signal, so the SDK's own set-up from the environment (what
+`opentelemetry-instrument` runs) exports through otlpflow with
+
+    OTEL_TRACES_EXPORTER=otlpflow OTEL_METRICS_EXPORTER=otlpflow \
+    OTEL_LOGS_EXPORTER=otlpflow opentelemetry-instrument python app.py
+
+The SDK wraps `SpanExporter` and `LogRecordExporter` in its batch
+processors (a Python queue and thread in front of otlpflow: the one-line
+processors above skip them). Exporters made that way, with no pipeline
+given, share one pipeline configured from the environment
+(`OTEL_EXPORTER_OTLP_*`), shut down with the last of them.
+
 What arrives is what the SDK's own OTLP exporter sends, field by field,
 with these differences (each a choice, see the README):
 - span and link `flags` carry the W3C trace flags in bits 0-7, as the OTLP
@@ -39,19 +52,30 @@ tracer, logger and meter providers outlives each of them).
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.metrics import export as sdk_metrics_export
+from opentelemetry.sdk.trace import export as sdk_trace_export
 
 try:
     from opentelemetry.sdk._logs import LogRecordProcessor as _SdkLogRecordProcessor
 except ImportError:  # an SDK without the logs API
     _SdkLogRecordProcessor = object
+try:  # SDK 1.39 and later; before, LogExporter and LogExportResult
+    from opentelemetry.sdk._logs.export import LogRecordExporter as _SdkLogExporter
+    from opentelemetry.sdk._logs.export import LogRecordExportResult as _LogResult
+except ImportError:
+    try:
+        from opentelemetry.sdk._logs.export import LogExporter as _SdkLogExporter
+        from opentelemetry.sdk._logs.export import LogExportResult as _LogResult
+    except ImportError:  # an SDK without the logs API
+        _SdkLogExporter, _LogResult = object, None
 
 from . import Pipeline
 
-__all__ = ["SpanProcessor", "LogRecordProcessor", "MetricExporter"]
+__all__ = ["SpanProcessor", "LogRecordProcessor", "MetricExporter", "SpanExporter", "LogRecordExporter"]
 
 # OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
@@ -76,15 +100,53 @@ def _attrs(attributes) -> Optional[Dict[str, Any]]:
 _CACHED_SCOPES = 4096
 
 
+class _Shared:
+    """The pipeline of the exporters the SDK makes from the environment
+    (with no pipeline given): one for every signal, configured from the
+    environment when the first is made, shut down with the last."""
+
+    lock = threading.Lock()
+    pipeline: Optional[Pipeline] = None
+    users = 0
+
+    @classmethod
+    def acquire(cls) -> Pipeline:
+        with cls.lock:
+            if cls.pipeline is None:
+                cls.pipeline = Pipeline()
+            cls.users += 1
+            return cls.pipeline
+
+    @classmethod
+    def release(cls, timeout: float) -> None:
+        with cls.lock:
+            cls.users -= 1
+            p, last = cls.pipeline, cls.users == 0
+            if last:
+                cls.pipeline = None
+        if p is None:
+            return
+        try:
+            if last:
+                p.shutdown(timeout=timeout)
+            else:
+                p.flush(timeout=timeout)
+        except Exception:
+            pass
+
+
 class _Common:
     """The pipeline, the SDK's resource (adopted once) and the scopes."""
 
-    def __init__(self, pipeline: Pipeline, flush_timeout: float, owns_pipeline: bool):
-        self.pipeline = pipeline
+    def __init__(self, pipeline: Optional[Pipeline], flush_timeout: float, owns_pipeline: bool):
+        # No pipeline: the shared one (an exporter the SDK made by name).
+        self.shared = pipeline is None
+        self.pipeline = _Shared.acquire() if self.shared else pipeline
         self.flush_timeout = flush_timeout
         self.owns_pipeline = owns_pipeline
         self._scopes: Dict[Tuple, Any] = {}
         self._resource_seen = False
+        self._released = False
 
     def adopt(self, resource) -> None:
         if not self._resource_seen and resource is not None:
@@ -118,8 +180,12 @@ class _Common:
     def shutdown(self) -> None:
         """Flushes; shuts the pipeline down only if this processor owns it
         (one pipeline often serves a tracer, a logger and a meter provider,
-        and the first provider's shutdown must not end the others')."""
-        if self.owns_pipeline:
+        and the first provider's shutdown must not end the others)."""
+        if self.shared:
+            if not self._released:
+                self._released = True
+                _Shared.release(self.flush_timeout)
+        elif self.owns_pipeline:
             try:
                 self.pipeline.shutdown(timeout=self.flush_timeout)
             except Exception:
@@ -129,9 +195,11 @@ class _Common:
 
 
 class SpanProcessor(sdk_trace.SpanProcessor):
-    """Hands each ended span (all its fields) to otlpflow at once."""
+    """Hands each ended span (all its fields) to otlpflow at once. With no
+    pipeline, the one shared by the exporters made from the environment."""
 
-    def __init__(self, pipeline: Pipeline, flush_timeout: float = 30.0, owns_pipeline: bool = False):
+    def __init__(self, pipeline: Optional[Pipeline] = None, flush_timeout: float = 30.0,
+                 owns_pipeline: bool = False):
         self._c = _Common(pipeline, flush_timeout, owns_pipeline)
         self._buffers: Dict[int, Any] = {}
 
@@ -139,6 +207,10 @@ class SpanProcessor(sdk_trace.SpanProcessor):
         pass
 
     def on_end(self, span) -> None:
+        self._add(span)
+
+    def _add(self, span):
+        """Adds the span to its scope's buffer; returns the buffer."""
         c = self._c
         if not c._resource_seen:
             c.adopt(span.resource)
@@ -159,6 +231,7 @@ class SpanProcessor(sdk_trace.SpanProcessor):
                status.description or "", links, _state(ctx), _flags(ctx, parent), span.dropped_attributes,
                span.dropped_events, span.dropped_links]
         buf.add(rec)
+        return buf
 
     def shutdown(self) -> None:
         self._c.shutdown()
@@ -188,9 +261,11 @@ def _flat(value):
 
 
 class LogRecordProcessor(_SdkLogRecordProcessor):
-    """Hands each emitted log record to otlpflow at once."""
+    """Hands each emitted log record to otlpflow at once. With no pipeline,
+    the one shared by the exporters made from the environment."""
 
-    def __init__(self, pipeline: Pipeline, flush_timeout: float = 30.0, owns_pipeline: bool = False):
+    def __init__(self, pipeline: Optional[Pipeline] = None, flush_timeout: float = 30.0,
+                 owns_pipeline: bool = False):
         self._c = _Common(pipeline, flush_timeout, owns_pipeline)
 
     def on_emit(self, log_data) -> None:
@@ -242,9 +317,11 @@ class LogRecordProcessor(_SdkLogRecordProcessor):
 class MetricExporter(sdk_metrics_export.MetricExporter):
     """A metric exporter for the SDK's PeriodicExportingMetricReader: each
     data point goes to otlpflow's pipeline (gauges, sums and explicit
-    histograms)."""
+    histograms). With no pipeline (`OTEL_METRICS_EXPORTER=otlpflow`), the
+    one shared by the exporters made from the environment."""
 
-    def __init__(self, pipeline: Pipeline, flush_timeout: float = 30.0, owns_pipeline: bool = False,
+    def __init__(self, pipeline: Optional[Pipeline] = None, flush_timeout: float = 30.0,
+                 owns_pipeline: bool = False,
                  preferred_temporality=None, preferred_aggregation=None):
         super().__init__(preferred_temporality=preferred_temporality,
                          preferred_aggregation=preferred_aggregation)
@@ -302,3 +379,54 @@ class MetricExporter(sdk_metrics_export.MetricExporter):
 def _temporality(data) -> str:
     return "delta" if int(data.aggregation_temporality) == 1 else "cumulative"
 
+
+
+class SpanExporter(sdk_trace_export.SpanExporter):
+    """A span exporter for the SDK's own set-up by name
+    (`OTEL_TRACES_EXPORTER=otlpflow`, or a `BatchSpanProcessor` made by
+    hand): each span of a batch goes to otlpflow as `SpanProcessor` hands it
+    over, and the batch is handed to the engine before `export` returns.
+    Where the code can change, `SpanProcessor` skips the SDK's queue and
+    thread. With no pipeline, the one shared by the exporters made from the
+    environment."""
+
+    def __init__(self, pipeline: Optional[Pipeline] = None, flush_timeout: float = 30.0,
+                 owns_pipeline: bool = False):
+        self._processor = SpanProcessor(pipeline, flush_timeout, owns_pipeline)
+
+    def export(self, spans):
+        touched = {}
+        for span in spans:
+            buf = self._processor._add(span)
+            touched[id(buf)] = buf
+        for buf in touched.values():
+            buf.hand_over()
+        return sdk_trace_export.SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._processor.force_flush(timeout_millis)
+
+
+class LogRecordExporter(_SdkLogExporter):
+    """A log exporter for the SDK's own set-up by name
+    (`OTEL_LOGS_EXPORTER=otlpflow`): each record of a batch goes to otlpflow
+    as `LogRecordProcessor` hands it over. With no pipeline, the one shared
+    by the exporters made from the environment."""
+
+    def __init__(self, pipeline: Optional[Pipeline] = None, flush_timeout: float = 30.0,
+                 owns_pipeline: bool = False):
+        self._processor = LogRecordProcessor(pipeline, flush_timeout, owns_pipeline)
+
+    def export(self, batch):
+        for log_data in batch:
+            self._processor.on_emit(log_data)
+        return _LogResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._processor.force_flush(timeout_millis)

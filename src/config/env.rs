@@ -6,6 +6,37 @@ use std::time::Duration;
 
 use super::*;
 
+/// Settings by name that an `OTEL_*` variable sets: they have no
+/// `OTLPFLOW_*` one, so that no setting has two variables to rank.
+const OTEL_COVERED: &[&str] = &[
+    "endpoint",
+    "protocol",
+    "compression",
+    "request_timeout",
+    "service_name",
+    "service_version",
+    "tls_ca_file",
+    "tls_client_cert",
+    "tls_client_key",
+    "metrics_interval",
+    "metrics_temporality",
+];
+
+/// Settings `apply_flow_env` reads under their own variables (some of
+/// them older than the rule, `OTLPFLOW_RATE_LIMIT` with its own format).
+const FLOW_VARS: &[&str] = &[
+    "policy",
+    "memory_budget",
+    "system_memory_limit",
+    "rate_limit",
+    "egress_byte_rate",
+    "spool_dir",
+    "spool_max_bytes",
+    "endpoints",
+    "failover",
+    "concurrency",
+];
+
 /// The signal's part of a per-signal variable's name.
 fn env_name(signal: Signal) -> &'static str {
     match signal {
@@ -30,9 +61,11 @@ impl PipelineBuilder {
     /// `_LOGS_` and `_METRICS_` variants taking precedence for their
     /// signal; `_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY` and
     /// `_INSECURE` (one TLS setup for all signals: the `_TRACES_` variant,
-    /// else the general one). Setters called afterwards override them
-    /// (explicit setting > per-signal variable > general variable >
-    /// default). A malformed variable is a configuration error naming it.
+    /// else the general one); then otlpflow's own, `OTLPFLOW_<NAME>` for
+    /// the settings by name no `OTEL_*` variable covers. Setters called
+    /// afterwards override them (explicit setting > per-signal variable >
+    /// general variable > default). A malformed variable is a
+    /// configuration error naming it.
     pub fn apply_env(self) -> Result<Self, Error> {
         self.apply_env_from(|k| std::env::var(k).ok())
     }
@@ -178,7 +211,32 @@ impl PipelineBuilder {
                 }
             };
         }
-        self.apply_flow_env(&var)
+        self.apply_flow_env(&var)?.apply_named_env(&var)
+    }
+
+    /// `OTLPFLOW_<NAME>` for each setting by name (`named::SETTINGS`) that
+    /// no `OTEL_*` variable sets and `apply_flow_env` does not read: the
+    /// name in upper case, its value as `set` takes it (the OpenTelemetry
+    /// SDKs' set-up from the environment, where no code can call a setter,
+    /// still reaches `prometheus`, `self_metrics`, the spool, the retry
+    /// and batch settings). Settings with a template in their name
+    /// (headers, resource attributes, per-signal ones) have none.
+    fn apply_named_env(mut self, var: &impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        for (name, _) in super::named::SETTINGS {
+            if name.contains('<') || OTEL_COVERED.contains(name) || FLOW_VARS.contains(name) {
+                continue;
+            }
+            let env = format!("OTLPFLOW_{}", name.to_ascii_uppercase());
+            let Some(v) = var(&env).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            // `set`'s error names the setting and what it expects, never
+            // the value; the variable is named in front of it.
+            self = self
+                .set(name, v.trim())
+                .map_err(|e| Error::config(format!("{env}: {e}")))?;
+        }
+        Ok(self)
     }
 
     /// otlpflow's own variables for flow control (the OpenTelemetry ones
@@ -313,6 +371,44 @@ pub(super) fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_without_an_otel_variable_have_an_otlpflow_one() {
+        let vars = |k: &str| {
+            match k {
+                "OTLPFLOW_SELF_METRICS" => Some("true"),
+                "OTLPFLOW_MAX_BATCH_ITEMS" => Some(" 7 "),
+                "OTLPFLOW_PROMETHEUS" => Some("127.0.0.1:9464"),
+                "OTLPFLOW_RETRY_MAX_ELAPSED" => Some("90s"),
+                "OTLPFLOW_MAX_SCOPES" => Some("64"),
+                // Named settings with an OTEL_ variable are read from it only.
+                "OTLPFLOW_SERVICE_NAME" => Some("not-read"),
+                "OTLPFLOW_ENDPOINT" => Some("http://not-read:4317"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let c = PipelineBuilder::default()
+            .apply_env_from(vars)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(c.self_metrics);
+        assert_eq!((c.max_batch_items, c.max_scopes), (7, 64));
+        assert_eq!(c.prometheus, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.retry.max_elapsed, Duration::from_secs(90));
+        assert!(c.resource_is_default);
+        assert!(!format!("{:?}", c.signals[Signal::Traces].targets).contains("not-read"));
+        // A value that does not parse names the variable, not the value.
+        let e = PipelineBuilder::default()
+            .apply_env_from(|k: &str| {
+                (k == "OTLPFLOW_MAX_BATCH_ITEMS").then(|| "seven-s3cret".to_owned())
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OTLPFLOW_MAX_BATCH_ITEMS"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
 
     #[test]
     fn the_metrics_temporality_preference_is_read() {

@@ -112,6 +112,14 @@ elif mode == "otlpflow":
     import otlpflow, otlpflow.opentelemetry
     pipeline = otlpflow.Pipeline(endpoint=ENDPOINT, policy="block", max_wait=30.0, from_env=False)
     provider.add_span_processor(otlpflow.opentelemetry.SpanProcessor(pipeline, owns_pipeline=True))
+elif mode == "otlpflow-exporter":
+    # Zero code changed (OTEL_TRACES_EXPORTER=otlpflow): the SDK's own
+    # BatchSpanProcessor, with its defaults, in front of otlpflow's exporter.
+    sys.path.insert(0, os.path.join(sys.argv[1], "bindings", "python"))
+    os.environ.setdefault("OTLPFLOW_LIBRARY", os.path.join(sys.argv[1], "target", "release", "libotlpflow_ffi.so"))
+    import otlpflow, otlpflow.opentelemetry
+    pipeline = otlpflow.Pipeline(endpoint=ENDPOINT, policy="block", max_wait=30.0, from_env=False)
+    provider.add_span_processor(BatchSpanProcessor(otlpflow.opentelemetry.SpanExporter(pipeline, owns_pipeline=True)))
 else:
     kw = dict(max_queue_size=65536, max_export_batch_size=8192, schedule_delay_millis=100) if mode == "tuned" else {}
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=ENDPOINT, insecure=True), **kw))
@@ -193,6 +201,7 @@ PAIRS = [
     ("otlpflow (Python, ctypes)", "OTel Python SDK, defaults"),
     ("OTel Python SDK + otlpflow processor", "OTel Python SDK, tuned"),
     ("OTel Python SDK + otlpflow processor", "OTel Python SDK, defaults"),
+    ("OTel Python SDK + otlpflow exporter (zero code)", "OTel Python SDK, defaults"),
 ]
 
 
@@ -221,6 +230,8 @@ def systems(spans_rust, spans_py, shape, rate=None):
         ("OTel Python SDK, defaults", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "defaults"] + r, spans_py),
         ("OTel Python SDK + otlpflow processor", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "otlpflow"] + r,
          spans_py),
+        ("OTel Python SDK + otlpflow exporter (zero code)",
+         [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "otlpflow-exporter"] + r, spans_py),
     ] + ([("OTel Python SDK, no processor (bound)", [py, "-c", OTEL, ROOT, str(spans_py), "@ENDPOINT@", "none"],
            spans_py)] if rate is None else [])
 

@@ -318,12 +318,17 @@ class MetricExporter(sdk_metrics_export.MetricExporter):
     """A metric exporter for the SDK's PeriodicExportingMetricReader: each
     data point goes to otlpflow's pipeline (gauges, sums and explicit
     histograms). With no pipeline (`OTEL_METRICS_EXPORTER=otlpflow`), the
-    one shared by the exporters made from the environment."""
+    one shared by the exporters made from the environment. It asks the SDK
+    for the temporality `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`
+    names, per instrument kind as the SDK's OTLP exporter does;
+    `preferred_temporality` overrides it kind by kind."""
 
     def __init__(self, pipeline: Optional[Pipeline] = None, flush_timeout: float = 30.0,
                  owns_pipeline: bool = False,
                  preferred_temporality=None, preferred_aggregation=None):
-        super().__init__(preferred_temporality=preferred_temporality,
+        temporality = _temporality_preference()
+        temporality.update(preferred_temporality or {})
+        super().__init__(preferred_temporality=temporality,
                          preferred_aggregation=preferred_aggregation)
         self._c = _Common(pipeline, flush_timeout, owns_pipeline)
 
@@ -374,6 +379,28 @@ class MetricExporter(sdk_metrics_export.MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         self._c.shutdown()
+
+
+def _temporality_preference() -> Dict[type, Any]:
+    """The temporality per instrument kind that
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE asks for (the OTLP
+    exporters' variable): `delta` makes counters, observable counters and
+    histograms delta; `lowmemory` counters and histograms only; anything
+    else (`cumulative`, unset) keeps all cumulative. Up-down counters and
+    gauges stay cumulative."""
+    import os
+    from opentelemetry.sdk.metrics import (Counter, Histogram, ObservableCounter, ObservableGauge,
+                                           ObservableUpDownCounter, UpDownCounter)
+    delta = sdk_metrics_export.AggregationTemporality.DELTA
+    cumulative = sdk_metrics_export.AggregationTemporality.CUMULATIVE
+    kinds = (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
+    out = {kind: cumulative for kind in kinds}
+    preference = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").strip().lower()
+    if preference in ("delta", "lowmemory"):
+        out[Counter] = out[Histogram] = delta
+        if preference == "delta":
+            out[ObservableCounter] = delta
+    return out
 
 
 def _temporality(data) -> str:

@@ -366,6 +366,44 @@ class StructuredLogs(unittest.TestCase):
         self.assertEqual(attrs(third), {"n": {"intValue": "3"}})
 
 
+@unittest.skipUnless(RECEIVER, "needs OTLPFLOW_RECEIVER (run through cargo test)")
+class TemporalityPreference(unittest.TestCase):
+    def test_the_metric_exporter_reads_the_temporality_preference_as_the_sdks_does(self):
+        # OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta: the SDK's
+        # OTLP exporter asks for delta sums and histograms (up-down counters
+        # stay cumulative); otlpflow's exporter, made the same way (as the
+        # SDK's zero-code set-up makes it), must ask for the same.
+        name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+        old = os.environ.get(name)
+        os.environ[name] = "delta"
+        try:
+            r, p = receiver_and_pipeline("temporality")
+            theirs = Receiver(os.path.join(tempfile.mkdtemp(), "theirs.json"))
+            readers = [PeriodicExportingMetricReader(otel_otlpflow.MetricExporter(p), export_interval_millis=3_600_000),
+                       PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=theirs.endpoint, insecure=True),
+                                                     export_interval_millis=3_600_000)]
+        finally:
+            if old is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = old
+        provider = MeterProvider(metric_readers=readers)
+        meter = provider.get_meter("temporality")
+        meter.create_counter("requests").add(3)
+        meter.create_up_down_counter("queue").add(-2)
+        meter.create_histogram("latency").record(12.5)
+        provider.shutdown()
+        p.shutdown()
+        p.close()
+        seen = {}
+        for who, rec in (("ours", r), ("theirs", theirs)):
+            _, dumped = rec.stop()
+            seen[who] = {e["metric"]["name"]: e["metric"]["temporality"] for e in dumped["points"]}
+        delta, cumulative = 1, 2
+        self.assertEqual(seen["theirs"], {"requests": delta, "queue": cumulative, "latency": delta})
+        self.assertEqual(seen["ours"], seen["theirs"])
+
+
 @unittest.skipUnless(RECEIVER and TLS_DIR, "needs OTLPFLOW_RECEIVER and OTLPFLOW_TLS_DIR (run through cargo test)")
 class PythonTransports(unittest.TestCase):
     def test_grpc_and_http_in_clear_and_over_tls_to_a_real_receiver(self):

@@ -455,3 +455,64 @@ fn tracers_named_per_request_share_the_overflow_scope_past_the_bound() {
     want.extend((0..3).map(|i| format!("request-{i}")));
     assert_eq!(scopes, want);
 }
+
+/// The metric exporter asks the SDK for the pipeline's temporality, which
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` sets when the
+/// pipeline is built from the environment: delta counters and histograms,
+/// cumulative up-down counters, as the OTLP exporters do.
+#[test]
+fn the_metric_exporter_asks_for_the_pipelines_temporality() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    for (preference, delta) in [("delta", true), ("cumulative", false)] {
+        let ours = sink();
+        let p = Pipeline::builder()
+            .apply_env_from(|k| {
+                (k == "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE")
+                    .then(|| preference.to_owned())
+            })
+            .unwrap()
+            .endpoint(ours.endpoint())
+            .shards(1)
+            .workers(1)
+            .linger(Duration::from_millis(5))
+            .start()
+            .unwrap();
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
+            otlpflow::opentelemetry::MetricExporter::new(&p),
+        )
+        .build();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(reader)
+            .build();
+        let meter = provider.meter("temporality");
+        meter.u64_counter("requests").build().add(3, &[]);
+        meter.i64_up_down_counter("queue").build().add(-2, &[]);
+        meter.f64_histogram("latency").build().record(12.5, &[]);
+        // The exporter's shutdown flushes and shuts the pipeline down.
+        provider.shutdown().unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        for req in ours.take_metric_requests() {
+            for rm in req.resource_metrics {
+                for sm in rm.scope_metrics {
+                    for m in sm.metrics {
+                        let t = match m.data {
+                            Some(Data::Sum(s)) => s.aggregation_temporality,
+                            Some(Data::Histogram(h)) => h.aggregation_temporality,
+                            other => panic!("{other:?}"),
+                        };
+                        seen.insert(m.name, t);
+                    }
+                }
+            }
+        }
+        let (d, c) = (1, 2);
+        let want = if delta { [d, c, d] } else { [c, c, c] };
+        let want: std::collections::BTreeMap<String, i32> = ["requests", "queue", "latency"]
+            .iter()
+            .map(|n| n.to_string())
+            .zip(want)
+            .collect();
+        assert_eq!(seen, want, "{preference}");
+    }
+}

@@ -82,6 +82,13 @@ impl Pipeline {
         self.scope_with_attributes(name, version, &[])
     }
 
+    /// The temporality of sums and histograms
+    /// (`PipelineBuilder::metrics_temporality`).
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    pub(crate) fn metrics_temporality(&self) -> crate::record::Temporality {
+        self.engine().config.temporality
+    }
+
     /// The bound on distinct scopes (`PipelineBuilder::max_scopes`).
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
     pub(crate) fn max_scopes(&self) -> usize {

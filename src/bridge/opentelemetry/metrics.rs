@@ -19,12 +19,19 @@ pub struct MetricExporter {
 }
 
 impl MetricExporter {
-    /// An exporter over `pipeline` asking the SDK for cumulative sums and
-    /// histograms (the SDK's default).
+    /// An exporter over `pipeline` asking the SDK for the pipeline's
+    /// temporality (`PipelineBuilder::metrics_temporality`, which
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` sets): cumulative
+    /// by default; delta makes counters and histograms delta, up-down
+    /// counters staying cumulative, as the OTLP exporters do.
     pub fn new(pipeline: &Pipeline) -> MetricExporter {
+        use opentelemetry_sdk::metrics::Temporality as Sdk;
         MetricExporter {
             common: Common::new(pipeline),
-            temporality: opentelemetry_sdk::metrics::Temporality::Cumulative,
+            temporality: match pipeline.metrics_temporality() {
+                crate::record::Temporality::Delta => Sdk::Delta,
+                crate::record::Temporality::Cumulative => Sdk::Cumulative,
+            },
         }
     }
 

@@ -286,3 +286,44 @@ fn the_layer_ignores_what_otlpflows_own_threads_record() {
     assert_eq!(sink.counts().spans, 200);
     assert_eq!(sink.counts().logs, 0);
 }
+
+/// Asked to, the layer puts each span's code location on it, as
+/// tracing-opentelemetry does by default: `code.file.path`,
+/// `code.line.number` and the module as `code.namespace` (the names the
+/// log bridge uses). Off by default, where a span carries only its fields.
+#[test]
+fn spans_carry_their_code_location_when_asked() {
+    for located in [true, false] {
+        let (sink, p) = start();
+        let layer = otlpflow::tracing::layer(&p).with_code_location(located);
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let line = line!() + 2;
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("located", order = 7);
+            let _in = span.enter();
+        });
+        p.shutdown(Duration::from_secs(10)).unwrap();
+        let spans = spans_by_name(&sink);
+        let span = &spans["located"][0];
+        let attr = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+        };
+        assert_eq!(attr("order"), Some(Any::IntValue(7)));
+        if located {
+            assert_eq!(
+                attr("code.file.path"),
+                Some(Any::StringValue(file!().into()))
+            );
+            assert_eq!(attr("code.line.number"), Some(Any::IntValue(line as i64)));
+            assert_eq!(
+                attr("code.namespace"),
+                Some(Any::StringValue(module_path!().into()))
+            );
+        } else {
+            assert_eq!(span.attributes.len(), 1, "{:?}", span.attributes);
+        }
+    }
+}

@@ -66,6 +66,7 @@ pub fn layer(pipeline: &Pipeline) -> OtlpLayer {
         scopes: Scopes::new(pipeline),
         pipeline: pipeline.clone(),
         events_as_logs: false,
+        code_location: false,
     }
 }
 
@@ -74,6 +75,7 @@ pub struct OtlpLayer {
     pipeline: Pipeline,
     scopes: Scopes,
     events_as_logs: bool,
+    code_location: bool,
 }
 
 impl OtlpLayer {
@@ -81,6 +83,16 @@ impl OtlpLayer {
     /// context, instead of span events (default: span events).
     pub fn events_as_logs(mut self, yes: bool) -> Self {
         self.events_as_logs = yes;
+        self
+    }
+
+    /// Each span also carries where it was made: `code.file.path`,
+    /// `code.line.number` and its module as `code.namespace`, as
+    /// tracing-opentelemetry's `with_location` (on there by default) adds
+    /// them. Off by default: three attributes on every span, the same for
+    /// every span of a call site.
+    pub fn with_code_location(mut self, yes: bool) -> Self {
+        self.code_location = yes;
         self
     }
 
@@ -280,7 +292,19 @@ where
         let meta = span.metadata();
         // Everything borrowed from the state, on the stack.
         let kv = |(k, v): &(&'static str, FieldValue)| KeyValue::new(k, state.value(*v));
-        let attrs: ArrayVec<KeyValue<'_>, MAX_FIELDS> = state.fields.iter().map(kv).collect();
+        let mut attrs: ArrayVec<KeyValue<'_>, { MAX_FIELDS + 3 }> =
+            state.fields.iter().map(kv).collect();
+        if self.code_location {
+            if let Some(file) = meta.file() {
+                attrs.push(KeyValue::new("code.file.path", Value::Str(file)));
+            }
+            if let Some(line) = meta.line() {
+                attrs.push(KeyValue::new("code.line.number", Value::I64(line as i64)));
+            }
+            if let Some(module) = meta.module_path() {
+                attrs.push(KeyValue::new("code.namespace", Value::Str(module)));
+            }
+        }
         let event_attrs: ArrayVec<KeyValue<'_>, MAX_FIELDS> =
             state.event_fields.iter().map(kv).collect();
         let events: ArrayVec<Event<'_>, MAX_EVENTS> = state

@@ -23,6 +23,12 @@ pub struct Error {
 }
 
 impl Error {
+    /// The message without the kind in front of it (to wrap it in
+    /// another message of the same kind).
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Error {
             kind: Kind::Config,

@@ -24,8 +24,9 @@
 //! field on a root span as its remote parent (see [`current_context`] for
 //! the other direction). Events: the `message` as the event name or log
 //! body, the level as the severity, the target as the scope; a log
-//! record also carries the event's `code.file.path` and `code.line.number`. Scopes are
-//! the targets, up to 256 of them; past that they share `otlpflow.overflow`
+//! record also carries the event's `code.file.path` and
+//! `code.line.number`. Scopes are the targets, up to 256 of them; past
+//! that they share `otlpflow.overflow`
 //! ([`OtlpLayer::scopes_overflowed`] counts it).
 //!
 //! Cost: the layer keeps one state per live span in the registry's

@@ -113,7 +113,7 @@ impl PipelineBuilder {
         let name = "OTEL_EXPORTER_OTLP_ENDPOINT";
         if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
             let v = with_scheme(&v);
-            Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+            Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {}", e.message())))?;
             self.endpoint = Some(UrlText(v));
         }
         // The per-signal variables set that signal's overrides.
@@ -127,16 +127,20 @@ impl PipelineBuilder {
             let o = &mut self.signals[signal];
             if let Some((name, v)) = get("ENDPOINT") {
                 let v = with_scheme(&v);
-                Endpoint::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+                Endpoint::parse(&v)
+                    .map_err(|e| Error::config(format!("{name}: {}", e.message())))?;
                 o.endpoint = Some(UrlText(v));
             }
             if let Some((name, v)) = get("PROTOCOL") {
-                o.protocol =
-                    Some(Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?);
+                o.protocol = Some(
+                    Protocol::parse(&v)
+                        .map_err(|e| Error::config(format!("{name}: {}", e.message())))?,
+                );
             }
             if let Some((name, v)) = get("COMPRESSION") {
                 o.compression = Some(
-                    Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?,
+                    Compression::parse(&v)
+                        .map_err(|e| Error::config(format!("{name}: {}", e.message())))?,
                 );
             }
             if let Some((name, v)) = get("TIMEOUT") {
@@ -153,8 +157,8 @@ impl PipelineBuilder {
                 .map(|v| (name, v))
         };
         if let Some((name, v)) = general("PROTOCOL") {
-            self.protocol =
-                Protocol::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+            self.protocol = Protocol::parse(&v)
+                .map_err(|e| Error::config(format!("{name}: {}", e.message())))?;
         }
         if let Some((_, v)) = pick("CERTIFICATE") {
             self.tls.ca_file = Some(v.trim().into());
@@ -169,8 +173,8 @@ impl PipelineBuilder {
             }
         }
         if let Some((name, v)) = general("COMPRESSION") {
-            self.compression =
-                Compression::parse(&v).map_err(|e| Error::config(format!("{name}: {e}")))?;
+            self.compression = Compression::parse(&v)
+                .map_err(|e| Error::config(format!("{name}: {}", e.message())))?;
         }
         if let Some((name, v)) = general("TIMEOUT") {
             self.request_timeout = parse_millis(&name, &v)?;
@@ -514,10 +518,12 @@ mod tests {
         let bad =
             |k: &str| (k == "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").then(|| "http/json".to_owned());
         let e = PipelineBuilder::default().apply_env_from(bad).unwrap_err();
+        let e = e.to_string();
         assert!(
-            e.to_string().contains("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+            e.starts_with("configuration error: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "),
             "{e}"
         );
+        assert_eq!(e.matches("configuration error").count(), 1, "{e}");
         let bad = |k: &str| (k == "OTEL_RESOURCE_ATTRIBUTES").then(|| "novalue".to_owned());
         assert!(PipelineBuilder::default().apply_env_from(bad).is_err());
         // No scheme: INSECURE=true means cleartext, otherwise TLS.

@@ -877,7 +877,9 @@ OTLPFLOW_MUST_USE otlpflow_result otlpflow_config_new(struct otlpflow_config **o
 otlpflow_result otlpflow_config_free(struct otlpflow_config *config);
 
 // Applies the standard `OTEL_*` environment variables (endpoint, headers,
-// compression, timeout, protocol, service name, resource attributes). Call
+// compression, timeout, protocol, service name, resource attributes), then
+// `OTLPFLOW_<NAME>` for each setting of `otlpflow_config_set` they do not
+// cover (`OTLPFLOW_PROMETHEUS`, `OTLPFLOW_MAX_BATCH_ITEMS`, ...). Call
 // it before the setters you want to win over the environment. A malformed
 // variable returns `OTLPFLOW_RESULT_INVALID_CONFIG`; the message naming it
 // is available from `otlpflow_config_error`.

@@ -6,7 +6,8 @@
             span.set_attribute("http.response.status_code", 200)
         print(p.stats())
 
-Recording never blocks by default (policy="drop"); a refused span is counted
+Recording never blocks by default (policy="drop", unless the environment's
+OTLPFLOW_POLICY says otherwise); a refused span is counted
 in stats() and `record_span` returns False. Setup and control errors raise
 OtlpflowError subclasses carrying the C result code. A Pipeline may be used
 from any number of threads at once, and keeps working in both processes after
@@ -58,7 +59,7 @@ class Pipeline:
     def __init__(self, endpoint: Optional[str] = None, protocol: str = "grpc", compression: str = "none",
                  service_name: Optional[str] = None, service_version: Optional[str] = None,
                  resource: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None,
-                 policy: str = "drop", max_wait: float = 1.0, shards: int = 0, workers: int = 0,
+                 policy: Optional[str] = None, max_wait: Optional[float] = None, shards: int = 0, workers: int = 0,
                  linger: Optional[float] = None, from_env: bool = True, batch_spans: int = 128,
                  batch_interval: float = 0.05, **settings: Union[str, int, float, bool]) -> None:
         lib = self._lib = _library()

@@ -13,7 +13,8 @@ from ._native import (ConfigError, _error, _check, _Keep, _fill_value, _Guard, _
 
 def start(lib, *, endpoint: Optional[str], protocol: str, compression: str, service_name: Optional[str],
           service_version: Optional[str], resource: Optional[Mapping[str, Any]],
-          headers: Optional[Mapping[str, str]], policy: str, max_wait: float, shards: int, workers: int,
+          headers: Optional[Mapping[str, str]], policy: Optional[str], max_wait: Optional[float],
+          shards: int, workers: int,
           linger: Optional[float], from_env: bool,
           settings: Mapping[str, Union[str, int, float, bool]]) -> _Guard:
     """Checks the settings, builds the native config (the environment's
@@ -24,10 +25,13 @@ def start(lib, *, endpoint: Optional[str], protocol: str, compression: str, serv
         raise ConfigError(INVALID_CONFIG, "protocol must be one of %s" % ", ".join(sorted(_PROTOCOL)))
     if compression not in _COMPRESSION:
         raise ConfigError(INVALID_CONFIG, "compression must be one of none, gzip, zstd")
-    if policy not in ("drop", "block"):
+    if policy not in (None, "drop", "block"):
         raise ConfigError(INVALID_CONFIG, "policy must be 'drop' or 'block'")
+    # Neither given: the environment's (OTLPFLOW_POLICY) when read, else
+    # drop with a 1 s wait.
+    set_policy = policy is not None or max_wait is not None or not from_env
     try:
-        max_wait_ms = _millis(max_wait, "max_wait")
+        max_wait_ms = _millis(1.0 if max_wait is None else max_wait, "max_wait")
         linger_ms = None if linger is None else _millis(linger, "linger")
     except (TypeError, ValueError) as e:
         raise ConfigError(INVALID_CONFIG, str(e)) from None
@@ -56,8 +60,9 @@ def start(lib, *, endpoint: Optional[str], protocol: str, compression: str, serv
             setting(lib.otlpflow_config_add_header(cfg, keep.str(k), keep.str(v)), "headers")
         if compression != "none" or not from_env:
             setting(lib.otlpflow_config_set_compression(cfg, _COMPRESSION[compression]), "compression")
-        setting(lib.otlpflow_config_set_policy(cfg, 1 if policy == "block" else 0, max_wait_ms),
-                "policy")
+        if set_policy:
+            setting(lib.otlpflow_config_set_policy(cfg, 1 if policy == "block" else 0, max_wait_ms),
+                    "policy")
         setting(lib.otlpflow_config_set_shards(cfg, shards), "shards")
         setting(lib.otlpflow_config_set_workers(cfg, workers), "workers")
         if linger_ms is not None:

@@ -372,6 +372,62 @@ class PipelineTest(unittest.TestCase):
             pipeline(no_such_setting=1)
         self.assertIn("unknown setting", str(cm.exception))
 
+    def test_otlpflow_variables_reach_a_pipeline_made_with_defaults(self):
+        # OTLPFLOW_<NAME> for a setting no OTEL_ variable covers: a pipeline
+        # made from the environment (the zero-code exporters' way) takes
+        # them, and its own default arguments do not override them.
+        import socket
+        import urllib.request
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {"OTLPFLOW_PROMETHEUS": "127.0.0.1:%d" % port, "OTLPFLOW_SHARDS": "3"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            p = otlpflow.Pipeline(endpoint=ENDPOINT)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    del os.environ[k]
+                else:
+                    os.environ[k] = v
+        with p:
+            text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+            self.assertEqual(text.count("otlpflow_ring_fill_ratio{shard="), 3, text)
+
+    def test_otlpflow_policy_from_the_environment_is_not_overridden_by_the_default(self):
+        # OTLPFLOW_POLICY=block:60000 and no policy argument: a full memory
+        # budget makes the recording thread wait (the default argument used
+        # to set drop over it, and the records were dropped at once).
+        import threading
+        old = os.environ.get("OTLPFLOW_POLICY")
+        os.environ["OTLPFLOW_POLICY"] = "block:60000"
+        try:
+            # Nothing listens on port 9: the ring fills and stays full.
+            p = otlpflow.Pipeline(endpoint="http://127.0.0.1:9", shards=1, workers=1, ring_bytes="4096",
+                                  memory_budget="64K", batch_spans=1)
+        finally:
+            if old is None:
+                del os.environ["OTLPFLOW_POLICY"]
+            else:
+                os.environ["OTLPFLOW_POLICY"] = old
+
+        def fill():
+            try:
+                for i in range(50000):
+                    p.record_span("fill", attributes={"i": i})
+            except otlpflow.ShutdownError:
+                pass  # woken by the shutdown below
+        t = threading.Thread(target=fill)
+        t.start()
+        t.join(2.0)
+        waiting = t.is_alive()
+        p.shutdown(timeout=1.0)
+        t.join(30)
+        p.close()
+        self.assertTrue(waiting, "the recording thread should wait under block, not drop at once")
+
     def test_four_threads_record_at_once(self):
         with pipeline() as p:
             errors = []

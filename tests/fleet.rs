@@ -515,3 +515,36 @@ fn endpoints_that_churn_reuse_the_lanes_of_those_that_left() {
         .unwrap();
     assert_eq!((at_b.exported, at_b.failed), (per[1] * 10, 0));
 }
+
+/// A DNS name with more addresses than a fleet may have (a headless
+/// service in front of 300 collector pods): the pipeline starts and routes
+/// across the first 256 addresses in order, and says so in `last_error`,
+/// where it used to refuse to start.
+#[test]
+fn a_dns_name_with_more_addresses_than_a_fleet_takes_the_first_256() {
+    let ips: Vec<std::net::IpAddr> = (0..300u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).into())
+        .collect();
+    let resolver = otlpflow::Resolver::new(move |_| Ok(ips.clone()));
+    let p = Pipeline::builder()
+        .resolver(resolver)
+        .endpoints_dns("http://big.fleet.test:4317", Duration::from_millis(50))
+        .start()
+        .unwrap();
+    let endpoints = p.endpoints(Signal::Traces);
+    assert_eq!(endpoints.len(), 256);
+    assert_eq!(endpoints[0], "10.0.0.0:4317");
+    assert_eq!(endpoints[255], "10.0.0.255:4317");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut error = String::new();
+    while std::time::Instant::now() < deadline && !error.contains("300 addresses") {
+        std::thread::sleep(Duration::from_millis(20));
+        error = p.last_error().unwrap_or_default();
+    }
+    assert!(
+        error.contains("\"big.fleet.test\" has 300 addresses; the first 256 are used"),
+        "{error}"
+    );
+    assert_eq!(p.endpoints(Signal::Traces).len(), 256);
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{base_target, Endpoint};
+use super::{base_target, Endpoint, MAX_ENDPOINTS};
 use crate::error::Error;
 use crate::record::Signal;
 
@@ -62,11 +62,18 @@ pub(crate) struct DnsEndpoints {
     pub(crate) signals: Vec<Signal>,
 }
 
+/// One resolution's endpoints, and what to say of them when the name had
+/// more addresses than a fleet may have endpoints.
+pub(crate) type Resolved = (Vec<(Endpoint, String)>, Option<String>);
+
 impl DnsEndpoints {
-    /// `signal`'s endpoints now: one base endpoint per address of the name.
-    pub(crate) fn targets(&self, signal: Signal) -> Result<Vec<(Endpoint, String)>, Error> {
+    /// `signal`'s endpoints now: one base endpoint per address of the name,
+    /// the first `MAX_ENDPOINTS` of them in order when it has more (a
+    /// headless service in front of hundreds of collectors), with a note
+    /// saying so.
+    pub(crate) fn targets(&self, signal: Signal) -> Result<Resolved, Error> {
         let e = Endpoint::parse(&self.url)?;
-        let ips = self.resolver.resolve(&e.host).map_err(|err| {
+        let mut ips = self.resolver.resolve(&e.host).map_err(|err| {
             Error::config(format!("endpoints_dns: cannot resolve {:?}: {err}", e.host))
         })?;
         if ips.is_empty() {
@@ -75,7 +82,16 @@ impl DnsEndpoints {
                 e.host
             )));
         }
-        ips.iter()
+        let note = (ips.len() > MAX_ENDPOINTS).then(|| {
+            format!(
+                "endpoints_dns: {:?} has {} addresses; the first {MAX_ENDPOINTS} are used",
+                e.host,
+                ips.len()
+            )
+        });
+        ips.truncate(MAX_ENDPOINTS);
+        let targets = ips
+            .iter()
             .map(|ip| {
                 let host = match ip {
                     IpAddr::V4(v4) => v4.to_string(),
@@ -88,7 +104,8 @@ impl DnsEndpoints {
                 target.basic_auth = e.basic_auth.clone();
                 Ok((target, path))
             })
-            .collect()
+            .collect::<Result<_, Error>>()?;
+        Ok((targets, note))
     }
 }
 
@@ -106,7 +123,8 @@ mod tests {
             }),
             signals: vec![Signal::Traces],
         };
-        let targets = dns.targets(Signal::Traces).unwrap();
+        let (targets, note) = dns.targets(Signal::Traces).unwrap();
+        assert!(note.is_none());
         let shown: Vec<(String, &str)> = targets
             .iter()
             .map(|(e, path)| (e.address(), path.as_str()))

@@ -81,7 +81,13 @@ impl PipelineBuilder {
             ) {
                 (Some(list), ..) => list.iter().map(|t| own(t)).collect::<Result<_, _>>()?,
                 (None, Some(t), ..) => vec![own(t)?],
-                (None, None, Some(d), ..) => d.targets(signal)?,
+                (None, None, Some(d), ..) => {
+                    let (targets, note) = d.targets(signal)?;
+                    if let Some(note) = note {
+                        log::warn!("otlpflow: {note}");
+                    }
+                    targets
+                }
                 (None, None, None, Some(list), _) => {
                     list.iter().map(|b| base(b)).collect::<Result<_, _>>()?
                 }

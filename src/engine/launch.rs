@@ -280,9 +280,12 @@ fn resolve_again(dns: &crate::config::DnsEndpoints, engine: &std::sync::Weak<Eng
         }
         let Some(e) = engine.upgrade() else { return };
         for signal in &dns.signals {
-            let changed = dns
-                .targets(*signal)
-                .and_then(|t| e.lanes.set(&e.config, *signal, &t));
+            let changed = dns.targets(*signal).and_then(|(t, note)| {
+                if let Some(note) = note {
+                    *e.last_error.lock() = Some(note);
+                }
+                e.lanes.set(&e.config, *signal, &t)
+            });
             match changed {
                 Ok(true) => log::info!(
                     "otlpflow: {} endpoints now {:?}",

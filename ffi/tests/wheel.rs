@@ -212,6 +212,40 @@ fn zero_code(venv: &Path, wheelhouse: &Path, tmp: &Path) {
         }
     }
     assert_eq!(logs, ["stock low for A-17"]);
+
+    // OTEL_SDK_DISABLED=true: the SDK records nothing, and otlpflow's
+    // exporters, made all the same, start no pipeline (no threads, no
+    // connection) for the nothing they are given.
+    let probe = tmp.join("disabled.py");
+    std::fs::write(
+        &probe,
+        "import threading\n\
+         from opentelemetry import trace\n\
+         with trace.get_tracer('shop').start_as_current_span('not recorded'):\n\
+         \x20   pass\n\
+         print(sorted(t.name for t in threading.enumerate() if t.name.startswith('otlpflow')))\n",
+    )
+    .unwrap();
+    let out = Command::new(venv.join("bin/opentelemetry-instrument"))
+        .arg(venv.join("bin/python"))
+        .arg(&probe)
+        .current_dir(tmp)
+        .env_remove("OTLPFLOW_LIBRARY")
+        .env_remove("PYTHONPATH")
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("OTEL_TRACES_EXPORTER", "otlpflow")
+        .env("OTEL_METRICS_EXPORTER", "otlpflow")
+        .env("OTEL_LOGS_EXPORTER", "otlpflow")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "opentelemetry-instrument: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert_eq!(sink.take_requests().len(), 0);
 }
 
 /// Every file under `dir`.

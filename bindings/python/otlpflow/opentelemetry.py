@@ -103,19 +103,25 @@ _CACHED_SCOPES = 4096
 class _Shared:
     """The pipeline of the exporters the SDK makes from the environment
     (with no pipeline given): one for every signal, configured from the
-    environment when the first is made, shut down with the last."""
+    environment when the first of them is first given something, shut
+    down with the last. An exporter given nothing (its signal unused, or
+    OTEL_SDK_DISABLED=true, where the SDK records nothing) starts none."""
 
     lock = threading.Lock()
     pipeline: Optional[Pipeline] = None
     users = 0
 
     @classmethod
-    def acquire(cls) -> Pipeline:
+    def acquire_for(cls, common) -> Pipeline:
+        """`common`'s pipeline, the shared one taken for it if it has none
+        yet (once, even with two threads asking)."""
         with cls.lock:
-            if cls.pipeline is None:
-                cls.pipeline = Pipeline()
-            cls.users += 1
-            return cls.pipeline
+            if common._pipeline is None:
+                if cls.pipeline is None:
+                    cls.pipeline = Pipeline()
+                cls.users += 1
+                common._pipeline = cls.pipeline
+            return common._pipeline
 
     @classmethod
     def release(cls, timeout: float) -> None:
@@ -139,14 +145,20 @@ class _Common:
     """The pipeline, the SDK's resource (adopted once) and the scopes."""
 
     def __init__(self, pipeline: Optional[Pipeline], flush_timeout: float, owns_pipeline: bool):
-        # No pipeline: the shared one (an exporter the SDK made by name).
+        # No pipeline: the shared one (an exporter the SDK made by name),
+        # taken when something first needs it.
         self.shared = pipeline is None
-        self.pipeline = _Shared.acquire() if self.shared else pipeline
+        self._pipeline = pipeline
         self.flush_timeout = flush_timeout
         self.owns_pipeline = owns_pipeline
         self._scopes: Dict[Tuple, Any] = {}
         self._resource_seen = False
         self._released = False
+
+    @property
+    def pipeline(self) -> Pipeline:
+        p = self._pipeline
+        return p if p is not None else _Shared.acquire_for(self)
 
     def adopt(self, resource) -> None:
         if not self._resource_seen and resource is not None:
@@ -171,6 +183,8 @@ class _Common:
 
     def force_flush(self, timeout_millis: Optional[float]) -> bool:
         timeout = self.flush_timeout if timeout_millis is None else timeout_millis / 1000.0
+        if self._pipeline is None:
+            return True  # a shared pipeline never taken: nothing to flush
         try:
             self.pipeline.flush(timeout=timeout)
             return True
@@ -182,7 +196,7 @@ class _Common:
         (one pipeline often serves a tracer, a logger and a meter provider,
         and the first provider's shutdown must not end the others)."""
         if self.shared:
-            if not self._released:
+            if not self._released and self._pipeline is not None:
                 self._released = True
                 _Shared.release(self.flush_timeout)
         elif self.owns_pipeline:

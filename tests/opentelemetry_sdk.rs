@@ -29,6 +29,18 @@ fn pipeline(sink: &Sink) -> Pipeline {
     support::prompt_pipeline(sink, "otel-sdk-test")
 }
 
+/// A meter provider whose periodic reader exports through otlpflow's
+/// metric exporter over `p`.
+fn meter_provider(p: &Pipeline) -> opentelemetry_sdk::metrics::SdkMeterProvider {
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
+        otlpflow::opentelemetry::MetricExporter::new(p),
+    )
+    .build();
+    opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .build()
+}
+
 /// Every span a receiver got, with its scope's name, version and
 /// attributes, sorted by span id.
 fn received(sink: &Sink) -> Vec<(String, String, usize, ProtoSpan)> {
@@ -292,13 +304,7 @@ fn sdk_metrics_travel_through_the_pipeline() {
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value as N};
     let ours = sink();
     let p = pipeline(&ours);
-    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
-        otlpflow::opentelemetry::MetricExporter::new(&p),
-    )
-    .build();
-    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_reader(reader)
-        .build();
+    let provider = meter_provider(&p);
     let meter = provider.meter("shop");
     let orders = meter
         .u64_counter("shop.orders")
@@ -478,13 +484,7 @@ fn the_metric_exporter_asks_for_the_pipelines_temporality() {
             .linger(Duration::from_millis(5))
             .start()
             .unwrap();
-        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
-            otlpflow::opentelemetry::MetricExporter::new(&p),
-        )
-        .build();
-        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-            .with_reader(reader)
-            .build();
+        let provider = meter_provider(&p);
         let meter = provider.meter("temporality");
         meter.u64_counter("requests").build().add(3, &[]);
         meter.i64_up_down_counter("queue").build().add(-2, &[]);

@@ -142,24 +142,14 @@ fn zero_code(venv: &Path, wheelhouse: &Path, tmp: &Path) {
         ..SinkOptions::default()
     })
     .unwrap();
-    let out = Command::new(venv.join("bin/opentelemetry-instrument"))
-        .arg(venv.join("bin/python"))
-        .arg(&app)
-        .current_dir(tmp)
-        .env_remove("OTLPFLOW_LIBRARY")
-        .env_remove("PYTHONPATH")
-        .env("OTEL_SERVICE_NAME", "shop")
-        .env("OTEL_TRACES_EXPORTER", "otlpflow")
-        .env("OTEL_METRICS_EXPORTER", "otlpflow")
-        .env("OTEL_LOGS_EXPORTER", "otlpflow")
-        .env("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "opentelemetry-instrument: {}",
-        String::from_utf8_lossy(&out.stderr)
+    instrumented(
+        venv,
+        &app,
+        &sink,
+        &[
+            ("OTEL_SERVICE_NAME", "shop"),
+            ("OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "true"),
+        ],
     );
     let text = |v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>| match v
         .and_then(|v| v.value.as_ref())
@@ -226,17 +216,31 @@ fn zero_code(venv: &Path, wheelhouse: &Path, tmp: &Path) {
          print(sorted(t.name for t in threading.enumerate() if t.name.startswith('otlpflow')))\n",
     )
     .unwrap();
+    let out = instrumented(venv, &probe, &sink, &[("OTEL_SDK_DISABLED", "true")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert_eq!(sink.take_requests().len(), 0);
+}
+
+/// `app` run by `opentelemetry-instrument` from the virtualenv, in the
+/// app's folder, with otlpflow named as every signal's exporter, the
+/// receiver `sink`, and `env`; its output, after checking it succeeded.
+fn instrumented(
+    venv: &Path,
+    app: &Path,
+    sink: &Sink,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let out = Command::new(venv.join("bin/opentelemetry-instrument"))
         .arg(venv.join("bin/python"))
-        .arg(&probe)
-        .current_dir(tmp)
+        .arg(app)
+        .current_dir(app.parent().unwrap())
         .env_remove("OTLPFLOW_LIBRARY")
         .env_remove("PYTHONPATH")
-        .env("OTEL_SDK_DISABLED", "true")
         .env("OTEL_TRACES_EXPORTER", "otlpflow")
         .env("OTEL_METRICS_EXPORTER", "otlpflow")
         .env("OTEL_LOGS_EXPORTER", "otlpflow")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -244,8 +248,7 @@ fn zero_code(venv: &Path, wheelhouse: &Path, tmp: &Path) {
         "opentelemetry-instrument: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
-    assert_eq!(sink.take_requests().len(), 0);
+    out
 }
 
 /// Every file under `dir`.

@@ -52,6 +52,7 @@ tracer, logger and meter providers outlives each of them).
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any, Dict, Optional, Tuple
 
@@ -402,7 +403,6 @@ def _temporality_preference() -> Dict[type, Any]:
     histograms delta; `lowmemory` counters and histograms only; anything
     else (`cumulative`, unset) keeps all cumulative. Up-down counters and
     gauges stay cumulative."""
-    import os
     from opentelemetry.sdk.metrics import (Counter, Histogram, ObservableCounter, ObservableGauge,
                                            ObservableUpDownCounter, UpDownCounter)
     delta = sdk_metrics_export.AggregationTemporality.DELTA
@@ -419,7 +419,6 @@ def _temporality_preference() -> Dict[type, Any]:
 
 def _temporality(data) -> str:
     return "delta" if int(data.aggregation_temporality) == 1 else "cumulative"
-
 
 
 class SpanExporter(sdk_trace_export.SpanExporter):

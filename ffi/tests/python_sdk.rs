@@ -60,7 +60,7 @@ fn sdk_drop_in_matches_the_sdk_exporter_field_by_field() {
             !stderr.contains("skipped"),
             "SDK tests were skipped:\n{stderr}"
         );
-        assert!(stderr.contains("Ran 7 tests"), "{stderr}");
+        assert!(stderr.contains("Ran 8 tests"), "{stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -125,6 +125,13 @@ class _Shared:
             return common._pipeline
 
     @classmethod
+    def _after_fork_in_child(cls) -> None:
+        # A thread of the parent may have held the lock at the fork; the
+        # child has no such thread. The pipeline itself carries over (the
+        # engine restarts in the child on its next call).
+        cls.lock = threading.Lock()
+
+    @classmethod
     def release(cls, timeout: float) -> None:
         with cls.lock:
             cls.users -= 1
@@ -140,6 +147,10 @@ class _Shared:
                 p.flush(timeout=timeout)
         except Exception:
             pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Shared._after_fork_in_child)
 
 
 class _Common:

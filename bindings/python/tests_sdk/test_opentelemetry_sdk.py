@@ -404,6 +404,33 @@ class TemporalityPreference(unittest.TestCase):
         self.assertEqual(seen["ours"], seen["theirs"])
 
 
+@unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+class SharedPipelineAtFork(unittest.TestCase):
+    def test_a_child_forked_while_another_thread_held_the_shared_lock_can_take_it(self):
+        # A thread in the parent holds the lock the exporters made by name
+        # share when the process forks (a pre-forking server starting its
+        # workers while the SDK sets up). The child has no such thread: the
+        # lock must not stay held there.
+        import threading
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with otel_otlpflow._Shared.lock:
+                held.set()
+                release.wait(30)
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            took = otel_otlpflow._Shared.lock.acquire(timeout=5)
+            os._exit(0 if took else 1)
+        release.set()
+        t.join(30)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, "the child could not take the lock")
+
+
 @unittest.skipUnless(RECEIVER and TLS_DIR, "needs OTLPFLOW_RECEIVER and OTLPFLOW_TLS_DIR (run through cargo test)")
 class PythonTransports(unittest.TestCase):
     def test_grpc_and_http_in_clear_and_over_tls_to_a_real_receiver(self):

@@ -1,7 +1,8 @@
 //! A span must carry a trace id and a span id (OTLP: "an ID with all
 //! zeroes ... is considered invalid", and the field is required). Receivers
-//! that check refuse the whole request for one such span, with a 400 that
-//! is not retried, so one host bug would lose every span batched with it.
+//! that check reject such spans, some (Langfuse) the whole request with a
+//! 400 that is not retried, so one host bug would lose every span batched
+//! with it.
 //! otlpflow refuses the span at ingest instead, as `Invalid`, and counts
 //! it; the spans around it are delivered. A root span (no parent) and a
 //! log record without a trace stay valid.
